@@ -1,0 +1,1 @@
+"""km/node_link"""

@@ -1,0 +1,189 @@
+"""The resolved lab plan: one topology file turned into everything a process needs to start.
+
+`lab up` writes it to `STATE_DIR/plan.json`; agents, key managers and the controller read it.
+The user-facing subset is `endpoints.json` (see `lab/endpoints.py` and docs/endpoints.md).
+Identifiers are derived from names (uuid5), so a node keeps its `qkdn_id` across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Namespace of every uuid5 the project derives from a name.
+QKDSDN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:qkdsdn")
+
+HOST = "127.0.0.1"
+
+
+def node_uuid(name: str) -> str:
+    """The `qkdn_id` of the node called `name`."""
+    return str(uuid.uuid5(QKDSDN_NAMESPACE, f"node:{name}"))
+
+
+def link_uuid(a: str, b: str) -> str:
+    """The `qkdl_id` of the physical link between nodes `a` and `b` (order does not matter)."""
+    first, second = sorted((a, b))
+    return str(uuid.uuid5(QKDSDN_NAMESPACE, f"link:{first}:{second}"))
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    qkdn_id: str
+    location: str
+    netconf_port: int
+    agent_grpc_port: int  # ETSI 004 (module side), NodeLink and AgentControl services
+    km_etsi014_port: int  # HTTPS, mutual TLS
+    km_etsi004_port: int  # gRPC, mutual TLS, for applications
+    km_relay_port: int  # gRPC, mutual TLS, KM to KM
+
+    @property
+    def netconf_address(self) -> str:
+        return f"{HOST}:{self.netconf_port}"
+
+    @property
+    def agent_grpc_address(self) -> str:
+        return f"{HOST}:{self.agent_grpc_port}"
+
+    @property
+    def km_etsi014_url(self) -> str:
+        return f"https://{HOST}:{self.km_etsi014_port}"
+
+    @property
+    def km_etsi004_address(self) -> str:
+        return f"{HOST}:{self.km_etsi004_port}"
+
+    @property
+    def km_relay_address(self) -> str:
+        return f"{HOST}:{self.km_relay_port}"
+
+
+@dataclass(frozen=True)
+class LinkPlan:
+    """A physical QKD link: a pair of modules, one at each end."""
+
+    qkdl_id: str
+    a: str  # node name
+    b: str  # node name
+    a_qkdi_id: int  # interface of the module at node a
+    b_qkdi_id: int
+    length_km: float
+    extra_loss_db: float
+    preset: str  # a key of agents.physics.PRESETS
+    skr_bps: float | None  # explicit rate: overrides the physical model
+    qber: float | None  # explicit QBER: overrides the physical model
+    seed_file: str  # 32 random bytes shared by both modules: their key stream derives from it
+
+    def other_end(self, node: str) -> str:
+        return self.b if node == self.a else self.a
+
+    def qkdi_at(self, node: str) -> int:
+        return self.a_qkdi_id if node == self.a else self.b_qkdi_id
+
+
+@dataclass(frozen=True)
+class AppPlan:
+    sae_id: str
+    node: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Credentials:
+    netconf_username: str
+    password_file: str  # NETCONF password, mode 0600
+    client_key: str  # SSH private key accepted by every agent
+    host_key: str  # SSH host key of the agents
+    ca_cert: str  # lab CA: signs every KM, SAE and controller certificate
+    ca_key: str
+
+
+@dataclass(frozen=True)
+class ControllerPlan:
+    api_port: int
+    cert: str  # client certificate of the controller (unused by NETCONF, kept for KM calls)
+    key: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.api_port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    key_size_bits: int = 256
+    relay_mode: str = "aes-gcm"  # or "otp"
+    e2e_buffer: int = 3  # end-to-end keys relayed ahead per association
+    link_pool_max_bits: int = 1_000_000
+    max_key_per_request: int = 128
+    max_key_size_bits: int = 1024
+    min_key_size_bits: int = 64
+
+
+@dataclass(frozen=True)
+class LabPlan:
+    name: str
+    state_dir: str
+    topology_file: str
+    settings: Settings
+    nodes: tuple[NodePlan, ...]
+    links: tuple[LinkPlan, ...]
+    apps: tuple[AppPlan, ...]
+    credentials: Credentials
+    controller: ControllerPlan
+    node_certs: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (cert, key)
+    forced_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "app1>app2" -> nodes
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node {name!r} in the lab plan")
+
+    def node_by_id(self, qkdn_id: str) -> NodePlan:
+        for node in self.nodes:
+            if node.qkdn_id == qkdn_id:
+                return node
+        raise KeyError(f"no node with qkdn_id {qkdn_id} in the lab plan")
+
+    def links_of(self, node: str) -> tuple[LinkPlan, ...]:
+        return tuple(link for link in self.links if node in (link.a, link.b))
+
+    def app(self, sae_id: str) -> AppPlan:
+        for app in self.apps:
+            if app.sae_id == sae_id:
+                return app
+        raise KeyError(f"no application {sae_id!r} in the lab plan")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> LabPlan:
+        return LabPlan(
+            name=data["name"],
+            state_dir=data["state_dir"],
+            topology_file=data["topology_file"],
+            settings=Settings(**data["settings"]),
+            nodes=tuple(NodePlan(**n) for n in data["nodes"]),
+            links=tuple(LinkPlan(**link) for link in data["links"]),
+            apps=tuple(AppPlan(**a) for a in data["apps"]),
+            credentials=Credentials(**data["credentials"]),
+            controller=ControllerPlan(**data["controller"]),
+            node_certs={k: (v[0], v[1]) for k, v in data.get("node_certs", {}).items()},
+            forced_paths={k: tuple(v) for k, v in data.get("forced_paths", {}).items()},
+        )
+
+    @staticmethod
+    def load(path: Path) -> LabPlan:
+        return LabPlan.from_dict(json.loads(path.read_text()))
