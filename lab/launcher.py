@@ -1,0 +1,369 @@
+"""Turns a topology into a running twin: plan, credentials, processes, readiness, shutdown.
+
+`lab up` = make_plan + start; `lab down` = stop the processes recorded in STATE_DIR/pids.json.
+Only processes this launcher started are ever signalled, by PID, after checking that the PID
+still runs our command line (a PID can be reused).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.plan import (
+    HOST,
+    AppPlan,
+    ControllerPlan,
+    Credentials,
+    LabPlan,
+    LinkPlan,
+    NodePlan,
+    Settings,
+    link_uuid,
+    node_uuid,
+)
+from lab.topology import Topology
+
+PORTS_PER_NODE = 5
+
+
+class LabError(RuntimeError):
+    """The twin could not be started or stopped; the message says which process and why."""
+
+
+@dataclass(frozen=True)
+class ManagedProcess:
+    name: str  # "agents", "km-qnode1", "controller"
+    pid: int
+    argv: tuple[str, ...]
+    log: str
+
+
+# ---------------------------------------------------------------- plan
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1 (held open together so none repeats)."""
+    with ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((HOST, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+
+
+def _ssh_credentials(state_dir: Path) -> tuple[Path, Path, Path]:
+    """Host key, client key (with .pub) and NETCONF password, generated once per state dir."""
+    import asyncssh
+
+    ssh_dir = state_dir / "ssh"
+    host_key, client_key, password = (
+        ssh_dir / "host_key",
+        ssh_dir / "client_key",
+        ssh_dir / "netconf_password",
+    )
+    for path in (host_key, client_key):
+        if not path.exists():
+            key = asyncssh.generate_private_key("ssh-ed25519")
+            _write_secret(path, key.export_private_key())
+            Path(f"{path}.pub").write_bytes(key.export_public_key())
+    if not password.exists():
+        _write_secret(password, secrets.token_urlsafe(18).encode())
+    return host_key, client_key, password
+
+
+def make_plan(
+    topology: Topology,
+    topology_file: Path,
+    state_dir: Path,
+    forced_paths: dict[str, tuple[str, ...]] | None = None,
+) -> LabPlan:
+    """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI."""
+    from lab.pki import create_lab_pki
+
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ports = iter(free_ports(PORTS_PER_NODE * len(topology.nodes) + 1))
+    nodes = tuple(
+        NodePlan(
+            name=node.name,
+            qkdn_id=node_uuid(node.name),
+            location=node.location,
+            netconf_port=next(ports),
+            agent_grpc_port=next(ports),
+            km_etsi014_port=next(ports),
+            km_etsi004_port=next(ports),
+            km_relay_port=next(ports),
+        )
+        for node in topology.nodes
+    )
+    next_qkdi: dict[str, int] = {node.name: 1 for node in topology.nodes}
+    links = []
+    for spec in topology.links:
+        qkdl_id = link_uuid(spec.a, spec.b)
+        seed = state_dir / "secrets" / f"link-{qkdl_id}.seed"
+        if not seed.exists():
+            _write_secret(seed, secrets.token_bytes(32))
+        links.append(
+            LinkPlan(
+                qkdl_id=qkdl_id,
+                a=spec.a,
+                b=spec.b,
+                a_qkdi_id=next_qkdi[spec.a],
+                b_qkdi_id=next_qkdi[spec.b],
+                length_km=spec.length_km,
+                extra_loss_db=spec.extra_loss_db,
+                preset=spec.preset,
+                skr_bps=spec.skr_bps,
+                qber=spec.qber,
+                seed_file=str(seed),
+            )
+        )
+        next_qkdi[spec.a] += 1
+        next_qkdi[spec.b] += 1
+    host_key, client_key, password = _ssh_credentials(state_dir)
+    pki_dir = state_dir / "pki"
+    sae_ids = [app.sae_id for app in topology.apps]
+    create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids)
+    settings = topology.settings
+    return LabPlan(
+        name=topology.name,
+        state_dir=str(state_dir),
+        topology_file=str(topology_file),
+        settings=Settings(
+            key_size_bits=settings.key_size_bits,
+            relay_mode=settings.relay_mode,
+            e2e_buffer=settings.e2e_buffer,
+            link_pool_max_bits=settings.link_pool_bits,
+            max_key_per_request=settings.max_key_per_request,
+            max_key_size_bits=settings.max_key_size_bits,
+            min_key_size_bits=settings.min_key_size_bits,
+        ),
+        nodes=nodes,
+        links=tuple(links),
+        apps=tuple(
+            AppPlan(
+                sae_id=app.sae_id,
+                node=app.node,
+                cert=str(pki_dir / f"sae-{app.sae_id}.pem"),
+                key=str(pki_dir / f"sae-{app.sae_id}.key"),
+            )
+            for app in topology.apps
+        ),
+        credentials=Credentials(
+            netconf_username="qkdsdn",
+            password_file=str(password),
+            client_key=str(client_key),
+            host_key=str(host_key),
+            ca_cert=str(pki_dir / "ca.pem"),
+            ca_key=str(pki_dir / "ca.key"),
+        ),
+        controller=ControllerPlan(
+            api_port=next(ports),
+            cert=str(pki_dir / "controller.pem"),
+            key=str(pki_dir / "controller.key"),
+        ),
+        node_certs={
+            n.name: (str(pki_dir / f"km-{n.name}.pem"), str(pki_dir / f"km-{n.name}.key"))
+            for n in topology.nodes
+        },
+        forced_paths=dict(forced_paths or {}),
+    )
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _cli(*args: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "lab.cli", *args)
+
+
+def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
+    """What `lab up` starts, in start order: agents first, then key managers, then controller."""
+    plan_file = str(Path(plan.state_dir) / "plan.json")
+    commands: list[tuple[str, tuple[str, ...]]] = [("agents", _cli("agent", "run", "--plan", plan_file))]
+    for node in plan.nodes:
+        commands.append(
+            (f"km-{node.name}", _cli("km", "run", "--plan", plan_file, "--node", node.name))
+        )
+    commands.append(("controller", _cli("controller", "run", "--plan", plan_file)))
+    return commands
+
+
+def _pid_file(state_dir: Path) -> Path:
+    return state_dir / "pids.json"
+
+
+def _record(state_dir: Path, processes: Sequence[ManagedProcess]) -> None:
+    data = [p.__dict__ for p in processes]
+    tmp = _pid_file(state_dir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(_pid_file(state_dir))
+
+
+def recorded_processes(state_dir: Path) -> list[ManagedProcess]:
+    path = _pid_file(state_dir)
+    if not path.exists():
+        return []
+    return [
+        ManagedProcess(p["name"], int(p["pid"]), tuple(p["argv"]), p["log"])
+        for p in json.loads(path.read_text())
+    ]
+
+
+def is_ours(process: ManagedProcess) -> bool:
+    """True while the PID still runs the command line we started (PIDs get reused)."""
+    try:
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return [c.decode(errors="replace") for c in cmdline if c] == list(process.argv)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((HOST, port)) == 0
+
+
+def _log_tail(path: str, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def readiness_ports(plan: LabPlan, name: str) -> list[int]:
+    if name == "agents":
+        return [p for n in plan.nodes for p in (n.netconf_port, n.agent_grpc_port)]
+    if name == "controller":
+        return [plan.controller.api_port]
+    node = plan.node(name.removeprefix("km-"))
+    return [node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port]
+
+
+def wait_ready(
+    plan: LabPlan, started: Sequence[tuple[ManagedProcess, subprocess.Popen[bytes]]], timeout: float
+) -> None:
+    """Waits until every process listens on all its ports; fails fast if one exits."""
+    deadline = time.monotonic() + timeout
+    pending = {proc.name: readiness_ports(plan, proc.name) for proc, _ in started}
+    while pending:
+        for proc, popen in started:
+            if popen.poll() is not None:
+                raise LabError(
+                    f"{proc.name} exited with code {popen.returncode}; log {proc.log}:\n"
+                    + _log_tail(proc.log)
+                )
+        for name in list(pending):
+            pending[name] = [p for p in pending[name] if not _port_open(p)]
+            if not pending[name]:
+                del pending[name]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"not ready after {timeout:.0f} s: {', '.join(sorted(pending))}")
+        time.sleep(0.05)
+
+
+def start(
+    plan: LabPlan,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+    names: Sequence[str] | None = None,
+) -> list[ManagedProcess]:
+    """Starts the processes of the plan and waits until all listen. On failure stops them all."""
+    state_dir = Path(plan.state_dir)
+    for folder in ("logs", "trace"):
+        (state_dir / folder).mkdir(parents=True, exist_ok=True)
+    plan.save(state_dir / "plan.json")
+    started: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
+    try:
+        for name, argv in process_commands(plan):
+            if names is not None and name not in names:
+                continue
+            log = state_dir / "logs" / f"{name}.log"
+            env = dict(os.environ, QKDSDN_TRACE_FILE=str(state_dir / "trace" / f"{name}.jsonl"))
+            with open(log, "ab") as log_handle:
+                popen = subprocess.Popen(
+                    argv,
+                    stdout=log_handle,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    start_new_session=True,  # Ctrl-C of the user reaches us, not the twin
+                )
+            proc = ManagedProcess(name, popen.pid, argv, str(log))
+            started.append((proc, popen))
+            _record(state_dir, [p for p, _ in started])
+            # Agents first: key managers and the controller connect to them at start.
+            if name == "agents" or name == "controller":
+                wait_ready(plan, [(proc, popen)], timeout)
+            if progress:
+                progress(name)
+        wait_ready(plan, started, timeout)
+    except BaseException:
+        stop(state_dir)
+        raise
+    return [p for p, _ in started]
+
+
+def stop(state_dir: Path, timeout: float = 10.0) -> list[str]:
+    """Stops the recorded processes (controller first), SIGTERM then SIGKILL; returns their names."""
+    processes = [p for p in reversed(recorded_processes(state_dir)) if is_ours(p)]
+    for proc in processes:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for proc in processes:
+        while is_ours(proc) and time.monotonic() < deadline:
+            _reap(proc.pid)
+            time.sleep(0.02)
+        if is_ours(proc):
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _reap(proc.pid)
+    _pid_file(state_dir).unlink(missing_ok=True)
+    return [p.name for p in processes]
+
+
+def _reap(pid: int) -> None:
+    """Collects a child of ours that has exited, so it does not linger as a zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+@contextmanager
+def running_lab(
+    plan: LabPlan, timeout: float = 60.0, progress: Callable[[str], None] | None = None
+) -> Iterator[list[ManagedProcess]]:
+    """The twin for the duration of a `with` block; stopped on exit, error or Ctrl-C."""
+    processes = start(plan, timeout=timeout, progress=progress)
+    try:
+        yield processes
+    finally:
+        stop(Path(plan.state_dir))

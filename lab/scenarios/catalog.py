@@ -1,0 +1,52 @@
+"""The scenarios `qkdsdn lab run --scenario NAME` knows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    topology: str  # a packaged topology name or a path
+    description: str
+    pairs: tuple[tuple[str, str], ...]  # (master SAE, slave SAE)
+    requests: int = 6  # enc_keys/dec_keys rounds per pair
+    forced_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            name="paper",
+            topology="triangle",
+            description=(
+                "The reference experiment: app1 at qnode1 gets keys for app2 at qnode3 over the "
+                "indirect path qnode1 → qnode2 → qnode3 (qnode2 is the trusted node)."
+            ),
+            pairs=(("app1", "app2"),),
+            forced_paths={"app1>app2": ("qnode1", "qnode2", "qnode3")},
+        ),
+        Scenario(
+            name="direct",
+            topology="triangle",
+            description="The triangle with the controller's own choice: the direct link.",
+            pairs=(("app1", "app2"),),
+        ),
+        Scenario(
+            name="chain",
+            topology="chain10",
+            description="Ten hops: nine trusted nodes relay every key.",
+            pairs=(("app-west", "app-east"),),
+            requests=4,
+        ),
+        Scenario(
+            name="metro",
+            topology="metro-madrid",
+            description="The 9-node metro network with several application pairs at once.",
+            pairs=(),  # filled from the topology: consecutive apps pair up
+            requests=3,
+        ),
+    )
+}
