@@ -1,0 +1,269 @@
+"""Exactly-once store of end-to-end keys, one SQLite file (WAL) per key manager.
+
+A key enters the store in one of two states:
+- *ready for the master*: relayed ahead at the source KM, waiting for the master's `enc_keys`
+  (`take_ready` hands it out once and removes it; the slaves claim their copy at their own KM);
+- *waiting for the slaves*: each listed slave may `claim` it exactly once (`dec_keys`); the row
+  is deleted after the last slave took it.
+
+Every method is one SQLite transaction, so a crash (even `kill -9`) between two calls loses
+no key and hands out none twice. WAL with `synchronous=NORMAL` is durable against a process
+crash (only an OS crash may lose the last transactions).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_id TEXT NOT NULL UNIQUE,
+    material BLOB NOT NULL,
+    size_bits INTEGER NOT NULL,
+    master TEXT NOT NULL,
+    slaves TEXT NOT NULL,            -- JSON array, in request order
+    expires_at REAL,
+    ready_for_master INTEGER NOT NULL,
+    ready_slave TEXT                 -- the single slave of a key relayed ahead, else NULL
+);
+CREATE INDEX IF NOT EXISTS keys_ready ON keys (master, ready_slave, size_bits)
+    WHERE ready_for_master = 1;
+CREATE TABLE IF NOT EXISTS pending_claims (
+    key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
+    slave TEXT NOT NULL,
+    PRIMARY KEY (key_id, slave)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, repr=False)
+class StoredKey:
+    """One end-to-end key. `repr`/`str` never show the material."""
+
+    key_id: str
+    material: bytes
+    size_bits: int
+    master: str
+    slaves: tuple[str, ...]
+    expires_at: float | None
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredKey(key_id={self.key_id!r}, size_bits={self.size_bits}, "
+            f"master={self.master!r}, slaves={self.slaves!r}, expires_at={self.expires_at!r}, "
+            "material=<hidden>)"
+        )
+
+    __str__ = __repr__
+
+
+class ClaimFailure(enum.Enum):
+    UNKNOWN_KEY = "unknown key_ID"
+    WRONG_MASTER = "key_ID was issued to another master SAE"
+    NOT_A_SLAVE = "key_ID was not issued for this SAE"
+    ALREADY_CLAIMED = "key_ID already delivered to this SAE"
+    NOT_DELIVERED = "key_ID not yet delivered to its master SAE"
+    EXPIRED = "key_ID expired"
+    DUPLICATE_REQUEST = "key_ID listed twice in one request"
+
+
+class KeyClaimError(Exception):
+    """A `claim` was refused; nothing changed. The message names the key_ID, never material."""
+
+    def __init__(self, reason: ClaimFailure, key_id: str) -> None:
+        super().__init__(f"{reason.value}: {key_id}")
+        self.reason = reason
+        self.key_id = key_id
+
+
+class KeyStore:
+    """Thread-safe; every public method is atomic (one transaction under one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def add(self, keys: Sequence[StoredKey], *, ready_for_master: bool) -> None:
+        """Stores `keys`; all or none (a duplicate key_ID raises ValueError, nothing stored).
+
+        ready_for_master=True: relayed ahead at the source KM, each for exactly one slave,
+        waiting for the master's enc_keys. False: waiting for each slave's dec_keys.
+        """
+        for key in keys:
+            _check_key(key, ready_for_master)
+        try:
+            with self._transaction() as db:
+                db.executemany(
+                    "INSERT INTO keys (key_id, material, size_bits, master, slaves, expires_at,"
+                    " ready_for_master, ready_slave) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            k.key_id,
+                            k.material,
+                            k.size_bits,
+                            k.master,
+                            json.dumps(list(k.slaves)),
+                            k.expires_at,
+                            int(ready_for_master),
+                            k.slaves[0] if ready_for_master else None,
+                        )
+                        for k in keys
+                    ],
+                )
+                if not ready_for_master:
+                    db.executemany(
+                        "INSERT INTO pending_claims (key_id, slave) VALUES (?, ?)",
+                        [(k.key_id, s) for k in keys for s in dict.fromkeys(k.slaves)],
+                    )
+        except sqlite3.IntegrityError as exc:
+            raise ValueError("a key_ID is already in the store") from exc
+
+    def take_ready(self, master: str, slave: str, number: int, size_bits: int) -> list[StoredKey]:
+        """Hands out (oldest first) and removes up to `number` keys relayed ahead for the pair."""
+        if number <= 0:
+            return []
+        with self._transaction() as db:
+            rows = db.execute(
+                "SELECT key_id, material, size_bits, master, slaves, expires_at FROM keys"
+                " WHERE ready_for_master = 1 AND master = ? AND ready_slave = ? AND size_bits = ?"
+                " ORDER BY seq LIMIT ?",
+                (master, slave, size_bits, number),
+            ).fetchall()
+            db.executemany("DELETE FROM keys WHERE key_id = ?", [(r[0],) for r in rows])
+        return [_row_to_key(r) for r in rows]
+
+    def count_ready(self, master: str, slave: str) -> int:
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM keys WHERE ready_for_master = 1 AND master = ?"
+                " AND ready_slave = ?",
+                (master, slave),
+            ).fetchone()
+        return int(count)
+
+    def count_waiting(self, master: str, slave: str) -> int:
+        """Keys that `slave` may still claim from `master` (for ETSI 014 status)."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM pending_claims p JOIN keys k ON k.key_id = p.key_id"
+                " WHERE p.slave = ? AND k.master = ?",
+                (slave, master),
+            ).fetchone()
+        return int(count)
+
+    def claim(
+        self, slave: str, master: str, key_ids: Sequence[str], *, now: float | None = None
+    ) -> list[StoredKey]:
+        """dec_keys: all or nothing, in the order asked; each slave gets each key exactly once.
+
+        Raises KeyClaimError (nothing changed) on the first key_ID that cannot be claimed.
+        `now` (seconds since the epoch) refuses expired keys; None skips the check.
+        """
+        if len(set(key_ids)) != len(key_ids):
+            seen: set[str] = set()
+            for key_id in key_ids:
+                if key_id in seen:
+                    raise KeyClaimError(ClaimFailure.DUPLICATE_REQUEST, key_id)
+                seen.add(key_id)
+        with self._transaction() as db:
+            claimed: list[StoredKey] = []
+            for key_id in key_ids:
+                row = db.execute(
+                    "SELECT key_id, material, size_bits, master, slaves, expires_at,"
+                    " ready_for_master FROM keys WHERE key_id = ?",
+                    (key_id,),
+                ).fetchone()
+                key = _check_claim(row, slave, master, key_id, now)
+                deleted = db.execute(
+                    "DELETE FROM pending_claims WHERE key_id = ? AND slave = ?", (key_id, slave)
+                ).rowcount
+                if deleted != 1:
+                    raise KeyClaimError(ClaimFailure.ALREADY_CLAIMED, key_id)
+                claimed.append(key)
+            db.executemany(
+                "DELETE FROM keys WHERE key_id = ? AND ready_for_master = 0 AND NOT EXISTS"
+                " (SELECT 1 FROM pending_claims p WHERE p.key_id = keys.key_id)",
+                [(k.key_id,) for k in claimed],
+            )
+        return claimed
+
+    def purge_expired(self, now: float) -> int:
+        """Deletes every key whose `expires_at` is at or before `now`; returns how many."""
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM keys WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,)
+            ).rowcount
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM keys").fetchone()
+        return int(count)
+
+
+def _check_key(key: StoredKey, ready_for_master: bool) -> None:
+    if key.size_bits <= 0 or key.size_bits % 8 or len(key.material) * 8 != key.size_bits:
+        raise ValueError(f"key {key.key_id}: material length does not match size_bits")
+    if not key.slaves:
+        raise ValueError(f"key {key.key_id}: no slave SAE")
+    if ready_for_master and len(key.slaves) != 1:
+        raise ValueError(f"key {key.key_id}: a key relayed ahead serves exactly one slave SAE")
+
+
+def _row_to_key(row: tuple[object, ...]) -> StoredKey:
+    key_id, material, size_bits, master, slaves, expires_at = row[:6]
+    assert isinstance(material, bytes) and isinstance(slaves, str)
+    return StoredKey(
+        key_id=str(key_id),
+        material=material,
+        size_bits=int(str(size_bits)),
+        master=str(master),
+        slaves=tuple(json.loads(slaves)),
+        expires_at=None if expires_at is None else float(str(expires_at)),
+    )
+
+
+def _check_claim(
+    row: tuple[object, ...] | None, slave: str, master: str, key_id: str, now: float | None
+) -> StoredKey:
+    if row is None:
+        raise KeyClaimError(ClaimFailure.UNKNOWN_KEY, key_id)
+    key = _row_to_key(row)
+    if key.master != master:
+        raise KeyClaimError(ClaimFailure.WRONG_MASTER, key_id)
+    if slave not in key.slaves:
+        raise KeyClaimError(ClaimFailure.NOT_A_SLAVE, key_id)
+    if row[6]:
+        raise KeyClaimError(ClaimFailure.NOT_DELIVERED, key_id)
+    if now is not None and key.expires_at is not None and key.expires_at <= now:
+        raise KeyClaimError(ClaimFailure.EXPIRED, key_id)
+    return key

@@ -1,0 +1,175 @@
+"""Where the keys of an `enc_keys` come from, and how `dec_keys` finds them.
+
+- every slave SAE at this node: fresh keys from the OS CSPRNG, stored for the slaves here;
+- every slave at one other node: the remote supplier (the KM-to-KM relay, `km/relay/`),
+  which draws keys relayed ahead or relays new ones, and stores them at the slaves' KM;
+- multicast over several nodes: this KM draws the keys once and hands the *same* keys
+  (key_ID and material) to the remote supplier for each other node, so every slave, wherever
+  it is, gets the same key under the same key_ID.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from km.key_store import ClaimFailure, KeyClaimError, KeyStore, StoredKey
+
+DEFAULT_KEY_TTL_S = 3600.0
+
+
+class SupplyError(Exception):
+    """A key request that cannot be served. `message` never contains key material.
+
+    status_code is the ETSI 014 HTTP status to answer: 400 bad request, 401 unauthorized,
+    503 no key available (or a server-side failure).
+    """
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+
+
+class RemoteSupplier(Protocol):
+    """Keys toward SAEs at another node; implemented by the relay (`km/relay/component.py`)."""
+
+    async def enc_keys(
+        self,
+        master: str,
+        slaves: Sequence[str],
+        slave_node: str,
+        number: int,
+        size_bits: int,
+        *,
+        keys: Sequence[StoredKey] | None = None,
+    ) -> list[StoredKey]:
+        """Returns `number` keys the master may have, already stored at `slave_node`'s KM for
+        `slaves` (all at `slave_node`) to claim with dec_keys. Raises SupplyError.
+
+        keys=None: the supplier chooses the keys (relayed ahead, or relayed now).
+        keys given (multicast across nodes): relay exactly these keys — same key_ID, material,
+        size and expiry — to `slave_node`'s KM, stored there for `slaves`; return them. The
+        supplier must not store them at this KM (the caller does that for local slaves).
+        """
+        ...
+
+    def ready_count(self, master: str, slave: str) -> int:
+        """Keys relayed ahead for (master, slave) and not yet handed out."""
+        ...
+
+
+class KeySupply:
+    """Composition of the key sources of one KM; the ETSI 014 and 004 front ends call it."""
+
+    def __init__(
+        self,
+        node: str,
+        sae_nodes: Mapping[str, str],
+        store: KeyStore,
+        remote: RemoteSupplier | None,
+        *,
+        key_ttl_s: float | None = DEFAULT_KEY_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self.sae_nodes = dict(sae_nodes)
+        self.store = store
+        self.remote = remote
+        self.key_ttl_s = key_ttl_s
+        self.clock = clock
+
+    def node_of(self, sae_id: str) -> str:
+        try:
+            return self.sae_nodes[sae_id]
+        except KeyError:
+            raise SupplyError(400, f"unknown SAE_ID {sae_id!r}") from None
+
+    def local_saes(self) -> tuple[str, ...]:
+        return tuple(sae for sae, node in self.sae_nodes.items() if node == self.node)
+
+    def new_keys(
+        self, master: str, slaves: Sequence[str], number: int, size_bits: int
+    ) -> list[StoredKey]:
+        """Fresh keys from the OS CSPRNG (not stored)."""
+        expires = None if self.key_ttl_s is None else self.clock() + self.key_ttl_s
+        return [
+            StoredKey(
+                key_id=str(uuid.uuid4()),
+                material=secrets.token_bytes(size_bits // 8),
+                size_bits=size_bits,
+                master=master,
+                slaves=tuple(slaves),
+                expires_at=expires,
+            )
+            for _ in range(number)
+        ]
+
+    async def enc_keys(
+        self, master: str, slaves: Sequence[str], number: int, size_bits: int
+    ) -> list[StoredKey]:
+        if self.node_of(master) != self.node:
+            raise SupplyError(401, f"SAE {master!r} is not served by key manager {self.node!r}")
+        if not slaves:
+            raise SupplyError(400, "no slave SAE_ID")
+        if number <= 0 or size_bits <= 0 or size_bits % 8:
+            raise SupplyError(400, "number must be positive and size a positive multiple of 8")
+        by_node: dict[str, list[str]] = {}
+        for slave in dict.fromkeys(slaves):
+            by_node.setdefault(self.node_of(slave), []).append(slave)
+        remote_nodes = [n for n in by_node if n != self.node]
+        if remote_nodes and self.remote is None:
+            raise SupplyError(503, f"no key relay toward node(s) {', '.join(remote_nodes)}")
+        if not remote_nodes:
+            keys = self.new_keys(master, list(by_node[self.node]), number, size_bits)
+            self.store.add(keys, ready_for_master=False)
+            return keys
+        assert self.remote is not None
+        if len(by_node) == 1:
+            (node,) = remote_nodes
+            return await self.remote.enc_keys(master, by_node[node], node, number, size_bits)
+        return await self._multicast(master, list(slaves), by_node, number, size_bits)
+
+    async def _multicast(
+        self,
+        master: str,
+        slaves: list[str],
+        by_node: dict[str, list[str]],
+        number: int,
+        size_bits: int,
+    ) -> list[StoredKey]:
+        assert self.remote is not None
+        keys = self.new_keys(master, slaves, number, size_bits)
+        for node, node_slaves in by_node.items():
+            if node == self.node:
+                continue
+            copies = [replace(k, slaves=tuple(node_slaves)) for k in keys]
+            await self.remote.enc_keys(master, node_slaves, node, number, size_bits, keys=copies)
+        if self.node in by_node:
+            local = [replace(k, slaves=tuple(by_node[self.node])) for k in keys]
+            self.store.add(local, ready_for_master=False)
+        return keys
+
+    def dec_keys(self, slave: str, master: str, key_ids: Sequence[str]) -> list[StoredKey]:
+        if self.node_of(slave) != self.node:
+            raise SupplyError(401, f"SAE {slave!r} is not served by key manager {self.node!r}")
+        self.node_of(master)
+        try:
+            return self.store.claim(slave, master, key_ids, now=self.clock())
+        except KeyClaimError as exc:
+            status = 401 if exc.reason in _UNAUTHORIZED else 400
+            raise SupplyError(status, str(exc)) from None
+
+    def ready_count(self, master: str, slave: str) -> int | None:
+        """Keys ready at once for enc_keys(master → slave); None: unlimited (local CSPRNG)."""
+        if self.node_of(slave) == self.node:
+            return None
+        return 0 if self.remote is None else self.remote.ready_count(master, slave)
+
+
+# A key that exists but is someone else's: the caller is not allowed to have it.
+_UNAUTHORIZED = frozenset({ClaimFailure.WRONG_MASTER, ClaimFailure.NOT_A_SLAVE})
