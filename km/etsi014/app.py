@@ -1,0 +1,192 @@
+"""The ETSI GS QKD 014 HTTP front end (FastAPI): maps requests to `Etsi014Service` calls.
+
+The caller's SAE_ID is the CN of its TLS client certificate. uvicorn does not put the
+certificate into the ASGI scope, so `km/etsi014/server.py` does: it adds the ASGI TLS
+extension (`scope["extensions"]["tls"]["client_cert_name"]`, RFC 4514), read here.
+Every error is an ETSI `Error` body with 400, 401 or 503 (FastAPI's 422 is replaced by 400).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+from uuid import UUID
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from km.etsi014.schemas import Error, KeyContainer, KeyIds, KeyRequest, Status
+from km.etsi014.service import Etsi014Error, Etsi014Service
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1/keys"
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Error, "description": "Bad request format"},
+    401: {"model": Error, "description": "Unauthorized"},
+    503: {"model": Error, "description": "Error on the server side (e.g. no key available)"},
+}
+
+
+def sae_id_from_scope(scope: Any) -> str | None:
+    """The CN of the client certificate, from the ASGI TLS extension; None without one."""
+    tls = scope.get("extensions", {}).get("tls") or {}
+    name = tls.get("client_cert_name")
+    if not name:
+        return None
+    try:
+        attrs = x509.Name.from_rfc4514_string(name).get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    return str(attrs[0].value) if attrs else None
+
+
+def caller_sae(request: Request) -> str:
+    sae = sae_id_from_scope(request.scope)
+    if sae is None:
+        raise Etsi014Error(401, "no client certificate with a CN: the SAE is not identified")
+    return sae
+
+
+Caller = Annotated[str, Depends(caller_sae)]
+
+
+def create_app(service: Etsi014Service) -> FastAPI:
+    app = FastAPI(
+        title="qkd-sdn key manager — ETSI GS QKD 014",
+        version="1.1.1",
+        description="Key delivery to SAEs over HTTPS with mutual TLS; the caller's SAE_ID "
+        "is the CN of its client certificate.",
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.get(
+        API_PREFIX + "/{slave_SAE_ID}/status",
+        response_model=Status,
+        responses=_ERRORS,
+        response_model_exclude_none=True,
+        summary="Get status",
+    )
+    async def get_status(slave_SAE_ID: str, caller: Caller) -> Status:
+        return service.status(caller, slave_SAE_ID)
+
+    @app.post(
+        API_PREFIX + "/{slave_SAE_ID}/enc_keys",
+        response_model=KeyContainer,
+        responses=_ERRORS,
+        response_model_exclude_none=True,
+        summary="Get key (Key request in the body)",
+    )
+    async def post_enc_keys(
+        slave_SAE_ID: str, caller: Caller, request: Annotated[KeyRequest | None, Body()] = None
+    ) -> KeyContainer:
+        return await service.enc_keys(caller, slave_SAE_ID, request or KeyRequest())
+
+    @app.get(
+        API_PREFIX + "/{slave_SAE_ID}/enc_keys",
+        response_model=KeyContainer,
+        responses=_ERRORS,
+        response_model_exclude_none=True,
+        summary="Get key (simple form)",
+    )
+    async def get_enc_keys(
+        slave_SAE_ID: str,
+        caller: Caller,
+        number: Annotated[int, Query()] = 1,
+        size: Annotated[int | None, Query()] = None,
+    ) -> KeyContainer:
+        return await service.enc_keys(caller, slave_SAE_ID, KeyRequest(number=number, size=size))
+
+    @app.post(
+        API_PREFIX + "/{master_SAE_ID}/dec_keys",
+        response_model=KeyContainer,
+        responses=_ERRORS,
+        response_model_exclude_none=True,
+        summary="Get key with key IDs (Key IDs in the body)",
+    )
+    async def post_dec_keys(
+        master_SAE_ID: str, caller: Caller, key_ids: Annotated[KeyIds, Body()]
+    ) -> KeyContainer:
+        return service.dec_keys(caller, master_SAE_ID, [entry.key_ID for entry in key_ids.key_IDs])
+
+    @app.get(
+        API_PREFIX + "/{master_SAE_ID}/dec_keys",
+        response_model=KeyContainer,
+        responses=_ERRORS,
+        response_model_exclude_none=True,
+        summary="Get key with key IDs (simple form)",
+    )
+    async def get_dec_keys(
+        master_SAE_ID: str, caller: Caller, key_ID: Annotated[UUID, Query()]
+    ) -> KeyContainer:
+        return service.dec_keys(caller, master_SAE_ID, [key_ID])
+
+    _install_error_handlers(app)
+    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
+    return app
+
+
+def _error(
+    status_code: int,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"message": message}
+    if details:
+        body["details"] = details
+    return JSONResponse(status_code=status_code, content=body, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_etsi_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Etsi014Error)
+        headers = None
+        if exc.retry_after_s is not None and exc.retry_after_s != float("inf"):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
+        return _error(exc.status_code, exc.message, exc.details, headers)
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        # Only where and why: never echo the input back.
+        details = [
+            {"loc": ".".join(str(part) for part in err.get("loc", ())), "msg": err.get("msg", "")}
+            for err in exc.errors()
+        ]
+        return _error(400, "malformed request", details)
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+
+    async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("internal error in an ETSI 014 request: %s", type(exc).__name__)
+        return _error(503, "internal error of the key manager")
+
+    app.add_exception_handler(Etsi014Error, on_etsi_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document with the 400 we answer instead of FastAPI's 422."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        components = schema.get("components", {}).get("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -1,0 +1,159 @@
+"""HTTPS server for ETSI 014 with mutual TLS (uvicorn), handing the client certificate to the app.
+
+uvicorn does not pass the TLS client certificate to the ASGI app. `PeerCertH11Protocol`
+reads it once per connection, after the handshake, from
+`transport.get_extra_info("ssl_object").getpeercert(binary_form=True)`, and wraps the app of
+that connection so each request's scope carries the ASGI TLS extension
+(`scope["extensions"]["tls"]`: `client_cert_name` RFC 4514, `client_cert_chain` [PEM]).
+The TLS context requires a client certificate signed by the configured CA (CERT_REQUIRED),
+so a connection without one, or with one from another CA, fails in the handshake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from lab.plan import HOST
+
+ASGIApp = Any  # an ASGI 3 application: (scope, receive, send) -> awaitable
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path  # server certificate (also usable as client cert: KM certs have both usages)
+    key: Path
+    ca: Path  # CA whose signature client certificates must carry
+
+
+class _WithPeerCert:
+    """ASGI wrapper adding the connection's TLS client certificate to every scope."""
+
+    def __init__(self, app: ASGIApp, tls: dict[str, Any]) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "extensions": {**scope.get("extensions", {}), "tls": self.tls}}
+        await self.app(scope, receive, send)
+
+
+def tls_extension(ssl_object: ssl.SSLObject | None) -> dict[str, Any]:
+    """The ASGI TLS extension dict for one connection (empty names when there is no cert)."""
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    if not der:
+        return {"client_cert_chain": [], "client_cert_name": None, "client_cert_error": None}
+    cert = x509.load_der_x509_certificate(der)
+    return {
+        "client_cert_chain": [cert.public_bytes(serialization.Encoding.PEM).decode("ascii")],
+        "client_cert_name": cert.subject.rfc4514_string(),
+        "client_cert_error": None,
+        "tls_version": None,
+        "cipher_suite": None,
+    }
+
+
+class PeerCertH11Protocol(H11Protocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.app = _WithPeerCert(self.app, tls_extension(transport.get_extra_info("ssl_object")))
+
+
+def server_tls_context(files: TlsFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(str(files.cert), str(files.key))
+    context.load_verify_locations(cafile=str(files.ca))
+    return context
+
+
+def client_tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """Client side of mutual TLS (an SAE or a KM calling another KM).
+
+    Pass it as httpx's `verify=`: httpx 0.28 ignores `cert=` when `verify` is a path.
+    """
+    context = ssl.create_default_context(cafile=str(files.ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(files.cert), str(files.key))
+    return context
+
+
+def bind_socket(port: int) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 (port 0: any free port)."""
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (with
+    # proto 0, every response waits ~40 ms for a delayed ACK).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((HOST, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the process (km/main.py) owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class MutualTlsServer:
+    """uvicorn serving `app` on 127.0.0.1 with mutual TLS; `await start()`, `await stop()`."""
+
+    def __init__(self, app: ASGIApp, files: TlsFiles, port: int = 0) -> None:
+        self._sock = bind_socket(port)
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            host=HOST,
+            port=self.port,
+            http=PeerCertH11Protocol,
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            ssl_certfile=str(files.cert),
+            ssl_context_factory=lambda _config, _default: server_tls_context(files),
+            timeout_keep_alive=30,
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://{HOST}:{self.port}"
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the ETSI 014 server stopped while starting")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the ETSI 014 server did not start in time")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            self._sock.close()
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        self._sock.close()

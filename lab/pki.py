@@ -1,0 +1,288 @@
+"""The lab PKI: one CA signs every key manager, application (SAE) and controller certificate.
+
+Layout (docs/architecture.md, State directory):
+    STATE_DIR/pki/ca.pem, ca.key               lab CA (ECDSA P-256)
+    STATE_DIR/pki/km-<node>.pem/.key           CN=<node>, server + client auth, SAN 127.0.0.1, localhost
+    STATE_DIR/pki/sae-<sae_id>.pem/.key        CN=<sae_id>, client auth
+    STATE_DIR/pki/controller.pem/.key          CN=controller, client auth
+Private keys are written with mode 0600. `create_lab_pki` is idempotent: a certificate that
+exists, is signed by the CA, names the right CN and is valid for another day is kept.
+
+An operator who has a CA of their own passes it: `create_lab_pki(..., ca=load_ca(cert, key))`;
+then `ca.pem` is a copy of that CA certificate and no CA key is written to the state directory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+CA_VALID_DAYS = 3650
+LEAF_VALID_DAYS = 825
+RENEW_BEFORE = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class CertPaths:
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True, repr=False)
+class CertificateAuthority:
+    """A CA certificate and its private key (kept out of repr)."""
+
+    cert: x509.Certificate
+    key: CertificateIssuerPrivateKeyTypes
+
+    def __repr__(self) -> str:
+        return f"CertificateAuthority(subject={self.cert.subject.rfc4514_string()!r})"
+
+
+@dataclass(frozen=True)
+class LabPki:
+    ca: CertPaths  # ca.key is absent when an operator's CA was used
+    kms: Mapping[str, CertPaths]
+    saes: Mapping[str, CertPaths]
+    controller: CertPaths
+
+
+def create_lab_pki(
+    state_dir: Path,
+    nodes: Iterable[str],
+    saes: Iterable[str],
+    *,
+    ca: CertificateAuthority | None = None,
+) -> LabPki:
+    """Creates (or completes) the PKI under `state_dir/pki`; returns every path."""
+    pki_dir = state_dir / "pki"
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca_paths = CertPaths(pki_dir / "ca.pem", pki_dir / "ca.key")
+    if ca is None:
+        ca = _load_or_create_lab_ca(ca_paths)
+    else:
+        _write_atomic(ca_paths.cert, ca.cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    kms = {
+        node: issue_certificate(
+            ca, node, _pair(pki_dir, f"km-{node}"), server=True, client=True, reuse=True
+        )
+        for node in nodes
+    }
+    sae_paths = {
+        sae: issue_certificate(ca, sae, _pair(pki_dir, f"sae-{sae}"), client=True, reuse=True)
+        for sae in saes
+    }
+    controller = issue_certificate(
+        ca, "controller", _pair(pki_dir, "controller"), client=True, reuse=True
+    )
+    return LabPki(ca=ca_paths, kms=kms, saes=sae_paths, controller=controller)
+
+
+def create_ca(paths: CertPaths, common_name: str = "qkd-sdn lab CA") -> CertificateAuthority:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=CA_VALID_DAYS))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_key(paths.key, key)
+    _write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return CertificateAuthority(cert, key)
+
+
+def load_ca(cert_path: Path, key_path: Path, password: bytes | None = None) -> CertificateAuthority:
+    """Loads an existing CA (e.g. an operator's own) from PEM files."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), password)
+    if not isinstance(
+        key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+    ):
+        raise ValueError(f"{key_path}: unsupported CA key type {type(key).__name__}")
+    if key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ):
+        raise ValueError(f"{key_path} is not the private key of {cert_path}")
+    return CertificateAuthority(cert, key)
+
+
+def issue_certificate(
+    ca: CertificateAuthority,
+    common_name: str,
+    paths: CertPaths,
+    *,
+    server: bool = False,
+    client: bool = True,
+    reuse: bool = False,
+) -> CertPaths:
+    """Writes an ECDSA P-256 key and a certificate for `common_name` signed by `ca`.
+
+    server=True adds serverAuth and SAN IP:127.0.0.1, DNS:localhost. reuse=True keeps an
+    existing certificate that is still valid, signed by `ca`, for the same CN and usages.
+    """
+    if not common_name:
+        raise ValueError("a certificate needs a non-empty common name")
+    if reuse and _still_good(ca, common_name, paths, server=server, client=client):
+        return paths
+    key = ec.generate_private_key(ec.SECP256R1())
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
+        [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
+    )
+    if not usages:
+        raise ValueError("a certificate needs server or client usage")
+    now = _now()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(min(now + dt.timedelta(days=LEAF_VALID_DAYS), ca.cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+    algorithm = None if isinstance(ca.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    cert = builder.sign(ca.key, algorithm)
+    _write_key(paths.key, key)
+    _write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    return paths
+
+
+def common_name_of(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
+    if paths.cert.exists() and paths.key.exists():
+        ca = load_ca(paths.cert, paths.key)
+        if ca.cert.not_valid_after_utc - _now() > RENEW_BEFORE:
+            return ca
+    return create_ca(paths)
+
+
+def _still_good(
+    ca: CertificateAuthority, common_name: str, paths: CertPaths, *, server: bool, client: bool
+) -> bool:
+    if not (paths.cert.exists() and paths.key.exists()):
+        return False
+    try:
+        cert = x509.load_pem_x509_certificate(paths.cert.read_bytes())
+        key = serialization.load_pem_private_key(paths.key.read_bytes(), None)
+        _verify_signature(ca, cert)
+        usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    except (ValueError, InvalidSignature, x509.ExtensionNotFound):
+        return False
+    wanted = ({ExtendedKeyUsageOID.SERVER_AUTH} if server else set()) | (
+        {ExtendedKeyUsageOID.CLIENT_AUTH} if client else set()
+    )
+    same_key = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) == cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return (
+        same_key
+        and common_name_of(cert) == common_name
+        and cert.issuer == ca.cert.subject
+        and usages == wanted
+        and cert.not_valid_after_utc - _now() > RENEW_BEFORE
+    )
+
+
+def _verify_signature(ca: CertificateAuthority, cert: x509.Certificate) -> None:
+    public = ca.cert.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        assert cert.signature_hash_algorithm is not None
+        public.verify(
+            cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm)
+        )
+    elif isinstance(public, rsa.RSAPublicKey):
+        assert cert.signature_hash_algorithm is not None
+        public.verify(
+            cert.signature,
+            cert.tbs_certificate_bytes,
+            padding.PKCS1v15(),
+            cert.signature_hash_algorithm,
+        )
+    elif isinstance(public, ed25519.Ed25519PublicKey):
+        public.verify(cert.signature, cert.tbs_certificate_bytes)
+    else:
+        raise ValueError("unsupported CA key type")
+
+
+def _pair(pki_dir: Path, stem: str) -> CertPaths:
+    if "/" in stem or stem.startswith("."):
+        raise ValueError(f"unusable name for a certificate file: {stem!r}")
+    return CertPaths(pki_dir / f"{stem}.pem", pki_dir / f"{stem}.key")
+
+
+def _write_key(path: Path, key: CertificateIssuerPrivateKeyTypes) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write_atomic(path, pem, 0o600)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
