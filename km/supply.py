@@ -132,27 +132,38 @@ class KeySupply:
         if len(by_node) == 1:
             (node,) = remote_nodes
             return await self.remote.enc_keys(master, by_node[node], node, number, size_bits)
-        return await self._multicast(master, list(slaves), by_node, number, size_bits)
+        keys = self.new_keys(master, list(dict.fromkeys(slaves)), number, size_bits)
+        await self.place_keys(keys)
+        return keys
 
-    async def _multicast(
-        self,
-        master: str,
-        slaves: list[str],
-        by_node: dict[str, list[str]],
-        number: int,
-        size_bits: int,
-    ) -> list[StoredKey]:
-        assert self.remote is not None
-        keys = self.new_keys(master, slaves, number, size_bits)
+    async def place_keys(self, keys: Sequence[StoredKey]) -> None:
+        """Stores keys this KM drew for their slaves, wherever each slave is: here (waiting
+        for dec_keys) or at another node's KM (through the remote supplier, with the same
+        key_ID and material). Used for multicast and by ETSI 004 streams across nodes.
+        All keys must share master, size and slaves."""
+        if not keys:
+            return
+        first = keys[0]
+        if any(
+            (k.master, k.slaves, k.size_bits) != (first.master, first.slaves, first.size_bits)
+            for k in keys
+        ):
+            raise ValueError("place_keys needs keys of one master, size and set of slaves")
+        by_node: dict[str, list[str]] = {}
+        for slave in dict.fromkeys(first.slaves):
+            by_node.setdefault(self.node_of(slave), []).append(slave)
         for node, node_slaves in by_node.items():
             if node == self.node:
                 continue
+            if self.remote is None:
+                raise SupplyError(503, f"no key relay toward node {node}")
             copies = [replace(k, slaves=tuple(node_slaves)) for k in keys]
-            await self.remote.enc_keys(master, node_slaves, node, number, size_bits, keys=copies)
+            await self.remote.enc_keys(
+                first.master, node_slaves, node, len(copies), first.size_bits, keys=copies
+            )
         if self.node in by_node:
-            local = [replace(k, slaves=tuple(by_node[self.node])) for k in keys]
-            self.store.add(local, ready_for_master=False)
-        return keys
+            local = tuple(by_node[self.node])
+            self.store.add([replace(k, slaves=local) for k in keys], ready_for_master=False)
 
     def dec_keys(self, slave: str, master: str, key_ids: Sequence[str]) -> list[StoredKey]:
         if self.node_of(slave) != self.node:
