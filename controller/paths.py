@@ -1,0 +1,225 @@
+"""Path policies (pure): fewest hops, key-aware, k-shortest alternatives (Yen), forced paths.
+
+A policy sees a `RouteView`: the topology snapshot plus the rate already reserved on each link.
+It returns candidate paths, best first, whose every hop has at least `need` bit/s free.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Protocol
+
+import networkx as nx
+
+from controller.model import (
+    DeviceId,
+    KeyRequest,
+    Link,
+    LinkId,
+    Path,
+    Reservations,
+    TopologySnapshot,
+)
+
+EdgeData = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RouteView:
+    """What a policy needs to rank paths: links, and free rate = eskr minus reservations."""
+
+    snapshot: TopologySnapshot
+    reservations: Reservations = field(default_factory=Reservations)
+    ignored: frozenset[str] = frozenset()  # intents whose reservations count as free (pre-emption)
+
+    @property
+    def _graph(self) -> nx.Graph:
+        return self.snapshot.routing
+
+    @cached_property
+    def _reserved(self) -> dict[LinkId, int]:
+        totals: dict[LinkId, int] = {}
+        for reservation in self.reservations.by_intent.values():
+            if reservation.intent_id in self.ignored:
+                continue
+            for link in reservation.links:
+                totals[link] = totals.get(link, 0) + reservation.bandwidth
+        return totals
+
+    def routing(self) -> nx.Graph:
+        return self._graph
+
+    def free(self, link: Link) -> int:
+        return max(0, link.eskr - self._reserved.get(link.qkdl_id, 0))
+
+    def best_link(self, a: DeviceId, b: DeviceId) -> Link | None:
+        """The usable link between a and b with the most free rate."""
+        if not self._graph.has_edge(a, b):
+            return None
+        links: tuple[Link, ...] = self._graph.edges[a, b]["links"]
+        return max(links, key=self.free)
+
+    def edge_free(self, data: EdgeData) -> int:
+        return max(self.free(link) for link in data["links"])
+
+    def path_of(self, nodes: Iterable[DeviceId]) -> Path | None:
+        """The Path over these nodes, using each hop's best link; None if a hop is unusable."""
+        node_list = tuple(nodes)
+        links = []
+        for a, b in itertools.pairwise(node_list):
+            link = self.best_link(a, b)
+            if link is None:
+                return None
+            links.append(link.qkdl_id)
+        return Path(node_list, tuple(links))
+
+    def capacity_view(self, need: int) -> nx.Graph:
+        """The routing graph without hops whose free rate is below `need`."""
+
+        def keep(a: DeviceId, b: DeviceId) -> bool:
+            return self.edge_free(self._graph.edges[a, b]) >= need
+
+        return nx.subgraph_view(self._graph, filter_edge=keep)
+
+
+def need_of(request: KeyRequest) -> int:
+    """Free rate every hop must have: the minimum bandwidth, and some key at all."""
+    return max(request.qos.min_bandwidth, 1)
+
+
+class PathPolicy(Protocol):
+    """Ranks the paths of a request; only paths whose every hop has `need` free."""
+
+    @property
+    def name(self) -> str: ...
+
+    def candidates(self, view: RouteView, request: KeyRequest, k: int = 1) -> list[Path]: ...
+
+
+def _endpoints_routable(view: RouteView, request: KeyRequest) -> bool:
+    graph = view.routing()
+    return request.src in graph and request.dst in graph
+
+
+def _k_paths(
+    view: RouteView,
+    request: KeyRequest,
+    k: int,
+    cost: Callable[[EdgeData], float] | None,
+) -> list[Path]:
+    """Best path by bidirectional search (hops hidden when short of rate); Yen for k > 1."""
+    need = need_of(request)
+    src, dst = request.src, request.dst
+    try:
+        if k == 1:
+            if cost is None:
+                nodes = nx.bidirectional_shortest_path(view.capacity_view(need), src, dst)
+            else:
+
+                def weight(a: DeviceId, b: DeviceId, data: EdgeData) -> float | None:
+                    return cost(data) if view.edge_free(data) >= need else None
+
+                nodes = nx.bidirectional_dijkstra(view.routing(), src, dst, weight=weight)[1]
+            found = [nodes]
+        else:
+            graph = view.capacity_view(need)
+            edge_cost = None if cost is None else lambda a, b, data: cost(data)
+            found = list(itertools.islice(nx.shortest_simple_paths(graph, src, dst, edge_cost), k))
+    except (nx.NetworkXNoPath, nx.NodeNotFound):
+        return []
+    return [p for p in (view.path_of(nodes) for nodes in found) if p is not None]
+
+
+@dataclass(frozen=True)
+class FewestHops:
+    """Shortest path in hops among the hops that can carry the request."""
+
+    name: str = "fewest-hops"
+
+    def candidates(self, view: RouteView, request: KeyRequest, k: int = 1) -> list[Path]:
+        if not _endpoints_routable(view, request):
+            return []
+        return _k_paths(view, request, k, None)
+
+
+@dataclass(frozen=True)
+class KeyAware:
+    """Cost per hop grows as its free key rate shrinks and its key pool runs low.
+
+    cost = 1 + congestion_weight * wanted / free, times (1 + shortfall of the pool below the
+    ready level); so an empty-ish hop is avoided while a longer, idle path exists.
+    """
+
+    name: str = "key-aware"
+    congestion_weight: float = 4.0
+    pool_ready_bits: int = 150_000
+
+    def hop_cost(self, view: RouteView, request: KeyRequest, data: EdgeData) -> float:
+        wanted = max(request.qos.wanted, need_of(request))
+        link = max(data["links"], key=view.free)
+        cost = 1.0 + self.congestion_weight * wanted / max(view.free(link), 1)
+        if link.pool_level_bits is not None and link.pool_level_bits < self.pool_ready_bits:
+            cost *= 1.0 + (self.pool_ready_bits - link.pool_level_bits) / self.pool_ready_bits
+        return cost
+
+    def candidates(self, view: RouteView, request: KeyRequest, k: int = 1) -> list[Path]:
+        if not _endpoints_routable(view, request):
+            return []
+        return _k_paths(view, request, k, lambda data: self.hop_cost(view, request, data))
+
+
+@dataclass(frozen=True)
+class ForcedPath:
+    """Always the given node sequence (the reference experiment's indirect path), if it can carry
+    the request; no alternative otherwise."""
+
+    nodes: tuple[DeviceId, ...]
+    name: str = "forced"
+
+    def candidates(self, view: RouteView, request: KeyRequest, k: int = 1) -> list[Path]:
+        if (self.nodes[0], self.nodes[-1]) != (request.src, request.dst):
+            return []
+        path = view.path_of(self.nodes)
+        if path is None:
+            return []
+        need = need_of(request)
+        if any(view.free(view.snapshot.links[link]) < need for link in path.links):
+            return []
+        return [path]
+
+
+POLICIES: Mapping[str, Callable[[], PathPolicy]] = {
+    "fewest-hops": FewestHops,
+    "key-aware": KeyAware,
+}
+
+
+def policy_named(name: str) -> PathPolicy:
+    try:
+        return POLICIES[name]()
+    except KeyError:
+        raise ValueError(f"unknown path policy {name!r}; known: {', '.join(POLICIES)}") from None
+
+
+def policy_for(request: KeyRequest, policy: PathPolicy) -> PathPolicy:
+    """The request's forced path wins over the service's policy."""
+    if request.forced_path is not None:
+        return ForcedPath(request.forced_path)
+    return policy
+
+
+def find_paths(
+    snapshot: TopologySnapshot,
+    request: KeyRequest,
+    policy: PathPolicy,
+    k: int = 1,
+    reservations: Reservations | None = None,
+) -> list[Path]:
+    """Up to k candidate paths, best first (Yen's k-shortest under the policy's costs)."""
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    view = RouteView(snapshot, reservations or Reservations())
+    return policy_for(request, policy).candidates(view, request, k)
