@@ -1,0 +1,427 @@
+"""Link-key pools: the key manager's supply of QKD link keys, one pool per PHYS link.
+
+Each pool is filled in the background from the node's QKD module over the module side of
+ETSI 004 (`KeyDelivery`, key_stream_id = qkdl_id), never inside a request. Both KMs of a link
+fetch every index (each needs the other's), and by the parity rule of docs/architecture.md
+the KM with the smaller qkdn_id sends with even indices, the other with odd ones.
+
+`LinkKeyPool` is the in-memory state (no I/O); `_PoolFetcher` is the loop that talks to the
+module; `LinkKeyPools` composes them for one node. Link key material is never logged, put in
+an exception or shown by repr().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from km.etsi004 import etsi004_pb2 as pb
+from km.etsi004 import etsi004_pb2_grpc as pb_grpc
+from lab.plan import LabPlan
+
+log = logging.getLogger(__name__)
+
+# ETSI 004 status codes used by the module side.
+STATUS_OK = 0
+STATUS_PEER_NOT_CONNECTED = 1
+STATUS_INSUFFICIENT_KEY = 2
+STATUS_GET_KEY_PEER_NOT_CONNECTED = 3
+STATUS_NO_QKD_CONNECTION = 4
+
+# QKDNetSim's thresholds at 1 Mbit: ready above 150 kbit, empty below 100 kbit.
+READY_FRACTION = 0.15
+EMPTY_FRACTION = 0.10
+# A peer index this far below one the peer just used was lost in flight: drop it.
+STALE_WINDOW = 512
+
+
+class PoolState(enum.Enum):
+    READY = "ready"
+    WARNING = "warning"
+    EMPTY = "empty"
+
+
+class LinkKeyError(Exception):
+    """A link key could not be had. The message names the link and index, never material."""
+
+
+class LinkKeyTimeout(LinkKeyError):
+    pass
+
+
+class LinkKeyUnavailable(LinkKeyError):
+    """The index was used already, skipped, or belongs to the wrong end (a replay or a bug)."""
+
+
+@dataclass(frozen=True)
+class LinkEnd:
+    """This node's end of one PHYS link."""
+
+    qkdl_id: str
+    local_node: str
+    local_qkdn_id: str
+    peer_node: str
+    peer_qkdn_id: str
+
+    @property
+    def sends_even(self) -> bool:
+        return self.local_qkdn_id < self.peer_qkdn_id
+
+    def is_ours(self, index: int) -> bool:
+        return (index % 2 == 0) == self.sends_even
+
+    def label(self) -> str:
+        return f"link {self.local_node}–{self.peer_node} ({self.qkdl_id})"
+
+
+class LinkKeyPool:
+    """Fetched link keys of one PHYS link, by index, until used. Single event loop only."""
+
+    def __init__(self, link: LinkEnd, max_bits: int) -> None:
+        if max_bits <= 0:
+            raise ValueError("a link-key pool needs a positive maximum size")
+        self.link = link
+        self.max_bits = max_bits
+        self._keys: dict[int, bytes] = {}
+        self._bits = 0
+        self._frontier = 0  # every index below was fetched, used, or skipped at this end
+        self._fetched_ahead: set[int] = set()  # fetched out of order, at or above the frontier
+        self._wanted: set[int] = set()  # peer indices a take_index waits for, not fetched yet
+        self._changed = asyncio.Event()
+        self._need = asyncio.Event()
+        self._need.set()
+        self.link_up = False
+
+    def __repr__(self) -> str:
+        return (
+            f"LinkKeyPool({self.link.label()}, level_bits={self._bits}, state={self.state.value},"
+            f" frontier={self._frontier})"
+        )
+
+    @property
+    def level_bits(self) -> int:
+        return self._bits
+
+    @property
+    def state(self) -> PoolState:
+        if self._bits >= READY_FRACTION * self.max_bits:
+            return PoolState.READY
+        if self._bits < EMPTY_FRACTION * self.max_bits:
+            return PoolState.EMPTY
+        return PoolState.WARNING
+
+    @property
+    def frontier(self) -> int:
+        return self._frontier
+
+    def ready_for_sending(self) -> int:
+        """Indices of this end's parity held now."""
+        return sum(1 for i in self._keys if self.link.is_ours(i))
+
+    # ---------------------------------------------------------------- consumers
+
+    async def take_for_sending(self, timeout: float) -> tuple[int, bytes]:
+        """The smallest held index of this end's parity, and its key (removed from the pool)."""
+        indices, material = await self.take_bytes_for_sending(1, timeout)
+        return indices[0], material
+
+    async def take_bytes_for_sending(self, nbytes: int, timeout: float) -> tuple[list[int], bytes]:
+        """At least `nbytes` of link key from as few indices of this end's parity as needed.
+
+        All or nothing: on timeout no index is consumed.
+        """
+        if nbytes <= 0:
+            raise ValueError("ask for a positive number of link-key bytes")
+        deadline = time.monotonic() + timeout
+        while True:
+            chosen = self._pick_ours(nbytes)
+            if chosen is not None:
+                return chosen, b"".join(self._remove(i) for i in chosen)
+            await self._wait_change(deadline, f"no link key on {self.link.label()}")
+
+    async def take_index(self, index: int, timeout: float) -> bytes:
+        """The key at the index the peer chose (waits until fetched); removed from the pool."""
+        return await self.take_indices([index], timeout)
+
+    async def take_indices(self, indices: Sequence[int], timeout: float) -> bytes:
+        """The keys at the peer's `indices`, concatenated; all or nothing."""
+        if not indices or len(set(indices)) != len(indices):
+            raise LinkKeyUnavailable(f"{self.link.label()}: empty or repeated link-key indices")
+        for index in indices:
+            self._check_peer_index(index)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                missing = [i for i in indices if i not in self._keys]
+                for index in missing:
+                    self._check_peer_index(index)
+                if not missing:
+                    break
+                self._wanted.update(i for i in missing if i >= self._frontier)
+                self._need.set()
+                await self._wait_change(
+                    deadline, f"no link key at index {missing[0]} on {self.link.label()}"
+                )
+        finally:
+            self._wanted.difference_update(indices)
+        material = b"".join(self._remove(i) for i in indices)
+        self._drop_stale(max(indices))
+        return material
+
+    # ---------------------------------------------------------------- the fetcher's side
+
+    def next_wanted(self) -> int | None:
+        """A peer index someone waits for and that was not fetched yet."""
+        ahead = [i for i in self._wanted if i >= self._frontier and i not in self._fetched_ahead]
+        return min(ahead) if ahead else None
+
+    def wants_more(self) -> bool:
+        return self._bits < self.max_bits or self.next_wanted() is not None
+
+    async def wait_for_need(self) -> None:
+        while not self.wants_more():
+            self._need.clear()
+            await self._need.wait()
+
+    def put(self, index: int, material: bytes) -> None:
+        """A key the module handed out at `index` (consumed at the module from now on)."""
+        if index in self._keys or index < self._frontier or index in self._fetched_ahead:
+            log.warning("%s: module returned index %d twice; ignored", self.link.label(), index)
+            return
+        self._keys[index] = material
+        self._bits += len(material) * 8
+        if index == self._frontier:
+            self._frontier += 1
+            while self._frontier in self._fetched_ahead:
+                self._fetched_ahead.discard(self._frontier)
+                self._frontier += 1
+        else:
+            self._fetched_ahead.add(index)
+        self._notify()
+
+    def advance_frontier(self, index: int) -> None:
+        """The module's next unconsumed index is `index`: lower ones are gone at this end."""
+        if index > self._frontier:
+            self._fetched_ahead = {i for i in self._fetched_ahead if i >= index}
+            self._frontier = index
+            self._notify()
+
+    def set_link_up(self, up: bool) -> None:
+        self.link_up = up
+        self._notify()
+
+    # ---------------------------------------------------------------- internals
+
+    def _pick_ours(self, nbytes: int) -> list[int] | None:
+        chosen: list[int] = []
+        have = 0
+        for index in sorted(i for i in self._keys if self.link.is_ours(i)):
+            chosen.append(index)
+            have += len(self._keys[index])
+            if have >= nbytes:
+                return chosen
+        return None
+
+    def _check_peer_index(self, index: int) -> None:
+        if index < 0:
+            raise LinkKeyUnavailable(f"{self.link.label()}: negative link-key index {index}")
+        if self.link.is_ours(index):
+            raise LinkKeyUnavailable(
+                f"{self.link.label()}: index {index} has this end's parity; the peer may not use it"
+            )
+        if index in self._keys:
+            return
+        if index < self._frontier or index in self._fetched_ahead:
+            raise LinkKeyUnavailable(
+                f"{self.link.label()}: link-key index {index} already used or skipped (replay?)"
+            )
+
+    def _remove(self, index: int) -> bytes:
+        material = self._keys.pop(index)
+        self._bits -= len(material) * 8
+        self._need.set()
+        return material
+
+    def _drop_stale(self, used: int) -> None:
+        stale = [i for i in self._keys if not self.link.is_ours(i) and i < used - STALE_WINDOW]
+        for index in stale:
+            self._remove(index)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _wait_change(self, deadline: float, what: str) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise LinkKeyTimeout(f"{what} (link {'up' if self.link_up else 'down'})")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), remaining)
+
+
+def link_ends(plan: LabPlan, node: str) -> list[LinkEnd]:
+    me = plan.node(node)
+    return [
+        LinkEnd(
+            qkdl_id=link.qkdl_id,
+            local_node=node,
+            local_qkdn_id=me.qkdn_id,
+            peer_node=link.other_end(node),
+            peer_qkdn_id=plan.node(link.other_end(node)).qkdn_id,
+        )
+        for link in plan.links_of(node)
+    ]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff bounds, in seconds."""
+
+    first: float
+    limit: float
+
+    def delays(self) -> Iterable[float]:
+        delay = self.first
+        while True:
+            yield delay
+            delay = min(delay * 2, self.limit)
+
+
+NOT_YET_GENERATED = Backoff(0.002, 0.05)
+LINK_TROUBLE = Backoff(0.05, 2.0)
+
+
+# The generated stub is untyped; calling it through a typed alias keeps strict mypy quiet.
+_KEY_DELIVERY_STUB: Callable[[grpc.aio.Channel], Any] = pb_grpc.KeyDeliveryStub
+
+
+class _PoolFetcher:
+    """Keeps one pool filled from the module: OpenConnect, then GetKey until full."""
+
+    def __init__(self, pool: LinkKeyPool, stub: Any, rpc_timeout: float) -> None:
+        self.pool = pool
+        self.stub = stub
+        self.rpc_timeout = rpc_timeout
+
+    async def run(self) -> None:
+        trouble = iter(LINK_TROUBLE.delays())
+        while True:
+            try:
+                await self._connect()
+                trouble = iter(LINK_TROUBLE.delays())
+                await self._fill()
+            except grpc.aio.AioRpcError as exc:
+                log.info("%s: module unreachable (%s)", self.pool.link.label(), exc.code().name)
+            except _LinkTrouble as exc:
+                log.info("%s: %s", self.pool.link.label(), exc)
+            self.pool.set_link_up(False)
+            await asyncio.sleep(next(trouble))
+
+    async def _connect(self) -> None:
+        link = self.pool.link
+        reply = await self.stub.OpenConnect(
+            pb.OpenConnectRequest(
+                source=f"qkdn:{link.local_qkdn_id}",
+                destination=f"qkdn:{link.peer_qkdn_id}",
+                key_stream_id=link.qkdl_id,
+            ),
+            timeout=self.rpc_timeout,
+        )
+        if reply.status not in (STATUS_OK, STATUS_PEER_NOT_CONNECTED):
+            raise _LinkTrouble(f"OpenConnect status {reply.status}")
+
+    async def _fill(self) -> None:
+        waiting = iter(NOT_YET_GENERATED.delays())
+        while True:
+            await self.pool.wait_for_need()
+            wanted = self.pool.next_wanted()
+            request = pb.GetKeyRequest(key_stream_id=self.pool.link.qkdl_id)
+            if wanted is not None:
+                request.index = wanted
+            reply = await self.stub.GetKey(request, timeout=self.rpc_timeout)
+            if reply.status == STATUS_OK:
+                if not self.pool.link_up:
+                    self.pool.set_link_up(True)
+                if wanted is None:
+                    # The module's next unconsumed index: anything below is gone at this end.
+                    self.pool.advance_frontier(reply.index)
+                self.pool.put(reply.index, reply.key_buffer)
+                waiting = iter(NOT_YET_GENERATED.delays())
+            elif reply.status == STATUS_INSUFFICIENT_KEY:
+                if not self.pool.link_up:
+                    self.pool.set_link_up(True)
+                await asyncio.sleep(next(waiting))
+            else:
+                raise _LinkTrouble(f"GetKey status {reply.status}")
+
+
+class _LinkTrouble(Exception):
+    pass
+
+
+class LinkKeyPools:
+    """Every PHYS link pool of one node, filled from that node's agent (`KeyDelivery`)."""
+
+    def __init__(
+        self,
+        plan: LabPlan,
+        node: str,
+        *,
+        max_bits: int | None = None,
+        rpc_timeout: float = 2.0,
+    ) -> None:
+        self.node = node
+        self.address = plan.node(node).agent_grpc_address
+        bits = plan.settings.link_pool_max_bits if max_bits is None else max_bits
+        self._pools = {end.qkdl_id: LinkKeyPool(end, bits) for end in link_ends(plan, node)}
+        self._rpc_timeout = rpc_timeout
+        self._channel: grpc.aio.Channel | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def pools(self) -> tuple[LinkKeyPool, ...]:
+        return tuple(self._pools.values())
+
+    def for_peer(self, peer_node: str) -> LinkKeyPool:
+        for pool in self._pools.values():
+            if pool.link.peer_node == peer_node:
+                return pool
+        raise LinkKeyError(f"no PHYS link between {self.node} and {peer_node}")
+
+    def for_link(self, qkdl_id: str) -> LinkKeyPool:
+        try:
+            return self._pools[qkdl_id]
+        except KeyError:
+            raise LinkKeyError(f"node {self.node} has no PHYS link {qkdl_id}") from None
+
+    async def start(self) -> None:
+        if self._channel is not None:
+            return
+        self._channel = grpc.aio.insecure_channel(self.address)
+        stub = _KEY_DELIVERY_STUB(self._channel)
+        self._tasks = [
+            asyncio.create_task(
+                _PoolFetcher(pool, stub, self._rpc_timeout).run(),
+                name=f"link-pool {pool.link.label()}",
+            )
+            for pool in self._pools.values()
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None

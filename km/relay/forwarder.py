@@ -1,0 +1,300 @@
+"""The relay logic of one key manager: originate, check, re-seal and forward, or store.
+
+A batch of end-to-end keys travels hop by hop along an admitted path. Each KM accepts a hop
+only if its node's running configuration has the forwarding entry for it (the VIRT link with
+`virt_prev_hop` == sender, backing an admitted app for the same master and slaves), opens it
+with the link key it shares with the sender, and either re-seals it for the next hop or, at
+the end of the path, stores the keys for the slaves. The answer travels back synchronously,
+so the source learns that the far end stored the keys before it hands them to the master.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from km.associations import Association, NodeView
+from km.key_store import KeyStore, StoredKey
+from km.link_pools import (
+    LinkKeyError,
+    LinkKeyPool,
+    LinkKeyPools,
+    LinkKeyTimeout,
+    LinkKeyUnavailable,
+)
+from km.relay import relay_pb2 as pb
+from km.relay.client import RelayClient
+from km.relay.errors import FailureKind, RelayFailure
+from km.relay.hop_crypto import (
+    HopAuthError,
+    HopHeader,
+    RelayMode,
+    link_key_bytes_needed,
+    open_sealed,
+    seal,
+    split_materials,
+)
+from lab.plan import LabPlan
+from lab.timeline import Tracer
+
+log = logging.getLogger(__name__)
+
+# Time kept back at each hop so that a downstream error reaches the caller before its deadline.
+HOP_MARGIN_S = 0.05
+
+
+@dataclass(frozen=True)
+class RelayTimeouts:
+    link_key_s: float = 2.0  # wait for a link key at one hop
+    per_hop_s: float = 2.5  # share of the end-to-end deadline per hop
+
+
+DEFAULT_TIMEOUTS = RelayTimeouts()
+
+
+class Forwarder:
+    def __init__(
+        self,
+        plan: LabPlan,
+        node: str,
+        store: KeyStore,
+        pools: LinkKeyPools,
+        view: Callable[[], NodeView],
+        client: RelayClient,
+        *,
+        timeouts: RelayTimeouts = DEFAULT_TIMEOUTS,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.plan = plan
+        self.node = node
+        self.qkdn_id = plan.node(node).qkdn_id
+        self.store = store
+        self.pools = pools
+        self.view = view
+        self.client = client
+        self.timeouts = timeouts
+        self.tracer = tracer or Tracer(f"km:{node}", None)
+
+    def name_of(self, qkdn_id: str) -> str:
+        try:
+            return self.plan.node_by_id(qkdn_id).name
+        except KeyError:
+            return qkdn_id
+
+    # ---------------------------------------------------------------- source
+
+    async def originate(self, assoc: Association, keys: Sequence[StoredKey]) -> None:
+        """Relays `keys` (one size, one master, one slave set) to the end of the path.
+
+        Returns once the last KM stored them; raises RelayFailure naming the failed hop.
+        """
+        if assoc.next_hop is None or assoc.virt_link_id is None:
+            raise RelayFailure(
+                FailureKind.REFUSED,
+                f"association {assoc.app_id} has no next hop at {self.node}",
+            )
+        first = keys[0]
+        if any(k.size_bits != first.size_bits or k.slaves != first.slaves for k in keys):
+            raise ValueError("a relayed batch needs keys of one size for one set of slaves")
+        hops = max(len(assoc.path) - 1, 1)
+        deadline = time.monotonic() + hops * self.timeouts.per_hop_s
+        payload = b"".join(k.material for k in keys)
+        await self._send(
+            assoc,
+            hop=1,
+            key_ids=tuple(k.key_id for k in keys),
+            size_bits=first.size_bits,
+            master=first.master,
+            slaves=first.slaves,
+            expires_at=first.expires_at,
+            payload=payload,
+            deadline=deadline,
+        )
+
+    # ---------------------------------------------------------------- every other node
+
+    async def receive(self, msg: pb.RelayHop, peer_cn: str, deadline: float) -> pb.RelayAck:
+        """Handles one incoming hop; raises RelayFailure (nothing stored) when it must refuse."""
+        sender_name = self.name_of(msg.sender)
+        where = f"hop {sender_name}→{self.node}"
+        try:
+            header = HopHeader(
+                mode=RelayMode.parse(msg.mode),
+                virt_link_id=msg.virt_link_id,
+                hop=msg.hop,
+                sender=msg.sender,
+                receiver=msg.receiver,
+                link_key_indices=tuple(msg.link_key_indices),
+                key_ids=tuple(msg.key_ids),
+                size_bits=msg.size_bits,
+                master=msg.master,
+                slaves=tuple(msg.slaves),
+                expires_at=msg.expires_at if msg.HasField("expires_at") else None,
+            )
+        except ValueError as exc:
+            raise RelayFailure(FailureKind.BAD_REQUEST, f"{where}: {exc}") from None
+        entry = self._check_entry(header, peer_cn, where)
+        pool = self._pool(sender_name, where)
+        wait = self._wait(deadline, where)
+        try:
+            link_key = await pool.take_indices(header.link_key_indices, wait)
+        except LinkKeyTimeout:
+            raise RelayFailure(
+                FailureKind.UNAVAILABLE, f"{where}: no link key within {wait:.3g} s"
+            ) from None
+        except LinkKeyUnavailable as exc:
+            raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc}") from None
+        try:
+            payload = open_sealed(header, link_key, msg.sealed)
+        except (HopAuthError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, HopAuthError) else str(exc)
+            raise RelayFailure(FailureKind.TAMPERED, f"{where}: {reason}") from None
+        self.tracer.emit(
+            "relay.hop.received", hop=header.hop, sender=sender_name, key_ids=list(header.key_ids)
+        )
+        if entry.next_hop is None:
+            return self._store(header, payload, where)
+        await self._send(
+            entry,
+            hop=header.hop + 1,
+            key_ids=header.key_ids,
+            size_bits=header.size_bits,
+            master=header.master,
+            slaves=header.slaves,
+            expires_at=header.expires_at,
+            payload=payload,
+            deadline=deadline,
+        )
+        return pb.RelayAck(stored_at=entry.path[-1] if entry.path else "", hops=header.hop + 1)
+
+    def _check_entry(self, header: HopHeader, peer_cn: str, where: str) -> Association:
+        if header.receiver != self.qkdn_id:
+            raise RelayFailure(
+                FailureKind.REFUSED, f"{where}: addressed to {self.name_of(header.receiver)}"
+            )
+        if peer_cn != self.name_of(header.sender):
+            raise RelayFailure(
+                FailureKind.REFUSED,
+                f"{where}: the TLS peer {peer_cn!r} may not send as {self.name_of(header.sender)}",
+            )
+        entry = self.view().forwarding_entry(header.virt_link_id, header.sender)
+        if entry is None:
+            raise RelayFailure(
+                FailureKind.REFUSED,
+                f"{where}: no forwarding entry for virtual link {header.virt_link_id}"
+                f" from {self.name_of(header.sender)}",
+            )
+        if not entry.serves(header.master, header.slaves):
+            raise RelayFailure(
+                FailureKind.REFUSED,
+                f"{where}: virtual link {header.virt_link_id} does not carry keys"
+                f" {header.master}→{','.join(header.slaves)}",
+            )
+        if entry.mode is not header.mode:
+            raise RelayFailure(
+                FailureKind.REFUSED,
+                f"{where}: relay mode {header.mode.value}, configured {entry.mode.value}",
+            )
+        if entry.path and (header.hop >= len(entry.path) or entry.path[header.hop] != self.qkdn_id):
+            raise RelayFailure(
+                FailureKind.REFUSED, f"{where}: hop number {header.hop} does not match the path"
+            )
+        return entry
+
+    def _store(self, header: HopHeader, payload: bytes, where: str) -> pb.RelayAck:
+        keys = [
+            StoredKey(
+                key_id=key_id,
+                material=material,
+                size_bits=header.size_bits,
+                master=header.master,
+                slaves=header.slaves,
+                expires_at=header.expires_at,
+            )
+            for key_id, material in zip(
+                header.key_ids, split_materials(header, payload), strict=True
+            )
+        ]
+        try:
+            self.store.add(keys, ready_for_master=False)
+        except ValueError as exc:
+            raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc} (replay?)") from None
+        self.tracer.emit("relay.stored", hops=header.hop, key_ids=list(header.key_ids))
+        return pb.RelayAck(stored_at=self.qkdn_id, hops=header.hop)
+
+    # ---------------------------------------------------------------- sending one hop
+
+    async def _send(
+        self,
+        assoc: Association,
+        *,
+        hop: int,
+        key_ids: tuple[str, ...],
+        size_bits: int,
+        master: str,
+        slaves: tuple[str, ...],
+        expires_at: float | None,
+        payload: bytes,
+        deadline: float,
+    ) -> None:
+        assert assoc.next_hop is not None and assoc.virt_link_id is not None
+        next_name = self.name_of(assoc.next_hop)
+        where = f"hop {self.node}→{next_name}"
+        pool = self._pool(next_name, where)
+        needed = link_key_bytes_needed(assoc.mode, len(payload))
+        wait = self._wait(deadline, where)
+        try:
+            indices, link_key = await pool.take_bytes_for_sending(needed, wait)
+        except LinkKeyTimeout:
+            raise RelayFailure(
+                FailureKind.UNAVAILABLE, f"{where}: no link key within {wait:.3g} s"
+            ) from None
+        header = HopHeader(
+            mode=assoc.mode,
+            virt_link_id=assoc.virt_link_id,
+            hop=hop,
+            sender=self.qkdn_id,
+            receiver=assoc.next_hop,
+            link_key_indices=tuple(indices),
+            key_ids=key_ids,
+            size_bits=size_bits,
+            master=master,
+            slaves=slaves,
+            expires_at=expires_at,
+        )
+        msg = pb.RelayHop(
+            virt_link_id=header.virt_link_id,
+            hop=hop,
+            sender=header.sender,
+            receiver=header.receiver,
+            mode=header.mode.value,
+            link_key_indices=list(indices),
+            sealed=seal(header, link_key, payload),
+            key_ids=list(key_ids),
+            size_bits=size_bits,
+            master=master,
+            slaves=list(slaves),
+        )
+        if expires_at is not None:
+            msg.expires_at = expires_at
+        self.tracer.emit("relay.hop.sent", hop=hop, receiver=next_name, key_ids=list(key_ids))
+        remaining = deadline - time.monotonic() - HOP_MARGIN_S
+        if remaining <= 0:
+            raise RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no time left for this hop")
+        await self.client.forward(next_name, msg, remaining, where)
+
+    def _pool(self, peer: str, where: str) -> LinkKeyPool:
+        try:
+            return self.pools.for_peer(peer)
+        except LinkKeyError:
+            raise RelayFailure(
+                FailureKind.REFUSED, f"{where}: no PHYS link between {self.node} and {peer}"
+            ) from None
+
+    def _wait(self, deadline: float, where: str) -> float:
+        remaining = deadline - time.monotonic() - HOP_MARGIN_S
+        if remaining <= 0:
+            raise RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no time left for this hop")
+        return min(self.timeouts.link_key_s, remaining)

@@ -1,0 +1,68 @@
+"""The `Relay` gRPC service of one key manager: a thin adapter over `Forwarder.receive`.
+
+The caller's identity is its TLS client certificate (mutual TLS with the lab CA): the CN names
+the sending node, and the forwarder checks it against the hop's `sender`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from km.relay import relay_pb2 as pb
+from km.relay import relay_pb2_grpc as pb_grpc
+from km.relay.client import tls_material
+from km.relay.errors import RelayFailure
+from km.relay.forwarder import Forwarder
+from lab.plan import LabPlan
+
+log = logging.getLogger(__name__)
+
+# Used when the caller set no deadline: every hop must still end.
+DEFAULT_DEADLINE_S = 30.0
+
+_ADD_SERVICER: Callable[[Any, grpc.aio.Server], None] = pb_grpc.add_RelayServicer_to_server
+
+
+def peer_common_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    names = list(context.auth_context().get("x509_common_name", []))
+    return names[0].decode() if names else ""
+
+
+class RelayServicer:
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    async def Forward(
+        self, request: pb.RelayHop, context: grpc.aio.ServicerContext[pb.RelayHop, pb.RelayAck]
+    ) -> pb.RelayAck:
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + (DEFAULT_DEADLINE_S if remaining is None else remaining)
+        try:
+            return await self.forwarder.receive(request, peer_common_name(context), deadline)
+        except RelayFailure as exc:
+            log.info("relay refused: %s", exc.message)
+            await context.abort(exc.grpc_code, exc.message)
+            raise  # abort raises; this line is never reached
+
+
+def relay_server(plan: LabPlan, node: str, forwarder: Forwarder) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server with the Relay service on this KM's relay port, mutual TLS required.
+
+    Returns the server (not started) and the bound port.
+    """
+    ca, cert, key = tls_material(plan, node)
+    server = grpc.aio.server()
+    _ADD_SERVICER(RelayServicer(forwarder), server)
+    credentials = grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=True
+    )
+    address = plan.node(node).km_relay_address
+    port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address} for the relay of {node}")
+    return server, port

@@ -1,0 +1,179 @@
+"""`RemoteSupplier` of the key supply: end-to-end keys toward SAEs at another node.
+
+For (master → slaves at another node) the supplier makes sure a key association is admitted
+(registering the application with the node when there is none), then serves keys relayed
+ahead first and relays fresh CSPRNG keys for the rest. After every request a background
+task tops the buffer of keys relayed ahead back up to the association's `relay/buffer`
+(the paper kept three), so the next request is answered without any relay on its path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from km.associations import AppRequest, Association, Associations
+from km.key_store import KeyStore, StoredKey
+from km.relay.errors import RelayFailure
+from km.relay.forwarder import Forwarder
+from km.supply import DEFAULT_KEY_TTL_S, SupplyError
+from lab.plan import LabPlan
+
+log = logging.getLogger(__name__)
+
+# Admission asks for one key per second by default; the controller checks it against the
+# free key rate of every hop.
+DEFAULT_MIN_BANDWIDTH_PER_KEY = 1
+
+
+class RelaySupplier:
+    def __init__(
+        self,
+        plan: LabPlan,
+        node: str,
+        store: KeyStore,
+        associations: Associations,
+        forwarder: Forwarder,
+        *,
+        admission_timeout_s: float = 10.0,
+        key_ttl_s: float | None = DEFAULT_KEY_TTL_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.plan = plan
+        self.node = node
+        self.store = store
+        self.associations = associations
+        self.forwarder = forwarder
+        self.admission_timeout_s = admission_timeout_s
+        self.key_ttl_s = key_ttl_s
+        self.clock = clock
+        self.buffer_size_bits = plan.settings.key_size_bits
+        self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+    # ---------------------------------------------------------------- RemoteSupplier
+
+    async def enc_keys(
+        self,
+        master: str,
+        slaves: Sequence[str],
+        slave_node: str,
+        number: int,
+        size_bits: int,
+        *,
+        keys: Sequence[StoredKey] | None = None,
+    ) -> list[StoredKey]:
+        assoc = await self.ensure(master, slaves, slave_node, size_bits)
+        if keys is not None:
+            await self._relay(assoc, list(keys))
+            return list(keys)
+        single = slaves[0] if len(slaves) == 1 else None
+        taken = [] if single is None else self.store.take_ready(master, single, number, size_bits)
+        fresh = self.new_keys(master, slaves, number - len(taken), size_bits)
+        if fresh:
+            try:
+                await self._relay(assoc, fresh)
+            except SupplyError:
+                # Keys relayed ahead go back to the buffer: the master got nothing.
+                if taken:
+                    self.store.add(taken, ready_for_master=True)
+                raise
+        if single is not None and assoc.buffer > 0:
+            self.schedule_refill(master, single, slave_node)
+        return taken + fresh
+
+    def ready_count(self, master: str, slave: str) -> int:
+        return self.store.count_ready(master, slave)
+
+    # ---------------------------------------------------------------- pieces
+
+    async def ensure(
+        self, master: str, slaves: Sequence[str], slave_node: str, size_bits: int
+    ) -> Association:
+        if slave_node == self.node:
+            raise SupplyError(400, f"SAEs {', '.join(slaves)} are local to {self.node}: no relay")
+        try:
+            slave_qkdn_id = self.plan.node(slave_node).qkdn_id
+        except KeyError:
+            raise SupplyError(400, f"unknown node {slave_node!r}") from None
+        request = AppRequest(
+            master=master,
+            slaves=tuple(slaves),
+            remote_qkdn_id=slave_qkdn_id,
+            min_bandwidth=DEFAULT_MIN_BANDWIDTH_PER_KEY * size_bits,
+            ttl_s=0 if self.key_ttl_s is None else int(self.key_ttl_s),
+        )
+        return await self.associations.ensure(request, self.admission_timeout_s)
+
+    def new_keys(
+        self, master: str, slaves: Sequence[str], number: int, size_bits: int
+    ) -> list[StoredKey]:
+        expires = None if self.key_ttl_s is None else self.clock() + self.key_ttl_s
+        return [
+            StoredKey(
+                key_id=str(uuid.uuid4()),
+                material=secrets.token_bytes(size_bits // 8),
+                size_bits=size_bits,
+                master=master,
+                slaves=tuple(slaves),
+                expires_at=expires,
+            )
+            for _ in range(number)
+        ]
+
+    async def _relay(self, assoc: Association, keys: list[StoredKey]) -> None:
+        try:
+            await self.forwarder.originate(assoc, keys)
+        except RelayFailure as exc:
+            raise SupplyError(503, exc.message) from None
+
+    # ---------------------------------------------------------------- buffer of keys ahead
+
+    def schedule_refill(self, master: str, slave: str, slave_node: str) -> None:
+        """Starts topping up (master, slave)'s buffer unless a refill is already running."""
+        pair = (master, slave)
+        task = self._refills.get(pair)
+        if task is not None and not task.done():
+            return
+        self._refills[pair] = asyncio.create_task(
+            self._refill(master, slave, slave_node), name=f"relay refill {master}->{slave}"
+        )
+
+    async def wait_refills(self) -> None:
+        """Waits for running refills (tests, benchmarks, shutdown)."""
+        tasks = [t for t in self._refills.values() if not t.done()]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _refill(self, master: str, slave: str, slave_node: str) -> None:
+        size = self.buffer_size_bits
+        while True:
+            try:
+                assoc = await self.ensure(master, (slave,), slave_node, size)
+            except SupplyError as exc:
+                log.info("buffer %s→%s not refilled: %s", master, slave, exc.message)
+                return
+            # No await between this count and the return below: a take that happens meanwhile
+            # finds this task done and starts a new one.
+            missing = assoc.buffer - self.store.count_ready(master, slave)
+            if missing <= 0:
+                return
+            keys = self.new_keys(master, (slave,), missing, size)
+            try:
+                await self._relay(assoc, keys)
+            except SupplyError as exc:
+                log.warning("buffer %s→%s not refilled: %s", master, slave, exc.message)
+                return
+            self.store.add(keys, ready_for_master=True)
+
+    async def close(self) -> None:
+        for task in self._refills.values():
+            task.cancel()
+        for task in self._refills.values():
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._refills.clear()
