@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import cast
 
 from lxml import etree
 
 BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+
+
+def base_element(local: str, namespace: str = BASE_NS) -> etree._Element:
+    """An element that declares its namespace as the default one (no ns0: prefixes)."""
+    nsmap = cast("dict[str, str]", {None: namespace})  # lxml-stubs do not allow the None key
+    return etree.Element(f"{{{namespace}}}{local}", nsmap=nsmap)
 
 
 class ErrorType(enum.Enum):
@@ -51,7 +58,7 @@ class RpcError:
     info: tuple[tuple[str, str], ...] = field(default=())
 
     def to_element(self) -> etree._Element:
-        error = etree.fromstring(f'<rpc-error xmlns="{BASE_NS}"/>')
+        error = base_element("rpc-error")
         _child(error, "error-type", self.type.value)
         _child(error, "error-tag", self.tag.value)
         _child(error, "error-severity", "error")

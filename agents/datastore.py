@@ -1,0 +1,350 @@
+"""The agent's datastores: RUNNING, CANDIDATE and OPERATIONAL (as in sysrepo).
+
+Every change to running is two-phase: the edit is applied to a copy, the whole result is
+validated against the YANG schema, the backend may veto it, and only then the copy becomes
+running (persisted atomically, then handed to `backend.apply`). A failed edit, a failed
+validation or a veto changes nothing. The NETCONF server is only a front end to this class.
+
+Data is kept as lxml trees of a `<data>` wrapper (NETCONF base namespace) whose child is
+`<qkd_node>`; the backend sees RFC 7951 JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Protocol
+
+from lxml import etree
+
+from agents.netconf.edit import NodeKind, Operation, SchemaPath, Shape, apply_edit
+from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
+from yang.schema import InvalidDataError, NodeInfo, Schema, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+class DatastoreName(enum.Enum):
+    RUNNING = "running"
+    CANDIDATE = "candidate"
+    OPERATIONAL = "operational"
+
+
+class ErrorOption(enum.Enum):
+    STOP_ON_ERROR = "stop-on-error"
+    CONTINUE_ON_ERROR = "continue-on-error"
+    ROLLBACK_ON_ERROR = "rollback-on-error"
+
+
+class TestOption(enum.Enum):
+    TEST_THEN_SET = "test-then-set"
+    SET = "set"
+    TEST_ONLY = "test-only"
+
+
+class NodeBackend(Protocol):
+    """What the emulated node does with configuration (the sysrepo change subscriber)."""
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        """A reason to refuse the new running config (RFC 7951 JSON), or None to accept."""
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        """Called after running changed; must not fail (the change is already made)."""
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>."""
+
+
+class DatastoreError(Exception):
+    """The datastore cannot start: e.g. the persisted running file is unreadable or invalid."""
+
+
+class Datastore:
+    """Running, candidate and operational data of one agent. Thread-safe."""
+
+    def __init__(
+        self,
+        schema: Schema,
+        backend: NodeBackend,
+        persist_path: Path | None,
+        initial_running_xml: str,
+    ) -> None:
+        """Running comes from `persist_path` if that file exists, else `initial_running_xml`.
+
+        The backend is not called here: read `running_json()` once the node is composed.
+        """
+        self._schema = schema
+        self._backend = backend
+        self._persist_path = persist_path
+        self._lock = threading.RLock()
+        self._shapes: dict[SchemaPath, Shape | None] = {}
+        self.revision = 0
+        source = "initial running"
+        xml = initial_running_xml
+        if persist_path is not None and persist_path.exists():
+            source = str(persist_path)
+            try:
+                xml = persist_path.read_text(encoding="utf-8")
+            except OSError as error:
+                raise DatastoreError(f"cannot read {persist_path}: {error}") from error
+        try:
+            tree = _wrap(_parse(xml))
+            self._validate(tree)
+        except NetconfError as error:
+            raise DatastoreError(f"{source} is not valid: {error}") from error
+        self._running = self._canonical(tree)
+        self._running_json = self._to_json(self._running)
+        self._candidate: etree._Element | None = None  # None: candidate equals running
+        if persist_path is not None and source != str(persist_path):
+            self._persist(self._running)
+
+    # ---- reading -------------------------------------------------------------------------
+
+    def running_json(self) -> dict[str, Any]:
+        """Running configuration (config only) as RFC 7951 JSON; a fresh copy."""
+        with self._lock:
+            return copy.deepcopy(self._running_json)
+
+    def config(self, name: DatastoreName) -> etree._Element:
+        """A copy of the <data> wrapper of a datastore (operational: see `operational`)."""
+        if name is DatastoreName.OPERATIONAL:
+            return self.operational()
+        with self._lock:
+            if name is DatastoreName.CANDIDATE and self._candidate is not None:
+                return copy.deepcopy(self._candidate)
+            return copy.deepcopy(self._running)
+
+    def operational(self) -> etree._Element:
+        """Running with the backend's state data merged in (what <get> returns)."""
+        with self._lock:
+            merged = copy.deepcopy(self._running)
+            running_json = copy.deepcopy(self._running_json)
+        state = self._backend.operational(running_json)
+        if not state:
+            return merged
+        try:
+            state_xml = self._schema.json_to_xml(state)
+        except InvalidDataError as error:
+            log.error("backend state data is not valid: %s", error)
+            raise NetconfError.of(
+                ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "node state is unavailable"
+            ) from error
+        state_tree = _wrap(_parse(state_xml))
+        apply_edit(merged, state_tree, Operation.MERGE, self.shape_of)
+        return merged
+
+    @property
+    def schema(self) -> Schema:
+        return self._schema
+
+    @property
+    def candidate_modified(self) -> bool:
+        with self._lock:
+            return self._candidate is not None
+
+    # ---- changing --------------------------------------------------------------------------
+
+    def edit(
+        self,
+        target: DatastoreName,
+        config: etree._Element,
+        default_operation: Operation = Operation.MERGE,
+        test_option: TestOption = TestOption.TEST_THEN_SET,
+        error_option: ErrorOption = ErrorOption.STOP_ON_ERROR,
+    ) -> None:
+        """edit-config: `config` is the <config> element whose children are data nodes.
+
+        Running is always validated (it must stay valid); the candidate skips validation
+        with test-option `set`, so it may hold an intermediate state until commit.
+        stop-on-error and rollback-on-error both leave the target untouched on an error;
+        continue-on-error applies what it can and still reports the errors.
+        """
+        if target is DatastoreName.OPERATIONAL:
+            raise NetconfError.of(
+                ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "operational state is read-only"
+            )
+        with self._lock:
+            base = self._running if target is DatastoreName.RUNNING else self._candidate
+            work = copy.deepcopy(base if base is not None else self._running)
+            collected: list[RpcError] | None = (
+                [] if error_option is ErrorOption.CONTINUE_ON_ERROR else None
+            )
+            apply_edit(work, config, default_operation, self.shape_of, collected)
+            validate = target is DatastoreName.RUNNING or test_option is not TestOption.SET
+            if validate:
+                self._validate(work)
+            if test_option is TestOption.TEST_ONLY:
+                return self._raise_collected(collected)
+            if target is DatastoreName.RUNNING:
+                self._replace_running(work)
+            else:
+                self._candidate = work
+            self._raise_collected(collected)
+
+    def validate(self, source: DatastoreName | etree._Element) -> None:
+        """validate: a datastore or an inline <config> element."""
+        if source is DatastoreName.OPERATIONAL:
+            raise NetconfError.of(
+                ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "cannot validate operational state"
+            )
+        tree = self.config(source) if isinstance(source, DatastoreName) else _wrap_children(source)
+        self._validate(tree)
+
+    def commit(self) -> None:
+        """Candidate becomes running through the same validate → veto → apply path."""
+        with self._lock:
+            if self._candidate is None:
+                return
+            self._validate(self._candidate)
+            self._replace_running(self._candidate)
+            self._candidate = None
+
+    def discard_changes(self) -> None:
+        with self._lock:
+            self._candidate = None
+
+    # ---- schema shapes ---------------------------------------------------------------------
+
+    def shape_of(self, path: SchemaPath) -> Shape | None:
+        """The kind and keys of the schema node at `path`; None if there is none."""
+        if path not in self._shapes:
+            info = self._schema.node_info([local for _, local in path])
+            self._shapes[path] = _shape_from_info(info, path[-1][0])
+        return self._shapes[path]
+
+    def keys_of(self, element: etree._Element) -> tuple[str, ...]:
+        """List keys of a data element (for subtree filters); empty for other nodes."""
+        path: list[tuple[str, str]] = []
+        node: etree._Element | None = element
+        while node is not None and etree.QName(node).namespace != BASE_NS:
+            qname = etree.QName(node)
+            path.append((qname.namespace or "", qname.localname))
+            node = node.getparent()
+        shape = self.shape_of(tuple(reversed(path)))
+        return shape.keys if shape is not None and shape.kind is NodeKind.LIST else ()
+
+    # ---- internals -------------------------------------------------------------------------
+
+    def _validate(self, tree: etree._Element) -> None:
+        errors = self._schema.validate_config_xml(_serialize(tree))
+        if errors:
+            raise NetconfError(*(_validation_error(e) for e in errors))
+
+    def _replace_running(self, work: etree._Element) -> None:
+        canonical = self._canonical(work)
+        new_json = self._to_json(canonical)
+        reason = self._backend.veto(copy.deepcopy(new_json))
+        if reason is not None:
+            raise NetconfError.of(
+                ErrorType.APPLICATION,
+                ErrorTag.OPERATION_FAILED,
+                f"refused by the node: {reason}",
+                app_tag="vetoed",
+            )
+        if self._persist_path is not None:
+            self._persist(canonical)
+        self._running = canonical
+        self._running_json = new_json
+        self.revision += 1
+        try:
+            self._backend.apply(copy.deepcopy(new_json))
+        except Exception:  # the change is made; a failing subscriber must not undo it
+            log.exception("backend failed to apply running revision %d", self.revision)
+
+    def _canonical(self, tree: etree._Element) -> etree._Element:
+        try:
+            return _wrap(_parse(self._schema.canonical_xml(_serialize(tree), True)))
+        except InvalidDataError as error:
+            raise NetconfError(*(_validation_error(e) for e in error.errors)) from error
+
+    def _to_json(self, tree: etree._Element) -> dict[str, Any]:
+        try:
+            return self._schema.xml_to_json(_serialize(tree), True)
+        except InvalidDataError as error:
+            raise NetconfError(*(_validation_error(e) for e in error.errors)) from error
+
+    def _persist(self, tree: etree._Element) -> None:
+        path = self._persist_path
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = _serialize(tree).encode("utf-8")
+        descriptor, temporary = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+        try:
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def _raise_collected(self, collected: list[RpcError] | None) -> None:
+        if collected:
+            raise NetconfError(*collected)
+
+
+def _parse(xml: str) -> etree._Element:
+    try:
+        parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+        return etree.fromstring(xml.encode("utf-8"), parser)
+    except etree.XMLSyntaxError as error:
+        raise NetconfError.of(
+            ErrorType.APPLICATION, ErrorTag.INVALID_VALUE, f"malformed data: {error}"
+        ) from error
+
+
+def _wrap(root: etree._Element) -> etree._Element:
+    """A <data> wrapper around a <qkd_node> (or the children of a <config>/<data>)."""
+    if etree.QName(root).localname in ("data", "config"):
+        return _wrap_children(root)
+    wrapper = base_element("data")
+    wrapper.append(root)
+    return wrapper
+
+
+def _wrap_children(parent: etree._Element) -> etree._Element:
+    wrapper = base_element("data")
+    for child in parent:
+        if isinstance(child.tag, str):
+            wrapper.append(copy.deepcopy(child))
+    return wrapper
+
+
+def _serialize(wrapper: etree._Element) -> str:
+    """The data nodes inside the wrapper, as libyang reads them."""
+    children = [child for child in wrapper if isinstance(child.tag, str)]
+    if len(children) == 1:
+        return etree.tostring(children[0], encoding="unicode")
+    return etree.tostring(wrapper, encoding="unicode")
+
+
+def _shape_from_info(info: NodeInfo | None, namespace: str) -> Shape | None:
+    if info is None or info.namespace != namespace:
+        return None
+    return Shape(NodeKind(info.kind), info.keys)
+
+
+_OPERATION_FAILED_TAGS = {
+    "data-not-unique",
+    "too-many-elements",
+    "too-few-elements",
+    "must-violation",
+}
+_DATA_MISSING_TAGS = {"instance-required", "missing-choice"}
+
+
+def _validation_error(error: ValidationError) -> RpcError:
+    """RFC 7950 §15 error-tags for YANG validation failures."""
+    if error.app_tag in _OPERATION_FAILED_TAGS:
+        tag = ErrorTag.OPERATION_FAILED
+    elif error.app_tag in _DATA_MISSING_TAGS or "mandatory" in error.message.lower():
+        tag = ErrorTag.DATA_MISSING
+    else:
+        tag = ErrorTag.INVALID_VALUE
+    return RpcError(ErrorType.APPLICATION, tag, error.message, error.path or None, error.app_tag)

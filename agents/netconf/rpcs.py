@@ -1,0 +1,476 @@
+"""One handler per NETCONF operation (RFC 6241 §7, RFC 5277, RFC 6022 get-schema).
+
+`dispatch` checks the <rpc> envelope, finds the handler by (namespace, name) in a fixed
+table and turns every failure into <rpc-error>s: a handler never brings the session down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from lxml import etree
+
+from agents.datastore import DatastoreName, ErrorOption, TestOption
+from agents.netconf.edit import Operation, parse_default_operation
+from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
+from agents.netconf.state import Subscription
+from agents.netconf.subtree import filter_subtree
+
+if TYPE_CHECKING:
+    from agents.netconf.session import Session
+
+log = logging.getLogger(__name__)
+
+NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a handler answers: a <data>-like element, or None for <ok/>."""
+
+    data: etree._Element | None = None
+    close_after: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    reply: bytes
+    close_after: bool = False
+
+
+Handler = Callable[["Session", etree._Element], Reply]
+
+
+def dispatch(session: Session, rpc: etree._Element) -> Outcome:
+    try:
+        operation = _check_envelope(rpc)
+        handler = _HANDLERS.get(operation.tag)
+        if handler is None:
+            namespace = etree.QName(operation).namespace
+            if namespace not in (BASE_NS, NOTIFICATION_NS, MONITORING_NS):
+                raise NetconfError.of(
+                    ErrorType.PROTOCOL,
+                    ErrorTag.UNKNOWN_NAMESPACE,
+                    f"unknown namespace {namespace!r}",
+                    info=(
+                        ("bad-element", etree.QName(operation).localname),
+                        ("bad-namespace", namespace or ""),
+                    ),
+                )
+            raise NetconfError.of(
+                ErrorType.PROTOCOL,
+                ErrorTag.OPERATION_NOT_SUPPORTED,
+                f"operation {etree.QName(operation).localname!r} is not supported",
+            )
+        result = handler(session, operation)
+    except NetconfError as error:
+        return Outcome(error_reply(rpc, error.errors))
+    except Exception:  # a bug in one operation must not end the server or the session
+        log.exception("session %d: operation failed", session.session_id)
+        internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")
+        return Outcome(error_reply(rpc, (internal,)))
+    reply = reply_element(rpc)
+    if result.data is None:
+        etree.SubElement(reply, f"{{{BASE_NS}}}ok")
+    else:
+        reply.append(result.data)
+    return Outcome(etree.tostring(reply), result.close_after)
+
+
+def error_reply(rpc: etree._Element | None, errors: Sequence[RpcError]) -> bytes:
+    reply = reply_element(rpc)
+    for error in errors:
+        reply.append(error.to_element())
+    return etree.tostring(reply)
+
+
+def reply_element(rpc: etree._Element | None) -> etree._Element:
+    """An empty <rpc-reply> carrying every attribute of the <rpc> (RFC 6241 §4.2)."""
+    reply = base_element("rpc-reply")
+    if rpc is not None and rpc.tag == f"{{{BASE_NS}}}rpc":
+        for name, value in rpc.attrib.items():
+            reply.set(name, value)
+    return reply
+
+
+def _check_envelope(rpc: etree._Element) -> etree._Element:
+    qname = etree.QName(rpc)
+    if qname.localname != "rpc":
+        raise NetconfError.of(
+            ErrorType.RPC,
+            ErrorTag.UNKNOWN_ELEMENT,
+            f"expected <rpc>, got <{qname.localname}>",
+            info=(("bad-element", qname.localname),),
+        )
+    if qname.namespace != BASE_NS:
+        raise NetconfError.of(
+            ErrorType.RPC,
+            ErrorTag.UNKNOWN_NAMESPACE,
+            f"<rpc> must be in {BASE_NS}",
+            info=(("bad-element", "rpc"), ("bad-namespace", qname.namespace or "")),
+        )
+    if rpc.get("message-id") is None:
+        raise NetconfError.of(
+            ErrorType.RPC,
+            ErrorTag.MISSING_ATTRIBUTE,
+            "<rpc> without message-id",
+            info=(("bad-attribute", "message-id"), ("bad-element", "rpc")),
+        )
+    operations = _elements(rpc)
+    if len(operations) != 1:
+        raise NetconfError.of(
+            ErrorType.RPC,
+            ErrorTag.MISSING_ELEMENT if not operations else ErrorTag.BAD_ELEMENT,
+            "an <rpc> holds exactly one operation",
+            info=(("bad-element", "rpc"),),
+        )
+    return operations[0]
+
+
+# ---- parameters ------------------------------------------------------------------------------
+
+
+def _elements(parent: etree._Element) -> list[etree._Element]:
+    return [child for child in parent if isinstance(child.tag, str)]
+
+
+def _params(
+    operation: etree._Element, allowed: Sequence[str], namespace: str = BASE_NS
+) -> dict[str, etree._Element]:
+    """The parameters of an operation by local name; unknown ones are unknown-element."""
+    found: dict[str, etree._Element] = {}
+    for child in _elements(operation):
+        qname = etree.QName(child)
+        if qname.namespace != namespace or qname.localname not in allowed:
+            raise NetconfError.of(
+                ErrorType.PROTOCOL,
+                ErrorTag.UNKNOWN_ELEMENT,
+                f"unexpected parameter <{qname.localname}>",
+                info=(("bad-element", qname.localname),),
+            )
+        found[qname.localname] = child
+    return found
+
+
+def _required(params: dict[str, etree._Element], name: str) -> etree._Element:
+    if name not in params:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.MISSING_ELEMENT,
+            f"missing parameter <{name}>",
+            info=(("bad-element", name),),
+        )
+    return params[name]
+
+
+def _datastore(
+    params: dict[str, etree._Element], name: str, allowed: Sequence[DatastoreName]
+) -> DatastoreName | etree._Element:
+    """<target>/<source>: a datastore name, or the inline <config> where `allowed` is empty."""
+    choice = _elements(_required(params, name))
+    if len(choice) == 1:
+        qname = etree.QName(choice[0])
+        if qname.namespace == BASE_NS:
+            for datastore in allowed:
+                if qname.localname == datastore.value:
+                    return datastore
+            if qname.localname == "config" and name == "source":
+                return choice[0]
+    raise NetconfError.of(
+        ErrorType.PROTOCOL,
+        ErrorTag.INVALID_VALUE,
+        f"<{name}> must name one of: {', '.join(d.value for d in allowed)}",
+        info=(("bad-element", name),),
+    )
+
+
+def _datastore_name(
+    params: dict[str, etree._Element], name: str, allowed: Sequence[DatastoreName]
+) -> DatastoreName:
+    chosen = _datastore(params, name, allowed)
+    if not isinstance(chosen, DatastoreName):
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            f"<{name}> must name a datastore here",
+            info=(("bad-element", name),),
+        )
+    return chosen
+
+
+def _filter_nodes(filter_element: etree._Element | None) -> list[etree._Element] | None:
+    """The filter's nodes; None when there is no filter (everything is selected)."""
+    if filter_element is None:
+        return None
+    kind = filter_element.get("type", "subtree")
+    if kind != "subtree":
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.BAD_ATTRIBUTE,
+            f"filter type {kind!r} is not supported (only subtree)",
+            info=(("bad-attribute", "type"), ("bad-element", "filter")),
+        )
+    return _elements(filter_element)
+
+
+_Option = TypeVar("_Option", TestOption, ErrorOption)
+
+
+def _enum_param(
+    params: dict[str, etree._Element], name: str, kind: type[_Option], default: _Option
+) -> _Option:
+    if name not in params:
+        return default
+    text = (params[name].text or "").strip()
+    for member in kind:
+        if member.value == text:
+            return member
+    raise NetconfError.of(
+        ErrorType.PROTOCOL,
+        ErrorTag.INVALID_VALUE,
+        f"invalid <{name}> {text!r}",
+        info=(("bad-element", name),),
+    )
+
+
+def _check_not_locked(session: Session, *names: DatastoreName) -> None:
+    for name in names:
+        holder = session.agent.lock_holder(name)
+        if holder is not None and holder != session.session_id:
+            raise NetconfError.of(
+                ErrorType.PROTOCOL,
+                ErrorTag.IN_USE,
+                f"{name.value} is locked by session {holder}",
+                info=(("session-id", str(holder)),),
+            )
+
+
+def _data(roots: Sequence[etree._Element], namespace: str = BASE_NS) -> etree._Element:
+    data = base_element("data", namespace)
+    for root in roots:
+        data.append(root)
+    return data
+
+
+def _selected(
+    session: Session, wrapper: etree._Element, filter_element: etree._Element | None
+) -> etree._Element:
+    nodes = _filter_nodes(filter_element)
+    if nodes is None:
+        return wrapper
+    return _data(filter_subtree(_elements(wrapper), nodes, session.agent.datastore.keys_of))
+
+
+# ---- operations ------------------------------------------------------------------------------
+
+
+def _get(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("filter",))
+    wrapper = session.agent.datastore.operational()
+    return Reply(_selected(session, wrapper, params.get("filter")))
+
+
+def _get_config(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("source", "filter"))
+    source = _datastore_name(params, "source", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
+    wrapper = session.agent.datastore.config(source)
+    return Reply(_selected(session, wrapper, params.get("filter")))
+
+
+def _edit_config(session: Session, operation: etree._Element) -> Reply:
+    params = _params(
+        operation,
+        ("target", "default-operation", "test-option", "error-option", "config", "url"),
+    )
+    target = _datastore_name(params, "target", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
+    if "url" in params:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL, ErrorTag.OPERATION_NOT_SUPPORTED, ":url is not supported"
+        )
+    config = _required(params, "config")
+    default = Operation.MERGE
+    if "default-operation" in params:
+        default = parse_default_operation((params["default-operation"].text or "").strip())
+    test_option = _enum_param(params, "test-option", TestOption, TestOption.TEST_THEN_SET)
+    error_option = _enum_param(params, "error-option", ErrorOption, ErrorOption.STOP_ON_ERROR)
+    _check_not_locked(session, target)
+    _check_data_namespaces(session, config)
+    session.agent.datastore.edit(target, config, default, test_option, error_option)
+    return Reply()
+
+
+def _check_data_namespaces(session: Session, config: etree._Element) -> None:
+    """Top-level data nodes must belong to a module the agent serves."""
+    for node in _elements(config):
+        qname = etree.QName(node)
+        if session.agent.datastore.shape_of(((qname.namespace or "", qname.localname),)):
+            continue
+        known = qname.namespace in session.agent.data_namespaces
+        raise NetconfError.of(
+            ErrorType.APPLICATION,
+            ErrorTag.UNKNOWN_ELEMENT if known else ErrorTag.UNKNOWN_NAMESPACE,
+            f"<{qname.localname}> in {qname.namespace!r} is no top-level data node",
+            info=(
+                ("bad-element", qname.localname),
+                *((("bad-namespace", qname.namespace or ""),) if not known else ()),
+            ),
+        )
+
+
+def _validate(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("source",))
+    source = _datastore(params, "source", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
+    session.agent.datastore.validate(source)
+    return Reply()
+
+
+def _commit(session: Session, operation: etree._Element) -> Reply:
+    _params(operation, ())
+    _check_not_locked(session, DatastoreName.RUNNING, DatastoreName.CANDIDATE)
+    session.agent.datastore.commit()
+    return Reply()
+
+
+def _discard_changes(session: Session, operation: etree._Element) -> Reply:
+    _params(operation, ())
+    _check_not_locked(session, DatastoreName.CANDIDATE)
+    session.agent.datastore.discard_changes()
+    return Reply()
+
+
+def _lock(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("target",))
+    target = _datastore_name(params, "target", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
+    holder = session.agent.lock_holder(target)
+    candidate_dirty = (
+        target is DatastoreName.CANDIDATE and session.agent.datastore.candidate_modified
+    )
+    if holder is None and candidate_dirty:
+        holder = 0  # RFC 6241 §7.5: uncommitted changes not owned by a lock holder
+    if holder is not None:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.LOCK_DENIED,
+            f"{target.value} is locked by session {holder}"
+            if holder
+            else "the candidate holds uncommitted changes",
+            info=(("session-id", str(holder)),),
+        )
+    session.agent.locks[target] = session.session_id
+    return Reply()
+
+
+def _unlock(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("target",))
+    target = _datastore_name(params, "target", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
+    if session.agent.lock_holder(target) != session.session_id:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.OPERATION_FAILED,
+            f"this session holds no lock on {target.value}",
+        )
+    del session.agent.locks[target]
+    return Reply()
+
+
+def _close_session(session: Session, operation: etree._Element) -> Reply:
+    _params(operation, ())
+    return Reply(close_after=True)
+
+
+def _kill_session(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("session-id",))
+    text = (_required(params, "session-id").text or "").strip()
+    victim = session.agent.sessions.get(int(text)) if text.isdigit() else None
+    if victim is None or victim is session:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            f"no other session with id {text!r}",
+            info=(("bad-element", "session-id"),),
+        )
+    victim.close()
+    return Reply()
+
+
+def _create_subscription(session: Session, operation: etree._Element) -> Reply:
+    params: dict[str, etree._Element] = {}
+    for child in _elements(operation):
+        qname = etree.QName(child)
+        known = ("stream", "filter", "startTime", "stopTime")
+        if qname.localname not in known or qname.namespace not in (NOTIFICATION_NS, BASE_NS):
+            raise NetconfError.of(
+                ErrorType.PROTOCOL,
+                ErrorTag.UNKNOWN_ELEMENT,
+                f"unexpected parameter <{qname.localname}>",
+                info=(("bad-element", qname.localname),),
+            )
+        params[qname.localname] = child
+    stream = (params["stream"].text or "").strip() if "stream" in params else "NETCONF"
+    if stream != "NETCONF":
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            f"no stream {stream!r} (only NETCONF)",
+            info=(("bad-element", "stream"),),
+        )
+    if "startTime" in params or "stopTime" in params:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL, ErrorTag.OPERATION_FAILED, "replay is not supported"
+        )
+    if session.subscription is not None:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL, ErrorTag.IN_USE, "this session already has a subscription"
+        )
+    nodes = _filter_nodes(params.get("filter"))
+    session.subscription = Subscription(tuple(nodes) if nodes is not None else None)
+    return Reply()
+
+
+def _get_schema(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("identifier", "version", "format"), MONITORING_NS)
+    identifier = (_required(params, "identifier").text or "").strip()
+    version = (params["version"].text or "").strip() if "version" in params else None
+    schema_format = (params["format"].text or "").strip() if "format" in params else "yang"
+    if schema_format.rpartition(":")[2] != "yang":  # "yang" or a prefixed "ncm:yang"
+        raise NetconfError.of(
+            ErrorType.APPLICATION,
+            ErrorTag.INVALID_VALUE,
+            f"format {schema_format!r} is not available (only yang)",
+            info=(("bad-element", "format"),),
+        )
+    matches = sorted(
+        (revision, text)
+        for (name, revision), text in session.agent.module_texts.items()
+        if name == identifier and (version is None or version == revision)
+    )
+    if not matches:
+        raise NetconfError.of(
+            ErrorType.APPLICATION,
+            ErrorTag.INVALID_VALUE,
+            f"no schema {identifier!r}" + (f" revision {version}" if version else ""),
+            info=(("bad-element", "identifier"),),
+        )
+    data = base_element("data", MONITORING_NS)
+    data.text = matches[-1][1]
+    return Reply(data)
+
+
+_HANDLERS: dict[str, Handler] = {
+    f"{{{BASE_NS}}}get": _get,
+    f"{{{BASE_NS}}}get-config": _get_config,
+    f"{{{BASE_NS}}}edit-config": _edit_config,
+    f"{{{BASE_NS}}}validate": _validate,
+    f"{{{BASE_NS}}}commit": _commit,
+    f"{{{BASE_NS}}}discard-changes": _discard_changes,
+    f"{{{BASE_NS}}}lock": _lock,
+    f"{{{BASE_NS}}}unlock": _unlock,
+    f"{{{BASE_NS}}}close-session": _close_session,
+    f"{{{BASE_NS}}}kill-session": _kill_session,
+    f"{{{NOTIFICATION_NS}}}create-subscription": _create_subscription,
+    f"{{{MONITORING_NS}}}get-schema": _get_schema,
+}

@@ -1,0 +1,234 @@
+"""NETCONF over SSH (RFC 6242) for one agent: an asyncssh listener with subsystem `netconf`.
+
+Only I/O lives here: authentication, the SSH channel, and handing bytes to `Session`.
+Many agents share one process and one event loop; each costs one listening socket and a
+few objects, and each session is driven by asyncssh callbacks (no task or thread per
+session).
+"""
+
+from __future__ import annotations
+
+import copy
+import hmac
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncssh
+from lxml import etree
+
+from agents.datastore import Datastore
+from agents.netconf.errors import base_element
+from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
+from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
+from agents.netconf.session import BASE_1_0, BASE_1_1, Session
+from agents.netconf.state import AgentState
+from agents.netconf.subtree import filter_subtree
+
+log = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+
+BASE_CAPABILITIES = (
+    BASE_1_0,
+    BASE_1_1,
+    "urn:ietf:params:netconf:capability:writable-running:1.0",
+    "urn:ietf:params:netconf:capability:candidate:1.0",
+    "urn:ietf:params:netconf:capability:validate:1.1",
+    "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
+    "urn:ietf:params:netconf:capability:notification:1.0",
+    "urn:ietf:params:netconf:capability:interleave:1.0",
+    f"{MONITORING_NS}?module=ietf-netconf-monitoring&revision=2010-10-04",
+)
+
+
+@dataclass(frozen=True)
+class NetconfCredentials:
+    """Who may log in. `authorized_keys` are OpenSSH public key lines."""
+
+    username: str
+    password: str = field(repr=False)
+    authorized_keys: tuple[str, ...]
+    host_key_path: Path
+
+
+class _Channel:
+    """The `Transport` of a session: an SSH channel in binary mode."""
+
+    def __init__(self, channel: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._channel = channel
+
+    def write(self, data: bytes) -> None:
+        self._channel.write(data)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
+    """Accepts only the `netconf` subsystem and feeds a `Session`."""
+
+    def __init__(self, agent: AgentState) -> None:
+        self._agent = agent
+        self._session: Session | None = None
+        self._channel: asyncssh.SSHServerChannel[bytes] | None = None
+        self._subsystem = False
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._channel = chan
+
+    def shell_requested(self) -> bool:
+        return False
+
+    def exec_requested(self, command: str) -> bool:
+        return False
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        self._subsystem = subsystem == "netconf"
+        return self._subsystem
+
+    def session_started(self) -> None:
+        if not self._subsystem or self._channel is None:
+            if self._channel is not None:
+                self._channel.close()
+            return
+        self._session = Session(self._agent, _Channel(self._channel))
+        self._session.start()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self._session is not None:
+            self._session.data_received(data)
+
+    def eof_received(self) -> bool:
+        if self._session is not None:
+            self._session.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._session is not None:
+            self._session.connection_lost()
+
+
+class _NetconfSSHServer(asyncssh.SSHServer):
+    """Password or public-key authentication of the one configured user."""
+
+    def __init__(
+        self,
+        agent: AgentState,
+        credentials: NetconfCredentials,
+        authorized: tuple[asyncssh.SSHKey, ...],
+    ) -> None:
+        self._agent = agent
+        self._credentials = credentials
+        self._authorized = {key.public_data for key in authorized}
+
+    def begin_auth(self, username: str) -> bool:
+        return True  # authentication is always required
+
+    def password_auth_supported(self) -> bool:
+        return True
+
+    def validate_password(self, username: str, password: str) -> bool:
+        user_ok = hmac.compare_digest(username.encode(), self._credentials.username.encode())
+        password_ok = hmac.compare_digest(password.encode(), self._credentials.password.encode())
+        return user_ok and password_ok
+
+    def public_key_auth_supported(self) -> bool:
+        return bool(self._authorized)
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        user_ok = hmac.compare_digest(username.encode(), self._credentials.username.encode())
+        return user_ok and key.public_data in self._authorized
+
+    def session_requested(self) -> _NetconfSSHSession:
+        return _NetconfSSHSession(self._agent)
+
+
+class NetconfServer:
+    """The NETCONF front end of one agent's datastore, on 127.0.0.1."""
+
+    def __init__(
+        self,
+        datastore: Datastore,
+        credentials: NetconfCredentials,
+        host: str = HOST,
+        port: int = 0,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        schema = datastore.schema
+        self._credentials = credentials
+        self._host = host
+        self._requested_port = port
+        self._agent = AgentState(
+            datastore,
+            capabilities=(*BASE_CAPABILITIES, *schema.capabilities()),
+            module_texts=schema.module_texts(),
+            data_namespaces=frozenset(uri.partition("?")[0] for uri in schema.capabilities()),
+            max_message_size=max_message_size,
+        )
+        self._acceptor: asyncssh.SSHAcceptor | None = None
+        self.port = 0
+
+    @property
+    def session_count(self) -> int:
+        return len(self._agent.sessions)
+
+    async def start(self) -> None:
+        """Listen; `port` is the bound port afterwards."""
+        host_key = asyncssh.read_private_key(self._credentials.host_key_path)
+        authorized = tuple(
+            asyncssh.import_public_key(line)
+            for line in self._credentials.authorized_keys
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+        self._acceptor = await asyncssh.listen(
+            self._host,
+            self._requested_port,
+            server_factory=lambda: _NetconfSSHServer(self._agent, self._credentials, authorized),
+            server_host_keys=[host_key],
+            encoding=None,
+            allow_scp=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+        )
+        self.port = self._acceptor.get_port()
+
+    async def stop(self) -> None:
+        """Close every session and stop listening."""
+        for session in list(self._agent.sessions.values()):
+            session.close()
+        if self._acceptor is not None:
+            self._acceptor.close()
+            await self._acceptor.wait_closed()
+            self._acceptor = None
+
+    def publish(self, notification_xml: str) -> None:
+        """Send an event (the inner element, e.g. <sdqkdn_link_down ...>) to subscribers.
+
+        It is wrapped in an RFC 5277 <notification> with the current eventTime. Raises
+        ValueError if the event is not valid against the YANG notifications.
+        """
+        errors = self._agent.datastore.schema.validate_notification_xml(notification_xml)
+        if errors:
+            raise ValueError("invalid notification: " + "; ".join(str(e) for e in errors))
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+        event = etree.fromstring(notification_xml.encode("utf-8"), parser)
+        event_time = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for session in list(self._agent.sessions.values()):
+            subscription = session.subscription
+            if subscription is None:
+                continue
+            content = [event]
+            if subscription.filter_nodes is not None:
+                content = filter_subtree([event], subscription.filter_nodes)
+                if not content:
+                    continue
+            session.send_notification(_notification(event_time, content[0]))
+
+
+def _notification(event_time: str, event: etree._Element) -> bytes:
+    notification = base_element("notification", NOTIFICATION_NS)
+    etree.SubElement(notification, f"{{{NOTIFICATION_NS}}}eventTime").text = event_time
+    notification.append(copy.deepcopy(event))
+    return etree.tostring(notification)
