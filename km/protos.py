@@ -12,9 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def proto_files() -> list[Path]:
-    return sorted(
-        p for folder in ("km", "agents") for p in (ROOT / folder).rglob("*.proto")
-    )
+    return sorted(p for folder in ("km", "agents") for p in (ROOT / folder).rglob("*.proto"))
 
 
 def generate(out_dir: Path = ROOT) -> None:

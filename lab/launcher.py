@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,7 +199,9 @@ def _cli(*args: str) -> tuple[str, ...]:
 def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
     """What `lab up` starts, in start order: agents first, then key managers, then controller."""
     plan_file = str(Path(plan.state_dir) / "plan.json")
-    commands: list[tuple[str, tuple[str, ...]]] = [("agents", _cli("agent", "run", "--plan", plan_file))]
+    commands: list[tuple[str, tuple[str, ...]]] = [
+        ("agents", _cli("agent", "run", "--plan", plan_file))
+    ]
     for node in plan.nodes:
         commands.append(
             (f"km-{node.name}", _cli("km", "run", "--plan", plan_file, "--node", node.name))
@@ -330,20 +332,16 @@ def stop(state_dir: Path, timeout: float = 10.0) -> list[str]:
     """Stops the recorded processes (controller first), SIGTERM then SIGKILL; returns their names."""
     processes = [p for p in reversed(recorded_processes(state_dir)) if is_ours(p)]
     for proc in processes:
-        try:
+        with suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     for proc in processes:
         while is_ours(proc) and time.monotonic() < deadline:
             _reap(proc.pid)
             time.sleep(0.02)
         if is_ours(proc):
-            try:
+            with suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         _reap(proc.pid)
     _pid_file(state_dir).unlink(missing_ok=True)
     return [p.name for p in processes]
@@ -351,10 +349,8 @@ def stop(state_dir: Path, timeout: float = 10.0) -> list[str]:
 
 def _reap(pid: int) -> None:
     """Collects a child of ours that has exited, so it does not linger as a zombie."""
-    try:
+    with suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 @contextmanager

@@ -143,12 +143,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
     with console.status("starting") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
         result = run_scenario(
-            scenario,
-            args.out,
-            state_dir=args.state_dir,
-            progress=lambda msg: (status.update(msg), console.log(msg)),
-            requests=args.requests,
+            scenario, args.out, state_dir=args.state_dir, progress=progress, requests=args.requests
         )
     print_report(result, console)
     chart = args.out / "timeline.png"

@@ -77,7 +77,9 @@ def timeline_chart(result: ScenarioResult, path: Path) -> None:
             idx = names.index(name) if name in names else len(names)
             label = LABELS.get(name, name) if name not in seen else None
             seen.add(name)
-            ax.plot(event["t_ms"], y, marker="|", markersize=14, color=colours(idx % 10), label=label)
+            ax.plot(
+                event["t_ms"], y, marker="|", markersize=14, color=colours(idx % 10), label=label
+            )
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r.pair} #{r.index + 1}" for r in rows])
     ax.invert_yaxis()

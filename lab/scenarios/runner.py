@@ -158,7 +158,9 @@ def run_scenario(
                     timings.append(
                         (f"{master}>{slave}", index, key_id, k_master, k_slave, t0, t1, t1b, t2)
                     )
-                    say(f"{master}→{slave} #{index + 1}: {t1 - t0:.1f} ms enc, {t2 - t1b:.1f} ms dec")
+                    say(
+                        f"{master}→{slave} #{index + 1}: {t1 - t0:.1f} ms enc, {t2 - t1b:.1f} ms dec"
+                    )
         finally:
             for client in clients.values():
                 client.close()
