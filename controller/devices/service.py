@@ -1,0 +1,224 @@
+"""The device service: one supervised NETCONF session per device, behind an asyncio facade.
+
+Each device has one worker thread (ncclient is blocking) that runs its RPCs in order, and one
+supervisor task that connects with exponential backoff, reads the node's data, subscribes to
+its notifications and, when the session dies, reports the device unavailable and reconnects.
+Notifications arrive in ncclient's reader thread and are handed to the event loop; a slow
+`<get>` every `poll_interval` seconds is only the fallback for missed performance updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from controller.devices.session import DeviceAddress, NetconfSession
+from controller.errors import ControllerError, DeviceUnavailable, NodeDataError
+from controller.names import QKD_NODE_FILTER
+from controller.nodedata import NodeData, parse_node
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DeviceEventType(enum.Enum):
+    CONNECTED = "CONNECTED"  # (re)connected, with the node's data
+    POLLED = "POLLED"  # periodic refresh of the node's data
+    LOST = "LOST"
+    NOTIFICATION = "NOTIFICATION"
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    type: DeviceEventType
+    name: str  # the plan's name of the device
+    data: NodeData | None = None
+    xml: str = ""  # the notification
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    first: float = 0.05
+    factor: float = 2.0
+    cap: float = 2.0
+
+    def delays(self) -> Callable[[], float]:
+        delay = [self.first]
+
+        def next_delay() -> float:
+            current = delay[0]
+            delay[0] = min(current * self.factor, self.cap)
+            return current
+
+        return next_delay
+
+
+class _Device:
+    """The runtime of one device: its worker thread, session and supervisor."""
+
+    def __init__(self, address: DeviceAddress) -> None:
+        self.address = address
+        self.worker = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"netconf-{address.name}"
+        )
+        self.session: NetconfSession | None = None
+        self.device_id: str | None = None
+        self.lost = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+class DeviceService:
+    def __init__(
+        self,
+        addresses: Sequence[DeviceAddress],
+        on_event: Callable[[DeviceEvent], None],
+        backoff: Backoff = Backoff(),
+        poll_interval: float = 5.0,
+        rpc_timeout: float = 10.0,
+    ) -> None:
+        self._devices = {a.name: _Device(a) for a in addresses}
+        self._on_event = on_event
+        self._backoff = backoff
+        self._poll_interval = poll_interval
+        self._rpc_timeout = rpc_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, first_connect_timeout: float = 10.0) -> None:
+        """Starts supervising every device; returns once each connected or timed out once."""
+        self._loop = asyncio.get_running_loop()
+        ready = [asyncio.Event() for _ in self._devices]
+        for device, event in zip(self._devices.values(), ready, strict=True):
+            device.task = asyncio.create_task(self._supervise(device, event))
+        waits = [asyncio.create_task(e.wait()) for e in ready]
+        await asyncio.wait(waits, timeout=first_connect_timeout)
+        for wait in waits:
+            wait.cancel()
+
+    async def stop(self) -> None:
+        for device in self._devices.values():
+            if device.task is not None:
+                device.task.cancel()
+        for device in self._devices.values():
+            if device.task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await device.task
+            session, device.session = device.session, None
+            if session is not None:
+                await asyncio.get_running_loop().run_in_executor(device.worker, session.close)
+            device.worker.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ queries
+
+    def names(self) -> list[str]:
+        return list(self._devices)
+
+    def name_of(self, device_id: str) -> str | None:
+        for name, device in self._devices.items():
+            if device.device_id == device_id:
+                return name
+        return None
+
+    def is_available(self, device_id: str) -> bool:
+        name = self.name_of(device_id)
+        return name is not None and self._devices[name].session is not None
+
+    def address(self, name: str) -> DeviceAddress:
+        return self._devices[name].address
+
+    async def call(self, device_id: str, operation: Callable[[NetconfSession], T]) -> T:
+        """Runs `operation(session)` on the device's worker thread."""
+        name = self.name_of(device_id)
+        if name is None:
+            raise DeviceUnavailable(device_id, "unknown device (never connected)")
+        device = self._devices[name]
+        session = device.session
+        if session is None:
+            raise DeviceUnavailable(name, "not connected")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(device.worker, operation, session)
+
+    # ------------------------------------------------------------ supervision
+
+    def _post(self, event: DeviceEvent) -> None:
+        try:
+            self._on_event(event)
+        except Exception:
+            log.exception("device event handler failed on %s", event.type)
+
+    def _from_thread(self, device: _Device, event: DeviceEvent) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if event.type is DeviceEventType.LOST:
+            loop.call_soon_threadsafe(device.lost.set)
+        loop.call_soon_threadsafe(self._post, event)
+
+    def _connect(self, device: _Device) -> tuple[NetconfSession, NodeData]:
+        """Blocking: open, read the node, subscribe (in the device's worker thread)."""
+        session = NetconfSession.open(device.address, self._rpc_timeout)
+        try:
+            data = parse_node(session.get(QKD_NODE_FILTER))
+            name = device.address.name
+            session.subscribe(
+                lambda xml: self._from_thread(
+                    device, DeviceEvent(DeviceEventType.NOTIFICATION, name, xml=xml)
+                ),
+                lambda reason: self._from_thread(
+                    device, DeviceEvent(DeviceEventType.LOST, name, reason=reason)
+                ),
+            )
+        except BaseException:
+            session.close()
+            raise
+        return session, data
+
+    async def _supervise(self, device: _Device, first: asyncio.Event) -> None:
+        loop = asyncio.get_running_loop()
+        next_delay = self._backoff.delays()
+        name = device.address.name
+        while True:
+            device.lost.clear()
+            try:
+                session, data = await loop.run_in_executor(device.worker, self._connect, device)
+            except (ControllerError, NodeDataError) as error:
+                first.set()
+                log.info("device %s: %s", name, error)
+                await asyncio.sleep(next_delay())
+                continue
+            next_delay = self._backoff.delays()
+            device.session, device.device_id = session, data.qkdn_id
+            self._post(DeviceEvent(DeviceEventType.CONNECTED, name, data=data))
+            first.set()
+            reason = await self._watch(device, session)
+            device.session = None
+            await loop.run_in_executor(device.worker, session.close)
+            self._post(DeviceEvent(DeviceEventType.LOST, name, reason=reason))
+            await asyncio.sleep(next_delay())
+
+    async def _watch(self, device: _Device, session: NetconfSession) -> str:
+        """Waits until the session dies; refreshes the node's data now and then meanwhile."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(device.lost.wait(), timeout=self._poll_interval)
+                return "NETCONF session lost"
+            except TimeoutError:
+                pass
+            try:
+                xml = await loop.run_in_executor(device.worker, session.get, QKD_NODE_FILTER)
+                data = parse_node(xml)
+            except DeviceUnavailable as error:
+                return str(error)
+            except ControllerError as error:
+                log.warning("polling %s: %s", device.address.name, error)
+                continue
+            self._post(DeviceEvent(DeviceEventType.POLLED, device.address.name, data=data))

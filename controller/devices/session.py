@@ -1,0 +1,213 @@
+"""One NETCONF session to one device, over ncclient (blocking; the service runs it in a thread).
+
+This package is the only place that imports ncclient. Its exceptions are mapped to the
+controller's own here, and operations check the capabilities they need before sending.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ncclient.transport.parser
+import ncclient.transport.session
+from ncclient import manager, transport
+from ncclient.operations.errors import TimeoutExpiredError
+from ncclient.operations.rpc import RPCError
+from ncclient.transport.errors import AuthenticationError, SSHError, TransportError
+from ncclient.transport.session import NotificationHandler, SessionListener
+
+from controller.errors import CapabilityMissing, DeviceError, DeviceUnavailable, RpcFailed
+from controller.names import NOTIF_NS
+
+log = logging.getLogger(__name__)
+
+CANDIDATE = "urn:ietf:params:netconf:capability:candidate:1.0"
+VALIDATE = "urn:ietf:params:netconf:capability:validate:1.1"
+VALIDATE_10 = "urn:ietf:params:netconf:capability:validate:1.0"
+NOTIFICATION = "urn:ietf:params:netconf:capability:notification:1.0"
+
+# ncclient's I/O loop sleeps up to TICK per message; the default 0.1 s costs 100 ms per RPC.
+FAST_TICK = 0.002
+
+
+def tune_ncclient(tick: float = FAST_TICK) -> None:
+    ncclient.transport.session.TICK = tick
+    ncclient.transport.parser.TICK = tick
+
+
+@dataclass(frozen=True)
+class DeviceAddress:
+    """Where and how to reach a device's agent (from the lab plan)."""
+
+    device_id: str  # the node's qkdn_id
+    name: str
+    host: str
+    port: int
+    username: str
+    password: str | None = field(default=None, repr=False)
+    key_file: str | None = None
+    host_key_b64: str | None = field(default=None, repr=False)  # pin the agent's host key
+
+
+def host_key_b64(public_key_file: Path) -> str | None:
+    """The base64 blob of an OpenSSH public key file, to pin the host key (None if absent)."""
+    try:
+        parts = public_key_file.read_text().split()
+    except OSError:
+        return None
+    if len(parts) < 2:
+        return None
+    base64.b64decode(parts[1], validate=True)  # refuse a corrupt pin early
+    return parts[1]
+
+
+def _abandon(session: Any) -> None:
+    """Closes a session whose connect failed half-way (ncclient leaves the transport open)."""
+    if session.transport:
+        session.close()
+
+
+class _Listener(SessionListener):  # type: ignore[misc]
+    """Receives every message of the session in ncclient's reader thread."""
+
+    def __init__(self, on_notification: Callable[[str], None], on_error: Callable[[str], None]):
+        self._on_notification = on_notification
+        self._on_error = on_error
+
+    def callback(self, root: tuple[str, dict[str, str]], raw: str) -> None:
+        if root[0] == f"{{{NOTIF_NS}}}notification":
+            self._on_notification(raw)
+
+    def errback(self, ex: Exception) -> None:
+        self._on_error(f"session lost: {type(ex).__name__}: {ex}")
+
+
+class NetconfSession:
+    """A connected session; every method blocks until the device answers."""
+
+    def __init__(self, address: DeviceAddress, session: Any, handle: Any) -> None:
+        self.address = address
+        self._session = session
+        self._handle = handle
+        self.capabilities = frozenset(str(c) for c in handle.server_capabilities)
+
+    @staticmethod
+    def open(address: DeviceAddress, timeout: float = 10.0) -> NetconfSession:
+        tune_ncclient()
+        handler = manager.make_device_handler({}, None)
+        session = transport.SSHSession(handler)
+        # no unbounded queue of notifications nobody reads: our listener takes them instead
+        builtin = session.get_listener_instance(NotificationHandler)
+        if builtin is not None:
+            session.remove_listener(builtin)
+        try:
+            session.connect(
+                host=address.host,
+                port=address.port,
+                username=address.username,
+                password=address.password,
+                key_filename=address.key_file,
+                hostkey_verify=False,
+                hostkey_b64=address.host_key_b64,
+                allow_agent=False,
+                look_for_keys=False,
+                timeout=timeout,
+            )
+        except AuthenticationError as error:
+            _abandon(session)
+            raise DeviceUnavailable(address.name, f"authentication failed: {error}") from None
+        except (SSHError, TransportError, OSError) as error:
+            _abandon(session)
+            raise DeviceUnavailable(
+                address.name, f"cannot connect to {address.host}:{address.port}: {error}"
+            ) from None
+        return NetconfSession(address, session, manager.Manager(session, handler, timeout=timeout))
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._handle.connected)
+
+    def has(self, capability: str) -> bool:
+        return any(c.split("?")[0] == capability for c in self.capabilities)
+
+    def require(self, capability: str, operation: str) -> None:
+        if not self.has(capability):
+            raise CapabilityMissing(
+                self.address.name, f"{operation} needs {capability}, which the device lacks"
+            )
+
+    @contextmanager
+    def _mapped(self, operation: str) -> Iterator[None]:
+        try:
+            yield
+        except RPCError as error:
+            raise RpcFailed(
+                self.address.name,
+                f"{operation} refused: {error.tag or 'error'}: {error.message or error}",
+            ) from None
+        except TimeoutExpiredError:
+            raise DeviceError(self.address.name, f"{operation} timed out") from None
+        except (TransportError, SSHError, OSError) as error:
+            raise DeviceUnavailable(self.address.name, f"{operation} failed: {error}") from None
+
+    # ---------------------------------------------------------------- operations
+
+    def get(self, subtree: str) -> str:
+        with self._mapped("get"):
+            return str(self._handle.get(filter=("subtree", subtree)).data_xml)
+
+    def get_config(self, subtree: str, source: str = "running") -> str:
+        with self._mapped("get-config"):
+            return str(self._handle.get_config(source=source, filter=("subtree", subtree)).data_xml)
+
+    def lock(self) -> None:
+        self.require(CANDIDATE, "lock of the candidate")
+        with self._mapped("lock"):
+            self._handle.lock(target="candidate")
+
+    def unlock(self) -> None:
+        with self._mapped("unlock"):
+            self._handle.unlock(target="candidate")
+
+    def edit_candidate(self, config: str) -> None:
+        self.require(CANDIDATE, "edit-config on the candidate")
+        with self._mapped("edit-config"):
+            self._handle.edit_config(target="candidate", config=config)
+
+    def validate_candidate(self) -> None:
+        if not (self.has(VALIDATE) or self.has(VALIDATE_10)):
+            return  # the commit validates anyway
+        with self._mapped("validate"):
+            self._handle.validate(source="candidate")
+
+    def commit(self) -> None:
+        self.require(CANDIDATE, "commit")
+        with self._mapped("commit"):
+            self._handle.commit()
+
+    def discard_changes(self) -> None:
+        with self._mapped("discard-changes"):
+            self._handle.discard_changes()
+
+    def subscribe(
+        self, on_notification: Callable[[str], None], on_error: Callable[[str], None]
+    ) -> None:
+        """RFC 5277 subscription; notifications are handed over in ncclient's reader thread
+        (no polling)."""
+        self.require(NOTIFICATION, "create-subscription")
+        self._session.add_listener(_Listener(on_notification, on_error))
+        with self._mapped("create-subscription"):
+            self._handle.create_subscription()
+
+    def close(self) -> None:
+        try:
+            if self._handle.connected:
+                self._handle.close_session()
+        except Exception as error:  # closing a dead session must not hide the original cause
+            log.debug("closing %s: %s", self.address.name, error)
