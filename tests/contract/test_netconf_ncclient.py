@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from ncclient.operations import RPCError
+from ncclient.transport.errors import AuthenticationError
 from test_netconf_harness import (
     LINK_ID,
     NODE_ID,
@@ -312,7 +313,7 @@ def test_public_key_login_works_and_wrong_credentials_are_refused(tmp_path: Path
             agent, password=None, key_filename=str(agent.client_keys.private_key_path)
         ) as session:
             assert session.connected
-        with pytest.raises(Exception, match="(?i)auth"):
+        with pytest.raises(AuthenticationError):
             connect(agent, password="wrong")
 
 
