@@ -9,8 +9,9 @@ node's KeyStore the way the relay does, so cross-node requests exercise KeySuppl
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +25,15 @@ from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore, StoredKey
 from km.supply import KeySupply, RemoteSupplier, SupplyError
 from lab.pki import LabPki, create_lab_pki
+from lab.plan import (
+    AppPlan,
+    ControllerPlan,
+    Credentials,
+    LabPlan,
+    NodePlan,
+    Settings,
+    node_uuid,
+)
 
 T = TypeVar("T")
 
@@ -39,7 +49,7 @@ def make_pki(tmp_path: Path) -> LabPki:
 class TwoNodeRelay:
     """A RemoteSupplier test double: keys for other nodes land in their stores directly."""
 
-    def __init__(self, stores: Mapping[str, KeyStore], source: KeySupply | None = None) -> None:
+    def __init__(self, stores: dict[str, KeyStore], source: KeySupply | None = None) -> None:
         self.stores = stores
         self.source: KeySupply | None = source
         self.calls: list[tuple[str, tuple[str, ...], str, int, int, bool]] = []
@@ -152,3 +162,54 @@ class KmHarness:
 
 def replace_slaves(key: StoredKey, slaves: Sequence[str]) -> StoredKey:
     return replace(key, slaves=tuple(slaves))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def make_plan(tmp_path: Path, pki: LabPki) -> Path:
+    """A lab plan with NODES and SAE_NODES (no links), saved as tmp_path/plan.json."""
+    nodes = tuple(
+        NodePlan(
+            name=n,
+            qkdn_id=node_uuid(n),
+            location="",
+            netconf_port=free_port(),
+            agent_grpc_port=free_port(),
+            km_etsi014_port=free_port(),
+            km_etsi004_port=free_port(),
+            km_relay_port=free_port(),
+        )
+        for n in NODES
+    )
+    apps = tuple(
+        AppPlan(sae, node, str(pki.saes[sae].cert), str(pki.saes[sae].key))
+        for sae, node in SAE_NODES.items()
+    )
+    plan = LabPlan(
+        name="km-test",
+        state_dir=str(tmp_path),
+        topology_file="",
+        settings=Settings(),
+        nodes=nodes,
+        links=(),
+        apps=apps,
+        credentials=Credentials(
+            netconf_username="admin",
+            password_file=str(tmp_path / "ssh" / "netconf_password"),
+            client_key=str(tmp_path / "ssh" / "client_key"),
+            host_key=str(tmp_path / "ssh" / "host_key"),
+            ca_cert=str(pki.ca.cert),
+            ca_key=str(pki.ca.key),
+        ),
+        controller=ControllerPlan(
+            api_port=free_port(), cert=str(pki.controller.cert), key=str(pki.controller.key)
+        ),
+        node_certs={n: (str(p.cert), str(p.key)) for n, p in pki.kms.items()},
+    )
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    return path
