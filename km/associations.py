@@ -306,6 +306,7 @@ class Associations:
             elif not registered:
                 await self._register(request)
                 registered = True
+                continue  # the view may have changed while registering
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SupplyError(

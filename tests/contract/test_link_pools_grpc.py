@@ -1,0 +1,93 @@
+"""LinkKeyPools against a module side of ETSI 004 over real gRPC on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from test_relay_fakes import FakeAgent, make_plan, wait_until
+
+from km.link_pools import LinkKeyPools, PoolState
+
+
+async def _pair(tmp: Path, max_bits: int) -> tuple[dict[str, FakeAgent], dict[str, LinkKeyPools]]:
+    plan = make_plan(tmp, ["qnode1", "qnode2"], [("qnode1", "qnode2")], pool_max_bits=max_bits)
+    agents = {n: FakeAgent(plan, n) for n in ("qnode1", "qnode2")}
+    for agent in agents.values():
+        await agent.start()
+    pools = {n: LinkKeyPools(plan, n) for n in ("qnode1", "qnode2")}
+    for p in pools.values():
+        await p.start()
+    return agents, pools
+
+
+async def _close(agents: dict[str, FakeAgent], pools: dict[str, LinkKeyPools]) -> None:
+    for p in pools.values():
+        await p.stop()
+    for agent in agents.values():
+        await agent.stop()
+
+
+def test_pools_fill_to_the_maximum_and_agree_on_every_index(tmp_path: Path) -> None:
+    async def run() -> None:
+        agents, pools = await _pair(tmp_path, 256 * 16)
+        try:
+            one, two = pools["qnode1"].for_peer("qnode2"), pools["qnode2"].for_peer("qnode1")
+            await wait_until(lambda: one.level_bits >= 256 * 16 and two.level_bits >= 256 * 16)
+            assert one.state is PoolState.READY
+            requests = agents["qnode1"].stream("qnode2").requests
+            for _ in range(4):
+                index, key = await one.take_for_sending(1.0)
+                assert one.link.is_ours(index)
+                assert await two.take_index(index, 1.0) == key
+                index, key = await two.take_for_sending(1.0)
+                assert await one.take_index(index, 1.0) == key
+            # Refilled in the background after the takes, and not beyond the maximum.
+            await wait_until(lambda: one.level_bits == 256 * 16)
+            assert agents["qnode1"].stream("qnode2").requests <= requests + 9
+        finally:
+            await _close(agents, pools)
+
+    asyncio.run(run())
+
+
+def test_a_full_pool_still_fetches_the_index_the_peer_chose(tmp_path: Path) -> None:
+    async def run() -> None:
+        agents, pools = await _pair(tmp_path, 256 * 4)
+        try:
+            two = pools["qnode2"].for_peer("qnode1")
+            await wait_until(lambda: two.level_bits >= 256 * 4)
+            # qnode1 (parity even or odd, whichever) used an index far ahead of qnode2's fill.
+            far = 101 if two.link.sends_even else 100
+            key = await two.take_index(far, 2.0)
+            assert len(key) == 32
+            assert far in agents["qnode2"].stream("qnode1").consumed
+        finally:
+            await _close(agents, pools)
+
+    asyncio.run(run())
+
+
+def test_pools_recover_from_link_down_and_agent_restart(tmp_path: Path) -> None:
+    async def run() -> None:
+        agents, pools = await _pair(tmp_path, 256 * 8)
+        try:
+            one = pools["qnode1"].for_peer("qnode2")
+            await wait_until(lambda: one.level_bits >= 256 * 8)
+            stream = agents["qnode1"].stream("qnode2")
+            stream.up = False
+            while one.ready_for_sending():
+                await one.take_for_sending(1.0)
+            await wait_until(lambda: not one.link_up, what="link seen down")
+            stream.up = True
+            await wait_until(lambda: one.ready_for_sending() > 0, what="refill after link up")
+            # The agent goes away and comes back on the same port: the pool reconnects.
+            await agents["qnode1"].stop()
+            while one.ready_for_sending():
+                await one.take_for_sending(1.0)
+            await agents["qnode1"].start()
+            await wait_until(lambda: one.ready_for_sending() > 0, what="refill after restart")
+        finally:
+            await _close(agents, pools)
+
+    asyncio.run(run())

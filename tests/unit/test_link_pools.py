@@ -1,0 +1,153 @@
+"""LinkKeyPool in memory (no module): parity, waiting, replay refusal, levels, no leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from km.link_pools import (
+    LinkEnd,
+    LinkKeyPool,
+    LinkKeyTimeout,
+    LinkKeyUnavailable,
+    PoolState,
+)
+
+EVEN = LinkEnd("link-1", "qnode1", "a-node", "qnode2", "b-node")  # a < b: sends even
+ODD = LinkEnd("link-1", "qnode2", "b-node", "qnode1", "a-node")
+
+
+def filled(link: LinkEnd, count: int, max_bits: int = 256 * 100) -> LinkKeyPool:
+    pool = LinkKeyPool(link, max_bits)
+    for index in range(count):
+        pool.put(index, bytes([index]) * 32)
+    return pool
+
+
+def test_parity_follows_the_smaller_qkdn_id() -> None:
+    assert EVEN.sends_even and not ODD.sends_even
+    assert EVEN.is_ours(4) and not EVEN.is_ours(5)
+    assert ODD.is_ours(5) and not ODD.is_ours(4)
+
+
+def test_take_for_sending_uses_own_parity_smallest_first() -> None:
+    async def run() -> None:
+        even, odd = filled(EVEN, 6), filled(ODD, 6)
+        assert [(await even.take_for_sending(0.1))[0] for _ in range(3)] == [0, 2, 4]
+        assert [(await odd.take_for_sending(0.1))[0] for _ in range(3)] == [1, 3, 5]
+        with pytest.raises(LinkKeyTimeout, match="no link key on link qnode1–qnode2"):
+            await even.take_for_sending(0.01)
+
+    asyncio.run(run())
+
+
+def test_both_ends_get_the_same_key_for_an_index() -> None:
+    async def run() -> None:
+        even, odd = filled(EVEN, 4), filled(ODD, 4)
+        index, key = await even.take_for_sending(0.1)
+        assert await odd.take_index(index, 0.1) == key
+
+    asyncio.run(run())
+
+
+def test_take_index_waits_until_the_key_is_fetched() -> None:
+    async def run() -> None:
+        pool = LinkKeyPool(ODD, 256 * 10)
+        waiter = asyncio.create_task(pool.take_index(2, 5.0))
+        await asyncio.sleep(0)
+        assert pool.next_wanted() == 2  # the fetcher is told to fetch it out of order
+        pool.put(2, b"\x07" * 32)
+        assert await waiter == b"\x07" * 32
+        assert pool.next_wanted() is None
+
+    asyncio.run(run())
+
+
+def test_replayed_or_wrong_parity_index_is_refused_at_once() -> None:
+    async def run() -> None:
+        pool = filled(ODD, 4)
+        await pool.take_index(0, 0.1)
+        with pytest.raises(LinkKeyUnavailable, match="index 0 already used"):
+            await pool.take_index(0, 5.0)
+        with pytest.raises(LinkKeyUnavailable, match="this end's parity"):
+            await pool.take_index(1, 5.0)
+        assert pool.level_bits == 3 * 256
+
+    asyncio.run(run())
+
+
+def test_take_indices_is_all_or_nothing() -> None:
+    async def run() -> None:
+        pool = filled(ODD, 3)  # 0, 1, 2 held; 4 not yet
+        with pytest.raises(LinkKeyTimeout, match="index 4"):
+            await pool.take_indices([0, 2, 4], 0.02)
+        assert pool.level_bits == 3 * 256
+        assert await pool.take_indices([0, 2], 0.1) == b"\x00" * 32 + b"\x02" * 32
+
+    asyncio.run(run())
+
+
+def test_take_bytes_for_sending_is_all_or_nothing() -> None:
+    async def run() -> None:
+        pool = filled(EVEN, 4)  # own indices 0 and 2: 64 bytes
+        with pytest.raises(LinkKeyTimeout):
+            await pool.take_bytes_for_sending(65, 0.02)
+        assert pool.ready_for_sending() == 2
+        indices, material = await pool.take_bytes_for_sending(40, 0.1)
+        assert indices == [0, 2] and len(material) == 64
+
+    asyncio.run(run())
+
+
+def state_of(pool: LinkKeyPool) -> PoolState:
+    return pool.state  # a call, so that mypy does not narrow the property between asserts
+
+
+def test_levels_and_states_scale_with_the_maximum() -> None:
+    pool = LinkKeyPool(EVEN, 10_000)
+    assert state_of(pool) is PoolState.EMPTY
+    for index in range(4):  # 1024 bits: >= 10 % but < 15 %
+        pool.put(index, secrets.token_bytes(32))
+    assert pool.level_bits == 1024 and state_of(pool) is PoolState.WARNING
+    for index in range(4, 6):
+        pool.put(index, secrets.token_bytes(32))
+    assert state_of(pool) is PoolState.READY
+    assert pool.wants_more()
+    for index in range(6, 40):
+        pool.put(index, secrets.token_bytes(32))
+    assert not pool.wants_more()
+
+
+def test_frontier_skips_what_the_module_says_is_gone() -> None:
+    async def run() -> None:
+        pool = LinkKeyPool(ODD, 256 * 10)
+        pool.advance_frontier(10)
+        pool.put(10, b"\x01" * 32)
+        with pytest.raises(LinkKeyUnavailable, match="index 4 already used or skipped"):
+            await pool.take_index(4, 1.0)
+
+    asyncio.run(run())
+
+
+def test_repr_hides_material() -> None:
+    pool = filled(EVEN, 2)
+    assert "\\x00" not in repr(pool) and "\\x01" not in repr(pool)
+    assert "level_bits=512" in repr(pool)
+
+
+def test_bad_requests_change_nothing() -> None:
+    async def run() -> None:
+        pool = filled(ODD, 4)
+        with pytest.raises(LinkKeyUnavailable):
+            await pool.take_indices([], 0.1)
+        with pytest.raises(LinkKeyUnavailable):
+            await pool.take_indices([0, 0], 0.1)
+        with pytest.raises(ValueError):
+            await pool.take_bytes_for_sending(0, 0.1)
+        assert pool.level_bits == 4 * 256
+
+    asyncio.run(run())
+    with pytest.raises(ValueError):
+        LinkKeyPool(EVEN, 0)
