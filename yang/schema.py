@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,15 @@ from _libyang import ffi, lib  # type: ignore[import-not-found]
 from libyang.util import DataType
 from lxml import etree
 
+__all__ = [
+    "InvalidDataError",
+    "NodeInfo",
+    "NodeKind",
+    "Schema",
+    "SchemaError",
+    "ValidationError",
+]
+
 YANG_DIR = Path(__file__).resolve().parent
 # Implemented modules, in load order (imports are found in YANG_DIR).
 IMPLEMENTED_MODULES = ("etsi-qkd-node-types", "etsi-qkd-sdn-node", "qkdsdn-node")
@@ -32,8 +40,9 @@ NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
 # Local names of the envelopes a data tree may come in (any namespace).
 DATA_WRAPPERS = frozenset({"config", "data"})
 
-# libyang 2.1 stores the location of an error as 'Data location "/path", line number 3.'
-_LOCATION = re.compile(r'(?:Data|Schema) location "(?P<path>.*)"(?:, line number \d+)?\.?$')
+# libyang 2.1 stores an error's location as text: 'Data location "/path", line number 3.',
+# 'Schema location "/path".' or both, comma-separated.
+_LOCATION = re.compile(r'([Ss]chema|[Dd]ata) location "(.*?)"(?=, |\.|$)')
 
 NodeKind = Literal["container", "list", "leaf", "leaf-list"]
 
@@ -106,10 +115,9 @@ class _Context(libyang.Context):
 
 
 def _location_path(location: str | None) -> str:
-    if not location:
-        return "/"
-    match = _LOCATION.match(location)
-    return match.group("path") if match else "/"
+    """The data path of a libyang location (the instance), else its schema path, else '/'."""
+    found = {kind.lower(): path for kind, path in _LOCATION.findall(location or "")}
+    return found.get("data") or found.get("schema") or "/"
 
 
 def _module_namespace(module: libyang.Module) -> str:
@@ -224,9 +232,9 @@ class Schema:
 
     def __init__(self, yang_dir: Path = YANG_DIR) -> None:
         self._yang_dir = yang_dir
-        # libyang keeps an error's data path only while it also logs (to the Python logger
-        # "libyang"); only errors, which we return anyway.
-        libyang.configure_logging(True, logging.ERROR)
+        # libyang stores an error's data path only with the path flag of its log callback
+        # set; errors stay stored in the context (never printed), the bindings' default.
+        lib.ly_set_log_clb(ffi.NULL, True)
         try:
             self._ctx = _Context(str(yang_dir))
             for name in IMPLEMENTED_MODULES:

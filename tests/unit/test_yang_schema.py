@@ -16,6 +16,7 @@ from yang.schema import (
     Schema,
     SchemaError,
     ValidationError,
+    _location_path,
 )
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
@@ -40,6 +41,20 @@ def schema() -> Schema:
 def only_error(errors: list[ValidationError]) -> ValidationError:
     assert len(errors) == 1, errors
     return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("location", "path"),
+    [
+        ('Schema location "/m:a/b".', "/m:a/b"),
+        ("Data location \"/m:a/l[k='1']\", line number 3.", "/m:a/l[k='1']"),
+        ('Schema location "/m:a/b", data location "/m:a", line number 2.', "/m:a"),
+        ("Line number 1.", "/"),
+        (None, "/"),
+    ],
+)
+def test_libyang_locations_become_data_paths(location: str | None, path: str) -> None:
+    assert _location_path(location) == path
 
 
 def test_default_is_shared() -> None:
