@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from lxml import etree
 
-from agents.netconf.edit import NodeKind, Operation, SchemaPath, Shape, apply_edit
+from agents.netconf.edit import NodeKind, Operation, SchemaPath, Shape, adopt, apply_edit
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
 from yang.schema import InvalidDataError, NodeInfo, Schema, ValidationError
 
@@ -312,7 +312,7 @@ def _wrap_children(parent: etree._Element) -> etree._Element:
     wrapper = base_element("data")
     for child in parent:
         if isinstance(child.tag, str):
-            wrapper.append(copy.deepcopy(child))
+            wrapper.append(adopt(child))
     return wrapper
 
 

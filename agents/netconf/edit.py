@@ -7,10 +7,12 @@ entries by their value, using the schema shape of each node (`ShapeOf`).
 
 from __future__ import annotations
 
+import copy
 import enum
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import cast
 
 from lxml import etree
 
@@ -286,6 +288,20 @@ def _copy_leaf(node: etree._Element) -> etree._Element:
     fresh = etree.Element(node.tag, nsmap=nsmap) if nsmap else etree.Element(node.tag)
     fresh.text = text
     return fresh
+
+
+def adopt(element: etree._Element) -> etree._Element:
+    """A detached copy whose root declares every namespace in scope of `element`.
+
+    lxml copies declarations only for prefixes used in names; identityref values such as
+    "t:VIRT" use a prefix in text, which must stay declared when the node leaves its parent.
+    """
+    nsmap = cast("dict[str, str]", element.nsmap)  # lxml-stubs do not allow the None key
+    adopted = etree.Element(element.tag, nsmap=nsmap)
+    adopted.text = element.text
+    for child in element:
+        adopted.append(copy.deepcopy(child))
+    return adopted
 
 
 def _insert(parent: etree._Element, child: etree._Element) -> None:

@@ -62,7 +62,9 @@ def _edit(
 
 
 def _xp(tree: etree._Element, expression: str) -> list[str]:
-    return [str(v) for v in tree.xpath(expression, namespaces={"q": NS})]
+    found = tree.xpath(expression, namespaces={"q": NS})
+    assert isinstance(found, list)
+    return [str(v) for v in found]
 
 
 def _link_ids(tree: etree._Element) -> list[str]:

@@ -1,0 +1,270 @@
+"""Datastore: validate → veto → apply; a failed step changes nothing; persistence."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from agents.datastore import (
+    Datastore,
+    DatastoreError,
+    DatastoreName,
+    ErrorOption,
+)
+from agents.datastore import (
+    TestOption as EditTest,
+)
+from agents.netconf.edit import Operation
+from agents.netconf.errors import BASE_NS, ErrorTag, NetconfError
+from yang.schema import Schema
+
+NS = "urn:etsi:qkd:yang:etsi-qkd-node"
+TYPES_NS = "urn:etsi:qkd:yang:etsi-qkd-node-types"
+NODE_ID = "11111111-1111-4111-8111-111111111111"
+LINK_A = "22222222-2222-4222-8222-222222222222"
+LINK_B = "33333333-3333-4333-8333-333333333333"
+INITIAL = f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>'
+ROOT = "etsi-qkd-sdn-node:qkd_node"
+
+
+class Backend:
+    def __init__(self) -> None:
+        self.veto_reason: str | None = None
+        self.applied: list[dict[str, Any]] = []
+        self.fail_apply = False
+        self.state: dict[str, Any] = {ROOT: {"qkdn_status": "etsi-qkd-node-types:OPERATING"}}
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return self.veto_reason
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        self.applied.append(new_running)
+        if self.fail_apply:
+            raise RuntimeError("subscriber bug")
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self.state)
+
+
+def _config(body: str) -> etree._Element:
+    return etree.fromstring(
+        f'<config xmlns="{BASE_NS}" xmlns:nc="{BASE_NS}" xmlns:t="{TYPES_NS}">'
+        f'<qkd_node xmlns="{NS}">{body}</qkd_node></config>'
+    )
+
+
+def _link(link_id: str, bandwidth: str = "100", operation: str = "") -> str:
+    attribute = f' nc:operation="{operation}"' if operation else ""
+    return (
+        f"<qkd_links><qkd_link{attribute}><qkdl_id>{link_id}</qkdl_id>"
+        f"<qkdl_type>t:VIRT</qkdl_type><virt_bandwidth>{bandwidth}</virt_bandwidth>"
+        "</qkd_link></qkd_links>"
+    )
+
+
+def _store(tmp_path: Path, backend: Backend | None = None) -> tuple[Datastore, Backend]:
+    backend = backend or Backend()
+    return Datastore(Schema.default(), backend, tmp_path / "running.xml", INITIAL), backend
+
+
+def _snapshot(store: Datastore, path: Path) -> tuple[object, ...]:
+    return (
+        etree.tostring(store.config(DatastoreName.RUNNING), method="c14n"),
+        store.running_json(),
+        store.revision,
+        path.read_bytes(),
+    )
+
+
+def _link_ids(store: Datastore, name: DatastoreName) -> list[str]:
+    return _xpath(store.config(name), "//q:qkdl_id/text()")
+
+
+def _xpath(tree: etree._Element, expression: str) -> list[str]:
+    found = tree.xpath(expression, namespaces={"q": NS})
+    assert isinstance(found, list)
+    return [str(v) if not isinstance(v, etree._Element) else "element" for v in found]
+
+
+def test_initial_running_is_persisted_and_reloaded_instead_of_the_initial(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    reloaded, _ = _store(tmp_path)
+    assert _link_ids(reloaded, DatastoreName.RUNNING) == [LINK_A]
+    assert list(tmp_path.iterdir()) == [tmp_path / "running.xml"]  # no temporary files left
+
+
+def test_invalid_initial_or_persisted_running_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(DatastoreError):
+        Datastore(Schema.default(), Backend(), None, f'<qkd_node xmlns="{NS}"/>')
+    (tmp_path / "running.xml").write_text("<qkd_node")
+    with pytest.raises(DatastoreError, match=r"running\.xml"):
+        _store(tmp_path)
+
+
+def test_valid_edit_bumps_revision_and_hands_json_to_the_backend(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    assert store.revision == 1
+    links = backend.applied[-1][ROOT]["qkd_links"]["qkd_link"]
+    assert links == [
+        {"qkdl_id": LINK_A, "qkdl_type": "etsi-qkd-node-types:VIRT", "virt_bandwidth": 100}
+    ]
+    assert store.running_json() == backend.applied[-1]
+
+
+def test_failed_validation_changes_nothing(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    before = _snapshot(store, tmp_path / "running.xml")
+    with pytest.raises(NetconfError) as caught:
+        store.edit(DatastoreName.RUNNING, _config(_link(LINK_B, bandwidth="-5")))
+    assert caught.value.errors[0].tag is ErrorTag.INVALID_VALUE
+    with pytest.raises(NetconfError) as caught:
+        store.edit(
+            DatastoreName.RUNNING, _config(f'<qkdn_id nc:operation="delete">{NODE_ID}</qkdn_id>')
+        )
+    assert caught.value.errors[0].tag is ErrorTag.DATA_MISSING  # mandatory qkdn_id
+    assert _snapshot(store, tmp_path / "running.xml") == before
+    assert len(backend.applied) == 1
+
+
+def test_veto_changes_nothing(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    before = _snapshot(store, tmp_path / "running.xml")
+    backend.veto_reason = "link budget exceeded"
+    with pytest.raises(NetconfError) as caught:
+        store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
+    assert "link budget exceeded" in caught.value.errors[0].message
+    assert _snapshot(store, tmp_path / "running.xml") == before
+    assert backend.applied == []
+
+
+def test_running_json_is_a_copy(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    store.running_json()[ROOT]["qkdn_id"] = "changed"
+    assert store.running_json()[ROOT]["qkdn_id"] == NODE_ID
+
+
+def test_test_only_changes_nothing_but_still_validates(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    before = _snapshot(store, tmp_path / "running.xml")
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)), test_option=EditTest.TEST_ONLY)
+    assert _snapshot(store, tmp_path / "running.xml") == before
+    with pytest.raises(NetconfError):
+        store.edit(
+            DatastoreName.RUNNING,
+            _config(_link(LINK_A, bandwidth="x")),
+            test_option=EditTest.TEST_ONLY,
+        )
+    assert backend.applied == []
+
+
+def test_continue_on_error_applies_the_valid_part_and_reports_the_rest(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    with pytest.raises(NetconfError) as caught:
+        store.edit(
+            DatastoreName.RUNNING,
+            _config(_link(LINK_A, operation="create") + _link(LINK_B)),
+            error_option=ErrorOption.CONTINUE_ON_ERROR,
+        )
+    assert [e.tag for e in caught.value.errors] == [ErrorTag.DATA_EXISTS]
+    assert _link_ids(store, DatastoreName.RUNNING) == [LINK_A, LINK_B]
+
+
+def test_rollback_on_error_applies_nothing(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    before = _snapshot(store, tmp_path / "running.xml")
+    with pytest.raises(NetconfError):
+        store.edit(
+            DatastoreName.RUNNING,
+            _config(_link(LINK_B) + _link(LINK_A, operation="create")),
+            error_option=ErrorOption.ROLLBACK_ON_ERROR,
+        )
+    assert _snapshot(store, tmp_path / "running.xml") == before
+
+
+def test_candidate_commit_goes_through_veto_and_keeps_candidate_on_refusal(
+    tmp_path: Path,
+) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.CANDIDATE, _config(_link(LINK_A)))
+    assert store.candidate_modified
+    assert _link_ids(store, DatastoreName.RUNNING) == []
+    backend.veto_reason = "not now"
+    with pytest.raises(NetconfError):
+        store.commit()
+    assert _link_ids(store, DatastoreName.RUNNING) == []
+    assert _link_ids(store, DatastoreName.CANDIDATE) == [LINK_A]
+    backend.veto_reason = None
+    store.commit()
+    assert _link_ids(store, DatastoreName.RUNNING) == [LINK_A]
+    assert not store.candidate_modified
+    assert store.revision == 1
+
+
+def test_candidate_may_be_invalid_with_test_option_set_but_cannot_be_committed(
+    tmp_path: Path,
+) -> None:
+    store, _ = _store(tmp_path)
+    store.edit(
+        DatastoreName.CANDIDATE,
+        _config(f'<qkdn_id nc:operation="delete">{NODE_ID}</qkdn_id>'),
+        test_option=EditTest.SET,
+    )
+    with pytest.raises(NetconfError):
+        store.validate(DatastoreName.CANDIDATE)
+    with pytest.raises(NetconfError):
+        store.commit()
+    store.discard_changes()
+    store.validate(DatastoreName.CANDIDATE)
+    assert store.revision == 0
+
+
+def test_validate_of_inline_config(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    store.validate(_config(f"<qkdn_id>{NODE_ID}</qkdn_id>{_link(LINK_A)}"))
+    with pytest.raises(NetconfError):
+        store.validate(_config(f"<qkdn_id>{NODE_ID}</qkdn_id>{_link(LINK_A, bandwidth='no')}"))
+    with pytest.raises(NetconfError):
+        store.validate(_config(_link(LINK_A)))  # qkdn_id is mandatory
+
+
+def test_operational_merges_state_and_a_bad_state_is_an_error(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    backend.state = {
+        ROOT: {
+            "qkdn_status": "etsi-qkd-node-types:OPERATING",
+            "qkd_links": {"qkd_link": [{"qkdl_id": LINK_A, "qkdl_performance": {"skr": 7}}]},
+        }
+    }
+    merged = store.operational()
+    assert _xpath(merged, "//q:qkd_link/q:qkdl_performance/q:skr/text()") == ["7"]
+    assert _xpath(merged, "//q:qkd_link/q:virt_bandwidth/text()") == ["100"]
+    assert len(_xpath(merged, "//q:qkd_link")) == 1
+    backend.state = {ROOT: {"qkdn_status": "not-an-identity"}}
+    with pytest.raises(NetconfError) as caught:
+        store.operational()
+    assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
+
+
+def test_failing_apply_does_not_undo_the_change(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    backend.fail_apply = True
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    assert _link_ids(store, DatastoreName.RUNNING) == [LINK_A]
+    assert store.revision == 1
+
+
+def test_operational_datastore_is_read_only(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    with pytest.raises(NetconfError):
+        store.edit(DatastoreName.OPERATIONAL, _config(_link(LINK_A)), Operation.MERGE)
