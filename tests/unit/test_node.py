@@ -51,7 +51,7 @@ class Bench:
             node.start(node.initial_running())
 
     def link(self, a: str, b: str) -> str:
-        return next(l.qkdl_id for l in self.plan.links if {l.a, l.b} == {a, b})
+        return next(x.qkdl_id for x in self.plan.links if {x.a, x.b} == {a, b})
 
     def id(self, name: str) -> str:
         return self.plan.node(name).qkdn_id
@@ -102,7 +102,7 @@ def test_initial_config_and_operational_state_are_schema_valid(tmp_path: Path) -
     assert schema.validate_config_json(doc) == []
     node.apply(doc)
     ops = node.operational(doc)[QKD_NODE]
-    virt = next(l for l in ops["qkd_links"]["qkd_link"] if l["qkdl_id"] == VIRT_ID)
+    virt = next(x for x in ops["qkd_links"]["qkd_link"] if x["qkdl_id"] == VIRT_ID)
     assert virt["qkdl_status"].endswith(":ACTIVE")
     assert virt["qkdl_performance"]["expected_consumption"] == 1000
     app = ops["qkd_applications"]["qkd_app"][0]
