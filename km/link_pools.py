@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -91,6 +92,8 @@ class LinkKeyPool:
         self.link = link
         self.max_bits = max_bits
         self._keys: dict[int, bytes] = {}
+        self._own: list[int] = []  # min-heap of held indices of this end's parity
+        self._peer: list[int] = []  # min-heap of peer indices held (may hold taken ones)
         self._bits = 0
         self._frontier = 0  # every index below was fetched, used, or skipped at this end
         self._fetched_ahead: set[int] = set()  # fetched out of order, at or above the frontier
@@ -124,7 +127,7 @@ class LinkKeyPool:
 
     def ready_for_sending(self) -> int:
         """Indices of this end's parity held now."""
-        return sum(1 for i in self._keys if self.link.is_ours(i))
+        return len(self._own)
 
     # ---------------------------------------------------------------- consumers
 
@@ -142,7 +145,7 @@ class LinkKeyPool:
             raise ValueError("ask for a positive number of link-key bytes")
         deadline = time.monotonic() + timeout
         while True:
-            chosen = self._pick_ours(nbytes)
+            chosen = self._pop_ours(nbytes)
             if chosen is not None:
                 return chosen, b"".join(self._remove(i) for i in chosen)
             await self._wait_change(deadline, f"no link key on {self.link.label()}")
@@ -198,6 +201,7 @@ class LinkKeyPool:
             return
         self._keys[index] = material
         self._bits += len(material) * 8
+        heapq.heappush(self._own if self.link.is_ours(index) else self._peer, index)
         if index == self._frontier:
             self._frontier += 1
             while self._frontier in self._fetched_ahead:
@@ -220,14 +224,18 @@ class LinkKeyPool:
 
     # ---------------------------------------------------------------- internals
 
-    def _pick_ours(self, nbytes: int) -> list[int] | None:
+    def _pop_ours(self, nbytes: int) -> list[int] | None:
+        """Pops the smallest own indices holding `nbytes`, or pops none and returns None."""
         chosen: list[int] = []
         have = 0
-        for index in sorted(i for i in self._keys if self.link.is_ours(i)):
+        while self._own and have < nbytes:
+            index = heapq.heappop(self._own)
             chosen.append(index)
             have += len(self._keys[index])
-            if have >= nbytes:
-                return chosen
+        if have >= nbytes:
+            return chosen
+        for index in chosen:
+            heapq.heappush(self._own, index)
         return None
 
     def _check_peer_index(self, index: int) -> None:
@@ -251,9 +259,10 @@ class LinkKeyPool:
         return material
 
     def _drop_stale(self, used: int) -> None:
-        stale = [i for i in self._keys if not self.link.is_ours(i) and i < used - STALE_WINDOW]
-        for index in stale:
-            self._remove(index)
+        while self._peer and self._peer[0] < used - STALE_WINDOW:
+            index = heapq.heappop(self._peer)
+            if index in self._keys:
+                self._remove(index)
 
     def _notify(self) -> None:
         self._changed.set()

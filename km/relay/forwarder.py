@@ -95,13 +95,16 @@ class Forwarder:
                 FailureKind.REFUSED,
                 f"association {assoc.app_id} has no next hop at {self.node}",
             )
+        if not keys:
+            raise ValueError("nothing to relay")
         first = keys[0]
-        if any(k.size_bits != first.size_bits or k.slaves != first.slaves for k in keys):
-            raise ValueError("a relayed batch needs keys of one size for one set of slaves")
+        same = (first.size_bits, first.master, first.slaves, first.expires_at)
+        if any((k.size_bits, k.master, k.slaves, k.expires_at) != same for k in keys):
+            raise ValueError("a relayed batch needs keys of one size, master, slaves and expiry")
         hops = max(len(assoc.path) - 1, 1)
         deadline = time.monotonic() + hops * self.timeouts.per_hop_s
         payload = b"".join(k.material for k in keys)
-        await self._send(
+        ack = await self._send(
             assoc,
             hop=1,
             key_ids=tuple(k.key_id for k in keys),
@@ -112,6 +115,13 @@ class Forwarder:
             payload=payload,
             deadline=deadline,
         )
+        if assoc.path and ack.stored_at != assoc.path[-1]:
+            raise RelayFailure(
+                FailureKind.UNAVAILABLE,
+                f"keys of association {assoc.app_id} stored at {self.name_of(ack.stored_at)},"
+                f" not at {self.name_of(assoc.path[-1])}",
+            )
+        self.tracer.emit("relay.acked", hops=ack.hops, key_ids=[k.key_id for k in keys])
 
     # ---------------------------------------------------------------- every other node
 
@@ -156,7 +166,7 @@ class Forwarder:
         )
         if entry.next_hop is None:
             return self._store(header, payload, where)
-        await self._send(
+        return await self._send(
             entry,
             hop=header.hop + 1,
             key_ids=header.key_ids,
@@ -167,7 +177,6 @@ class Forwarder:
             payload=payload,
             deadline=deadline,
         )
-        return pb.RelayAck(stored_at=entry.path[-1] if entry.path else "", hops=header.hop + 1)
 
     def _check_entry(self, header: HopHeader, peer_cn: str, where: str) -> Association:
         if header.receiver != self.qkdn_id:
@@ -238,7 +247,8 @@ class Forwarder:
         expires_at: float | None,
         payload: bytes,
         deadline: float,
-    ) -> None:
+    ) -> pb.RelayAck:
+        """Seals the batch for the next hop and returns the ack from the end of the path."""
         assert assoc.next_hop is not None and assoc.virt_link_id is not None
         next_name = self.name_of(assoc.next_hop)
         where = f"hop {self.node}→{next_name}"
@@ -283,7 +293,7 @@ class Forwarder:
         remaining = deadline - time.monotonic() - HOP_MARGIN_S
         if remaining <= 0:
             raise RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no time left for this hop")
-        await self.client.forward(next_name, msg, remaining, where)
+        return await self.client.forward(next_name, msg, remaining, where)
 
     def _pool(self, peer: str, where: str) -> LinkKeyPool:
         try:
