@@ -53,7 +53,9 @@ class RouteView:
         return self._graph
 
     def free(self, link: Link) -> int:
-        return max(0, link.eskr - self._reserved.get(link.qkdl_id, 0))
+        """Rate not yet promised: the nodes' eskr already excludes key being drawn now, so
+        reservations come off skr (planned) and the result is capped by eskr (measured)."""
+        return max(0, min(link.eskr, link.skr - self._reserved.get(link.qkdl_id, 0)))
 
     def best_link(self, a: DeviceId, b: DeviceId) -> Link | None:
         """The usable link between a and b with the most free rate."""

@@ -173,20 +173,29 @@ def compile_install(
     return edits
 
 
+def _deletes(intent_id: IntentId, link: bool, app: bool) -> list[str]:
+    entries = []
+    if link:
+        entries.append(
+            element("qkd_link", element("qkdl_id", text=intent_id), nc__operation="delete")
+        )
+    if app:
+        entries.append(
+            element("qkd_app", element("app_id", text=intent_id), nc__operation="delete")
+        )
+    return entries
+
+
 def compile_withdraw(
-    intent_id: IntentId, devices: Iterable[DeviceId], with_link: bool = True
+    intent_id: IntentId, devices: Iterable[DeviceId], link: bool = True, app: bool = True
 ) -> dict[DeviceId, DeviceEdit]:
-    """Deletes exactly the intent's entries (its VIRT link and its app) on those nodes."""
-    edits: dict[DeviceId, DeviceEdit] = {}
-    for node in devices:
-        entries = [element("qkd_app", element("app_id", text=intent_id), nc__operation="delete")]
-        if with_link:
-            entries.insert(
-                0,
-                element("qkd_link", element("qkdl_id", text=intent_id), nc__operation="delete"),
-            )
-        edits[node] = DeviceEdit(node, EditKind.WITHDRAW, _config(node, *entries), None)
-    return edits
+    """Deletes exactly the intent's entries (its VIRT link and/or its app) on those nodes."""
+    return {
+        node: DeviceEdit(
+            node, EditKind.WITHDRAW, _config(node, *_deletes(intent_id, link, app)), None
+        )
+        for node in devices
+    }
 
 
 def compile_reroute(
@@ -206,9 +215,14 @@ def compile_reroute(
 
 
 def compile_rejection(
-    intent_id: IntentId, request: KeyRequest, reason: str
+    intent_id: IntentId,
+    request: KeyRequest,
+    reason: str,
+    state: str = "rejected",
+    delete_link: bool = False,
 ) -> dict[DeviceId, DeviceEdit]:
-    """A rejected request: one qkd_app on the source node saying why (for its key manager)."""
+    """A rejected (or failed) request: one qkd_app on the source node saying why, for its key
+    manager; `delete_link` also removes the VIRT link a failed intent had there."""
     entries = [
         _app(
             intent_id,
@@ -216,17 +230,18 @@ def compile_rejection(
             "CLIENT",
             request.src,
             request.dst,
-            [_admission("rejected", reason=reason)],
+            [_admission(state, reason=reason)],
             operation,
             backing=False,
         )
         for operation in ("replace", None)
     ]
+    removed = _deletes(intent_id, link=True, app=False) if delete_link else []
     return {
         request.src: DeviceEdit(
             request.src,
             EditKind.REJECT,
-            _config(request.src, entries[0]),
+            _config(request.src, *removed, entries[0]),
             _config(request.src, entries[1]),
         )
     }

@@ -1,0 +1,410 @@
+"""The intent service: admit, install, withdraw, re-route; one change at a time.
+
+Changes are serialised by one FIFO lock (a queue), so two intents never interleave their
+NETCONF transactions. What is on which node is tracked (`placements`), so a withdrawal
+removes exactly what was installed, and a node that comes back is cleaned of stale entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
+
+from controller.admission import admit
+from controller.errors import CompileError, InstallError, UnknownIntent
+from controller.events import ListenerRegistry
+from controller.intents.compile import (
+    DeviceEdit,
+    RelaySettings,
+    Validator,
+    check_edits,
+    compile_install,
+    compile_rejection,
+    compile_withdraw,
+)
+from controller.intents.install import CandidateOps, apply_transaction
+from controller.intents.rebuild import Placement, Placements, placements_of, rebuild_intents
+from controller.model import (
+    Decision,
+    DeviceId,
+    Intent,
+    IntentId,
+    IntentState,
+    KeyRequest,
+    LinkId,
+    Path,
+    Reservations,
+    TopologySnapshot,
+)
+from controller.nodedata import NodeData
+from controller.paths import PathPolicy
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DeviceGateway(Protocol):
+    def is_available(self, device_id: DeviceId) -> bool: ...
+
+    async def call(self, device_id: DeviceId, operation: Callable[[CandidateOps], T]) -> T: ...
+
+
+class IntentEventType(enum.Enum):
+    INSTALLED = "INSTALLED"
+    REJECTED = "REJECTED"
+    REROUTED = "REROUTED"
+    FAILED = "FAILED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+@dataclass(frozen=True)
+class IntentEvent:
+    type: IntentEventType
+    intent: Intent
+
+
+ForcedPathLookup = Callable[[KeyRequest, TopologySnapshot], tuple[DeviceId, ...] | None]
+
+
+class IntentService:
+    def __init__(
+        self,
+        topology: Callable[[], TopologySnapshot],
+        devices: DeviceGateway,
+        policy: PathPolicy,
+        relay: RelaySettings | None = None,
+        validate: Validator | None = None,
+        allow_preemption: bool = False,
+        forced_path: ForcedPathLookup | None = None,
+    ) -> None:
+        self._topology = topology
+        self._devices = devices
+        self.policy = policy
+        self._relay = relay or RelaySettings()
+        self._validate = validate
+        self._allow_preemption = allow_preemption
+        self._forced_path = forced_path
+        self._intents: dict[IntentId, Intent] = {}
+        self._placements: Placements = {}
+        self._queue = asyncio.Lock()  # FIFO: one change at a time
+        self.listeners: ListenerRegistry[IntentEvent] = ListenerRegistry()
+
+    # ------------------------------------------------------------ reads
+
+    def intents(self) -> list[Intent]:
+        return list(self._intents.values())
+
+    def get(self, intent_id: IntentId) -> Intent:
+        try:
+            return self._intents[intent_id]
+        except KeyError:
+            raise UnknownIntent(f"no intent {intent_id}") from None
+
+    def placements(self, intent_id: IntentId) -> dict[DeviceId, Placement]:
+        return dict(self._placements.get(intent_id, {}))
+
+    def reservations(self) -> Reservations:
+        return Reservations(
+            {i.intent_id: r for i in self._intents.values() if (r := i.reservation()) is not None}
+        )
+
+    def find_active(self, request: KeyRequest) -> Intent | None:
+        """An installed (or installing) intent for the same applications and nodes."""
+        for intent in self._intents.values():
+            if intent.state in (IntentState.INSTALLED, IntentState.INSTALLING) and (
+                intent.request.src,
+                intent.request.dst,
+                intent.request.server_app_id,
+                intent.request.client_app_ids,
+            ) == (request.src, request.dst, request.server_app_id, request.client_app_ids):
+                return intent
+        return None
+
+    def decide(self, request: KeyRequest) -> Decision:
+        """Admission only (nothing installed)."""
+        request = self._with_forced_path(request, self._topology())
+        return admit(
+            self._topology(), self.reservations(), request, self.policy, self._allow_preemption
+        )
+
+    # ------------------------------------------------------------ changes
+
+    async def submit(self, request: KeyRequest, intent_id: IntentId | None = None) -> Intent:
+        """Admit and install (or record the rejection on the source node)."""
+        async with self._queue:
+            return await self._submit(request, intent_id or Intent.new_id())
+
+    async def withdraw(self, intent_id: IntentId) -> Intent:
+        async with self._queue:
+            intent = self.get(intent_id)
+            if intent.state is IntentState.WITHDRAWN:
+                return intent
+            await self._remove_everywhere(intent, restore=True)
+            return self._set(
+                replace(intent, state=IntentState.WITHDRAWN), IntentEventType.WITHDRAWN
+            )
+
+    async def reroute(self, intent_ids: Iterable[IntentId], reason: str) -> None:
+        """Moves each installed intent to a new admissible path, or marks it FAILED."""
+        async with self._queue:
+            for intent_id in intent_ids:
+                intent = self._intents.get(intent_id)
+                if intent is not None and intent.state is IntentState.INSTALLED:
+                    await self._reroute(intent, reason)
+
+    async def retry_failed(self) -> None:
+        """After a link or node came back: try again every intent that failed on the network."""
+        async with self._queue:
+            for intent in list(self._intents.values()):
+                if intent.state is IntentState.FAILED:
+                    await self._retry(intent)
+
+    def affected_by_link(self, link_id: LinkId) -> list[IntentId]:
+        return [
+            i.intent_id
+            for i in self._intents.values()
+            if i.state is IntentState.INSTALLED and i.path is not None and link_id in i.path.links
+        ]
+
+    def affected_by_device(self, device_id: DeviceId) -> list[IntentId]:
+        return [
+            i.intent_id
+            for i in self._intents.values()
+            if i.state is IntentState.INSTALLED and i.path is not None and device_id in i.path.nodes
+        ]
+
+    # ------------------------------------------------------------ rebuild and repair
+
+    def rebuild(self, data: Mapping[DeviceId, NodeData]) -> list[Intent]:
+        """Adopts the intents found in the nodes' configurations (after a restart)."""
+        intents, placements = rebuild_intents(data, self._topology())
+        for intent_id, intent in intents.items():
+            if intent_id not in self._intents:
+                self._intents[intent_id] = intent
+            self._placements.setdefault(intent_id, {}).update(placements.get(intent_id, {}))
+        return list(intents.values())
+
+    async def repair(self, device: DeviceId, data: NodeData) -> None:
+        """A node (re)connected: adopt intents only it knows, delete what it should not hold."""
+        self.rebuild({device: data})
+        found = placements_of({device: data})
+        async with self._queue:
+            edits: dict[DeviceId, DeviceEdit] = {}
+            for intent_id, where in found.items():
+                held = where[device]
+                wanted = self._expected(self._intents[intent_id], device)
+                stale_link = held.link and not wanted.link
+                stale_app = held.app and not wanted.app
+                if stale_link or stale_app:
+                    edit = compile_withdraw(intent_id, [device], stale_link, stale_app)[device]
+                    edits[intent_id] = edit
+            for intent_id, edit in edits.items():
+                try:
+                    await apply_transaction(self._run, {device: edit}, {}, self._name)
+                except InstallError as error:
+                    log.warning("repair of %s on %s: %s", intent_id, self._name(device), error)
+                    continue
+                self._placements.get(intent_id, {}).pop(device, None)
+
+    # ------------------------------------------------------------ internals
+
+    def _name(self, device: DeviceId) -> str:
+        return self._topology().name_of(device)
+
+    async def _run(self, device: DeviceId, operation: Callable[[CandidateOps], None]) -> None:
+        await self._devices.call(device, operation)
+
+    def _set(self, intent: Intent, event: IntentEventType | None) -> Intent:
+        self._intents[intent.intent_id] = intent
+        if event is not None:
+            self.listeners.post(IntentEvent(event, intent))
+        return intent
+
+    def _with_forced_path(self, request: KeyRequest, snapshot: TopologySnapshot) -> KeyRequest:
+        if request.forced_path is not None or self._forced_path is None:
+            return request
+        forced = self._forced_path(request, snapshot)
+        return replace(request, forced_path=forced) if forced else request
+
+    @staticmethod
+    def _expected(intent: Intent, device: DeviceId) -> Placement:
+        """What of `intent` the node should hold in the intent's present state."""
+        if intent.state in (IntentState.INSTALLED, IntentState.INSTALLING):
+            on_path = intent.path is not None and device in intent.path.nodes
+            return Placement(on_path, on_path)
+        if intent.state in (IntentState.REJECTED, IntentState.FAILED):
+            return Placement(False, device == intent.request.src)
+        return Placement(False, False)
+
+    async def _apply(
+        self,
+        intent_id: IntentId,
+        edits: Mapping[DeviceId, DeviceEdit],
+        undo: Mapping[DeviceId, DeviceEdit],
+        result: Mapping[DeviceId, Placement],
+    ) -> None:
+        """One transaction, then record where the intent's entries now are."""
+        check_edits(edits, self._validate)
+        await apply_transaction(self._run, edits, undo, self._name)
+        placed = self._placements.setdefault(intent_id, {})
+        for device in edits:
+            placement = result.get(device, Placement(False, False))
+            if placement.link or placement.app:
+                placed[device] = placement
+            else:
+                placed.pop(device, None)
+
+    async def _submit(self, request: KeyRequest, intent_id: IntentId) -> Intent:
+        snapshot = self._topology()
+        request = self._with_forced_path(request, snapshot)
+        decision = admit(
+            snapshot, self.reservations(), request, self.policy, self._allow_preemption
+        )
+        if not decision.admitted or decision.path is None:
+            return await self._record_outcome(
+                Intent(intent_id, request, IntentState.REJECTED, reason=decision.reason)
+            )
+        for victim in decision.preempted:
+            await self._fail(self._intents[victim], f"pre-empted by intent {intent_id}")
+        intent = self._set(
+            Intent(intent_id, request, IntentState.INSTALLING, decision.path, decision.bandwidth),
+            None,
+        )
+        path = decision.path
+        try:
+            edits = compile_install(intent_id, request, path, decision.bandwidth, self._relay)
+            await self._apply(
+                intent_id,
+                edits,
+                compile_withdraw(intent_id, path.nodes),
+                {d: Placement(True, True) for d in path.nodes},
+            )
+        except (InstallError, CompileError) as error:
+            failed = replace(intent, state=IntentState.FAILED, path=None, bandwidth=0)
+            return await self._record_outcome(replace(failed, reason=f"install failed: {error}"))
+        return self._set(replace(intent, state=IntentState.INSTALLED), IntentEventType.INSTALLED)
+
+    async def _record_outcome(self, intent: Intent) -> Intent:
+        """A rejection or failure: written on the source node for its key manager (best effort:
+        the decision stands even when the node cannot be reached)."""
+        state = "rejected" if intent.state is IntentState.REJECTED else "failed"
+        src = intent.request.src
+        held = self._placements.get(intent.intent_id, {})
+        edits = compile_rejection(
+            intent.intent_id,
+            intent.request,
+            intent.reason or state,
+            state,
+            delete_link=held.get(src, Placement(False, False)).link,
+        )
+        if self._devices.is_available(src):
+            try:
+                await self._apply(intent.intent_id, edits, {}, {src: Placement(False, True)})
+            except (InstallError, CompileError) as error:
+                log.warning(
+                    "could not write the %s outcome of %s: %s", state, intent.intent_id, error
+                )
+        event = IntentEventType.REJECTED if state == "rejected" else IntentEventType.FAILED
+        return self._set(intent, event)
+
+    async def _remove_everywhere(self, intent: Intent, restore: bool) -> None:
+        """Deletes the intent's entries from every reachable node that holds them."""
+        held = {
+            d: p
+            for d, p in self._placements.get(intent.intent_id, {}).items()
+            if self._devices.is_available(d)
+        }
+        edits = {
+            d: compile_withdraw(intent.intent_id, [d], p.link, p.app)[d] for d, p in held.items()
+        }
+        undo: dict[DeviceId, DeviceEdit] = {}
+        if restore and intent.path is not None and intent.state is IntentState.INSTALLED:
+            undo = dict(
+                compile_install(
+                    intent.intent_id, intent.request, intent.path, intent.bandwidth, self._relay
+                )
+            )
+        await self._apply(intent.intent_id, edits, undo, {})
+
+    async def _fail(self, intent: Intent, reason: str) -> None:
+        """No admissible path: remove the path's entries, say why on the source node."""
+        try:
+            held = {
+                d: p
+                for d, p in self._placements.get(intent.intent_id, {}).items()
+                if d != intent.request.src and self._devices.is_available(d)
+            }
+            edits = {
+                d: compile_withdraw(intent.intent_id, [d], p.link, p.app)[d]
+                for d, p in held.items()
+            }
+            await self._apply(intent.intent_id, edits, {}, {})
+        except (InstallError, CompileError) as error:
+            log.warning("removing failed intent %s: %s", intent.intent_id, error)
+        failed = replace(intent, state=IntentState.FAILED, path=None, bandwidth=0, reason=reason)
+        await self._record_outcome(failed)
+
+    async def _reroute(self, intent: Intent, reason: str) -> None:
+        snapshot = self._topology()
+        decision = admit(
+            snapshot,
+            self.reservations().without(intent.intent_id),
+            intent.request,
+            self.policy,
+        )
+        if not decision.admitted or decision.path is None:
+            await self._fail(intent, f"{reason}; no admissible path: {decision.reason}")
+            return
+        if decision.path == intent.path and decision.bandwidth == intent.bandwidth:
+            return
+        await self._move(intent, decision.path, decision.bandwidth, reason)
+
+    async def _move(self, intent: Intent, path: Path, bandwidth: int, reason: str) -> None:
+        """Install on the new path and remove from nodes left behind, in one transaction."""
+        intent_id = intent.intent_id
+        install = compile_install(intent_id, intent.request, path, bandwidth, self._relay)
+        old = intent.path
+        restore = (
+            compile_install(intent_id, intent.request, old, intent.bandwidth, self._relay)
+            if old is not None
+            else {}
+        )
+        held = self._placements.get(intent_id, {})
+        edits: dict[DeviceId, DeviceEdit] = dict(install)
+        undo: dict[DeviceId, DeviceEdit] = {}
+        for device, placement in held.items():
+            if device not in install and self._devices.is_available(device):
+                edits[device] = compile_withdraw(
+                    intent_id, [device], placement.link, placement.app
+                )[device]
+        for device in edits:
+            if device in restore:
+                undo[device] = restore[device]
+            else:
+                undo[device] = compile_withdraw(intent_id, [device])[device]
+        result = {d: Placement(True, True) for d in path.nodes}
+        try:
+            await self._apply(intent_id, edits, undo, result)
+        except (InstallError, CompileError) as error:
+            await self._fail(intent, f"{reason}; re-route failed: {error}")
+            return
+        moved = replace(intent, path=path, bandwidth=bandwidth, reason=f"re-routed: {reason}")
+        self._set(moved, IntentEventType.REROUTED)
+
+    async def _retry(self, intent: Intent) -> None:
+        snapshot = self._topology()
+        decision = admit(snapshot, self.reservations(), intent.request, self.policy)
+        if not decision.admitted or decision.path is None:
+            return
+        if not all(self._devices.is_available(d) for d in decision.path.nodes):
+            return
+        trial = replace(intent, state=IntentState.INSTALLING, path=None)
+        self._set(trial, None)
+        await self._move(trial, decision.path, decision.bandwidth, "path available again")
+        current = self._intents[intent.intent_id]
+        if current.state is IntentState.INSTALLING:
+            self._set(replace(current, state=IntentState.INSTALLED), IntentEventType.INSTALLED)
