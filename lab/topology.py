@@ -337,7 +337,7 @@ def _read_nodes(reader: _Reader, value: object) -> tuple[NodeSpec, ...]:
     entries = reader.mapping(value, "nodes", "nodes")
     if entries is None:
         return ()
-    if not entries:
+    if not value:  # entries drops non-text keys, which are reported already
         reader.add("nodes", "empty: a topology needs at least one node")
         return ()
     if len(entries) > MAX_NODES:
