@@ -129,6 +129,8 @@ class MutualTlsServer:
             ssl_certfile=str(files.cert),
             ssl_context_factory=lambda _config, _default: server_tls_context(files),
             timeout_keep_alive=30,
+            # an idle client that never answers the TLS close_notify would hold shutdown 30 s
+            timeout_graceful_shutdown=2,
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
