@@ -1,0 +1,230 @@
+"""`qkdsdn agent run`: the agents of a lab plan, many nodes in one asyncio process.
+
+Per node: a NETCONF server (asyncssh) on `netconf_port` over the node's datastore, and one
+grpc.aio server on `agent_grpc_port` with KeyDelivery (ETSI 004 module side), NodeLink and
+AgentControl. Running is persisted in STATE_DIR/agents/<node>/running.xml. Tests and other
+parts use `running_agents(plan)` to host agents in their own event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from agents import control_service, etsi004_service, node_link_service
+from agents.datastore import Datastore, DatastoreError
+from agents.netconf.server import NetconfCredentials, NetconfServer
+from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from lab.plan import HOST, LabPlan
+from yang.schema import Schema
+
+log = logging.getLogger(__name__)
+
+GRPC_STOP_GRACE_S = 0.5
+
+
+@dataclass
+class AgentHandle:
+    """One hosted agent: its node, datastore and servers (ports as bound)."""
+
+    node: QkdNode
+    datastore: Datastore
+    netconf: NetconfServer
+    grpc_server: grpc.aio.Server
+    netconf_port: int
+    grpc_port: int
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    stopped: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.node.name
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+    async def stop_servers(self) -> None:
+        """Stops listening (NETCONF sessions close, gRPC calls end); idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self.node.feed.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.netconf.stop()
+        await self.grpc_server.stop(GRPC_STOP_GRACE_S)
+
+    async def stop_node(self) -> None:
+        """A crash of the node: modules down (peers notice), then the servers go."""
+        self.node.stop()
+        await self.stop_servers()
+
+
+def running_path(plan: LabPlan, name: str) -> Path:
+    return Path(plan.state_dir) / "agents" / name / "running.xml"
+
+
+def credentials(plan: LabPlan) -> NetconfCredentials:
+    creds = plan.credentials
+    return NetconfCredentials(
+        username=creds.netconf_username,
+        password=Path(creds.password_file).read_text(encoding="utf-8").strip(),
+        authorized_keys=tuple(
+            Path(f"{creds.client_key}.pub").read_text(encoding="utf-8").splitlines()
+        ),
+        host_key_path=Path(creds.host_key),
+    )
+
+
+def _datastore(schema: Schema, node: QkdNode, persist: Path | None) -> Datastore:
+    """The node's datastore; a persisted running the node cannot use is set aside."""
+    initial = schema.json_to_xml(node.initial_running())
+    if persist is None:
+        return Datastore(schema, node, None, initial)
+    try:
+        store = Datastore(schema, node, persist, initial)
+        reason = node.veto(store.running_json())
+    except DatastoreError as error:
+        reason = str(error)
+    if reason is None:
+        return store
+    stale = persist.with_suffix(".stale.xml")
+    log.warning("%s: persisted running refused (%s); moved to %s", node.name, reason, stale)
+    persist.replace(stale)
+    return Datastore(schema, node, persist, initial)
+
+
+async def start_agent(
+    plan: LabPlan,
+    name: str,
+    site: Site,
+    schema: Schema,
+    *,
+    settings: NodeSettings | None = None,
+    persist: bool = True,
+    plan_ports: bool = True,
+) -> AgentHandle:
+    """Composes and starts the agent of node `name` (ports from the plan, or free ones)."""
+    node_plan = plan.node(name)
+    node = QkdNode(plan, name, site, settings=settings)
+    store = _datastore(schema, node, running_path(plan, name) if persist else None)
+    node.start(store.running_json())
+    netconf = NetconfServer(
+        store, credentials(plan), HOST, node_plan.netconf_port if plan_ports else 0
+    )
+    node.set_publisher(netconf.publish)
+    server = grpc.aio.server()
+    handle_box: list[AgentHandle] = []
+
+    async def on_stop() -> None:
+        await handle_box[0].stop_servers()
+
+    etsi004_service.add_to_server(etsi004_service.KeyDeliveryService(node), server)
+    node_link_service.add_to_server(node_link_service.NodeLinkService(node), server)
+    control_service.add_to_server(control_service.AgentControlService(node, on_stop), server)
+    port = server.add_insecure_port(f"{HOST}:{node_plan.agent_grpc_port if plan_ports else 0}")
+    if port == 0:
+        raise OSError(f"{name}: cannot listen on {HOST}:{node_plan.agent_grpc_port} (gRPC)")
+    await netconf.start()
+    try:
+        await server.start()
+    except BaseException:
+        await netconf.stop()
+        raise
+    handle = AgentHandle(node, store, netconf, server, netconf.port, port)
+    handle_box.append(handle)
+    handle.tasks.append(asyncio.get_running_loop().create_task(node.run_perf_updates()))
+    return handle
+
+
+@contextlib.asynccontextmanager
+async def running_agents(
+    plan: LabPlan,
+    nodes: Sequence[str] | None = None,
+    *,
+    settings: NodeSettings | None = None,
+    persist: bool = True,
+    plan_ports: bool = True,
+    site: Site | None = None,
+) -> AsyncIterator[dict[str, AgentHandle]]:
+    """The agents of `nodes` (default: all) for the duration of the block, by node name."""
+    names = list(nodes) if nodes is not None else [n.name for n in plan.nodes]
+    for name in names:
+        plan.node(name)  # unknown names fail before anything starts
+    schema = Schema.default()
+    site = site or Site()
+    handles: dict[str, AgentHandle] = {}
+    try:
+        for name in names:
+            handles[name] = await start_agent(
+                plan, name, site, schema, settings=settings, persist=persist, plan_ports=plan_ports
+            )
+        yield handles
+    finally:
+        await asyncio.gather(
+            *(handle.stop_servers() for handle in handles.values()), return_exceptions=True
+        )
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = subparsers.add_parser("run", help="host the agents of a lab plan")
+    run.add_argument("--plan", type=Path, required=True, help="STATE_DIR/plan.json")
+    run.add_argument(
+        "--node", action="append", default=None, help="a node to host (repeat; default: all)"
+    )
+    run.add_argument(
+        "--perf-interval",
+        type=float,
+        default=NodeSettings().perf_interval_s,
+        help="seconds between sdqkdn_link_perf_update notifications",
+    )
+    run.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        plan = LabPlan.load(args.plan)
+        for name in args.node or []:
+            plan.node(name)
+    except (OSError, ValueError, KeyError) as error:
+        print(f"cannot start agents: {error}", flush=True)
+        return 2
+    if not args.perf_interval > 0:
+        print("cannot start agents: --perf-interval must be > 0", flush=True)
+        return 2
+    settings = NodeSettings(perf_interval_s=args.perf_interval)
+    return asyncio.run(_serve(plan, args.node, settings))
+
+
+async def _serve(plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSettings) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with running_agents(plan, nodes, settings=settings) as handles:
+        for handle in handles.values():
+            print(
+                f"ready {handle.name} netconf={HOST}:{handle.netconf_port}"
+                f" grpc={handle.grpc_address}",
+                flush=True,
+            )
+        print(f"ready: {len(handles)} agents", flush=True)
+        await stop.wait()
+        print("stopping", flush=True)
+    up = sum(1 for h in handles.values() if h.node.status is NodeStatus.OPERATING)
+    log.info("stopped %d agents (%d were operating)", len(handles), up)
+    return 0
