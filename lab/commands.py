@@ -83,28 +83,28 @@ def print_summary(topology: Topology, path: Path, console: Console) -> None:
         degree = sum(node.name in (link.a, link.b) for link in topology.links)
         apps = ", ".join(app.sae_id for app in topology.apps if app.node == node.name)
         nodes.add_row(node.name, Text(node.location), str(degree), apps)
-    links = Table(title="links (key rate from the physical model unless given)")
+    links = Table(
+        title="links", caption="SKR and QBER from the physical model; * given in the file"
+    )
     links.add_column("link", no_wrap=True)
     links.add_column("preset", no_wrap=True)
     links.add_column("fibre", justify="right", no_wrap=True)
     links.add_column("SKR", justify="right", no_wrap=True)
     links.add_column("QBER", justify="right", no_wrap=True)
-    links.add_column("from")
     for link in topology.links:
         rate = link_rate(
             link.preset, link.length_km, link.extra_loss_db, skr_bps=link.skr_bps, qber=link.qber
         )
-        given = [name for name, v in (("SKR", link.skr_bps), ("QBER", link.qber)) if v is not None]
         fibre = f"{link.length_km:g} km"
         if link.extra_loss_db:
             fibre += f" +{link.extra_loss_db:g} dB"
+        skr = "[red]aborted[/]" if rate.aborted else _rate_text(rate.skr_bps)
         links.add_row(
             f"{link.a}–{link.b}",
             link.preset,
             fibre,
-            "[red]aborted[/]" if rate.aborted else _rate_text(rate.skr_bps),
-            f"{rate.qber:.2%}",
-            "given " + ", ".join(given) if given else "model",
+            skr + ("*" if link.skr_bps is not None else ""),
+            f"{rate.qber:.1%}" + ("*" if link.qber is not None else ""),
         )
     console.print(nodes)
     console.print(links)

@@ -1,0 +1,294 @@
+"""`STATE_DIR/endpoints.json`: what a user (or a script) needs to talk to a running twin.
+
+The user-facing subset of the lab plan (docs/endpoints.md): per node the NETCONF access, the
+key manager's ETSI 014/004 and relay addresses and the agent's gRPC address; per application
+its node, certificate and key; the controller's URL; the lab CA. Paths, never secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.plan import HOST, LabPlan
+
+ENDPOINTS_VERSION = 1
+ENDPOINTS_FILE = "endpoints.json"
+
+
+class EndpointsError(ValueError):
+    """An endpoints file that cannot be read; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class NetconfEndpoint:
+    host: str
+    port: int
+    username: str
+    password_file: str  # the password itself stays in this 0600 file
+    client_key: str  # SSH private key accepted by every agent
+    host_key_pub: str  # the agents' SSH host public key (OpenSSH format)
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def known_hosts_line(self, public_key: str | None = None) -> str:
+        """An OpenSSH known_hosts line for this agent; reads `host_key_pub` unless given."""
+        key = public_key if public_key is not None else Path(self.host_key_pub).read_text()
+        fields = key.split()
+        if len(fields) < 2:
+            raise EndpointsError(f"{self.host_key_pub}: not an OpenSSH public key")
+        host = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+        return f"{host} {fields[0]} {fields[1]}"
+
+
+@dataclass(frozen=True)
+class KmEndpoint:
+    etsi014_url: str  # HTTPS, mutual TLS
+    etsi004_address: str  # gRPC, mutual TLS
+    relay_address: str  # gRPC, mutual TLS, KM to KM
+    cert: str  # the KM's certificate (server and client)
+    key: str
+
+
+@dataclass(frozen=True)
+class NodeEndpoints:
+    name: str
+    qkdn_id: str
+    location: str
+    netconf: NetconfEndpoint
+    km: KmEndpoint
+    agent_grpc: str  # ETSI 004 module side, NodeLink, AgentControl
+
+
+@dataclass(frozen=True)
+class AppEndpoints:
+    sae_id: str
+    node: str
+    cert: str  # SAE client certificate, CN = sae_id
+    key: str
+    ca: str  # trust anchor for the KM's server certificate
+    km_etsi014_url: str  # the KM this application talks to
+    km_etsi004_address: str
+
+
+@dataclass(frozen=True)
+class ControllerEndpoint:
+    url: str
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    name: str
+    state_dir: str
+    topology_file: str
+    ca: str
+    controller: ControllerEndpoint
+    nodes: tuple[NodeEndpoints, ...]
+    apps: tuple[AppEndpoints, ...]
+
+    def node(self, name: str) -> NodeEndpoints:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(f"no node {name!r} in the endpoints")
+
+    def app(self, sae_id: str) -> AppEndpoints:
+        for app in self.apps:
+            if app.sae_id == sae_id:
+                return app
+        raise KeyError(f"no application {sae_id!r} in the endpoints")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON shape: nodes and apps keyed by name, so `jq .nodes.qnode1.km` works."""
+        return {
+            "version": ENDPOINTS_VERSION,
+            "name": self.name,
+            "state_dir": self.state_dir,
+            "topology_file": self.topology_file,
+            "ca": self.ca,
+            "controller": {"url": self.controller.url},
+            "nodes": {
+                n.name: {
+                    "qkdn_id": n.qkdn_id,
+                    "location": n.location,
+                    "netconf": _fields(n.netconf),
+                    "km": _fields(n.km),
+                    "agent_grpc": n.agent_grpc,
+                }
+                for n in self.nodes
+            },
+            "apps": {
+                a.sae_id: {k: v for k, v in _fields(a).items() if k != "sae_id"} for a in self.apps
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+
+    @staticmethod
+    def from_dict(data: object, source: str = ENDPOINTS_FILE) -> Endpoints:
+        return _Decoder(source).endpoints(data)
+
+    @staticmethod
+    def load(path: Path) -> Endpoints:
+        try:
+            data = json.loads(path.read_text())
+        except OSError as error:
+            raise EndpointsError(f"{path}: cannot read: {error.strerror}") from None
+        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+            raise EndpointsError(f"{path}: not JSON: {error}") from None
+        return Endpoints.from_dict(data, str(path))
+
+
+def _fields(value: NetconfEndpoint | KmEndpoint | AppEndpoints) -> dict[str, Any]:
+    return asdict(value)
+
+
+class _Decoder:
+    """Reads the JSON shape back, naming the field when something is missing or mistyped."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, where: str, message: str) -> EndpointsError:
+        return EndpointsError(f"{self.source}: {where}: {message}")
+
+    def mapping(self, value: object, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be an object")
+        return value
+
+    def get(self, data: dict[str, Any], key: str, where: str, kind: type) -> Any:
+        at = f"{where}.{key}" if where else key
+        if key not in data:
+            raise self.fail(at, "missing")
+        value = data[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise self.fail(at, f"must be {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def endpoints(self, data: object) -> Endpoints:
+        top = self.mapping(data, "(file)")
+        version = top.get("version")
+        if version != ENDPOINTS_VERSION:
+            raise self.fail("version", f"{version!r} is not the supported {ENDPOINTS_VERSION}")
+        controller = self.mapping(top.get("controller"), "controller")
+        nodes = self.mapping(top.get("nodes"), "nodes")
+        apps = self.mapping(top.get("apps"), "apps")
+        return Endpoints(
+            name=self.get(top, "name", "", str),
+            state_dir=self.get(top, "state_dir", "", str),
+            topology_file=self.get(top, "topology_file", "", str),
+            ca=self.get(top, "ca", "", str),
+            controller=ControllerEndpoint(url=self.get(controller, "url", "controller", str)),
+            nodes=tuple(self.node(name, body) for name, body in nodes.items()),
+            apps=tuple(self.app(sae_id, body) for sae_id, body in apps.items()),
+        )
+
+    def node(self, name: str, body: object) -> NodeEndpoints:
+        where = f"nodes.{name}"
+        data = self.mapping(body, where)
+        netconf = self.mapping(data.get("netconf"), f"{where}.netconf")
+        km = self.mapping(data.get("km"), f"{where}.km")
+        nw, kw = f"{where}.netconf", f"{where}.km"
+        return NodeEndpoints(
+            name=name,
+            qkdn_id=self.get(data, "qkdn_id", where, str),
+            location=self.get(data, "location", where, str),
+            netconf=NetconfEndpoint(
+                host=self.get(netconf, "host", nw, str),
+                port=self.get(netconf, "port", nw, int),
+                username=self.get(netconf, "username", nw, str),
+                password_file=self.get(netconf, "password_file", nw, str),
+                client_key=self.get(netconf, "client_key", nw, str),
+                host_key_pub=self.get(netconf, "host_key_pub", nw, str),
+            ),
+            km=KmEndpoint(
+                etsi014_url=self.get(km, "etsi014_url", kw, str),
+                etsi004_address=self.get(km, "etsi004_address", kw, str),
+                relay_address=self.get(km, "relay_address", kw, str),
+                cert=self.get(km, "cert", kw, str),
+                key=self.get(km, "key", kw, str),
+            ),
+            agent_grpc=self.get(data, "agent_grpc", where, str),
+        )
+
+    def app(self, sae_id: str, body: object) -> AppEndpoints:
+        where = f"apps.{sae_id}"
+        data = self.mapping(body, where)
+        return AppEndpoints(
+            sae_id=sae_id,
+            node=self.get(data, "node", where, str),
+            cert=self.get(data, "cert", where, str),
+            key=self.get(data, "key", where, str),
+            ca=self.get(data, "ca", where, str),
+            km_etsi014_url=self.get(data, "km_etsi014_url", where, str),
+            km_etsi004_address=self.get(data, "km_etsi004_address", where, str),
+        )
+
+
+def endpoints_from_plan(plan: LabPlan) -> Endpoints:
+    """The user-facing endpoints of a lab plan (pure: no file is read or written)."""
+    credentials = plan.credentials
+    nodes = []
+    for node in plan.nodes:
+        cert, key = plan.node_certs.get(node.name, _default_km_cert(plan, node.name))
+        nodes.append(
+            NodeEndpoints(
+                name=node.name,
+                qkdn_id=node.qkdn_id,
+                location=node.location,
+                netconf=NetconfEndpoint(
+                    host=HOST,
+                    port=node.netconf_port,
+                    username=credentials.netconf_username,
+                    password_file=credentials.password_file,
+                    client_key=credentials.client_key,
+                    host_key_pub=f"{credentials.host_key}.pub",
+                ),
+                km=KmEndpoint(
+                    etsi014_url=node.km_etsi014_url,
+                    etsi004_address=node.km_etsi004_address,
+                    relay_address=node.km_relay_address,
+                    cert=cert,
+                    key=key,
+                ),
+                agent_grpc=node.agent_grpc_address,
+            )
+        )
+    apps = tuple(
+        AppEndpoints(
+            sae_id=app.sae_id,
+            node=app.node,
+            cert=app.cert,
+            key=app.key,
+            ca=credentials.ca_cert,
+            km_etsi014_url=plan.node(app.node).km_etsi014_url,
+            km_etsi004_address=plan.node(app.node).km_etsi004_address,
+        )
+        for app in plan.apps
+    )
+    return Endpoints(
+        name=plan.name,
+        state_dir=plan.state_dir,
+        topology_file=plan.topology_file,
+        ca=credentials.ca_cert,
+        controller=ControllerEndpoint(url=plan.controller.url),
+        nodes=tuple(nodes),
+        apps=apps,
+    )
+
+
+def _default_km_cert(plan: LabPlan, node: str) -> tuple[str, str]:
+    """Where docs/architecture.md puts a KM's certificate when the plan does not say."""
+    pki = Path(plan.state_dir) / "pki"
+    return str(pki / f"km-{node}.pem"), str(pki / f"km-{node}.key")
