@@ -1,0 +1,186 @@
+"""`qkdsdn controller run | status | topology | paths A B | intents | withdraw ID`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_PLAN = Path("state/plan.json")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run the controller of a lab plan (foreground)")
+    run.add_argument("--plan", type=Path, default=DEFAULT_PLAN)
+    run.add_argument("--policy", choices=["fewest-hops", "key-aware"], default="fewest-hops")
+    run.add_argument(
+        "--force-path",
+        nargs="+",
+        metavar="NODE",
+        help="route every request between the first and last node over these nodes",
+    )
+    run.add_argument(
+        "--allow-preemption",
+        action="store_true",
+        help="let higher-priority requests pre-empt lower-priority associations",
+    )
+    run.set_defaults(func=cmd_run)
+
+    for name, help_text, func in (
+        ("status", "nodes, links and intents of a running controller", cmd_status),
+        ("topology", "links as the nodes report them, with reserved rate", cmd_topology),
+        ("intents", "key associations and their state", cmd_intents),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        _target(sub)
+        sub.set_defaults(func=func)
+
+    paths = commands.add_parser("paths", help="candidate paths between two nodes, best first")
+    paths.add_argument("a", help="node name or qkdn_id")
+    paths.add_argument("b", help="node name or qkdn_id")
+    paths.add_argument("-k", type=int, default=3, help="how many alternatives (Yen)")
+    paths.add_argument("--policy", choices=["fewest-hops", "key-aware"], default=None)
+    _target(paths)
+    paths.set_defaults(func=cmd_paths)
+
+    withdraw = commands.add_parser("withdraw", help="withdraw a key association by intent id")
+    withdraw.add_argument("intent_id")
+    _target(withdraw)
+    withdraw.set_defaults(func=cmd_withdraw)
+
+
+def _target(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--url", help="controller API, e.g. http://127.0.0.1:8600")
+    group.add_argument("--plan", type=Path, help=f"read the URL from a lab plan ({DEFAULT_PLAN})")
+
+
+def _url(args: argparse.Namespace) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    from lab.plan import LabPlan
+
+    plan_file: Path = args.plan or DEFAULT_PLAN
+    if not plan_file.exists():
+        raise SystemExit(f"no lab plan at {plan_file}: pass --plan or --url")
+    return LabPlan.load(plan_file).controller.url
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **params: Any) -> Any:
+    import httpx
+
+    url = _url(args)
+    try:
+        response = httpx.request(method, f"{url}{path}", params=params or None, timeout=30.0)
+    except httpx.HTTPError as error:
+        raise SystemExit(f"controller at {url} is not answering: {error}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        raise SystemExit(f"controller: {detail}")
+    return response.json()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from controller.main import run
+
+    if not args.plan.exists():
+        raise SystemExit(f"no lab plan at {args.plan}")
+    return run(args.plan, args.policy, args.force_path, args.allow_preemption)
+
+
+def _rate(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:.2f} Mbit/s"
+    if value >= 1_000:
+        return f"{value / 1_000:.1f} kbit/s"
+    return f"{value} bit/s"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    data = _call(args, "GET", "/status")
+    table = Table(title=f"controller ({data['policy']} policy)")
+    for column in ("node", "qkdn_id", "NETCONF"):
+        table.add_column(column)
+    for device in data["devices"]:
+        state = "[green]connected[/]" if device["connected"] else "[red]unavailable[/]"
+        table.add_row(device["name"], device["qkdn_id"] or "-", state)
+    console = Console()
+    console.print(table)
+    counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(data["intents"].items())) or "none"
+    console.print(f"links: {data['links']}   intents: {counts}")
+    return 0
+
+
+def cmd_topology(args: argparse.Namespace) -> int:
+    data = _call(args, "GET", "/topology")
+    table = Table(title="QKD links (as the nodes report them)")
+    for column in ("link", "ends", "status", "SKR", "ESKR", "reserved", "QBER"):
+        table.add_column(column)
+    for link in sorted(data["links"], key=lambda item: (item["a"], item["b"])):
+        status = link["status"]
+        shown = f"[green]{status}[/]" if status == "ACTIVE" else f"[red]{status}[/]"
+        qber = f"{link['qber'] * 100:.1f} %" if link["qber"] is not None else "-"
+        table.add_row(
+            link["qkdl_id"][:8],
+            f"{link['a']} – {link['b']}",
+            shown,
+            _rate(link["skr"]),
+            _rate(link["eskr"]),
+            _rate(link["reserved"]),
+            qber,
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_paths(args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"a": args.a, "b": args.b, "k": args.k}
+    if args.policy:
+        params["policy"] = args.policy
+    data = _call(args, "GET", "/paths", **params)
+    table = Table(title=f"paths {args.a} → {args.b}")
+    for column in ("#", "hops", "nodes"):
+        table.add_column(column)
+    for index, path in enumerate(data["paths"], start=1):
+        table.add_row(str(index), str(path["hops"]), " → ".join(path["nodes"]))
+    console = Console()
+    console.print(table)
+    if not data["paths"]:
+        console.print("[yellow]no path has free key rate on every hop[/]")
+    return 0
+
+
+def cmd_intents(args: argparse.Namespace) -> int:
+    data = _call(args, "GET", "/intents")
+    table = Table(title="key association intents")
+    for column in ("intent", "apps", "state", "path", "reserved", "reason"):
+        table.add_column(column, overflow="fold")
+    colours = {"INSTALLED": "green", "REJECTED": "yellow", "FAILED": "red"}
+    for intent in data:
+        colour = colours.get(intent["state"], "white")
+        path = " → ".join(intent["path"]["nodes"]) if intent["path"] else "-"
+        apps = f"{intent['server_app_id']} → {', '.join(intent['client_app_ids'])}"
+        table.add_row(
+            intent["intent_id"][:8],
+            apps,
+            f"[{colour}]{intent['state']}[/]",
+            path,
+            _rate(intent["bandwidth"]),
+            intent["reason"],
+        )
+    Console().print(table)
+    return 0
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    data = _call(args, "DELETE", f"/intents/{args.intent_id}")
+    Console().print(f"intent {data['intent_id']}: {data['state']}")
+    return 0

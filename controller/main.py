@@ -1,0 +1,63 @@
+"""Composition root: the controller of a lab plan, its HTTP API, until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+
+from controller.api import Controller
+from controller.rest import api_server
+
+log = logging.getLogger("controller")
+
+
+async def serve(
+    plan_file: Path,
+    policy: str = "fewest-hops",
+    force_path: Sequence[str] | None = None,
+    allow_preemption: bool = False,
+) -> None:
+    from lab.plan import LabPlan
+
+    plan = LabPlan.load(plan_file)
+    controller = Controller.from_plan(plan, policy, force_path, allow_preemption)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await controller.start()
+    server = api_server(controller, plan.controller.api_port)
+    http = asyncio.create_task(server.serve())
+    connected = sum(1 for _, _, up in controller.device_status() if up)
+    log.info(
+        "controller up: %d/%d nodes, %d intents rebuilt, API %s",
+        connected,
+        len(plan.nodes),
+        len(controller.intents()),
+        plan.controller.url,
+    )
+    try:
+        done, _ = await asyncio.wait(
+            [http, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if http in done:
+            http.result()  # the API could not start (port taken): say so
+    finally:
+        server.should_exit = True
+        await asyncio.gather(http, return_exceptions=True)
+        await controller.stop()
+
+
+def run(
+    plan_file: Path,
+    policy: str = "fewest-hops",
+    force_path: Sequence[str] | None = None,
+    allow_preemption: bool = False,
+) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("ncclient").setLevel(logging.WARNING)
+    asyncio.run(serve(plan_file, policy, force_path, allow_preemption))
+    return 0

@@ -1,0 +1,193 @@
+"""A small HTTP JSON API over the controller (used by `qkdsdn controller ...`), 127.0.0.1 only.
+
+GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
+POST /admit, /intents (a key request); DELETE /intents/{id}.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field
+
+from controller.api import Controller
+from controller.errors import ControllerError, UnknownIntent
+from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
+
+UINT32 = 0xFFFFFFFF
+
+
+class KeyRequestBody(BaseModel):
+    src: str = Field(description="source node: name or qkdn_id")
+    dst: str = Field(description="destination node: name or qkdn_id")
+    server_app_id: str = ""
+    client_app_ids: list[str] = []
+    min_bandwidth: int = Field(0, ge=0, le=UINT32)
+    max_bandwidth: int = Field(0, ge=0, le=UINT32)
+    priority: int = Field(0, ge=0, le=UINT32)
+    ttl: int = Field(0, ge=0, le=UINT32)
+    jitter: int = Field(0, ge=0, le=UINT32)
+    forced_path: list[str] | None = None
+
+    def to_request(self, snapshot: TopologySnapshot) -> KeyRequest:
+        forced = tuple(snapshot.resolve(n) for n in self.forced_path) if self.forced_path else None
+        return KeyRequest(
+            snapshot.resolve(self.src),
+            snapshot.resolve(self.dst),
+            self.server_app_id,
+            tuple(self.client_app_ids),
+            QoS(self.min_bandwidth, self.max_bandwidth, self.priority, self.ttl, self.jitter),
+            forced,
+        )
+
+
+def path_json(path: Path | None, snapshot: TopologySnapshot) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    return {
+        "nodes": [snapshot.name_of(n) for n in path.nodes],
+        "node_ids": list(path.nodes),
+        "links": list(path.links),
+        "hops": path.hops,
+    }
+
+
+def intent_json(intent: Intent, snapshot: TopologySnapshot) -> dict[str, Any]:
+    request = intent.request
+    return {
+        "intent_id": intent.intent_id,
+        "state": intent.state.value,
+        "src": snapshot.name_of(request.src),
+        "dst": snapshot.name_of(request.dst),
+        "server_app_id": request.server_app_id,
+        "client_app_ids": list(request.client_app_ids),
+        "qos": {
+            "min_bandwidth": request.qos.min_bandwidth,
+            "max_bandwidth": request.qos.max_bandwidth,
+            "priority": request.qos.priority,
+            "ttl": request.qos.ttl,
+            "jitter": request.qos.jitter,
+        },
+        "path": path_json(intent.path, snapshot),
+        "bandwidth": intent.bandwidth,
+        "reason": intent.reason,
+    }
+
+
+def decision_json(decision: Decision, snapshot: TopologySnapshot) -> dict[str, Any]:
+    return {
+        "admitted": decision.admitted,
+        "path": path_json(decision.path, snapshot),
+        "bandwidth": decision.bandwidth,
+        "preempted": list(decision.preempted),
+        "reason": decision.reason,
+    }
+
+
+def build_app(controller: Controller) -> FastAPI:
+    app = FastAPI(title="qkd-sdn controller", docs_url=None, redoc_url=None)
+
+    def bad(error: Exception) -> HTTPException:
+        return HTTPException(status_code=400, detail=str(error).strip("'\""))
+
+    @app.get("/status")
+    def status() -> dict[str, Any]:
+        intents = controller.intents()
+        counts: dict[str, int] = {}
+        for intent in intents:
+            counts[intent.state.value] = counts.get(intent.state.value, 0) + 1
+        return {
+            "policy": controller.intent_service.policy.name,
+            "devices": [
+                {"name": name, "qkdn_id": device_id, "connected": connected}
+                for name, device_id, connected in controller.device_status()
+            ],
+            "links": len(controller.topology().links),
+            "intents": counts,
+        }
+
+    @app.get("/topology")
+    def topology() -> dict[str, Any]:
+        snapshot = controller.topology()
+        reservations = controller.intent_service.reservations()
+        return {
+            "devices": [
+                {"name": d.name, "qkdn_id": d.device_id, "available": d.available}
+                for d in snapshot.devices.values()
+            ],
+            "links": [
+                {
+                    "qkdl_id": link.qkdl_id,
+                    "a": snapshot.name_of(link.a),
+                    "b": snapshot.name_of(link.b),
+                    "status": link.status.value,
+                    "skr": link.skr,
+                    "eskr": link.eskr,
+                    "expected_consumption": link.expected_consumption,
+                    "reserved": reservations.reserved_on(link.qkdl_id),
+                    "qber": link.qber,
+                }
+                for link in snapshot.links.values()
+            ],
+        }
+
+    @app.get("/paths")
+    def paths(a: str, b: str, k: int = 3, policy: str | None = None) -> dict[str, Any]:
+        snapshot = controller.topology()
+        try:
+            found = controller.paths(a, b, policy, k)
+        except (KeyError, ValueError) as error:
+            raise bad(error) from None
+        return {"paths": [path_json(p, snapshot) for p in found]}
+
+    @app.get("/intents")
+    def intents() -> list[dict[str, Any]]:
+        snapshot = controller.topology()
+        return [intent_json(i, snapshot) for i in controller.intents()]
+
+    @app.get("/intents/{intent_id}")
+    def intent(intent_id: str) -> dict[str, Any]:
+        try:
+            return intent_json(controller.intent_service.get(intent_id), controller.topology())
+        except UnknownIntent as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+
+    @app.post("/admit")
+    def admit(body: KeyRequestBody) -> dict[str, Any]:
+        snapshot = controller.topology()
+        try:
+            request = body.to_request(snapshot)
+        except (KeyError, ValueError) as error:
+            raise bad(error) from None
+        return decision_json(controller.admit(request), snapshot)
+
+    @app.post("/intents")
+    async def install(body: KeyRequestBody) -> dict[str, Any]:
+        try:
+            request = body.to_request(controller.topology())
+        except (KeyError, ValueError) as error:
+            raise bad(error) from None
+        intent = await controller.install(request)
+        return intent_json(intent, controller.topology())
+
+    @app.delete("/intents/{intent_id}")
+    async def withdraw(intent_id: str) -> dict[str, Any]:
+        try:
+            intent = await controller.withdraw(intent_id)
+        except UnknownIntent as error:
+            raise HTTPException(status_code=404, detail=str(error)) from None
+        except ControllerError as error:
+            raise HTTPException(status_code=503, detail=str(error)) from None
+        return intent_json(intent, controller.topology())
+
+    return app
+
+
+def api_server(controller: Controller, port: int) -> uvicorn.Server:
+    """The HTTP server on 127.0.0.1:port; run with `await server.serve()`."""
+    config = uvicorn.Config(
+        build_app(controller), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    return uvicorn.Server(config)
