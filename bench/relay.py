@@ -39,7 +39,7 @@ from agents.keystream import key_material
 from controller.intents.compile import RelaySettings, compile_install
 from controller.model import KeyRequest
 from controller.model import Path as RoutePath
-from km.associations import AppRequest, Associations, NodeView, parse_node_config
+from km.associations import AppRequest, Associations, parse_node_config
 from km.key_store import KeyStore
 from km.link_pools import LinkKeyPools
 from km.relay.client import RelayClient, tls_material
@@ -103,10 +103,6 @@ class Km:
     store: KeyStore
 
 
-def _view_of(associations: Associations) -> Callable[[], NodeView]:
-    return lambda: associations.view
-
-
 async def _no_registration(request: AppRequest) -> None:
     raise RuntimeError("the bench installs its association up front")
 
@@ -145,7 +141,7 @@ async def relay_chain(state: Path, hops: int, buffer: int, link_keys: int) -> As
             )
             client = RelayClient(plan, name)
             stack.push_async_callback(client.close)
-            forwarder = Forwarder(plan, name, store, pools, _view_of(associations), client)
+            forwarder = Forwarder(plan, name, store, pools, associations, client)
             server, _ = relay_server(plan, name, forwarder)
             await server.start()
             stack.push_async_callback(server.stop, None)

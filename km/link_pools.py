@@ -59,7 +59,16 @@ class LinkKeyTimeout(LinkKeyError):
 
 
 class LinkKeyUnavailable(LinkKeyError):
-    """The index was used already, skipped, or belongs to the wrong end (a replay or a bug)."""
+    """The index was used already, skipped, or belongs to the wrong end (a replay or a bug).
+
+    `frontier` is set when the index lies below this end's frontier: then it is the lowest
+    peer index this end can still match, and nothing the peer holds below it is of any use
+    (e.g. this KM restarted and its module had handed those indices to the previous process).
+    """
+
+    def __init__(self, message: str, frontier: int | None = None) -> None:
+        super().__init__(message)
+        self.frontier = frontier
 
 
 @dataclass(frozen=True)
@@ -218,6 +227,15 @@ class LinkKeyPool:
             self._frontier = index
             self._notify()
 
+    def discard_own_below(self, frontier: int) -> int:
+        """Drops this end's indices below the peer's frontier (the peer can no longer match
+        them); returns how many."""
+        dropped = 0
+        while self._own and self._own[0] < frontier:
+            self._remove(heapq.heappop(self._own))
+            dropped += 1
+        return dropped
+
     def set_link_up(self, up: bool) -> None:
         self.link_up = up
         self._notify()
@@ -249,8 +267,14 @@ class LinkKeyPool:
             return
         if index < self._frontier or index in self._fetched_ahead:
             raise LinkKeyUnavailable(
-                f"{self.link.label()}: link-key index {index} already used or skipped (replay?)"
+                f"{self.link.label()}: link-key index {index} already used or skipped (replay?)",
+                frontier=self._lowest_matchable() if index < self._frontier else None,
             )
+
+    def _lowest_matchable(self) -> int:
+        while self._peer and self._peer[0] not in self._keys:
+            heapq.heappop(self._peer)  # taken earlier: lazily deleted
+        return min(self._peer[0], self._frontier) if self._peer else self._frontier
 
     def _remove(self, index: int) -> bytes:
         material = self._keys.pop(index)

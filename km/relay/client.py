@@ -54,7 +54,9 @@ class RelayClient:
                 hop, timeout=timeout, wait_for_ready=False
             )
         except grpc.aio.AioRpcError as exc:
-            raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where) from None
+            trailing: Any = exc.trailing_metadata() or ()  # aio.Metadata: (key, value) pairs
+            metadata = [(str(key), value) for key, value in trailing]
+            raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where, metadata) from None
         return ack
 
     async def close(self) -> None:

@@ -53,7 +53,7 @@ class RelayComponent:
             node,
             store,
             self.pools,
-            lambda: self.associations.view,
+            self.associations,
             self._client,
             timeouts=timeouts,
             tracer=tracer,

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from km.associations import Association, NodeView
+from km.associations import Association, Associations
 from km.key_store import KeyStore, StoredKey
 from km.link_pools import (
     LinkKeyError,
@@ -49,9 +49,55 @@ HOP_MARGIN_S = 0.05
 class RelayTimeouts:
     link_key_s: float = 2.0  # wait for a link key at one hop
     per_hop_s: float = 2.5  # share of the end-to-end deadline per hop
+    # The controller commits node by node: a hop may arrive before this node's KM has seen
+    # its forwarding entry. Wait this long for it before refusing.
+    entry_s: float = 1.0
 
 
 DEFAULT_TIMEOUTS = RelayTimeouts()
+
+
+@dataclass(frozen=True, repr=False)
+class Batch:
+    """End-to-end keys travelling together: one size, one master, one set of slaves."""
+
+    key_ids: tuple[str, ...]
+    size_bits: int
+    master: str
+    slaves: tuple[str, ...]
+    expires_at: float | None
+    payload: bytes  # the materials, concatenated
+
+    def __repr__(self) -> str:
+        return f"Batch(key_ids={self.key_ids!r}, size_bits={self.size_bits}, payload=<hidden>)"
+
+    @staticmethod
+    def of(keys: Sequence[StoredKey]) -> Batch:
+        if not keys:
+            raise ValueError("nothing to relay")
+        first = keys[0]
+        same = (first.size_bits, first.master, first.slaves, first.expires_at)
+        if any((k.size_bits, k.master, k.slaves, k.expires_at) != same for k in keys):
+            raise ValueError("a relayed batch needs keys of one size, master, slaves and expiry")
+        return Batch(
+            tuple(k.key_id for k in keys),
+            first.size_bits,
+            first.master,
+            first.slaves,
+            first.expires_at,
+            b"".join(k.material for k in keys),
+        )
+
+    @staticmethod
+    def received(header: HopHeader, payload: bytes) -> Batch:
+        return Batch(
+            header.key_ids,
+            header.size_bits,
+            header.master,
+            header.slaves,
+            header.expires_at,
+            payload,
+        )
 
 
 class Forwarder:
@@ -61,7 +107,7 @@ class Forwarder:
         node: str,
         store: KeyStore,
         pools: LinkKeyPools,
-        view: Callable[[], NodeView],
+        associations: Associations,
         client: RelayClient,
         *,
         timeouts: RelayTimeouts = DEFAULT_TIMEOUTS,
@@ -72,7 +118,7 @@ class Forwarder:
         self.qkdn_id = plan.node(node).qkdn_id
         self.store = store
         self.pools = pools
-        self.view = view
+        self.associations = associations
         self.client = client
         self.timeouts = timeouts
         self.tracer = tracer or Tracer(f"km:{node}", None)
@@ -86,7 +132,7 @@ class Forwarder:
     # ---------------------------------------------------------------- source
 
     async def originate(self, assoc: Association, keys: Sequence[StoredKey]) -> None:
-        """Relays `keys` (one size, one master, one slave set) to the end of the path.
+        """Relays `keys` (one size, master, slave set and expiry) to the end of the path.
 
         Returns once the last KM stored them; raises RelayFailure naming the failed hop.
         """
@@ -95,33 +141,17 @@ class Forwarder:
                 FailureKind.REFUSED,
                 f"association {assoc.app_id} has no next hop at {self.node}",
             )
-        if not keys:
-            raise ValueError("nothing to relay")
-        first = keys[0]
-        same = (first.size_bits, first.master, first.slaves, first.expires_at)
-        if any((k.size_bits, k.master, k.slaves, k.expires_at) != same for k in keys):
-            raise ValueError("a relayed batch needs keys of one size, master, slaves and expiry")
+        batch = Batch.of(keys)
         hops = max(len(assoc.path) - 1, 1)
         deadline = time.monotonic() + hops * self.timeouts.per_hop_s
-        payload = b"".join(k.material for k in keys)
-        ack = await self._send(
-            assoc,
-            hop=1,
-            key_ids=tuple(k.key_id for k in keys),
-            size_bits=first.size_bits,
-            master=first.master,
-            slaves=first.slaves,
-            expires_at=first.expires_at,
-            payload=payload,
-            deadline=deadline,
-        )
+        ack = await self._send(assoc, 1, batch, deadline)
         if assoc.path and ack.stored_at != assoc.path[-1]:
             raise RelayFailure(
                 FailureKind.UNAVAILABLE,
                 f"keys of association {assoc.app_id} stored at {self.name_of(ack.stored_at)},"
                 f" not at {self.name_of(assoc.path[-1])}",
             )
-        self.tracer.emit("relay.acked", hops=ack.hops, key_ids=[k.key_id for k in keys])
+        self.tracer.emit("relay.acked", hops=ack.hops, key_ids=list(batch.key_ids))
 
     # ---------------------------------------------------------------- every other node
 
@@ -145,7 +175,8 @@ class Forwarder:
             )
         except ValueError as exc:
             raise RelayFailure(FailureKind.BAD_REQUEST, f"{where}: {exc}") from None
-        entry = self._check_entry(header, peer_cn, where)
+        self._check_peer(header, peer_cn, where)
+        entry = await self._entry(header, deadline, where)
         pool = self._pool(sender_name, where)
         wait = self._wait(deadline, where)
         try:
@@ -155,6 +186,10 @@ class Forwarder:
                 FailureKind.UNAVAILABLE, f"{where}: no link key within {wait:.3g} s"
             ) from None
         except LinkKeyUnavailable as exc:
+            if exc.frontier is not None:
+                raise RelayFailure(
+                    FailureKind.LINK_KEYS_GONE, f"{where}: {exc}", exc.frontier
+                ) from None
             raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc}") from None
         try:
             payload = open_sealed(header, link_key, msg.sealed)
@@ -166,19 +201,9 @@ class Forwarder:
         )
         if entry.next_hop is None:
             return self._store(header, payload, where)
-        return await self._send(
-            entry,
-            hop=header.hop + 1,
-            key_ids=header.key_ids,
-            size_bits=header.size_bits,
-            master=header.master,
-            slaves=header.slaves,
-            expires_at=header.expires_at,
-            payload=payload,
-            deadline=deadline,
-        )
+        return await self._send(entry, header.hop + 1, Batch.received(header, payload), deadline)
 
-    def _check_entry(self, header: HopHeader, peer_cn: str, where: str) -> Association:
+    def _check_peer(self, header: HopHeader, peer_cn: str, where: str) -> None:
         if header.receiver != self.qkdn_id:
             raise RelayFailure(
                 FailureKind.REFUSED, f"{where}: addressed to {self.name_of(header.receiver)}"
@@ -188,13 +213,24 @@ class Forwarder:
                 FailureKind.REFUSED,
                 f"{where}: the TLS peer {peer_cn!r} may not send as {self.name_of(header.sender)}",
             )
-        entry = self.view().forwarding_entry(header.virt_link_id, header.sender)
-        if entry is None:
-            raise RelayFailure(
-                FailureKind.REFUSED,
-                f"{where}: no forwarding entry for virtual link {header.virt_link_id}"
-                f" from {self.name_of(header.sender)}",
-            )
+
+    async def _entry(self, header: HopHeader, deadline: float, where: str) -> Association:
+        """The forwarding entry for this hop, waiting briefly for a config still on its way."""
+        give_up = min(time.monotonic() + self.timeouts.entry_s, deadline - HOP_MARGIN_S)
+        while True:
+            entry = self.associations.view.forwarding_entry(header.virt_link_id, header.sender)
+            if entry is not None:
+                return self._check_entry(entry, header, where)
+            remaining = give_up - time.monotonic()
+            if remaining <= 0:
+                raise RelayFailure(
+                    FailureKind.REFUSED,
+                    f"{where}: no forwarding entry for virtual link {header.virt_link_id}"
+                    f" from {self.name_of(header.sender)}",
+                )
+            await self.associations.wait_for_change(remaining)
+
+    def _check_entry(self, entry: Association, header: HopHeader, where: str) -> Association:
         if not entry.serves(header.master, header.slaves):
             raise RelayFailure(
                 FailureKind.REFUSED,
@@ -236,25 +272,45 @@ class Forwarder:
     # ---------------------------------------------------------------- sending one hop
 
     async def _send(
-        self,
-        assoc: Association,
-        *,
-        hop: int,
-        key_ids: tuple[str, ...],
-        size_bits: int,
-        master: str,
-        slaves: tuple[str, ...],
-        expires_at: float | None,
-        payload: bytes,
-        deadline: float,
+        self, assoc: Association, hop: int, batch: Batch, deadline: float
     ) -> pb.RelayAck:
-        """Seals the batch for the next hop and returns the ack from the end of the path."""
-        assert assoc.next_hop is not None and assoc.virt_link_id is not None
+        """Seals the batch for the next hop; returns the ack from the end of the path.
+
+        If the next KM no longer has the link keys below some index (it restarted), this end
+        drops its own keys below that index and tries the hop once more with fresh ones.
+        """
+        assert assoc.next_hop is not None
         next_name = self.name_of(assoc.next_hop)
         where = f"hop {self.node}→{next_name}"
         pool = self._pool(next_name, where)
-        needed = link_key_bytes_needed(assoc.mode, len(payload))
+        try:
+            return await self._send_once(assoc, hop, batch, deadline, pool, where)
+        except RelayFailure as exc:
+            if exc.frontier is None:
+                raise
+            dropped = pool.discard_own_below(exc.frontier)
+            log.warning(
+                "%s: peer lost link keys below %d; dropped %d", where, exc.frontier, dropped
+            )
+        try:
+            return await self._send_once(assoc, hop, batch, deadline, pool, where)
+        except RelayFailure as exc:
+            if exc.frontier is None:
+                raise
+            raise RelayFailure(FailureKind.TAMPERED, exc.message) from None
+
+    async def _send_once(
+        self,
+        assoc: Association,
+        hop: int,
+        batch: Batch,
+        deadline: float,
+        pool: LinkKeyPool,
+        where: str,
+    ) -> pb.RelayAck:
+        assert assoc.next_hop is not None and assoc.virt_link_id is not None
         wait = self._wait(deadline, where)
+        needed = link_key_bytes_needed(assoc.mode, len(batch.payload))
         try:
             indices, link_key = await pool.take_bytes_for_sending(needed, wait)
         except LinkKeyTimeout:
@@ -268,11 +324,11 @@ class Forwarder:
             sender=self.qkdn_id,
             receiver=assoc.next_hop,
             link_key_indices=tuple(indices),
-            key_ids=key_ids,
-            size_bits=size_bits,
-            master=master,
-            slaves=slaves,
-            expires_at=expires_at,
+            key_ids=batch.key_ids,
+            size_bits=batch.size_bits,
+            master=batch.master,
+            slaves=batch.slaves,
+            expires_at=batch.expires_at,
         )
         msg = pb.RelayHop(
             virt_link_id=header.virt_link_id,
@@ -281,19 +337,24 @@ class Forwarder:
             receiver=header.receiver,
             mode=header.mode.value,
             link_key_indices=list(indices),
-            sealed=seal(header, link_key, payload),
-            key_ids=list(key_ids),
-            size_bits=size_bits,
-            master=master,
-            slaves=list(slaves),
+            sealed=seal(header, link_key, batch.payload),
+            key_ids=list(batch.key_ids),
+            size_bits=batch.size_bits,
+            master=batch.master,
+            slaves=list(batch.slaves),
         )
-        if expires_at is not None:
-            msg.expires_at = expires_at
-        self.tracer.emit("relay.hop.sent", hop=hop, receiver=next_name, key_ids=list(key_ids))
+        if batch.expires_at is not None:
+            msg.expires_at = batch.expires_at
+        self.tracer.emit(
+            "relay.hop.sent",
+            hop=hop,
+            receiver=self.name_of(assoc.next_hop),
+            key_ids=list(batch.key_ids),
+        )
         remaining = deadline - time.monotonic() - HOP_MARGIN_S
         if remaining <= 0:
             raise RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no time left for this hop")
-        return await self.client.forward(next_name, msg, remaining, where)
+        return await self.client.forward(self.name_of(assoc.next_hop), msg, remaining, where)
 
     def _pool(self, peer: str, where: str) -> LinkKeyPool:
         try:

@@ -46,7 +46,7 @@ class RelayServicer:
             return await self.forwarder.receive(request, peer_common_name(context), deadline)
         except RelayFailure as exc:
             log.info("relay refused: %s", exc.message)
-            await context.abort(exc.grpc_code, exc.message)
+            await context.abort(exc.grpc_code, exc.message, exc.trailing_metadata)
             raise  # abort raises; this line is never reached
 
 

@@ -27,7 +27,7 @@ from km.relay.forwarder import RelayTimeouts
 from km.supply import SupplyError
 from lab.plan import LabPlan
 
-FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0)
+FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.2)
 
 
 @dataclasses.dataclass
@@ -149,6 +149,30 @@ def test_a_node_without_forwarding_entry_refuses(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+def test_a_forwarding_entry_that_arrives_late_is_waited_for(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with running_lab(tmp_path, ["qnode1", "qnode2", "qnode3"]) as lab:
+            path = ["qnode1", "qnode2", "qnode3"]
+            loop = asyncio.get_running_loop()
+
+            def on_register(request: nl.AppRegistration) -> None:
+                # qnode2's commit reaches its KM after the source already relays.
+                intent = install_path(lab.agents, path, skip_nodes=["qnode2"], buffer=0)
+                loop.call_later(
+                    0.05,
+                    lambda: install_path(
+                        lab.agents, path, skip_nodes=["qnode1", "qnode3"], buffer=0, intent=intent
+                    ),
+                )
+
+            lab.agents["qnode1"].on_register = on_register
+            await _links_ready(lab)
+            keys = await lab.kms["qnode1"].supplier.enc_keys("app1", ["app2"], "qnode3", 1, 256)
+            assert [k.material for k in _claim(lab, "qnode3", keys)] == [keys[0].material]
+
+    asyncio.run(run())
+
+
 def test_rejection_and_unreachable_km_give_503(tmp_path: Path) -> None:
     async def run() -> None:
         async with running_lab(tmp_path, ["qnode1", "qnode2", "qnode3"]) as lab:
@@ -204,7 +228,14 @@ def test_tampering_replay_and_impersonation_are_refused(tmp_path: Path) -> None:
             replay = tap.sent[-1]
             with pytest.raises(RelayFailure, match="already used or skipped") as info:
                 await tap.inner.forward("qnode2", replay, 2.0, "test")
-            assert info.value.kind is FailureKind.TAMPERED
+            # To the sender this looks like a receiver that lost its keys: it may drop its own
+            # keys below the receiver's lowest matchable index, none of which qnode1 holds.
+            assert info.value.kind is FailureKind.LINK_KEYS_GONE
+            pool = lab.kms["qnode1"].pools.for_peer("qnode2")
+            held = pool.ready_for_sending()
+            assert info.value.frontier is not None
+            assert pool.discard_own_below(info.value.frontier) == 0
+            assert pool.ready_for_sending() == held
             # qnode3's certificate cannot speak for qnode1.
             impostor = RelayClient(lab.plan, "qnode3")
             try:
@@ -237,5 +268,27 @@ def test_the_relay_port_requires_a_client_certificate(tmp_path: Path) -> None:
                 assert info.value.code() is grpc.StatusCode.UNAVAILABLE
             finally:
                 await channel.close(None)
+
+    asyncio.run(run())
+
+
+def test_a_restarted_km_costs_one_retry_not_a_failure(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with running_lab(tmp_path, ["qnode1", "qnode2"]) as lab:
+            lab.auto_install(["qnode1", "qnode2"], buffer=0)
+            await _links_ready(lab)
+            supplier = lab.kms["qnode1"].supplier
+            await supplier.enc_keys("app1", ["app2"], "qnode2", 1, 256)
+            # qnode2's KM restarts: its module handed every fetched index to the old process.
+            await lab.kms["qnode2"].stop()
+            fresh = RelayComponent(lab.plan, "qnode2", lab.stores["qnode2"], timeouts=FAST)
+            lab.kms["qnode2"] = fresh
+            await fresh.start()
+            await wait_until(lambda: fresh.pools.for_peer("qnode1").level_bits > 0)
+            await wait_until(lambda: fresh.associations.view.revision >= 0, what="config")
+            held = lab.kms["qnode1"].pools.for_peer("qnode2").ready_for_sending()
+            keys = await supplier.enc_keys("app1", ["app2"], "qnode2", 1, 256)
+            assert [k.material for k in _claim(lab, "qnode2", keys)] == [keys[0].material]
+            assert lab.kms["qnode1"].pools.for_peer("qnode2").ready_for_sending() < held - 1
 
     asyncio.run(run())

@@ -230,9 +230,10 @@ def install_path(
     mode: str = "aes-gcm",
     buffer: int = 3,
     skip_nodes: Sequence[str] = (),
+    intent: str | None = None,
 ) -> str:
     """Installs an admitted association along `path` (node names); returns its id."""
-    intent = str(uuid.uuid4())
+    intent = intent or str(uuid.uuid4())
     ids = [node_uuid(n) for n in path]
     for index, name in enumerate(path):
         if name in skip_nodes:

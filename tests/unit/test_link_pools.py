@@ -151,3 +151,19 @@ def test_bad_requests_change_nothing() -> None:
     asyncio.run(run())
     with pytest.raises(ValueError):
         LinkKeyPool(EVEN, 0)
+
+
+def test_a_restarted_peer_reports_where_matching_resumes() -> None:
+    async def run() -> None:
+        restarted = LinkKeyPool(ODD, 256 * 10)
+        restarted.advance_frontier(40)  # the module's next unconsumed index after a restart
+        restarted.put(40, b"\x01" * 32)
+        restarted.put(41, b"\x02" * 32)
+        with pytest.raises(LinkKeyUnavailable) as info:
+            await restarted.take_index(6, 1.0)
+        assert info.value.frontier == 40
+        sender = filled(EVEN, 50)
+        assert sender.discard_own_below(40) == 20
+        assert (await sender.take_for_sending(0.1))[0] == 40
+
+    asyncio.run(run())
