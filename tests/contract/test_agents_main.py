@@ -1,0 +1,119 @@
+"""`qkdsdn agent run` as a process: ready lines, NETCONF and gRPC answer, SIGTERM stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+import ncclient.transport.session
+import pytest
+from ncclient import manager
+
+from agents import control_pb2 as ctl
+from agents import control_pb2_grpc as ctl_grpc
+from agents.testing import make_test_plan
+from lab.plan import LabPlan
+
+ncclient.transport.session.TICK = 0.001
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Lines:
+    """Collects a process's output lines in a thread so the test can wait with a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self._ready = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._ready:
+                self.lines.append(line.rstrip("\n"))
+                self._ready.notify_all()
+
+    def wait_for(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        with self._ready:
+            while True:
+                for line in self.lines:
+                    if line.startswith(prefix):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {prefix!r} line; output: {self.lines[-20:]}")
+                self._ready.wait(left)
+
+
+@pytest.fixture
+def agents_process(tmp_path: Path) -> Iterator[tuple[LabPlan, subprocess.Popen[str], Lines]]:
+    plan = make_test_plan(tmp_path, ["a", "b", "c"], [("a", "b"), ("b", "c")])
+    argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan"]
+    argv += [str(tmp_path / "plan.json"), "--node", "a", "--node", "b"]
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    assert process.stdout is not None
+    try:
+        yield plan, process, Lines(process.stdout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def test_agent_run_hosts_the_listed_nodes_and_stops_on_sigterm(
+    agents_process: tuple[LabPlan, subprocess.Popen[str], Lines],
+) -> None:
+    plan, process, output = agents_process
+    output.wait_for("ready: 2 agents", timeout=45)
+    a, b = plan.node("a"), plan.node("b")
+    assert output.wait_for("ready a", 1) == (
+        f"ready a netconf=127.0.0.1:{a.netconf_port} grpc=127.0.0.1:{a.agent_grpc_port}"
+    )
+    password = Path(plan.credentials.password_file).read_text().strip()
+    with manager.connect(
+        host="127.0.0.1",
+        port=b.netconf_port,
+        username=plan.credentials.netconf_username,
+        password=password,
+        hostkey_verify=False,
+        allow_agent=False,
+        look_for_keys=False,
+        timeout=10,
+    ) as session:
+        data = str(session.get().data_xml)
+    assert b.qkdn_id in data and data.count("<qkd_link>") == 2
+    assert "etsi-qkdn-types:OPERATING" in data
+    with grpc.insecure_channel(a.agent_grpc_address) as channel:
+        control: Any = ctl_grpc.AgentControlStub(channel)
+        status = control.Status(ctl.StatusRequest(), timeout=10)
+    assert status.name == "a" and [link.peer_node for link in status.links] == ["b"]
+    assert [link.status for link in status.links] == ["ACTIVE"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(20) == 0
+    assert (Path(plan.state_dir) / "agents" / "a" / "running.xml").exists()
+    assert not (Path(plan.state_dir) / "agents" / "c").exists()
+
+
+def test_agent_run_refuses_an_unknown_node(tmp_path: Path) -> None:
+    make_test_plan(tmp_path, ["a"], [])
+    argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(tmp_path / "plan.json")]
+    result = subprocess.run(
+        [*argv, "--node", "zz"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and "no node 'zz'" in result.stdout
