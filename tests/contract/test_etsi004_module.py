@@ -80,8 +80,8 @@ def run(
             try:
                 await body(plan, a, b)
             finally:
-                await a.channel.close()
-                await b.channel.close()
+                await a.channel.close(None)
+                await b.channel.close(None)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
@@ -185,7 +185,7 @@ def test_stream_is_identical_when_the_ends_live_in_separate_processes(tmp_path: 
             keys = [await a.get_ready() for _ in range(5)]
             for key in keys:
                 assert (await b.get_ready(key.index)).key_buffer == key.key_buffer
-            await a.channel.close()
-            await b.channel.close()
+            await a.channel.close(None)
+            await b.channel.close(None)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
