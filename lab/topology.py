@@ -558,6 +558,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
         seen: set[object] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` may be overridden by explicit keys: that is its purpose
             key = self.construct_object(key_node, deep=deep)
             try:
                 duplicate = key in seen

@@ -366,3 +366,20 @@ def test_large_file_is_refused(tmp_path: Path) -> None:
     path.write_text("# " + "x" * 1_000_001)
     with pytest.raises(TopologyError, match="at most 1000000"):
         load_topology(path)
+
+
+def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "x-metro: &metro {preset: high-rate, length_km: 5}\n"
+        "nodes: {a: {}, b: {}, c: {}}\n"
+        "links:\n"
+        "  - {<<: *metro, between: [a, b]}\n"
+        "  - {<<: *metro, between: [b, c], length_km: 7}\n"
+    )
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)  # the anchor's holder is an unknown top-level key
+    assert [p.where for p in caught.value.problems] == ["x-metro"]
+    path.write_text(path.read_text().replace("x-metro: &metro", "defaults: &metro"))
+    links = load_topology(path).links
+    assert [(k.preset, k.length_km) for k in links] == [("high-rate", 5.0), ("high-rate", 7.0)]
