@@ -53,7 +53,9 @@ def _config(device: DeviceId, *entries: str) -> str:
         body.append(element("qkd_links", *links))
     if apps:
         body.append(element("qkd_applications", *apps))
-    return element("config", element("qkd_node", *body, xmlns=QKD_NS), **{"xmlns__nc": NC_NS})
+    return element(
+        "config", element("qkd_node", *body, xmlns=QKD_NS), xmlns=NC_NS, **{"xmlns__nc": NC_NS}
+    )
 
 
 def _op(operation: str | None) -> dict[str, str]:

@@ -82,7 +82,7 @@ def test_every_compiled_edit_is_valid_yang() -> None:
 def test_sent_config_carries_replace_and_delete_operations() -> None:
     install = compile_install(INTENT, REQUEST, PATH, 3_000)[N2].config
     root = ET.fromstring(install)
-    assert root.tag == "config"
+    assert root.tag == f"{{{NC_NS}}}config"
     entries = root.findall(f".//{q('qkd_link')}") + root.findall(f".//{q('qkd_app')}")
     assert [e.get(f"{{{NC_NS}}}operation") for e in entries] == ["replace", "replace"]
     withdraw = compile_withdraw(INTENT, [N1, N2])

@@ -1,0 +1,303 @@
+"""The controller against real agents (NETCONF over SSH on 127.0.0.1, in-process agents):
+discovery, install on a 3-hop path, all-or-none on a failing last node, re-route after a
+link cut, application requests from a node, rebuild after a controller restart, HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from ncclient import manager
+
+from agents.main import AgentHandle, running_agents
+from agents.notifications import AppRequest
+from agents.testing import make_test_plan
+from controller.api import Controller
+from controller.model import IntentState, KeyRequest, LinkStatus, QoS
+from controller.rest import api_server
+from lab.launcher import free_ports
+from lab.plan import LabPlan
+
+T = TypeVar("T")
+DEADLINE_S = 15.0
+NODE = "etsi-qkd-sdn-node:qkd_node"
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+async def until(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def entries(handle: AgentHandle) -> tuple[set[str], set[str]]:
+    """(VIRT link ids, app ids) in the node's running configuration."""
+    body = handle.datastore.running_json().get(NODE, {})
+    links = body.get("qkd_links", {}).get("qkd_link", [])
+    apps = body.get("qkd_applications", {}).get("qkd_app", [])
+    virt = {x["qkdl_id"] for x in links if str(x.get("qkdl_type", "")).endswith("VIRT")}
+    return virt, {a["app_id"] for a in apps}
+
+
+def app_of(handle: AgentHandle, app_id: str) -> dict[str, Any]:
+    body = handle.datastore.running_json()[NODE]
+    [app] = [a for a in body["qkd_applications"]["qkd_app"] if a["app_id"] == app_id]
+    return dict(app)
+
+
+@asynccontextmanager
+async def controller_for(plan: LabPlan, **options: Any) -> AsyncIterator[Controller]:
+    controller = Controller.from_plan(plan, poll_interval=30.0, **options)
+    await controller.start(connect_timeout=DEADLINE_S)
+    try:
+        yield controller
+    finally:
+        await controller.stop()
+
+
+def chain_plan(
+    tmp_path: Path, names: Sequence[str], extra: Sequence[tuple[str, str]] = ()
+) -> LabPlan:
+    links = [(a, b) for a, b in zip(names, names[1:], strict=False)] + list(extra)
+    return make_test_plan(tmp_path, names, links)
+
+
+def test_discovery_builds_the_topology_from_the_nodes(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"], [("n1", "n3")])
+
+    async def scenario() -> None:
+        async with running_agents(plan), controller_for(plan) as controller:
+            snapshot = controller.topology()
+            assert sorted(d.name for d in snapshot.devices.values()) == ["n1", "n2", "n3"]
+            assert {d.device_id for d in snapshot.devices.values()} == {
+                n.qkdn_id for n in plan.nodes
+            }
+            assert set(snapshot.links) == {link.qkdl_id for link in plan.links}
+            for link in snapshot.links.values():
+                assert link.status is LinkStatus.ACTIVE
+                assert link.skr > 0 and 0 < link.eskr <= link.skr
+                assert link.qber is not None and 0 < link.qber < 0.11
+            assert all(up for _, _, up in controller.device_status())
+            n1, n3 = snapshot.resolve("n1"), snapshot.resolve("n3")
+            paths = controller.paths(n1, n3, k=3)
+            assert [p.hops for p in paths] == [1, 2]
+
+    run(scenario())
+
+
+def test_install_on_a_three_hop_path_and_withdraw_exactly(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3", "n4"])
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents, controller_for(plan) as controller:
+            snap = controller.topology()
+            request = KeyRequest(
+                snap.resolve("n1"), snap.resolve("n4"), "app1", ("app2",), QoS(100, 500)
+            )
+            intent = await controller.install(request)
+            assert intent.state is IntentState.INSTALLED, intent.reason
+            assert intent.path is not None and intent.path.hops == 3
+            assert intent.bandwidth == 500
+            for name in ("n1", "n2", "n3", "n4"):
+                assert entries(agents[name]) == ({intent.intent_id}, {intent.intent_id})
+            middle = app_of(agents["n2"], intent.intent_id)
+            assert middle["app_type"].endswith("INTERNAL")
+            assert middle["qkdsdn-node:admission"]["state"] == "admitted"
+            assert middle["qkdsdn-node:admission"]["path"] == list(intent.path.nodes)
+            assert app_of(agents["n1"], intent.intent_id)["app_type"].endswith("CLIENT")
+            await controller.withdraw(intent.intent_id)
+            for name in ("n1", "n2", "n3", "n4"):
+                assert entries(agents[name]) == (set(), set())
+
+    run(scenario())
+
+
+def test_a_veto_on_the_last_node_rolls_every_node_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents, controller_for(plan) as controller:
+            last = agents["n3"].node
+            monkeypatch.setattr(last, "veto", lambda new_running: "injected: modules busy")
+            snap = controller.topology()
+            request = KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
+            intent = await controller.install(request)
+            assert intent.state is IntentState.FAILED
+            assert "n3" in intent.reason and "injected: modules busy" in intent.reason
+            # nothing left but the failure record on the source node
+            assert entries(agents["n1"]) == (set(), {intent.intent_id})
+            assert (
+                app_of(agents["n1"], intent.intent_id)["qkdsdn-node:admission"]["state"] == "failed"
+            )
+            assert entries(agents["n2"]) == (set(), set())
+            assert entries(agents["n3"]) == (set(), set())
+            assert controller.intent_service.reservations().by_intent == {}
+
+    run(scenario())
+
+
+def test_a_foreign_lock_on_the_last_node_changes_nothing(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+    creds = plan.credentials
+    password = Path(creds.password_file).read_text().strip()
+
+    def hold_lock() -> Any:
+        session = manager.connect(
+            host="127.0.0.1",
+            port=plan.node("n3").netconf_port,
+            username=creds.netconf_username,
+            password=password,
+            hostkey_verify=False,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+        session.lock(target="candidate")
+        return session
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents, controller_for(plan) as controller:
+            other = await asyncio.to_thread(hold_lock)
+            try:
+                snap = controller.topology()
+                request = KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
+                intent = await controller.install(request)
+                assert intent.state is IntentState.FAILED
+                assert "nothing changed" in intent.reason and "n3" in intent.reason
+                assert entries(agents["n2"]) == (set(), set())
+                assert entries(agents["n3"]) == (set(), set())
+            finally:
+                await asyncio.to_thread(other.close_session)
+
+    run(scenario())
+
+
+def test_link_cut_reroutes_the_intent(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"], [("n1", "n3")])
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents, controller_for(plan) as controller:
+            snap = controller.topology()
+            n1, n3 = snap.resolve("n1"), snap.resolve("n3")
+            intent = await controller.install(KeyRequest(n1, n3, "app1", ("app2",)))
+            assert intent.path is not None and intent.path.hops == 1
+            direct = intent.path.links[0]
+            agents["n1"].node.set_link(direct, False)
+
+            def moved() -> bool:
+                current = controller.intent_service.get(intent.intent_id)
+                return current.path is not None and current.path.hops == 2
+
+            await until(moved, "the re-route over n2")
+            await controller.settle()
+            rerouted = controller.intent_service.get(intent.intent_id)
+            assert rerouted.state is IntentState.INSTALLED
+            assert "re-routed" in rerouted.reason
+            for name in ("n1", "n2", "n3"):
+                assert entries(agents[name]) == ({intent.intent_id}, {intent.intent_id})
+            assert controller.topology().links[direct].status is not LinkStatus.ACTIVE
+
+    run(scenario())
+
+
+def test_application_request_from_a_node_is_admitted_and_visible_there(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents, controller_for(plan) as controller:
+            n1, n3 = plan.node("n1").qkdn_id, plan.node("n3").qkdn_id
+            ok, message = agents["n1"].node.register_application(
+                AppRequest("app1", ("app2",), n1, n3, min_bandwidth=100, max_bandwidth=200)
+            )
+            assert ok, message
+            await until(lambda: bool(entries(agents["n1"])[1]), "the app on n1")
+            await controller.settle()
+            [intent] = controller.intents()
+            assert intent.state is IntentState.INSTALLED
+            app = app_of(agents["n1"], intent.intent_id)
+            assert (app["server_app_id"], app["client_app_id"]) == ("app1", ["app2"])
+            assert app["qkdsdn-node:admission"]["state"] == "admitted"
+            # a request the network cannot carry is rejected, and the node is told why
+            ok, _ = agents["n3"].node.register_application(
+                AppRequest("app3", ("app4",), n3, n1, min_bandwidth=10_000_000)
+            )
+            assert ok
+            await until(lambda: len(controller.intents()) == 2, "the second decision")
+            await controller.settle()
+            [rejected] = [i for i in controller.intents() if i.state is IntentState.REJECTED]
+            record = app_of(agents["n3"], rejected.intent_id)["qkdsdn-node:admission"]
+            assert record["state"] == "rejected" and "bit/s free" in record["reason"]
+
+    run(scenario())
+
+
+def test_a_restarted_controller_rebuilds_its_intents_from_the_nodes(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents:
+            async with controller_for(plan) as first:
+                snap = first.topology()
+                request = KeyRequest(
+                    snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",), QoS(10, 300, 2)
+                )
+                installed = await first.install(request)
+            async with controller_for(plan) as second:
+                [rebuilt] = second.intents()
+                assert rebuilt.intent_id == installed.intent_id
+                assert rebuilt.state is IntentState.INSTALLED
+                assert rebuilt.path == installed.path
+                assert rebuilt.bandwidth == installed.bandwidth
+                assert rebuilt.request.qos == installed.request.qos
+                await second.withdraw(rebuilt.intent_id)
+                for handle in agents.values():
+                    assert entries(handle) == (set(), set())
+
+    run(scenario())
+
+
+def test_http_api_serves_status_topology_paths_and_intents(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+    [port] = free_ports(1)
+
+    async def scenario() -> None:
+        async with running_agents(plan), controller_for(plan) as controller:
+            server = api_server(controller, port)
+            serving = asyncio.create_task(server.serve())
+            await until(lambda: server.started, "the API")
+            base = f"http://127.0.0.1:{port}"
+            try:
+                async with httpx.AsyncClient(base_url=base) as client:
+                    status = (await client.get("/status")).json()
+                    assert [d["connected"] for d in status["devices"]] == [True] * 3
+                    topo = (await client.get("/topology")).json()
+                    assert len(topo["links"]) == 2
+                    paths = (await client.get("/paths", params={"a": "n1", "b": "n3"})).json()
+                    assert paths["paths"][0]["nodes"] == ["n1", "n2", "n3"]
+                    body = {"src": "n1", "dst": "n3", "server_app_id": "a", "client_app_ids": ["b"]}
+                    made = (await client.post("/intents", json=body)).json()
+                    assert made["state"] == "INSTALLED"
+                    listed = (await client.get("/intents")).json()
+                    assert [i["intent_id"] for i in listed] == [made["intent_id"]]
+                    bad = await client.get("/paths", params={"a": "n1", "b": "nowhere"})
+                    assert bad.status_code == 400 and "nowhere" in bad.json()["detail"]
+                    gone = await client.delete(f"/intents/{made['intent_id']}")
+                    assert gone.json()["state"] == "WITHDRAWN"
+                    assert (await client.delete("/intents/unknown")).status_code == 404
+            finally:
+                server.should_exit = True
+                await serving
+
+    run(scenario())
