@@ -44,6 +44,15 @@ EMPTY_FRACTION = 0.10
 STALE_WINDOW = 512
 
 
+# gRPC's default reconnect backoff grows to 120 s: a restarted agent (or peer KM) would stay
+# unseen for minutes. Cap it at the same bound as our own retry loops.
+FAST_RECONNECT = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
 class PoolState(enum.Enum):
     READY = "ready"
     WARNING = "warning"
@@ -438,7 +447,7 @@ class LinkKeyPools:
     async def start(self) -> None:
         if self._channel is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self.address)
+        self._channel = grpc.aio.insecure_channel(self.address, options=FAST_RECONNECT)
         stub = _KEY_DELIVERY_STUB(self._channel)
         self._tasks = [
             asyncio.create_task(

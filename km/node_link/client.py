@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from km.associations import AppRequest, ConfigError, NodeView, parse_node_config
+from km.link_pools import FAST_RECONNECT
 from km.node_link import node_link_pb2 as pb
 from km.node_link import node_link_pb2_grpc as pb_grpc
 from km.supply import SupplyError
@@ -50,7 +51,7 @@ class NodeLinkClient:
     async def start(self) -> None:
         if self._channel is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self.address)
+        self._channel = grpc.aio.insecure_channel(self.address, options=FAST_RECONNECT)
         self._stub = _NODE_LINK_STUB(self._channel)
         self._task = asyncio.create_task(self._watch(), name=f"node-link {self.km_id}")
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from km.link_pools import FAST_RECONNECT
 from km.relay import relay_pb2 as pb
 from km.relay import relay_pb2_grpc as pb_grpc
 from km.relay.errors import RelayFailure
@@ -42,7 +43,7 @@ class RelayClient:
     def _stub(self, peer: str) -> Any:
         if peer not in self._stubs:
             channel = grpc.aio.secure_channel(
-                self._plan.node(peer).km_relay_address, self._credentials
+                self._plan.node(peer).km_relay_address, self._credentials, options=FAST_RECONNECT
             )
             self._stubs[peer] = (channel, _RELAY_STUB(channel))
         return self._stubs[peer][1]
