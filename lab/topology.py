@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -117,9 +118,16 @@ class TopologyError(Exception):
 # ---------------------------------------------------------------- helpers
 
 
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict = 2, 4, 3
+    short.maxstring = short.maxother = 30
+    return short
+
+
 def _show(value: object) -> str:
-    """A short rendering of a user value for messages (never a whole subtree)."""
-    text = repr(value)
+    """A short rendering of a user value for messages: bounded even for a YAML alias bomb."""
+    text = _short_repr().repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

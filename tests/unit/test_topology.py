@@ -383,3 +383,19 @@ def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("x-metro: &metro", "defaults: &metro"))
     links = load_topology(path).links
     assert [(k.preset, k.length_km) for k in links] == [("high-rate", 5.0), ("high-rate", 7.0)]
+
+
+def test_alias_bomb_is_answered_quickly(tmp_path: Path) -> None:
+    """Nested aliases expand to 10^10 leaves if walked: messages must not render them."""
+    lines = ["  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text(
+        "bombs:\n" + "\n".join(lines) + "\ndefaults: {length_km: *a9}\nnodes: {a: {}}\n"
+    )
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    messages = [str(p) for p in caught.value.problems]
+    assert "bomb.yaml: bombs: unknown key 'bombs'" in messages[0]
+    assert messages[1].startswith("bomb.yaml: defaults.length_km: must be a number, not a list [[")
+    assert all(len(m) < 200 for m in messages)
