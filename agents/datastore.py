@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import json
 import logging
 import os
 import tempfile
@@ -98,7 +99,8 @@ class Datastore:
         except NetconfError as error:
             raise DatastoreError(f"{source} is not valid: {error}") from error
         self._running = self._canonical(tree)
-        self._running_json = self._to_json(self._running)
+        self._running_json_text = json.dumps(self._to_json(self._running))
+        self._merged: tuple[tuple[int, str], etree._Element] | None = None
         self._candidate: etree._Element | None = None  # None: candidate equals running
         if persist_path is not None and source != str(persist_path):
             self._persist(self._running)
@@ -108,7 +110,8 @@ class Datastore:
     def running_json(self) -> dict[str, Any]:
         """Running configuration (config only) as RFC 7951 JSON; a fresh copy."""
         with self._lock:
-            return copy.deepcopy(self._running_json)
+            text = self._running_json_text
+        return dict(json.loads(text))
 
     def config(self, name: DatastoreName) -> etree._Element:
         """A copy of the <data> wrapper of a datastore (operational: see `operational`)."""
@@ -120,11 +123,22 @@ class Datastore:
             return copy.deepcopy(self._running)
 
     def operational(self) -> etree._Element:
-        """Running with the backend's state data merged in (what <get> returns)."""
+        """Running with the backend's state data merged in (what <get> returns); a copy."""
         with self._lock:
-            merged = copy.deepcopy(self._running)
-            running_json = copy.deepcopy(self._running_json)
-        state = self._backend.operational(running_json)
+            running = self._running
+            revision = self.revision
+        state = self._backend.operational(self.running_json())
+        # State changes far slower than <get>s arrive: reuse the last merge while neither
+        # running nor the state changed.
+        key = (revision, json.dumps(state, sort_keys=True))
+        cached = self._merged
+        if cached is None or cached[0] != key:
+            cached = (key, self._merge_state(running, state))
+            self._merged = cached
+        return copy.deepcopy(cached[1])
+
+    def _merge_state(self, running: etree._Element, state: dict[str, Any]) -> etree._Element:
+        merged = copy.deepcopy(running)
         if not state:
             return merged
         try:
@@ -249,7 +263,7 @@ class Datastore:
         if self._persist_path is not None:
             self._persist(canonical)
         self._running = canonical
-        self._running_json = new_json
+        self._running_json_text = json.dumps(new_json)
         self.revision += 1
         try:
             self._backend.apply(copy.deepcopy(new_json))

@@ -131,7 +131,6 @@ class _Editor:
         own = node.get(OPERATION_ATTR)
         operation = parse_operation(own) if own is not None else inherited
         existing = _find_match(target_parent, node, shape)
-        where = self._error_path(target_parent, node)
 
         if operation in (Operation.DELETE, Operation.REMOVE):
             if existing is None:
@@ -140,7 +139,7 @@ class _Editor:
                         ErrorType.APPLICATION,
                         ErrorTag.DATA_MISSING,
                         "delete of data that does not exist",
-                        path=where,
+                        path=self._error_path(target_parent, node),
                     )
                 return
             target_parent.remove(existing)
@@ -150,7 +149,7 @@ class _Editor:
                 ErrorType.APPLICATION,
                 ErrorTag.DATA_EXISTS,
                 "create of data that already exists",
-                path=where,
+                path=self._error_path(target_parent, node),
             )
         if shape.kind in (NodeKind.LEAF, NodeKind.LEAF_LIST):
             if operation is Operation.NONE:
@@ -185,7 +184,7 @@ class _Editor:
                     ErrorType.PROTOCOL,
                     ErrorTag.MISSING_ELEMENT,
                     f"list entry without its key {key!r}",
-                    path=where,
+                    path=self._error_path(target_parent, node),
                     info=(("bad-element", key),),
                 )
             fresh.append(_copy_leaf(key_node))

@@ -50,6 +50,8 @@ class Session:
         self.subscription: Subscription | None = None
         self._transport = transport
         self._decoder = FrameDecoder(agent.max_message_size)
+        # One parser per session: building one costs more than parsing a small <rpc>.
+        self._parser = message_parser()
         self._mode = FramingMode.END_OF_MESSAGE
 
     def start(self) -> None:
@@ -107,7 +109,7 @@ class Session:
 
     def _receive_hello(self, message: bytes) -> None:
         try:
-            hello = parse_message(message)
+            hello = parse_message(message, self._parser)
         except NetconfError:
             log.info("session %d: malformed hello", self.session_id)
             self.close()
@@ -133,7 +135,7 @@ class Session:
 
     def _receive_rpc(self, message: bytes) -> None:
         try:
-            rpc = parse_message(message)
+            rpc = parse_message(message, self._parser)
         except NetconfError as error:
             self._send(rpcs.error_reply(None, error.errors))
             return
@@ -147,10 +149,14 @@ class Session:
             self._transport.write(encode_message(reply, self._mode))
 
 
-def parse_message(message: bytes) -> etree._Element:
-    parser = etree.XMLParser(
+def message_parser() -> etree.XMLParser:
+    """No entities, no network, no comments or processing instructions in the tree."""
+    return etree.XMLParser(
         resolve_entities=False, no_network=True, remove_comments=True, remove_pis=True
     )
+
+
+def parse_message(message: bytes, parser: etree.XMLParser) -> etree._Element:
     try:
         return etree.fromstring(message.strip(), parser)
     except etree.XMLSyntaxError as error:
