@@ -24,6 +24,7 @@ from agents.datastore import Datastore, DatastoreError
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
 from lab.plan import HOST, LabPlan
+from lab.timeline import Tracer
 from yang.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -113,10 +114,11 @@ async def start_agent(
     settings: NodeSettings | None = None,
     persist: bool = True,
     plan_ports: bool = True,
+    tracer: Tracer | None = None,
 ) -> AgentHandle:
     """Composes and starts the agent of node `name` (ports from the plan, or free ones)."""
     node_plan = plan.node(name)
-    node = QkdNode(plan, name, site, settings=settings)
+    node = QkdNode(plan, name, site, settings=settings, tracer=tracer)
     store = _datastore(schema, node, running_path(plan, name) if persist else None)
     node.start(store.running_json())
     netconf = NetconfServer(
@@ -156,6 +158,7 @@ async def running_agents(
     persist: bool = True,
     plan_ports: bool = True,
     site: Site | None = None,
+    tracer: Tracer | None = None,
 ) -> AsyncIterator[dict[str, AgentHandle]]:
     """The agents of `nodes` (default: all) for the duration of the block, by node name."""
     names = list(nodes) if nodes is not None else [n.name for n in plan.nodes]
@@ -167,7 +170,14 @@ async def running_agents(
     try:
         for name in names:
             handles[name] = await start_agent(
-                plan, name, site, schema, settings=settings, persist=persist, plan_ports=plan_ports
+                plan,
+                name,
+                site,
+                schema,
+                settings=settings,
+                persist=persist,
+                plan_ports=plan_ports,
+                tracer=tracer,
             )
         yield handles
     finally:
@@ -215,7 +225,8 @@ async def _serve(plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSetti
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with running_agents(plan, nodes, settings=settings) as handles:
+    tracer = Tracer.from_env("agents")
+    async with running_agents(plan, nodes, settings=settings, tracer=tracer) as handles:
         for handle in handles.values():
             print(
                 f"ready {handle.name} netconf={HOST}:{handle.netconf_port}"
@@ -227,4 +238,5 @@ async def _serve(plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSetti
         print("stopping", flush=True)
     up = sum(1 for h in handles.values() if h.node.status is NodeStatus.OPERATING)
     log.info("stopped %d agents (%d were operating)", len(handles), up)
+    tracer.close()
     return 0

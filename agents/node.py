@@ -29,6 +29,7 @@ from agents.notifications import AppRequest, Performance, Severity
 from agents.physics import link_rate
 from agents.qkd_module import Clock, KeyResult, LinkEnd, OpenResult, QkdModule, Status
 from lab.plan import LabPlan, LinkPlan
+from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class QkdNode:
         site: Site,
         publish: Publish | None = None,
         settings: NodeSettings | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.plan = plan
         self.name = name
@@ -143,6 +145,7 @@ class QkdNode:
         self.status = NodeStatus.OPERATING
         self.feed = ConfigFeed()
         self._publish = publish
+        self._tracer = tracer or Tracer(f"agent:{name}", None)
         self._lock = threading.RLock()
         self._links: dict[str, LinkPlan] = {link.qkdl_id: link for link in plan.links_of(name)}
         self._modules = {qkdl_id: self._make_module(link) for qkdl_id, link in self._links.items()}
@@ -541,6 +544,11 @@ class QkdNode:
     def open_connect(
         self, source: str, destination: str, key_stream_id: str, chunk_bytes: int, owner: str
     ) -> OpenResult:
+        """OPEN_CONNECT; without a key_stream_id, the stream of the link to `destination`."""
+        if not key_stream_id:
+            key_stream_id = next(
+                (q for q, m in self._modules.items() if m.end.peer_uri == destination), ""
+            )
         module = self._modules.get(key_stream_id)
         if module is None:
             return OpenResult(Status.NO_QKD_CONNECTION, key_stream_id, 0, 0, "no such key stream")
@@ -585,6 +593,13 @@ class QkdNode:
             if last is not None and now - last < self.settings.renotify_after_s:
                 return True, "already registered: waiting for the controller"
             self._registrations[key] = now
+        self._tracer.emit(
+            "app.registered",
+            node=self.name,
+            server_app_id=request.server_app_id,
+            client_app_ids=list(request.client_app_ids),
+            remote_qkdn_id=request.remote_qkdn_id,
+        )
         try:
             self._emit([notifications.application_new(request)], raise_errors=True)
         except ValueError as error:
@@ -610,6 +625,15 @@ class QkdNode:
         qkdl_id = module.end.qkdl_id
         events: list[str] = []
         after = change.after
+        self._tracer.emit(
+            "link.changed",
+            node=self.name,
+            qkdl_id=qkdl_id,
+            status=after.status.value,
+            skr_bps=after.skr_bps,
+            qber=after.qber,
+            reason=after.reason,
+        )
         if change.went_down:
             events.append(notifications.link_down(qkdl_id, after.reason))
             events.append(

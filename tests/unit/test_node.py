@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from agents.channel import LinkStatus
@@ -19,6 +22,7 @@ from agents.testing import LinkSpec, make_test_plan
 from lab.plan import LabPlan
 from yang.schema import Schema
 
+SCHEMA = Schema.default()
 VIRT_ID = "0b6f2c1e-7c1a-4d59-9a43-3c9b1e5d7a10"
 APP_ID = "6a7f0d7e-5a55-4e5a-9c39-0d4c0e9b1c22"
 
@@ -44,11 +48,22 @@ class Bench:
         self.site = Site(self.clock)
         self.sent: dict[str, list[str]] = {"a": [], "b": [], "c": []}
         self.nodes = {
-            name: QkdNode(self.plan, name, self.site, self.sent[name].append)
+            name: QkdNode(self.plan, name, self.site, self.publisher(name))
             for name in ("a", "b", "c")
         }
         for node in self.nodes.values():
             node.start(node.initial_running())
+
+    def publisher(self, name: str) -> Callable[[str], None]:
+        """Checks each notification against the YANG model, as NetconfServer.publish does."""
+
+        def publish(xml: str) -> None:
+            errors = SCHEMA.validate_notification_xml(xml)
+            if errors:
+                raise ValueError(f"invalid notification: {errors}")
+            self.sent[name].append(xml)
+
+        return publish
 
     def link(self, a: str, b: str) -> str:
         return next(x.qkdl_id for x in self.plan.links if {x.a, x.b} == {a, b})
@@ -248,3 +263,78 @@ def test_config_feed_streams_now_and_after_each_change(tmp_path: Path) -> None:
         return seen
 
     assert asyncio.run(scenario()) == [0, 1]
+
+
+def test_periodic_perf_updates_are_published(tmp_path: Path) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b"], [("a", "b")])
+    sent: list[str] = []
+    node = QkdNode(plan, "a", Site(), sent.append, NodeSettings(perf_interval_s=0.01))
+    node.start(node.initial_running())
+
+    async def scenario() -> None:
+        task = asyncio.create_task(node.run_perf_updates())
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(sent) < 2:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.005)
+        node.stop()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(scenario())
+    updates = [x for x in sent if "sdqkdn_link_perf_update" in x]
+    assert len(updates) >= 2
+    assert all(SCHEMA.validate_notification_xml(x) == [] for x in updates)
+    assert plan.links[0].qkdl_id in updates[0] and "<skr>" in updates[0]
+
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.floats(min_value=0.0, max_value=5.0, allow_nan=False),
+        st.sampled_from(["a", "b"]),
+        st.sampled_from(["cut", "restore", "eve", "enable", "disable"]),
+        st.sampled_from([0.0, 0.03, 0.1, 0.6]),
+    ),
+    max_size=12,
+)
+
+
+def test_both_ends_stay_identical_under_random_faults(tmp_path: Path) -> None:
+    """Faults and configuration at either end, at random times: same indices, same keys."""
+    bench = Bench(tmp_path)
+    ab = bench.link("a", "b")
+    ends = {name: bench.nodes[name] for name in ("a", "b")}
+    base = {name: copy.deepcopy(node.initial_running()) for name, node in ends.items()}
+
+    @settings(max_examples=60, deadline=None)
+    @given(operations=OPERATIONS)
+    def check(operations: list[tuple[float, str, str, float]]) -> None:
+        for delay, where, what, fraction in operations:
+            bench.clock.now += delay
+            node = ends[where]
+            if what in ("cut", "restore"):
+                node.set_link(ab, up=what == "restore")
+            elif what == "eve":
+                node.set_eavesdropper(ab, fraction)
+            else:
+                doc = copy.deepcopy(base[where])
+                doc[QKD_NODE]["qkd_links"]["qkd_link"][0]["qkdl_enable"] = what == "enable"
+                node.apply(doc)
+            a, b = ends["a"].module(ab), ends["b"].module(ab)
+            assert a is not None and b is not None
+            assert a.history == b.history
+            assert a.stats().generated_keys == b.stats().generated_keys
+            assert a.stats().status.name in ("ACTIVE", "OFF", "PASSIVE", "PENDING")
+
+    check()
+    a, b = ends["a"].module(ab), ends["b"].module(ab)
+    assert a is not None and b is not None
+    for module in (a, b):
+        module.open_connect(module.end.local_uri, module.end.peer_uri, ab, 0, "km")
+    for name in ("a", "b"):
+        ends[name].set_link(ab, up=True)
+        ends[name].set_eavesdropper(ab, 0.0)
+        ends[name].apply(base[name])
+    bench.clock.now += 1.0
+    key = a.get_key(ab)
+    assert key.status.value == 0
+    assert b.get_key(ab, key.index).key == key.key
