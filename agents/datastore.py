@@ -55,7 +55,10 @@ class NodeBackend(Protocol):
         """A reason to refuse the new running config (RFC 7951 JSON), or None to accept."""
 
     def apply(self, new_running: dict[str, Any]) -> None:
-        """Called after running changed; must not fail (the change is already made)."""
+        """Called after running changed; must not fail (the change is already made).
+
+        veto, apply and operational run on the NETCONF server's event loop: keep them quick.
+        """
 
     def operational(self, running: dict[str, Any]) -> dict[str, Any]:
         """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>."""
@@ -251,6 +254,8 @@ class Datastore:
 
     def _replace_running(self, work: etree._Element) -> None:
         canonical = self._canonical(work)
+        if _serialize(canonical) == _serialize(self._running):
+            return  # nothing changed: no veto, no apply, same revision
         new_json = self._to_json(canonical)
         reason = self._backend.veto(copy.deepcopy(new_json))
         if reason is not None:

@@ -13,17 +13,22 @@ import pytest
 from lxml import etree
 from test_netconf_harness import (
     DEADLINE_S,
+    INITIAL_RUNNING,
     NODE_ID,
     NS,
     PASSWORD,
     USERNAME,
     AgentThread,
+    FakeBackend,
     connect,
     running_agent,
 )
 
+from agents.datastore import Datastore
 from agents.netconf.errors import BASE_NS
 from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
+from agents.netconf.server import NetconfCredentials, NetconfServer
+from yang.schema import Schema
 
 CLIENT_HELLO_11 = (
     f'<hello xmlns="{BASE_NS}"><capabilities>'
@@ -305,3 +310,40 @@ def test_get_filter_in_the_wrong_namespace_returns_empty_data(tmp_path: Path) ->
 
     with running_agent(tmp_path) as agent:
         asyncio.run(scenario(agent))
+
+
+def test_a_hundred_agents_share_one_process_and_loop(tmp_path: Path) -> None:
+    host_key_path = tmp_path / "host_key"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(host_key_path)
+    credentials = NetconfCredentials(USERNAME, PASSWORD, (), host_key_path)
+
+    async def scenario() -> None:
+        schema = Schema.default()
+        servers = []
+        try:
+            for index in range(100):
+                store = Datastore(schema, FakeBackend(), None, INITIAL_RUNNING)
+                server = NetconfServer(store, credentials)
+                await server.start()
+                servers.append(server)
+            assert len({server.port for server in servers}) == 100
+            for server in (servers[0], servers[49], servers[99]):
+                async with asyncssh.connect(
+                    "127.0.0.1",
+                    server.port,
+                    username=USERNAME,
+                    password=PASSWORD,
+                    known_hosts=None,
+                    client_keys=None,
+                ) as connection:
+                    writer, reader, _ = await connection.open_session(
+                        subsystem="netconf", encoding=None
+                    )
+                    session = RawSession(writer, reader)
+                    await session.hello()
+                    _assert_get_works(await session.rpc(GET))
+        finally:
+            for server in servers:
+                await server.stop()
+
+    asyncio.run(scenario())

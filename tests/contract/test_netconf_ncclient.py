@@ -344,3 +344,28 @@ def test_concurrent_edits_from_two_sessions_keep_the_datastore_consistent(
         assert sorted(stored) == ids
         assert agent.datastore is not None
         assert agent.datastore.revision == len(ids)
+
+
+def test_subscription_filter_selects_the_events_a_session_gets(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent, connect(agent) as session:
+        session.create_subscription(
+            filter=("subtree", f'<sdqkdn_link_down xmlns="{NS}"/>'),
+        )
+        agent.publish(
+            f'<sdqkdn_interface_out xmlns="{NS}"><qkd_interface><qkdi_id>1</qkdi_id>'
+            "</qkd_interface></sdqkdn_interface_out>"
+        )
+        agent.publish(
+            f'<sdqkdn_link_down xmlns="{NS}"><qkd_link><qkdl_id>{LINK_ID}</qkdl_id>'
+            "</qkd_link></sdqkdn_link_down>"
+        )
+        notification = session.take_notification(block=True, timeout=10)
+        assert notification is not None
+        assert "sdqkdn_link_down" in notification.notification_xml
+        assert session.take_notification(block=False) is None
+        with pytest.raises(RPCError) as caught:
+            session.create_subscription(stream_name="OTHER")
+        assert _error(caught).tag == "invalid-value"
+        with pytest.raises(RPCError) as caught:
+            session.create_subscription()
+        assert _error(caught).tag == "in-use"

@@ -145,6 +145,17 @@ def test_veto_changes_nothing(tmp_path: Path) -> None:
     assert backend.applied == []
 
 
+def test_edit_that_changes_nothing_neither_bumps_revision_nor_calls_the_backend(
+    tmp_path: Path,
+) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    store.edit(DatastoreName.RUNNING, _config(""))
+    assert store.revision == 1
+    assert len(backend.applied) == 1
+
+
 def test_running_json_is_a_copy(tmp_path: Path) -> None:
     store, _ = _store(tmp_path)
     store.running_json()[ROOT]["qkdn_id"] = "changed"
