@@ -321,7 +321,7 @@ def test_a_hundred_agents_share_one_process_and_loop(tmp_path: Path) -> None:
         schema = Schema.default()
         servers = []
         try:
-            for index in range(100):
+            for _ in range(100):
                 store = Datastore(schema, FakeBackend(), None, INITIAL_RUNNING)
                 server = NetconfServer(store, credentials)
                 await server.start()
