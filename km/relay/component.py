@@ -44,6 +44,8 @@ class RelayComponent:
         self.plan = plan
         self.node = node
         qkdn_id = plan.node(node).qkdn_id
+        # The lab timeline (QKDSDN_TRACE_FILE) unless the caller brings its own tracer.
+        self._own_tracer = Tracer.from_env(f"km:{node}") if tracer is None else None
         self.pools = LinkKeyPools(plan, node, max_bits=pool_max_bits)
         self.node_link = NodeLinkClient(plan.node(node).agent_grpc_address, node, self._on_view)
         self.associations = Associations(qkdn_id, self.node_link.register)
@@ -56,7 +58,7 @@ class RelayComponent:
             self.associations,
             self._client,
             timeouts=timeouts,
-            tracer=tracer,
+            tracer=tracer or self._own_tracer,
         )
         self.supplier = RelaySupplier(
             plan, node, store, self.associations, self.forwarder,
@@ -85,3 +87,5 @@ class RelayComponent:
         await self.pools.stop()
         with contextlib.suppress(Exception):
             await self._client.close()
+        if self._own_tracer is not None:
+            self._own_tracer.close()

@@ -349,6 +349,7 @@ class Forwarder:
             "relay.hop.sent",
             hop=hop,
             receiver=self.name_of(assoc.next_hop),
+            link_key_indices=list(indices),
             key_ids=list(batch.key_ids),
         )
         remaining = deadline - time.monotonic() - HOP_MARGIN_S

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from km.relay.errors import FailureKind, RelayFailure
 from km.relay.forwarder import RelayTimeouts
 from km.supply import SupplyError
 from lab.plan import LabPlan
+from lab.timeline import Tracer, read_events
 
 FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.2)
 
@@ -52,8 +54,17 @@ async def running_lab(tmp: Path, nodes: Sequence[str]) -> AsyncIterator[Lab]:
     plan = make_plan(tmp, nodes, links)
     agents = {n: FakeAgent(plan, n) for n in nodes}
     stores = {n: KeyStore(tmp / f"{n}.sqlite") for n in nodes}
+    tracers = {n: Tracer(f"km:{n}", str(tmp / f"trace-{n}.jsonl")) for n in nodes}
     kms = {
-        n: RelayComponent(plan, n, stores[n], timeouts=FAST, admission_timeout_s=2.0) for n in nodes
+        n: RelayComponent(
+            plan,
+            n,
+            stores[n],
+            timeouts=FAST,
+            admission_timeout_s=2.0,
+            tracer=tracers[n],
+        )
+        for n in nodes
     }
     try:
         for agent in agents.values():
@@ -68,6 +79,8 @@ async def running_lab(tmp: Path, nodes: Sequence[str]) -> AsyncIterator[Lab]:
             await agent.stop()
         for store in stores.values():
             store.close()
+        for tracer in tracers.values():
+            tracer.close()
 
 
 async def _links_ready(lab: Lab) -> None:
@@ -79,7 +92,12 @@ def _claim(lab: Lab, node: str, keys: Sequence[StoredKey]) -> list[StoredKey]:
     return lab.stores[node].claim("app2", "app1", [k.key_id for k in keys])
 
 
-def test_keys_relayed_over_three_kms_are_identical_at_both_ends(tmp_path: Path) -> None:
+def test_keys_relayed_over_three_kms_are_identical_at_both_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    materials: list[bytes] = []
+
     async def run() -> None:
         async with running_lab(tmp_path, ["qnode1", "qnode2", "qnode3"]) as lab:
             lab.auto_install(["qnode1", "qnode2", "qnode3"])
@@ -99,8 +117,17 @@ def test_keys_relayed_over_three_kms_are_identical_at_both_ends(tmp_path: Path) 
             assert len(lab.agents["qnode1"].registrations) == 1
             with pytest.raises(KeyClaimError, match="unknown key_ID"):  # once only
                 _claim(lab, "qnode3", again)
+            materials.extend(k.material for k in [*keys, *again])
 
     asyncio.run(run())
+    events = read_events(tmp_path)
+    names = {e.event for e in events}
+    assert {"relay.hop.sent", "relay.hop.received", "relay.stored", "relay.acked"} <= names
+    hops = [e for e in events if e.event == "relay.hop.sent"]
+    assert {e.source for e in hops} == {"km:qnode1", "km:qnode2"}
+    traces = "".join(p.read_text() for p in tmp_path.glob("trace-*.jsonl")) + caplog.text
+    for material in materials:
+        assert material.hex() not in traces and material.hex().upper() not in traces
 
 
 def test_one_time_pad_over_two_kms_and_a_given_multicast_key(tmp_path: Path) -> None:
