@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import itertools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
