@@ -12,7 +12,7 @@ import math
 import re
 import reprlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import yaml
@@ -102,9 +102,11 @@ class Problem:
     file: str
     where: str
     message: str
+    line: int | None = None  # 1-based line in the file, when read from one
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.where}: {self.message}"
+        file = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{file}: {self.where}: {self.message}"
 
 
 class TopologyError(Exception):
@@ -583,10 +585,12 @@ def _mark(mark: yaml.Mark | None) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
 
 
-def _parse_yaml(text: str, source: str) -> object:
+def _parse_yaml(text: str, source: str) -> tuple[object, dict[str, int]]:
+    """The document and the line of every place in it (keyed like Problem.where)."""
     loader = _Loader(text)
     try:
-        doc = loader.get_single_data()
+        root = loader.get_single_node()
+        doc = None if root is None else loader.construct_document(root)
     except yaml.MarkedYAMLError as error:
         problem = " ".join(p for p in (error.context, error.problem) if p) or "invalid YAML"
         mark = error.problem_mark or error.context_mark
@@ -602,12 +606,45 @@ def _parse_yaml(text: str, source: str) -> object:
             Problem(source, _mark(mark), f"duplicate key {key!r}")
             for key, mark in loader.duplicates
         )
-    return doc
+    return doc, _node_lines(root)
+
+
+def _node_lines(root: yaml.Node | None) -> dict[str, int]:
+    """Where-path → line, walking the composed YAML once (each aliased node once)."""
+    lines: dict[str, int] = {}
+    seen: set[int] = set()
+    stack: list[tuple[str, yaml.Node]] = [] if root is None else [("", root)]
+    while stack:
+        where, node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: list[tuple[str, yaml.Node, yaml.Node]] = []
+        if isinstance(node, yaml.MappingNode):
+            children = [
+                (_join(where, key.value), key, value)
+                for key, value in node.value
+                if isinstance(key, yaml.ScalarNode)
+            ]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(f"{where}[{i}]", item, item) for i, item in enumerate(node.value)]
+        for at, marker, child in children:
+            lines.setdefault(at, marker.start_mark.line + 1)
+            stack.append((at, child))
+    return lines
+
+
+def _locate(where: str, lines: Mapping[str, int]) -> int | None:
+    """The line of `where`, or of its closest enclosing place that has one."""
+    while where:
+        if where in lines:
+            return lines[where]
+        where = where[: max(where.rfind("."), where.rfind("["), 0)]
+    return None
 
 
 def load_topology(path: Path | str) -> Topology:
-    """Reads and checks a topology file; TopologyError names every problem (with line numbers
-    for YAML syntax and duplicate keys)."""
+    """Reads and checks a topology file; TopologyError names every problem with its line."""
     path = Path(path)
     source = path.name
     try:
@@ -623,7 +660,12 @@ def load_topology(path: Path | str) -> Topology:
     except UnicodeDecodeError as error:
         message = f"not UTF-8 text (byte {error.start})"
         raise TopologyError([Problem(source, "(file)", message)]) from None
-    return parse_topology(_parse_yaml(text, source), source)
+    doc, lines = _parse_yaml(text, source)
+    topology, problems = _read(doc, source)
+    if problems or topology is None:
+        located = [replace(p, line=_locate(p.where, lines)) for p in problems]
+        raise TopologyError(sorted(located, key=lambda p: p.line or 0))  # stable: file order
+    return topology
 
 
 def packaged_topologies() -> tuple[str, ...]:

@@ -396,6 +396,35 @@ def test_alias_bomb_is_answered_quickly(tmp_path: Path) -> None:
     with pytest.raises(TopologyError) as caught:
         load_topology(path)
     messages = [str(p) for p in caught.value.problems]
-    assert "bomb.yaml: bombs: unknown key 'bombs'" in messages[0]
-    assert messages[1].startswith("bomb.yaml: defaults.length_km: must be a number, not a list [[")
+    assert "bomb.yaml:1: bombs: unknown key 'bombs'" in messages[0]
+    assert messages[1].startswith(
+        "bomb.yaml:12: defaults.length_km: must be a number, not a list [["
+    )
     assert all(len(m) < 200 for m in messages)
+
+
+def test_problems_from_a_file_carry_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "lines.yaml"
+    path.write_text(
+        "name: lines\n"
+        "nodes:\n"
+        "  a: {}\n"
+        "  b: {locaton: x}\n"
+        "links:\n"
+        "  - between: [a, b]\n"
+        "    length_km: -1\n"
+        "  - {between: [b, c]}\n"
+        "bogus: 1\n"
+    )
+    with pytest.raises(TopologyError) as caught:
+        load_topology(path)
+    assert [str(p) for p in caught.value.problems] == [
+        "lines.yaml:4: nodes.b.locaton: unknown key 'locaton' (did you mean 'location'?)",
+        "lines.yaml:7: links[0].length_km: must be ≥ 0, not -1",
+        "lines.yaml:8: links[1].between: unknown node 'c'",
+        "lines.yaml:9: bogus: unknown key 'bogus'; allowed: "
+        "name, description, settings, defaults, nodes, links, apps",
+    ]
+    assert caught.value.problems[1] == Problem(
+        "lines.yaml", "links[0].length_km", "must be ≥ 0, not -1", line=7
+    )

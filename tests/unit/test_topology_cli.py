@@ -41,9 +41,9 @@ def test_check_bad_file_lists_every_problem(
     assert main(["lab", "check", str(path)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        "pair.yaml: defaults.preset: unknown preset 'comercial' (did you mean 'commercial'?); "
+        "pair.yaml:2: defaults.preset: unknown preset 'comercial' (did you mean 'commercial'?); "
         "known: commercial, field, high-rate",
-        "pair.yaml: links[1].between: unknown node 'gamma'",
+        "pair.yaml:6: links[1].between: unknown node 'gamma'",
         "2 problems",
     ]
 
