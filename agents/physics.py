@@ -173,10 +173,8 @@ def _check_fraction(name: str, value: float) -> None:
         raise ValueError(f"{name} must be in [0, 1], not {value!r}")
 
 
-def _model(
-    params: PhysicsParams, loss_db: float, eve_fraction: float, ed: float
-) -> tuple[LinkRate, float]:
-    """The model's LinkRate and the detection rate per second (for callers that need it)."""
+def _model(params: PhysicsParams, loss_db: float, eve_fraction: float, ed: float) -> LinkRate:
+    """The model with misalignment `ed` (the preset's, or one derived from a given QBER)."""
     if not (math.isfinite(loss_db) and loss_db >= 0.0):
         raise ValueError(f"loss_db must be a finite number ≥ 0, not {loss_db!r}")
     _check_fraction("eve_fraction", eve_fraction)
@@ -190,12 +188,12 @@ def _model(
     live_fraction = 1.0 / (1.0 + detections * params.dead_time_s)
     skr = per_pulse * params.rep_rate_hz * live_fraction
     aborted = per_pulse <= 0.0 or qber > ABORT_QBER
-    return LinkRate(skr_bps=0.0 if aborted else skr, qber=qber, aborted=aborted), detections
+    return LinkRate(skr_bps=0.0 if aborted else skr, qber=qber, aborted=aborted)
 
 
 def secret_key_rate(params: PhysicsParams, loss_db: float, eve_fraction: float = 0.0) -> LinkRate:
     """Secret key rate of a link with `loss_db` of channel loss; Eve intercepts `eve_fraction`."""
-    return _model(params, loss_db, eve_fraction, params.misalignment_ed)[0]
+    return _model(params, loss_db, eve_fraction, params.misalignment_ed)
 
 
 def _secret_fraction(qber: float, f_ec: float) -> float:
@@ -237,7 +235,7 @@ def link_rate(
     loss = channel_loss_db(length_km, extra_loss_db, params.alpha_db_per_km)
     if skr_bps is None:
         ed = params.misalignment_ed if qber is None else _misalignment_for(params, loss, qber)
-        rate = _model(params, loss, eve_fraction, ed)[0]
+        rate = _model(params, loss, eve_fraction, ed)
         if qber is None:
             return rate
         # Report the QBER asked for even where dark counts alone exceed it.
