@@ -8,6 +8,7 @@ session).
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hmac
 import logging
@@ -22,7 +23,7 @@ from agents.datastore import Datastore
 from agents.netconf.errors import base_element
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
 from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
-from agents.netconf.session import BASE_1_0, BASE_1_1, Session
+from agents.netconf.session import BASE_1_0, BASE_1_1, Session, SessionState
 from agents.netconf.state import AgentState
 from agents.netconf.subtree import filter_subtree
 
@@ -69,11 +70,13 @@ class _Channel:
 class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
     """Accepts only the `netconf` subsystem and feeds a `Session`."""
 
-    def __init__(self, agent: AgentState) -> None:
+    def __init__(self, agent: AgentState, hello_timeout_s: float) -> None:
         self._agent = agent
+        self._hello_timeout_s = hello_timeout_s
         self._session: Session | None = None
         self._channel: asyncssh.SSHServerChannel[bytes] | None = None
         self._subsystem = False
+        self._hello_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._channel = chan
@@ -95,6 +98,15 @@ class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
             return
         self._session = Session(self._agent, _Channel(self._channel))
         self._session.start()
+        # A client that never says hello must not hold a session forever.
+        self._hello_timer = asyncio.get_running_loop().call_later(
+            self._hello_timeout_s, self._hello_deadline
+        )
+
+    def _hello_deadline(self) -> None:
+        if self._session is not None and self._session.state is SessionState.AWAITING_HELLO:
+            log.info("session %d: no hello in time", self._session.session_id)
+            self._session.close()
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._session is not None:
@@ -106,6 +118,8 @@ class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
         if self._session is not None:
             self._session.connection_lost()
 
@@ -118,8 +132,10 @@ class _NetconfSSHServer(asyncssh.SSHServer):
         agent: AgentState,
         credentials: NetconfCredentials,
         authorized: tuple[asyncssh.SSHKey, ...],
+        hello_timeout_s: float,
     ) -> None:
         self._agent = agent
+        self._hello_timeout_s = hello_timeout_s
         self._credentials = credentials
         self._authorized = {key.public_data for key in authorized}
 
@@ -142,7 +158,7 @@ class _NetconfSSHServer(asyncssh.SSHServer):
         return user_ok and key.public_data in self._authorized
 
     def session_requested(self) -> _NetconfSSHSession:
-        return _NetconfSSHSession(self._agent)
+        return _NetconfSSHSession(self._agent, self._hello_timeout_s)
 
 
 class NetconfServer:
@@ -155,8 +171,11 @@ class NetconfServer:
         host: str = HOST,
         port: int = 0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        hello_timeout_s: float = 30.0,
     ) -> None:
         schema = datastore.schema
+        self._hello_timeout_s = hello_timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._credentials = credentials
         self._host = host
         self._requested_port = port
@@ -185,7 +204,9 @@ class NetconfServer:
         self._acceptor = await asyncssh.listen(
             self._host,
             self._requested_port,
-            server_factory=lambda: _NetconfSSHServer(self._agent, self._credentials, authorized),
+            server_factory=lambda: _NetconfSSHServer(
+                self._agent, self._credentials, authorized, self._hello_timeout_s
+            ),
             server_host_keys=[host_key],
             encoding=None,
             allow_scp=False,
@@ -193,6 +214,7 @@ class NetconfServer:
             x11_forwarding=False,
         )
         self.port = self._acceptor.get_port()
+        self._loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
         """Close every session and stop listening."""
@@ -207,7 +229,8 @@ class NetconfServer:
         """Send an event (the inner element, e.g. <sdqkdn_link_down ...>) to subscribers.
 
         It is wrapped in an RFC 5277 <notification> with the current eventTime. Raises
-        ValueError if the event is not valid against the YANG notifications.
+        ValueError if the event is not valid against the YANG notifications. May be called
+        from any thread: delivery happens on the server's event loop.
         """
         errors = self._agent.datastore.schema.validate_notification_xml(notification_xml)
         if errors:
@@ -215,6 +238,16 @@ class NetconfServer:
         parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
         event = etree.fromstring(notification_xml.encode("utf-8"), parser)
         event_time = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if self._loop is None or current is self._loop:
+            self._deliver(event_time, event)
+        else:
+            self._loop.call_soon_threadsafe(self._deliver, event_time, event)
+
+    def _deliver(self, event_time: str, event: etree._Element) -> None:
         for session in list(self._agent.sessions.values()):
             subscription = session.subscription
             if subscription is None:

@@ -251,6 +251,16 @@ def test_invalid_client_hello_closes_the_session(tmp_path: Path, hello: str) -> 
         asyncio.run(scenario(agent))
 
 
+def test_client_without_hello_is_dropped_after_the_hello_timeout(tmp_path: Path) -> None:
+    async def scenario(agent: AgentThread) -> None:
+        async with raw_session(agent) as silent:
+            assert await silent.receive() is not None  # the server's hello
+            assert await silent.receive() is None  # closed without a client hello
+
+    with running_agent(tmp_path, hello_timeout_s=0.3) as agent:
+        asyncio.run(scenario(agent))
+
+
 def test_server_hello_has_session_id_and_capabilities(tmp_path: Path) -> None:
     async def scenario(agent: AgentThread) -> None:
         async with raw_session(agent) as first, raw_session(agent) as second:

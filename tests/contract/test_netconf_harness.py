@@ -95,12 +95,19 @@ def make_keys(directory: Path) -> tuple[Path, ClientKeys]:
 class AgentThread:
     """One agent's NETCONF server on an event loop in a daemon thread."""
 
-    def __init__(self, directory: Path, backend: FakeBackend, max_message_size: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        backend: FakeBackend,
+        max_message_size: int,
+        hello_timeout_s: float = 30.0,
+    ) -> None:
         self.directory = directory
         self.backend = backend
         self.host_key_path, self.client_keys = make_keys(directory)
         self.persist_path = directory / "running.xml"
         self._max_message_size = max_message_size
+        self._hello_timeout_s = hello_timeout_s
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.server: NetconfServer | None = None
@@ -123,7 +130,10 @@ class AgentThread:
             USERNAME, PASSWORD, (self.client_keys.public_line,), self.host_key_path
         )
         self.server = NetconfServer(
-            self.datastore, credentials, max_message_size=self._max_message_size
+            self.datastore,
+            credentials,
+            max_message_size=self._max_message_size,
+            hello_timeout_s=self._hello_timeout_s,
         )
         await self.server.start()
 
@@ -162,8 +172,9 @@ def running_agent(
     directory: Path,
     backend: FakeBackend | None = None,
     max_message_size: int = 1024 * 1024,
+    hello_timeout_s: float = 30.0,
 ) -> Iterator[AgentThread]:
-    agent = AgentThread(directory, backend or FakeBackend(), max_message_size)
+    agent = AgentThread(directory, backend or FakeBackend(), max_message_size, hello_timeout_s)
     agent.start()
     try:
         yield agent

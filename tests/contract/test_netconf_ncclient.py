@@ -293,6 +293,19 @@ def test_notifications_reach_subscribers_interleaved_with_rpcs(tmp_path: Path) -
         assert other.take_notification(block=False) is None
 
 
+def test_publish_from_another_thread_is_delivered_on_the_loop(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent, connect(agent) as subscriber:
+        subscriber.create_subscription()
+        assert agent.server is not None
+        agent.server.publish(  # called from the test thread, not the agent's loop
+            f'<sdqkdn_link_down xmlns="{NS}"><qkd_link><qkdl_id>{LINK_ID}</qkdl_id>'
+            "</qkd_link></sdqkdn_link_down>"
+        )
+        notification = subscriber.take_notification(block=True, timeout=10)
+        assert notification is not None
+        assert LINK_ID in notification.notification_xml
+
+
 def test_invalid_notification_is_refused_by_publish(tmp_path: Path) -> None:
     with running_agent(tmp_path) as agent, pytest.raises(ValueError):
         agent.publish(f'<sdqkdn_link_down xmlns="{NS}"><bogus/></sdqkdn_link_down>')
