@@ -161,7 +161,7 @@ async def running_agents(
     tracer: Tracer | None = None,
 ) -> AsyncIterator[dict[str, AgentHandle]]:
     """The agents of `nodes` (default: all) for the duration of the block, by node name."""
-    names = list(nodes) if nodes is not None else [n.name for n in plan.nodes]
+    names = list(dict.fromkeys(nodes)) if nodes is not None else [n.name for n in plan.nodes]
     for name in names:
         plan.node(name)  # unknown names fail before anything starts
     schema = Schema.default()
@@ -217,7 +217,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("cannot start agents: --perf-interval must be > 0", flush=True)
         return 2
     settings = NodeSettings(perf_interval_s=args.perf_interval)
-    return asyncio.run(_serve(plan, args.node, settings))
+    try:
+        return asyncio.run(_serve(plan, args.node, settings))
+    except (OSError, DatastoreError) as error:
+        print(f"cannot start agents: {error}", flush=True)
+        return 1
 
 
 async def _serve(plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSettings) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,3 +118,14 @@ def test_agent_run_refuses_an_unknown_node(tmp_path: Path) -> None:
         [*argv, "--node", "zz"], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and "no node 'zz'" in result.stdout
+
+
+def test_agent_run_reports_a_port_in_use(tmp_path: Path) -> None:
+    plan = make_test_plan(tmp_path, ["a"], [])
+    argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(tmp_path / "plan.json")]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", plan.node("a").netconf_port))
+        taken.listen()
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and "cannot start agents" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
