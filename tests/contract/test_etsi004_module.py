@@ -189,3 +189,31 @@ def test_stream_is_identical_when_the_ends_live_in_separate_processes(tmp_path: 
             await b.channel.close(None)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_stop_node_answers_then_its_servers_go_and_the_peer_sees_the_link_down(
+    tmp_path: Path,
+) -> None:
+    async def body(plan: LabPlan, a: Client, b: Client) -> None:
+        await a.open(), await b.open()
+        reply = await b.control.StopNode(ctl.StopNodeRequest())
+        assert reply.message == "b stopped"
+        status = await a.control.Status(ctl.StatusRequest())
+        assert status.links[0].status == "PENDING"
+        reply_a, message = await a.get()
+        assert reply_a.status == 4 and "other end" in message
+        deadline = time.monotonic() + 10
+        while True:  # b's gRPC server closes right after its reply
+            try:
+                await b.control.Status(ctl.StatusRequest(), timeout=1)
+            except grpc.aio.AioRpcError as error:
+                assert error.code() in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.CANCELLED,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
+                break
+            assert time.monotonic() < deadline, "b still answers after StopNode"
+            await asyncio.sleep(0.05)
+
+    run(tmp_path, body)

@@ -120,3 +120,19 @@ def test_register_application_reaches_subscribed_netconf_sessions(tmp_path: Path
                 await asyncio.to_thread(session.close_session)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_a_persisted_running_the_node_refuses_is_set_aside(tmp_path: Path) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b"], [("a", "b")])
+    persisted = Path(plan.state_dir) / "agents" / "a" / "running.xml"
+    persisted.parent.mkdir(parents=True)
+    persisted.write_text("<qkd_node xmlns='urn:etsi:qkd:yang:etsi-qkd-node'><broken/></qkd_node>")
+
+    async def scenario() -> None:
+        async with running_agents(plan, ["a"], plan_ports=False) as agents:
+            running = agents["a"].datastore.running_json()
+            assert running["etsi-qkd-sdn-node:qkd_node"]["qkdn_id"] == plan.node("a").qkdn_id
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert "<broken/>" in persisted.with_suffix(".stale.xml").read_text()
+    assert plan.links[0].qkdl_id in persisted.read_text()
