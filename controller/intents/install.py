@@ -60,8 +60,18 @@ def _release(ops: CandidateOps) -> None:
 def _commit(ops: CandidateOps) -> None:
     try:
         ops.commit()
-    finally:
+    except BaseException:
         _release(ops)
+        raise
+    _unlock(ops)
+
+
+def _unlock(ops: CandidateOps) -> None:
+    """After a commit the candidate equals running: only the lock is left to give back."""
+    try:
+        ops.unlock()
+    except ControllerError as error:
+        log.debug("unlock: %s", error)
 
 
 def _undo(config: str) -> Callable[[CandidateOps], None]:
@@ -70,8 +80,10 @@ def _undo(config: str) -> Callable[[CandidateOps], None]:
         try:
             ops.edit_candidate(config)
             ops.commit()
-        finally:
+        except BaseException:
             _release(ops)
+            raise
+        _unlock(ops)
 
     return run
 
