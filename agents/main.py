@@ -219,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = NodeSettings(perf_interval_s=args.perf_interval)
     try:
         return asyncio.run(_serve(plan, args.node, settings))
-    except (OSError, DatastoreError) as error:
+    except (OSError, ValueError, DatastoreError) as error:
         print(f"cannot start agents: {error}", flush=True)
         return 1
 
