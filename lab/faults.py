@@ -1,0 +1,68 @@
+"""Fault injection into a running twin through each agent's AgentControl service.
+
+A fibre fault concerns both ends of a link: it is applied at both agents, so that both
+modules stop (or resume) producing key together.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from agents import control_pb2, control_pb2_grpc
+from lab.plan import LabPlan, LinkPlan
+
+KINDS = ("cut", "restore", "eavesdrop", "stop-node")
+
+
+class FaultError(RuntimeError):
+    """The fault could not be injected; the message says why."""
+
+
+def find_link(plan: LabPlan, target: str) -> LinkPlan:
+    """The link named `A-B` (either order)."""
+    a, sep, b = target.partition("-")
+    if not sep:
+        raise FaultError(f"{target!r}: a link is written NODE-NODE, e.g. qnode1-qnode2")
+    for link in plan.links:
+        if {link.a, link.b} == {a, b}:
+            return link
+    known = ", ".join(f"{link.a}-{link.b}" for link in plan.links)
+    raise FaultError(f"no link {target!r} in the twin; links: {known}")
+
+
+def _call(address: str, method: str, request: object, timeout: float = 5.0) -> object:
+    with grpc.insecure_channel(address) as channel:
+        stub = control_pb2_grpc.AgentControlStub(channel)
+        try:
+            return getattr(stub, method)(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise FaultError(
+                f"{method} at {address}: {error.code().name} {error.details()}"
+            ) from None
+
+
+def inject(plan: LabPlan, kind: str, target: str, fraction: float = 0.25) -> str:
+    """Applies one fault; returns a one-line description of the new state."""
+    if kind == "stop-node":
+        node = plan.node(target) if target in {n.name for n in plan.nodes} else None
+        if node is None:
+            raise FaultError(f"no node {target!r} in the twin")
+        reply = _call(node.agent_grpc_address, "StopNode", control_pb2.StopNodeRequest())
+        return str(getattr(reply, "message", "stopped"))
+    link = find_link(plan, target)
+    if kind in ("cut", "restore"):
+        request: object = control_pb2.SetLinkRequest(qkdl_id=link.qkdl_id, up=kind == "restore")
+        method = "SetLink"
+    elif kind == "eavesdrop":
+        if not 0.0 <= fraction <= 1.0:
+            raise FaultError(f"--fraction {fraction}: must be between 0 and 1")
+        request = control_pb2.SetEavesdropperRequest(qkdl_id=link.qkdl_id, fraction=fraction)
+        method = "SetEavesdropper"
+    else:
+        raise FaultError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
+    states = []
+    for end in (link.a, link.b):
+        reply = _call(plan.node(end).agent_grpc_address, method, request)
+        state = reply.link  # type: ignore[attr-defined]
+        states.append(f"{end}: {state.status} skr={state.skr_bps:.0f} bit/s qber={state.qber:.3f}")
+    return "; ".join(states)
