@@ -18,6 +18,7 @@ import logging
 import os
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,6 +65,16 @@ class NodeBackend(Protocol):
         """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>."""
 
 
+@dataclass(frozen=True)
+class _Merged:
+    """Running merged with one state report, and its serialization."""
+
+    revision: int
+    state: dict[str, Any]
+    tree: etree._Element
+    xml: bytes
+
+
 class DatastoreError(Exception):
     """The datastore cannot start: e.g. the persisted running file is unreadable or invalid."""
 
@@ -103,7 +114,7 @@ class Datastore:
             raise DatastoreError(f"{source} is not valid: {error}") from error
         self._running = self._canonical(tree)
         self._running_json_text = json.dumps(self._to_json(self._running))
-        self._merged: tuple[tuple[int, str], etree._Element] | None = None
+        self._merged: _Merged | None = None
         self._candidate: etree._Element | None = None  # None: candidate equals running
         if persist_path is not None and source != str(persist_path):
             self._persist(self._running)
@@ -127,18 +138,25 @@ class Datastore:
 
     def operational(self) -> etree._Element:
         """Running with the backend's state data merged in (what <get> returns); a copy."""
+        return copy.deepcopy(self._current_merge().tree)
+
+    def operational_xml(self) -> bytes:
+        """`operational()` serialized: the <data> element of a <get> reply without filter."""
+        return self._current_merge().xml
+
+    def _current_merge(self) -> _Merged:
         with self._lock:
             running = self._running
             revision = self.revision
         state = self._backend.operational(self.running_json())
         # State changes far slower than <get>s arrive: reuse the last merge while neither
         # running nor the state changed.
-        key = (revision, json.dumps(state, sort_keys=True))
         cached = self._merged
-        if cached is None or cached[0] != key:
-            cached = (key, self._merge_state(running, state))
+        if cached is None or cached.revision != revision or cached.state != state:
+            tree = self._merge_state(running, state)
+            cached = _Merged(revision, copy.deepcopy(state), tree, etree.tostring(tree))
             self._merged = cached
-        return copy.deepcopy(cached[1])
+        return cached
 
     def _merge_state(self, running: etree._Element, state: dict[str, Any]) -> etree._Element:
         merged = copy.deepcopy(running)

@@ -30,10 +30,11 @@ MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 
 @dataclass(frozen=True)
 class Reply:
-    """What a handler answers: a <data>-like element, or None for <ok/>."""
+    """What a handler answers: a <data>-like element (or its serialization), else <ok/>."""
 
     data: etree._Element | None = None
     close_after: bool = False
+    serialized: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,12 @@ def dispatch(session: Session, rpc: etree._Element) -> Outcome:
         internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")
         return Outcome(error_reply(rpc, (internal,)))
     reply = reply_element(rpc)
+    if result.serialized is not None:
+        # Splice the ready-made content into "<rpc-reply ...></rpc-reply>".
+        reply.text = ""
+        envelope = etree.tostring(reply)
+        head = envelope[: -len(b"</rpc-reply>")]
+        return Outcome(head + result.serialized + b"</rpc-reply>", result.close_after)
     if result.data is None:
         etree.SubElement(reply, f"{{{BASE_NS}}}ok")
     else:
@@ -270,8 +277,10 @@ def _selected(
 
 def _get(session: Session, operation: etree._Element) -> Reply:
     params = _params(operation, ("filter",))
+    if "filter" not in params:
+        return Reply(serialized=session.agent.datastore.operational_xml())
     wrapper = session.agent.datastore.operational()
-    return Reply(_selected(session, wrapper, params.get("filter")))
+    return Reply(_selected(session, wrapper, params["filter"]))
 
 
 def _get_config(session: Session, operation: etree._Element) -> Reply:
