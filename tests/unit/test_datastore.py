@@ -279,3 +279,16 @@ def test_operational_datastore_is_read_only(tmp_path: Path) -> None:
     store, _ = _store(tmp_path)
     with pytest.raises(NetconfError):
         store.edit(DatastoreName.OPERATIONAL, _config(_link(LINK_A)), Operation.MERGE)
+
+
+def test_operational_follows_state_changes_even_in_place(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    link = {"qkdl_id": LINK_A, "qkdl_performance": {"skr": 1}}
+    backend.state = {ROOT: {"qkd_links": {"qkd_link": [link]}}}
+    assert _xpath(store.operational(), "//q:skr/text()") == ["1"]
+    link["qkdl_performance"]["skr"] = 2  # the backend mutates its own report
+    assert _xpath(store.operational(), "//q:skr/text()") == ["2"]
+    assert b"<skr>2</skr>" in store.operational_xml()
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_B)))
+    assert len(_xpath(store.operational(), "//q:qkd_link")) == 2
