@@ -52,6 +52,7 @@ class NodeSettings:
     significant_change: float = 0.10  # an SKR change above this raises a perf update at once
     renotify_after_s: float = 5.0  # a repeated registration re-raises application_new after
     idle_release_s: float = 5.0  # an idle 004 stream may be taken over after this
+    module_store_s: float = 60.0  # a module keeps unfetched key this long at its nominal rate
 
 
 @dataclass(frozen=True)
@@ -164,14 +165,19 @@ class QkdNode:
         peer_id = self.plan.node(link.other_end(self.name)).qkdn_id
         seed = Path(link.seed_file).read_bytes()
         chunk_bytes = max(1, self.plan.settings.key_size_bits // 8)
+        rate = _rate_model(link)
+        # The module's store, not the KM's pool: large enough that two KMs starting or
+        # fetching seconds apart still find the same indices at both ends.
+        nominal = rate(0.0).skr_bps * self.settings.module_store_s / (chunk_bytes * 8)
+        pool = self.plan.settings.link_pool_max_bits / (chunk_bytes * 8)
         return QkdModule(
             LinkEnd(link.qkdl_id, self.qkdn_id, peer_id, link.qkdi_at(self.name)),
             seed,
-            _rate_model(link),
+            rate,
             self.site.clock,
             start=self.site.start,
             chunk_bytes=chunk_bytes,
-            capacity_chunks=max(1, self.plan.settings.link_pool_max_bits // (chunk_bytes * 8)),
+            capacity_chunks=max(1, int(max(nominal, 4 * pool))),
             peer_stream_open=lambda: self._peer_stream_open(link.qkdl_id, peer_id),
             idle_release_s=self.settings.idle_release_s,
         )

@@ -112,8 +112,10 @@ class QkdModule:
         self._peer_stream_open = peer_stream_open
         self.channel = Channel(rate_model)
         self._history = RateHistory.starting(start, self.channel.state.skr_bps)
-        self._consumed: set[int] = set()
+        # Every index below the cursor is consumed or expired; the set holds the consumed
+        # indices above it (taken out of order, by index), so it stays small.
         self._cursor = 0
+        self._consumed: set[int] = set()
         self._consumed_count = 0
         self._recent: deque[tuple[int, int]] = deque()  # (whole second, bits consumed)
         self.stream_open = False
@@ -222,18 +224,18 @@ class QkdModule:
         now = self._clock()
         self._last_used = now
         available = self._history.available(now, self.chunk_bits)
-        floor = max(0, available - self.capacity_chunks)
+        floor = self._advance(max(0, available - self.capacity_chunks))
         if index is None:
-            index = self._next_unconsumed(floor)
+            index = self._cursor
         elif index < 0:
             return KeyResult(Status.INSUFFICIENT_KEY, 0, message="negative index")
         elif index < floor:
             return KeyResult(Status.INSUFFICIENT_KEY, index, message="expired")
-        elif index in self._consumed:
+        elif index < self._cursor or index in self._consumed:
             return KeyResult(Status.INSUFFICIENT_KEY, index, message="consumed")
         if index >= available:
             return KeyResult(Status.INSUFFICIENT_KEY, index, message="not yet generated")
-        self._consume(index, floor, now)
+        self._consume(index, now)
         key = key_material(self._seed, self.end.qkdl_id, index, self.chunk_bytes)
         return KeyResult(Status.SUCCESSFUL, index, key)
 
@@ -244,23 +246,26 @@ class QkdModule:
         now = self._clock()
         if index is None:
             available = self._history.available(now, self.chunk_bits)
-            index = self._next_unconsumed(max(0, available - self.capacity_chunks))
+            index = max(self._cursor, available - self.capacity_chunks)
+            while index in self._consumed:
+                index += 1
         at = self._history.time_of(index, self.chunk_bits, now)
         return None if at is None else max(0.0, at - now)
 
-    def _next_unconsumed(self, floor: int) -> int:
-        index = max(self._cursor, floor)
-        while index in self._consumed:  # bounded: the set holds at most 2 x capacity
-            index += 1
-        return index
+    def _advance(self, floor: int) -> int:
+        """Moves the cursor past expired and consumed indices; returns `floor`."""
+        if floor > self._cursor:  # unfetched keys expired: forget what lies below
+            self._cursor = floor
+            self._consumed = {i for i in self._consumed if i >= floor}
+        while self._cursor in self._consumed:  # bounded by the size of the set
+            self._consumed.discard(self._cursor)
+            self._cursor += 1
+        return floor
 
-    def _consume(self, index: int, floor: int, now: float) -> None:
+    def _consume(self, index: int, now: float) -> None:
         self._consumed.add(index)
         self._consumed_count += 1
-        if index == self._cursor or self._cursor < floor:
-            self._cursor = self._next_unconsumed(max(self._cursor, floor))
-        if len(self._consumed) > 2 * self.capacity_chunks:
-            self._consumed = {i for i in self._consumed if i >= floor}
+        self._advance(self._cursor)
         second = int(now)
         if self._recent and self._recent[-1][0] == second:
             self._recent[-1] = (second, self._recent[-1][1] + self.chunk_bits)
@@ -285,8 +290,8 @@ class QkdModule:
         now = self._clock()
         state = self.state
         generated = self._history.available(now, self.chunk_bits)
-        floor = max(0, generated - self.capacity_chunks)
-        held = generated - floor - sum(1 for i in self._consumed if i >= floor)
+        lowest = max(0, generated - self.capacity_chunks, self._cursor)
+        held = generated - lowest - sum(1 for i in self._consumed if i >= lowest)
         skr = state.skr_bps
         return ModuleStats(
             status=state.status,
