@@ -106,30 +106,35 @@ def _endpoints_routable(view: RouteView, request: KeyRequest) -> bool:
     return request.src in graph and request.dst in graph
 
 
-def _k_paths(
-    view: RouteView,
-    request: KeyRequest,
-    k: int,
-    cost: Callable[[EdgeData], float] | None,
-) -> list[Path]:
-    """Best path by bidirectional search (hops hidden when short of rate); Yen for k > 1."""
+HopCost = Callable[[DeviceId, DeviceId, EdgeData], float | None]  # None hides the hop
+
+
+def _k_paths(view: RouteView, request: KeyRequest, k: int, cost: HopCost | None) -> list[Path]:
+    """Best path (BFS, or A* when hops have costs); Yen's k-shortest for k > 1.
+
+    Every hop costs at least 1, so "0 at the destination, 1 next to it, else 2" never
+    overestimates: A* then expands little more than the nodes around the two ends."""
     need = need_of(request)
     src, dst = request.src, request.dst
+    graph = view.routing()
     try:
         if k == 1:
             if cost is None:
                 nodes = nx.bidirectional_shortest_path(view.capacity_view(need), src, dst)
             else:
+                near = graph[dst]
 
-                def weight(a: DeviceId, b: DeviceId, data: EdgeData) -> float | None:
-                    return cost(data) if view.edge_free(data) >= need else None
+                def hops_left(node: DeviceId, target: DeviceId) -> float:
+                    return 0.0 if node == dst else 1.0 if node in near else 2.0
 
-                nodes = nx.bidirectional_dijkstra(view.routing(), src, dst, weight=weight)[1]
+                nodes = nx.astar_path(graph, src, dst, heuristic=hops_left, weight=cost)
             found = [nodes]
         else:
-            graph = view.capacity_view(need)
-            edge_cost = None if cost is None else lambda a, b, data: cost(data)
-            found = list(itertools.islice(nx.shortest_simple_paths(graph, src, dst, edge_cost), k))
+            found = list(
+                itertools.islice(
+                    nx.shortest_simple_paths(view.capacity_view(need), src, dst, cost), k
+                )
+            )
     except (nx.NetworkXNoPath, nx.NodeNotFound):
         return []
     return [p for p in (view.path_of(nodes) for nodes in found) if p is not None]
@@ -159,18 +164,34 @@ class KeyAware:
     congestion_weight: float = 4.0
     pool_ready_bits: int = 150_000
 
-    def hop_cost(self, view: RouteView, request: KeyRequest, data: EdgeData) -> float:
-        wanted = max(request.qos.wanted, need_of(request))
-        link = max(data["links"], key=view.free)
-        cost = 1.0 + self.congestion_weight * wanted / max(view.free(link), 1)
-        if link.pool_level_bits is not None and link.pool_level_bits < self.pool_ready_bits:
-            cost *= 1.0 + (self.pool_ready_bits - link.pool_level_bits) / self.pool_ready_bits
+    def hop_cost(self, view: RouteView, request: KeyRequest, data: EdgeData) -> float | None:
+        """The cost of a hop for this request; None when no link of the hop has `need` free."""
+        return self.cost_function(view, request)("", "", data)
+
+    def cost_function(self, view: RouteView, request: KeyRequest) -> HopCost:
+        need = need_of(request)
+        scale = self.congestion_weight * max(request.qos.wanted, need)
+        ready = self.pool_ready_bits
+        free = view.free
+
+        def cost(a: DeviceId, b: DeviceId, data: EdgeData) -> float | None:
+            links: tuple[Link, ...] = data["links"]
+            link = links[0] if len(links) == 1 else max(links, key=free)
+            available = free(link)
+            if available < need:
+                return None
+            value = 1.0 + scale / available
+            pool = link.pool_level_bits
+            if pool is not None and pool < ready:
+                value *= 1.0 + (ready - pool) / ready
+            return value
+
         return cost
 
     def candidates(self, view: RouteView, request: KeyRequest, k: int = 1) -> list[Path]:
         if not _endpoints_routable(view, request):
             return []
-        return _k_paths(view, request, k, lambda data: self.hop_cost(view, request, data))
+        return _k_paths(view, request, k, self.cost_function(view, request))
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import networkx as nx
 import pytest
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.model import KeyRequest, Path, QoS, Reservation, Reservations, TopologySnapshot
-from controller.paths import FewestHops, KeyAware, find_paths, policy_named
+from controller.paths import FewestHops, KeyAware, RouteView, find_paths, policy_named
 from controller.topology.synthetic import snapshot_from_graph
 
 
@@ -59,15 +60,14 @@ def test_key_aware_counts_low_pools() -> None:
     snap, ids = triangle()
     policy = KeyAware()
     request = KeyRequest(ids["n1"], ids["n3"], qos=QoS(max_bandwidth=1_000))
-    from controller.paths import RouteView
-
     view = RouteView(snap)
     link = snap.links_between(ids["n1"], ids["n3"])[0]
     full = policy.hop_cost(view, request, {"links": (link,)})
-    from dataclasses import replace
-
     low = policy.hop_cost(view, request, {"links": (replace(link, pool_level_bits=0),)})
+    assert full is not None and low is not None
     assert low == pytest.approx(2 * full)
+    starved = KeyRequest(ids["n1"], ids["n3"], qos=QoS(min_bandwidth=20_000))
+    assert policy.hop_cost(view, starved, {"links": (link,)}) is None
 
 
 def test_k_shortest_lists_alternatives_best_first() -> None:
@@ -150,3 +150,32 @@ def test_k_shortest_paths_are_distinct_valid_and_ordered(
     assert len(paths) == expected
     for path in paths:
         assert_valid(snap, path, ids[0], ids[n - 1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(min_value=4, max_value=12),
+    p=st.floats(min_value=0.3, max_value=0.9),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_key_aware_search_finds_the_cheapest_path(n: int, p: float, seed: int) -> None:
+    graph = nx.gnp_random_graph(n, p, seed=seed)
+    snap, ids = snapshot_from_graph(
+        graph, rate=lambda a, b, d: 500 + 997 * (a * 7 + b * 13) % 9_000
+    )
+    request = KeyRequest(ids[0], ids[n - 1], qos=QoS(min_bandwidth=400, max_bandwidth=3_000))
+    policy = KeyAware()
+    view = RouteView(snap)
+    cost = policy.cost_function(view, request)
+    try:
+        best = nx.dijkstra_path_length(snap.routing, ids[0], ids[n - 1], weight=cost)
+    except nx.NetworkXNoPath:
+        assert find_paths(snap, request, policy) == []
+        return
+    [path] = find_paths(snap, request, policy)
+    total = 0.0
+    for a, b in itertools.pairwise(path.nodes):
+        hop = cost(a, b, snap.routing.edges[a, b])
+        assert hop is not None
+        total += hop
+    assert total == pytest.approx(best)
