@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agents.keystream import key_material
 from agents.qkd_module import LinkEnd, QkdModule, Status
@@ -162,3 +164,46 @@ def test_eskr_subtracts_recent_consumption() -> None:
     assert stats.eskr_bps == pytest.approx(2560.0 - 50 * 256 / 10)
     clock.now += 30.0
     assert a.stats().eskr_bps == 2560.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.floats(min_value=0.0, max_value=0.5, allow_nan=False),
+            st.one_of(st.none(), st.integers(min_value=0, max_value=80)),
+        ),
+        max_size=60,
+    )
+)
+def test_each_index_is_handed_out_once_against_a_simple_model(
+    steps: list[tuple[float, int | None]],
+) -> None:
+    """The cursor-and-set bookkeeping agrees with a plain set of every index taken."""
+    clock, a, _ = pair()  # capacity 50 chunks, 10 chunks per second
+    open_(a)
+    taken: set[int] = set()
+    for delay, index in steps:
+        clock.now += delay
+        generated = a.history.available(clock.now, a.chunk_bits)
+        floor = max(0, generated - a.capacity_chunks)
+        result = a.get_key(LINK, index)
+        if result.status is Status.SUCCESSFUL:
+            assert result.index not in taken and floor <= result.index < generated
+            if index is None:  # next: the lowest index neither taken nor expired
+                assert all(i in taken for i in range(floor, result.index))
+            taken.add(result.index)
+        elif index is not None:
+            expected = (
+                "expired"
+                if index < floor
+                else "not yet generated"
+                if index >= generated
+                else "consumed"
+            )
+            assert result.message == expected
+            assert expected != "consumed" or index in taken or index < floor
+        else:
+            assert all(i in taken for i in range(floor, generated))
+        held = generated - floor - sum(1 for i in taken if i >= floor)
+        assert a.stats().available_keys == held
