@@ -121,6 +121,10 @@ class KeyStore:
         """
         for key in keys:
             _check_key(key, ready_for_master)
+        slaves_json: dict[tuple[str, ...], str] = {}
+        for key in keys:
+            if key.slaves not in slaves_json:
+                slaves_json[key.slaves] = json.dumps(list(key.slaves))
         try:
             with self._transaction() as db:
                 db.executemany(
@@ -132,7 +136,7 @@ class KeyStore:
                             k.material,
                             k.size_bits,
                             k.master,
-                            json.dumps(list(k.slaves)),
+                            slaves_json[k.slaves],
                             k.expires_at,
                             int(ready_for_master),
                             k.slaves[0] if ready_for_master else None,

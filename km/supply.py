@@ -95,18 +95,21 @@ class KeySupply:
     def new_keys(
         self, master: str, slaves: Sequence[str], number: int, size_bits: int
     ) -> list[StoredKey]:
-        """Fresh keys from the OS CSPRNG (not stored)."""
+        """Fresh keys from the OS CSPRNG (not stored), with time-ordered key_IDs."""
         expires = None if self.key_ttl_s is None else self.clock() + self.key_ttl_s
+        size = size_bits // 8
+        material = secrets.token_bytes(size * number)  # one system call for the batch
+        slave_ids = tuple(slaves)
         return [
             StoredKey(
-                key_id=str(uuid.uuid4()),
-                material=secrets.token_bytes(size_bits // 8),
+                key_id=key_id,
+                material=material[i * size : (i + 1) * size],
                 size_bits=size_bits,
                 master=master,
-                slaves=tuple(slaves),
+                slaves=slave_ids,
                 expires_at=expires,
             )
-            for _ in range(number)
+            for i, key_id in enumerate(new_key_ids(number))
         ]
 
     async def enc_keys(
@@ -180,6 +183,24 @@ class KeySupply:
         if self.node_of(slave) == self.node:
             return None
         return 0 if self.remote is None else self.remote.ready_count(master, slave)
+
+
+def new_key_ids(number: int, now_ns: int | None = None) -> list[str]:
+    """`number` UUIDv7 (RFC 9562): 48-bit milliseconds, then 74 random bits, ascending
+    within a batch. Time order keeps the store's key_ID index appending at its end (random
+    UUIDv4 touched one index page per key and halved batch throughput); the key_ID reveals
+    when the key was made, nothing about its material."""
+    ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
+    noise = secrets.token_bytes(10 * number)
+    ids = sorted(
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76
+        | (int.from_bytes(noise[i * 10 : i * 10 + 2], "big") & 0xFFF) << 64
+        | 0b10 << 62
+        | int.from_bytes(noise[i * 10 + 2 : i * 10 + 10], "big") >> 2
+        for i in range(number)
+    )
+    return [str(uuid.UUID(int=value)) for value in ids]
 
 
 # A key that exists but is someone else's: the caller is not allowed to have it.

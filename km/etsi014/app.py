@@ -9,6 +9,7 @@ Every error is an ETSI `Error` body with 400, 401 or 503 (FastAPI's 422 is repla
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -17,11 +18,12 @@ from cryptography.x509.oid import NameOID
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from km.etsi014.schemas import Error, KeyContainer, KeyIds, KeyRequest, Status
-from km.etsi014.service import Etsi014Error, Etsi014Service
+from km.etsi014.service import Etsi014Error, Etsi014Service, key_container_json
+from km.key_store import StoredKey
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +88,8 @@ def create_app(service: Etsi014Service) -> FastAPI:
     )
     async def post_enc_keys(
         slave_SAE_ID: str, caller: Caller, request: Annotated[KeyRequest | None, Body()] = None
-    ) -> KeyContainer:
-        return await service.enc_keys(caller, slave_SAE_ID, request or KeyRequest())
+    ) -> Response:
+        return _keys(await service.enc_keys(caller, slave_SAE_ID, request or KeyRequest()))
 
     @app.get(
         API_PREFIX + "/{slave_SAE_ID}/enc_keys",
@@ -101,8 +103,10 @@ def create_app(service: Etsi014Service) -> FastAPI:
         caller: Caller,
         number: Annotated[int, Query()] = 1,
         size: Annotated[int | None, Query()] = None,
-    ) -> KeyContainer:
-        return await service.enc_keys(caller, slave_SAE_ID, KeyRequest(number=number, size=size))
+    ) -> Response:
+        return _keys(
+            await service.enc_keys(caller, slave_SAE_ID, KeyRequest(number=number, size=size))
+        )
 
     @app.post(
         API_PREFIX + "/{master_SAE_ID}/dec_keys",
@@ -113,8 +117,10 @@ def create_app(service: Etsi014Service) -> FastAPI:
     )
     async def post_dec_keys(
         master_SAE_ID: str, caller: Caller, key_ids: Annotated[KeyIds, Body()]
-    ) -> KeyContainer:
-        return service.dec_keys(caller, master_SAE_ID, [entry.key_ID for entry in key_ids.key_IDs])
+    ) -> Response:
+        return _keys(
+            service.dec_keys(caller, master_SAE_ID, [entry.key_ID for entry in key_ids.key_IDs])
+        )
 
     @app.get(
         API_PREFIX + "/{master_SAE_ID}/dec_keys",
@@ -125,12 +131,17 @@ def create_app(service: Etsi014Service) -> FastAPI:
     )
     async def get_dec_keys(
         master_SAE_ID: str, caller: Caller, key_ID: Annotated[UUID, Query()]
-    ) -> KeyContainer:
-        return service.dec_keys(caller, master_SAE_ID, [key_ID])
+    ) -> Response:
+        return _keys(service.dec_keys(caller, master_SAE_ID, [key_ID]))
 
     _install_error_handlers(app)
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def _keys(keys: Sequence[StoredKey]) -> Response:
+    # response_model=KeyContainer documents the answer; a Response is passed through as is.
+    return Response(key_container_json(keys), media_type="application/json")
 
 
 def _error(

@@ -1,0 +1,299 @@
+"""ETSI 014 throughput and latency of the key manager against the stack's ceiling, in one run.
+
+Baseline: a trivial FastAPI endpoint on the same stack (uvicorn + our mutual-TLS protocol)
+that returns random keys and stores nothing. Subject: the real `qkdsdn km run` process
+(SQLite store, access control, ETSI 014 validation). Both run in their own process; the
+same load generator (a lean asyncio HTTP/1.1 client: keep-alive, mutual TLS, 32 concurrent
+connections, bounded by count and time) drives both.
+
+    .venv/bin/python bench/etsi014.py [--seconds 1.5] [--rounds 5] [--clients 32] [--json out.json]
+
+Figures: single-key enc_keys req/s (KM / trivial, target >= 0.8), p99 latency under that
+load and for one client alone (target <= 15 ms), batched delivery in Mbit/s
+(128 keys of 1024 bits per request, target >= 110).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import secrets
+import selectors
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.testing import make_test_plan  # noqa: E402
+from km.etsi014.server import MutualTlsServer, TlsFiles, client_tls_context  # noqa: E402
+from lab.pki import create_lab_pki  # noqa: E402
+
+MAX_REQUESTS = 200_000  # a bound on every load loop besides its duration
+START_TIMEOUT_S = 30.0
+TRIVIAL_RUN = (sys.executable, __file__, "serve-trivial")
+KM_RUN = (sys.executable, "-m", "lab.cli", "km", "run", "--log-level", "WARNING")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    req_per_s: float
+    p50_ms: float
+    p99_ms: float
+    bits: int
+
+    @property
+    def mbit_per_s(self) -> float:
+        return self.bits / self.seconds / 1e6
+
+
+def trivial_app() -> FastAPI:
+    """The ceiling: random keys, nothing stored, nothing checked."""
+    app = FastAPI()
+
+    @app.get("/api/v1/keys/{slave}/enc_keys")
+    async def enc_keys(slave: str, number: int = 1, size: int = 256) -> Response:
+        keys = ",".join(
+            f'{{"key_ID":"{uuid.uuid4()}","key":"'
+            f'{base64.b64encode(secrets.token_bytes(size // 8)).decode()}"}}'
+            for _ in range(number)
+        )
+        return Response(f'{{"keys":[{keys}]}}', media_type="application/json")
+
+    return app
+
+
+async def serve_trivial(state: Path, port: int) -> None:
+    km = state / "pki"
+    server = MutualTlsServer(
+        trivial_app(), TlsFiles(km / "km-n1.pem", km / "km-n1.key", km / "ca.pem"), port
+    )
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print(f"ready trivial etsi014={server.url}", flush=True)
+    await stop.wait()
+    await server.stop()
+
+
+class Server:
+    """A server process that prints a `ready ... etsi014=URL` line."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self.url = self._wait_ready()
+
+    def _wait_ready(self) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=deadline - time.monotonic()):
+                    break
+                line = self.proc.stdout.readline().decode()
+                if not line:
+                    break
+                if line.startswith("ready"):
+                    return next(p for p in line.split() if p.startswith("etsi014="))[8:]
+        self.stop()
+        raise RuntimeError(f"server {self.proc.args!r} did not become ready")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+
+class Connection:
+    """A minimal HTTP/1.1 keep-alive client over mutual TLS: cheap enough on CPU that the
+    servers, not the load generator, set the figures (httpx spends ~1 ms of CPU a request)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @staticmethod
+    async def open(url: str, context: ssl.SSLContext) -> Connection:
+        host, port = url.removeprefix("https://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=context)
+        return Connection(reader, writer)
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        self.writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        return status, await self.reader.readexactly(length)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def load(
+    url: str, state: Path, clients: int, seconds: float, number: int, size: int
+) -> LoadResult:
+    """`clients` concurrent keep-alive connections calling enc_keys until time or count ends."""
+    pki = state / "pki"
+    context = client_tls_context(TlsFiles(pki / "sae-a.pem", pki / "sae-a.key", pki / "ca.pem"))
+    path = f"/api/v1/keys/b/enc_keys?number={number}&size={size}"
+    # handshakes and a first request are not part of the figure; check the answer's shape once
+    connections = await asyncio.gather(*(Connection.open(url, context) for _ in range(clients)))
+    for connection in connections:
+        status, body = await connection.get(path)
+        keys = json.loads(body)["keys"] if status == 200 else []
+        if len(keys) != number or len(base64.b64decode(keys[0]["key"])) * 8 != size:
+            raise RuntimeError(f"{url}: unexpected answer {status} {body[:200]!r}")
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+    per_client = MAX_REQUESTS // clients
+
+    async def worker(connection: Connection) -> None:
+        for _ in range(per_client):
+            if time.perf_counter() >= deadline:
+                return
+            start = time.perf_counter()
+            status, body = await connection.get(path)
+            latencies.append(time.perf_counter() - start)
+            if status != 200:
+                raise RuntimeError(f"{url}: HTTP {status} {body[:200]!r}")
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in connections))
+    elapsed = time.perf_counter() - began
+    for connection in connections:
+        connection.close()
+    latencies.sort()
+    return LoadResult(
+        requests=len(latencies),
+        seconds=elapsed,
+        req_per_s=len(latencies) / elapsed,
+        p50_ms=statistics.median(latencies) * 1000,
+        p99_ms=latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
+        bits=len(latencies) * number * size,
+    )
+
+
+WORKLOADS = {  # name -> (clients, None: the --clients value; keys per request; bits per key)
+    "single": (None, 1, 256),
+    "single_one_client": (1, 1, 256),
+    "batched": (None, 128, 1024),
+}
+
+
+def median_result(runs: list[LoadResult]) -> LoadResult:
+    """The window with the median rate (the machine is shared: windows vary)."""
+    return sorted(runs, key=lambda r: r.req_per_s)[len(runs) // 2]
+
+
+def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:
+    """Both servers run at once; short windows alternate between them, `rounds` times per
+    workload, so that load from other processes on the machine hits both alike."""
+    with tempfile.TemporaryDirectory(prefix="bench-etsi014-") as tmp:
+        state = Path(tmp)
+        make_test_plan(state, ["n1"], [], [("a", "n1"), ("b", "n1")])
+        create_lab_pki(state, ["n1"], ["a", "b"])
+        servers: dict[str, Server] = {}
+        runs: dict[str, dict[str, list[LoadResult]]] = {"trivial": {}, "km": {}}
+        try:
+            servers["trivial"] = Server([*TRIVIAL_RUN, "--state", tmp])
+            servers["km"] = Server([*KM_RUN, "--plan", str(state / "plan.json"), "--node", "n1"])
+            for workload, (n_clients, number, size) in WORKLOADS.items():
+                for _ in range(rounds):
+                    for name, server in servers.items():
+                        result = asyncio.run(
+                            load(server.url, state, n_clients or clients, seconds, number, size)
+                        )
+                        runs[name].setdefault(workload, []).append(result)
+        finally:
+            for server in servers.values():
+                server.stop()
+    results = {
+        name: {workload: median_result(r) for workload, r in by_workload.items()}
+        for name, by_workload in runs.items()
+    }
+    km, trivial = results["km"], results["trivial"]
+    return {
+        "clients": clients,
+        "seconds_per_window": seconds,
+        "rounds": rounds,
+        "results": {
+            name: {kind: {**asdict(r), "mbit_per_s": r.mbit_per_s} for kind, r in by_kind.items()}
+            for name, by_kind in results.items()
+        },
+        "figures": {
+            "single_key_ratio_km_over_trivial": km["single"].req_per_s
+            / trivial["single"].req_per_s,
+            "km_single_req_per_s": km["single"].req_per_s,
+            "trivial_single_req_per_s": trivial["single"].req_per_s,
+            "km_p99_ms_under_load": km["single"].p99_ms,
+            "trivial_p99_ms_under_load": trivial["single"].p99_ms,
+            "km_p99_ms_one_client": km["single_one_client"].p99_ms,
+            "km_batched_mbit_per_s": km["batched"].mbit_per_s,
+            "trivial_batched_mbit_per_s": trivial["batched"].mbit_per_s,
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="mode")
+    serve = sub.add_parser("serve-trivial")
+    serve.add_argument("--state", required=True, type=Path)
+    serve.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--seconds", type=float, default=1.5, help="per load window")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.mode == "serve-trivial":
+        asyncio.run(serve_trivial(args.state, args.port))
+        return 0
+    report = run_bench(args.seconds, args.clients, args.rounds)
+    figures = report["figures"]
+    print(f"{'figure':45} {'value':>10}  target")
+    rows = [
+        ("single-key enc_keys, KM req/s", figures["km_single_req_per_s"], ""),
+        ("single-key enc_keys, trivial req/s", figures["trivial_single_req_per_s"], ""),
+        ("KM / trivial", figures["single_key_ratio_km_over_trivial"], ">= 0.8"),
+        (f"KM p99 ms, {args.clients} clients", figures["km_p99_ms_under_load"], "<= 15"),
+        (f"trivial p99 ms, {args.clients} clients", figures["trivial_p99_ms_under_load"], ""),
+        ("KM p99 ms, one client", figures["km_p99_ms_one_client"], "<= 15"),
+        ("KM batched Mbit/s", figures["km_batched_mbit_per_s"], ">= 110"),
+        ("trivial batched Mbit/s", figures["trivial_batched_mbit_per_s"], ""),
+    ]
+    for name, value, target in rows:
+        print(f"{name:45} {value:10.2f}  {target}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
