@@ -683,7 +683,9 @@ class QkdNode:
         events = []
         for qkdl_id in qkdl_ids:
             perf = self.performance(qkdl_id)
-            over = perf.expected_consumption > perf.skr
+            # A link that is down is reported by sdqkdn_link_down, not as overloaded.
+            active = self._modules[qkdl_id].state.status is LinkStatus.ACTIVE
+            over = active and perf.expected_consumption > perf.skr
             if over and qkdl_id not in self._overloaded:
                 self._overloaded.add(qkdl_id)
                 events.append(notifications.link_overloaded(qkdl_id, perf))

@@ -209,6 +209,10 @@ def test_overload_is_raised_once_when_plans_exceed_the_rate(tmp_path: Path) -> N
     assert a.expected_consumption(bench.link("a", "b")) == 30_000
     a.apply(doc)
     assert "sdqkdn_link_overloaded" not in bench.names("a")
+    a.set_link(bench.link("a", "b"), up=False)
+    assert "sdqkdn_link_overloaded" not in bench.names("a")
+    a.set_link(bench.link("a", "b"), up=True)  # back, and still short of key
+    assert bench.names("a").count("sdqkdn_link_overloaded") == 1
 
 
 def test_registration_raises_application_new_once_per_window(tmp_path: Path) -> None:
