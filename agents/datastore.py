@@ -98,6 +98,7 @@ class Datastore:
         self._persist_path = persist_path
         self._lock = threading.RLock()
         self._shapes: dict[SchemaPath, Shape | None] = {}
+        self._namespaces = frozenset(uri.partition("?")[0] for uri in schema.capabilities())
         self.revision = 0
         source = "initial running"
         xml = initial_running_xml
@@ -209,7 +210,7 @@ class Datastore:
             collected: list[RpcError] | None = (
                 [] if error_option is ErrorOption.CONTINUE_ON_ERROR else None
             )
-            apply_edit(work, config, default_operation, self.shape_of, collected)
+            apply_edit(work, config, default_operation, self.shape_of, collected, self._namespaces)
             validate = target is DatastoreName.RUNNING or test_option is not TestOption.SET
             if validate:
                 self._validate(work)

@@ -80,21 +80,26 @@ def apply_edit(
     default_operation: Operation,
     shape_of: ShapeOf,
     errors: list[RpcError] | None = None,
+    namespaces: frozenset[str] = frozenset(),
 ) -> None:
     """Apply the children of `config` to the children of `target`.
 
     With `errors` None the first error raises NetconfError; otherwise each failing node is
-    skipped and its error appended (continue-on-error).
+    skipped and its error appended (continue-on-error). A node whose namespace is not in
+    `namespaces` (those of the served modules) is unknown-namespace, not unknown-element.
     """
-    editor = _Editor(shape_of, errors)
+    editor = _Editor(shape_of, errors, namespaces)
     for node in _elements(config):
         editor.apply(target, node, default_operation, ())
 
 
 class _Editor:
-    def __init__(self, shape_of: ShapeOf, errors: list[RpcError] | None) -> None:
+    def __init__(
+        self, shape_of: ShapeOf, errors: list[RpcError] | None, namespaces: frozenset[str]
+    ) -> None:
         self._shape_of = shape_of
         self._errors = errors
+        self._namespaces = namespaces
 
     def apply(
         self,
@@ -119,8 +124,16 @@ class _Editor:
     ) -> None:
         qname = etree.QName(node)
         path: SchemaPath = (*parent_path, (qname.namespace or "", qname.localname))
-        shape = self._shape_of(path)
-        if shape is None or not qname.namespace:
+        shape = self._shape_of(path) if qname.namespace else None
+        if shape is None and self._namespaces and qname.namespace not in self._namespaces:
+            raise NetconfError.of(
+                ErrorType.APPLICATION,
+                ErrorTag.UNKNOWN_NAMESPACE,
+                f"<{qname.localname}> is in no served namespace ({qname.namespace or 'none'})",
+                path=self._error_path(target_parent, node),
+                info=(("bad-element", qname.localname), ("bad-namespace", qname.namespace or "")),
+            )
+        if shape is None:
             raise NetconfError.of(
                 ErrorType.APPLICATION,
                 ErrorTag.UNKNOWN_ELEMENT,

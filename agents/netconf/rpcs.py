@@ -307,27 +307,8 @@ def _edit_config(session: Session, operation: etree._Element) -> Reply:
     test_option = _enum_param(params, "test-option", TestOption, TestOption.TEST_THEN_SET)
     error_option = _enum_param(params, "error-option", ErrorOption, ErrorOption.STOP_ON_ERROR)
     _check_not_locked(session, target)
-    _check_data_namespaces(session, config)
     session.agent.datastore.edit(target, config, default, test_option, error_option)
     return Reply()
-
-
-def _check_data_namespaces(session: Session, config: etree._Element) -> None:
-    """Top-level data nodes must belong to a module the agent serves."""
-    for node in _elements(config):
-        qname = etree.QName(node)
-        if session.agent.datastore.shape_of(((qname.namespace or "", qname.localname),)):
-            continue
-        known = qname.namespace in session.agent.data_namespaces
-        raise NetconfError.of(
-            ErrorType.APPLICATION,
-            ErrorTag.UNKNOWN_ELEMENT if known else ErrorTag.UNKNOWN_NAMESPACE,
-            f"<{qname.localname}> in {qname.namespace!r} is no top-level data node",
-            info=(
-                ("bad-element", qname.localname),
-                *((("bad-namespace", qname.namespace or ""),) if not known else ()),
-            ),
-        )
 
 
 def _validate(session: Session, operation: etree._Element) -> Reply:

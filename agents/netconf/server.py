@@ -183,7 +183,6 @@ class NetconfServer:
             datastore,
             capabilities=(*BASE_CAPABILITIES, *schema.capabilities()),
             module_texts=schema.module_texts(),
-            data_namespaces=frozenset(uri.partition("?")[0] for uri in schema.capabilities()),
             max_message_size=max_message_size,
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None

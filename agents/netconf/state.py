@@ -30,13 +30,11 @@ class AgentState:
         datastore: Datastore,
         capabilities: Sequence[str],
         module_texts: dict[tuple[str, str], str],
-        data_namespaces: frozenset[str],
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.datastore = datastore
         self.capabilities = tuple(capabilities)
         self.module_texts = module_texts  # (name, revision) → YANG text, for get-schema
-        self.data_namespaces = data_namespaces  # namespaces of the served YANG modules
         self.max_message_size = max_message_size
         self.locks: dict[DatastoreName, int] = {}
         self.sessions: dict[int, Session] = {}

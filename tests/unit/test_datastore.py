@@ -281,10 +281,17 @@ def test_operational_datastore_is_read_only(tmp_path: Path) -> None:
         store.edit(DatastoreName.OPERATIONAL, _config(_link(LINK_A)), Operation.MERGE)
 
 
+class SharedStateBackend(Backend):
+    """Hands out its own state object every time (no copy)."""
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return self.state
+
+
 def test_operational_follows_state_changes_even_in_place(tmp_path: Path) -> None:
-    store, backend = _store(tmp_path)
+    store, backend = _store(tmp_path, SharedStateBackend())
     store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
-    link = {"qkdl_id": LINK_A, "qkdl_performance": {"skr": 1}}
+    link: dict[str, Any] = {"qkdl_id": LINK_A, "qkdl_performance": {"skr": 1}}
     backend.state = {ROOT: {"qkd_links": {"qkd_link": [link]}}}
     assert _xpath(store.operational(), "//q:skr/text()") == ["1"]
     link["qkdl_performance"]["skr"] = 2  # the backend mutates its own report

@@ -182,6 +182,19 @@ def test_unknown_element_is_rejected_with_its_path() -> None:
     assert error.path == "/qkd_node/qkd_links/bogus"
 
 
+def test_node_in_a_foreign_namespace_is_unknown_namespace() -> None:
+    target = etree.fromstring(START, etree.XMLParser(remove_blank_text=True))
+    config = etree.fromstring(
+        f'<config xmlns="{BASE_NS}"><qkd_node xmlns="{NS}">'
+        '<qkd_links xmlns="urn:elsewhere"/></qkd_node></config>'
+    )
+    with pytest.raises(NetconfError) as caught:
+        apply_edit(target, config, Operation.MERGE, shape_of, namespaces=frozenset({NS}))
+    error = caught.value.errors[0]
+    assert error.tag is ErrorTag.UNKNOWN_NAMESPACE
+    assert ("bad-namespace", "urn:elsewhere") in error.info
+
+
 def test_list_entry_without_key_is_missing_element() -> None:
     with pytest.raises(NetconfError) as caught:
         _edit("<qkd_links><qkd_link><qkdl_enable>true</qkdl_enable></qkd_link></qkd_links>")
