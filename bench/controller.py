@@ -13,7 +13,6 @@
    route committed on every node; baseline: one bare <get>. Target: <= 500 ms.
 """
 
-# ruff: noqa: E402  (imports follow the sys.path fix below)
 from __future__ import annotations
 
 import sys
