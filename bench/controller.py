@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This script is called controller.py: run as a file, its folder would shadow the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# This script is called controller.py: run as a file, its folder comes first on sys.path and
+# would shadow the `controller` package; the project root must come first.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
