@@ -190,6 +190,17 @@ class Lab:
         ports = [server.port for server in self.servers[:sessions]]
         return float(self._call(lambda: _light_load(ports, duration_s, max_gets)))
 
+    def light_latency(self, count: int) -> Latency:
+        """<get> round trips of one light client on the agents' loop (no thread hops)."""
+        port = self.servers[0].port
+        samples: list[float] = []
+
+        async def run() -> None:
+            await _light_client(port, time.perf_counter() + 120, count, samples)
+
+        self._call(run)
+        return _summary(samples[min(50, len(samples) // 2) :])
+
     def echo(self, payload_size: int) -> int:
         self._call(lambda: self.start_echo(payload_size))
         return self.echo_port
@@ -219,8 +230,13 @@ _GET = encode_message(
 )
 
 
-async def _light_client(port: int, deadline: float, max_gets: int) -> int:
-    """A minimal NETCONF client (asyncssh + our codec): sends <get>, waits, repeats."""
+async def _light_client(
+    port: int, deadline: float, max_gets: int, samples: list[float] | None = None
+) -> int:
+    """A minimal NETCONF client (asyncssh + our codec): sends <get>, waits, repeats.
+
+    With `samples`, each round trip's duration (ms) is appended to it.
+    """
     async with asyncssh.connect(
         "127.0.0.1",
         port,
@@ -245,8 +261,11 @@ async def _light_client(port: int, deadline: float, max_gets: int) -> int:
         decoder.set_mode(FramingMode.CHUNKED)
         done = 0
         while done < max_gets and time.perf_counter() < deadline:
+            start = time.perf_counter()
             writer.write(_GET)
             await receive()
+            if samples is not None:
+                samples.append((time.perf_counter() - start) * 1000)
             done += 1
         return done
 
@@ -322,10 +341,13 @@ def _latency(call: Callable[[], object], count: int, warmup: int = 50) -> Latenc
         start = time.perf_counter()
         call()
         samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return Latency(
-        statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))], count
-    )
+    return _summary(samples)
+
+
+def _summary(samples: list[float]) -> Latency:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return Latency(statistics.median(ordered), p99, len(ordered))
 
 
 def _throughput(
@@ -390,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = _latency(echo_single.round_trip, args.gets)
         single.close_session()
         echo_single.close()
+        light = lab.light_latency(args.gets + 50)
 
         ncclient.transport.session.TICK = args.load_tick
         clients = [_connect(server.port) for server in lab.servers[:sessions]]
@@ -415,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
         f"baseline SSH echo of {payload_size} bytes (paramiko): "
         f"p50 {baseline.p50_ms:.2f} ms, p99 {baseline.p99_ms:.2f} ms; "
         f"ratio NETCONF/echo p50 {netconf.p50_ms / baseline.p50_ms:.2f}"
+    )
+    print(
+        f"light client (asyncssh + this codec on the agents' loop, no thread hops): "
+        f"p50 {light.p50_ms:.2f} ms, p99 {light.p99_ms:.2f} ms"
     )
     print(
         f"throughput, {sessions} sessions on {sessions} agents (TICK {args.load_tick * 1000:.1f}"
