@@ -40,8 +40,15 @@ STATUS_NO_QKD_CONNECTION = 4
 # QKDNetSim's thresholds at 1 Mbit: ready above 150 kbit, empty below 100 kbit.
 READY_FRACTION = 0.15
 EMPTY_FRACTION = 0.10
-# A peer index this far below one the peer just used was lost in flight: drop it.
-STALE_WINDOW = 512
+# The peer sends with its smallest index first, so a peer index this far below one it just
+# used was skipped or lost in flight (the margin allows for hops overtaking each other).
+STALE_WINDOW = 32
+# How long the module may hold a GetKey for a key not generated yet (ETSI 004 QoS timeout).
+LONG_POLL_MS = 250
+# Trailing metadata in which the module explains a status, and the explanations that mean
+# an index will never be delivered at this end.
+MESSAGE_METADATA = "qkdsdn-message"
+GONE_MESSAGES = frozenset({"consumed", "expired", "negative index"})
 
 
 # gRPC's default reconnect backoff grows to 120 s: a restarted agent (or peer KM) would stay
@@ -70,9 +77,10 @@ class LinkKeyTimeout(LinkKeyError):
 class LinkKeyUnavailable(LinkKeyError):
     """The index was used already, skipped, or belongs to the wrong end (a replay or a bug).
 
-    `frontier` is set when the index lies below this end's frontier: then it is the lowest
-    peer index this end can still match, and nothing the peer holds below it is of any use
-    (e.g. this KM restarted and its module had handed those indices to the previous process).
+    `frontier` is set when the index lies below this end's frontier: then it is the next peer
+    index above it that this end can still match; the peer's keys in between are of no use
+    (this end's module expired them before they were fetched, or this KM restarted and its
+    module had handed them to the previous process).
     """
 
     def __init__(self, message: str, frontier: int | None = None) -> None:
@@ -229,6 +237,13 @@ class LinkKeyPool:
             self._fetched_ahead.add(index)
         self._notify()
 
+    def mark_gone(self, index: int) -> None:
+        """The module will never deliver `index` at this end (consumed or expired)."""
+        if index >= self._frontier and index not in self._keys:
+            self._fetched_ahead.add(index)
+            self._wanted.discard(index)
+            self._notify()
+
     def advance_frontier(self, index: int) -> None:
         """The module's next unconsumed index is `index`: lower ones are gone at this end."""
         if index > self._frontier:
@@ -277,13 +292,13 @@ class LinkKeyPool:
         if index < self._frontier or index in self._fetched_ahead:
             raise LinkKeyUnavailable(
                 f"{self.link.label()}: link-key index {index} already used or skipped (replay?)",
-                frontier=self._lowest_matchable() if index < self._frontier else None,
+                frontier=self._next_matchable_after(index) if index < self._frontier else None,
             )
 
-    def _lowest_matchable(self) -> int:
-        while self._peer and self._peer[0] not in self._keys:
-            heapq.heappop(self._peer)  # taken earlier: lazily deleted
-        return min(self._peer[0], self._frontier) if self._peer else self._frontier
+    def _next_matchable_after(self, index: int) -> int:
+        """The smallest peer index above `index` held here, else the frontier (fetchable)."""
+        held = [i for i in self._peer if i > index and i in self._keys]
+        return min([*held, self._frontier])
 
     def _remove(self, index: int) -> bytes:
         material = self._keys.pop(index)
@@ -369,44 +384,73 @@ class _PoolFetcher:
 
     async def _connect(self) -> None:
         link = self.pool.link
-        reply = await self.stub.OpenConnect(
+        call = self.stub.OpenConnect(
             pb.OpenConnectRequest(
                 source=f"qkdn:{link.local_qkdn_id}",
                 destination=f"qkdn:{link.peer_qkdn_id}",
                 key_stream_id=link.qkdl_id,
+                # The module may hold a GetKey until the key is generated (long poll).
+                qos=pb.QoS(timeout=LONG_POLL_MS),
             ),
             timeout=self.rpc_timeout,
         )
+        reply = await call
         if reply.status not in (STATUS_OK, STATUS_PEER_NOT_CONNECTED):
-            raise _LinkTrouble(f"OpenConnect status {reply.status}")
+            message = await _message(call)
+            raise _LinkTrouble(f"OpenConnect status {reply.status} {message}".rstrip())
 
     async def _fill(self) -> None:
+        """Fetches the pool's frontier index by index, so both ends of the link fetch the
+        same indices; a wanted index first; without index (the module's oldest unconsumed
+        key) only to find where to start, or to jump past keys the module expired."""
         waiting = iter(NOT_YET_GENERATED.delays())
+        find_start = True
         while True:
             await self.pool.wait_for_need()
             wanted = self.pool.next_wanted()
+            index = wanted if wanted is not None else (None if find_start else self.pool.frontier)
             request = pb.GetKeyRequest(key_stream_id=self.pool.link.qkdl_id)
-            if wanted is not None:
-                request.index = wanted
-            reply = await self.stub.GetKey(request, timeout=self.rpc_timeout)
+            if index is not None:
+                request.index = index
+            call = self.stub.GetKey(request, timeout=self.rpc_timeout)
+            reply = await call
             if reply.status == STATUS_OK:
                 if not self.pool.link_up:
                     self.pool.set_link_up(True)
-                if wanted is None:
-                    # The module's next unconsumed index: anything below is gone at this end.
+                if index is None:
+                    # The module's oldest unconsumed key: anything below is gone at this end.
                     self.pool.advance_frontier(reply.index)
+                    find_start = False
                 self.pool.put(reply.index, reply.key_buffer)
                 waiting = iter(NOT_YET_GENERATED.delays())
             elif reply.status == STATUS_INSUFFICIENT_KEY:
                 if not self.pool.link_up:
                     self.pool.set_link_up(True)
+                if index is not None and await _message(call) in GONE_MESSAGES:
+                    if index == wanted:
+                        self.pool.mark_gone(index)  # its waiter fails now, not at its timeout
+                    else:
+                        find_start = True  # expired or consumed here: jump to the oldest left
+                    continue
                 await asyncio.sleep(next(waiting))
             else:
-                raise _LinkTrouble(f"GetKey status {reply.status}")
+                raise _LinkTrouble(f"GetKey status {reply.status} {await _message(call)}".rstrip())
 
 
 class _LinkTrouble(Exception):
     pass
+
+
+async def _message(call: Any) -> str:
+    """The module's explanation of a status (trailing metadata), or ""."""
+    try:
+        metadata: Any = await call.trailing_metadata()
+    except grpc.aio.AioRpcError:
+        return ""
+    for key, value in metadata or ():
+        if key == MESSAGE_METADATA:
+            return str(value)
+    return ""
 
 
 class LinkKeyPools:

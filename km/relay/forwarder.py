@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # Time kept back at each hop so that a downstream error reaches the caller before its deadline.
 HOP_MARGIN_S = 0.05
+# Tries of one hop when the next KM cannot match the link-key index (a gap where its module
+# expired keys before it fetched them, or it restarted): each try skips one such gap.
+MAX_HOP_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -276,28 +279,27 @@ class Forwarder:
     ) -> pb.RelayAck:
         """Seals the batch for the next hop; returns the ack from the end of the path.
 
-        If the next KM no longer has the link keys below some index (it restarted), this end
-        drops its own keys below that index and tries the hop once more with fresh ones.
+        If the next KM cannot match the link-key index (its module expired or handed out that
+        part of the stream before it fetched it), it names the next index it can match; this
+        end drops its own keys below it and tries again, at most MAX_HOP_ATTEMPTS times.
         """
         assert assoc.next_hop is not None
         next_name = self.name_of(assoc.next_hop)
         where = f"hop {self.node}→{next_name}"
         pool = self._pool(next_name, where)
-        try:
-            return await self._send_once(assoc, hop, batch, deadline, pool, where)
-        except RelayFailure as exc:
-            if exc.frontier is None:
-                raise
-            dropped = pool.discard_own_below(exc.frontier)
-            log.warning(
-                "%s: peer lost link keys below %d; dropped %d", where, exc.frontier, dropped
-            )
-        try:
-            return await self._send_once(assoc, hop, batch, deadline, pool, where)
-        except RelayFailure as exc:
-            if exc.frontier is None:
-                raise
-            raise RelayFailure(FailureKind.TAMPERED, exc.message) from None
+        for attempt in range(1, MAX_HOP_ATTEMPTS + 1):
+            try:
+                return await self._send_once(assoc, hop, batch, deadline, pool, where)
+            except RelayFailure as exc:
+                if exc.frontier is None:
+                    raise
+                if attempt == MAX_HOP_ATTEMPTS:
+                    raise RelayFailure(FailureKind.TAMPERED, exc.message) from None
+                dropped = pool.discard_own_below(exc.frontier)
+                log.info(
+                    "%s: peer cannot match keys below %d; dropped %d", where, exc.frontier, dropped
+                )
+        raise AssertionError("unreachable")
 
     async def _send_once(
         self,

@@ -1,4 +1,5 @@
-"""LinkKeyPools against a module side of ETSI 004 over real gRPC on 127.0.0.1."""
+"""LinkKeyPools against the module side of ETSI 004 over real gRPC on 127.0.0.1 (a scripted
+module for exact faults, and the real agents)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 from test_relay_fakes import FakeAgent, make_plan, wait_until
 
+from agents.main import running_agents
+from agents.testing import LinkSpec, make_test_plan
 from km.link_pools import LinkKeyPools, PoolState
+from lab.plan import Settings
 
 
 async def _pair(tmp: Path, max_bits: int) -> tuple[dict[str, FakeAgent], dict[str, LinkKeyPools]]:
@@ -89,5 +93,39 @@ def test_pools_recover_from_link_down_and_agent_restart(tmp_path: Path) -> None:
             await wait_until(lambda: one.ready_for_sending() > 0, what="refill after restart")
         finally:
             await _close(agents, pools)
+
+    asyncio.run(run())
+
+
+def test_pools_against_real_agents_agree_and_follow_link_faults(tmp_path: Path) -> None:
+    async def run() -> None:
+        plan = make_test_plan(
+            tmp_path,
+            ["qnode1", "qnode2"],
+            [LinkSpec("qnode1", "qnode2", skr_bps=200_000.0)],
+            settings=Settings(link_pool_max_bits=256 * 32),
+        )
+        async with running_agents(plan, persist=False) as agents:
+            pools = {n: LinkKeyPools(plan, n) for n in ("qnode1", "qnode2")}
+            for p in pools.values():
+                await p.start()
+            try:
+                one, two = pools["qnode1"].for_peer("qnode2"), pools["qnode2"].for_peer("qnode1")
+                await wait_until(lambda: one.ready_for_sending() >= 4 and two.level_bits > 0)
+                for _ in range(4):
+                    index, key = await one.take_for_sending(1.0)
+                    assert await two.take_index(index, 2.0) == key
+                qkdl_id = one.link.qkdl_id
+                agents["qnode1"].node.set_link(qkdl_id, False)  # both ends: the fibre is cut
+                await wait_until(lambda: not one.link_up, what="link seen down")
+                while one.ready_for_sending():
+                    await one.take_for_sending(1.0)
+                agents["qnode1"].node.set_link(qkdl_id, True)
+                await wait_until(lambda: one.ready_for_sending() > 0, what="keys after repair")
+                index, key = await one.take_for_sending(1.0)
+                assert await two.take_index(index, 2.0) == key
+            finally:
+                for p in pools.values():
+                    await p.stop()
 
     asyncio.run(run())

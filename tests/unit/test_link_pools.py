@@ -167,3 +167,21 @@ def test_a_restarted_peer_reports_where_matching_resumes() -> None:
         assert (await sender.take_for_sending(0.1))[0] == 40
 
     asyncio.run(run())
+
+
+def test_a_gap_the_module_expired_is_reported_with_where_matching_resumes() -> None:
+    async def run() -> None:
+        pool = LinkKeyPool(ODD, 256 * 20)  # the peer sends even indices
+        for index in (0, 1, 2, 3):
+            pool.put(index, bytes([index]) * 32)
+        pool.advance_frontier(12)  # 4..11 expired at this end's module before being fetched
+        pool.put(12, b"\x0c" * 32)
+        with pytest.raises(LinkKeyUnavailable) as info:
+            await pool.take_index(6, 1.0)
+        assert info.value.frontier == 12
+        assert await pool.take_index(2, 0.1) == b"\x02" * 32  # older held keys still match
+        pool.mark_gone(20)
+        with pytest.raises(LinkKeyUnavailable, match="index 20 already used or skipped"):
+            await pool.take_index(20, 1.0)
+
+    asyncio.run(run())

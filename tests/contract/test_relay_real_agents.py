@@ -1,0 +1,106 @@
+"""The relay with the real agents (emulated QKD modules, NodeLink, datastores) of three nodes.
+
+The test plays the controller the way it really acts: it waits for the source KM's
+registration (the agent's `app.registered` timeline event), then applies the controller's
+compiled edit-config to every node's running datastore; the agents push the new running
+config to their KMs, which relay over real link keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from test_relay_fakes import wait_until
+
+from agents.datastore import DatastoreName
+from agents.main import AgentHandle, running_agents
+from agents.testing import LinkSpec, make_test_plan
+from controller.intents.compile import RelaySettings, compile_install
+from controller.model import KeyRequest
+from controller.model import Path as RoutePath
+from km.key_store import KeyStore
+from km.relay.component import RelayComponent
+from km.relay.forwarder import RelayTimeouts
+from km.supply import SupplyError
+from lab.pki import create_lab_pki
+from lab.plan import LabPlan, Settings
+from lab.timeline import Tracer, read_events
+
+NODES = ["qnode1", "qnode2", "qnode3"]
+
+
+def install(plan: LabPlan, agents: dict[str, AgentHandle]) -> None:
+    """What the controller sends to each node of the path qnode1 → qnode2 → qnode3."""
+    route = RoutePath(
+        tuple(plan.node(n).qkdn_id for n in NODES), tuple(link.qkdl_id for link in plan.links)
+    )
+    request = KeyRequest(route.nodes[0], route.nodes[-1], "app1", ("app2",))
+    edits = compile_install(str(uuid.uuid4()), request, route, 512, RelaySettings("aes-gcm", 2))
+    for name in NODES:
+        edit = edits[plan.node(name).qkdn_id]
+        agents[name].datastore.edit(DatastoreName.RUNNING, etree.fromstring(edit.config))
+
+
+def test_register_install_relay_and_a_cut_link_over_real_agents(tmp_path: Path) -> None:
+    plan = make_test_plan(
+        tmp_path,
+        NODES,
+        [
+            LinkSpec("qnode1", "qnode2", skr_bps=200_000.0),
+            LinkSpec("qnode2", "qnode3", skr_bps=200_000.0),
+        ],
+        [("app1", "qnode1"), ("app2", "qnode3")],
+        settings=Settings(link_pool_max_bits=256 * 64),
+    )
+    create_lab_pki(tmp_path, NODES, ["app1", "app2"])
+    trace_dir = tmp_path / "trace"
+    trace_dir.mkdir()
+    agent_tracer = Tracer("agents", str(trace_dir / "agents.jsonl"))
+    timeouts = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.5)
+
+    async def run() -> None:
+        stores = {n: KeyStore(tmp_path / f"{n}.sqlite") for n in NODES}
+        async with running_agents(plan, persist=False, tracer=agent_tracer) as agents:
+            kms = {n: RelayComponent(plan, n, stores[n], timeouts=timeouts) for n in NODES}
+            for km in kms.values():
+                await km.start()
+            try:
+                supplier = kms["qnode1"].supplier
+                request = asyncio.create_task(supplier.enc_keys("app1", ["app2"], "qnode3", 2, 256))
+                await wait_until(
+                    lambda: any(e.event == "app.registered" for e in read_events(trace_dir)),
+                    what="the source KM's registration",
+                )
+                install(plan, agents)
+                keys = await asyncio.wait_for(request, 10.0)
+                far = stores["qnode3"].claim("app2", "app1", [k.key_id for k in keys])
+                assert [k.material for k in far] == [k.material for k in keys]
+                await supplier.wait_refills()
+                assert supplier.ready_count("app1", "app2") == 2  # relay/buffer from the config
+
+                # The fibre qnode2–qnode3 is cut: no key can reach qnode3 any more.
+                cut = plan.links[1].qkdl_id
+                agents["qnode2"].node.set_link(cut, False)
+                pool = kms["qnode2"].pools.for_peer("qnode3")
+                await wait_until(lambda: not pool.link_up, what="cut seen by qnode2's KM")
+                while pool.ready_for_sending():
+                    await pool.take_for_sending(1.0)
+                with pytest.raises(SupplyError) as info:
+                    await supplier.enc_keys("app1", ["app2"], "qnode3", 1, 512)
+                assert info.value.status_code == 503
+                assert info.value.message == "hop qnode2→qnode3: no link key within 0.3 s"
+                assert len(stores["qnode3"]) == 2  # only the two keys relayed ahead earlier
+            finally:
+                for km in kms.values():
+                    await km.stop()
+                for store in stores.values():
+                    store.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        agent_tracer.close()
