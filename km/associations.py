@@ -85,16 +85,18 @@ class NodeView:
     def source_association(
         self, master: str, slaves: Sequence[str], slave_qkdn_id: str
     ) -> Association | None:
-        """The association this node originates for (master → slaves at slave_qkdn_id)."""
-        for assoc in self.associations:
-            if (
-                assoc.serves(master, slaves)
-                and assoc.prev_hop is None
-                and assoc.destination in (slave_qkdn_id, None)
-                and (not assoc.path or assoc.path[0] == self.qkdn_id)
-            ):
-                return assoc
-        return None
+        """The association this node originates for (master → slaves at slave_qkdn_id);
+        an admitted one before a pending one before a refused one (an old rejection may stay
+        in the configuration next to a later admission)."""
+        candidates = [
+            assoc
+            for assoc in self.associations
+            if assoc.serves(master, slaves)
+            and assoc.prev_hop is None
+            and assoc.destination in (slave_qkdn_id, None)
+            and (not assoc.path or assoc.path[0] == self.qkdn_id)
+        ]
+        return min(candidates, key=lambda a: _PREFERENCE[a.state], default=None)
 
     def forwarding_entry(self, virt_link_id: str, sender: str) -> Association | None:
         """The admitted association whose VIRT link here has `sender` as previous hop."""
@@ -107,6 +109,13 @@ class NodeView:
                 return assoc
         return None
 
+
+_PREFERENCE = {
+    AdmissionState.ADMITTED: 0,
+    AdmissionState.PENDING: 1,
+    AdmissionState.REJECTED: 2,
+    AdmissionState.FAILED: 2,
+}
 
 EMPTY_VIEW_REVISION = -1
 

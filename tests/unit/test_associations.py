@@ -190,3 +190,15 @@ def test_a_config_for_another_node_is_refused() -> None:
     book = Associations(N2, register)
     with pytest.raises(ConfigError, match="pushed to the KM"):
         book.update(parse_node_config(controller_json(N1)))
+
+
+def test_an_admission_wins_over_an_older_rejection_of_the_same_pair() -> None:
+    rejected = json.loads(controller_json(N1, rejected=True))
+    admitted = json.loads(controller_json(N1))
+    node = admitted["etsi-qkd-sdn-node:qkd_node"]
+    old = rejected["etsi-qkd-sdn-node:qkd_node"]["qkd_applications"]["qkd_app"][0]
+    old["app_id"] = "99999999-2222-3333-4444-555555555555"
+    node["qkd_applications"]["qkd_app"].insert(0, old)
+    view = parse_node_config(json.dumps(admitted))
+    assoc = view.source_association("app1", ["app2"], N3)
+    assert assoc is not None and assoc.state is AdmissionState.ADMITTED
