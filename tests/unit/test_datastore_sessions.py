@@ -1,0 +1,143 @@
+"""NETCONF sessions over the datastore without sockets: a Session with an in-memory transport."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from agents.datastore import Datastore, DatastoreName
+from agents.netconf.errors import BASE_NS
+from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
+from agents.netconf.server import BASE_CAPABILITIES
+from agents.netconf.session import Session, SessionState
+from agents.netconf.state import AgentState
+from yang.schema import Schema
+
+NS = "urn:etsi:qkd:yang:etsi-qkd-node"
+NODE_ID = "11111111-1111-4111-8111-111111111111"
+HELLO_11 = (
+    f'<hello xmlns="{BASE_NS}"><capabilities>'
+    "<capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>"
+).encode()
+
+
+class Backend:
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return None
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        return None
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+class MemoryTransport:
+    def __init__(self) -> None:
+        self.decoder = FrameDecoder()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.decoder.feed(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def messages(self) -> list[etree._Element]:
+        found = []
+        while (message := self.decoder.next_message()) is not None:
+            found.append(etree.fromstring(message))
+        return found
+
+
+def _agent(tmp_path: Path) -> AgentState:
+    store = Datastore(
+        Schema.default(),
+        Backend(),
+        None,
+        f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>',
+    )
+    return AgentState(store, BASE_CAPABILITIES, {})
+
+
+def _open(agent: AgentState) -> tuple[Session, MemoryTransport]:
+    transport = MemoryTransport()
+    session = Session(agent, transport)
+    session.start()
+    (hello,) = transport.messages()
+    assert hello.findtext(f"{{{BASE_NS}}}session-id") == str(session.session_id)
+    session.data_received(encode_message(HELLO_11, FramingMode.END_OF_MESSAGE))
+    transport.decoder.set_mode(FramingMode.CHUNKED)
+    return session, transport
+
+
+def _rpc(body: str, message_id: int) -> bytes:
+    rpc = f'<rpc xmlns="{BASE_NS}" message-id="{message_id}">{body}</rpc>'
+    return encode_message(rpc.encode(), FramingMode.CHUNKED)
+
+
+def test_hello_then_pipelined_rpcs_in_one_read_are_answered_in_order(tmp_path: Path) -> None:
+    session, transport = _open(_agent(tmp_path))
+    assert session.state is SessionState.ESTABLISHED
+    session.data_received(
+        _rpc("<get/>", 1)
+        + _rpc("<frob/>", 2)
+        + _rpc("<get-config><source><running/></source></get-config>", 3)
+    )
+    replies = transport.messages()
+    assert [r.get("message-id") for r in replies] == ["1", "2", "3"]
+    assert replies[1].findtext(f".//{{{BASE_NS}}}error-tag") == "operation-not-supported"
+
+
+def test_hello_and_first_rpc_in_the_same_read(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    transport = MemoryTransport()
+    session = Session(agent, transport)
+    session.start()
+    transport.messages()
+    session.data_received(encode_message(HELLO_11, FramingMode.END_OF_MESSAGE) + _rpc("<get/>", 9))
+    transport.decoder.set_mode(FramingMode.CHUNKED)
+    (reply,) = transport.messages()
+    assert reply.get("message-id") == "9"
+
+
+def test_closing_the_candidate_lock_holder_discards_its_changes(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    holder, _ = _open(agent)
+    other, other_transport = _open(agent)
+    holder.data_received(_rpc("<lock><target><candidate/></target></lock>", 1))
+    holder.data_received(
+        _rpc(
+            "<edit-config><target><candidate/></target><config>"
+            f'<qkd_node xmlns="{NS}"><qkdn_location_id>x</qkdn_location_id></qkd_node>'
+            "</config></edit-config>",
+            2,
+        )
+    )
+    assert agent.datastore.candidate_modified
+    other.data_received(_rpc("<lock><target><candidate/></target></lock>", 1))
+    (denied,) = other_transport.messages()
+    assert denied.findtext(f".//{{{BASE_NS}}}session-id") == str(holder.session_id)
+    holder.connection_lost()
+    assert not agent.datastore.candidate_modified
+    assert DatastoreName.CANDIDATE not in agent.locks
+    assert holder.session_id not in agent.sessions
+    other.data_received(_rpc("<lock><target><candidate/></target></lock>", 2))
+    (granted,) = other_transport.messages()
+    assert granted.find(f"{{{BASE_NS}}}ok") is not None
+
+
+def test_broken_framing_closes_the_session_and_releases_its_locks(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    session, transport = _open(agent)
+    session.data_received(_rpc("<lock><target><running/></target></lock>", 1))
+    assert agent.locks == {DatastoreName.RUNNING: session.session_id}
+    session.data_received(b"\n#0\n")
+    assert transport.closed
+    assert session.state is SessionState.CLOSED
+    assert agent.locks == {}
+    session.data_received(_rpc("<get/>", 2))  # ignored after close
+    transport.decoder.set_mode(FramingMode.CHUNKED)
+    assert [r.get("message-id") for r in transport.messages()] == ["1"]
