@@ -193,13 +193,7 @@ class Lab:
     def light_latency(self, count: int) -> Latency:
         """<get> round trips of one light client on the agents' loop (no thread hops)."""
         port = self.servers[0].port
-        samples: list[float] = []
-
-        async def run() -> None:
-            await _light_client(port, time.perf_counter() + 120, count, samples)
-
-        self._call(run)
-        return _summary(samples[min(50, len(samples) // 2) :])
+        return _summary(self._call(lambda: _light_latency(port, count)))
 
     def echo(self, payload_size: int) -> int:
         self._call(lambda: self.start_echo(payload_size))
@@ -230,53 +224,83 @@ _GET = encode_message(
 )
 
 
-async def _light_client(
-    port: int, deadline: float, max_gets: int, samples: list[float] | None = None
-) -> int:
-    """A minimal NETCONF client (asyncssh + our codec): sends <get>, waits, repeats.
+class _LightClient:
+    """A minimal NETCONF client (asyncssh + our codec) run as a coroutine."""
 
-    With `samples`, each round trip's duration (ms) is appended to it.
-    """
-    async with asyncssh.connect(
-        "127.0.0.1",
-        port,
-        username=USERNAME,
-        password=PASSWORD,
-        known_hosts=None,
-        client_keys=None,
-    ) as connection:
-        writer, reader, _ = await connection.open_session(subsystem="netconf", encoding=None)
-        decoder = FrameDecoder()
+    def __init__(self, connection: asyncssh.SSHClientConnection) -> None:
+        self._connection = connection
+        self._decoder = FrameDecoder()
+        self._writer: asyncssh.SSHWriter[bytes] | None = None
+        self._reader: asyncssh.SSHReader[bytes] | None = None
 
-        async def receive() -> bytes:
-            while (message := decoder.next_message()) is None:
-                data = await reader.read(65536)
-                if not data:
-                    raise ConnectionError("server closed the session")
-                decoder.feed(data)
-            return message
+    @classmethod
+    async def open(cls, port: int) -> _LightClient:
+        connection = await asyncssh.connect(
+            "127.0.0.1",
+            port,
+            username=USERNAME,
+            password=PASSWORD,
+            known_hosts=None,
+            client_keys=None,
+        )
+        client = cls(connection)
+        client._writer, client._reader, _ = await connection.open_session(
+            subsystem="netconf", encoding=None
+        )
+        await client._receive()
+        client._writer.write(encode_message(_CLIENT_HELLO, FramingMode.END_OF_MESSAGE))
+        client._decoder.set_mode(FramingMode.CHUNKED)
+        return client
 
-        await receive()
-        writer.write(encode_message(_CLIENT_HELLO, FramingMode.END_OF_MESSAGE))
-        decoder.set_mode(FramingMode.CHUNKED)
-        done = 0
-        while done < max_gets and time.perf_counter() < deadline:
-            start = time.perf_counter()
-            writer.write(_GET)
-            await receive()
-            if samples is not None:
-                samples.append((time.perf_counter() - start) * 1000)
-            done += 1
-        return done
+    async def _receive(self) -> bytes:
+        assert self._reader is not None
+        while (message := self._decoder.next_message()) is None:
+            data = await self._reader.read(65536)
+            if not data:
+                raise ConnectionError("server closed the session")
+            self._decoder.feed(data)
+        return message
+
+    async def get(self) -> None:
+        assert self._writer is not None
+        self._writer.write(_GET)
+        await self._receive()
+
+    async def close(self) -> None:
+        self._connection.close()
+        await self._connection.wait_closed()
 
 
 async def _light_load(ports: list[int], duration_s: float, max_gets: int) -> float:
-    begin = time.perf_counter()
+    """<get>s per second of light clients, connected before the clock starts."""
+    clients = await asyncio.gather(*(_LightClient.open(port) for port in ports))
     per_client = max(1, max_gets // len(ports))
-    counts = await asyncio.gather(
-        *(_light_client(port, begin + duration_s, per_client) for port in ports)
-    )
-    return sum(counts) / (time.perf_counter() - begin)
+    begin = time.perf_counter()
+    deadline = begin + duration_s
+
+    async def run(client: _LightClient) -> int:
+        done = 0
+        while done < per_client and time.perf_counter() < deadline:
+            await client.get()
+            done += 1
+        return done
+
+    counts = await asyncio.gather(*(run(client) for client in clients))
+    elapsed = time.perf_counter() - begin
+    await asyncio.gather(*(client.close() for client in clients))
+    return sum(counts) / elapsed
+
+
+async def _light_latency(port: int, count: int, warmup: int = 50) -> list[float]:
+    client = await _LightClient.open(port)
+    samples: list[float] = []
+    for index in range(warmup + count):
+        start = time.perf_counter()
+        await client.get()
+        if index >= warmup:
+            samples.append((time.perf_counter() - start) * 1000)
+    await client.close()
+    return samples
 
 
 def _connect(port: int) -> Any:
@@ -412,7 +436,7 @@ def main(argv: list[str] | None = None) -> int:
         baseline = _latency(echo_single.round_trip, args.gets)
         single.close_session()
         echo_single.close()
-        light = lab.light_latency(args.gets + 50)
+        light = lab.light_latency(args.gets)
 
         ncclient.transport.session.TICK = args.load_tick
         clients = [_connect(server.port) for server in lab.servers[:sessions]]
