@@ -17,7 +17,7 @@ import contextlib
 
 import grpc
 
-from km.associations import Associations, NodeView
+from km.associations import AppRequest, Associations, NodeView
 from km.key_store import KeyStore
 from km.link_pools import LinkKeyPools
 from km.node_link.client import NodeLinkClient
@@ -46,9 +46,10 @@ class RelayComponent:
         qkdn_id = plan.node(node).qkdn_id
         # The lab timeline (QKDSDN_TRACE_FILE) unless the caller brings its own tracer.
         self._own_tracer = Tracer.from_env(f"km:{node}") if tracer is None else None
+        self.tracer = tracer or self._own_tracer or Tracer(f"km:{node}", None)
         self.pools = LinkKeyPools(plan, node, max_bits=pool_max_bits)
         self.node_link = NodeLinkClient(plan.node(node).agent_grpc_address, node, self._on_view)
-        self.associations = Associations(qkdn_id, self.node_link.register)
+        self.associations = Associations(qkdn_id, self._register)
         self._client = RelayClient(plan, node)
         self.forwarder = Forwarder(
             plan,
@@ -58,13 +59,22 @@ class RelayComponent:
             self.associations,
             self._client,
             timeouts=timeouts,
-            tracer=tracer or self._own_tracer,
+            tracer=self.tracer,
         )
         self.supplier = RelaySupplier(
             plan, node, store, self.associations, self.forwarder,
-            admission_timeout_s=admission_timeout_s,
+            admission_timeout_s=admission_timeout_s, tracer=self.tracer,
         )  # fmt: skip
         self._server: grpc.aio.Server | None = None
+
+    async def _register(self, request: AppRequest) -> None:
+        self.tracer.emit(
+            "association.requested",
+            master=request.master,
+            slaves=list(request.slaves),
+            remote_qkdn_id=request.remote_qkdn_id,
+        )
+        await self.node_link.register(request)
 
     def _on_view(self, view: NodeView) -> None:
         self.associations.update(view)

@@ -154,7 +154,7 @@ class Forwarder:
                 f"keys of association {assoc.app_id} stored at {self.name_of(ack.stored_at)},"
                 f" not at {self.name_of(assoc.path[-1])}",
             )
-        self.tracer.emit("relay.acked", hops=ack.hops, key_ids=list(batch.key_ids))
+        self.tracer.emit("relay.done", hops=ack.hops, key_ids=list(batch.key_ids))
 
     # ---------------------------------------------------------------- every other node
 
@@ -348,8 +348,9 @@ class Forwarder:
         if batch.expires_at is not None:
             msg.expires_at = batch.expires_at
         self.tracer.emit(
-            "relay.hop.sent",
+            "relay.link_key",
             hop=hop,
+            sender=self.node,
             receiver=self.name_of(assoc.next_hop),
             link_key_indices=list(indices),
             key_ids=list(batch.key_ids),

@@ -23,6 +23,7 @@ from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
 from km.supply import DEFAULT_KEY_TTL_S, SupplyError
 from lab.plan import LabPlan
+from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ class RelaySupplier:
         admission_timeout_s: float = 10.0,
         key_ttl_s: float | None = DEFAULT_KEY_TTL_S,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         self.plan = plan
         self.node = node
@@ -52,6 +54,7 @@ class RelaySupplier:
         self.admission_timeout_s = admission_timeout_s
         self.key_ttl_s = key_ttl_s
         self.clock = clock
+        self.tracer = tracer or Tracer(f"km:{node}", None)
         self.buffer_size_bits = plan.settings.key_size_bits
         self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
 
@@ -82,6 +85,14 @@ class RelaySupplier:
                 if taken:
                     self.store.add(taken, ready_for_master=True)
                 raise
+        self.tracer.emit(
+            "relay.served",
+            master=master,
+            slaves=list(slaves),
+            from_buffer=not fresh,
+            buffered=len(taken),
+            relayed=len(fresh),
+        )
         if single is not None and assoc.buffer > 0:
             self.schedule_refill(master, single, slave_node)
         return taken + fresh
@@ -107,7 +118,13 @@ class RelaySupplier:
             min_bandwidth=DEFAULT_MIN_BANDWIDTH_PER_KEY * size_bits,
             ttl_s=0 if self.key_ttl_s is None else int(self.key_ttl_s),
         )
-        return await self.associations.ensure(request, self.admission_timeout_s)
+        known = self.associations.view.source_association(master, slaves, slave_qkdn_id)
+        assoc = await self.associations.ensure(request, self.admission_timeout_s)
+        if known is None or known.state is not assoc.state:
+            self.tracer.emit(
+                "association.admitted", app_id=assoc.app_id, master=master, slaves=list(slaves)
+            )
+        return assoc
 
     def new_keys(
         self, master: str, slaves: Sequence[str], number: int, size_bits: int

@@ -122,8 +122,18 @@ def test_keys_relayed_over_three_kms_are_identical_at_both_ends(
     asyncio.run(run())
     events = read_events(tmp_path)
     names = {e.event for e in events}
-    assert {"relay.hop.sent", "relay.hop.received", "relay.stored", "relay.acked"} <= names
-    hops = [e for e in events if e.event == "relay.hop.sent"]
+    assert {
+        "association.requested",
+        "association.admitted",
+        "relay.link_key",
+        "relay.hop.received",
+        "relay.stored",
+        "relay.done",
+        "relay.served",
+    } <= names
+    served = [e.fields["from_buffer"] for e in events if e.event == "relay.served"]
+    assert served == [False, True]
+    hops = [e for e in events if e.event == "relay.link_key"]
     assert {e.source for e in hops} == {"km:qnode1", "km:qnode2"}
     traces = "".join(p.read_text() for p in tmp_path.glob("trace-*.jsonl")) + caplog.text
     for material in materials:
