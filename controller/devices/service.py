@@ -159,8 +159,10 @@ class DeviceService:
         if loop is None or loop.is_closed():
             return
         if event.type is DeviceEventType.LOST:
+            # the supervisor reports it, after marking the device unavailable
             loop.call_soon_threadsafe(device.lost.set)
-        loop.call_soon_threadsafe(self._post, event)
+        else:
+            loop.call_soon_threadsafe(self._post, event)
 
     def _connect(self, device: _Device) -> tuple[NetconfSession, NodeData]:
         """Blocking: open, read the node, subscribe (in the device's worker thread)."""
@@ -199,9 +201,9 @@ class DeviceService:
             self._post(DeviceEvent(DeviceEventType.CONNECTED, name, data=data))
             first.set()
             reason = await self._watch(device, session)
-            device.session = None
-            await loop.run_in_executor(device.worker, session.close)
+            device.session = None  # before anyone hears of the loss: no RPC is sent to it now
             self._post(DeviceEvent(DeviceEventType.LOST, name, reason=reason))
+            await loop.run_in_executor(device.worker, session.close)
             await asyncio.sleep(next_delay())
 
     async def _watch(self, device: _Device, session: NetconfSession) -> str:

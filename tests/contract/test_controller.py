@@ -5,6 +5,7 @@ link cut, application requests from a node, rebuild after a controller restart, 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -15,14 +16,17 @@ import httpx
 import pytest
 from ncclient import manager
 
-from agents.main import AgentHandle, running_agents
+from agents.main import AgentHandle, running_agents, start_agent
+from agents.node import Site
 from agents.notifications import AppRequest
 from agents.testing import make_test_plan
 from controller.api import Controller
 from controller.model import IntentState, KeyRequest, LinkStatus, QoS
 from controller.rest import api_server
+from lab.cli import main as qkdsdn
 from lab.launcher import free_ports
 from lab.plan import LabPlan
+from yang.schema import Schema
 
 T = TypeVar("T")
 DEADLINE_S = 15.0
@@ -69,7 +73,7 @@ async def controller_for(plan: LabPlan, **options: Any) -> AsyncIterator[Control
 def chain_plan(
     tmp_path: Path, names: Sequence[str], extra: Sequence[tuple[str, str]] = ()
 ) -> LabPlan:
-    links = [(a, b) for a, b in zip(names, names[1:], strict=False)] + list(extra)
+    links = [(a, b) for a, b in itertools.pairwise(names)] + list(extra)
     return make_test_plan(tmp_path, names, links)
 
 
@@ -301,3 +305,86 @@ def test_http_api_serves_status_topology_paths_and_intents(tmp_path: Path) -> No
                 await serving
 
     run(scenario())
+
+
+def test_a_lost_node_is_routed_around_and_cleaned_when_it_returns(tmp_path: Path) -> None:
+    plan = make_test_plan(
+        tmp_path, ["n1", "n2", "n3", "n4"], [("n1", "n2"), ("n2", "n3"), ("n3", "n4"), ("n4", "n1")]
+    )
+    site = Site()
+
+    async def scenario() -> None:
+        async with running_agents(plan, site=site) as agents, controller_for(plan) as controller:
+            snap = controller.topology()
+            n1, n3 = snap.resolve("n1"), snap.resolve("n3")
+            free = await controller.install(KeyRequest(n1, n3, "app1", ("app2",)))
+            assert free.path is not None and free.path.hops == 2
+            via = snap.name_of(free.path.nodes[1])
+            other = "n4" if via == "n2" else "n2"
+            pinned = await controller.install(
+                KeyRequest(n1, n3, "app3", ("app4",), forced_path=free.path.nodes)
+            )
+            assert pinned.state is IntentState.INSTALLED
+            await agents[via].stop_servers()
+            await until(
+                lambda: not controller.topology().devices[snap.resolve(via)].available, "lost"
+            )
+            await controller.settle()
+            moved = controller.intent_service.get(free.intent_id)
+            assert moved.path is not None and snap.name_of(moved.path.nodes[1]) == other
+            failed = controller.intent_service.get(pinned.intent_id)
+            assert failed.state is IntentState.FAILED and via in failed.reason
+            assert entries(agents[other]) == ({free.intent_id}, {free.intent_id})
+            # the node returns with what it held in its persisted running
+            agents[via] = await start_agent(plan, via, site, Schema.default())
+            assert free.intent_id in entries(agents[via])[1]
+            await until(
+                lambda: controller.topology().devices[snap.resolve(via)].available, "back", 20
+            )
+            await until(
+                lambda: (
+                    controller.intent_service.get(pinned.intent_id).state is IntentState.INSTALLED
+                ),
+                "the pinned association installed again",
+            )
+            await until(lambda: free.intent_id not in entries(agents[via])[1], "stale entries gone")
+            await controller.settle()
+            both = {free.intent_id, pinned.intent_id}
+            assert entries(agents["n1"]) == (both, both)
+            assert entries(agents[via]) == ({pinned.intent_id}, {pinned.intent_id})
+            assert entries(agents[other]) == ({free.intent_id}, {free.intent_id})
+            await agents[via].stop_servers()
+
+    run(scenario())
+
+
+def test_cli_prints_tables_from_a_running_controller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+    [port] = free_ports(1)
+
+    async def scenario() -> None:
+        async with running_agents(plan), controller_for(plan) as controller:
+            server = api_server(controller, port)
+            serving = asyncio.create_task(server.serve())
+            await until(lambda: server.started, "the API")
+            url = ["--url", f"http://127.0.0.1:{port}"]
+            try:
+                snap = controller.topology()
+                await controller.install(
+                    KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
+                )
+                for command in (["status"], ["topology"], ["paths", "n1", "n3"], ["intents"]):
+                    code = await asyncio.to_thread(qkdsdn, ["controller", *command, *url])
+                    assert code == 0
+            finally:
+                server.should_exit = True
+                await serving
+
+    run(scenario())
+    out = capsys.readouterr().out
+    assert "connected" in out and "n1" in out
+    assert ("ACTIVE" in out and "n1 – n2" in out) or "n2 – n1" in out
+    assert "n1 → n2 → n3" in out
+    assert "INSTALLED" in out and "app1 → app2" in out
