@@ -9,9 +9,32 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller.api import Controller
+from controller.intents.service import IntentEvent
 from controller.rest import api_server
+from controller.topology.events import TopologyEvent, TopologyEventType
 
 log = logging.getLogger("controller")
+
+
+def log_intent(controller: Controller, event: IntentEvent) -> None:
+    intent = event.intent
+    snapshot = controller.topology()
+    path = " > ".join(snapshot.name_of(n) for n in intent.path.nodes) if intent.path else "-"
+    log.info(
+        "intent %s %s: %s > %s, path %s, %d bit/s %s",
+        intent.intent_id,
+        event.type.value,
+        intent.request.server_app_id or snapshot.name_of(intent.request.src),
+        ",".join(intent.request.client_app_ids) or snapshot.name_of(intent.request.dst),
+        path,
+        intent.bandwidth,
+        intent.reason,
+    )
+
+
+def log_topology(event: TopologyEvent) -> None:
+    if event.type is not TopologyEventType.LINK_UPDATED:  # perf updates are frequent
+        log.info("topology %s %s %s", event.type.value, event.subject, event.reason)
 
 
 async def serve(
@@ -24,6 +47,8 @@ async def serve(
 
     plan = LabPlan.load(plan_file)
     controller = Controller.from_plan(plan, policy, force_path, allow_preemption)
+    controller.intent_events.add(lambda event: log_intent(controller, event))
+    controller.topology_events.add(log_topology)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
