@@ -125,7 +125,8 @@ async def start_agent(
         store, credentials(plan), HOST, node_plan.netconf_port if plan_ports else 0
     )
     node.set_publisher(netconf.publish)
-    server = grpc.aio.server()
+    # No SO_REUSEPORT: a port taken by another process must fail loudly, not share traffic.
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
     handle_box: list[AgentHandle] = []
 
     async def on_stop() -> None:

@@ -52,15 +52,39 @@ class ManagedProcess:
 # ---------------------------------------------------------------- plan
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (held open together so none repeats)."""
+    """`count` distinct free TCP ports on 127.0.0.1, outside the kernel's ephemeral range.
+
+    Outside, because the twin's own processes open outgoing connections while others are
+    still starting: an ephemeral port handed to one of them could be a port planned for a
+    server that has not bound it yet.
+    """
+    low, high = _ephemeral_range()
+    candidates = [p for p in range(20000, 65000) if not low <= p <= high]
+    rng = secrets.SystemRandom()
+    rng.shuffle(candidates)
+    ports: list[int] = []
     with ExitStack() as stack:
-        ports = []
-        for _ in range(count):
+        for port in candidates:
+            if len(ports) == count:
+                break
             sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((HOST, 0))
-            ports.append(int(sock.getsockname()[1]))
-        return ports
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            ports.append(port)
+    if len(ports) < count:
+        raise LabError(f"only {len(ports)} free ports outside {low}-{high}, {count} needed")
+    return ports
 
 
 def _write_secret(path: Path, data: bytes) -> None:
