@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -22,26 +23,25 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,         -- insertion order (oldest relayed-ahead key first)
     key_id TEXT NOT NULL UNIQUE,
     material BLOB NOT NULL,
     size_bits INTEGER NOT NULL,
     master TEXT NOT NULL,
     slaves TEXT NOT NULL,            -- JSON array, in request order
+    pending TEXT,                    -- JSON array of slaves that have not claimed it yet
     expires_at REAL,
     ready_for_master INTEGER NOT NULL,
     ready_slave TEXT                 -- the single slave of a key relayed ahead, else NULL
 );
 CREATE INDEX IF NOT EXISTS keys_ready ON keys (master, ready_slave, size_bits)
     WHERE ready_for_master = 1;
-CREATE TABLE IF NOT EXISTS pending_claims (
-    key_id TEXT NOT NULL REFERENCES keys (key_id) ON DELETE CASCADE,
-    slave TEXT NOT NULL,
-    PRIMARY KEY (key_id, slave)
-) WITHOUT ROWID;
 """
+# One table, one unique index: each stored key costs one row and two B-tree entries.
+_KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass(frozen=True, repr=False)
@@ -95,8 +95,12 @@ class KeyStore:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
+        (version,) = self._db.execute("PRAGMA user_version").fetchone()
+        if version not in (0, SCHEMA_VERSION):
+            self._db.close()
+            raise ValueError(f"{path}: key store schema {version}, expected {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -122,33 +126,32 @@ class KeyStore:
         for key in keys:
             _check_key(key, ready_for_master)
         slaves_json: dict[tuple[str, ...], str] = {}
+        pending_json: dict[tuple[str, ...], str] = {}
         for key in keys:
             if key.slaves not in slaves_json:
                 slaves_json[key.slaves] = json.dumps(list(key.slaves))
+                pending_json[key.slaves] = json.dumps(list(dict.fromkeys(key.slaves)))
+        rows = [
+            (
+                k.key_id,
+                k.material,
+                k.size_bits,
+                k.master,
+                slaves_json[k.slaves],
+                None if ready_for_master else pending_json[k.slaves],
+                k.expires_at,
+                int(ready_for_master),
+                k.slaves[0] if ready_for_master else None,
+            )
+            for k in keys
+        ]
         try:
             with self._transaction() as db:
                 db.executemany(
-                    "INSERT INTO keys (key_id, material, size_bits, master, slaves, expires_at,"
-                    " ready_for_master, ready_slave) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            k.key_id,
-                            k.material,
-                            k.size_bits,
-                            k.master,
-                            slaves_json[k.slaves],
-                            k.expires_at,
-                            int(ready_for_master),
-                            k.slaves[0] if ready_for_master else None,
-                        )
-                        for k in keys
-                    ],
+                    "INSERT INTO keys (key_id, material, size_bits, master, slaves, pending,"
+                    " expires_at, ready_for_master, ready_slave) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
-                if not ready_for_master:
-                    db.executemany(
-                        "INSERT INTO pending_claims (key_id, slave) VALUES (?, ?)",
-                        [(k.key_id, s) for k in keys for s in dict.fromkeys(k.slaves)],
-                    )
         except sqlite3.IntegrityError as exc:
             raise ValueError("a key_ID is already in the store") from exc
 
@@ -176,12 +179,12 @@ class KeyStore:
         return int(count)
 
     def count_waiting(self, master: str, slave: str) -> int:
-        """Keys that `slave` may still claim from `master` (for ETSI 014 status)."""
+        """Keys that `slave` may still claim from `master` (a scan: for status and tests)."""
         with self._lock:
             (count,) = self._db.execute(
-                "SELECT COUNT(*) FROM pending_claims p JOIN keys k ON k.key_id = p.key_id"
-                " WHERE p.slave = ? AND k.master = ?",
-                (slave, master),
+                "SELECT COUNT(*) FROM keys, json_each(keys.pending) AS p"
+                " WHERE keys.master = ? AND p.value = ?",
+                (master, slave),
             ).fetchone()
         return int(count)
 
@@ -204,21 +207,22 @@ class KeyStore:
             for key_id in key_ids:
                 row = db.execute(
                     "SELECT key_id, material, size_bits, master, slaves, expires_at,"
-                    " ready_for_master FROM keys WHERE key_id = ?",
+                    " ready_for_master, pending FROM keys WHERE key_id = ?",
                     (key_id,),
                 ).fetchone()
                 key = _check_claim(row, slave, master, key_id, now)
-                deleted = db.execute(
-                    "DELETE FROM pending_claims WHERE key_id = ? AND slave = ?", (key_id, slave)
-                ).rowcount
-                if deleted != 1:
+                pending: list[str] = json.loads(row[7])
+                if slave not in pending:
                     raise KeyClaimError(ClaimFailure.ALREADY_CLAIMED, key_id)
+                pending.remove(slave)
+                if pending:
+                    db.execute(
+                        "UPDATE keys SET pending = ? WHERE key_id = ?",
+                        (json.dumps(pending), key_id),
+                    )
+                else:
+                    db.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
                 claimed.append(key)
-            db.executemany(
-                "DELETE FROM keys WHERE key_id = ? AND ready_for_master = 0 AND NOT EXISTS"
-                " (SELECT 1 FROM pending_claims p WHERE p.key_id = keys.key_id)",
-                [(k.key_id,) for k in claimed],
-            )
         return claimed
 
     def purge_expired(self, now: float) -> int:
@@ -235,6 +239,8 @@ class KeyStore:
 
 
 def _check_key(key: StoredKey, ready_for_master: bool) -> None:
+    if not _KEY_ID.fullmatch(key.key_id):
+        raise ValueError(f"key_ID {key.key_id!r} is not a lower-case UUID string")
     if key.size_bits <= 0 or key.size_bits % 8 or len(key.material) * 8 != key.size_bits:
         raise ValueError(f"key {key.key_id}: material length does not match size_bits")
     if not key.slaves:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -200,7 +199,8 @@ def new_key_ids(number: int, now_ns: int | None = None) -> list[str]:
         | int.from_bytes(noise[i * 10 + 2 : i * 10 + 10], "big") >> 2
         for i in range(number)
     )
-    return [str(uuid.UUID(int=value)) for value in ids]
+    hexes = [f"{value:032x}" for value in ids]
+    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
 
 
 # A key that exists but is someone else's: the caller is not allowed to have it.

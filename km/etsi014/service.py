@@ -182,11 +182,11 @@ class Etsi014Service:
 
 
 def key_container_json(keys: Sequence[StoredKey]) -> bytes:
-    """The ETSI `Key container` of `keys`, serialised directly: key_IDs are UUIDs and base64
-    needs no JSON escaping, and building 128 pydantic models per answer cost more than the rest
-    of the request (see bench/etsi014.py)."""
+    """The ETSI `Key container` of `keys`, serialised directly: the store admits only
+    canonical UUID key_IDs and base64 needs no JSON escaping, and building 128 pydantic models
+    per answer cost more than the rest of the request (see bench/etsi014.py)."""
     entries = ",".join(
-        f'{{"key_ID":"{UUID(k.key_id)}","key":"{base64.b64encode(k.material).decode("ascii")}"}}'
+        f'{{"key_ID":"{k.key_id}","key":"{base64.b64encode(k.material).decode("ascii")}"}}'
         for k in keys
     )
     return f'{{"keys":[{entries}]}}'.encode("ascii")
