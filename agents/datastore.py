@@ -244,6 +244,26 @@ class Datastore:
         with self._lock:
             self._candidate = None
 
+    def copy_config(self, target: DatastoreName, source: DatastoreName | etree._Element) -> None:
+        """copy-config: replace `target` whole by a datastore or an inline <config>.
+
+        Running is replaced through validate → veto → apply; the candidate is only
+        validated (it becomes running at commit).
+        """
+        if target is DatastoreName.OPERATIONAL or source is DatastoreName.OPERATIONAL:
+            raise NetconfError.of(
+                ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "operational state cannot be copied"
+            )
+        with self._lock:
+            tree = (
+                self.config(source) if isinstance(source, DatastoreName) else _wrap_children(source)
+            )
+            self._validate(tree)
+            if target is DatastoreName.RUNNING:
+                self._replace_running(tree)
+            else:
+                self._candidate = tree
+
     # ---- schema shapes ---------------------------------------------------------------------
 
     def shape_of(self, path: SchemaPath) -> Shape | None:

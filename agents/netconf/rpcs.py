@@ -311,6 +311,34 @@ def _edit_config(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
+def _copy_config(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("target", "source"))
+    datastores = (DatastoreName.RUNNING, DatastoreName.CANDIDATE)
+    target = _datastore_name(params, "target", datastores)
+    source = _datastore(params, "source", datastores)
+    if source is target:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            "source and target are the same datastore",
+            info=(("bad-element", "source"),),
+        )
+    _check_not_locked(session, target)
+    session.agent.datastore.copy_config(target, source)
+    return Reply()
+
+
+def _delete_config(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("target",))
+    _required(params, "target")
+    # Only startup or a URL may be deleted (RFC 6241 §7.4); this agent has neither.
+    raise NetconfError.of(
+        ErrorType.PROTOCOL,
+        ErrorTag.OPERATION_NOT_SUPPORTED,
+        "delete-config needs :startup or :url, which this agent does not have",
+    )
+
+
 def _validate(session: Session, operation: etree._Element) -> Reply:
     params = _params(operation, ("source",))
     source = _datastore(params, "source", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
@@ -454,6 +482,8 @@ _HANDLERS: dict[str, Handler] = {
     f"{{{BASE_NS}}}get": _get,
     f"{{{BASE_NS}}}get-config": _get_config,
     f"{{{BASE_NS}}}edit-config": _edit_config,
+    f"{{{BASE_NS}}}copy-config": _copy_config,
+    f"{{{BASE_NS}}}delete-config": _delete_config,
     f"{{{BASE_NS}}}validate": _validate,
     f"{{{BASE_NS}}}commit": _commit,
     f"{{{BASE_NS}}}discard-changes": _discard_changes,

@@ -11,7 +11,12 @@ from pathlib import Path
 import asyncssh
 import pytest
 from lxml import etree
-from test_netconf_harness import (
+
+from agents.datastore import Datastore
+from agents.netconf.errors import BASE_NS
+from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
+from agents.netconf.server import NetconfCredentials, NetconfServer
+from agents.netconf.testing import (
     DEADLINE_S,
     INITIAL_RUNNING,
     NODE_ID,
@@ -23,11 +28,6 @@ from test_netconf_harness import (
     connect,
     running_agent,
 )
-
-from agents.datastore import Datastore
-from agents.netconf.errors import BASE_NS
-from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
-from agents.netconf.server import NetconfCredentials, NetconfServer
 from yang.schema import Schema
 
 CLIENT_HELLO_11 = (

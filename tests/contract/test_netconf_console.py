@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from lxml import etree
-from test_netconf_harness import (
+
+from agents.netconf.testing import (
     NODE_ID,
     NS,
     PASSWORD,

@@ -10,7 +10,9 @@ import pytest
 from lxml import etree
 from ncclient.operations import RPCError
 from ncclient.transport.errors import AuthenticationError
-from test_netconf_harness import (
+
+from agents.netconf.errors import BASE_NS
+from agents.netconf.testing import (
     LINK_ID,
     NODE_ID,
     NS,
@@ -21,8 +23,6 @@ from test_netconf_harness import (
     wait_until,
 )
 
-from agents.netconf.errors import BASE_NS
-
 OTHER_LINK = "33333333-3333-4333-8333-333333333333"
 
 
@@ -31,6 +31,10 @@ def _config(body: str) -> str:
         f'<config xmlns="{BASE_NS}" xmlns:nc="{BASE_NS}" xmlns:t="{TYPES_NS}">'
         f'<qkd_node xmlns="{NS}">{body}</qkd_node></config>'
     )
+
+
+def _source(body: str) -> str:
+    return f'<source xmlns="{BASE_NS}">{_config(body)}</source>'
 
 
 def _virt_link(link_id: str, bandwidth: str = "1000", operation: str = "") -> str:
@@ -218,6 +222,26 @@ def test_candidate_edit_validate_commit_and_discard(tmp_path: Path) -> None:
         session.edit_config(target="candidate", config=_config(_virt_link(OTHER_LINK)))
         session.discard_changes()
         assert _texts(session.get_config("candidate").data_ele, "//q:qkdl_id/text()") == [LINK_ID]
+
+
+def test_copy_config_replaces_whole_datastores(tmp_path: Path) -> None:
+    backend = FakeBackend()
+    with running_agent(tmp_path, backend) as agent, connect(agent) as session:
+        session.edit_config(target="running", config=_config(_virt_link(LINK_ID)))
+        session.copy_config(source="running", target="candidate")
+        assert _texts(session.get_config("candidate").data_ele, "//q:qkdl_id/text()") == [LINK_ID]
+        replacement = _source(f"<qkdn_id>{NODE_ID}</qkdn_id>{_virt_link(OTHER_LINK)}")
+        session.copy_config(source=replacement, target="running")
+        assert _texts(session.get_config("running").data_ele, "//q:qkdl_id/text()") == [OTHER_LINK]
+        assert len(backend.applied) == 2
+        before = _running(session)
+        with pytest.raises(RPCError) as caught:
+            session.copy_config(source=_source(_virt_link(LINK_ID)), target="running")
+        assert _error(caught).type == "application"  # qkdn_id is mandatory
+        assert _running(session) == before
+        with pytest.raises(RPCError) as caught:
+            session.delete_config(target="running")
+        assert _error(caught).tag == "operation-not-supported"
 
 
 def test_commit_of_invalid_candidate_is_refused_and_running_unchanged(tmp_path: Path) -> None:

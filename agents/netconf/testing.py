@@ -1,0 +1,206 @@
+"""A real NETCONF agent on 127.0.0.1 for tests and benchmarks, with a small fake backend.
+
+The agent (Datastore + NetconfServer) runs on its own event loop in a background thread,
+so that blocking clients (ncclient, netconf-console2) can drive it from the caller's
+thread. Keys are generated fresh in the given directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncssh
+import ncclient.transport.session
+from ncclient import manager
+
+from agents.datastore import Datastore
+from agents.netconf.server import NetconfCredentials, NetconfServer
+from yang.schema import Schema
+
+NS = "urn:etsi:qkd:yang:etsi-qkd-node"
+TYPES_NS = "urn:etsi:qkd:yang:etsi-qkd-node-types"
+NODE_ID = "11111111-1111-4111-8111-111111111111"
+LINK_ID = "22222222-2222-4222-8222-222222222222"
+USERNAME = "netconf"
+PASSWORD = "s3cret-for-tests"
+INITIAL_RUNNING = (
+    f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id>'
+    "<qkdn_location_id>lab</qkdn_location_id></qkd_node>"
+)
+DEADLINE_S = 10.0
+
+# ncclient polls its reply queue every TICK seconds; the default 0.1 s would cost 100 ms/RPC.
+NCCLIENT_TICK_S = 0.001
+
+_T = TypeVar("_T")
+
+
+class FakeBackend:
+    """Records what the datastore hands over; refuses when told to."""
+
+    def __init__(self) -> None:
+        self.veto_reason: str | None = None
+        self.applied: list[dict[str, Any]] = []
+        self.vetoed: list[dict[str, Any]] = []
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        if self.veto_reason is not None:
+            self.vetoed.append(new_running)
+        return self.veto_reason
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        self.applied.append(copy.deepcopy(new_running))
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        node = running.get("etsi-qkd-sdn-node:qkd_node", {})
+        links = node.get("qkd_links", {}).get("qkd_link", [])
+        state: dict[str, Any] = {"qkdn_status": "etsi-qkd-node-types:OPERATING"}
+        if links:
+            state["qkd_links"] = {
+                "qkd_link": [
+                    {"qkdl_id": link["qkdl_id"], "qkdl_performance": {"skr": 1000, "eskr": 900}}
+                    for link in links
+                ]
+            }
+        return {"etsi-qkd-sdn-node:qkd_node": state}
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    private_key_path: Path
+    public_line: str
+
+
+def make_keys(directory: Path) -> tuple[Path, ClientKeys]:
+    """A host key file and a client key pair, generated fresh."""
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+    host_key_path = directory / "host_key"
+    host_key.write_private_key(host_key_path)
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_path = directory / "client_key"
+    client_key.write_private_key(client_path)
+    public_line = client_key.export_public_key().decode().strip()
+    return host_key_path, ClientKeys(client_path, public_line)
+
+
+class AgentThread:
+    """One agent's NETCONF server on an event loop in a daemon thread."""
+
+    def __init__(
+        self,
+        directory: Path,
+        backend: FakeBackend,
+        max_message_size: int,
+        hello_timeout_s: float = 30.0,
+    ) -> None:
+        self.directory = directory
+        self.backend = backend
+        self.host_key_path, self.client_keys = make_keys(directory)
+        self.persist_path = directory / "running.xml"
+        self._max_message_size = max_message_size
+        self._hello_timeout_s = hello_timeout_s
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.server: NetconfServer | None = None
+        self.datastore: Datastore | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    def start(self) -> None:
+        self._thread.start()
+        self.call(self._start)
+
+    async def _start(self) -> None:
+        self.datastore = Datastore(
+            Schema.default(), self.backend, self.persist_path, INITIAL_RUNNING
+        )
+        credentials = NetconfCredentials(
+            USERNAME, PASSWORD, (self.client_keys.public_line,), self.host_key_path
+        )
+        self.server = NetconfServer(
+            self.datastore,
+            credentials,
+            max_message_size=self._max_message_size,
+            hello_timeout_s=self._hello_timeout_s,
+        )
+        await self.server.start()
+
+    def call(self, factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
+        """Run a coroutine on the agent's loop and wait for it (with a deadline)."""
+        return asyncio.run_coroutine_threadsafe(factory(), self._loop).result(DEADLINE_S)
+
+    def publish(self, xml: str) -> None:
+        server = self.server
+        assert server is not None
+
+        async def publish() -> None:
+            server.publish(xml)
+
+        self.call(publish)
+
+    def session_count(self) -> int:
+        server = self.server
+        assert server is not None
+
+        async def count() -> int:
+            return server.session_count
+
+        return self.call(count)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.call(self.server.stop)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(DEADLINE_S)
+        self._loop.close()
+
+
+@contextmanager
+def running_agent(
+    directory: Path,
+    backend: FakeBackend | None = None,
+    max_message_size: int = 1024 * 1024,
+    hello_timeout_s: float = 30.0,
+) -> Iterator[AgentThread]:
+    agent = AgentThread(directory, backend or FakeBackend(), max_message_size, hello_timeout_s)
+    agent.start()
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+def connect(agent: AgentThread, **options: Any) -> manager.Manager:
+    """An ncclient session to the agent (password login unless `options` say otherwise)."""
+    ncclient.transport.session.TICK = NCCLIENT_TICK_S
+    arguments: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": agent.port,
+        "username": USERNAME,
+        "password": PASSWORD,
+        "hostkey_verify": False,
+        "look_for_keys": False,
+        "allow_agent": False,
+        "timeout": DEADLINE_S,
+    }
+    arguments.update(options)
+    return manager.connect(**arguments)
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
+    end = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
