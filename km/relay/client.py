@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import grpc
 from km.link_pools import FAST_RECONNECT
 from km.relay import relay_pb2 as pb
 from km.relay import relay_pb2_grpc as pb_grpc
-from km.relay.errors import RelayFailure
+from km.relay.errors import FailureKind, RelayFailure
 from lab.plan import LabPlan
+
+DEFAULT_CONNECT_TIMEOUT_S = 1.0
 
 # The generated stub is untyped; calling it through a typed alias keeps strict mypy quiet.
 _RELAY_STUB: Callable[[grpc.aio.Channel], Any] = pb_grpc.RelayStub
@@ -40,20 +43,45 @@ class RelayClient:
         )
         self._stubs: dict[str, tuple[grpc.aio.Channel, Any]] = {}
 
-    def _stub(self, peer: str) -> Any:
+    def _channel(self, peer: str) -> tuple[grpc.aio.Channel, Any]:
         if peer not in self._stubs:
             channel = grpc.aio.secure_channel(
                 self._plan.node(peer).km_relay_address, self._credentials, options=FAST_RECONNECT
             )
             self._stubs[peer] = (channel, _RELAY_STUB(channel))
-        return self._stubs[peer][1]
+        return self._stubs[peer]
 
-    async def forward(self, peer: str, hop: pb.RelayHop, timeout: float, where: str) -> pb.RelayAck:
-        """Sends one hop to `peer`'s KM and waits for the ack from the end of the path."""
+    def connect_ahead(self, peers: Iterable[str]) -> None:
+        """Starts connecting (TCP + TLS handshake) to these KMs now, so that the first relay
+        does not pay for it; a KM that is not up yet is retried by gRPC (backoff <= 2 s)."""
+        for peer in peers:
+            self._channel(peer)[0].get_state(try_to_connect=True)
+
+    async def forward(
+        self,
+        peer: str,
+        hop: pb.RelayHop,
+        timeout: float,
+        where: str,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> pb.RelayAck:
+        """Sends one hop to `peer`'s KM and waits for the ack from the end of the path.
+
+        A channel that is not connected (peer starting, restarted, or down) gets up to
+        `connect_timeout` to connect before the KM is reported unreachable.
+        """
+        channel, stub = self._channel(peer)
+        if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
+            wait = min(connect_timeout, timeout)
+            try:
+                await asyncio.wait_for(channel.channel_ready(), wait)
+            except TimeoutError:
+                raise RelayFailure(
+                    FailureKind.UNAVAILABLE,
+                    f"{where}: key manager unreachable (no connection within {wait:.3g} s)",
+                ) from None
         try:
-            ack: pb.RelayAck = await self._stub(peer).Forward(
-                hop, timeout=timeout, wait_for_ready=False
-            )
+            ack: pb.RelayAck = await stub.Forward(hop, timeout=timeout, wait_for_ready=False)
         except grpc.aio.AioRpcError as exc:
             trailing: Any = exc.trailing_metadata() or ()  # aio.Metadata: (key, value) pairs
             metadata = [(str(key), value) for key, value in trailing]

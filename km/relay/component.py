@@ -87,6 +87,7 @@ class RelayComponent:
         self._server = server
         await self.pools.start()
         await self.node_link.start()
+        self._client.connect_ahead(pool.link.peer_node for pool in self.pools.pools)
 
     async def stop(self) -> None:
         await self.supplier.close()

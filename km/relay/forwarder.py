@@ -55,6 +55,7 @@ class RelayTimeouts:
     # The controller commits node by node: a hop may arrive before this node's KM has seen
     # its forwarding entry. Wait this long for it before refusing.
     entry_s: float = 1.0
+    connect_s: float = 1.0  # for a channel to the next KM that is not connected
 
 
 DEFAULT_TIMEOUTS = RelayTimeouts()
@@ -358,7 +359,9 @@ class Forwarder:
         remaining = deadline - time.monotonic() - HOP_MARGIN_S
         if remaining <= 0:
             raise RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no time left for this hop")
-        return await self.client.forward(self.name_of(assoc.next_hop), msg, remaining, where)
+        return await self.client.forward(
+            self.name_of(assoc.next_hop), msg, remaining, where, self.timeouts.connect_s
+        )
 
     def _pool(self, peer: str, where: str) -> LinkKeyPool:
         try:

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from test_relay_fakes import FakeAgent, make_plan, wait_until
-
 from agents.main import running_agents
 from agents.testing import LinkSpec, make_test_plan
 from km.link_pools import LinkKeyPools, PoolState
+from km.relay.testing import FakeAgent, make_plan, wait_until
 from lab.plan import Settings
 
 

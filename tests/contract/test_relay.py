@@ -16,7 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_relay_fakes import FakeAgent, install_path, make_plan, reject, wait_until
 
 from km.key_store import KeyClaimError, KeyStore, StoredKey
 from km.node_link import node_link_pb2 as nl
@@ -25,11 +24,12 @@ from km.relay.client import RelayClient
 from km.relay.component import RelayComponent
 from km.relay.errors import FailureKind, RelayFailure
 from km.relay.forwarder import RelayTimeouts
+from km.relay.testing import FakeAgent, install_path, make_plan, reject, wait_until
 from km.supply import SupplyError
 from lab.plan import LabPlan
 from lab.timeline import Tracer, read_events
 
-FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.2)
+FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.2, connect_s=0.3)
 
 
 @dataclasses.dataclass
@@ -237,7 +237,9 @@ class _Tap:
         self.corrupt = corrupt
         self.sent: list[pb.RelayHop] = []
 
-    async def forward(self, peer: str, hop: pb.RelayHop, timeout: float, where: str) -> pb.RelayAck:
+    async def forward(
+        self, peer: str, hop: pb.RelayHop, timeout: float, where: str, connect_timeout: float
+    ) -> pb.RelayAck:
         copy = pb.RelayHop()
         copy.CopyFrom(hop)
         self.sent.append(copy)
@@ -245,7 +247,7 @@ class _Tap:
             sealed = bytearray(hop.sealed)
             sealed[-1] ^= 0x01
             hop.sealed = bytes(sealed)
-        return await self.inner.forward(peer, hop, timeout, where)
+        return await self.inner.forward(peer, hop, timeout, where, connect_timeout)
 
 
 def test_tampering_replay_and_impersonation_are_refused(tmp_path: Path) -> None:

@@ -6,10 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from test_relay_fakes import FakeAgent, empty_config, install_path, make_plan, wait_until
 
 from km.associations import AppRequest, NodeView
 from km.node_link.client import NodeLinkClient
+from km.relay.testing import FakeAgent, empty_config, install_path, make_plan, wait_until
 from km.supply import SupplyError
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from test_relay_fakes import wait_until
 
 from agents.datastore import DatastoreName
 from agents.main import AgentHandle, running_agents
@@ -25,6 +24,7 @@ from controller.model import Path as RoutePath
 from km.key_store import KeyStore
 from km.relay.component import RelayComponent
 from km.relay.forwarder import RelayTimeouts
+from km.relay.testing import wait_until
 from km.supply import SupplyError
 from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings
