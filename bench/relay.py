@@ -25,6 +25,7 @@ import itertools
 import json
 import secrets
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -33,33 +34,26 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
+# `python bench/relay.py` puts bench/ first on sys.path, where bench/controller.py would
+# shadow the controller package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from agents.keystream import key_material
-from controller.intents.compile import RelaySettings, compile_install
-from controller.model import KeyRequest
-from controller.model import Path as RoutePath
-from km.associations import AppRequest, Associations, parse_node_config
-from km.key_store import KeyStore
-from km.link_pools import LinkKeyPools
-from km.relay.client import RelayClient, tls_material
-from km.relay.forwarder import Forwarder
-from km.relay.servicer import relay_server
-from km.relay.supplier import RelaySupplier
-from lab.launcher import free_ports
-from lab.pki import create_lab_pki
-from lab.plan import (
-    AppPlan,
-    ControllerPlan,
-    Credentials,
-    LabPlan,
-    LinkPlan,
-    NodePlan,
-    Settings,
-    link_uuid,
-    node_uuid,
-)
-from yang.schema import Schema
+import grpc  # noqa: E402
+
+from agents.keystream import key_material  # noqa: E402
+from controller.intents.compile import RelaySettings, compile_install  # noqa: E402
+from controller.model import KeyRequest  # noqa: E402
+from controller.model import Path as RoutePath  # noqa: E402
+from km.associations import AppRequest, Associations, parse_node_config  # noqa: E402
+from km.key_store import KeyStore  # noqa: E402
+from km.link_pools import LinkKeyPools  # noqa: E402
+from km.relay.client import RelayClient, tls_material  # noqa: E402
+from km.relay.forwarder import Forwarder  # noqa: E402
+from km.relay.servicer import relay_server  # noqa: E402
+from km.relay.supplier import RelaySupplier  # noqa: E402
+from km.relay.testing import make_plan  # noqa: E402
+from lab.plan import LabPlan  # noqa: E402
+from yang.schema import Schema  # noqa: E402
 
 TARGETS_MS = {"warm": 2.0, "cold 2 hops": 5.0, "cold 10 hops": 15.0}
 CHUNK_BYTES = 32
@@ -67,31 +61,7 @@ CHUNK_BYTES = 32
 
 def chain_plan(state: Path, hops: int) -> LabPlan:
     names = [f"qnode{i}" for i in range(1, hops + 2)]
-    pki = create_lab_pki(state, names, ["app1", "app2"])
-    ports = iter(free_ports(5 * len(names) + 1))
-    nodes = tuple(NodePlan(n, node_uuid(n), "", *(next(ports) for _ in range(5))) for n in names)
-    links = []
-    for i, (a, b) in enumerate(itertools.pairwise(names)):
-        seed = state / f"link-{i}.seed"
-        seed.write_bytes(secrets.token_bytes(32))
-        links.append(
-            LinkPlan(link_uuid(a, b), a, b, 2, 1, 10.0, 0.0, "commercial", None, None, str(seed))
-        )
-    return LabPlan(
-        name=f"bench-{hops}",
-        state_dir=str(state),
-        topology_file="",
-        settings=Settings(),
-        nodes=nodes,
-        links=tuple(links),
-        apps=(
-            AppPlan("app1", names[0], str(pki.saes["app1"].cert), str(pki.saes["app1"].key)),
-            AppPlan("app2", names[-1], str(pki.saes["app2"].cert), str(pki.saes["app2"].key)),
-        ),
-        credentials=Credentials("qkdsdn", "", "", "", str(pki.ca.cert), str(pki.ca.key)),
-        controller=ControllerPlan(next(ports), str(pki.controller.cert), str(pki.controller.key)),
-        node_certs={n: (str(pki.kms[n].cert), str(pki.kms[n].key)) for n in names},
-    )
+    return make_plan(state, names, list(itertools.pairwise(names)))
 
 
 @dataclass
