@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from agents.datastore import Datastore, DatastoreName
@@ -141,3 +144,99 @@ def test_broken_framing_closes_the_session_and_releases_its_locks(tmp_path: Path
     session.data_received(_rpc("<get/>", 2))  # ignored after close
     transport.decoder.set_mode(FramingMode.CHUNKED)
     assert [r.get("message-id") for r in transport.messages()] == ["1"]
+
+
+# ---- properties: no input crashes a session or leaves running invalid ------------------------
+
+_LINK_IDS = [f"22222222-2222-4222-8222-00000000000{i}" for i in range(3)]
+_OPERATIONS = [None, None, None, "merge", "replace", "create", "delete", "remove", "explode"]
+
+
+def _attribute(draw: st.DrawFn) -> str:
+    operation = draw(st.sampled_from(_OPERATIONS))
+    return f' nc:operation="{operation}"' if operation else ""
+
+
+@st.composite
+def _leaf(draw: st.DrawFn, name: str, values: list[str]) -> str:
+    return f"<{name}{_attribute(draw)}>{draw(st.sampled_from(values))}</{name}>"
+
+
+@st.composite
+def _link(draw: st.DrawFn) -> str:
+    parts = [f"<qkdl_id>{draw(st.sampled_from(_LINK_IDS))}</qkdl_id>"]
+    optional = [
+        _leaf("qkdl_type", ["t:VIRT", "t:PHYS", "t:NOPE"]),
+        _leaf("qkdl_enable", ["true", "false", "maybe"]),
+        _leaf("virt_bandwidth", ["100", "0", "-1"]),
+        _leaf("virt_next_hop", [NODE_ID, "not-a-uuid"]),
+        _leaf("bogus", ["1"]),
+    ]
+    for strategy in optional:
+        if draw(st.booleans()):
+            parts.append(draw(strategy))
+    return f"<qkd_link{_attribute(draw)}>{''.join(parts)}</qkd_link>"
+
+
+@st.composite
+def _nodes(draw: st.DrawFn) -> str:
+    kind = draw(st.sampled_from(["location", "links", "links", "id"]))
+    if kind == "location":
+        return draw(_leaf("qkdn_location_id", ["lab", "", "room 2"]))
+    if kind == "id":
+        return draw(_leaf("qkdn_id", [NODE_ID, "not-a-uuid"]))
+    links = draw(st.lists(_link(), min_size=1, max_size=3))
+    return f"<qkd_links{_attribute(draw)}>{''.join(links)}</qkd_links>"
+
+
+@given(
+    st.lists(_nodes(), min_size=1, max_size=2),
+    st.sampled_from(["running", "candidate"]),
+    st.sampled_from(["merge", "replace", "none"]),
+    st.sampled_from(["stop-on-error", "continue-on-error", "rollback-on-error"]),
+)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_random_edits_answer_and_running_stays_valid(
+    tmp_path_factory: pytest.TempPathFactory,
+    nodes: list[str],
+    target: str,
+    default: str,
+    error_option: str,
+) -> None:
+    agent = _agent(tmp_path_factory.mktemp("edit"))
+    session, transport = _open(agent)
+    before = agent.datastore.running_json()
+    config = (
+        f'<config xmlns:nc="{BASE_NS}" xmlns:t="urn:etsi:qkd:yang:etsi-qkd-node-types">'
+        f'<qkd_node xmlns="{NS}">{"".join(nodes)}</qkd_node></config>'
+    )
+    session.data_received(
+        _rpc(
+            f"<edit-config><target><{target}/></target>"
+            f"<default-operation>{default}</default-operation>"
+            f"<error-option>{error_option}</error-option>{config}</edit-config>",
+            1,
+        )
+    )
+    (reply,) = transport.messages()
+    ok = reply.find(f"{{{BASE_NS}}}ok") is not None
+    event("ok" if ok else str(reply.findtext(f".//{{{BASE_NS}}}error-tag")))
+    assert ok or reply.find(f"{{{BASE_NS}}}rpc-error") is not None
+    if not ok and error_option != "continue-on-error":
+        assert agent.datastore.running_json() == before
+    agent.datastore.validate(DatastoreName.RUNNING)  # running is always valid
+
+
+@given(st.binary(max_size=300))
+@settings(max_examples=200, deadline=None)
+def test_arbitrary_bytes_after_hello_never_raise(
+    tmp_path_factory: pytest.TempPathFactory, garbage: bytes
+) -> None:
+    agent = _agent(tmp_path_factory.mktemp("garbage"))
+    session, transport = _open(agent)
+    session.data_received(garbage)
+    session.data_received(encode_message(garbage or b"x", FramingMode.CHUNKED))
+    if session.state is SessionState.ESTABLISHED:
+        for reply in transport.messages():
+            assert etree.QName(reply).localname == "rpc-reply"
+    agent.datastore.validate(DatastoreName.RUNNING)
