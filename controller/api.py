@@ -324,8 +324,7 @@ class Controller:
         except ValueError as error:
             log.warning("sdqkdn_application_new refused: %s", error)
             return
-        if self.intent_service.find_active(request) is None:
-            self._spawn(self.intent_service.submit(request))
+        self._spawn(self.intent_service.submit_once(request))
 
     def _react(self, event: TopologyEvent) -> None:
         """Re-route what a lost link or node carried; retry failed intents when one returns."""

@@ -138,6 +138,15 @@ class IntentService:
         async with self._queue:
             return await self._submit(request, intent_id or Intent.new_id())
 
+    async def submit_once(self, request: KeyRequest) -> Intent:
+        """As `submit`, unless an intent for the same applications and nodes is already
+        installed when its turn comes (a node may announce the same application twice)."""
+        async with self._queue:
+            active = self.find_active(request)
+            if active is not None:
+                return active
+            return await self._submit(request, Intent.new_id())
+
     async def withdraw(self, intent_id: IntentId) -> Intent:
         async with self._queue:
             intent = self.get(intent_id)

@@ -289,3 +289,18 @@ def test_rebuild_from_node_configurations() -> None:
     assert fresh.reservations() == net.service.reservations()
     run(fresh.withdraw(intent.intent_id))
     assert all(not e for e in net.entries().values())
+
+
+def test_the_same_application_announced_twice_gives_one_intent() -> None:
+    net = Net()
+
+    async def twice() -> tuple[str, str]:
+        request = net.request("a", "c")
+        first, second = await asyncio.gather(
+            net.service.submit_once(request), net.service.submit_once(request)
+        )
+        return first.intent_id, second.intent_id
+
+    first, second = run(twice())
+    assert first == second
+    assert len(net.service.intents()) == 1
