@@ -80,9 +80,16 @@ class _End:
     next_index: int = 0
     low: int = 0  # every index below was consumed by this end
     consumed: set[int] = field(default_factory=set)
+    in_flight: set[int] = field(default_factory=set)  # asked for, answer not yet given
 
     def has_consumed(self, index: int) -> bool:
         return index < self.low or index in self.consumed
+
+    def next_free(self, window: int) -> int:
+        index = self.next_index
+        while index in self.in_flight and index < self.low + window:
+            index += 1
+        return index
 
     def consume(self, index: int) -> None:
         self.consumed.add(index)
@@ -222,17 +229,36 @@ class KeyStreamService:
         if stream is None or caller not in stream.ends or not stream.ends[caller].is_open:
             return pb.GetKeyResponse(status=Status.NO_QKD_CONNECTION)
         end = stream.ends[caller]
-        index = request.index if request.HasField("index") else end.next_index
+        explicit = request.HasField("index")
+        index = request.index if explicit else end.next_free(self.limits.window)
         metadata = self._metadata(stream, index)
         if len(metadata) > request.metadata_size and stream.qos.metadata_mimetype:
             return pb.GetKeyResponse(status=Status.GET_KEY_METADATA_TOO_SMALL, index=index)
-        if end.has_consumed(index) or index >= end.low + self.limits.window:
+        if (
+            end.has_consumed(index)
+            or index in end.in_flight
+            or index >= end.low + self.limits.window
+        ):
             return pb.GetKeyResponse(status=Status.GET_KEY_INSUFFICIENT_KEY, index=index)
-        if stream.remote:
-            status, key = await self._remote_key(stream, caller, index)
-        else:
-            status, key = self._local_key(stream, caller, index)
+        try:
+            self.access.check(caller, [stream.peer_of(caller).sae], 1, stream.chunk_bytes * 8)
+        except AccessDenied as exc:
+            if exc.status_code == 503:  # rate: ETSI 004 has no code of its own for it
+                return pb.GetKeyResponse(status=Status.GET_KEY_INSUFFICIENT_KEY, index=index)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
+        # Reserve the index before any await: two concurrent calls never fetch the same one.
+        end.in_flight.add(index)
+        end.next_index = max(end.next_index, index + 1)
+        try:
+            if stream.remote:
+                status, key = await self._remote_key(stream, caller, index)
+            else:
+                status, key = self._local_key(stream, caller, index)
+        finally:
+            end.in_flight.discard(index)
         if status is not Status.SUCCESSFUL:
+            if not explicit:  # the next call without an index asks for this one again
+                end.next_index = min(end.next_index, index)
             return pb.GetKeyResponse(status=status, index=index)
         end.consume(index)
         return pb.GetKeyResponse(
@@ -265,7 +291,9 @@ class KeyStreamService:
             )
             try:
                 await self.supply.place_keys([key])
-            except (SupplyError, ValueError) as exc:
+            except ValueError:  # that key_ID exists already: the index was served
+                return Status.GET_KEY_INSUFFICIENT_KEY, b""
+            except SupplyError as exc:
                 log.warning("stream %s index %d not relayed: %s", stream.stream_id, index, exc)
                 return Status.NO_QKD_CONNECTION, b""
             return Status.SUCCESSFUL, key.material

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_km_harness import KmHarness, make_pki
 
 from km.access import AccessPolicy
 from km.etsi014.server import TlsFiles, client_tls_context
 from km.etsi014.service import Etsi014Limits
+from km.etsi014.testing import KmHarness, make_pki
 from lab.pki import LabPki, create_lab_pki
 
 ROOT = Path(__file__).resolve().parents[2]

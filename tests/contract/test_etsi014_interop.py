@@ -13,7 +13,8 @@ import pytest
 from etsi_qkd_014_client import QKD014Client  # type: ignore[import-untyped]
 from qkdsec.client.etsi014 import ETSI014Client  # type: ignore[import-untyped]
 from qkdsec.doctor.probes import ProbeStatus, run_all  # type: ignore[import-untyped]
-from test_km_harness import KmHarness, make_pki
+
+from km.etsi014.testing import KmHarness, make_pki
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_km_harness import make_pki, make_plan
 
 from km.etsi014.server import TlsFiles, client_tls_context
+from km.etsi014.testing import make_pki, make_plan
 from lab.pki import LabPki
 
 ROOT = Path(__file__).resolve().parents[2]

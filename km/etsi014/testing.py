@@ -1,4 +1,4 @@
-"""Shared set-up for the key manager contract tests (no tests here).
+"""Test support for the key manager (imported by its contract tests and benchmarks).
 
 A `KmHarness` runs one real KM front end (ETSI 014 over uvicorn with mutual TLS, optionally
 ETSI 004 over gRPC) on 127.0.0.1 in a background event loop, with certificates made by
