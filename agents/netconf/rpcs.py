@@ -177,7 +177,7 @@ def _required(params: dict[str, etree._Element], name: str) -> etree._Element:
 def _datastore(
     params: dict[str, etree._Element], name: str, allowed: Sequence[DatastoreName]
 ) -> DatastoreName | etree._Element:
-    """<target>/<source>: a datastore name, or the inline <config> where `allowed` is empty."""
+    """<target>/<source>: one of `allowed`, or (for <source> only) an inline <config>."""
     choice = _elements(_required(params, name))
     if len(choice) == 1:
         qname = etree.QName(choice[0])
