@@ -288,3 +288,33 @@ def test_slave_without_timeout_gets_insufficient_key_at_once(pki: LabPki, tmp_pa
             assert got.status == Status.GET_KEY_INSUFFICIENT_KEY
 
     run(body)
+
+
+def test_concurrent_get_key_never_hands_out_an_index_twice(pki: LabPki, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with (
+            two_kms(tmp_path, pki) as kms,
+            channel(pki, kms["n1"].port, "a") as ca,
+            channel(pki, kms["n2"].port, "d") as cd,
+        ):
+            a, d = pb_grpc.KeyDeliveryStub(ca), pb_grpc.KeyDeliveryStub(cd)
+            sid = (
+                await a.OpenConnect(pb.OpenConnectRequest(source="a", destination="d"))
+            ).key_stream_id
+            await d.OpenConnect(
+                pb.OpenConnectRequest(
+                    source="d", destination="a", key_stream_id=sid, qos=qos(timeout=5000)
+                )
+            )
+            got_a = await asyncio.gather(
+                *(a.GetKey(pb.GetKeyRequest(key_stream_id=sid)) for _ in range(20))
+            )
+            got_d = await asyncio.gather(
+                *(d.GetKey(pb.GetKeyRequest(key_stream_id=sid)) for _ in range(20))
+            )
+            assert sorted(r.index for r in got_a) == list(range(20))
+            by_index = {r.index: r.key_buffer for r in got_a}
+            assert all(r.status == 0 and by_index[r.index] == r.key_buffer for r in got_d)
+            assert sorted(r.index for r in got_d) == list(range(20))
+
+    run(body)
