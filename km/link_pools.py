@@ -110,7 +110,11 @@ class LinkEnd:
 
 
 class LinkKeyPool:
-    """Fetched link keys of one PHYS link, by index, until used. Single event loop only."""
+    """Fetched link keys of one PHYS link, by index, until used. Single event loop only.
+
+    Each parity (this end's, the peer's) has its own cursor and half of the pool: with one-way
+    traffic the peer's keys, which only the peer uses, cannot crowd out this end's.
+    """
 
     def __init__(self, link: LinkEnd, max_bits: int) -> None:
         if max_bits <= 0:
@@ -120,9 +124,11 @@ class LinkKeyPool:
         self._keys: dict[int, bytes] = {}
         self._own: list[int] = []  # min-heap of held indices of this end's parity
         self._peer: list[int] = []  # min-heap of peer indices held (may hold taken ones)
-        self._bits = 0
-        self._frontier = 0  # every index below was fetched, used, or skipped at this end
-        self._fetched_ahead: set[int] = set()  # fetched out of order, at or above the frontier
+        self._bits = [0, 0]  # held bits by parity (index % 2)
+        # Per parity, the next index to fetch in order: every index of that parity below it
+        # was fetched, used or skipped at this end.
+        self._cursor = [0, 1]
+        self._fetched_ahead: set[int] = set()  # fetched out of order, at or above its cursor
         self._wanted: set[int] = set()  # peer indices a take_index waits for, not fetched yet
         self._changed = asyncio.Event()
         self._need = asyncio.Event()
@@ -131,25 +137,26 @@ class LinkKeyPool:
 
     def __repr__(self) -> str:
         return (
-            f"LinkKeyPool({self.link.label()}, level_bits={self._bits}, state={self.state.value},"
-            f" frontier={self._frontier})"
+            f"LinkKeyPool({self.link.label()}, level_bits={self.level_bits},"
+            f" state={self.state.value}, frontier={self.frontier})"
         )
 
     @property
     def level_bits(self) -> int:
-        return self._bits
+        return self._bits[0] + self._bits[1]
 
     @property
     def state(self) -> PoolState:
-        if self._bits >= READY_FRACTION * self.max_bits:
+        if self.level_bits >= READY_FRACTION * self.max_bits:
             return PoolState.READY
-        if self._bits < EMPTY_FRACTION * self.max_bits:
+        if self.level_bits < EMPTY_FRACTION * self.max_bits:
             return PoolState.EMPTY
         return PoolState.WARNING
 
     @property
     def frontier(self) -> int:
-        return self._frontier
+        """Every index below it was fetched, used or skipped at this end."""
+        return min(self._cursor)
 
     def ready_for_sending(self) -> int:
         """Indices of this end's parity held now."""
@@ -194,7 +201,7 @@ class LinkKeyPool:
                     self._check_peer_index(index)
                 if not missing:
                     break
-                self._wanted.update(i for i in missing if i >= self._frontier)
+                self._wanted.update(missing)
                 self._need.set()
                 await self._wait_change(
                     deadline, f"no link key at index {missing[0]} on {self.link.label()}"
@@ -209,11 +216,16 @@ class LinkKeyPool:
 
     def next_wanted(self) -> int | None:
         """A peer index someone waits for and that was not fetched yet."""
-        ahead = [i for i in self._wanted if i >= self._frontier and i not in self._fetched_ahead]
+        ahead = [i for i in self._wanted if self._fetchable(i)]
         return min(ahead) if ahead else None
 
+    def next_in_order(self) -> int | None:
+        """The next index to fetch in order, of a parity whose half of the pool has room."""
+        room = [self._cursor[p] for p in (0, 1) if self._bits[p] < self.max_bits / 2]
+        return min(room) if room else None
+
     def wants_more(self) -> bool:
-        return self._bits < self.max_bits or self.next_wanted() is not None
+        return self.next_in_order() is not None or self.next_wanted() is not None
 
     async def wait_for_need(self) -> None:
         while not self.wants_more():
@@ -222,34 +234,39 @@ class LinkKeyPool:
 
     def put(self, index: int, material: bytes) -> None:
         """A key the module handed out at `index` (consumed at the module from now on)."""
-        if index in self._keys or index < self._frontier or index in self._fetched_ahead:
+        if index < 0 or index in self._keys or not self._fetchable(index):
             log.warning("%s: module returned index %d twice; ignored", self.link.label(), index)
             return
+        parity = index % 2
         self._keys[index] = material
-        self._bits += len(material) * 8
+        self._bits[parity] += len(material) * 8
         heapq.heappush(self._own if self.link.is_ours(index) else self._peer, index)
-        if index == self._frontier:
-            self._frontier += 1
-            while self._frontier in self._fetched_ahead:
-                self._fetched_ahead.discard(self._frontier)
-                self._frontier += 1
+        if index == self._cursor[parity]:
+            self._advance_cursor(parity, index + 2)
         else:
             self._fetched_ahead.add(index)
         self._notify()
 
     def mark_gone(self, index: int) -> None:
         """The module will never deliver `index` at this end (consumed or expired)."""
-        if index >= self._frontier and index not in self._keys:
-            self._fetched_ahead.add(index)
+        if self._fetchable(index):
+            if index == self._cursor[index % 2]:
+                self._advance_cursor(index % 2, index + 2)
+            else:
+                self._fetched_ahead.add(index)
             self._wanted.discard(index)
             self._notify()
 
     def advance_frontier(self, index: int) -> None:
-        """The module's next unconsumed index is `index`: lower ones are gone at this end."""
-        if index > self._frontier:
-            self._fetched_ahead = {i for i in self._fetched_ahead if i >= index}
-            self._frontier = index
-            self._notify()
+        """The module's oldest unconsumed index is `index`: lower ones are gone at this end."""
+        for parity in (0, 1):
+            start = index if index % 2 == parity else index + 1
+            if start > self._cursor[parity]:
+                self._fetched_ahead = {
+                    i for i in self._fetched_ahead if i % 2 != parity or i >= start
+                }
+                self._advance_cursor(parity, start)
+        self._notify()
 
     def discard_own_below(self, frontier: int) -> int:
         """Drops this end's indices below the peer's frontier (the peer can no longer match
@@ -265,6 +282,16 @@ class LinkKeyPool:
         self._notify()
 
     # ---------------------------------------------------------------- internals
+
+    def _fetchable(self, index: int) -> bool:
+        """Not fetched, used or skipped yet at this end."""
+        return index >= self._cursor[index % 2] and index not in self._fetched_ahead
+
+    def _advance_cursor(self, parity: int, to: int) -> None:
+        while to in self._fetched_ahead:
+            self._fetched_ahead.discard(to)
+            to += 2
+        self._cursor[parity] = to
 
     def _pop_ours(self, nbytes: int) -> list[int] | None:
         """Pops the smallest own indices holding `nbytes`, or pops none and returns None."""
@@ -287,22 +314,24 @@ class LinkKeyPool:
             raise LinkKeyUnavailable(
                 f"{self.link.label()}: index {index} has this end's parity; the peer may not use it"
             )
-        if index in self._keys:
+        if index in self._keys or self._fetchable(index):
             return
-        if index < self._frontier or index in self._fetched_ahead:
-            raise LinkKeyUnavailable(
-                f"{self.link.label()}: link-key index {index} already used or skipped (replay?)",
-                frontier=self._next_matchable_after(index) if index < self._frontier else None,
-            )
+        raise LinkKeyUnavailable(
+            f"{self.link.label()}: link-key index {index} already used or skipped (replay?)",
+            frontier=self._next_matchable_after(index),
+        )
 
     def _next_matchable_after(self, index: int) -> int:
-        """The smallest peer index above `index` held here, else the frontier (fetchable)."""
+        """The smallest peer index above `index` held here or still fetchable."""
+        candidate = max(index + 2, self._cursor[index % 2])
+        while candidate in self._fetched_ahead:  # bounded: the set is finite
+            candidate += 2
         held = [i for i in self._peer if i > index and i in self._keys]
-        return min([*held, self._frontier])
+        return min([*held, candidate])
 
     def _remove(self, index: int) -> bytes:
         material = self._keys.pop(index)
-        self._bits -= len(material) * 8
+        self._bits[index % 2] -= len(material) * 8
         self._need.set()
         return material
 
@@ -408,7 +437,14 @@ class _PoolFetcher:
         while True:
             await self.pool.wait_for_need()
             wanted = self.pool.next_wanted()
-            index = wanted if wanted is not None else (None if find_start else self.pool.frontier)
+            if wanted is not None:
+                index: int | None = wanted
+            elif find_start:
+                index = None
+            else:
+                index = self.pool.next_in_order()
+                if index is None:
+                    continue
             request = pb.GetKeyRequest(key_stream_id=self.pool.link.qkdl_id)
             if index is not None:
                 request.index = index

@@ -128,3 +128,20 @@ def test_pools_against_real_agents_agree_and_follow_link_faults(tmp_path: Path) 
                     await p.stop()
 
     asyncio.run(run())
+
+
+def test_one_way_traffic_never_starves_the_sender(tmp_path: Path) -> None:
+    """qnode1 only sends: the peer's keys it holds must not crowd out its own."""
+
+    async def run() -> None:
+        agents, pools = await _pair(tmp_path, 256 * 8)
+        try:
+            one, two = pools["qnode1"].for_peer("qnode2"), pools["qnode2"].for_peer("qnode1")
+            for _ in range(40):  # five times the pool size
+                index, key = await one.take_for_sending(2.0)
+                assert await two.take_index(index, 2.0) == key
+            assert one.level_bits <= 256 * 8 and two.level_bits <= 256 * 8
+        finally:
+            await _close(agents, pools)
+
+    asyncio.run(run())

@@ -185,3 +185,16 @@ def test_a_gap_the_module_expired_is_reported_with_where_matching_resumes() -> N
             await pool.take_index(20, 1.0)
 
     asyncio.run(run())
+
+
+def test_each_parity_has_half_the_pool() -> None:
+    pool = LinkKeyPool(EVEN, 256 * 4)  # two keys per parity
+    assert pool.next_in_order() == 0
+    pool.put(1, b"\x01" * 32)
+    pool.put(3, b"\x03" * 32)  # the peer's half is full: fetch only this end's indices now
+    assert pool.next_in_order() == 0
+    pool.put(0, b"\x00" * 32)
+    assert pool.next_in_order() == 2
+    pool.put(2, b"\x02" * 32)
+    assert pool.next_in_order() is None and not pool.wants_more()
+    assert pool.level_bits == 256 * 4 and pool.frontier == 4
