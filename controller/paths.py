@@ -112,8 +112,9 @@ HopCost = Callable[[DeviceId, DeviceId, EdgeData], float | None]  # None hides t
 def _k_paths(view: RouteView, request: KeyRequest, k: int, cost: HopCost | None) -> list[Path]:
     """Best path (BFS, or A* when hops have costs); Yen's k-shortest for k > 1.
 
-    Every hop costs at least 1, so "0 at the destination, 1 next to it, else 2" never
-    overestimates: A* then expands little more than the nodes around the two ends."""
+    Every hop costs at least 1, so the rest of the way from a node costs at least
+    min(its direct hop to the destination, 2) (2 when it has none): a consistent heuristic,
+    with which A* expands little more than the source and the best middle nodes."""
     need = need_of(request)
     src, dst = request.src, request.dst
     graph = view.routing()
@@ -124,10 +125,14 @@ def _k_paths(view: RouteView, request: KeyRequest, k: int, cost: HopCost | None)
             else:
                 near = graph[dst]
 
-                def hops_left(node: DeviceId, target: DeviceId) -> float:
-                    return 0.0 if node == dst else 1.0 if node in near else 2.0
+                def remaining(node: DeviceId, target: DeviceId) -> float:
+                    if node == dst:
+                        return 0.0
+                    edge = near.get(node)
+                    direct = None if edge is None else cost(node, dst, edge)
+                    return 2.0 if direct is None else min(direct, 2.0)
 
-                nodes = nx.astar_path(graph, src, dst, heuristic=hops_left, weight=cost)
+                nodes = nx.astar_path(graph, src, dst, heuristic=remaining, weight=cost)
             found = [nodes]
         else:
             found = list(
