@@ -36,17 +36,30 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_CN_MEMO = "qkdsdn.client_cert_cn"
+
+
 def sae_id_from_scope(scope: Any) -> str | None:
-    """The CN of the client certificate, from the ASGI TLS extension; None without one."""
-    tls = scope.get("extensions", {}).get("tls") or {}
+    """The CN of the client certificate, from the ASGI TLS extension; None without one.
+
+    The server hands every request of a connection the same extension dict, so the parsed
+    CN is memoised in it: parsing the name took more time than storing the key."""
+    tls = scope.get("extensions", {}).get("tls")
+    if not tls:
+        return None
+    if _CN_MEMO in tls:
+        memo: str | None = tls[_CN_MEMO]
+        return memo
     name = tls.get("client_cert_name")
-    if not name:
-        return None
-    try:
-        attrs = x509.Name.from_rfc4514_string(name).get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:
-        return None
-    return str(attrs[0].value) if attrs else None
+    cn = None
+    if name:
+        try:
+            attrs = x509.Name.from_rfc4514_string(name).get_attributes_for_oid(NameOID.COMMON_NAME)
+            cn = str(attrs[0].value) if attrs else None
+        except ValueError:
+            cn = None
+    tls[_CN_MEMO] = cn
+    return cn
 
 
 def caller_sae(request: Request) -> str:
