@@ -27,6 +27,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lab.plan import HOST
 
+STOP_GRACE_S = 0.5  # time given to requests in progress when the server stops
+
 ASGIApp = Any  # an ASGI 3 application: (scope, receive, send) -> awaitable
 
 
@@ -155,7 +157,17 @@ class MutualTlsServer:
             self._sock.close()
             return
         self._server.should_exit = True
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
+        except TimeoutError:
+            # Idle keep-alive clients that never answer the TLS close_notify: drop them.
+            for connection in list(self._server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        except asyncio.CancelledError:
+            pass
         self._task = None
         self._sock.close()
