@@ -49,6 +49,7 @@ LONG_POLL_MS = 250
 # an index will never be delivered at this end.
 MESSAGE_METADATA = "qkdsdn-message"
 GONE_MESSAGES = frozenset({"consumed", "expired", "negative index"})
+PROBE_AFTER_MISSES = 8
 
 
 # gRPC's default reconnect backoff grows to 120 s: a restarted agent (or peer KM) would stay
@@ -434,6 +435,7 @@ class _PoolFetcher:
         key) only to find where to start, or to jump past keys the module expired."""
         waiting = iter(NOT_YET_GENERATED.delays())
         find_start = True
+        misses = 0
         while True:
             await self.pool.wait_for_need()
             wanted = self.pool.next_wanted()
@@ -459,6 +461,7 @@ class _PoolFetcher:
                     find_start = False
                 self.pool.put(reply.index, reply.key_buffer)
                 waiting = iter(NOT_YET_GENERATED.delays())
+                misses = 0
             elif reply.status == STATUS_INSUFFICIENT_KEY:
                 if not self.pool.link_up:
                     self.pool.set_link_up(True)
@@ -468,6 +471,11 @@ class _PoolFetcher:
                     else:
                         find_start = True  # expired or consumed here: jump to the oldest left
                     continue
+                misses += 1
+                if index is not None and index != wanted and misses % PROBE_AFTER_MISSES == 0:
+                    # A module that does not say why: ask for its oldest key instead, in case
+                    # this index is gone rather than not generated yet.
+                    find_start = True
                 await asyncio.sleep(next(waiting))
             else:
                 raise _LinkTrouble(f"GetKey status {reply.status} {await _message(call)}".rstrip())

@@ -46,6 +46,8 @@ HOP_MARGIN_S = 0.05
 # Tries of one hop when the next KM cannot match the link-key index (a gap where its module
 # expired keys before it fetched them, or it restarted): each try skips one such gap.
 MAX_HOP_ATTEMPTS = 3
+# The largest `relay/buffer` a hop carries in one refill batch.
+MAX_BUFFER = 1024
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,7 @@ class Forwarder:
             )
         except ValueError as exc:
             raise RelayFailure(FailureKind.BAD_REQUEST, f"{where}: {exc}") from None
+        self._check_size(header, where)
         self._check_peer(header, peer_cn, where)
         entry = await self._entry(header, deadline, where)
         pool = self._pool(sender_name, where)
@@ -187,7 +190,9 @@ class Forwarder:
             link_key = await pool.take_indices(header.link_key_indices, wait)
         except LinkKeyTimeout:
             raise RelayFailure(
-                FailureKind.UNAVAILABLE, f"{where}: no link key within {wait:.3g} s"
+                FailureKind.UNAVAILABLE,
+                f"{where}: {self.node} got no link key at index"
+                f" {header.link_key_indices[0]} within {wait:.3g} s",
             ) from None
         except LinkKeyUnavailable as exc:
             if exc.frontier is not None:
@@ -206,6 +211,23 @@ class Forwarder:
         if entry.next_hop is None:
             return self._store(header, payload, where)
         return await self._send(entry, header.hop + 1, Batch.received(header, payload), deadline)
+
+    def _check_size(self, header: HopHeader, where: str) -> None:
+        """Bounds from the lab settings: a hop never carries more than one request's keys
+        (or a buffer refill), so nothing larger needs to be opened or fetched for."""
+        settings = self.plan.settings
+        most_keys = max(settings.max_key_per_request, settings.e2e_buffer, MAX_BUFFER)
+        if header.size_bits > settings.max_key_size_bits or len(header.key_ids) > most_keys:
+            raise RelayFailure(
+                FailureKind.BAD_REQUEST,
+                f"{where}: {len(header.key_ids)} keys of {header.size_bits} bits exceed the"
+                f" limits ({most_keys} keys, {settings.max_key_size_bits} bits)",
+            )
+        budget = link_key_bytes_needed(header.mode, header.payload_bytes)
+        if len(header.link_key_indices) > budget:  # an index holds at least one byte
+            raise RelayFailure(
+                FailureKind.BAD_REQUEST, f"{where}: more link-key indices than the hop needs"
+            )
 
     def _check_peer(self, header: HopHeader, peer_cn: str, where: str) -> None:
         if header.receiver != self.qkdn_id:

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Admission asks for one key per second by default; the controller checks it against the
 # free key rate of every hop.
 DEFAULT_MIN_BANDWIDTH_PER_KEY = 1
+# Keys relayed ahead that expire sooner than this are not handed to the master.
+EXPIRY_MARGIN_S = 60.0
 
 
 class RelaySupplier:
@@ -76,6 +78,9 @@ class RelaySupplier:
             return list(keys)
         single = slaves[0] if len(slaves) == 1 else None
         taken = [] if single is None else self.store.take_ready(master, single, number, size_bits)
+        # A key relayed ahead that expired (or is about to) is of no use to the slave.
+        usable_after = self.clock() + EXPIRY_MARGIN_S
+        taken = [k for k in taken if k.expires_at is None or k.expires_at > usable_after]
         fresh = self.new_keys(master, slaves, number - len(taken), size_bits)
         if fresh:
             try:
@@ -179,7 +184,8 @@ class RelaySupplier:
             missing = assoc.buffer - self.store.count_ready(master, slave)
             if missing <= 0:
                 return
-            keys = self.new_keys(master, (slave,), missing, size)
+            batch = min(missing, self.plan.settings.max_key_per_request)  # what a hop accepts
+            keys = self.new_keys(master, (slave,), batch, size)
             try:
                 await self._relay(assoc, keys)
             except SupplyError as exc:

@@ -25,6 +25,7 @@ import grpc
 from agents.keystream import key_material
 from km.etsi004 import etsi004_pb2 as e004
 from km.etsi004 import etsi004_pb2_grpc as e004_grpc
+from km.link_pools import MESSAGE_METADATA
 from km.node_link import node_link_pb2 as nl
 from km.node_link import node_link_pb2_grpc as nl_grpc
 from lab.launcher import free_ports
@@ -93,18 +94,21 @@ class _Stream:
         self.generated: int | None = None  # None: unlimited
         self.requests = 0
 
-    def get(self, index: int | None) -> tuple[int, int, bytes]:
+    def get(self, index: int | None) -> tuple[int, int, bytes, str]:
+        """(status, index, key, message) as the real module answers GetKey."""
         self.requests += 1
         if not self.up:
-            return 4, 0, b""
+            return 4, 0, b"", "link down"
         if index is None:
             index = 0
             while index in self.consumed:
                 index += 1
-        if index in self.consumed or (self.generated is not None and index >= self.generated):
-            return 2, index, b""
+        if index in self.consumed:
+            return 2, index, b"", "consumed"
+        if self.generated is not None and index >= self.generated:
+            return 2, index, b"", "not yet generated"
         self.consumed.add(index)
-        return 0, index, key_material(self.seed, self.qkdl_id, index, CHUNK_BYTES)
+        return 0, index, key_material(self.seed, self.qkdl_id, index, CHUNK_BYTES), ""
 
 
 class FakeAgent:
@@ -164,11 +168,17 @@ class _KeyDelivery(e004_grpc.KeyDeliveryServicer):  # type: ignore[misc]
             return e004.OpenConnectResponse(status=4)
         return e004.OpenConnectResponse(status=0 if stream.up else 4, key_stream_id=stream.qkdl_id)
 
-    async def GetKey(self, request: e004.GetKeyRequest, context: object) -> e004.GetKeyResponse:
+    async def GetKey(
+        self, request: e004.GetKeyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> e004.GetKeyResponse:
         stream = self.agent.streams.get(request.key_stream_id)
         if stream is None:
             return e004.GetKeyResponse(status=4)
-        status, index, material = stream.get(request.index if request.HasField("index") else None)
+        status, index, material, message = stream.get(
+            request.index if request.HasField("index") else None
+        )
+        if message:
+            context.set_trailing_metadata(((MESSAGE_METADATA, message),))
         return e004.GetKeyResponse(status=status, index=index, key_buffer=material)
 
     async def Close(self, request: e004.CloseRequest, context: object) -> e004.CloseResponse:

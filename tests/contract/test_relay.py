@@ -331,3 +331,34 @@ def test_a_restarted_km_costs_one_retry_not_a_failure(tmp_path: Path) -> None:
             assert lab.kms["qnode1"].pools.for_peer("qnode2").ready_for_sending() < held - 1
 
     asyncio.run(run())
+
+
+def test_an_oversized_hop_is_refused_before_any_work(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with running_lab(tmp_path, ["qnode1", "qnode2"]) as lab:
+            lab.auto_install(["qnode1", "qnode2"], buffer=0)
+            await _links_ready(lab)
+            plan = lab.plan
+            first = 0 if lab.kms["qnode1"].pools.for_peer("qnode2").link.sends_even else 1
+            hop = pb.RelayHop(
+                virt_link_id="v",
+                hop=1,
+                sender=plan.node("qnode1").qkdn_id,
+                receiver=plan.node("qnode2").qkdn_id,
+                mode="aes-gcm",
+                link_key_indices=[first],
+                sealed=b"x",
+                key_ids=[f"k{i}" for i in range(plan.settings.max_key_per_request * 20)],
+                size_bits=256,
+                master="app1",
+                slaves=["app2"],
+            )
+            with pytest.raises(RelayFailure, match="exceed the limits") as info:
+                await lab.kms["qnode1"].forwarder.client.forward("qnode2", hop, 2.0, "t", 1.0)
+            assert info.value.kind is FailureKind.BAD_REQUEST
+            # The link key the hop named was not consumed.
+            assert (
+                len(await lab.kms["qnode2"].pools.for_peer("qnode1").take_index(first, 1.0)) == 32
+            )
+
+    asyncio.run(run())
