@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -223,6 +224,11 @@ class Forwarder:
                 f"{where}: {len(header.key_ids)} keys of {header.size_bits} bits exceed the"
                 f" limits ({most_keys} keys, {settings.max_key_size_bits} bits)",
             )
+        for key_id in header.key_ids:
+            if not _is_canonical_uuid(key_id):
+                raise RelayFailure(
+                    FailureKind.BAD_REQUEST, f"{where}: key_ID {key_id!r} is not a lower-case UUID"
+                )
         budget = link_key_bytes_needed(header.mode, header.payload_bytes)
         if len(header.link_key_indices) > budget:  # an index holds at least one byte
             raise RelayFailure(
@@ -290,8 +296,8 @@ class Forwarder:
         ]
         try:
             self.store.add(keys, ready_for_master=False)
-        except ValueError as exc:
-            raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc} (replay?)") from None
+        except ValueError as exc:  # a key_ID stored already: a replayed or duplicated batch
+            raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc}") from None
         self.tracer.emit("relay.stored", hops=header.hop, key_ids=list(header.key_ids))
         return pb.RelayAck(stored_at=self.qkdn_id, hops=header.hop)
 
@@ -398,3 +404,10 @@ class Forwarder:
         if remaining <= 0:
             raise RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no time left for this hop")
         return min(self.timeouts.link_key_s, remaining)
+
+
+def _is_canonical_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False

@@ -356,6 +356,10 @@ def test_an_oversized_hop_is_refused_before_any_work(tmp_path: Path) -> None:
             with pytest.raises(RelayFailure, match="exceed the limits") as info:
                 await lab.kms["qnode1"].forwarder.client.forward("qnode2", hop, 2.0, "t", 1.0)
             assert info.value.kind is FailureKind.BAD_REQUEST
+            del hop.key_ids[:]
+            hop.key_ids.append("Not-A-UUID")
+            with pytest.raises(RelayFailure, match="not a lower-case UUID"):
+                await lab.kms["qnode1"].forwarder.client.forward("qnode2", hop, 2.0, "t", 1.0)
             # The link key the hop named was not consumed.
             assert (
                 len(await lab.kms["qnode2"].pools.for_peer("qnode1").take_index(first, 1.0)) == 32
