@@ -91,6 +91,7 @@ class IntentService:
         self._intents: dict[IntentId, Intent] = {}
         self._placements: Placements = {}
         self._queue = asyncio.Lock()  # FIFO: one change at a time
+        self.history = 1000  # withdrawn intents remembered
         self.listeners: ListenerRegistry[IntentEvent] = ListenerRegistry()
 
     # ------------------------------------------------------------ reads
@@ -221,6 +222,18 @@ class IntentService:
 
     # ------------------------------------------------------------ internals
 
+    def _forget_old_withdrawals(self) -> None:
+        """Keeps the history bounded: only the latest withdrawn intents are remembered (those
+        still held by an unreachable node stay, so that its return can clean them)."""
+        withdrawn = [
+            i
+            for i, x in self._intents.items()
+            if x.state is IntentState.WITHDRAWN and not self._placements.get(i)
+        ]
+        for intent_id in withdrawn[: max(0, len(withdrawn) - self.history)]:
+            del self._intents[intent_id]
+            self._placements.pop(intent_id, None)
+
     def _name(self, device: DeviceId) -> str:
         return self._topology().name_of(device)
 
@@ -229,6 +242,8 @@ class IntentService:
 
     def _set(self, intent: Intent, event: IntentEventType | None) -> Intent:
         self._intents[intent.intent_id] = intent
+        if intent.state is IntentState.WITHDRAWN:
+            self._forget_old_withdrawals()
         if event is not None:
             self.listeners.post(IntentEvent(event, intent))
         return intent

@@ -304,3 +304,14 @@ def test_the_same_application_announced_twice_gives_one_intent() -> None:
     first, second = run(twice())
     assert first == second
     assert len(net.service.intents()) == 1
+
+
+def test_withdrawn_history_is_bounded() -> None:
+    net = Net()
+    net.service.history = 2
+    ids = []
+    for _ in range(4):
+        intent = run(net.service.submit(net.request("a", "c")))
+        run(net.service.withdraw(intent.intent_id))
+        ids.append(intent.intent_id)
+    assert [i.intent_id for i in net.service.intents()] == ids[-2:]
