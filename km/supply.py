@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +82,7 @@ class KeySupply:
         self.remote = remote
         self.key_ttl_s = key_ttl_s
         self.clock = clock
+        self._commits = CommitGroup(store)
 
     def node_of(self, sae_id: str) -> str:
         try:
@@ -128,7 +130,7 @@ class KeySupply:
             raise SupplyError(503, f"no key relay toward node(s) {', '.join(remote_nodes)}")
         if not remote_nodes:
             keys = self.new_keys(master, list(by_node[self.node]), number, size_bits)
-            self.store.add(keys, ready_for_master=False)
+            await self._commits.add(keys)
             return keys
         assert self.remote is not None
         if len(by_node) == 1:
@@ -182,6 +184,56 @@ class KeySupply:
         if self.node_of(slave) == self.node:
             return None
         return 0 if self.remote is None else self.remote.ready_count(master, slave)
+
+
+class CommitGroup:
+    """Group commit: the keys of every request that reaches the store in the same turn of
+    the event loop go into one transaction (one WAL write instead of one per request).
+    Each caller returns only once its keys are committed."""
+
+    def __init__(self, store: KeyStore) -> None:
+        self.store = store
+        self._waiting: list[tuple[Sequence[StoredKey], asyncio.Future[None]]] = []
+
+    async def add(self, keys: Sequence[StoredKey]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._flush)
+        self._waiting.append((keys, done))
+        await done
+
+    def _flush(self) -> None:
+        group, self._waiting = self._waiting, []
+        try:
+            self.store.add([k for keys, _ in group for k in keys], ready_for_master=False)
+        except ValueError:
+            # one request's keys are refused: store the others alone, fail only that one
+            for keys, done in group:
+                try:
+                    self.store.add(keys, ready_for_master=False)
+                except ValueError as exc:
+                    _settle(done, exc)
+                else:
+                    _settle(done, None)
+            return
+        except Exception as exc:
+            for _, done in group:
+                _settle(done, exc)
+            return
+        for _, done in group:
+            _settle(done, None)
+
+
+def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
+    # A caller cancelled meanwhile (client gone) has nothing to be told; its keys stay
+    # stored and expire unclaimed, as after a crash between commit and answer.
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 def new_key_ids(number: int, now_ns: int | None = None) -> list[str]:

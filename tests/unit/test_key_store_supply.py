@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from km.key_store import KeyStore, StoredKey
-from km.supply import KeySupply, SupplyError, new_key_ids
+from km.supply import CommitGroup, KeySupply, SupplyError, new_key_ids
 
 SAES = {"a": "n1", "b": "n1", "c": "n1", "d": "n2", "e": "n3"}
 
@@ -157,3 +157,59 @@ def test_key_ids_are_uuid7_ascending_and_distinct() -> None:
     assert {p.version for p in parsed} == {7} and {p.variant for p in parsed} == {uuid.RFC_4122}
     assert ids == sorted(ids) and len(set(ids)) == 500
     assert parsed[0].int >> 80 == 1_700_000_000_000
+
+
+class CountingStore(KeyStore):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.adds = 0
+
+    def add(self, keys: Sequence[StoredKey], *, ready_for_master: bool) -> None:
+        self.adds += 1
+        super().add(keys, ready_for_master=ready_for_master)
+
+
+def test_group_commit_one_transaction_per_loop_turn(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "k.sqlite")
+    supply = KeySupply("n1", SAES, store, None)
+
+    async def burst() -> list[list[StoredKey]]:
+        return await asyncio.gather(*(supply.enc_keys("a", ["b"], 2, 256) for _ in range(10)))
+
+    results = asyncio.run(burst())
+    assert store.adds == 1 and len(store) == 20
+    ids = [k.key_id for keys in results for k in keys]
+    assert len(set(ids)) == 20
+    assert [k.key_id for k in store.claim("b", "a", ids)] == ids
+
+
+def test_group_commit_isolates_a_refused_request(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k.sqlite")
+    group = CommitGroup(store)
+    supply = KeySupply("n1", SAES, store, None)
+    taken = supply.new_keys("a", ["b"], 1, 256)
+    store.add(taken, ready_for_master=False)
+    fresh = supply.new_keys("a", ["b"], 2, 256)
+
+    async def both() -> tuple[BaseException | None, BaseException | None]:
+        return await asyncio.gather(group.add(fresh), group.add(taken), return_exceptions=True)
+
+    first, second = asyncio.run(both())
+    assert first is None and isinstance(second, ValueError)
+    assert len(store) == 3
+
+
+def test_group_commit_survives_a_cancelled_caller(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "k.sqlite")
+    group = CommitGroup(store)
+    supply = KeySupply("n1", SAES, store, None)
+
+    async def scenario() -> None:
+        gone = asyncio.ensure_future(group.add(supply.new_keys("a", ["b"], 1, 256)))
+        stays = asyncio.ensure_future(group.add(supply.new_keys("a", ["b"], 1, 256)))
+        await asyncio.sleep(0)  # both queued, flush not yet run
+        gone.cancel()
+        await stays
+
+    asyncio.run(scenario())
+    assert len(store) == 2
