@@ -315,3 +315,20 @@ def test_withdrawn_history_is_bounded() -> None:
         run(net.service.withdraw(intent.intent_id))
         ids.append(intent.intent_id)
     assert [i.intent_id for i in net.service.intents()] == ids[-2:]
+
+
+def test_a_higher_priority_request_preempts_when_allowed() -> None:
+    net = Net(rate=10_000)
+    net.service = IntentService(
+        lambda: net.snapshot, net.devices, FewestHops(), allow_preemption=True
+    )
+    net.cut("a", "d")  # a–b is then the only way between a and b
+    low = run(net.service.submit(net.request("a", "b", min_bandwidth=8_000, priority=1)))
+    assert low.state is IntentState.INSTALLED
+    high = run(net.service.submit(net.request("a", "b", min_bandwidth=5_000, priority=7)))
+    assert high.state is IntentState.INSTALLED
+    preempted = net.service.get(low.intent_id)
+    assert preempted.state is IntentState.FAILED
+    assert preempted.reason == f"pre-empted by intent {high.intent_id}"
+    assert net.entries()["b"] == {("link", high.intent_id), ("app", high.intent_id)}
+    assert ("app", low.intent_id) in net.entries()["a"]  # its failure record, for its KM
