@@ -1,6 +1,6 @@
 """Admission control (pure): may the network carry this key request, on which path, at what rate?
 
-Admitted only if every hop's free rate (eskr minus what is already reserved) covers the
+Admitted only if every hop's free rate (skr minus what is already reserved) covers the
 request's `min_bandwidth`; the reservation is `max_bandwidth` capped by the tightest hop. A
 higher-priority request may pre-empt lower-priority intents when the operator allows it.
 Every rejection names the hop (or node) that blocks it.

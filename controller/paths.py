@@ -29,7 +29,7 @@ EdgeData = Mapping[str, Any]
 
 @dataclass(frozen=True)
 class RouteView:
-    """What a policy needs to rank paths: links, and free rate = eskr minus reservations."""
+    """What a policy needs to rank paths: links, and free rate = skr minus reservations."""
 
     snapshot: TopologySnapshot
     reservations: Reservations = field(default_factory=Reservations)
@@ -53,9 +53,13 @@ class RouteView:
         return self._graph
 
     def free(self, link: Link) -> int:
-        """Rate not yet promised: the nodes' eskr already excludes key being drawn now, so
-        reservations come off skr (planned) and the result is capped by eskr (measured)."""
-        return max(0, min(link.eskr, link.skr - self._reserved.get(link.qkdl_id, 0)))
+        """Rate not yet promised to an intent: skr minus reservations.
+
+        Not eskr: the agents report eskr = skr minus the key drawn over the last seconds, and
+        key managers draw at the full rate while they fill their link-key pools (eskr stays
+        0 for a minute on a 14 kbit/s link), though that key serves the same applications.
+        Reserving on skr counts each association once, whether or not it draws right now."""
+        return max(0, link.skr - self._reserved.get(link.qkdl_id, 0))
 
     def best_link(self, a: DeviceId, b: DeviceId) -> Link | None:
         """The usable link between a and b with the most free rate."""

@@ -178,3 +178,13 @@ def test_random_load_never_overbooks_a_link(seed: int, n: int) -> None:
     graph = nx.connected_watts_strogatz_graph(n, 3, 0.3, seed=seed)
     snap, ids = snapshot_from_graph(graph, rate=lambda a, b, d: 5_000 + 1_000 * ((a + b) % 5))
     run_load(snap, list(ids.values()), FewestHops(), seed, 40)
+
+
+def test_free_rate_is_skr_minus_reservations_not_the_momentary_eskr() -> None:
+    """Key managers filling their pools draw the whole rate: eskr reads 0, yet the link can
+    carry associations (the pooled key serves them)."""
+    snap, ids = chain()
+    drained = TopologySnapshot(snap.devices, {k: replace(v, eskr=0) for k, v in snap.links.items()})
+    request = KeyRequest(ids["a"], ids["c"], qos=QoS(min_bandwidth=1_000, max_bandwidth=3_000))
+    decision = admit(drained, Reservations(), request, FewestHops())
+    assert decision.admitted and decision.bandwidth == 3_000
