@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA_VERSION = 2
+AUTO_CHECKPOINT_PAGES = 16384  # 64 MiB of WAL at most between two checkpoints
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     seq INTEGER PRIMARY KEY,         -- insertion order (oldest relayed-ahead key first)
@@ -101,10 +102,33 @@ class KeyStore:
             raise ValueError(f"{path}: key store schema {version}, expected {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Checkpoints (which fsync) are meant to run in `checkpoint()`, off the event loop;
+        # the automatic one stays as a bound on the WAL's size if nobody calls it.
+        self._db.execute(f"PRAGMA wal_autocheckpoint={AUTO_CHECKPOINT_PAGES}")
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
 
     def close(self) -> None:
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         with self._lock:
             self._db.close()
+
+    def checkpoint(self) -> int:
+        """Copies the WAL into the database file; returns the pages copied.
+
+        PASSIVE, on a connection of its own: it never blocks `add`/`claim`, so a KM runs it in
+        a worker thread and the event loop never waits for its fsync (measured: p99 of
+        enc_keys under load)."""
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(
+                    str(self.path), check_same_thread=False, isolation_level=None
+                )
+            _, _, copied = self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(copied)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

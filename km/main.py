@@ -33,6 +33,7 @@ from lab.plan import LabPlan
 log = logging.getLogger("km")
 
 PURGE_INTERVAL_S = 10.0
+CHECKPOINT_INTERVAL_S = 1.0
 
 
 class Relay(Protocol):
@@ -137,6 +138,7 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
     )
     grpc_server = None
     purge = asyncio.create_task(_purge_forever(store))
+    checkpoints = asyncio.create_task(_checkpoint_forever(store))
     try:
         await http.start()
         grpc_server, grpc_port = await start_app_server(
@@ -151,9 +153,10 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
         await stop.wait()
         log.info("key manager %s stopping", node.name)
     finally:
-        purge.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await purge
+        for task in (purge, checkpoints):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
         await http.stop()
@@ -164,6 +167,16 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
             loop.remove_signal_handler(sig)
     log.info("key manager %s stopped", node.name)
     return 0
+
+
+async def _checkpoint_forever(store: KeyStore) -> None:
+    """WAL checkpoints in a worker thread: their fsync never stalls the event loop."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        try:
+            await asyncio.to_thread(store.checkpoint)
+        except Exception as exc:  # the automatic checkpoint still bounds the WAL
+            log.error("key store checkpoint failed: %s", exc)
 
 
 async def _purge_forever(store: KeyStore) -> None:

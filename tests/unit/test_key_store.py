@@ -142,3 +142,16 @@ def test_concurrent_claims_give_each_key_once(tmp_path: Path) -> None:
     for t in threads:
         t.join(timeout=30)
     assert sorted(won) == sorted(k.key_id for k in keys)
+
+
+def test_checkpoint_copies_the_wal_and_keeps_every_key(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite"
+    store = KeyStore(path)
+    keys = [make_key() for _ in range(50)]
+    store.add(keys, ready_for_master=False)
+    assert store.checkpoint() > 0
+    store.add([make_key()], ready_for_master=False)
+    store.close()
+    reopened = KeyStore(path)
+    assert len(reopened) == 51
+    assert reopened.claim("B", "A", [keys[0].key_id])[0].material == keys[0].material
