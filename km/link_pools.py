@@ -261,21 +261,18 @@ class LinkKeyPool:
     def advance_frontier(self, index: int) -> None:
         """The module's oldest unconsumed index is `index`: lower ones are gone at this end."""
         for parity in (0, 1):
-            start = index if index % 2 == parity else index + 1
-            if start > self._cursor[parity]:
-                self._fetched_ahead = {
-                    i for i in self._fetched_ahead if i % 2 != parity or i >= start
-                }
-                self._advance_cursor(parity, start)
+            self._skip_to(parity, index)
         self._notify()
 
     def discard_own_below(self, frontier: int) -> int:
-        """Drops this end's indices below the peer's frontier (the peer can no longer match
-        them); returns how many."""
+        """The peer can no longer match this end's indices below `frontier`: drops the held
+        ones and fetches none of them any more; returns how many keys were dropped."""
         dropped = 0
         while self._own and self._own[0] < frontier:
             self._remove(heapq.heappop(self._own))
             dropped += 1
+        self._skip_to(0 if self.link.sends_even else 1, frontier)
+        self._notify()
         return dropped
 
     def set_link_up(self, up: bool) -> None:
@@ -287,6 +284,13 @@ class LinkKeyPool:
     def _fetchable(self, index: int) -> bool:
         """Not fetched, used or skipped yet at this end."""
         return index >= self._cursor[index % 2] and index not in self._fetched_ahead
+
+    def _skip_to(self, parity: int, index: int) -> None:
+        """Fetch nothing of `parity` below `index` any more."""
+        start = index if index % 2 == parity else index + 1
+        if start > self._cursor[parity]:
+            self._fetched_ahead = {i for i in self._fetched_ahead if i % 2 != parity or i >= start}
+            self._advance_cursor(parity, start)
 
     def _advance_cursor(self, parity: int, to: int) -> None:
         while to in self._fetched_ahead:

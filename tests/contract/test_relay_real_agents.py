@@ -104,3 +104,56 @@ def test_register_install_relay_and_a_cut_link_over_real_agents(tmp_path: Path) 
         asyncio.run(run())
     finally:
         agent_tracer.close()
+
+
+def test_kms_that_start_far_apart_still_agree_on_link_keys(tmp_path: Path) -> None:
+    """qnode2's KM starts after qnode1's filled its pool and the link produced three more
+    pool-fulls of key: whatever each module kept or dropped meanwhile, relays succeed."""
+    nodes = ["qnode1", "qnode2"]
+    plan = make_test_plan(
+        tmp_path,
+        nodes,
+        [LinkSpec("qnode1", "qnode2", skr_bps=200_000.0)],
+        [("app1", "qnode1"), ("app2", "qnode2")],
+        settings=Settings(link_pool_max_bits=256 * 16),
+    )
+    create_lab_pki(tmp_path, nodes, ["app1", "app2"])
+    qkdl_id = plan.links[0].qkdl_id
+    capacity = plan.settings.link_pool_max_bits // 256
+
+    async def run() -> None:
+        stores = {n: KeyStore(tmp_path / f"{n}.sqlite") for n in nodes}
+        kms = {n: RelayComponent(plan, n, stores[n]) for n in nodes}
+        async with running_agents(plan, persist=False) as agents:
+            try:
+                await kms["qnode1"].start()
+                early = kms["qnode1"].pools.for_peer("qnode2")
+                await wait_until(lambda: early.ready_for_sending() >= capacity // 2)
+                module = agents["qnode2"].node.module(qkdl_id)
+                assert module is not None
+                late_index = early.frontier + 3 * capacity
+                await wait_until(lambda: module.ready_in(late_index) == 0.0, what="more key")
+                await kms["qnode2"].start()
+                route = RoutePath(
+                    tuple(plan.node(n).qkdn_id for n in nodes), (qkdl_id,)
+                )  # fmt: skip
+                request = KeyRequest(route.nodes[0], route.nodes[-1], "app1", ("app2",))
+                edits = compile_install(
+                    str(uuid.uuid4()), request, route, 512, RelaySettings("aes-gcm", 0)
+                )
+                for name in nodes:
+                    edit = edits[plan.node(name).qkdn_id]
+                    agents[name].datastore.edit(
+                        DatastoreName.RUNNING, etree.fromstring(edit.config)
+                    )
+                for _ in range(10):
+                    keys = await kms["qnode1"].supplier.enc_keys("app1", ["app2"], "qnode2", 1, 256)
+                    far = stores["qnode2"].claim("app2", "app1", [keys[0].key_id])
+                    assert far[0].material == keys[0].material
+            finally:
+                for km in kms.values():
+                    await km.stop()
+                for store in stores.values():
+                    store.close()
+
+    asyncio.run(run())

@@ -198,3 +198,18 @@ def test_each_parity_has_half_the_pool() -> None:
     pool.put(2, b"\x02" * 32)
     assert pool.next_in_order() is None and not pool.wants_more()
     assert pool.level_bits == 256 * 4 and pool.frontier == 4
+
+
+def test_keys_the_peer_cannot_match_are_neither_kept_nor_fetched() -> None:
+    pool = LinkKeyPool(EVEN, 256 * 100)
+    for index in range(6):
+        pool.put(index, bytes([index]) * 32)
+    assert pool.discard_own_below(20) == 3  # 0, 2, 4
+    assert pool.ready_for_sending() == 0
+    assert pool.next_in_order() == 7  # the peer's next index; this end's resume at 20
+    pool.put(7, b"\x07" * 32)
+    pool.put(9, b"\x09" * 32)
+    assert pool.next_in_order() == 11
+    for index in range(11, 20, 2):
+        pool.put(index, b"x" * 32)
+    assert pool.next_in_order() == 20
