@@ -133,8 +133,10 @@ class Controller:
         allow_preemption: bool = False,
         validate: Validator | None = None,
         poll_interval: float = 5.0,
+        device_grace: float = 1.0,
     ) -> None:
         self._store = TopologyStore()
+        self._device_grace = device_grace  # a session that is back within this keeps its intents
         self._forced = forced or ForcedPaths()
         self.devices = DeviceService(addresses, self._on_device_event, poll_interval=poll_interval)
         self.intent_service = IntentService(
@@ -163,6 +165,7 @@ class Controller:
         force_path: Sequence[str] | None = None,
         allow_preemption: bool = False,
         poll_interval: float = 5.0,
+        device_grace: float = 1.0,
     ) -> Controller:
         return Controller(
             addresses_from_plan(plan),
@@ -172,6 +175,7 @@ class Controller:
             allow_preemption,
             yang_validator(),
             poll_interval,
+            device_grace,
         )
 
     # ------------------------------------------------------------ lifecycle
@@ -326,6 +330,19 @@ class Controller:
             return
         self._spawn(self.intent_service.submit_once(request))
 
+    async def _route_around(self, event: TopologyEvent) -> None:
+        """A node is gone: unless it is back within the grace period (a restart, a session
+        blip), move its intents around it."""
+        if self._device_grace > 0:
+            await asyncio.sleep(self._device_grace)
+        device = self.topology().devices.get(event.subject)
+        if device is None or device.available:
+            return
+        affected = self.intent_service.affected_by_device(event.subject)
+        if affected:
+            reason = f"node {device.name} lost: {event.reason}"
+            await self.intent_service.reroute(affected, reason)
+
     def _react(self, event: TopologyEvent) -> None:
         """Re-route what a lost link or node carried; retry failed intents when one returns."""
         if event.type is TopologyEventType.LINK_DOWN:
@@ -337,11 +354,6 @@ class Controller:
                     )
                 )
         elif event.type is TopologyEventType.DEVICE_UNAVAILABLE:
-            affected = self.intent_service.affected_by_device(event.subject)
-            name = event.device.name if event.device else event.subject
-            if affected:
-                self._spawn(
-                    self.intent_service.reroute(affected, f"node {name} lost: {event.reason}")
-                )
+            self._spawn(self._route_around(event))
         elif event.type in (TopologyEventType.LINK_UP, TopologyEventType.DEVICE_AVAILABLE):
             self._spawn(self.intent_service.retry_failed())

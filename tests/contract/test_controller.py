@@ -62,6 +62,7 @@ def app_of(handle: AgentHandle, app_id: str) -> dict[str, Any]:
 
 @asynccontextmanager
 async def controller_for(plan: LabPlan, **options: Any) -> AsyncIterator[Controller]:
+    options.setdefault("device_grace", 0.0)
     controller = Controller.from_plan(plan, poll_interval=30.0, **options)
     await controller.start(connect_timeout=DEADLINE_S)
     try:
