@@ -24,12 +24,13 @@ from controller.devices.session import DeviceAddress, host_key_b64
 from controller.errors import NodeDataError
 from controller.events import ListenerRegistry
 from controller.intents.compile import RelaySettings, Validator
-from controller.intents.service import IntentEvent, IntentService
+from controller.intents.service import IntentEvent, IntentEventType, IntentService
 from controller.model import (
     Decision,
     DeviceId,
     Intent,
     IntentId,
+    IntentState,
     KeyRequest,
     Path,
     TopologySnapshot,
@@ -150,6 +151,7 @@ class Controller:
         )
         self.topology_events: ListenerRegistry[TopologyEvent] = ListenerRegistry()
         self.topology_events.add(self._react)
+        self.intent_events.add(self._freed)
         self._initial: dict[DeviceId, NodeData] = {}
         self._started = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -330,6 +332,13 @@ class Controller:
             return
         self._spawn(self.intent_service.submit_once(request))
 
+    def _freed(self, event: IntentEvent) -> None:
+        """Rate came free: requests that waited for it may fit now."""
+        if event.type is IntentEventType.WITHDRAWN and any(
+            i.state is IntentState.REJECTED for i in self.intents()
+        ):
+            self._spawn(self.intent_service.retry_waiting())
+
     async def _route_around(self, event: TopologyEvent) -> None:
         """A node is gone: unless it is back within the grace period (a restart, a session
         blip), move its intents around it."""
@@ -356,4 +365,4 @@ class Controller:
         elif event.type is TopologyEventType.DEVICE_UNAVAILABLE:
             self._spawn(self._route_around(event))
         elif event.type in (TopologyEventType.LINK_UP, TopologyEventType.DEVICE_AVAILABLE):
-            self._spawn(self.intent_service.retry_failed())
+            self._spawn(self.intent_service.retry_waiting())

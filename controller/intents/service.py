@@ -166,11 +166,13 @@ class IntentService:
                 if intent is not None and intent.state is IntentState.INSTALLED:
                     await self._reroute(intent, reason)
 
-    async def retry_failed(self) -> None:
-        """After a link or node came back: try again every intent that failed on the network."""
+    async def retry_waiting(self) -> None:
+        """After a link or node came back, or rate was freed: try again every intent that
+        failed or was rejected (a node announces an application only once while its app
+        entry, here the rejection record, exists)."""
         async with self._queue:
             for intent in list(self._intents.values()):
-                if intent.state is IntentState.FAILED:
+                if intent.state in (IntentState.FAILED, IntentState.REJECTED):
                     await self._retry(intent)
 
     def affected_by_link(self, link_id: LinkId) -> list[IntentId]:
@@ -200,13 +202,15 @@ class IntentService:
 
     async def repair(self, device: DeviceId, data: NodeData) -> None:
         """A node (re)connected: adopt intents only it knows, delete what it should not hold."""
-        self.rebuild({device: data})
-        found = placements_of({device: data})
         async with self._queue:
+            self.rebuild({device: data})
             edits: dict[DeviceId, DeviceEdit] = {}
-            for intent_id, where in found.items():
+            for intent_id, where in placements_of({device: data}).items():
+                intent = self._intents.get(intent_id)
+                if intent is None:  # unreadable entry: leave it to the operator
+                    continue
                 held = where[device]
-                wanted = self._expected(self._intents[intent_id], device)
+                wanted = self._expected(intent, device)
                 stale_link = held.link and not wanted.link
                 stale_app = held.app and not wanted.app
                 if stale_link or stale_app:

@@ -332,3 +332,20 @@ def test_a_higher_priority_request_preempts_when_allowed() -> None:
     assert preempted.reason == f"pre-empted by intent {high.intent_id}"
     assert net.entries()["b"] == {("link", high.intent_id), ("app", high.intent_id)}
     assert ("app", low.intent_id) in net.entries()["a"]  # its failure record, for its KM
+
+
+def test_a_rejected_request_is_installed_once_rate_is_freed() -> None:
+    net = Net(rate=10_000)
+    net.cut("a", "d")
+    net.cut("b", "c")  # a–b is then the only way between a and b
+    hog = run(net.service.submit(net.request("a", "b", min_bandwidth=9_000)))
+    waiting = run(net.service.submit(net.request("a", "b", min_bandwidth=5_000)))
+    assert waiting.state is IntentState.REJECTED
+    run(net.service.retry_waiting())
+    assert net.service.get(waiting.intent_id).state is IntentState.REJECTED
+    run(net.service.withdraw(hog.intent_id))
+    run(net.service.retry_waiting())
+    installed = net.service.get(waiting.intent_id)
+    assert installed.state is IntentState.INSTALLED and installed.bandwidth == 5_000
+    both = {("link", waiting.intent_id), ("app", waiting.intent_id)}
+    assert net.entries()["a"] == both and net.entries()["b"] == both
