@@ -39,6 +39,7 @@ from controller.nodedata import NodeData
 from controller.notifications import (
     AppDisconnected,
     ApplicationNew,
+    AppQosUpdate,
     LinkDown,
     LinkPerf,
     LinkStatusEvent,
@@ -312,6 +313,9 @@ class Controller:
                     self._post(self._store.link_up(link))
                 else:
                     self._post(self._store.link_down(link, message or status.value))
+            case AppQosUpdate(app_id=app_id, qos=qos):
+                if any(i.intent_id == app_id for i in self.intents()):
+                    self._spawn(self.intent_service.update_qos(app_id, qos))
             case AppDisconnected(app_id=app_id):
                 if any(i.intent_id == app_id for i in self.intents()):
                     self._spawn(self.withdraw(app_id))

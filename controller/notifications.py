@@ -44,6 +44,12 @@ class LinkStatusEvent:
 
 
 @dataclass(frozen=True)
+class AppQosUpdate:
+    app_id: str
+    qos: QoS
+
+
+@dataclass(frozen=True)
 class AppDisconnected:
     app_id: str
 
@@ -53,7 +59,9 @@ class Other:
     name: str
 
 
-Notification = ApplicationNew | LinkDown | LinkPerf | LinkStatusEvent | AppDisconnected | Other
+Notification = (
+    ApplicationNew | LinkDown | LinkPerf | LinkStatusEvent | AppQosUpdate | AppDisconnected | Other
+)
 
 
 def _t(parent: ET.Element | None, tag: str, ns: str = QKD_NS) -> str:
@@ -80,6 +88,20 @@ def _qber(perf: ET.Element | None) -> float | None:
     return None
 
 
+def _app_qos(app: ET.Element | None, name: str) -> QoS:
+    qos = app.find(q("app_qos")) if app is not None else None
+    try:
+        return QoS(
+            min_bandwidth=_i(qos, "min_bandwidth"),
+            max_bandwidth=_i(qos, "max_bandwidth"),
+            priority=_i(app, "app_priority"),
+            ttl=_i(qos, "ttl"),
+            jitter=_i(qos, "jitter"),
+        )
+    except ValueError as error:
+        raise NodeDataError(f"{name}: {error}") from None
+
+
 def parse_notification(xml: str) -> Notification:
     try:
         root = ET.fromstring(xml)
@@ -90,19 +112,11 @@ def parse_notification(xml: str) -> Notification:
         raise NodeDataError("not an RFC 5277 notification")
     event = body[0]
     name = event.tag.rpartition("}")[2]
-    if event.tag == q("sdqkdn_application_new"):
+    if event.tag in (q("sdqkdn_application_new"), q("sdqkdn_application_qos_update")):
         app = event.find(q("qkd_application"))
-        qos = app.find(q("app_qos")) if app is not None else None
-        try:
-            app_qos = QoS(
-                min_bandwidth=_i(qos, "min_bandwidth"),
-                max_bandwidth=_i(qos, "max_bandwidth"),
-                priority=_i(app, "app_priority"),
-                ttl=_i(qos, "ttl"),
-                jitter=_i(qos, "jitter"),
-            )
-        except ValueError as error:
-            raise NodeDataError(f"sdqkdn_application_new: {error}") from None
+        app_qos = _app_qos(app, name)
+        if event.tag == q("sdqkdn_application_qos_update"):
+            return AppQosUpdate(_t(app, "app_id"), app_qos)
         return ApplicationNew(
             server_app_id=_t(app, "server_app_id"),
             client_app_ids=tuple(

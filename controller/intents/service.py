@@ -37,6 +37,7 @@ from controller.model import (
     KeyRequest,
     LinkId,
     Path,
+    QoS,
     Reservations,
     TopologySnapshot,
 )
@@ -157,6 +158,29 @@ class IntentService:
             return self._set(
                 replace(intent, state=IntentState.WITHDRAWN), IntentEventType.WITHDRAWN
             )
+
+    async def update_qos(self, intent_id: IntentId, qos: QoS) -> Intent:
+        """New QoS for an installed intent: on its path if that can carry it, else on another
+        admissible path; when none can, the intent keeps its present QoS (reason says why)."""
+        async with self._queue:
+            intent = self.get(intent_id)
+            if intent.state is not IntentState.INSTALLED or intent.path is None:
+                return intent
+            request = replace(intent.request, qos=qos)
+            others = self.reservations().without(intent_id)
+            snapshot = self._topology()
+            decision = admit(
+                snapshot, others, replace(request, forced_path=intent.path.nodes), self.policy
+            )
+            if not decision.admitted and request.forced_path is None:
+                decision = admit(snapshot, others, request, self.policy)
+            if not decision.admitted or decision.path is None:
+                kept = replace(intent, reason=f"QoS update refused: {decision.reason}")
+                return self._set(kept, None)
+            await self._move(
+                replace(intent, request=request), decision.path, decision.bandwidth, "QoS update"
+            )
+            return self._intents[intent_id]
 
     async def reroute(self, intent_ids: Iterable[IntentId], reason: str) -> None:
         """Moves each installed intent to a new admissible path, or marks it FAILED."""

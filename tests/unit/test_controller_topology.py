@@ -10,6 +10,7 @@ from controller.model import LinkStatus, QoS
 from controller.nodedata import parse_node
 from controller.notifications import (
     ApplicationNew,
+    AppQosUpdate,
     LinkDown,
     LinkPerf,
     LinkStatusEvent,
@@ -142,3 +143,13 @@ def test_parses_the_notifications_the_agents_raise() -> None:
     assert parse_notification(wrap('<foo xmlns="urn:x"/>')) == Other("foo")
     with pytest.raises(NodeDataError, match="not an RFC 5277"):
         parse_notification("<notification/>")
+
+
+def test_parses_a_qos_update() -> None:
+    xml = wrap(
+        '<sdqkdn_application_qos_update xmlns="urn:etsi:qkd:yang:etsi-qkd-node">'
+        f"<qkd_application><app_id>{L12}</app_id><app_qos><max_bandwidth>900</max_bandwidth>"
+        "<min_bandwidth>300</min_bandwidth><jitter>1</jitter><ttl>5</ttl></app_qos>"
+        "<app_priority>4</app_priority></qkd_application></sdqkdn_application_qos_update>"
+    )
+    assert parse_notification(xml) == AppQosUpdate(L12, QoS(300, 900, 4, 5, 1))

@@ -349,3 +349,21 @@ def test_a_rejected_request_is_installed_once_rate_is_freed() -> None:
     assert installed.state is IntentState.INSTALLED and installed.bandwidth == 5_000
     both = {("link", waiting.intent_id), ("app", waiting.intent_id)}
     assert net.entries()["a"] == both and net.entries()["b"] == both
+
+
+def test_a_qos_update_rewrites_the_entries_or_is_refused_with_a_reason() -> None:
+    net = Net(rate=10_000)
+    intent = run(
+        net.service.submit(net.request("a", "c", min_bandwidth=1_000, max_bandwidth=2_000))
+    )
+    updated = run(net.service.update_qos(intent.intent_id, QoS(3_000, 6_000, priority=2)))
+    assert updated.state is IntentState.INSTALLED
+    assert updated.bandwidth == 6_000 and updated.path == intent.path
+    assert updated.request.qos == QoS(3_000, 6_000, priority=2)
+    app = net.node("a").running[("app", intent.intent_id)]
+    assert ">6000<" in app and ">3000<" in app
+    link = net.node("a").running[("link", intent.intent_id)]
+    assert ">6000<" in link  # virt_bandwidth
+    refused = run(net.service.update_qos(intent.intent_id, QoS(min_bandwidth=50_000)))
+    assert refused.bandwidth == 6_000 and refused.request.qos.min_bandwidth == 3_000
+    assert refused.reason.startswith("QoS update refused: ")
