@@ -19,7 +19,12 @@ import ncclient.transport.session
 from ncclient import manager, transport
 from ncclient.operations.errors import TimeoutExpiredError
 from ncclient.operations.rpc import RPCError
-from ncclient.transport.errors import AuthenticationError, SSHError, TransportError
+from ncclient.transport.errors import (
+    AuthenticationError,
+    SSHError,
+    SSHUnknownHostError,
+    TransportError,
+)
 from ncclient.transport.session import NotificationHandler, SessionListener
 
 from controller.errors import CapabilityMissing, DeviceError, DeviceUnavailable, RpcFailed
@@ -113,12 +118,18 @@ class NetconfSession:
                 username=address.username,
                 password=address.password,
                 key_filename=address.key_file,
-                hostkey_verify=False,
+                # with a pin, the agent must present exactly that host key
+                hostkey_verify=address.host_key_b64 is not None,
                 hostkey_b64=address.host_key_b64,
                 allow_agent=False,
                 look_for_keys=False,
                 timeout=timeout,
             )
+        except SSHUnknownHostError:
+            _abandon(session)
+            raise DeviceUnavailable(
+                address.name, "the agent's SSH host key is not the one in the lab plan"
+            ) from None
         except AuthenticationError as error:
             _abandon(session)
             raise DeviceUnavailable(address.name, f"authentication failed: {error}") from None

@@ -9,6 +9,7 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,7 +21,9 @@ from agents.main import AgentHandle, running_agents, start_agent
 from agents.node import Site
 from agents.notifications import AppRequest
 from agents.testing import make_test_plan
-from controller.api import Controller
+from controller.api import Controller, addresses_from_plan
+from controller.devices.session import NetconfSession
+from controller.errors import DeviceUnavailable
 from controller.model import IntentState, KeyRequest, LinkStatus, QoS
 from controller.rest import api_server
 from lab.cli import main as qkdsdn
@@ -389,3 +392,20 @@ def test_cli_prints_tables_from_a_running_controller(
     assert ("ACTIVE" in out and "n1 – n2" in out) or "n2 – n1" in out
     assert "n1 → n2 → n3" in out
     assert "INSTALLED" in out and "app1 → app2" in out
+
+
+def test_an_agent_with_another_host_key_is_refused(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2"])
+    [address, _] = addresses_from_plan(plan)
+    other = make_test_plan(tmp_path / "other", ["x"], [])
+    [wrong] = addresses_from_plan(other)
+
+    async def scenario() -> None:
+        async with running_agents(plan):
+            ok = await asyncio.to_thread(NetconfSession.open, address)
+            ok.close()
+            pinned_elsewhere = replace(address, host_key_b64=wrong.host_key_b64)
+            with pytest.raises(DeviceUnavailable, match="host key"):
+                await asyncio.to_thread(NetconfSession.open, pinned_elsewhere)
+
+    run(scenario())
