@@ -1,0 +1,1 @@
+"""Devices: NETCONF sessions (the only ncclient user) and their supervision."""

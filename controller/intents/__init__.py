@@ -1,0 +1,1 @@
+"""Intents: compile decisions into node edits, install all-or-none, rebuild, the service."""

@@ -1,0 +1,1 @@
+"""Topology: the store of what the nodes report, its typed events, synthetic snapshots."""
