@@ -318,3 +318,20 @@ def test_concurrent_get_key_never_hands_out_an_index_twice(pki: LabPki, tmp_path
             assert sorted(r.index for r in got_d) == list(range(20))
 
     run(body)
+
+
+def test_slave_waiting_past_its_qos_timeout_gets_status_6(pki: LabPki, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with two_kms(tmp_path, pki) as kms, channel(pki, kms["n2"].port, "d") as cd:
+            d = pb_grpc.KeyDeliveryStub(cd)
+            sid = (
+                await d.OpenConnect(
+                    pb.OpenConnectRequest(source="d", destination="a", qos=qos(timeout=50))
+                )
+            ).key_stream_id
+            got = await d.GetKey(pb.GetKeyRequest(key_stream_id=sid))
+            assert (got.status, got.index) == (Status.TIMEOUT, 0)
+            again = await d.GetKey(pb.GetKeyRequest(key_stream_id=sid))
+            assert again.index == 0  # a failed index is asked for again, not skipped
+
+    run(body)
