@@ -73,7 +73,7 @@ def _run_command(args: argparse.Namespace) -> int:
     options = KmOptions(plan_path=args.plan, node=args.node, policy=args.policy)
     try:
         return asyncio.run(run_key_manager(options))
-    except (KeyError, FileNotFoundError, ValueError) as exc:
+    except (KeyError, OSError, ValueError) as exc:  # bad plan, node, policy, busy port
         print(f"qkdsdn km run: {exc}", file=sys.stderr)
         return 2
 
@@ -115,8 +115,6 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
 
     store = KeyStore(state_dir / "km" / node.name / "keys.sqlite")
     relay = load_relay(plan, node.name, store)
-    if relay is not None:
-        await relay.start()
     supply = KeySupply(node.name, sae_nodes, store, relay.supplier if relay else None)
     settings = plan.settings
     limits = Etsi014Limits(
@@ -128,7 +126,6 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
     )
     kme_ids = {n.name: n.qkdn_id for n in plan.nodes}
     service = Etsi014Service(supply, access, kme_ids, limits)
-    http = MutualTlsServer(create_app(service), tls, node.km_etsi014_port)
     streams = KeyStreamService(
         supply,
         access,
@@ -138,9 +135,13 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
         ),
     )
     grpc_server = None
+    http: MutualTlsServer | None = None
     purge = asyncio.create_task(_purge_forever(store))
     checkpoints = asyncio.create_task(_checkpoint_forever(store))
     try:
+        if relay is not None:
+            await relay.start()
+        http = MutualTlsServer(create_app(service), tls, node.km_etsi014_port)
         await http.start()
         grpc_server, grpc_port = await start_app_server(
             streams, tls.cert, tls.key, tls.ca, node.km_etsi004_port
@@ -165,7 +166,8 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
                 await task
         if grpc_server is not None:
             await grpc_server.stop(grace=1.0)
-        await http.stop()
+        if http is not None:
+            await http.stop()
         if relay is not None:
             await relay.stop()
         store.close()

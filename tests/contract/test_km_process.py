@@ -6,6 +6,7 @@ import base64
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import pytest
 from km.etsi014.server import TlsFiles, client_tls_context
 from km.etsi014.testing import make_pki, make_plan
 from lab.pki import LabPki
+from lab.plan import LabPlan
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
@@ -132,3 +134,20 @@ def test_bad_plan_or_node_is_a_clear_error(lab: tuple[Path, LabPki]) -> None:
     )
     assert result.returncode == 2
     assert "no node 'nope'" in result.stderr
+
+
+def test_busy_port_is_a_clear_error(lab: tuple[Path, LabPki]) -> None:
+    plan_path, _ = lab
+    port = LabPlan.load(plan_path).node("n1").km_etsi014_port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = subprocess.run(
+            [*KM_RUN, "--plan", str(plan_path), "--node", "n1"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 2
+    assert "in use" in result.stderr and "Traceback" not in result.stderr
