@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from types import TracebackType
@@ -155,6 +155,7 @@ class Controller:
         self.intent_events.add(self._freed)
         self._initial: dict[DeviceId, NodeData] = {}
         self._started = False
+        self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
@@ -190,7 +191,14 @@ class Controller:
         self.intent_service.rebuild(self._initial)
         self._started = True
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stops reacting; a transaction under way may finish (within `grace`), since one cut
+        between two nodes' commits would leave a partial installation behind."""
+        self._stopping = True
+        try:
+            await self.settle(grace)
+        except TimeoutError:
+            log.warning("stopping with reactions still running: cancelled")
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -258,7 +266,11 @@ class Controller:
 
     # ------------------------------------------------------------ reactions
 
-    def _spawn(self, work: Awaitable[Any]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        if self._stopping:
+            work.close()  # never started: nothing to undo
+            return
+
         async def run() -> None:
             try:
                 await work
