@@ -2,7 +2,7 @@
 
 Opens the key store (STATE_DIR/km/<node>/keys.sqlite), serves ETSI 014 (HTTPS, mutual TLS)
 and ETSI 004 (gRPC, mutual TLS) to the node's applications, and starts the KM-to-KM relay
-(`km.relay.component.RelayComponent`) when it is installed. Prints one line starting with
+(`km.relay.component.RelayComponent`). Prints one line starting with
 `ready` on stdout when every server listens. SIGTERM or SIGINT: clean shutdown. SIGHUP:
 reload the access policy file.
 """
@@ -13,14 +13,13 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import importlib
 import logging
 import signal
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from km.access import AccessControl, AccessPolicy
 from km.etsi004.app_service import KeyStreamService, StreamLimits, start_app_server
@@ -28,24 +27,15 @@ from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer, TlsFiles
 from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore
-from km.supply import KeySupply, RemoteSupplier
+from km.relay.component import RelayComponent
+from km.supply import KeySupply
 from lab.plan import LabPlan
+from lab.timeline import Tracer
 
 log = logging.getLogger("km")
 
 PURGE_INTERVAL_S = 10.0
 CHECKPOINT_INTERVAL_S = 1.0
-
-
-class Relay(Protocol):
-    """What km/main.py needs of `km.relay.component.RelayComponent`."""
-
-    @property
-    def supplier(self) -> RemoteSupplier: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -78,17 +68,6 @@ def _run_command(args: argparse.Namespace) -> int:
         return 2
 
 
-def load_relay(plan: LabPlan, node: str, store: KeyStore) -> Relay | None:
-    """The relay component if it is installed; None (logged) otherwise."""
-    try:
-        module = importlib.import_module("km.relay.component")
-    except ImportError as exc:
-        log.warning("no KM relay (%s): keys only toward SAEs of this node", exc)
-        return None
-    relay: Relay = module.RelayComponent(plan, node, store)
-    return relay
-
-
 async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None) -> int:
     plan = LabPlan.load(options.plan_path)
     node = plan.node(options.node)
@@ -114,8 +93,9 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
     loop.add_signal_handler(signal.SIGHUP, access.reload)
 
     store = KeyStore(state_dir / "km" / node.name / "keys.sqlite")
-    relay = load_relay(plan, node.name, store)
-    supply = KeySupply(node.name, sae_nodes, store, relay.supplier if relay else None)
+    tracer = Tracer.from_env(f"km:{node.name}")  # one trace file per process, shared
+    relay = RelayComponent(plan, node.name, store, tracer=tracer)
+    supply = KeySupply(node.name, sae_nodes, store, relay.supplier)
     settings = plan.settings
     limits = Etsi014Limits(
         key_size_bits=settings.key_size_bits,
@@ -125,7 +105,7 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
         relay_buffer=settings.e2e_buffer,
     )
     kme_ids = {n.name: n.qkdn_id for n in plan.nodes}
-    service = Etsi014Service(supply, access, kme_ids, limits)
+    service = Etsi014Service(supply, access, kme_ids, limits, tracer=tracer)
     streams = KeyStreamService(
         supply,
         access,
@@ -139,8 +119,7 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
     purge = asyncio.create_task(_purge_forever(store))
     checkpoints = asyncio.create_task(_checkpoint_forever(store))
     try:
-        if relay is not None:
-            await relay.start()
+        await relay.start()
         http = MutualTlsServer(create_app(service), tls, node.km_etsi014_port)
         await http.start()
         grpc_server, grpc_port = await start_app_server(
@@ -153,7 +132,7 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
         gc.freeze()
         print(
             f"ready km {node.name} etsi014={http.url} etsi004=127.0.0.1:{grpc_port} "
-            f"relay={'on' if relay else 'off'}",
+            f"relay={node.km_relay_address}",
             flush=True,
         )
         log.info("key manager %s ready", node.name)
@@ -168,9 +147,9 @@ async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None)
             await grpc_server.stop(grace=1.0)
         if http is not None:
             await http.stop()
-        if relay is not None:
-            await relay.stop()
+        await relay.stop()
         store.close()
+        tracer.close()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("key manager %s stopped", node.name)

@@ -10,14 +10,18 @@ from rich.table import Table
 from lab.scenarios.runner import ScenarioResult
 
 LABELS = {
-    "enc_keys.received": "request received",
-    "association.requested": "application registered",
-    "intent.installed": "path installed",
-    "association.admitted": "admission seen by KM",
-    "relay.link_key": "link key on hop",
+    "enc_keys.received": "enc_keys received",
+    "association.requested": "KM registers the application",
+    "app.registered": "agent raises sdqkdn_application_new",
+    "intent.admitted": "controller admits, path chosen",
+    "intent.installed": "path installed on every node",
+    "association.admitted": "KM sees its forwarding entry",
+    "relay.link_key": "link key taken for hop",
+    "relay.hop.received": "hop opened by next KM",
     "relay.stored": "key stored at last KM",
-    "relay.done": "end-to-end key relayed",
-    "enc_keys.sent": "response sent",
+    "relay.done": "end-to-end key relayed (ack)",
+    "relay.served": "keys handed to the master",
+    "enc_keys.sent": "enc_keys answered",
     "dec_keys.received": "dec_keys received",
     "dec_keys.sent": "dec_keys answered",
 }
@@ -35,7 +39,11 @@ def timeline_table(result: ScenarioResult) -> Table:
         steps = []
         for event in req.events:
             label = LABELS.get(event["event"], event["event"])
-            hop = f" {event['from']}→{event['to']}" if "from" in event and "to" in event else ""
+            hop = (
+                f" {event['sender']}→{event['receiver']}"
+                if "sender" in event and "receiver" in event
+                else ""
+            )
             steps.append(f"{event['t_ms']:7.1f}  {label}{hop}  [{event['source']}]")
         table.add_row(
             f"{req.pair} #{req.index + 1}",

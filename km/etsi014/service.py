@@ -17,6 +17,7 @@ from km.access import AccessControl, AccessDenied
 from km.etsi014.schemas import KeyRequest, Status
 from km.key_store import StoredKey
 from km.supply import KeySupply, SupplyError
+from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Etsi014Service:
     kme_ids: Mapping[str, str]  # node name -> KME_ID
     limits: Etsi014Limits = field(default_factory=Etsi014Limits)
     counters: Counter[str] = field(default_factory=Counter)
+    tracer: Tracer = field(default_factory=lambda: Tracer("km", None))  # lab timeline
 
     def status(self, caller: str, slave: str) -> Status:
         self._known_caller(caller)
@@ -98,6 +100,7 @@ class Etsi014Service:
             self._refused(400, "enc_keys")
             raise Etsi014Error(400, "the master SAE cannot be one of the slave SAEs")
         self._check_access(caller, slaves, request.number, size, "enc_keys")
+        self.tracer.emit("enc_keys.received", master=caller, slaves=slaves, number=request.number)
         try:
             keys = await self.supply.enc_keys(caller, slaves, request.number, size)
         except SupplyError as exc:
@@ -105,6 +108,7 @@ class Etsi014Service:
             raise Etsi014Error(exc.status_code, exc.message) from None
         self.counters["enc_keys_requests"] += 1
         self.counters["keys_delivered_to_masters"] += len(keys)
+        self.tracer.emit("enc_keys.sent", master=caller, key_ids=[k.key_id for k in keys])
         log.debug("enc_keys %s -> %s: %d key(s) of %d bits", caller, slaves, len(keys), size)
         return keys
 
@@ -119,6 +123,7 @@ class Etsi014Service:
                 400, f"at most {self.limits.max_key_per_request} key_IDs per request"
             )
         self._check_access(caller, [master], len(key_ids), 0, "dec_keys")
+        self.tracer.emit("dec_keys.received", slave=caller, master=master)
         try:
             keys = self.supply.dec_keys(caller, master, [str(k) for k in key_ids])
         except SupplyError as exc:
@@ -126,6 +131,7 @@ class Etsi014Service:
             raise Etsi014Error(exc.status_code, exc.message) from None
         self.counters["dec_keys_requests"] += 1
         self.counters["keys_delivered_to_slaves"] += len(keys)
+        self.tracer.emit("dec_keys.sent", slave=caller, key_ids=[k.key_id for k in keys])
         log.debug("dec_keys %s <- %s: %d key(s)", caller, master, len(keys))
         return keys
 
