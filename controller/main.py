@@ -12,6 +12,7 @@ from controller.api import Controller
 from controller.intents.service import IntentEvent
 from controller.rest import api_server
 from controller.topology.events import TopologyEvent, TopologyEventType
+from lab.timeline import Tracer
 
 log = logging.getLogger("controller")
 
@@ -32,6 +33,21 @@ def log_intent(controller: Controller, event: IntentEvent) -> None:
     )
 
 
+def trace_intent(controller: Controller, tracer: Tracer, event: IntentEvent) -> None:
+    """The lab timeline's view of an intent: names only, in the order nodes see them."""
+    intent = event.intent
+    snapshot = controller.topology()
+    tracer.emit(
+        f"intent.{event.type.value.lower()}",
+        intent_id=str(intent.intent_id),
+        master=intent.request.server_app_id,
+        slaves=list(intent.request.client_app_ids),
+        path=[snapshot.name_of(n) for n in intent.path.nodes] if intent.path else [],
+        bandwidth=intent.bandwidth,
+        reason=intent.reason,
+    )
+
+
 def log_topology(event: TopologyEvent) -> None:
     if event.type is not TopologyEventType.LINK_UPDATED:  # perf updates are frequent
         log.info("topology %s %s %s", event.type.value, event.subject, event.reason)
@@ -48,6 +64,8 @@ async def serve(
     plan = LabPlan.load(plan_file)
     controller = Controller.from_plan(plan, policy, force_path, allow_preemption)
     controller.intent_events.add(lambda event: log_intent(controller, event))
+    tracer = Tracer.from_env("controller")
+    controller.intent_events.add(lambda event: trace_intent(controller, tracer, event))
     controller.topology_events.add(log_topology)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

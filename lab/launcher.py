@@ -355,18 +355,26 @@ def start(
 def stop(state_dir: Path, timeout: float = 10.0) -> list[str]:
     """Stops the recorded processes (controller first), SIGTERM then SIGKILL; returns their names."""
     processes = [p for p in reversed(recorded_processes(state_dir)) if is_ours(p)]
-    for proc in processes:
-        with suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
+    # In waves, reverse start order: the controller leaves first (so it does not see the
+    # nodes die and start re-routing), then the key managers, then the agents.
+    waves = [
+        [p for p in processes if p.name == "controller"],
+        [p for p in processes if p.name.startswith("km-")],
+        [p for p in processes if p.name != "controller" and not p.name.startswith("km-")],
+    ]
     deadline = time.monotonic() + timeout
-    for proc in processes:
-        while is_ours(proc) and time.monotonic() < deadline:
-            _reap(proc.pid)
-            time.sleep(0.02)
-        if is_ours(proc):
+    for wave in waves:
+        for proc in wave:
             with suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        _reap(proc.pid)
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in wave:
+            while is_ours(proc) and time.monotonic() < deadline:
+                _reap(proc.pid)
+                time.sleep(0.02)
+            if is_ours(proc):
+                with suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+            _reap(proc.pid)
     _pid_file(state_dir).unlink(missing_ok=True)
     return [p.name for p in processes]
 

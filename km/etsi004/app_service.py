@@ -348,7 +348,7 @@ async def start_app_server(
         root_certificates=ca.read_bytes(),
         require_client_auth=True,
     )
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a taken port fails loudly
     add_servicer = cast(
         Callable[[KeyStreamService, grpc.aio.Server], None],
         pb_grpc.add_KeyDeliveryServicer_to_server,

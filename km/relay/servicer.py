@@ -56,7 +56,7 @@ def relay_server(plan: LabPlan, node: str, forwarder: Forwarder) -> tuple[grpc.a
     Returns the server (not started) and the bound port.
     """
     ca, cert, key = tls_material(plan, node)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a taken port fails loudly
     _ADD_SERVICER(RelayServicer(forwarder), server)
     credentials = grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=True
