@@ -74,8 +74,8 @@ def timeline_chart(result: ScenarioResult, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = result.requests
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.55 * len(rows)))
-    colours = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(13, 1.8 + 0.55 * len(rows)))
+    colours = plt.get_cmap("tab20")
     names = list(LABELS)
     seen: set[str] = set()
     for y, req in enumerate(rows):
@@ -87,7 +87,7 @@ def timeline_chart(result: ScenarioResult, path: Path) -> None:
             label = LABELS.get(name, name) if name not in seen else None
             seen.add(name)
             ax.plot(
-                event["t_ms"], y, marker="|", markersize=14, color=colours(idx % 10), label=label
+                event["t_ms"], y, marker="|", markersize=14, color=colours(idx % 20), label=label
             )
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r.pair} #{r.index + 1}" for r in rows])
@@ -95,7 +95,7 @@ def timeline_chart(result: ScenarioResult, path: Path) -> None:
     ax.set_xlabel("ms since the enc_keys call (blue: enc_keys, green: dec_keys)")
     ax.set_title(f"qkd-sdn scenario '{result.scenario}': timeline of each key request")
     if seen:
-        ax.legend(loc="lower right", fontsize=7)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

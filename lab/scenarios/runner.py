@@ -131,12 +131,27 @@ def _wait_buffer(
         time.sleep(0.01)
 
 
-def _events_between(events: list[TimelineEvent], t0: float, t1: float) -> list[dict[str, Any]]:
-    return [
-        {"t_ms": round(e.t_ms - t0, 3), "source": e.source, "event": e.event, **e.fields}
-        for e in events
-        if t0 - 1.0 <= e.t_ms <= t1 + 1.0 and e.event in MILESTONES
-    ]
+def _journey(
+    events: list[TimelineEvent], key_id: str, t0: float, t1: float
+) -> list[dict[str, Any]]:
+    """The events of one request: what happened between its enc_keys call and its dec_keys
+    answer, except relays of other keys (buffer refills running beside it), plus the relay of
+    this very key wherever it falls (before t0, negative times, when it was relayed ahead)."""
+    picked = []
+    for e in events:
+        if e.event not in MILESTONES:
+            continue
+        key_ids = e.fields.get("key_ids")
+        if e.event.startswith("relay.") and isinstance(key_ids, list):
+            if key_id not in key_ids:
+                continue
+        elif not t0 - 1.0 <= e.t_ms <= t1 + 1.0:
+            continue
+        fields = {k: v for k, v in e.fields.items() if k != "key_ids"}
+        picked.append(
+            {"t_ms": round(e.t_ms - t0, 3), "source": e.source, "event": e.event, **fields}
+        )
+    return picked
 
 
 def _median(values: list[float]) -> float:
@@ -188,8 +203,8 @@ def run_scenario(
     events = read_events(Path(plan.state_dir) / "trace")
     results = []
     for pair, index, key_id, k_master, k_slave, t0, t1, t1b, t2 in timings:
-        window = _events_between(events, t0, t2)
-        sent = [e for e in window if e["event"] == "relay.served"]
+        window = _journey(events, key_id, t0, t2)
+        sent = [e for e in window if e["event"] == "relay.served" and e["t_ms"] >= -1.0]
         from_buffer = bool(sent[0].get("from_buffer")) if sent else None
         results.append(
             RequestResult(
