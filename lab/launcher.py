@@ -119,9 +119,11 @@ def make_plan(
     topology_file: Path,
     state_dir: Path,
     forced_paths: dict[str, tuple[str, ...]] | None = None,
+    ca: tuple[Path, Path] | None = None,
 ) -> LabPlan:
-    """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI."""
-    from lab.pki import create_lab_pki
+    """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI
+    (signed by `ca` = (certificate, key) of an operator's own CA when given)."""
+    from lab.pki import create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,8 @@ def make_plan(
     host_key, client_key, password = _ssh_credentials(state_dir)
     pki_dir = state_dir / "pki"
     sae_ids = [app.sae_id for app in topology.apps]
-    create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids)
+    own_ca = load_ca(*ca) if ca is not None else None
+    create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids, ca=own_ca)
     settings = topology.settings
     return LabPlan(
         name=topology.name,
@@ -198,7 +201,7 @@ def make_plan(
             client_key=str(client_key),
             host_key=str(host_key),
             ca_cert=str(pki_dir / "ca.pem"),
-            ca_key=str(pki_dir / "ca.key"),
+            ca_key=str(ca[1] if ca is not None else pki_dir / "ca.key"),
         ),
         controller=ControllerPlan(
             api_port=next(ports),

@@ -26,6 +26,8 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="pin the path of an application pair, e.g. 'app1>app2=qnode1,qnode2,qnode3'",
     )
     up.add_argument("--timeout", type=float, default=60.0)
+    up.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
+    up.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the twin of a state directory")
@@ -75,7 +77,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             console.print(f"[red]{problem}[/]")
         return 1
     state_dir: Path = args.state_dir.resolve()
-    plan = make_plan(topology, path, state_dir, _parse_forced(args.force_path))
+    if (args.ca_cert is None) != (args.ca_key is None):
+        console.print("[red]--ca-cert and --ca-key go together[/]")
+        return 2
+    ca = (args.ca_cert, args.ca_key) if args.ca_cert is not None else None
+    try:
+        plan = make_plan(topology, path, state_dir, _parse_forced(args.force_path), ca)
+    except (OSError, ValueError) as error:
+        console.print(f"[red]lab up failed:[/] {error}")
+        return 1
     try:
         with console.status("starting the twin") as status:
             start(plan, timeout=args.timeout, progress=lambda n: status.update(f"started {n}"))
