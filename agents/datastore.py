@@ -5,6 +5,10 @@ validated against the YANG schema, the backend may veto it, and only then the co
 running (persisted atomically, then handed to `backend.apply`). A failed edit, a failed
 validation or a veto changes nothing. The NETCONF server is only a front end to this class.
 
+One libyang parse per change does validation, canonical order and JSON together
+(`Schema.check_config_xml`); a candidate validated by its edit is not validated again by
+<validate> or <commit> (it cannot change in between without a new check).
+
 Data is kept as lxml trees of a `<data>` wrapper (NETCONF base namespace) whose child is
 `<qkd_node>`; the backend sees RFC 7951 JSON.
 """
@@ -16,7 +20,6 @@ import enum
 import json
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +78,15 @@ class _Merged:
     xml: bytes
 
 
+@dataclass(frozen=True)
+class _Checked:
+    """A valid configuration in the forms running keeps."""
+
+    tree: etree._Element  # canonical <data> wrapper (schema order)
+    text: str  # the tree serialized: what is persisted and compared
+    json_text: str  # RFC 7951 JSON, as the backend sees it
+
+
 class DatastoreError(Exception):
     """The datastore cannot start: e.g. the persisted running file is unreadable or invalid."""
 
@@ -109,16 +121,18 @@ class Datastore:
             except OSError as error:
                 raise DatastoreError(f"cannot read {persist_path}: {error}") from error
         try:
-            tree = _wrap(_parse(xml))
-            self._validate(tree)
+            checked = self._check(_wrap(_parse(xml)))
         except NetconfError as error:
             raise DatastoreError(f"{source} is not valid: {error}") from error
-        self._running = self._canonical(tree)
-        self._running_json_text = json.dumps(self._to_json(self._running))
+        self._running = checked.tree
+        self._running_text = checked.text
+        self._running_json_text = checked.json_text
         self._merged: _Merged | None = None
         self._candidate: etree._Element | None = None  # None: candidate equals running
+        # The candidate's check while it is known valid (None: not checked since its edit).
+        self._candidate_checked: _Checked | None = None
         if persist_path is not None and source != str(persist_path):
-            self._persist(self._running)
+            self._persist(checked.text)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -212,14 +226,14 @@ class Datastore:
             )
             apply_edit(work, config, default_operation, self.shape_of, collected, self._namespaces)
             validate = target is DatastoreName.RUNNING or test_option is not TestOption.SET
-            if validate:
-                self._validate(work)
+            checked = self._check(work) if validate else None
             if test_option is TestOption.TEST_ONLY:
                 return self._raise_collected(collected)
-            if target is DatastoreName.RUNNING:
-                self._replace_running(work)
+            if checked is not None and target is DatastoreName.RUNNING:
+                self._replace_running(checked)
             else:
                 self._candidate = work
+                self._candidate_checked = checked
             self._raise_collected(collected)
 
     def validate(self, source: DatastoreName | etree._Element) -> None:
@@ -228,21 +242,29 @@ class Datastore:
             raise NetconfError.of(
                 ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "cannot validate operational state"
             )
-        tree = self.config(source) if isinstance(source, DatastoreName) else _wrap_children(source)
-        self._validate(tree)
+        if not isinstance(source, DatastoreName):
+            self._validate(_wrap_children(source))
+            return
+        with self._lock:
+            # Running is valid by construction: only a candidate not yet checked needs work.
+            candidate = self._candidate if source is DatastoreName.CANDIDATE else None
+            if candidate is not None and self._candidate_checked is None:
+                self._candidate_checked = self._check(candidate)
 
     def commit(self) -> None:
         """Candidate becomes running through the same validate → veto → apply path."""
         with self._lock:
             if self._candidate is None:
                 return
-            self._validate(self._candidate)
-            self._replace_running(self._candidate)
+            checked = self._candidate_checked or self._check(self._candidate)
+            self._replace_running(checked)
             self._candidate = None
+            self._candidate_checked = None
 
     def discard_changes(self) -> None:
         with self._lock:
             self._candidate = None
+            self._candidate_checked = None
 
     def copy_config(self, target: DatastoreName, source: DatastoreName | etree._Element) -> None:
         """copy-config: replace `target` whole by a datastore or an inline <config>.
@@ -258,11 +280,12 @@ class Datastore:
             tree = (
                 self.config(source) if isinstance(source, DatastoreName) else _wrap_children(source)
             )
-            self._validate(tree)
+            checked = self._check(tree)
             if target is DatastoreName.RUNNING:
-                self._replace_running(tree)
+                self._replace_running(checked)
             else:
                 self._candidate = tree
+                self._candidate_checked = checked
 
     # ---- schema shapes ---------------------------------------------------------------------
 
@@ -291,12 +314,20 @@ class Datastore:
         if errors:
             raise NetconfError(*(_validation_error(e) for e in errors))
 
-    def _replace_running(self, work: etree._Element) -> None:
-        canonical = self._canonical(work)
-        if _serialize(canonical) == _serialize(self._running):
+    def _check(self, tree: etree._Element) -> _Checked:
+        """Full validation of `tree`, and its canonical and JSON forms from the same parse."""
+        try:
+            checked = self._schema.check_config_xml(_serialize(tree))
+        except InvalidDataError as error:
+            raise NetconfError(*(_validation_error(e) for e in error.errors)) from error
+        canonical = _wrap(_parse(checked.xml))
+        return _Checked(canonical, _serialize(canonical), checked.json)
+
+    def _replace_running(self, checked: _Checked) -> None:
+        if checked.text == self._running_text:
             return  # nothing changed: no veto, no apply, same revision
-        new_json = self._to_json(canonical)
-        reason = self._backend.veto(copy.deepcopy(new_json))
+        # Each backend call gets its own fresh dict (it may keep or change it).
+        reason = self._backend.veto(json.loads(checked.json_text))
         if reason is not None:
             raise NetconfError.of(
                 ErrorType.APPLICATION,
@@ -305,41 +336,30 @@ class Datastore:
                 app_tag="vetoed",
             )
         if self._persist_path is not None:
-            self._persist(canonical)
-        self._running = canonical
-        self._running_json_text = json.dumps(new_json)
+            self._persist(checked.text)
+        self._running = checked.tree
+        self._running_text = checked.text
+        self._running_json_text = checked.json_text
         self.revision += 1
         try:
-            self._backend.apply(copy.deepcopy(new_json))
+            self._backend.apply(json.loads(checked.json_text))
         except Exception:  # the change is made; a failing subscriber must not undo it
             log.exception("backend failed to apply running revision %d", self.revision)
 
-    def _canonical(self, tree: etree._Element) -> etree._Element:
-        try:
-            return _wrap(_parse(self._schema.canonical_xml(_serialize(tree), True)))
-        except InvalidDataError as error:
-            raise NetconfError(*(_validation_error(e) for e in error.errors)) from error
-
-    def _to_json(self, tree: etree._Element) -> dict[str, Any]:
-        try:
-            return self._schema.xml_to_json(_serialize(tree), True)
-        except InvalidDataError as error:
-            raise NetconfError(*(_validation_error(e) for e in error.errors)) from error
-
-    def _persist(self, tree: etree._Element) -> None:
+    def _persist(self, text: str) -> None:
+        """Atomic replace (a reader or a crash of this process sees the old or the new
+        file whole). No fsync: it cost more than the rest of a commit; after a power loss
+        the last commits may be lost, and an unreadable file is set aside at start."""
         path = self._persist_path
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = _serialize(tree).encode("utf-8")
-        descriptor, temporary = tempfile.mkstemp(prefix=path.name, dir=path.parent)
+        # One writer per datastore (under the lock): a fixed temporary name is enough.
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
+            temporary.write_bytes(text.encode("utf-8"))
             os.replace(temporary, path)
         except BaseException:
-            Path(temporary).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             raise
 
     def _raise_collected(self, collected: list[RpcError] | None) -> None:

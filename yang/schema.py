@@ -23,6 +23,7 @@ from libyang.util import DataType
 from lxml import etree
 
 __all__ = [
+    "CheckedConfig",
     "InvalidDataError",
     "NodeInfo",
     "NodeKind",
@@ -80,6 +81,14 @@ class NodeInfo:
     config: bool
     namespace: str
     module: str
+
+
+@dataclass(frozen=True)
+class CheckedConfig:
+    """A configuration that passed full validation, printed from that one parsed tree."""
+
+    xml: str  # canonical XML (schema order, no added defaults), as `canonical_xml` prints it
+    json: str  # RFC 7951 JSON text, as `xml_to_json` reads it
 
 
 class _LibyangFailure(libyang.LibyangError):
@@ -287,6 +296,31 @@ class Schema:
         finally:
             notification.free()
         return []
+
+    def check_config_xml(self, xml: str) -> CheckedConfig:
+        """Validates a configuration like `validate_config_xml` and, when valid, returns its
+        canonical XML and RFC 7951 JSON, printed from the same parsed tree (one libyang
+        parse instead of three). Raises InvalidDataError with every problem otherwise.
+        """
+        text = _top_level_xml(xml, self._namespaces)
+        try:
+            tree = self._ctx.parse_data_mem(
+                text, "xml", no_state=True, strict=True, validate_present=True
+            )
+        except libyang.LibyangError as exc:
+            raise InvalidDataError(_errors_of(exc)) from None
+        if tree is None:
+            return CheckedConfig("", "{}")
+        try:
+            # Explicit-mode printing leaves out the defaults validation added.
+            return CheckedConfig(
+                str(tree.print_mem("xml", with_siblings=True)),
+                str(tree.print_mem("json", with_siblings=True)),
+            )
+        except libyang.LibyangError as exc:
+            raise InvalidDataError(_errors_of(exc)) from None
+        finally:
+            tree.free()
 
     # -- conversion -------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from agents.datastore import (
 )
 from agents.netconf.edit import Operation
 from agents.netconf.errors import BASE_NS, ErrorTag, NetconfError
-from yang.schema import Schema
+from yang.schema import InvalidDataError, Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
 TYPES_NS = "urn:etsi:qkd:yang:etsi-qkd-node-types"
@@ -299,3 +300,77 @@ def test_operational_follows_state_changes_even_in_place(tmp_path: Path) -> None
     assert b"<skr>2</skr>" in store.operational_xml()
     store.edit(DatastoreName.RUNNING, _config(_link(LINK_B)))
     assert len(_xpath(store.operational(), "//q:qkd_link")) == 2
+
+
+# Out of schema order on purpose: the check must print it in schema order.
+UNORDERED = (
+    f'<qkd_node xmlns="{NS}"><qkd_links><qkd_link><virt_bandwidth>7</virt_bandwidth>'
+    f'<qkdl_type xmlns:t="{TYPES_NS}">t:VIRT</qkdl_type><qkdl_id>{LINK_A}</qkdl_id>'
+    f"</qkd_link></qkd_links><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>"
+)
+
+
+def test_check_prints_what_canonical_xml_and_xml_to_json_print() -> None:
+    schema = Schema.default()
+    for xml in (INITIAL, UNORDERED):
+        checked = schema.check_config_xml(xml)
+        assert checked.xml == schema.canonical_xml(xml, True)
+        assert json.loads(checked.json) == schema.xml_to_json(xml, True)
+        assert schema.validate_config_xml(xml) == []
+
+
+def test_check_reports_what_validation_reports() -> None:
+    schema = Schema.default()
+    missing_id = f'<qkd_node xmlns="{NS}"><qkdn_location_id>x</qkdn_location_id></qkd_node>'
+    bad_value = UNORDERED.replace("<virt_bandwidth>7<", "<virt_bandwidth>-7<")
+    for xml in (missing_id, bad_value, "<qkd_node", f'<other xmlns="urn:x">{NODE_ID}</other>'):
+        expected = schema.validate_config_xml(xml)
+        assert expected
+        with pytest.raises(InvalidDataError) as caught:
+            schema.check_config_xml(xml)
+        assert list(caught.value.errors) == expected
+
+
+def test_a_checked_candidate_spoiled_by_an_unchecked_edit_is_checked_again(
+    tmp_path: Path,
+) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.CANDIDATE, _config(_link(LINK_A)))
+    store.validate(DatastoreName.CANDIDATE)
+    store.edit(
+        DatastoreName.CANDIDATE,
+        _config(_link(LINK_B, bandwidth="not-a-number")),
+        test_option=EditTest.SET,
+    )
+    with pytest.raises(NetconfError):
+        store.validate(DatastoreName.CANDIDATE)
+    with pytest.raises(NetconfError):
+        store.commit()
+    assert store.revision == 0 and backend.applied == []
+    # A checked edit that repairs it makes it committable again.
+    store.edit(DatastoreName.CANDIDATE, _config(_link(LINK_B, bandwidth="5")))
+    store.commit()
+    ids = store.config(DatastoreName.RUNNING).xpath("//q:qkdl_id/text()", namespaces={"q": NS})
+    assert ids == [LINK_A, LINK_B]
+
+
+def test_unchecked_candidate_is_checked_by_commit(tmp_path: Path) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.CANDIDATE, _config(_link(LINK_A)), test_option=EditTest.SET)
+    store.commit()
+    assert store.revision == 1
+    assert backend.applied[-1] == store.running_json()
+
+
+def test_persisted_file_is_running_in_schema_order(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    config = etree.fromstring(
+        f'<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{UNORDERED}</config>'
+    )
+    store.edit(DatastoreName.RUNNING, config)
+    persisted = (tmp_path / "running.xml").read_text(encoding="utf-8")
+    assert persisted == etree.tostring(store.config(DatastoreName.RUNNING)[0], encoding="unicode")
+    assert persisted.index("<qkdn_id>") < persisted.index("<qkd_links>")
+    reloaded, _ = _store(tmp_path)
+    assert reloaded.running_json() == store.running_json()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["running.xml"]
