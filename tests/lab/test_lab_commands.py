@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
 
-from lab.launcher import is_ours, recorded_processes
+from lab.launcher import ManagedProcess, is_ours, recorded_processes
 from lab.pki import CertPaths, create_ca
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,3 +100,29 @@ def test_up_with_a_bad_topology_starts_nothing(tmp_path: Path) -> None:
     assert up.returncode == 1
     assert "unknown node 'z'" in up.stdout + up.stderr
     assert not (tmp_path / "state").exists()
+
+
+def test_ctrl_c_during_a_run_stops_everything_it_started(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "lab.cli", "lab", "run", "--state-dir", str(state),
+         "--out", str(tmp_path / "out"), "--requests", "5000"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        seen: list[ManagedProcess] = []
+        while time.monotonic() < deadline and run.poll() is None:
+            seen = recorded_processes(state) if (state / "pids.json").exists() else []
+            if len(seen) == 5 and all(is_ours(p) for p in seen):
+                break
+            time.sleep(0.05)
+        assert len(seen) == 5, "the twin did not come up"
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=60) != 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert not any(is_ours(p) for p in seen)
+    assert recorded_processes(state) == []
