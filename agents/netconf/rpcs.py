@@ -18,6 +18,7 @@ from agents.netconf.edit import Operation, parse_default_operation
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
 from agents.netconf.state import Subscription
 from agents.netconf.subtree import filter_subtree
+from agents.netconf.xpath import select_by_filter
 
 if TYPE_CHECKING:
     from agents.netconf.session import Session
@@ -218,7 +219,7 @@ def _filter_nodes(filter_element: etree._Element | None) -> list[etree._Element]
         raise NetconfError.of(
             ErrorType.PROTOCOL,
             ErrorTag.BAD_ATTRIBUTE,
-            f"filter type {kind!r} is not supported (only subtree)",
+            f"filter type {kind!r} is not supported here (subtree; xpath in get, get-config)",
             info=(("bad-attribute", "type"), ("bad-element", "filter")),
         )
     return _elements(filter_element)
@@ -266,6 +267,8 @@ def _data(roots: Sequence[etree._Element], namespace: str = BASE_NS) -> etree._E
 def _selected(
     session: Session, wrapper: etree._Element, filter_element: etree._Element | None
 ) -> etree._Element:
+    if filter_element is not None and filter_element.get("type") == "xpath":
+        return select_by_filter(session.agent.datastore.schema, wrapper, filter_element)
     nodes = _filter_nodes(filter_element)
     if nodes is None:
         return wrapper

@@ -26,6 +26,7 @@ from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
 from agents.netconf.session import BASE_1_0, BASE_1_1, Session, SessionState
 from agents.netconf.state import AgentState
 from agents.netconf.subtree import filter_subtree
+from agents.netconf.xpath import XPATH_CAPABILITY
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ BASE_CAPABILITIES = (
     "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
     "urn:ietf:params:netconf:capability:notification:1.0",
     "urn:ietf:params:netconf:capability:interleave:1.0",
+    XPATH_CAPABILITY,
     f"{MONITORING_NS}?module=ietf-netconf-monitoring&revision=2010-10-04",
 )
 

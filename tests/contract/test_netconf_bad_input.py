@@ -129,7 +129,7 @@ def _assert_get_works(reply: etree._Element) -> None:
         (_rpc("<get><bogus/></get>"), "unknown-element", "protocol"),
         (_rpc("<get-config><source><startup/></source></get-config>"), "invalid-value", "protocol"),
         (_rpc("<get-config/>"), "missing-element", "protocol"),
-        (_rpc('<get><filter type="xpath" select="/"/></get>'), "bad-attribute", "protocol"),
+        (_rpc('<get><filter type="regex" select="/"/></get>'), "bad-attribute", "protocol"),
         (
             _rpc(
                 "<edit-config><target><running/></target><config>"

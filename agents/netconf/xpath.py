@@ -1,0 +1,204 @@
+"""RFC 6241 §8.9 XPath filters (capability :xpath:1.0), evaluated by libyang.
+
+The data tree is parsed into libyang, the expression evaluated there, and every matching
+node is copied with its ancestors (list entries keep their keys) into a fresh <data>.
+
+Prefixes in the expression come from the namespace declarations in scope of the <filter>
+(RFC 6241 §8.9.1); libyang wants module names, so each prefix is rewritten. Like other
+servers we are forgiving: an undeclared prefix may be a module's name or YANG prefix, and
+unprefixed names resolve to whichever of our modules has such a node (libyang's own rule),
+so `/qkd_node/qkd_links` works as users type it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import libyang
+from _libyang import ffi  # type: ignore[import-not-found]
+from lxml import etree
+
+from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, base_element
+from yang.schema import Schema
+
+XPATH_CAPABILITY = "urn:ietf:params:netconf:capability:xpath:1.0"
+
+# XPath 1.0 lexical pieces that matter for prefixes: string literals (left untouched),
+# axis names ("child::"), prefixed names ("p:name", "p:*") and plain names.
+_NAME = r"[^\W\d][\w.\-]*"
+_TOKEN = re.compile(
+    rf"""
+    (?P<literal>'[^']*'|"[^"]*")
+  | (?P<axis>{_NAME}\s*::)
+  | (?P<qname>(?P<prefix>{_NAME}):(?P<local>{_NAME}|\*))
+  | (?P<name>{_NAME})
+  | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def select_by_filter(
+    schema: Schema, wrapper: etree._Element, filter_element: etree._Element
+) -> etree._Element:
+    """What a <filter type="xpath" select="..."> selects from a <data> wrapper."""
+    select = filter_element.get("select")
+    if select is None:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.MISSING_ATTRIBUTE,
+            'an XPath filter needs a "select" attribute',
+            info=(("bad-attribute", "select"), ("bad-element", "filter")),
+        )
+    return select_xpath(schema, wrapper, select, filter_element.nsmap)
+
+
+def select_xpath(
+    schema: Schema,
+    wrapper: etree._Element,
+    select: str,
+    nsmap: Mapping[str | None, str],
+) -> etree._Element:
+    """A new <data> (same name as `wrapper`) with the nodes `select` matches and their
+    ancestors. Nothing matched: an empty <data/>. A bad expression: invalid-value.
+    """
+    name = etree.QName(wrapper)
+    data = base_element(name.localname, name.namespace or BASE_NS)
+    expression = translate_prefixes(select, nsmap, _module_names(schema))
+    roots = [child for child in wrapper if isinstance(child.tag, str)]
+    if not roots:
+        return data
+    if expression.strip() == "/":  # the document root: everything
+        data.extend(etree.fromstring(etree.tostring(root)) for root in roots)
+        return data
+    context = _context(schema)
+    tree = _parse(context, roots)
+    if tree is None:
+        return data
+    try:
+        selected = _evaluate(tree, expression, select)
+        data.extend(_copy_with_ancestors(selected))
+    finally:
+        tree.free()
+    return data
+
+
+def translate_prefixes(
+    select: str, nsmap: Mapping[str | None, str], modules: Mapping[str, str]
+) -> str:
+    """`select` with every XML prefix replaced by its libyang module name.
+
+    `modules` maps each implemented module's namespace, name and YANG prefix to its name.
+    """
+    parts: list[str] = []
+    for token in _TOKEN.finditer(select):
+        prefix = token.group("prefix")
+        if prefix is None:
+            parts.append(token.group(0))
+            continue
+        parts.append(f"{_module_of(prefix, nsmap, modules)}:{token.group('local')}")
+    return "".join(parts)
+
+
+def _module_of(prefix: str, nsmap: Mapping[str | None, str], modules: Mapping[str, str]) -> str:
+    namespace = nsmap.get(prefix)
+    if namespace is not None:
+        module = modules.get(namespace)
+        if module is None:
+            raise _invalid(
+                f"prefix {prefix!r} is bound to namespace {namespace!r}, "
+                "which no module of this agent has"
+            )
+        return module
+    module = modules.get(prefix)
+    if module is None:
+        raise _invalid(
+            f"prefix {prefix!r} is not declared (declare it with xmlns:{prefix} on the filter)"
+        )
+    return module
+
+
+def _module_names(schema: Schema) -> dict[str, str]:
+    """Namespace, module name and YANG prefix of each implemented module → module name."""
+    names: dict[str, str] = {}
+    context = _context(schema)
+    for uri in schema.capabilities():
+        namespace, _, query = uri.partition("?module=")
+        module = query.partition("&")[0]
+        names[namespace] = module
+        names[module] = module
+        names.setdefault(str(context.get_module(module).prefix()), module)
+    return names
+
+
+def _context(schema: Schema) -> libyang.Context:
+    # Schema owns the one libyang context of the process and exposes no accessor yet.
+    context: libyang.Context = schema._ctx
+    return context
+
+
+def _parse(context: libyang.Context, roots: list[etree._Element]) -> Any:
+    text = "".join(etree.tostring(root, encoding="unicode") for root in roots)
+    try:
+        # parse_only: no validation, so no defaults are added to what the datastore holds.
+        return context.parse_data_mem(text, "xml", parse_only=True, strict=True)
+    except libyang.LibyangError as exc:
+        raise NetconfError.of(
+            ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, f"cannot read the data: {exc}"
+        ) from None
+
+
+def _evaluate(tree: Any, expression: str, select: str) -> list[Any]:
+    try:
+        return list(tree.find_all(expression))
+    except libyang.LibyangError as exc:
+        errors = getattr(exc, "errors", ())
+        reason = "; ".join(error.message for error in errors) or str(exc)
+        raise _invalid(f"invalid XPath {select!r}: {reason}") from None
+
+
+def _address(cdata: Any) -> int:
+    return int(ffi.cast("uintptr_t", cdata))
+
+
+def _outermost(nodes: list[Any]) -> Iterator[Any]:
+    """The nodes that have no selected ancestor (their copy holds the others)."""
+    chosen = {_address(node.cdata) for node in nodes}
+    for node in nodes:
+        parent = node.cdata.parent
+        while parent and _address(parent) not in chosen:
+            parent = parent.parent
+        if not parent:
+            yield node
+
+
+def _copy_with_ancestors(nodes: list[Any]) -> list[etree._Element]:
+    merged: Any = None
+    try:
+        for node in _outermost(nodes):
+            copy = node.duplicate(with_parents=True, recursive=True).root()
+            if merged is None:
+                merged = copy
+                continue
+            try:
+                merged.merge(copy, with_siblings=True)
+            finally:
+                copy.free()
+        if merged is None:
+            return []
+        text = str(merged.print_mem("xml", with_siblings=True, pretty=False))
+    finally:
+        if merged is not None:
+            merged.free()
+    wrapped = etree.fromstring(f"<wrapper>{text}</wrapper>", _safe_parser())
+    return [child for child in wrapped if isinstance(child.tag, str)]
+
+
+def _safe_parser() -> etree.XMLParser:
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def _invalid(message: str) -> NetconfError:
+    return NetconfError.of(ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, message)
