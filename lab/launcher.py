@@ -114,15 +114,32 @@ def _ssh_credentials(state_dir: Path) -> tuple[Path, Path, Path]:
     return host_key, client_key, password
 
 
+def plan_settings(topology: Topology) -> Settings:
+    given = topology.settings
+    return Settings(
+        key_size_bits=given.key_size_bits,
+        relay_mode=given.relay_mode,
+        e2e_buffer=given.e2e_buffer,
+        link_pool_max_bits=given.link_pool_bits,
+        max_key_per_request=given.max_key_per_request,
+        max_key_size_bits=given.max_key_size_bits,
+        min_key_size_bits=given.min_key_size_bits,
+    )
+
+
 def make_plan(
     topology: Topology,
     topology_file: Path,
     state_dir: Path,
     forced_paths: dict[str, tuple[str, ...]] | None = None,
     ca: tuple[Path, Path] | None = None,
+    *,
+    settings: Settings | None = None,
+    with_pki: bool = True,
 ) -> LabPlan:
     """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI
-    (signed by `ca` = (certificate, key) of an operator's own CA when given)."""
+    (signed by `ca` = (certificate, key) of an operator's own CA when given; not made at all
+    with `with_pki=False`, for tests that make their own). `settings` overrides the file's."""
     from lab.pki import create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
@@ -168,22 +185,14 @@ def make_plan(
     host_key, client_key, password = _ssh_credentials(state_dir)
     pki_dir = state_dir / "pki"
     sae_ids = [app.sae_id for app in topology.apps]
-    own_ca = load_ca(*ca) if ca is not None else None
-    create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids, ca=own_ca)
-    settings = topology.settings
+    if with_pki:
+        own_ca = load_ca(*ca) if ca is not None else None
+        create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids, ca=own_ca)
     return LabPlan(
         name=topology.name,
         state_dir=str(state_dir),
         topology_file=str(topology_file),
-        settings=Settings(
-            key_size_bits=settings.key_size_bits,
-            relay_mode=settings.relay_mode,
-            e2e_buffer=settings.e2e_buffer,
-            link_pool_max_bits=settings.link_pool_bits,
-            max_key_per_request=settings.max_key_per_request,
-            max_key_size_bits=settings.max_key_size_bits,
-            min_key_size_bits=settings.min_key_size_bits,
-        ),
+        settings=settings or plan_settings(topology),
         nodes=nodes,
         links=tuple(links),
         apps=tuple(

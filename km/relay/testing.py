@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -23,24 +22,14 @@ from typing import Any
 import grpc
 
 from agents.keystream import key_material
+from agents.testing import LinkSpec, make_test_plan
 from km.etsi004 import etsi004_pb2 as e004
 from km.etsi004 import etsi004_pb2_grpc as e004_grpc
 from km.link_pools import MESSAGE_METADATA
 from km.node_link import node_link_pb2 as nl
 from km.node_link import node_link_pb2_grpc as nl_grpc
-from lab.launcher import free_ports
 from lab.pki import create_lab_pki
-from lab.plan import (
-    AppPlan,
-    ControllerPlan,
-    Credentials,
-    LabPlan,
-    LinkPlan,
-    NodePlan,
-    Settings,
-    link_uuid,
-    node_uuid,
-)
+from lab.plan import LabPlan, Settings, link_uuid, node_uuid
 
 CHUNK_BYTES = 32
 
@@ -52,35 +41,17 @@ def make_plan(
     *,
     pool_max_bits: int = 256 * 64,
 ) -> LabPlan:
-    pki = create_lab_pki(tmp, nodes, ["app1", "app2"])
-    ports = iter(free_ports(5 * len(nodes) + 1))
-    node_plans = tuple(
-        NodePlan(name, node_uuid(name), "", *(next(ports) for _ in range(5))) for name in nodes
-    )
-    link_plans = []
-    for index, (a, b) in enumerate(links):
-        seed = tmp / f"seed-{index}"
-        seed.write_bytes(secrets.token_bytes(32))
-        link_plans.append(
-            LinkPlan(
-                link_uuid(a, b), a, b, index + 1, index + 1, 10.0, 0.0, "x", 1e6, 0.01, str(seed)
-            )
-        )
-    return LabPlan(
-        name="t",
-        state_dir=str(tmp),
-        topology_file="",
+    """The plan `qkdsdn lab up` would make (links at an explicit 1 Mbit/s), with the lab PKI
+    and app1 at the first node, app2 at the last."""
+    plan = make_test_plan(
+        tmp,
+        nodes,
+        [LinkSpec(a, b, 10.0, "field", 1e6, 0.01) for a, b in links],
+        [("app1", nodes[0]), ("app2", nodes[-1])],
         settings=Settings(link_pool_max_bits=pool_max_bits),
-        nodes=node_plans,
-        links=tuple(link_plans),
-        apps=(
-            AppPlan("app1", nodes[0], str(pki.saes["app1"].cert), str(pki.saes["app1"].key)),
-            AppPlan("app2", nodes[-1], str(pki.saes["app2"].cert), str(pki.saes["app2"].key)),
-        ),
-        credentials=Credentials("u", "", "", "", str(pki.ca.cert), str(pki.ca.key)),
-        controller=ControllerPlan(next(ports), str(pki.controller.cert), str(pki.controller.key)),
-        node_certs={n: (str(pki.kms[n].cert), str(pki.kms[n].key)) for n in nodes},
     )
+    create_lab_pki(Path(plan.state_dir), nodes, ["app1", "app2"])
+    return plan
 
 
 class _Stream:
