@@ -38,6 +38,7 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+_PREFIXED_VALUE = re.compile(rf"(?P<prefix>{_NAME}):(?P<local>{_NAME})")
 
 
 def select_by_filter(
@@ -66,11 +67,11 @@ def select_xpath(
     """
     name = etree.QName(wrapper)
     data = base_element(name.localname, name.namespace or BASE_NS)
-    expression = translate_prefixes(select, nsmap, _module_names(schema))
+    expression = to_libyang_xpath(select, nsmap, _module_names(schema))
     roots = [child for child in wrapper if isinstance(child.tag, str)]
     if not roots:
         return data
-    if expression.strip() == "/":  # the document root: everything
+    if expression.strip() in ("/", "/."):  # the document root: everything
         data.extend(etree.fromstring(etree.tostring(root)) for root in roots)
         return data
     context = _context(schema)
@@ -85,21 +86,58 @@ def select_xpath(
     return data
 
 
-def translate_prefixes(
+def to_libyang_xpath(
     select: str, nsmap: Mapping[str | None, str], modules: Mapping[str, str]
 ) -> str:
-    """`select` with every XML prefix replaced by its libyang module name.
+    """`select` as libyang evaluates it from the first data node: every XML prefix (also in
+    identityref literals such as 't:PHYS') becomes its module name, and a relative location
+    path outside predicates is anchored at the root, its context node in RFC 6241 §8.9.
 
     `modules` maps each implemented module's namespace, name and YANG prefix to its name.
     """
     parts: list[str] = []
+    depth = 0  # predicate nesting: inside [...] relative paths keep their context
+    previous: str | None = None  # the last token that is not blank
     for token in _TOKEN.finditer(select):
-        prefix = token.group("prefix")
-        if prefix is None:
-            parts.append(token.group(0))
-            continue
-        parts.append(f"{_module_of(prefix, nsmap, modules)}:{token.group('local')}")
+        text = token.group(0)
+        if depth == 0 and previous in _PATH_STARTERS and _starts_a_path(token, select):
+            parts.append("/")
+        if token.group("prefix") is not None:
+            prefix, local = token.group("prefix"), token.group("local")
+            text = f"{_module_of(prefix, nsmap, modules)}:{local}"
+        elif token.group("literal") is not None:
+            text = _literal(text, nsmap, modules)
+        depth += {"[": 1, "]": -1}.get(text, 0)
+        if not text.isspace():
+            previous = text
+        parts.append(text)
     return "".join(parts)
+
+
+# Tokens after which (outside predicates) a relative location path starts; None: the start.
+_PATH_STARTERS = frozenset({None, "|", "(", ","})
+
+
+def _starts_a_path(token: re.Match[str], select: str) -> bool:
+    """A name test, axis, '*', '@' or '.' that begins a location path (no function call)."""
+    if token.group("other") is not None:
+        return token.group(0) in ("*", "@", ".")
+    if token.group("literal") is not None:
+        return False
+    if token.group("axis") is not None:
+        return True
+    return not select[token.end() :].lstrip().startswith("(")
+
+
+def _literal(text: str, nsmap: Mapping[str | None, str], modules: Mapping[str, str]) -> str:
+    """An identityref literal 'p:name' with a declared XML prefix p, as 'module:name'."""
+    quote, value = text[0], text[1:-1]
+    match = _PREFIXED_VALUE.fullmatch(value)
+    namespace = nsmap.get(match.group("prefix")) if match is not None else None
+    module = modules.get(namespace) if namespace is not None else None
+    if match is None or module is None:
+        return text  # any other string stays as written
+    return f"{quote}{module}:{match.group('local')}{quote}"
 
 
 def _module_of(prefix: str, nsmap: Mapping[str | None, str], modules: Mapping[str, str]) -> str:

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from agents.netconf.errors import BASE_NS, ErrorTag, NetconfError, base_element
-from agents.netconf.xpath import select_by_filter, select_xpath, translate_prefixes
+from agents.netconf.xpath import select_by_filter, select_xpath, to_libyang_xpath
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -74,6 +74,10 @@ def test_union_and_descendant_axis() -> None:
     (node,) = data
     assert _names(node) == ["qkdn_id", "qkd_links"]
     assert _texts(data, "//q:skr/text()") == ["12000"]
+    nested = _select("//qkd_link/qkdl_performance/skr | //qkd_link")
+    assert _texts(nested, "//q:qkd_link/q:qkdl_id/text()") == [LINK_A, LINK_B]
+    assert _texts(nested, "//q:skr/text()") == ["12000"]
+    assert _texts(nested, "//q:qkd_link/q:virt_bandwidth/text()") == ["4000"]
 
 
 def test_prefixed_and_unprefixed_forms_select_the_same() -> None:
@@ -178,8 +182,35 @@ def test_filter_without_select_is_missing_attribute() -> None:
 
 def test_translation_leaves_literals_axes_and_operators_alone() -> None:
     modules = {NS: "etsi-qkd-sdn-node"}
-    select = "/q:a/child::q:b[q:c = 'q:x' and @q:d] | q:*"
-    assert translate_prefixes(select, {"q": NS}, modules) == (
+    select = "/q:a/child::q:b[q:c = 'z:x' and @q:d != \"q :y\"] | /q:*"
+    assert to_libyang_xpath(select, {"q": NS}, modules) == (
         "/etsi-qkd-sdn-node:a/child::etsi-qkd-sdn-node:b"
-        "[etsi-qkd-sdn-node:c = 'q:x' and @etsi-qkd-sdn-node:d] | etsi-qkd-sdn-node:*"
+        "[etsi-qkd-sdn-node:c = 'z:x' and @etsi-qkd-sdn-node:d != \"q :y\"]"
+        " | /etsi-qkd-sdn-node:*"
     )
+
+
+def test_translation_anchors_relative_paths_outside_predicates_at_the_root() -> None:
+    modules = {NS: "etsi-qkd-sdn-node"}
+    assert to_libyang_xpath("a/b[c/d]", {}, modules) == "/a/b[c/d]"
+    assert to_libyang_xpath("a | (b) | count(c)", {}, modules) == "/a | (/b) | count(/c)"
+    assert to_libyang_xpath("descendant::x | ./y | *", {}, modules) == (
+        "/descendant::x | /./y | /*"
+    )
+    assert to_libyang_xpath("/a//b[. = 'x']", {}, modules) == "/a//b[. = 'x']"
+
+
+def test_relative_path_is_evaluated_from_the_root() -> None:
+    relative = _select("qkd_node/qkd_links/qkd_link/qkdl_id")
+    assert _texts(relative, "//q:qkdl_id/text()") == [LINK_A, LINK_B]
+    assert etree.tostring(_select(".")) == etree.tostring(_wrapper())
+
+
+def test_identityref_literal_with_a_declared_xml_prefix() -> None:
+    nsmap: dict[str | None, str] = {"t": TYPES_NS, "u": "urn:example:other"}
+    phys = _select("/qkd_node/qkd_links/qkd_link[qkdl_type='t:PHYS']/qkdl_id", nsmap)
+    assert _texts(phys, "//q:qkdl_id/text()") == [LINK_A]
+    virt = _select('//qkd_link[qkdl_type = "t:VIRT"]/qkdl_id', nsmap)
+    assert _texts(virt, "//q:qkdl_id/text()") == [LINK_B]
+    foreign = _select("//qkd_link[qkdl_type='u:PHYS']/qkdl_id", nsmap)
+    assert len(foreign) == 0
