@@ -73,7 +73,7 @@ class _Merged:
     """Running merged with one state report, and its serialization."""
 
     revision: int
-    state: dict[str, Any]
+    state_json: str
     tree: etree._Element
     xml: bytes
 
@@ -162,31 +162,32 @@ class Datastore:
     def _current_merge(self) -> _Merged:
         with self._lock:
             running = self._running
+            running_text = self._running_text
             revision = self.revision
         state = self._backend.operational(self.running_json())
+        try:
+            state_json = json.dumps(state) if state else ""
+        except (TypeError, ValueError) as error:
+            raise _state_unavailable(str(error)) from error
         # State changes far slower than <get>s arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged
-        if cached is None or cached.revision != revision or cached.state != state:
-            tree = self._merge_state(running, state)
-            cached = _Merged(revision, copy.deepcopy(state), tree, etree.tostring(tree))
+        if cached is None or cached.revision != revision or cached.state_json != state_json:
+            tree = self._merge_state(running, running_text, state_json)
+            cached = _Merged(revision, state_json, tree, etree.tostring(tree))
             self._merged = cached
         return cached
 
-    def _merge_state(self, running: etree._Element, state: dict[str, Any]) -> etree._Element:
-        merged = copy.deepcopy(running)
-        if not state:
-            return merged
+    def _merge_state(
+        self, running: etree._Element, running_text: str, state_json: str
+    ) -> etree._Element:
+        if not state_json:
+            return copy.deepcopy(running)
         try:
-            state_xml = self._schema.json_to_xml(state)
+            merged = self._schema.merge_state_xml(running_text, state_json)
         except InvalidDataError as error:
-            log.error("backend state data is not valid: %s", error)
-            raise NetconfError.of(
-                ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "node state is unavailable"
-            ) from error
-        state_tree = _wrap(_parse(state_xml))
-        apply_edit(merged, state_tree, Operation.MERGE, self.shape_of)
-        return merged
+            raise _state_unavailable(str(error)) from error
+        return _wrap(_parse(merged))
 
     @property
     def schema(self) -> Schema:
@@ -365,6 +366,13 @@ class Datastore:
     def _raise_collected(self, collected: list[RpcError] | None) -> None:
         if collected:
             raise NetconfError(*collected)
+
+
+def _state_unavailable(problem: str) -> NetconfError:
+    log.error("backend state data is not valid: %s", problem)
+    return NetconfError.of(
+        ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "node state is unavailable"
+    )
 
 
 def _parse(xml: str) -> etree._Element:

@@ -322,6 +322,36 @@ class Schema:
         finally:
             tree.free()
 
+    def merge_state_xml(self, config_xml: str, state_json: str) -> str:
+        """The configuration `config_xml` with the RFC 7951 tree `state_json` merged into it
+        (list entries matched by their keys), printed compact in schema order. Both are
+        checked like conversions; InvalidDataError if either is not valid data.
+        """
+        try:
+            state = json.loads(state_json)
+        except ValueError as exc:
+            raise InvalidDataError([ValidationError("/", f"not JSON: {exc}")]) from None
+        inputs = (
+            (_top_level_xml(config_xml, self._namespaces), "xml"),
+            (_json_text(state), "json"),
+        )
+        trees: list[libyang.DNode] = []
+        try:
+            for text, fmt in inputs:
+                tree = self._ctx.parse_data_mem(text, fmt, strict=True, parse_only=True)
+                if tree is not None:
+                    trees.append(tree)
+            if not trees:
+                return ""
+            for extra in trees[1:]:
+                trees[0].merge(extra, with_siblings=True)
+            return str(trees[0].print_mem("xml", with_siblings=True, pretty=False))
+        except libyang.LibyangError as exc:
+            raise InvalidDataError(_errors_of(exc)) from None
+        finally:
+            for tree in trees:
+                tree.free()
+
     # -- conversion -------------------------------------------------------------------
 
     def xml_to_json(self, xml: str, config_only: bool = False) -> dict[str, Any]:

@@ -374,3 +374,20 @@ def test_persisted_file_is_running_in_schema_order(tmp_path: Path) -> None:
     reloaded, _ = _store(tmp_path)
     assert reloaded.running_json() == store.running_json()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["running.xml"]
+
+
+def test_state_of_an_entry_not_in_running_is_added_and_unusable_state_is_an_error(
+    tmp_path: Path,
+) -> None:
+    store, backend = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
+    backend.state = {
+        ROOT: {"qkd_links": {"qkd_link": [{"qkdl_id": LINK_B, "qkdl_performance": {"skr": 3}}]}}
+    }
+    merged = store.operational()
+    assert _xpath(merged, "//q:qkd_link/q:qkdl_id/text()") == [LINK_A, LINK_B]
+    assert _xpath(merged, "//q:qkd_link[q:qkdl_id='" + LINK_B + "']//q:skr/text()") == ["3"]
+    backend.state = {ROOT: {"qkdn_status": object()}}  # not JSON at all
+    with pytest.raises(NetconfError) as caught:
+        store.operational_xml()
+    assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
