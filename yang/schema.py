@@ -256,6 +256,12 @@ class Schema:
         )
         self._nodes = self._index_nodes()
 
+    @property
+    def context(self) -> libyang.Context:
+        """The libyang context, for callers that evaluate on libyang trees (XPath filters).
+        Read-only use: loading more modules into it would change every other caller's view."""
+        return self._ctx
+
     @staticmethod
     @functools.cache
     def default() -> Schema:

@@ -173,7 +173,7 @@ def _module_names(schema: Schema) -> dict[str, str]:
 
 def _context(schema: Schema) -> libyang.Context:
     # Schema owns the one libyang context of the process and exposes no accessor yet.
-    context: libyang.Context = schema._ctx
+    context: libyang.Context = schema.context
     return context
 
 
