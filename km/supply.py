@@ -17,7 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
-from km.key_store import ClaimFailure, KeyClaimError, KeyStore, StoredKey
+from km.key_store import (
+    ClaimFailure,
+    KeyBatch,
+    KeyClaimError,
+    KeyStore,
+    StoredKey,
+    batches_of,
+    format_key_id,
+)
 
 DEFAULT_KEY_TTL_S = 3600.0
 
@@ -97,25 +105,28 @@ class KeySupply:
         self, master: str, slaves: Sequence[str], number: int, size_bits: int
     ) -> list[StoredKey]:
         """Fresh keys from the OS CSPRNG (not stored), with time-ordered key_IDs."""
+        return list(self.new_batch(master, slaves, number, size_bits))
+
+    def new_batch(
+        self, master: str, slaves: Sequence[str], number: int, size_bits: int
+    ) -> KeyBatch:
+        """`new_keys` as one KeyBatch (consecutive key_IDs): no per-key objects."""
         expires = None if self.key_ttl_s is None else self.clock() + self.key_ttl_s
-        size = size_bits // 8
-        material = secrets.token_bytes(size * number)  # one system call for the batch
-        slave_ids = tuple(slaves)
-        return [
-            StoredKey(
-                key_id=key_id,
-                material=material[i * size : (i + 1) * size],
-                size_bits=size_bits,
-                master=master,
-                slaves=slave_ids,
-                expires_at=expires,
-            )
-            for i, key_id in enumerate(new_key_ids(number))
-        ]
+        size = size_bits // 8 * number
+        noise = secrets.token_bytes(size + 10)  # one system call: the material and the key_ID
+        return KeyBatch(
+            new_first_key_id(noise=noise[size:]),
+            number,
+            noise[:size],
+            size_bits,
+            master,
+            tuple(slaves),
+            expires,
+        )
 
     async def enc_keys(
         self, master: str, slaves: Sequence[str], number: int, size_bits: int
-    ) -> list[StoredKey]:
+    ) -> Sequence[StoredKey]:
         if self.node_of(master) != self.node:
             raise SupplyError(401, f"SAE {master!r} is not served by key manager {self.node!r}")
         if not slaves:
@@ -129,9 +140,9 @@ class KeySupply:
         if remote_nodes and self.remote is None:
             raise SupplyError(503, f"no key relay toward node(s) {', '.join(remote_nodes)}")
         if not remote_nodes:
-            keys = self.new_keys(master, list(by_node[self.node]), number, size_bits)
-            await self._commits.add(keys)
-            return keys
+            batch = self.new_batch(master, by_node[self.node], number, size_bits)
+            await self._commits.add(batch)
+            return batch
         assert self.remote is not None
         if len(by_node) == 1:
             (node,) = remote_nodes
@@ -193,25 +204,28 @@ class CommitGroup:
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
-        self._waiting: list[tuple[Sequence[StoredKey], asyncio.Future[None]]] = []
+        self._waiting: list[tuple[list[KeyBatch], asyncio.Future[None]]] = []
 
     async def add(self, keys: Sequence[StoredKey]) -> None:
+        batches = batches_of(keys)  # checks key_IDs before anything is queued
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self._flush)
-        self._waiting.append((keys, done))
+        self._waiting.append((batches, done))
         await done
 
     def _flush(self) -> None:
         group, self._waiting = self._waiting, []
         try:
-            self.store.add([k for keys, _ in group for k in keys], ready_for_master=False)
+            self.store.add_batches(
+                [b for batches, _ in group for b in batches], ready_for_master=False
+            )
         except ValueError:
             # one request's keys are refused: store the others alone, fail only that one
-            for keys, done in group:
+            for batches, done in group:
                 try:
-                    self.store.add(keys, ready_for_master=False)
+                    self.store.add_batches(batches, ready_for_master=False)
                 except ValueError as exc:
                     _settle(done, exc)
                 else:
@@ -236,23 +250,27 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
         done.set_exception(error)
 
 
-def new_key_ids(number: int, now_ns: int | None = None) -> list[str]:
-    """`number` UUIDv7 (RFC 9562): 48-bit milliseconds, then 74 random bits, ascending
-    within a batch. Time order keeps the store's key_ID index appending at its end (random
-    UUIDv4 touched one index page per key and halved batch throughput); the key_ID reveals
-    when the key was made, nothing about its material."""
+def new_first_key_id(now_ns: int | None = None, *, noise: bytes | None = None) -> int:
+    """A UUIDv7 (RFC 9562) as an int: 48-bit milliseconds, version, 12 random bits, variant,
+    then 62 bits of which the top one is 0 and 61 random. A request's keys take the key_IDs
+    that follow (RFC 9562 6.2, method 2: a random value incremented), which never reach the
+    variant bits. `noise`: 10 bytes from the CSPRNG (drawn here if not given). Time order keeps the store's index appending at its end (random UUIDv4
+    halved batch throughput); a key_ID reveals when its key was made, nothing about it."""
     ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
-    noise = secrets.token_bytes(10 * number)
-    ids = sorted(
+    bits = int.from_bytes(secrets.token_bytes(10) if noise is None else noise, "big")
+    return (
         (ms & 0xFFFF_FFFF_FFFF) << 80
         | 0x7 << 76
-        | (int.from_bytes(noise[i * 10 : i * 10 + 2], "big") & 0xFFF) << 64
+        | (bits >> 61 & 0xFFF) << 64
         | 0b10 << 62
-        | int.from_bytes(noise[i * 10 + 2 : i * 10 + 10], "big") >> 2
-        for i in range(number)
+        | bits & ((1 << 61) - 1)
     )
-    hexes = [f"{value:032x}" for value in ids]
-    return [f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in hexes]
+
+
+def new_key_ids(number: int, now_ns: int | None = None) -> list[str]:
+    """`number` consecutive UUIDv7 key_IDs (see `new_first_key_id`), ascending."""
+    first = new_first_key_id(now_ns)
+    return [format_key_id(first + i) for i in range(number)]
 
 
 # A key that exists but is someone else's: the caller is not allowed to have it.

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from km.access import AccessControl, AccessDenied
 from km.etsi014.schemas import KeyRequest, Status
-from km.key_store import StoredKey
+from km.key_store import KeyBatch, StoredKey
 from km.supply import KeySupply, SupplyError
 from lab.timeline import Tracer
 
@@ -89,7 +89,7 @@ class Etsi014Service:
             },
         )
 
-    async def enc_keys(self, caller: str, slave: str, request: KeyRequest) -> list[StoredKey]:
+    async def enc_keys(self, caller: str, slave: str, request: KeyRequest) -> Sequence[StoredKey]:
         size = self.limits.key_size_bits if request.size is None else request.size
         self._check_request(request.number, size, request)
         self._known_caller(caller)
@@ -108,7 +108,8 @@ class Etsi014Service:
             raise Etsi014Error(exc.status_code, exc.message) from None
         self.counters["enc_keys_requests"] += 1
         self.counters["keys_delivered_to_masters"] += len(keys)
-        self.tracer.emit("enc_keys.sent", master=caller, key_ids=[k.key_id for k in keys])
+        if self.tracer.enabled:  # key_IDs formatted only for a lab timeline
+            self.tracer.emit("enc_keys.sent", master=caller, key_ids=_key_ids(keys))
         log.debug("enc_keys %s -> %s: %d key(s) of %d bits", caller, slaves, len(keys), size)
         return keys
 
@@ -191,8 +192,17 @@ def key_container_json(keys: Sequence[StoredKey]) -> bytes:
     """The ETSI `Key container` of `keys`, serialised directly: the store admits only
     canonical UUID key_IDs and base64 needs no JSON escaping, and building 128 pydantic models
     per answer cost more than the rest of the request (see bench/etsi014.py)."""
-    entries = ",".join(
-        f'{{"key_ID":"{k.key_id}","key":"{base64.b64encode(k.material).decode("ascii")}"}}'
-        for k in keys
-    )
+    if isinstance(keys, KeyBatch):
+        pairs = zip(keys.key_ids(), keys.materials_base64(), strict=True)
+    else:
+        pairs = zip(
+            (k.key_id for k in keys),
+            (base64.b64encode(k.material).decode("ascii") for k in keys),
+            strict=True,
+        )
+    entries = ",".join(f'{{"key_ID":"{key_id}","key":"{b64}"}}' for key_id, b64 in pairs)
     return f'{{"keys":[{entries}]}}'.encode("ascii")
+
+
+def _key_ids(keys: Sequence[StoredKey]) -> list[str]:
+    return keys.key_ids() if isinstance(keys, KeyBatch) else [k.key_id for k in keys]

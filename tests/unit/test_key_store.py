@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import threading
 import uuid
 from pathlib import Path
 
 import pytest
 
-from km.key_store import ClaimFailure, KeyClaimError, KeyStore, StoredKey
+from km.key_store import (
+    ClaimFailure,
+    KeyBatch,
+    KeyClaimError,
+    KeyStore,
+    StoredKey,
+    batches_of,
+)
 
 
 def make_key(
@@ -155,3 +163,121 @@ def test_checkpoint_copies_the_wal_and_keeps_every_key(tmp_path: Path) -> None:
     reopened = KeyStore(path)
     assert len(reopened) == 51
     assert reopened.claim("B", "A", [keys[0].key_id])[0].material == keys[0].material
+
+
+def make_batch(
+    number: int, slaves: tuple[str, ...] = ("B",), expires_at: float | None = None
+) -> KeyBatch:
+    first = uuid.uuid4().int & ~0xFFFFFFFF  # room for `number` consecutive key_IDs
+    return KeyBatch(first, number, secrets.token_bytes(32 * number), 256, "A", slaves, expires_at)
+
+
+def test_key_batch_is_a_sequence_of_keys_hiding_material() -> None:
+    batch = make_batch(3)
+    keys = list(batch)
+    assert [k.key_id for k in keys] == batch.key_ids() == [k.key_id for k in batch[0:3]]
+    assert [uuid.UUID(k).int for k in batch.key_ids()] == [batch.first_id + i for i in range(3)]
+    assert b"".join(k.material for k in keys) == batch.material and batch[-1] == keys[2]
+    assert batch.material.hex() not in repr(batch) and "hidden" in str(batch)
+    with pytest.raises(IndexError):
+        batch[3]
+
+
+def test_batches_of_groups_consecutive_key_ids_only() -> None:
+    batch = make_batch(4)
+    other = make_key()
+    runs = batches_of([*batch[:2], other, *batch[2:]])
+    assert [(len(r), r.material) for r in runs] == [
+        (2, batch.material[:64]),
+        (1, other.material),
+        (2, batch.material[64:]),
+    ]
+
+
+def test_one_row_per_batch_each_key_claimed_once_per_slave(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    batch = make_batch(20, slaves=("B", "C"))
+    store.add(batch, ready_for_master=False)
+    assert len(store) == 20 and store.count_waiting("A", "B") == store.count_waiting("A", "C") == 20
+    ids = batch.key_ids()
+    got = store.claim("B", "A", [ids[7], ids[3]])
+    assert [k.material for k in got] == [batch[7].material, batch[3].material]
+    with pytest.raises(KeyClaimError) as err:  # all or nothing: ids[5] stays claimable
+        store.claim("B", "A", [ids[5], ids[3]])
+    assert err.value.reason is ClaimFailure.ALREADY_CLAIMED
+    assert store.count_waiting("A", "B") == 18 and len(store) == 20
+    assert len(store.claim("C", "A", ids)) == 20
+    assert len(store) == 18  # keys 3 and 7 went with their last slave
+    with pytest.raises(KeyClaimError) as err:
+        store.claim("C", "A", [ids[3]])
+    assert err.value.reason is ClaimFailure.UNKNOWN_KEY
+    rest = [i for n, i in enumerate(ids) if n not in (3, 7)]
+    assert [k.key_id for k in store.claim("B", "A", rest)] == rest
+    assert len(store) == 0
+    with pytest.raises(KeyClaimError) as err:
+        store.claim("B", "A", [ids[0]])
+    assert err.value.reason is ClaimFailure.UNKNOWN_KEY
+
+
+def test_a_key_id_inside_a_stored_batch_is_a_duplicate(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    batch = make_batch(10)
+    store.add(batch, ready_for_master=False)
+    inside = StoredKey(batch.key_ids()[4], bytes(32), 256, "A", ("B",), None)
+    straddling = KeyBatch(batch.first_id - 2, 3, bytes(96), 256, "A", ("B",), None)
+    fresh = make_key()
+    for bad in ([fresh, inside], straddling, [fresh, fresh]):
+        with pytest.raises(ValueError):
+            store.add(bad, ready_for_master=False)
+    assert len(store) == 10 and store.count_waiting("A", "B") == 10
+
+
+def test_ready_batch_taken_from_the_front_and_put_back(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    batch = make_batch(5)
+    store.add(batch, ready_for_master=True)
+    first = store.take_ready("A", "B", 2, 256)
+    assert [k.key_id for k in first] == batch.key_ids()[:2] and store.count_ready("A", "B") == 3
+    store.add(first, ready_for_master=True)  # a relay failure gives them back
+    assert store.count_ready("A", "B") == 5
+    taken = store.take_ready("A", "B", 10, 256)
+    assert sorted(k.key_id for k in taken) == batch.key_ids() and len(store) == 0
+
+
+def test_purge_counts_keys_of_partly_claimed_batches(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    batch = make_batch(4, expires_at=100.0)
+    store.add(batch, ready_for_master=False)
+    store.claim("B", "A", batch.key_ids()[:1])
+    assert store.purge_expired(99.0) == 0
+    assert store.purge_expired(100.0) == 3 and len(store) == 0
+
+
+def test_schema_2_store_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite"
+    waiting, ready = make_key(slaves=("B", "C")), make_key()
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE keys (seq INTEGER PRIMARY KEY, key_id TEXT NOT NULL UNIQUE,"
+            " material BLOB NOT NULL, size_bits INTEGER NOT NULL, master TEXT NOT NULL,"
+            " slaves TEXT NOT NULL, pending TEXT, expires_at REAL,"
+            " ready_for_master INTEGER NOT NULL, ready_slave TEXT); PRAGMA user_version=2;"
+        )
+        db.execute(
+            "INSERT INTO keys VALUES (1, ?, ?, 256, 'A', '[\"B\", \"C\"]', '[\"C\"]', NULL, 0, NULL)",
+            (waiting.key_id, waiting.material),
+        )
+        db.execute(
+            "INSERT INTO keys VALUES (2, ?, ?, 256, 'A', '[\"B\"]', NULL, NULL, 1, 'B')",
+            (ready.key_id, ready.material),
+        )
+    store = KeyStore(path)
+    assert len(store) == 2 and store.count_ready("A", "B") == 1
+    with pytest.raises(KeyClaimError) as err:
+        store.claim("B", "A", [waiting.key_id])
+    assert err.value.reason is ClaimFailure.ALREADY_CLAIMED
+    assert store.claim("C", "A", [waiting.key_id])[0].material == waiting.material
+    assert store.take_ready("A", "B", 1, 256)[0].material == ready.material
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (3,)

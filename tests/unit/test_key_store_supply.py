@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from km.key_store import KeyStore, StoredKey
+from km.key_store import KeyBatch, KeyStore, StoredKey
 from km.supply import CommitGroup, KeySupply, SupplyError, new_key_ids
 
 SAES = {"a": "n1", "b": "n1", "c": "n1", "d": "n2", "e": "n3"}
@@ -164,16 +164,16 @@ class CountingStore(KeyStore):
         super().__init__(path)
         self.adds = 0
 
-    def add(self, keys: Sequence[StoredKey], *, ready_for_master: bool) -> None:
-        self.adds += 1
-        super().add(keys, ready_for_master=ready_for_master)
+    def add_batches(self, batches: Sequence[KeyBatch], *, ready_for_master: bool) -> None:
+        self.adds += 1  # every write of keys goes through here, one transaction each
+        super().add_batches(batches, ready_for_master=ready_for_master)
 
 
 def test_group_commit_one_transaction_per_loop_turn(tmp_path: Path) -> None:
     store = CountingStore(tmp_path / "k.sqlite")
     supply = KeySupply("n1", SAES, store, None)
 
-    async def burst() -> list[list[StoredKey]]:
+    async def burst() -> list[Sequence[StoredKey]]:
         return await asyncio.gather(*(supply.enc_keys("a", ["b"], 2, 256) for _ in range(10)))
 
     results = asyncio.run(burst())
