@@ -73,7 +73,7 @@ class _Merged:
     """Running merged with one state report, and its serialization."""
 
     revision: int
-    state_json: str
+    state: dict[str, Any]
     tree: etree._Element
     xml: bytes
 
@@ -165,16 +165,17 @@ class Datastore:
             running_text = self._running_text
             revision = self.revision
         state = self._backend.operational(self.running_json())
-        try:
-            state_json = json.dumps(state) if state else ""
-        except (TypeError, ValueError) as error:
-            raise _state_unavailable(str(error)) from error
         # State changes far slower than <get>s arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged
-        if cached is None or cached.revision != revision or cached.state_json != state_json:
+        if cached is None or cached.revision != revision or cached.state != state:
+            try:
+                state_json = json.dumps(state) if state else ""
+            except (TypeError, ValueError) as error:
+                raise _state_unavailable(str(error)) from error
             tree = self._merge_state(running, running_text, state_json)
-            cached = _Merged(revision, state_json, tree, etree.tostring(tree))
+            kept = json.loads(state_json) if state_json else {}  # a copy the backend cannot change
+            cached = _Merged(revision, kept, tree, etree.tostring(tree))
             self._merged = cached
         return cached
 

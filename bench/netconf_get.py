@@ -4,7 +4,8 @@ Everything runs in this one process (no subprocess): N agents (Datastore + Netco
 with a fake backend) on one event loop in a background thread, and a baseline SSH
 subsystem on the same loop that answers every request with a payload of the size of a
 <get> reply. Clients are ncclient (paramiko) for NETCONF and bare paramiko for the
-baseline, so the ratio shows what NETCONF framing, XML and the datastore add to SSH.
+baseline, so the ratio shows what NETCONF framing, XML and the datastore add to SSH. A last figure
+runs our own code alone (a `Session` fed bytes, no SSH): what a <get> costs us.
 
     .venv/bin/python bench/netconf_get.py [--agents 50] [--gets 1000] [--duration 5]
 
@@ -33,7 +34,9 @@ from ncclient import manager
 
 from agents.datastore import Datastore
 from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
-from agents.netconf.server import NetconfCredentials, NetconfServer
+from agents.netconf.server import BASE_CAPABILITIES, NetconfCredentials, NetconfServer
+from agents.netconf.session import Session
+from agents.netconf.state import AgentState
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -357,6 +360,35 @@ class Latency:
     count: int
 
 
+class _CountingTransport:
+    """A session's transport that only counts the reply bytes."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def close(self) -> None:
+        return None
+
+
+def _session_only(links: int, count: int) -> Latency:
+    """<get>s through our code alone: framing, parsing, dispatch, datastore, reply."""
+    datastore = Datastore(Schema.default(), FakeBackend(), None, _initial_running(0, links))
+    agent = AgentState(datastore, BASE_CAPABILITIES, {})
+    transport = _CountingTransport()
+    session = Session(agent, transport)
+    session.start()
+    session.data_received(encode_message(_CLIENT_HELLO, FramingMode.END_OF_MESSAGE))
+    before = transport.written
+    latency = _latency(lambda: session.data_received(_GET), count)
+    if transport.written == before:
+        raise RuntimeError("the session sent no replies")
+    session.close()
+    return latency
+
+
 def _latency(call: Callable[[], object], count: int, warmup: int = 50) -> Latency:
     for _ in range(warmup):
         call()
@@ -452,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         for echo in echoes:
             echo.close()
         light_rate = lab.light_load(sessions, args.duration, args.max_gets)
+    ours = _session_only(args.links, args.gets)
 
     print(f"agents in this process: {args.agents}; <get> reply: {payload_size} bytes")
     print(
@@ -483,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"light clients (asyncssh + this codec, {sessions} sessions as coroutines on the"
         f" agents' loop, so client and server share one thread): {light_rate:.0f} gets/s"
+    )
+    print(
+        f"our code alone (Session fed bytes: framing, XML, dispatch, datastore; no SSH): "
+        f"p50 {ours.p50_ms * 1000:.0f} us, p99 {ours.p99_ms * 1000:.0f} us per <get>"
     )
     p50_ok = netconf.p50_ms <= P50_TARGET_MS
     rate_ok = rate >= THROUGHPUT_TARGET

@@ -50,9 +50,13 @@ SchemaPath = tuple[tuple[str, str], ...]
 ShapeOf = Callable[[SchemaPath], Shape | None]
 
 
+# Values an `operation` attribute may take ("none" is only a default-operation).
+_ATTRIBUTE_OPERATIONS = frozenset(o.value for o in Operation if o is not Operation.NONE)
+
+
 def parse_operation(text: str) -> Operation:
     """The value of an `operation` attribute (RFC 6241 §7.2); "none" is no attribute value."""
-    if text not in {o.value for o in Operation} - {Operation.NONE.value}:
+    if text not in _ATTRIBUTE_OPERATIONS:
         raise NetconfError.of(
             ErrorType.PROTOCOL,
             ErrorTag.BAD_ATTRIBUTE,
