@@ -146,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.scenarios.catalog import SCENARIOS
     from lab.scenarios.runner import run_scenario
 
-    console = Console()
+    # Piped or in CI, rich would assume 80 columns and fold the timeline into many lines.
+    console = Console() if sys.stdout.isatty() else Console(width=120)
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         console.print(f"[red]unknown scenario {args.scenario!r}[/]; known: {', '.join(SCENARIOS)}")
