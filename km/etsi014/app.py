@@ -9,6 +9,7 @@ Every error is an ETSI `Error` body with 400, 401 or 503 (FastAPI's 422 is repla
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from km.etsi014.schemas import Error, KeyContainer, KeyIds, KeyRequest, Status
 from km.etsi014.service import Etsi014Error, Etsi014Service, key_container_json
@@ -65,7 +67,11 @@ def sae_id_from_scope(scope: Any) -> str | None:
 def caller_sae(request: Request) -> str:
     # Called in each handler, not as a FastAPI dependency: dependency solving cost more
     # than the key store per request (bench/etsi014.py).
-    sae = sae_id_from_scope(request.scope)
+    return _caller_of(request.scope)
+
+
+def _caller_of(scope: Any) -> str:
+    sae = sae_id_from_scope(scope)
     if sae is None:
         raise Etsi014Error(401, "no client certificate with a CN: the SAE is not identified")
     return sae
@@ -153,8 +159,64 @@ def create_app(service: Etsi014Service) -> FastAPI:
         return _keys(service.dec_keys(caller_sae(http), master_SAE_ID, [key_ID]))
 
     _install_error_handlers(app)
+    app.add_middleware(SimpleEncKeys, service=service)
     app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
     return app
+
+
+# `number=N`, `size=N` or both, once each, plain digits: what the fast path accepts.
+_SIMPLE_QUERY = re.compile(
+    rb"(?:(number|size)=([0-9]{1,9}))(?:&(?!\1=)(number|size)=([0-9]{1,9}))?"
+)
+_ENC_KEYS_SUFFIX = "/enc_keys"
+
+
+class SimpleEncKeys:
+    """Answers the simple form `GET .../{slave_SAE_ID}/enc_keys[?number=&size=]` without
+    FastAPI's request parsing (measured: it cost twice the key request itself, see
+    bench/etsi014.py); every other request, and any query it does not read exactly as
+    FastAPI would (other parameters, repeats, signs, %-escapes), goes to the FastAPI app,
+    which also documents this route. Same service call, same answers, same errors."""
+
+    def __init__(self, app: ASGIApp, service: Etsi014Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = parse_simple_enc_keys(scope)
+        if request is None:
+            await self.app(scope, receive, send)
+            return
+        slave, key_request = request
+        try:
+            keys = await self.service.enc_keys(_caller_of(scope), slave, key_request)
+            response: Response = _keys(keys)
+        except Etsi014Error as exc:
+            response = _etsi_error_response(exc)
+        await response(scope, receive, send)
+
+
+def parse_simple_enc_keys(scope: Scope) -> tuple[str, KeyRequest] | None:
+    """(slave_SAE_ID, request) of a simple-form enc_keys the fast path answers, else None."""
+    if scope["type"] != "http" or scope["method"] != "GET":
+        return None
+    path: str = scope["path"]
+    if not path.startswith(API_PREFIX + "/") or not path.endswith(_ENC_KEYS_SUFFIX):
+        return None
+    slave = path[len(API_PREFIX) + 1 : -len(_ENC_KEYS_SUFFIX)]
+    if not slave or "/" in slave:
+        return None
+    query: bytes = scope["query_string"]
+    values: dict[bytes, int] = {}
+    if query:
+        match = _SIMPLE_QUERY.fullmatch(query)
+        if match is None:
+            return None
+        name, value, name2, value2 = match.groups()
+        values[name] = int(value)
+        if name2 is not None:
+            values[name2] = int(value2)
+    return slave, KeyRequest(number=values.get(b"number", 1), size=values.get(b"size"))
 
 
 def _keys(keys: Sequence[StoredKey]) -> Response:
@@ -174,13 +236,17 @@ def _error(
     return JSONResponse(status_code=status_code, content=body, headers=headers)
 
 
+def _etsi_error_response(exc: Etsi014Error) -> JSONResponse:
+    headers = None
+    if exc.retry_after_s is not None and exc.retry_after_s != float("inf"):
+        headers = {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
+    return _error(exc.status_code, exc.message, exc.details, headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_etsi_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Etsi014Error)
-        headers = None
-        if exc.retry_after_s is not None and exc.retry_after_s != float("inf"):
-            headers = {"Retry-After": str(max(1, round(exc.retry_after_s + 0.5)))}
-        return _error(exc.status_code, exc.message, exc.details, headers)
+        return _etsi_error_response(exc)
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
