@@ -155,6 +155,11 @@ class Datastore:
         """Running with the backend's state data merged in (what <get> returns); a copy."""
         return copy.deepcopy(self._current_merge().tree)
 
+    def operational_view(self) -> etree._Element:
+        """`operational()` without the copy, for readers that copy what they keep (subtree
+        filtering does). Shared with later callers: never modify it."""
+        return self._current_merge().tree
+
     def operational_xml(self) -> bytes:
         """`operational()` serialized: the <data> element of a <get> reply without filter."""
         return self._current_merge().xml

@@ -280,10 +280,14 @@ def _selected(
 
 def _get(session: Session, operation: etree._Element) -> Reply:
     params = _params(operation, ("filter",))
+    datastore = session.agent.datastore
     if "filter" not in params:
-        return Reply(serialized=session.agent.datastore.operational_xml())
-    wrapper = session.agent.datastore.operational()
-    return Reply(_selected(session, wrapper, params["filter"]))
+        return Reply(serialized=datastore.operational_xml())
+    filter_element = params["filter"]
+    if filter_element.get("type", "subtree") == "subtree":
+        # Subtree filtering copies what it selects: the shared tree needs no copy of its own.
+        return Reply(_selected(session, datastore.operational_view(), filter_element))
+    return Reply(_selected(session, datastore.operational(), filter_element))
 
 
 def _get_config(session: Session, operation: etree._Element) -> Reply:

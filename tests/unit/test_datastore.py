@@ -21,6 +21,7 @@ from agents.datastore import (
 )
 from agents.netconf.edit import Operation
 from agents.netconf.errors import BASE_NS, ErrorTag, NetconfError
+from agents.netconf.subtree import filter_subtree
 from yang.schema import InvalidDataError, Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -391,3 +392,19 @@ def test_state_of_an_entry_not_in_running_is_added_and_unusable_state_is_an_erro
     with pytest.raises(NetconfError) as caught:
         store.operational_xml()
     assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
+
+
+def test_subtree_filtering_the_shared_operational_tree_leaves_it_whole(tmp_path: Path) -> None:
+    store, _ = _store(tmp_path)
+    store.edit(DatastoreName.RUNNING, _config(_link(LINK_A) + _link(LINK_B)))
+    before = etree.tostring(store.operational_view(), method="c14n")
+    selector = etree.fromstring(
+        f'<filter><qkd_node xmlns="{NS}"><qkd_links><qkd_link><qkdl_id>{LINK_B}</qkdl_id>'
+        "</qkd_link></qkd_links></qkd_node></filter>"
+    )
+    selected = filter_subtree(list(store.operational_view()), list(selector), store.keys_of)
+    assert _xpath(selected[0], "//q:qkdl_id/text()") == [LINK_B]
+    selected[0].clear()  # a caller may change its copy
+    assert store.operational_view() is store.operational_view()  # cached while unchanged
+    assert etree.tostring(store.operational_view(), method="c14n") == before
+    assert store.operational_xml() == etree.tostring(store.operational_view())
