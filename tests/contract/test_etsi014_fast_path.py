@@ -1,4 +1,5 @@
-"""The simple-form `GET enc_keys` fast path answers exactly as the FastAPI route would.
+"""The ETSI 014 fast paths: simple-form `GET enc_keys` answers exactly as the FastAPI route
+would, and a response's writes leave the server together.
 
 A query the fast path does not take (here: one more, ignored parameter) goes through
 FastAPI, so each case is asked both ways against the same real KM and the answers compared.
@@ -6,6 +7,7 @@ FastAPI, so each case is asked both ways against the same real KM and the answer
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from km.etsi014.app import parse_simple_enc_keys
+from km.etsi014.server import CoalescingTransport
 from km.etsi014.testing import KmHarness, make_pki
 from lab.pki import LabPki
 
@@ -103,3 +106,50 @@ def test_fast_path_and_fastapi_answer_alike(
         len(base64.b64decode(k["key"])) for k in routed_keys
     }
     assert set(fast_keys[0]) == set(routed_keys[0]) == {"key_ID", "key"}
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+        self.aborted = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def test_writes_of_one_loop_turn_leave_as_one() -> None:
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        raw = RecordingTransport()
+        transport = CoalescingTransport(raw, loop)
+        transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        transport.write(b"")
+        transport.write(b'{"keys":[]}')
+        assert raw.writes == [] and transport.get_write_buffer_size() == 30
+        await asyncio.sleep(0)  # one turn of the loop: the flush scheduled first runs
+        assert raw.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"keys":[]}']
+        transport.write(b"last")
+        transport.close()  # held data goes before the close
+        assert raw.writes[-1] == b"last" and raw.closed
+        dropped = RecordingTransport()
+        aborted = CoalescingTransport(dropped, loop)
+        aborted.write(b"never sent")
+        aborted.abort()
+        await asyncio.sleep(0)
+        assert dropped.writes == [] and dropped.aborted
+
+    asyncio.run(scenario())
