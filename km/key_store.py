@@ -432,7 +432,7 @@ class KeyStore:
         return int(count)
 
 
-@dataclass
+@dataclass(repr=False)
 class _Stored:
     """One row being read or claimed from (mutable, private to one transaction)."""
 
@@ -447,6 +447,9 @@ class _Stored:
     pending: list[int]  # per distinct slave, bit i: key first_id + i still to be claimed
     expires_at: float | None
     ready_for_master: bool
+
+    def __repr__(self) -> str:
+        return f"_Stored(seq={self.seq}, count={self.count}, material=<hidden>)"
 
     @staticmethod
     def of(row: tuple[object, ...]) -> _Stored:

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from km.key_store import (
     ClaimFailure,
@@ -281,3 +283,40 @@ def test_schema_2_store_is_migrated(tmp_path: Path) -> None:
     store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (3,)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    sizes=st.lists(st.integers(1, 20), min_size=1, max_size=4),
+    claims=st.lists(
+        st.tuples(st.sampled_from(["B", "C"]), st.lists(st.integers(0, 79), max_size=6)),
+        max_size=25,
+    ),
+)
+def test_claims_match_a_model_of_exactly_once(
+    tmp_path_factory: pytest.TempPathFactory,
+    sizes: list[int],
+    claims: list[tuple[str, list[int]]],
+) -> None:
+    store = KeyStore(tmp_path_factory.mktemp("model") / "keys.sqlite")
+    batches = [make_batch(n, slaves=("B", "C")) for n in sizes]
+    store.add_batches(batches, ready_for_master=False)
+    ids = [key_id for batch in batches for key_id in batch.key_ids()]
+    material = {k.key_id: k.material for batch in batches for k in batch}
+    waiting = {slave: set(ids) for slave in ("B", "C")}  # the model
+    for slave, picks in claims:
+        asked = list(dict.fromkeys(ids[i % len(ids)] for i in picks))
+        if not asked:
+            continue
+        if set(asked) <= waiting[slave]:
+            got = store.claim(slave, "A", asked)
+            assert [(k.key_id, k.material) for k in got] == [(i, material[i]) for i in asked]
+            waiting[slave] -= set(asked)
+        else:
+            with pytest.raises(KeyClaimError):
+                store.claim(slave, "A", asked)
+        assert store.count_waiting("A", slave) == len(waiting[slave])
+        assert len(store) == len(waiting["B"] | waiting["C"])
+    store.close()
