@@ -254,8 +254,9 @@ def new_first_key_id(now_ns: int | None = None, *, noise: bytes | None = None) -
     """A UUIDv7 (RFC 9562) as an int: 48-bit milliseconds, version, 12 random bits, variant,
     then 62 bits of which the top one is 0 and 61 random. A request's keys take the key_IDs
     that follow (RFC 9562 6.2, method 2: a random value incremented), which never reach the
-    variant bits. `noise`: 10 bytes from the CSPRNG (drawn here if not given). Time order keeps the store's index appending at its end (random UUIDv4
-    halved batch throughput); a key_ID reveals when its key was made, nothing about it."""
+    variant bits. `noise`: 10 bytes from the CSPRNG (drawn here if not given).
+    Time order keeps the store's index appending at its end (random UUIDv4 halved batch
+    throughput); a key_ID reveals when its key was made, nothing about it."""
     ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
     bits = int.from_bytes(secrets.token_bytes(10) if noise is None else noise, "big")
     return (

@@ -266,7 +266,8 @@ def test_schema_2_store_is_migrated(tmp_path: Path) -> None:
             " ready_for_master INTEGER NOT NULL, ready_slave TEXT); PRAGMA user_version=2;"
         )
         db.execute(
-            "INSERT INTO keys VALUES (1, ?, ?, 256, 'A', '[\"B\", \"C\"]', '[\"C\"]', NULL, 0, NULL)",
+            "INSERT INTO keys VALUES"
+            " (1, ?, ?, 256, 'A', '[\"B\", \"C\"]', '[\"C\"]', NULL, 0, NULL)",
             (waiting.key_id, waiting.material),
         )
         db.execute(
