@@ -89,6 +89,7 @@ class DeviceService:
         self._poll_interval = poll_interval
         self._rpc_timeout = rpc_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -104,16 +105,21 @@ class DeviceService:
             wait.cancel()
 
     async def stop(self) -> None:
+        """Ends every supervisor, then closes the sessions."""
+        self._stopping = True  # a supervisor that misses its cancellation still ends
+        tasks = [d.task for d in self._devices.values() if d.task is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # asyncio.wait, not `await task`: a cancellation of stop() itself must propagate
+            await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.error("device supervisor failed", exc_info=task.exception())
         for device in self._devices.values():
-            if device.task is not None:
-                device.task.cancel()
-        for device in self._devices.values():
-            if device.task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await device.task
             session, device.session = device.session, None
             if session is not None:
-                await asyncio.get_running_loop().run_in_executor(device.worker, session.close)
+                await self._close(device, session)
             device.worker.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ queries
@@ -184,13 +190,12 @@ class DeviceService:
         return session, data
 
     async def _supervise(self, device: _Device, first: asyncio.Event) -> None:
-        loop = asyncio.get_running_loop()
         next_delay = self._backoff.delays()
         name = device.address.name
-        while True:
+        while not self._stopping:
             device.lost.clear()
             try:
-                session, data = await loop.run_in_executor(device.worker, self._connect, device)
+                session, data = await self._open(device)
             except (ControllerError, NodeDataError) as error:
                 first.set()
                 log.info("device %s: %s", name, error)
@@ -203,15 +208,43 @@ class DeviceService:
             reason = await self._watch(device, session)
             device.session = None  # before anyone hears of the loss: no RPC is sent to it now
             self._post(DeviceEvent(DeviceEventType.LOST, name, reason=reason))
-            await loop.run_in_executor(device.worker, session.close)
+            await self._close(device, session)
             await asyncio.sleep(next_delay())
+
+    async def _open(self, device: _Device) -> tuple[NetconfSession, NodeData]:
+        """Connects in the worker. A stop meanwhile waits for the attempt and closes what it
+        opened: an abandoned attempt would leave a session open on the agent."""
+        loop = asyncio.get_running_loop()
+        attempt = loop.run_in_executor(device.worker, self._connect, device)
+        try:
+            return await asyncio.shield(attempt)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ControllerError, NodeDataError):
+                session, _ = await attempt
+                await self._close(device, session)
+            raise
+
+    @staticmethod
+    async def _close(device: _Device, session: NetconfSession) -> None:
+        """Closes the session in the worker, even when the caller is being cancelled (a
+        cancelled close still queued would never run)."""
+        closing = asyncio.get_running_loop().run_in_executor(device.worker, session.close)
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await closing
+            raise
 
     async def _watch(self, device: _Device, session: NetconfSession) -> str:
         """Waits until the session dies; refreshes the node's data now and then meanwhile."""
         loop = asyncio.get_running_loop()
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns the result when
+            # the loss and a cancellation (stop) arrive in the same loop step, and the
+            # cancellation is lost: the supervisor then reconnected forever and stop() hung
             try:
-                await asyncio.wait_for(device.lost.wait(), timeout=self._poll_interval)
+                async with asyncio.timeout(self._poll_interval):
+                    await device.lost.wait()
                 return "NETCONF session lost"
             except TimeoutError:
                 pass

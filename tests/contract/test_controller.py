@@ -403,7 +403,8 @@ def test_an_agent_with_another_host_key_is_refused(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_agents(plan):
             ok = await asyncio.to_thread(NetconfSession.open, address)
-            ok.close()
+            # blocking: in a thread, since the agent answering <close-session> runs on this loop
+            await asyncio.to_thread(ok.close)
             pinned_elsewhere = replace(address, host_key_b64=wrong.host_key_b64)
             with pytest.raises(DeviceUnavailable, match="host key"):
                 await asyncio.to_thread(NetconfSession.open, pinned_elsewhere)
