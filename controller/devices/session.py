@@ -101,6 +101,7 @@ class NetconfSession:
         self._session = session
         self._handle = handle
         self.capabilities = frozenset(str(c) for c in handle.server_capabilities)
+        self._lost = False  # the reader thread saw the session die
 
     @staticmethod
     def open(address: DeviceAddress, timeout: float = 10.0) -> NetconfSession:
@@ -212,13 +213,22 @@ class NetconfSession:
         """RFC 5277 subscription; notifications are handed over in ncclient's reader thread
         (no polling)."""
         self.require(NOTIFICATION, "create-subscription")
-        self._session.add_listener(_Listener(on_notification, on_error))
+
+        def lost(reason: str) -> None:
+            self._lost = True  # before anyone hears of it: close() must not send an RPC now
+            on_error(reason)
+
+        self._session.add_listener(_Listener(on_notification, lost))
         with self._mapped("create-subscription"):
             self._handle.create_subscription()
 
     def close(self) -> None:
         try:
-            if self._handle.connected:
+            if self._lost:
+                # ncclient still says connected until its reader thread has finished; a
+                # <close-session> sent now is never answered and blocks for the RPC timeout
+                self._session.close()
+            elif self._handle.connected:
                 self._handle.close_session()
         except Exception as error:  # closing a dead session must not hide the original cause
             log.debug("closing %s: %s", self.address.name, error)

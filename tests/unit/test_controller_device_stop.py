@@ -1,10 +1,12 @@
-"""Stopping the device service while a session dies: the supervisor must end, whatever
-the order in which the loss and the stop reach it (no network: the session is a fake)."""
+"""Stopping and closing while a session dies: the supervisor must end, whatever
+the order in which the loss and the stop reach it, and a dead session is closed without an
+RPC that would wait out its timeout (no network: sessions are fakes)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -76,3 +78,53 @@ def test_stop_ends_the_supervisor_even_when_the_session_dies_at_that_moment(
 
     asyncio.run(scenario())
     assert events[0].type is DeviceEventType.CONNECTED
+
+
+class FakeTransport:
+    """Stands in for ncclient's SSHSession: keeps the listener, records close()."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Any] = []
+        self.closed = False
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeManager:
+    """ncclient's Manager as a session that has just died: still `connected`, since its
+    reader thread has not finished closing yet."""
+
+    def __init__(self) -> None:
+        self.server_capabilities = ["urn:ietf:params:netconf:capability:notification:1.0"]
+        self.connected = True
+        self.calls: list[str] = []
+
+    def create_subscription(self) -> None:
+        self.calls.append("create-subscription")
+
+    def close_session(self) -> None:
+        self.calls.append("close-session")
+
+
+def test_a_session_known_lost_is_closed_without_an_rpc_nobody_would_answer() -> None:
+    transport, handle = FakeTransport(), FakeManager()
+    netconf = NetconfSession(ADDRESS, transport, handle)
+    reasons: list[str] = []
+    netconf.subscribe(lambda xml: None, reasons.append)
+    [listener] = transport.listeners
+    listener.errback(EOFError("channel closed"))
+    assert reasons == ["session lost: EOFError: channel closed"]
+    netconf.close()
+    assert handle.calls == ["create-subscription"]
+    assert transport.closed
+
+
+def test_a_live_session_is_closed_with_close_session() -> None:
+    transport, handle = FakeTransport(), FakeManager()
+    netconf = NetconfSession(ADDRESS, transport, handle)
+    netconf.close()
+    assert handle.calls == ["close-session"]
