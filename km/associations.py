@@ -284,8 +284,11 @@ class Associations:
         self._changed = asyncio.Event()
 
     async def wait_for_change(self, timeout: float) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # arrives together with the event (CPython gh-86296), and shutdown would hang.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     async def ensure(
         self,

@@ -354,8 +354,9 @@ class LinkKeyPool:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise LinkKeyTimeout(f"{what} (link {'up' if self.link_up else 'down'})")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), remaining)
+        with contextlib.suppress(TimeoutError):  # not wait_for: see Associations
+            async with asyncio.timeout(remaining):
+                await self._changed.wait()
 
 
 def link_ends(plan: LabPlan, node: str) -> list[LinkEnd]:

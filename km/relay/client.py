@@ -74,7 +74,8 @@ class RelayClient:
         if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
             wait = min(connect_timeout, timeout)
             try:
-                await asyncio.wait_for(channel.channel_ready(), wait)
+                async with asyncio.timeout(wait):  # keeps a cancellation (gh-86296)
+                    await channel.channel_ready()
             except TimeoutError:
                 raise RelayFailure(
                     FailureKind.UNAVAILABLE,
