@@ -9,7 +9,6 @@ node's KeyStore the way the relay does, so cross-node requests exercise KeySuppl
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from agents.testing import make_test_plan
 from km.access import AccessControl, AccessPolicy
 from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer, TlsFiles, client_tls_context
@@ -25,15 +25,6 @@ from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore, StoredKey
 from km.supply import KeySupply, RemoteSupplier, SupplyError
 from lab.pki import LabPki, create_lab_pki
-from lab.plan import (
-    AppPlan,
-    ControllerPlan,
-    Credentials,
-    LabPlan,
-    NodePlan,
-    Settings,
-    node_uuid,
-)
 
 T = TypeVar("T")
 
@@ -164,49 +155,19 @@ def replace_slaves(key: StoredKey, slaves: Sequence[str]) -> StoredKey:
     return replace(key, slaves=tuple(slaves))
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def make_plan(tmp_path: Path, pki: LabPki) -> Path:
-    """A lab plan with NODES and SAE_NODES (no links), saved as tmp_path/plan.json."""
-    nodes = tuple(
-        NodePlan(
-            name=n,
-            qkdn_id=node_uuid(n),
-            location="",
-            netconf_port=free_port(),
-            agent_grpc_port=free_port(),
-            km_etsi014_port=free_port(),
-            km_etsi004_port=free_port(),
-            km_relay_port=free_port(),
-        )
-        for n in NODES
-    )
-    apps = tuple(
-        AppPlan(sae, node, str(pki.saes[sae].cert), str(pki.saes[sae].key))
-        for sae, node in SAE_NODES.items()
-    )
-    plan = LabPlan(
-        name="km-test",
-        state_dir=str(tmp_path),
-        topology_file="",
-        settings=Settings(),
-        nodes=nodes,
-        links=(),
-        apps=apps,
-        credentials=Credentials(
-            netconf_username="admin",
-            password_file=str(tmp_path / "ssh" / "netconf_password"),
-            client_key=str(tmp_path / "ssh" / "client_key"),
-            host_key=str(tmp_path / "ssh" / "host_key"),
-            ca_cert=str(pki.ca.cert),
-            ca_key=str(pki.ca.key),
+    """A lab plan with NODES and SAE_NODES (no links), saved as tmp_path/plan.json; the
+    certificates are those of `pki`."""
+    plan = make_test_plan(tmp_path, NODES, [], list(SAE_NODES.items()))
+    plan = replace(
+        plan,
+        apps=tuple(
+            replace(app, cert=str(pki.saes[app.sae_id].cert), key=str(pki.saes[app.sae_id].key))
+            for app in plan.apps
         ),
-        controller=ControllerPlan(
-            api_port=free_port(), cert=str(pki.controller.cert), key=str(pki.controller.key)
+        credentials=replace(plan.credentials, ca_cert=str(pki.ca.cert), ca_key=str(pki.ca.key)),
+        controller=replace(
+            plan.controller, cert=str(pki.controller.cert), key=str(pki.controller.key)
         ),
         node_certs={n: (str(p.cert), str(p.key)) for n, p in pki.kms.items()},
     )
