@@ -8,6 +8,7 @@ node's servers go away (`on_stop`), as a crashed node would.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -21,20 +22,10 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def link_state(report: LinkReport) -> pb.LinkState:
-    return pb.LinkState(
-        qkdl_id=report.qkdl_id,
-        peer_node=report.peer_node,
-        peer_qkdn_id=report.peer_qkdn_id,
-        status=report.status.value,
-        skr_bps=report.skr_bps,
-        qber=report.qber,
-        available_keys=report.available_keys,
-        consumed_keys=report.consumed_keys,
-        enabled=report.enabled,
-        fibre_up=report.fibre_up,
-        eve_fraction=report.eve_fraction,
-        aborted=report.aborted,
-    )
+    # The message mirrors LinkReport field for field; only the status enum becomes its name.
+    fields = dataclasses.asdict(report)
+    fields["status"] = report.status.value
+    return pb.LinkState(**fields)
 
 
 class AgentControlService:

@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import secrets
-import selectors
 import signal
 import ssl
 import statistics
@@ -42,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from agents.testing import make_test_plan  # noqa: E402
 from km.etsi014.server import MutualTlsServer, TlsFiles, client_tls_context  # noqa: E402
+from km.etsi014.testing import read_ready_line  # noqa: E402
 from lab.pki import create_lab_pki  # noqa: E402
 
 MAX_REQUESTS = 200_000  # a bound on every load loop besides its duration
@@ -105,18 +105,9 @@ class Server:
         self.url = self._wait_ready()
 
     def _wait_ready(self) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(timeout=deadline - time.monotonic()):
-                    break
-                line = self.proc.stdout.readline().decode()
-                if not line:
-                    break
-                if line.startswith("ready"):
-                    return next(p for p in line.split() if p.startswith("etsi014="))[8:]
+        line = read_ready_line(self.proc, START_TIMEOUT_S)
+        if line is not None:
+            return next(p for p in line.split() if p.startswith("etsi014="))[8:]
         self.stop()
         raise RuntimeError(f"server {self.proc.args!r} did not become ready")
 

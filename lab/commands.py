@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -14,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.physics import link_rate
-from lab.topology import Topology, TopologyError, load_topology, topology_path
+from lab.topology import Problem, Topology, TopologyError, load_topology, topology_path
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,17 +39,21 @@ def register_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     check.set_defaults(func=cmd_check)
 
 
+def print_problems(problems: Sequence[Problem], console: Console) -> None:
+    for problem in problems:
+        # One plain line per problem (no markup: file names may hold brackets).
+        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
+    count = len(problems)
+    console.print(f"{count} problem{'s' if count != 1 else ''}", style="red")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     console = Console()
     path = topology_path(args.topology)
     try:
         topology = load_topology(path)
     except TopologyError as error:
-        for problem in error.problems:
-            # One plain line per problem (no markup: file names may hold brackets).
-            console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-        count = len(error.problems)
-        console.print(f"{count} problem{'s' if count != 1 else ''}", style="red")
+        print_problems(error.problems, console)
         return 1
     print_summary(topology, path, console)
     return 0

@@ -64,6 +64,7 @@ def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    from lab.commands import print_problems
     from lab.endpoints import endpoints_from_plan
     from lab.launcher import LabError, make_plan, start
     from lab.topology import TopologyError, load_topology, topology_path
@@ -73,8 +74,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         topology = load_topology(path)
     except TopologyError as error:
-        for problem in error.problems:
-            console.print(f"[red]{problem}[/]")
+        print_problems(error.problems, console)
         return 1
     state_dir: Path = args.state_dir.resolve()
     if (args.ca_cert is None) != (args.ca_key is None):

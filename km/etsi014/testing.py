@@ -9,7 +9,10 @@ node's KeyStore the way the relay does, so cross-node requests exercise KeySuppl
 from __future__ import annotations
 
 import asyncio
+import selectors
+import subprocess
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -153,6 +156,24 @@ class KmHarness:
 
 def replace_slaves(key: StoredKey, slaves: Sequence[str]) -> StoredKey:
     return replace(key, slaves=tuple(slaves))
+
+
+def read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """The `ready ...` line a `qkdsdn km run` (or any server of ours) prints once it listens;
+    None when the process closes its output or the deadline passes first."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=deadline - time.monotonic()):
+                return None
+            line = proc.stdout.readline().decode()
+            if not line:
+                return None
+            if line.startswith("ready"):
+                return line.strip()
+    return None
 
 
 def make_plan(tmp_path: Path, pki: LabPki) -> Path:

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import base64
 import os
-import selectors
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from km.etsi014.server import TlsFiles, client_tls_context
-from km.etsi014.testing import make_pki, make_plan
+from km.etsi014.testing import make_pki, make_plan, read_ready_line
 from lab.pki import LabPki
 from lab.plan import LabPlan
 
@@ -38,18 +36,9 @@ class KmProcess:
         self.url = next(p for p in self.ready_line.split() if p.startswith("etsi014="))[8:]
 
     def _wait_ready(self) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with selectors.DefaultSelector() as selector:
-            selector.register(self.proc.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(timeout=deadline - time.monotonic()):
-                    break
-                line = self.proc.stdout.readline().decode()
-                if not line:
-                    break
-                if line.startswith("ready"):
-                    return line.strip()
+        line = read_ready_line(self.proc, START_TIMEOUT_S)
+        if line is not None:
+            return line
         self.kill()
         raise AssertionError("the KM did not print its ready line")
 
