@@ -58,6 +58,18 @@ class NetconfCredentials:
     host_key_path: Path
 
 
+# AEAD with AES first: one library call per packet. asyncssh's chacha20-poly1305 builds six
+# cipher contexts per packet, which halved the agents' <get> throughput (bench/netconf_get.py).
+# SSH lets the client pick among what the server offers, so chacha20 is left out; AES-CTR
+# stays for clients without GCM (paramiko prefers it, and pays an HMAC per packet).
+ENCRYPTION_ALGS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+
 # Linux only; elsewhere replies simply go out as asyncssh sends them.
 _TCP_CORK: int | None = getattr(socket, "TCP_CORK", None)
 
@@ -242,6 +254,7 @@ class NetconfServer:
                 self._agent, self._credentials, authorized, self._hello_timeout_s
             ),
             server_host_keys=[host_key],
+            encryption_algs=list(ENCRYPTION_ALGS),
             encoding=None,
             allow_scp=False,
             agent_forwarding=False,
