@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ncclient.transport.parser
-import ncclient.transport.session
 from ncclient import manager, transport
 from ncclient.operations.errors import TimeoutExpiredError
 from ncclient.operations.rpc import RPCError
@@ -25,7 +25,7 @@ from ncclient.transport.errors import (
     SSHUnknownHostError,
     TransportError,
 )
-from ncclient.transport.session import NotificationHandler, SessionListener
+from ncclient.transport.session import NetconfBase, NotificationHandler, SessionListener
 
 from controller.errors import CapabilityMissing, DeviceError, DeviceUnavailable, RpcFailed
 from controller.names import NOTIF_NS
@@ -37,13 +37,40 @@ VALIDATE = "urn:ietf:params:netconf:capability:validate:1.1"
 VALIDATE_10 = "urn:ietf:params:netconf:capability:validate:1.0"
 NOTIFICATION = "urn:ietf:params:netconf:capability:notification:1.0"
 
-# ncclient's I/O loop sleeps up to TICK per message; the default 0.1 s costs 100 ms per RPC.
-FAST_TICK = 0.002
+
+class _DirectSendSession(transport.SSHSession):  # type: ignore[misc]
+    """ncclient's SSH session, writing each message on the channel from the caller's thread.
+
+    ncclient queues outgoing messages for its reader thread, which looks at the queue only
+    between selects of TICK seconds: every RPC waited up to a tick before leaving (3.2 ms
+    a <get> at a 2 ms tick, against 1.0 ms written directly). Replies still wake the reader
+    thread at once, so TICK keeps ncclient's default (0.1 s) and idle sessions do not poll.
+    Framing as RFC 6242 says: end-of-message until both hellos announced base:1.1, chunked
+    after.
+    """
+
+    def __init__(self, device_handler: Any) -> None:
+        super().__init__(device_handler)
+        self._send_lock = threading.Lock()  # one message at a time on the channel
+
+    def send(self, message: str) -> None:
+        if not self.connected:
+            raise TransportError("Not connected to NETCONF server")
+        data = message.encode()
+        if self._base == NetconfBase.BASE_11:
+            data = b"\n#%d\n%s\n##\n" % (len(data), data)
+        else:
+            data += b"]]>]]>"
+        with self._send_lock:
+            self._channel.sendall(data)
 
 
-def tune_ncclient(tick: float = FAST_TICK) -> None:
-    ncclient.transport.session.TICK = tick
-    ncclient.transport.parser.TICK = tick
+def _connected_socket(host: str, port: int, timeout: float) -> socket.socket:
+    """TCP to the agent without Nagle's delay: paramiko leaves it on, and a small request
+    behind an unacknowledged segment waited for the peer's delayed ACK (p99 41 ms)."""
+    sock = socket.create_connection((host, port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 @dataclass(frozen=True)
@@ -105,9 +132,8 @@ class NetconfSession:
 
     @staticmethod
     def open(address: DeviceAddress, timeout: float = 10.0) -> NetconfSession:
-        tune_ncclient()
         handler = manager.make_device_handler({}, None)
-        session = transport.SSHSession(handler)
+        session = _DirectSendSession(handler)
         # no unbounded queue of notifications nobody reads: our listener takes them instead
         builtin = session.get_listener_instance(NotificationHandler)
         if builtin is not None:
@@ -116,6 +142,7 @@ class NetconfSession:
             session.connect(
                 host=address.host,
                 port=address.port,
+                sock=_connected_socket(address.host, address.port, timeout),
                 username=address.username,
                 password=address.password,
                 key_filename=address.key_file,
