@@ -215,9 +215,17 @@ class NetconfSession:
             self._handle.unlock(target="candidate")
 
     def edit_candidate(self, config: str) -> None:
+        """edit-config on the candidate; with :validate the device checks the whole candidate
+        as part of the edit (test-then-set, RFC 6241 §8.6) and refuses an invalid edit whole,
+        so no separate <validate> round trip is needed before a commit."""
         self.require(CANDIDATE, "edit-config on the candidate")
         with self._mapped("edit-config"):
-            self._handle.edit_config(target="candidate", config=config)
+            if self.has(VALIDATE) or self.has(VALIDATE_10):
+                self._handle.edit_config(
+                    target="candidate", config=config, test_option="test-then-set"
+                )
+            else:
+                self._handle.edit_config(target="candidate", config=config)
 
     def validate_candidate(self) -> None:
         if not (self.has(VALIDATE) or self.has(VALIDATE_10)):

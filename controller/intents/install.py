@@ -1,7 +1,9 @@
 """All nodes or none: one transaction of per-device edits over NETCONF candidates.
 
-Phase 1, on every node at once: lock the candidate, edit it, validate it. Any failure: discard
-and unlock everywhere; nothing changed. Phase 2: commit everywhere. Agents veto at commit (the
+Phase 1, on every node at once: lock the candidate, edit it with validation (the edit's
+test-then-set makes the node validate the whole candidate and refuse an invalid edit, which
+saves a <validate> round trip per node). Any failure: discard and unlock everywhere; nothing
+changed. Phase 2: commit everywhere. Agents veto at commit (the
 change reaches the node's key manager then), so a commit can fail after others succeeded: the
 nodes that did commit get the caller's undo edits committed, so no partial state remains.
 """
@@ -26,8 +28,7 @@ class CandidateOps(Protocol):
 
     def lock(self) -> None: ...
     def unlock(self) -> None: ...
-    def edit_candidate(self, config: str) -> None: ...
-    def validate_candidate(self) -> None: ...
+    def edit_candidate(self, config: str) -> None: ...  # validates the candidate too
     def commit(self) -> None: ...
     def discard_changes(self) -> None: ...
 
@@ -40,7 +41,6 @@ def _prepare(config: str) -> Callable[[CandidateOps], None]:
         ops.lock()
         try:
             ops.edit_candidate(config)
-            ops.validate_candidate()
         except BaseException:
             _release(ops)
             raise

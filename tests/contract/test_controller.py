@@ -18,6 +18,7 @@ import pytest
 from ncclient import manager
 
 from agents.main import AgentHandle, running_agents, start_agent
+from agents.netconf.errors import ErrorTag, ErrorType, NetconfError
 from agents.node import Site
 from agents.notifications import AppRequest
 from agents.testing import make_test_plan
@@ -153,6 +154,40 @@ def test_a_veto_on_the_last_node_rolls_every_node_back(
             assert entries(agents["n2"]) == (set(), set())
             assert entries(agents["n3"]) == (set(), set())
             assert controller.intent_service.reservations().by_intent == {}
+
+    run(scenario())
+
+
+def test_an_edit_the_last_node_finds_invalid_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Phase 1 validates on the nodes (edit-config test-then-set): a node refusing the edit
+    stops the install before any commit."""
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+
+    async def scenario() -> None:
+        async with running_agents(plan) as agents, controller_for(plan) as controller:
+            options: list[tuple[str, str]] = []
+
+            def refuse(
+                target: object, config: object, default: object, test: object, *_: object
+            ) -> None:
+                options.append((str(target), str(test)))
+                raise NetconfError.of(
+                    ErrorType.APPLICATION, ErrorTag.INVALID_VALUE, "injected: leafref fails"
+                )
+
+            monkeypatch.setattr(agents["n3"].datastore, "edit", refuse)
+            snap = controller.topology()
+            request = KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
+            intent = await controller.install(request)
+            assert intent.state is IntentState.FAILED
+            assert "nothing changed" in intent.reason and "injected: leafref" in intent.reason
+            assert options == [("DatastoreName.CANDIDATE", "TestOption.TEST_THEN_SET")]
+            assert entries(agents["n2"]) == (set(), set())
+            assert entries(agents["n3"]) == (set(), set())
+            for name in ("n1", "n2", "n3"):
+                assert not agents[name].datastore.candidate_modified
 
     run(scenario())
 

@@ -42,8 +42,8 @@ class FakeHandle:
     def lock(self, target: str) -> Any:
         return self._call("lock")
 
-    def edit_config(self, target: str, config: str) -> Any:
-        return self._call("edit")
+    def edit_config(self, target: str, config: str, test_option: str | None = None) -> Any:
+        return self._call(f"edit test-option={test_option}")
 
     def commit(self) -> Any:
         return self._call("commit")
@@ -67,6 +67,15 @@ def test_operations_needing_the_candidate_fail_before_sending() -> None:
     assert handle.calls == []
     netconf.validate_candidate()  # no :validate offered: skipped, commit validates anyway
     assert handle.calls == []
+
+
+def test_an_edit_asks_the_device_to_validate_when_it_can() -> None:
+    validating, handle = session([CANDIDATE, "urn:ietf:params:netconf:capability:validate:1.1"])
+    validating.edit_candidate("<config/>")
+    plain, plain_handle = session([CANDIDATE])
+    plain.edit_candidate("<config/>")
+    assert handle.calls == ["edit test-option=test-then-set"]
+    assert plain_handle.calls == ["edit test-option=None"]
 
 
 def test_capabilities_match_without_their_parameters() -> None:
