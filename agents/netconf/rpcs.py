@@ -1,4 +1,4 @@
-"""One handler per NETCONF operation (RFC 6241 §7, RFC 5277, RFC 6022 get-schema).
+"""One handler per NETCONF operation (RFC 6241 §7 and §8.4, RFC 5277, RFC 6022 get-schema).
 
 `dispatch` checks the <rpc> envelope, finds the handler by (namespace, name) in a fixed
 table and turns every failure into <rpc-error>s: a handler never brings the session down.
@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, TypeVar
 from lxml import etree
 
 from agents.datastore import DatastoreName, ErrorOption, TestOption
+from agents.netconf.confirmed import DEFAULT_TIMEOUT_S, CommitRequest
 from agents.netconf.edit import Operation, parse_default_operation
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
-from agents.netconf.state import Subscription
+from agents.netconf.monitoring import MONITORING_NS, may_select_monitoring, netconf_state
+from agents.netconf.monitoring import keys_of as monitoring_keys_of
+from agents.netconf.state import CloseReason, Subscription, XPathSelect
 from agents.netconf.subtree import filter_subtree
-from agents.netconf.xpath import select_by_filter
+from agents.netconf.xpath import check_xpath, select_by_filter
 
 if TYPE_CHECKING:
     from agents.netconf.session import Session
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
-MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+__all__ = ["MONITORING_NS", "NOTIFICATION_NS", "Outcome", "Reply", "dispatch", "error_reply"]
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,12 @@ class Reply:
 
 @dataclass(frozen=True)
 class Outcome:
+    """The reply and what RFC 6022 counts of it."""
+
     reply: bytes
     close_after: bool = False
+    failed: bool = False  # the reply holds <rpc-error>s
+    bad_rpc: bool = False  # no correct <rpc> (its envelope was wrong)
 
 
 Handler = Callable[["Session", etree._Element], Reply]
@@ -50,6 +57,9 @@ Handler = Callable[["Session", etree._Element], Reply]
 def dispatch(session: Session, rpc: etree._Element) -> Outcome:
     try:
         operation = _check_envelope(rpc)
+    except NetconfError as error:
+        return Outcome(error_reply(rpc, error.errors), failed=True, bad_rpc=True)
+    try:
         handler = _HANDLERS.get(operation.tag)
         if handler is None:
             namespace = etree.QName(operation).namespace
@@ -70,11 +80,11 @@ def dispatch(session: Session, rpc: etree._Element) -> Outcome:
             )
         result = handler(session, operation)
     except NetconfError as error:
-        return Outcome(error_reply(rpc, error.errors))
+        return Outcome(error_reply(rpc, error.errors), failed=True)
     except Exception:  # a bug in one operation must not end the server or the session
         log.exception("session %d: operation failed", session.session_id)
         internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")
-        return Outcome(error_reply(rpc, (internal,)))
+        return Outcome(error_reply(rpc, (internal,)), failed=True)
     reply = reply_element(rpc)
     if result.serialized is not None:
         # Splice the ready-made content into "<rpc-reply ...></rpc-reply>".
@@ -219,7 +229,7 @@ def _filter_nodes(filter_element: etree._Element | None) -> list[etree._Element]
         raise NetconfError.of(
             ErrorType.PROTOCOL,
             ErrorTag.BAD_ATTRIBUTE,
-            f"filter type {kind!r} is not supported here (subtree; xpath in get, get-config)",
+            f"filter type {kind!r} is not supported (subtree or xpath)",
             info=(("bad-attribute", "type"), ("bad-element", "filter")),
         )
     return _elements(filter_element)
@@ -279,15 +289,42 @@ def _selected(
 
 
 def _get(session: Session, operation: etree._Element) -> Reply:
+    """Running with state merged in, and beside it RFC 6022's /netconf-state."""
     params = _params(operation, ("filter",))
-    datastore = session.agent.datastore
+    agent = session.agent
+    datastore = agent.datastore
     if "filter" not in params:
-        return Reply(serialized=datastore.operational_xml())
+        state = etree.tostring(netconf_state(agent))
+        return Reply(serialized=_append_to_data(datastore.operational_xml(), state))
     filter_element = params["filter"]
-    if filter_element.get("type", "subtree") == "subtree":
-        # Subtree filtering copies what it selects: the shared tree needs no copy of its own.
-        return Reply(_selected(session, datastore.operational_view(), filter_element))
-    return Reply(_selected(session, datastore.operational(), filter_element))
+    if filter_element.get("type", "subtree") == "xpath":
+        wrapper = datastore.operational()
+        wrapper.append(netconf_state(agent))
+        return Reply(select_by_filter(datastore.schema, wrapper, filter_element))
+    nodes = _filter_nodes(filter_element)
+    assert nodes is not None
+    # Subtree filtering copies what it selects: the shared tree needs no copy of its own.
+    roots = _elements(datastore.operational_view())
+    if may_select_monitoring(nodes):
+        roots.append(netconf_state(agent))
+    return Reply(_data(filter_subtree(roots, nodes, _keys_of(session))))
+
+
+def _keys_of(session: Session) -> Callable[[etree._Element], tuple[str, ...]]:
+    node_keys = session.agent.datastore.keys_of
+
+    def keys_of(element: etree._Element) -> tuple[str, ...]:
+        return monitoring_keys_of(element) or node_keys(element)
+
+    return keys_of
+
+
+def _append_to_data(data_xml: bytes, content: bytes) -> bytes:
+    """`content` added as the last child of a serialized <data> element."""
+    if data_xml.endswith(b"/>"):  # <data .../>: nothing inside yet
+        return data_xml[:-2] + b">" + content + b"</data>"
+    closing = data_xml.rindex(b"</")
+    return data_xml[:closing] + content + data_xml[closing:]
 
 
 def _get_config(session: Session, operation: etree._Element) -> Reply:
@@ -354,10 +391,51 @@ def _validate(session: Session, operation: etree._Element) -> Reply:
 
 
 def _commit(session: Session, operation: etree._Element) -> Reply:
-    _params(operation, ())
+    params = _params(operation, ("confirmed", "confirm-timeout", "persist", "persist-id"))
+    confirmed = "confirmed" in params
+    for only_confirmed in ("confirm-timeout", "persist"):
+        if only_confirmed in params and not confirmed:
+            raise NetconfError.of(
+                ErrorType.PROTOCOL,
+                ErrorTag.MISSING_ELEMENT,
+                f"<{only_confirmed}> needs <confirmed/>",
+                info=(("bad-element", "confirmed"),),
+            )
+    request = CommitRequest(
+        confirmed=confirmed,
+        timeout_s=_confirm_timeout(params),
+        persist=_text_param(params, "persist"),
+        persist_id=_text_param(params, "persist-id"),
+    )
     _check_not_locked(session, DatastoreName.RUNNING, DatastoreName.CANDIDATE)
-    session.agent.datastore.commit()
+    session.agent.confirmed.commit(session.session_id, request)
     return Reply()
+
+
+def _cancel_commit(session: Session, operation: etree._Element) -> Reply:
+    params = _params(operation, ("persist-id",))
+    _check_not_locked(session, DatastoreName.RUNNING)
+    session.agent.confirmed.cancel(session.session_id, _text_param(params, "persist-id"))
+    return Reply()
+
+
+def _confirm_timeout(params: dict[str, etree._Element]) -> int:
+    """<confirm-timeout>: seconds, uint32 from 1 (RFC 6241 Appendix C), 600 if absent."""
+    if "confirm-timeout" not in params:
+        return DEFAULT_TIMEOUT_S
+    text = (params["confirm-timeout"].text or "").strip()
+    if not text.isdigit() or not 1 <= int(text) <= 2**32 - 1:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            f"confirm-timeout {text!r} is no number of seconds from 1 to 4294967295",
+            info=(("bad-element", "confirm-timeout"),),
+        )
+    return int(text)
+
+
+def _text_param(params: dict[str, etree._Element], name: str) -> str | None:
+    return params[name].text or "" if name in params else None
 
 
 def _discard_changes(session: Session, operation: etree._Element) -> Reply:
@@ -385,7 +463,7 @@ def _lock(session: Session, operation: etree._Element) -> Reply:
             else "the candidate holds uncommitted changes",
             info=(("session-id", str(holder)),),
         )
-    session.agent.locks[target] = session.session_id
+    session.agent.lock(target, session.session_id)
     return Reply()
 
 
@@ -398,7 +476,7 @@ def _unlock(session: Session, operation: etree._Element) -> Reply:
             ErrorTag.OPERATION_FAILED,
             f"this session holds no lock on {target.value}",
         )
-    del session.agent.locks[target]
+    session.agent.unlock(target)
     return Reply()
 
 
@@ -418,7 +496,7 @@ def _kill_session(session: Session, operation: etree._Element) -> Reply:
             f"no other session with id {text!r}",
             info=(("bad-element", "session-id"),),
         )
-    victim.close()
+    victim.close(CloseReason.KILLED)
     return Reply()
 
 
@@ -451,9 +529,28 @@ def _create_subscription(session: Session, operation: etree._Element) -> Reply:
         raise NetconfError.of(
             ErrorType.PROTOCOL, ErrorTag.IN_USE, "this session already has a subscription"
         )
-    nodes = _filter_nodes(params.get("filter"))
+    filter_element = params.get("filter")
+    if filter_element is not None and filter_element.get("type") == "xpath":
+        select = _xpath_select(session, filter_element)
+        session.subscription = Subscription(None, select)
+        return Reply()
+    nodes = _filter_nodes(filter_element)
     session.subscription = Subscription(tuple(nodes) if nodes is not None else None)
     return Reply()
+
+
+def _xpath_select(session: Session, filter_element: etree._Element) -> XPathSelect:
+    """An XPath subscription filter, checked now so that a bad one is refused at once."""
+    select = filter_element.get("select")
+    if select is None:
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.MISSING_ATTRIBUTE,
+            'an XPath filter needs a "select" attribute',
+            info=(("bad-attribute", "select"), ("bad-element", "filter")),
+        )
+    check_xpath(session.agent.datastore.schema, select, filter_element.nsmap)
+    return XPathSelect(select, tuple(filter_element.nsmap.items()))
 
 
 def _get_schema(session: Session, operation: etree._Element) -> Reply:
@@ -493,6 +590,7 @@ _HANDLERS: dict[str, Handler] = {
     f"{{{BASE_NS}}}delete-config": _delete_config,
     f"{{{BASE_NS}}}validate": _validate,
     f"{{{BASE_NS}}}commit": _commit,
+    f"{{{BASE_NS}}}cancel-commit": _cancel_commit,
     f"{{{BASE_NS}}}discard-changes": _discard_changes,
     f"{{{BASE_NS}}}lock": _lock,
     f"{{{BASE_NS}}}unlock": _unlock,

@@ -13,6 +13,7 @@ import copy
 import hmac
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,13 +23,14 @@ import asyncssh
 from lxml import etree
 
 from agents.datastore import Datastore
+from agents.netconf.confirmed import CONFIRMED_COMMIT_CAPABILITY
 from agents.netconf.errors import base_element
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
 from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
 from agents.netconf.session import BASE_1_0, BASE_1_1, Session, SessionState
-from agents.netconf.state import AgentState
+from agents.netconf.state import AgentState, Subscription
 from agents.netconf.subtree import filter_subtree
-from agents.netconf.xpath import XPATH_CAPABILITY
+from agents.netconf.xpath import XPATH_CAPABILITY, notification_matches
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,7 @@ BASE_CAPABILITIES = (
     "urn:ietf:params:netconf:capability:writable-running:1.0",
     "urn:ietf:params:netconf:capability:candidate:1.0",
     "urn:ietf:params:netconf:capability:validate:1.1",
+    CONFIRMED_COMMIT_CAPABILITY,
     "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
     "urn:ietf:params:netconf:capability:notification:1.0",
     "urn:ietf:params:netconf:capability:interleave:1.0",
@@ -143,7 +146,13 @@ class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
             if self._channel is not None:
                 self._channel.close()
             return
-        self._session = Session(self._agent, _Channel(self._channel))
+        peer = self._channel.get_extra_info("peername")
+        self._session = Session(
+            self._agent,
+            _Channel(self._channel),
+            username=str(self._channel.get_extra_info("username") or ""),
+            source_host=str(peer[0]) if peer else None,
+        )
         self._session.start()
         # A client that never says hello must not hold a session forever.
         self._hello_timer = asyncio.get_running_loop().call_later(
@@ -169,6 +178,13 @@ class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
             self._hello_timer.cancel()
         if self._session is not None:
             self._session.connection_lost()
+
+
+class _LoopScheduler:
+    """Confirmed-commit timeouts on the event loop that runs the sessions."""
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return asyncio.get_running_loop().call_later(delay_s, callback)
 
 
 class _NetconfSSHServer(asyncssh.SSHServer):
@@ -231,6 +247,7 @@ class NetconfServer:
             capabilities=(*BASE_CAPABILITIES, *schema.capabilities()),
             module_texts=schema.module_texts(),
             max_message_size=max_message_size,
+            scheduler=_LoopScheduler(),
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.port = 0
@@ -299,12 +316,21 @@ class NetconfServer:
             subscription = session.subscription
             if subscription is None:
                 continue
-            content = [event]
-            if subscription.filter_nodes is not None:
-                content = filter_subtree([event], subscription.filter_nodes)
-                if not content:
-                    continue
-            session.send_notification(_notification(event_time, content[0]))
+            content = self._filtered(subscription, event)
+            if content is not None:
+                session.send_notification(_notification(event_time, content))
+
+    def _filtered(self, subscription: Subscription, event: etree._Element) -> etree._Element | None:
+        """What of `event` a subscriber gets; None: nothing (its filter does not match)."""
+        if subscription.select is not None:
+            select = subscription.select
+            schema = self._agent.datastore.schema
+            matched = notification_matches(schema, event, select.expression, dict(select.nsmap))
+            return event if matched else None
+        if subscription.filter_nodes is None:
+            return event
+        content = filter_subtree([event], subscription.filter_nodes)
+        return content[0] if content else None
 
 
 def _notification(event_time: str, event: etree._Element) -> bytes:

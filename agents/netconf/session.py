@@ -21,7 +21,8 @@ from agents.netconf.framing import (
     FramingMode,
     encode_message,
 )
-from agents.netconf.state import AgentState, Subscription
+from agents.netconf.monitoring import Counter, Counters, ServerCounter, SessionInfo
+from agents.netconf.state import AgentState, CloseReason, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,20 @@ class SessionState(enum.Enum):
 
 
 class Session:
-    def __init__(self, agent: AgentState, transport: Transport) -> None:
+    def __init__(
+        self,
+        agent: AgentState,
+        transport: Transport,
+        username: str = "",
+        source_host: str | None = None,
+    ) -> None:
+        """`username` and `source_host` are what the transport authenticated (for RFC 6022)."""
         self.agent = agent
         self.session_id = agent.new_session_id()
         self.state = SessionState.AWAITING_HELLO
         self.subscription: Subscription | None = None
+        self.info = SessionInfo(self.session_id, username, source_host, agent.clock())
+        self.counters = Counters()  # this session's RFC 6022 counters
         self._transport = transport
         self._decoder = FrameDecoder(agent.max_message_size)
         # One parser per session: building one costs more than parsing a small <rpc>.
@@ -57,6 +67,7 @@ class Session:
     def start(self) -> None:
         """Register and send our hello (both sides send theirs at once, RFC 6241 §8.1)."""
         self.agent.sessions[self.session_id] = self
+        self.agent.counters.bump(ServerCounter.IN_SESSIONS)
         self._transport.write(encode_message(self._hello(), FramingMode.END_OF_MESSAGE))
 
     @property
@@ -72,7 +83,8 @@ class Session:
                 message = self._decoder.next_message()
             except FramingError as error:
                 log.info("session %d: framing error: %s", self.session_id, error)
-                self.close()
+                hello_pending = self.state is SessionState.AWAITING_HELLO
+                self.close(CloseReason.BAD_HELLO if hello_pending else CloseReason.DROPPED)
                 return
             if message is None:
                 return
@@ -83,15 +95,21 @@ class Session:
 
     def send_notification(self, notification: bytes) -> None:
         if self.state is SessionState.ESTABLISHED:
+            self._count(Counter.OUT_NOTIFICATIONS)
             self._transport.write(encode_message(notification, self._mode))
 
-    def close(self) -> None:
-        """End the session: release its locks, forget it, close the transport."""
+    def close(self, reason: CloseReason = CloseReason.DROPPED) -> None:
+        """End the session: release its locks (and roll back its unconfirmed commit),
+        forget it, close the transport."""
         if self.state is SessionState.CLOSED:
             return
+        if reason is CloseReason.BAD_HELLO:
+            self.agent.counters.bump(ServerCounter.IN_BAD_HELLOS)
+        elif reason is CloseReason.DROPPED:
+            self.agent.counters.bump(ServerCounter.DROPPED_SESSIONS)
         self.state = SessionState.CLOSED
         self.agent.sessions.pop(self.session_id, None)
-        self.agent.release_locks(self.session_id)
+        self.agent.session_ended(self.session_id)
         self._transport.close()
 
     def connection_lost(self) -> None:
@@ -112,11 +130,11 @@ class Session:
             hello = parse_message(message, self._parser)
         except NetconfError:
             log.info("session %d: malformed hello", self.session_id)
-            self.close()
+            self.close(CloseReason.BAD_HELLO)
             return
         if hello.tag != f"{{{BASE_NS}}}hello" or hello.find(f"{{{BASE_NS}}}session-id") is not None:
             log.info("session %d: first message is no valid client hello", self.session_id)
-            self.close()
+            self.close(CloseReason.BAD_HELLO)
             return
         offered = {
             (element.text or "").strip()
@@ -126,7 +144,7 @@ class Session:
             self._mode = FramingMode.CHUNKED
         elif BASE_1_0 not in offered:
             log.info("session %d: client offers no common base capability", self.session_id)
-            self.close()
+            self.close(CloseReason.BAD_HELLO)
             return
         self._decoder.set_mode(self._mode)
         self.state = SessionState.ESTABLISHED
@@ -137,12 +155,21 @@ class Session:
         try:
             rpc = parse_message(message, self._parser)
         except NetconfError as error:
+            self._count(Counter.IN_BAD_RPCS)
+            self._count(Counter.OUT_RPC_ERRORS)
             self._send(rpcs.error_reply(None, error.errors))
             return
         outcome = rpcs.dispatch(self, rpc)
+        self._count(Counter.IN_BAD_RPCS if outcome.bad_rpc else Counter.IN_RPCS)
+        if outcome.failed:
+            self._count(Counter.OUT_RPC_ERRORS)
         self._send(outcome.reply)
         if outcome.close_after:
-            self.close()
+            self.close(CloseReason.CLOSE_SESSION)
+
+    def _count(self, counter: Counter) -> None:
+        self.counters.bump(counter)
+        self.agent.counters.bump(counter)
 
     def _send(self, reply: bytes) -> None:
         if self.state is not SessionState.CLOSED:

@@ -2,28 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import enum
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lxml import etree
 
 from agents.datastore import Datastore, DatastoreName
+from agents.netconf.confirmed import ConfirmedCommit, Scheduler
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
+from agents.netconf.monitoring import (
+    MONITORING_MODULE,
+    MONITORING_REVISION,
+    Counters,
+    module_text,
+)
 
 if TYPE_CHECKING:
     from agents.netconf.session import Session
 
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CloseReason(enum.Enum):
+    """Why a session ends; RFC 6022 counts all but the orderly ones as dropped."""
+
+    CLOSE_SESSION = "close-session"
+    KILLED = "kill-session"
+    BAD_HELLO = "bad-hello"
+    DROPPED = "dropped"
+
 
 @dataclass(frozen=True)
 class Subscription:
-    """An RFC 5277 subscription: the NETCONF stream, optionally filtered."""
+    """An RFC 5277 subscription: the NETCONF stream, optionally filtered.
 
-    filter_nodes: tuple[etree._Element, ...] | None  # None: every notification
+    At most one of the two filters is set; neither: every notification.
+    """
+
+    filter_nodes: tuple[etree._Element, ...] | None  # a subtree filter's nodes
+    select: XPathSelect | None = None
+
+
+@dataclass(frozen=True)
+class XPathSelect:
+    """An XPath filter: the expression and the prefixes declared where it was written."""
+
+    expression: str
+    nsmap: tuple[tuple[str | None, str], ...]
 
 
 class AgentState:
-    """What every session of one agent shares: datastore, locks, sessions, capabilities."""
+    """What every session of one agent shares: datastore, locks, sessions, capabilities,
+    the RFC 6022 counters and a pending confirmed commit."""
 
     def __init__(
         self,
@@ -31,13 +68,26 @@ class AgentState:
         capabilities: Sequence[str],
         module_texts: dict[tuple[str, str], str],
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        clock: Clock = utc_now,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        """`scheduler` runs confirmed-commit timeouts; without one they never expire (a
+        session end or <cancel-commit> still rolls back)."""
         self.datastore = datastore
         self.capabilities = tuple(capabilities)
-        self.module_texts = module_texts  # (name, revision) → YANG text, for get-schema
+        # (name, revision) → YANG text, for get-schema; our monitoring module is one of them.
+        self.module_texts = {
+            **module_texts,
+            (MONITORING_MODULE, MONITORING_REVISION): module_text(),
+        }
         self.max_message_size = max_message_size
+        self.clock = clock
+        self.started_at = clock()
+        self.counters = Counters()  # the whole agent's RFC 6022 statistics
         self.locks: dict[DatastoreName, int] = {}
+        self._lock_times: dict[DatastoreName, datetime] = {}
         self.sessions: dict[int, Session] = {}
+        self.confirmed = ConfirmedCommit(datastore, scheduler)
         self._next_session_id = 1
 
     def new_session_id(self) -> int:
@@ -48,10 +98,26 @@ class AgentState:
     def lock_holder(self, name: DatastoreName) -> int | None:
         return self.locks.get(name)
 
+    def lock_time(self, name: DatastoreName) -> datetime:
+        return self._lock_times.get(name, self.started_at)
+
+    def lock(self, name: DatastoreName, session_id: int) -> None:
+        self.locks[name] = session_id
+        self._lock_times[name] = self.clock()
+
+    def unlock(self, name: DatastoreName) -> None:
+        self.locks.pop(name, None)
+        self._lock_times.pop(name, None)
+
     def release_locks(self, session_id: int) -> None:
         """A session ended: its locks die with it; an uncommitted candidate it locked goes."""
         for name, holder in list(self.locks.items()):
             if holder == session_id:
-                del self.locks[name]
+                self.unlock(name)
                 if name is DatastoreName.CANDIDATE:
                     self.datastore.discard_changes()
+
+    def session_ended(self, session_id: int) -> None:
+        """Locks die with the session, and so does its non-persistent confirmed commit."""
+        self.release_locks(session_id)
+        self.confirmed.session_ended(session_id)

@@ -8,19 +8,29 @@ Prefixes in the expression come from the namespace declarations in scope of the 
 servers we are forgiving: an undeclared prefix may be a module's name or YANG prefix, and
 unprefixed names resolve to whichever of our modules has such a node (libyang's own rule),
 so `/qkd_node/qkd_links` works as users type it.
+
+Expressions are evaluated in a libyang context of their own that holds the schema's modules
+and our ietf-netconf-monitoring (RFC 6022), so one expression can select in both the node
+tree and /netconf-state; the schema's context stays as the datastore validates with it.
+The same evaluation filters notifications of an RFC 5277 subscription.
 """
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import libyang
 from _libyang import ffi  # type: ignore[import-not-found]
+from libyang.util import DataType
 from lxml import etree
 
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, base_element
+from agents.netconf.monitoring import MODULE_PATH, MONITORING_MODULE, MONITORING_NS
 from yang.schema import Schema
 
 XPATH_CAPABILITY = "urn:ietf:params:netconf:capability:xpath:1.0"
@@ -67,15 +77,15 @@ def select_xpath(
     """
     name = etree.QName(wrapper)
     data = base_element(name.localname, name.namespace or BASE_NS)
-    expression = to_libyang_xpath(select, nsmap, _module_names(schema))
+    scope = _scope(schema)
+    expression = to_libyang_xpath(select, nsmap, scope.modules)
     roots = [child for child in wrapper if isinstance(child.tag, str)]
     if not roots:
         return data
     if expression.strip() in ("/", "/."):  # the document root: everything
         data.extend(etree.fromstring(etree.tostring(root)) for root in roots)
         return data
-    context = _context(schema)
-    tree = _parse(context, roots)
+    tree = _parse(scope.context, roots)
     if tree is None:
         return data
     try:
@@ -84,6 +94,44 @@ def select_xpath(
     finally:
         tree.free()
     return data
+
+
+def check_xpath(schema: Schema, select: str, nsmap: Mapping[str | None, str]) -> None:
+    """invalid-value unless `select` is an XPath 1.0 expression whose prefixes resolve."""
+    scope = _scope(schema)
+    expression = to_libyang_xpath(select, nsmap, scope.modules)
+    # lxml compiles XPath 1.0 without evaluating it: a syntax check with our module names.
+    names = {module: f"urn:module:{module}" for module in set(scope.modules.values())}
+    try:
+        etree.XPath(expression, namespaces=names)
+    except etree.XPathSyntaxError as error:
+        raise _invalid(f"invalid XPath {select!r}: {error}") from None
+
+
+def notification_matches(
+    schema: Schema, event: etree._Element, select: str, nsmap: Mapping[str | None, str]
+) -> bool:
+    """Whether `select` selects anything in a notification's content (RFC 5277 §3.6).
+
+    A notification the schema does not know or an expression libyang refuses matches
+    nothing (the publisher validated the event; the expression was checked at subscribe).
+    """
+    scope = _scope(schema)
+    try:
+        expression = to_libyang_xpath(select, nsmap, scope.modules)
+        tree = scope.context.parse_op_mem(
+            "xml", etree.tostring(event, encoding="unicode"), DataType.NOTIF_YANG
+        )
+    except (NetconfError, libyang.LibyangError):
+        return False
+    if tree is None:
+        return False
+    try:
+        return bool(list(tree.find_all(expression)))
+    except libyang.LibyangError:
+        return False
+    finally:
+        tree.free()
 
 
 def to_libyang_xpath(
@@ -158,23 +206,41 @@ def _module_of(prefix: str, nsmap: Mapping[str | None, str], modules: Mapping[st
     return module
 
 
-def _module_names(schema: Schema) -> dict[str, str]:
-    """Namespace, module name and YANG prefix of each implemented module → module name."""
-    names: dict[str, str] = {}
-    context = _context(schema)
+@dataclass(frozen=True)
+class _Scope:
+    """The libyang context expressions run in, and how prefixes map to its modules."""
+
+    context: libyang.Context
+    modules: Mapping[str, str]  # namespace, module name or YANG prefix → module name
+
+
+@functools.cache
+def _scope(schema: Schema) -> _Scope:
+    """Built once per schema (a Schema is immutable and shared by a process's agents)."""
+    schema_context: libyang.Context = schema.context
+    namespaces = {MONITORING_MODULE: MONITORING_NS}
     for uri in schema.capabilities():
         namespace, _, query = uri.partition("?module=")
-        module = query.partition("&")[0]
-        names[namespace] = module
-        names[module] = module
-        names.setdefault(str(context.get_module(module).prefix()), module)
-    return names
+        namespaces[query.partition("&")[0]] = namespace
+    names = [name for name in namespaces if name != MONITORING_MODULE]
+    modules = [schema_context.get_module(name) for name in names]
+    directories = {os.path.dirname(str(module.filepath())) for module in modules}
+    directories.add(str(MODULE_PATH.parent))
+    context = libyang.Context(":".join(sorted(directories)))
+    implemented = [module.name() for module in modules if module.implemented()]
+    for name in (*implemented, MONITORING_MODULE):
+        context.load_module(name)
+    return _Scope(context, _module_names(context, namespaces))
 
 
-def _context(schema: Schema) -> libyang.Context:
-    # Schema owns the one libyang context of the process and exposes no accessor yet.
-    context: libyang.Context = schema.context
-    return context
+def _module_names(context: libyang.Context, namespaces: Mapping[str, str]) -> dict[str, str]:
+    """Namespace, module name and YANG prefix of each module → module name."""
+    found: dict[str, str] = {}
+    for name, namespace in namespaces.items():
+        found[namespace] = name
+        found[name] = name
+        found.setdefault(str(context.get_module(name).prefix()), name)
+    return found
 
 
 def _parse(context: libyang.Context, roots: list[etree._Element]) -> Any:

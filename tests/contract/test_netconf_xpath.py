@@ -94,14 +94,14 @@ def test_bad_xpath_is_invalid_value_and_the_session_goes_on(tmp_path: Path) -> N
         assert caught.value.tag == "invalid-value"
         assert "not declared" in str(caught.value.message)
 
-        # Notifications stay subtree-only: an XPath filter there is refused clearly.
+        # A bad XPath filter of a subscription is refused when subscribing.
         subscription = etree.Element(f"{{{NOTIFICATION_NS}}}create-subscription")
         etree.SubElement(
-            subscription, f"{{{NOTIFICATION_NS}}}filter", type="xpath", select="/qkd_node"
+            subscription, f"{{{NOTIFICATION_NS}}}filter", type="xpath", select="/qkd_node/[["
         )
         with pytest.raises(RPCError) as caught:
             session.dispatch(subscription)
-        assert caught.value.tag == "bad-attribute"
+        assert caught.value.tag == "invalid-value"
 
         after = session.get(filter=("xpath", "/qkd_node/qkdn_id")).data_ele
         assert _texts(after, "//q:qkdn_id/text()") == [NODE_ID]

@@ -1,0 +1,91 @@
+"""RFC 6022 /netconf-state on a real agent, read with ncclient and netconf-console2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from lxml import etree
+
+from agents.netconf.monitoring import MONITORING_NS
+from agents.netconf.testing import NS, PASSWORD, USERNAME, AgentThread, connect, running_agent
+
+M = {"m": MONITORING_NS, "q": NS}
+CONSOLE = Path(sys.executable).parent / "netconf-console2"
+TIMEOUT_S = 60
+SCHEMAS_FILTER = f'<netconf-state xmlns="{MONITORING_NS}"><schemas/></netconf-state>'
+
+
+def _texts(element: etree._Element, path: str) -> list[str]:
+    found = element.xpath(path, namespaces=M)
+    assert isinstance(found, list)
+    return [str(text) for text in found]
+
+
+def test_every_listed_schema_can_be_fetched_with_get_schema(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent, connect(agent) as session:
+        data = session.get(filter=("subtree", SCHEMAS_FILTER)).data_ele
+        identifiers = _texts(data, "//m:schema/m:identifier/text()")
+        versions = _texts(data, "//m:schema/m:version/text()")
+        assert "etsi-qkd-sdn-node" in identifiers
+        assert "ietf-netconf-monitoring" in identifiers
+        assert not data.xpath("//q:qkd_node | //m:sessions", namespaces=M)
+        for identifier, version in zip(identifiers, versions, strict=True):
+            reply = session.get_schema(identifier, version=version, format="yang")
+            assert f"module {identifier}" in reply.data
+
+
+def test_sessions_locks_and_counters_as_a_client_sees_them(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent, connect(agent) as first, connect(agent) as second:
+        first.lock("running")
+        first.get_config("running")
+        data = second.get(filter=("xpath", "/netconf-state")).data_ele
+        first_id = first.session_id
+        session_path = f"//m:session[m:session-id='{first_id}']"
+        assert _texts(data, f"{session_path}/m:username/text()") == [USERNAME]
+        assert _texts(data, f"{session_path}/m:source-host/text()") == ["127.0.0.1"]
+        assert _texts(data, f"{session_path}/m:transport/text()")[0].endswith(":netconf-ssh")
+        assert _texts(data, f"{session_path}/m:in-rpcs/text()") == ["2"]
+        running_lock = "//m:datastore[m:name='running']/m:locks/m:global-lock"
+        assert _texts(data, f"{running_lock}/m:locked-by-session/text()") == [first_id]
+        assert len(_texts(data, "//m:sessions/m:session")) == 2
+        assert _texts(data, "//m:statistics/m:in-sessions/text()") == ["2"]
+        # The unfiltered <get> holds it too.
+        everything = second.get().data_ele
+        assert everything.find("q:qkd_node", M) is not None
+        assert everything.find("m:netconf-state", M) is not None
+
+
+def _console(agent: AgentThread, *arguments: str) -> str:
+    command = [
+        str(CONSOLE),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(agent.port),
+        "-u",
+        USERNAME,
+        "-p",
+        PASSWORD,
+        *arguments,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_netconf_console_reads_netconf_state(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent:
+        output = _console(agent, "--get", "-x", "/netconf-state/statistics")
+        data = etree.fromstring(output.encode())
+        assert _texts(data, "//m:statistics/m:in-sessions/text()") == ["1"]
+        assert not data.xpath("//m:schemas", namespaces=M)
+
+        output = _console(agent, "--get", "-x", "/netconf-state/schemas/schema/identifier")
+        data = etree.fromstring(output.encode())
+        identifiers = _texts(data, "//m:schema/m:identifier/text()")
+        assert "ietf-netconf-monitoring" in identifiers
+
+        output = _console(agent, "--get-schema", "ietf-netconf-monitoring")
+        assert "container netconf-state" in output
