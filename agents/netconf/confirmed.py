@@ -80,15 +80,14 @@ class ConfirmedCommit:
             self._check_may_follow(pending, session_id, request.persist_id, "commit")
         elif request.persist_id is not None:
             raise _invalid("persist-id", "no confirmed commit is pending")
-        if pending is not None:
-            previous = pending.previous
-        else:
+        previous = pending.previous if pending is not None else None
+        if previous is None and request.confirmed:
             previous = self._datastore.config(DatastoreName.RUNNING)
         self._datastore.commit()  # fails without changing anything, the pending one included
         if pending is not None and pending.timer is not None:
             pending.timer.cancel()
         self._pending = None
-        if request.confirmed:
+        if previous is not None and request.confirmed:
             token = object()
             timer = self._schedule(request.timeout_s, token)
             self._pending = _Pending(session_id, request.persist, previous, token, timer)

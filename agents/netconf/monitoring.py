@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
 
 from lxml import etree
 
@@ -53,17 +54,27 @@ class ServerCounter(enum.Enum):
     DROPPED_SESSIONS = "dropped-sessions"
 
 
+# Counter names in the order of the YANG module: rendering reads names, not enum members.
+_COUNTER_NAMES = tuple(counter.value for counter in Counter)
+_SERVER_COUNTER_NAMES = tuple(counter.value for counter in ServerCounter)
+
+
 class Counters:
     """Mutable counts by name; a session's and the server's are bumped together."""
 
     def __init__(self) -> None:
-        self._values: dict[Counter | ServerCounter, int] = {}
+        self._values = dict.fromkeys((*_COUNTER_NAMES, *_SERVER_COUNTER_NAMES), 0)
 
     def bump(self, counter: Counter | ServerCounter) -> None:
-        self._values[counter] = (self._values.get(counter, 0) + 1) % _COUNTER32
+        self._values[counter.value] = (self._values[counter.value] + 1) % _COUNTER32
 
     def __getitem__(self, counter: Counter | ServerCounter) -> int:
-        return self._values.get(counter, 0)
+        return self._values[counter.value]
+
+    def render(self, names: tuple[str, ...]) -> str:
+        """The counters `names` as XML leaves."""
+        values = self._values
+        return "".join(f"<{name}>{values[name]}</{name}>" for name in names)
 
 
 @dataclass(frozen=True)
@@ -106,66 +117,82 @@ def date_and_time(moment: datetime) -> str:
 
 def netconf_state(agent: AgentState) -> etree._Element:
     """The /netconf-state tree as it is now."""
-    # identityref values say "ncm:..."; declared on the root, as lxml drops a declaration
-    # on the leaf itself once the tree joins a parent that has the same default namespace.
-    nsmap = cast("dict[str, str]", {None: MONITORING_NS, "ncm": MONITORING_NS})
-    root = etree.Element(f"{{{MONITORING_NS}}}netconf-state", nsmap=nsmap)
-    capabilities = _child(root, "capabilities")
-    for capability in agent.capabilities:
-        _child(capabilities, "capability", capability)
-    _datastores(_child(root, "datastores"), agent)
-    _schemas(_child(root, "schemas"), agent.module_texts, _namespaces(agent.capabilities))
-    sessions = _child(root, "sessions")
-    for session in sorted(agent.sessions.values(), key=lambda s: s.session_id):
-        _session(sessions, session.info, session.counters)
-    statistics = _child(root, "statistics")
-    _child(statistics, "netconf-start-time", date_and_time(agent.started_at))
-    for server_counter in ServerCounter:
-        _child(statistics, server_counter.value, str(agent.counters[server_counter]))
-    _counters(statistics, agent.counters)
-    return root
+    return etree.fromstring(netconf_state_xml(agent))
 
 
-def _datastores(parent: etree._Element, agent: AgentState) -> None:
+def netconf_state_xml(agent: AgentState) -> bytes:
+    """`netconf_state` serialized, written as text: every unfiltered <get> carries it, and
+    building it with lxml cost more than the rest of such a <get>."""
+    parts = [_OPEN, agent.monitoring_fixed.capabilities, "<datastores>"]
     for name in (DatastoreName.RUNNING, DatastoreName.CANDIDATE):
-        datastore = _child(parent, "datastore")
-        _child(datastore, "name", name.value)
+        parts.append(f"<datastore><name>{name.value}</name>")
         holder = agent.lock_holder(name)
-        if holder is None:
-            continue
-        lock = _child(_child(datastore, "locks"), "global-lock")
-        _child(lock, "locked-by-session", str(holder))
-        _child(lock, "locked-time", date_and_time(agent.lock_time(name)))
+        if holder is not None:
+            parts.append(
+                f"<locks><global-lock>{_number('locked-by-session', holder)}"
+                f"{_leaf('locked-time', date_and_time(agent.lock_time(name)))}"
+                "</global-lock></locks>"
+            )
+        parts.append("</datastore>")
+    parts.append("</datastores>")
+    parts.append(agent.monitoring_fixed.schemas)
+    parts.append("<sessions>")
+    for session in sorted(agent.sessions.values(), key=lambda s: s.session_id):
+        parts.append(_session(session.info, session.counters))
+    parts.append("</sessions><statistics>")
+    parts.append(_leaf("netconf-start-time", date_and_time(agent.started_at)))
+    parts.append(agent.counters.render(_SERVER_COUNTER_NAMES))
+    parts.append(agent.counters.render(_COUNTER_NAMES))
+    parts.append("</statistics></netconf-state>")
+    return "".join(parts).encode("utf-8")
 
 
-def _schemas(
-    parent: etree._Element,
-    module_texts: Mapping[tuple[str, str], str],
-    namespaces: Mapping[str, str],
-) -> None:
-    for identifier, version in sorted(module_texts):
-        schema = _child(parent, "schema")
-        _child(schema, "identifier", identifier)
-        _child(schema, "version", version)
-        _prefixed(schema, "format", "yang")
-        _child(schema, "namespace", namespaces.get(identifier, ""))
-        _child(schema, "location", "NETCONF")
+@dataclass(frozen=True)
+class FixedParts:
+    """The parts of /netconf-state that never change for an agent, serialized once."""
+
+    capabilities: str
+    schemas: str
 
 
-def _session(parent: etree._Element, info: SessionInfo, counters: Counters) -> None:
-    session = _child(parent, "session")
-    _child(session, "session-id", str(info.session_id))
-    _prefixed(session, "transport", "netconf-ssh")
-    _child(session, "username", info.username)
-    if info.source_host:
-        _child(session, "source-host", info.source_host)
-    _child(session, "login-time", date_and_time(info.login_time))
-    _counters(session, counters)
+def fixed_parts(
+    capabilities: Iterable[str], module_texts: Mapping[tuple[str, str], str]
+) -> FixedParts:
+    capabilities = tuple(capabilities)
+    listed = "".join(_leaf("capability", capability) for capability in capabilities)
+    namespaces = _namespaces(capabilities)
+    schemas = "".join(
+        "<schema>"
+        f"{_leaf('identifier', identifier)}{_leaf('version', version)}"
+        "<format>ncm:yang</format>"
+        f"{_leaf('namespace', namespaces.get(identifier, ''))}"
+        "<location>NETCONF</location></schema>"
+        for identifier, version in sorted(module_texts)
+    )
+    return FixedParts(f"<capabilities>{listed}</capabilities>", f"<schemas>{schemas}</schemas>")
 
 
-def _counters(parent: etree._Element, counters: Counters) -> None:
-    for counter in Counter:
-        _child(parent, counter.value, str(counters[counter]))
+# identityref values say "ncm:...": the root declares the prefix.
+_OPEN = f'<netconf-state xmlns="{MONITORING_NS}" xmlns:ncm="{MONITORING_NS}">'
+
+
+def _session(info: SessionInfo, counters: Counters) -> str:
+    source = _leaf("source-host", info.source_host) if info.source_host else ""
+    return (
+        f"<session>{_number('session-id', info.session_id)}"
+        "<transport>ncm:netconf-ssh</transport>"
+        f"{_leaf('username', info.username)}{source}"
+        f"{_leaf('login-time', date_and_time(info.login_time))}"
+        f"{counters.render(_COUNTER_NAMES)}</session>"
+    )
+
+
+def _leaf(name: str, text: str) -> str:
+    return f"<{name}>{escape(text)}</{name}>"
+
+
+def _number(name: str, value: int) -> str:
+    return f"<{name}>{value}</{name}>"
 
 
 def _namespaces(capabilities: Iterable[str]) -> dict[str, str]:
@@ -176,15 +203,3 @@ def _namespaces(capabilities: Iterable[str]) -> dict[str, str]:
         if query:
             found[query.partition("&")[0]] = namespace
     return found
-
-
-def _child(parent: etree._Element, local: str, text: str | None = None) -> etree._Element:
-    element = etree.SubElement(parent, f"{{{MONITORING_NS}}}{local}")
-    element.text = text
-    return element
-
-
-def _prefixed(parent: etree._Element, local: str, identity: str) -> None:
-    """An identityref leaf: `ncm:identity`, with ncm declared on the leaf itself."""
-    element = etree.SubElement(parent, f"{{{MONITORING_NS}}}{local}", nsmap={"ncm": MONITORING_NS})
-    element.text = f"ncm:{identity}"

@@ -17,7 +17,12 @@ from agents.datastore import DatastoreName, ErrorOption, TestOption
 from agents.netconf.confirmed import DEFAULT_TIMEOUT_S, CommitRequest
 from agents.netconf.edit import Operation, parse_default_operation
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
-from agents.netconf.monitoring import MONITORING_NS, may_select_monitoring, netconf_state
+from agents.netconf.monitoring import (
+    MONITORING_NS,
+    may_select_monitoring,
+    netconf_state,
+    netconf_state_xml,
+)
 from agents.netconf.monitoring import keys_of as monitoring_keys_of
 from agents.netconf.state import CloseReason, Subscription, XPathSelect
 from agents.netconf.subtree import filter_subtree
@@ -294,7 +299,7 @@ def _get(session: Session, operation: etree._Element) -> Reply:
     agent = session.agent
     datastore = agent.datastore
     if "filter" not in params:
-        state = etree.tostring(netconf_state(agent))
+        state = netconf_state_xml(agent)
         return Reply(serialized=_append_to_data(datastore.operational_xml(), state))
     filter_element = params["filter"]
     if filter_element.get("type", "subtree") == "xpath":

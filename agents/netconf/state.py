@@ -17,6 +17,7 @@ from agents.netconf.monitoring import (
     MONITORING_MODULE,
     MONITORING_REVISION,
     Counters,
+    fixed_parts,
     module_text,
 )
 
@@ -80,6 +81,7 @@ class AgentState:
             **module_texts,
             (MONITORING_MODULE, MONITORING_REVISION): module_text(),
         }
+        self.monitoring_fixed = fixed_parts(self.capabilities, self.module_texts)
         self.max_message_size = max_message_size
         self.clock = clock
         self.started_at = clock()

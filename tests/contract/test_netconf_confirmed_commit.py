@@ -1,0 +1,108 @@
+"""Confirmed commit (RFC 6241 §8.4) on a real agent, driven by ncclient and netconf-console2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ncclient.operations import RPCError
+
+from agents.datastore import DatastoreName
+from agents.netconf.errors import BASE_NS
+from agents.netconf.testing import (
+    NS,
+    PASSWORD,
+    USERNAME,
+    AgentThread,
+    connect,
+    running_agent,
+    wait_until,
+)
+
+CONSOLE = Path(sys.executable).parent / "netconf-console2"
+TIMEOUT_S = 60
+
+
+def _edit(location: str) -> str:
+    return (
+        f'<config xmlns="{BASE_NS}"><qkd_node xmlns="{NS}">'
+        f"<qkdn_location_id>{location}</qkdn_location_id></qkd_node></config>"
+    )
+
+
+def _location(agent: AgentThread) -> str | None:
+    assert agent.datastore is not None
+    running = agent.datastore.config(DatastoreName.RUNNING)
+    return running.findtext(f"{{{NS}}}qkd_node/{{{NS}}}qkdn_location_id")
+
+
+def test_an_unconfirmed_commit_rolls_back_when_its_timeout_expires(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent, connect(agent) as session:
+        session.edit_config(target="candidate", config=_edit("trial"))
+        session.commit(confirmed=True, timeout="1")
+        assert _location(agent) == "trial"
+        # The agent's event loop runs the timer: wait for it with a deadline, no fixed sleep.
+        wait_until(lambda: _location(agent) == "lab", "the confirmed commit to roll back")
+        assert agent.backend.applied[-1]["etsi-qkd-sdn-node:qkd_node"]["qkdn_location_id"] == (
+            "lab"
+        )
+        # The session goes on, and a plain commit now has nothing to confirm.
+        with pytest.raises(RPCError) as caught:
+            session.cancel_commit()
+        assert caught.value.tag == "operation-failed"
+
+
+def test_persistent_confirmed_commit_confirmed_from_another_session(tmp_path: Path) -> None:
+    with running_agent(tmp_path) as agent:
+        with connect(agent) as first:
+            first.edit_config(target="candidate", config=_edit("kept"))
+            first.commit(confirmed=True, timeout="600", persist="change-42")
+        assert _location(agent) == "kept"  # outlived its session
+        with connect(agent) as second:
+            with pytest.raises(RPCError) as caught:
+                second.commit(persist_id="not-it")
+            assert caught.value.tag == "invalid-value"
+            second.commit(persist_id="change-42")
+        assert _location(agent) == "kept"
+
+        with connect(agent) as third:
+            third.edit_config(target="candidate", config=_edit("cancelled"))
+            third.commit(confirmed=True, persist="change-43")
+            assert _location(agent) == "cancelled"
+            third.cancel_commit(persist_id="change-43")
+            assert _location(agent) == "kept"
+
+
+def _console(agent: AgentThread, *arguments: str) -> str:
+    command = [
+        str(CONSOLE),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(agent.port),
+        "-u",
+        USERNAME,
+        "-p",
+        PASSWORD,
+        *arguments,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_netconf_console_confirmed_commit(tmp_path: Path) -> None:
+    edit = tmp_path / "edit.xml"
+    edit.write_text(
+        f'<qkd_node xmlns="{NS}"><qkdn_location_id>console</qkdn_location_id></qkd_node>'
+    )
+    with running_agent(tmp_path) as agent:
+        common = ("--db", "candidate", "--edit-config", str(edit), "--timeout", "600")
+        # Confirmed but never confirmed: the console's session ends, the change goes.
+        _console(agent, *common, "--commit", "confirmed")
+        wait_until(lambda: _location(agent) == "lab", "the rollback at session end")
+        # Confirmed, then confirmed within the same session: the change stays.
+        _console(agent, *common, "--commit", "confirmed", "--commit")
+        assert _location(agent) == "console"
