@@ -100,14 +100,19 @@ class Datastore:
         backend: NodeBackend,
         persist_path: Path | None,
         initial_running_xml: str,
+        durable: bool = True,
     ) -> None:
         """Running comes from `persist_path` if that file exists, else `initial_running_xml`.
 
+        `durable`: each persisted running is fsynced (file and directory) before the change
+        takes effect, so a commit survives a power loss; off, only a crash of this process is
+        survived (the file is replaced atomically either way).
         The backend is not called here: read `running_json()` once the node is composed.
         """
         self._schema = schema
         self._backend = backend
         self._persist_path = persist_path
+        self._durable = durable
         self._lock = threading.RLock()
         self._shapes: dict[SchemaPath, Shape | None] = {}
         self._namespaces = frozenset(uri.partition("?")[0] for uri in schema.capabilities())
@@ -354,24 +359,40 @@ class Datastore:
             log.exception("backend failed to apply running revision %d", self.revision)
 
     def _persist(self, text: str) -> None:
-        """Atomic replace (a reader or a crash of this process sees the old or the new
-        file whole). No fsync: it cost more than the rest of a commit; after a power loss
-        the last commits may be lost, and an unreadable file is set aside at start."""
+        """Atomic replace: a reader or a crash of this process sees the old or the new file
+        whole. When durable, the data reaches the disk before the rename, and the rename
+        before we go on (an fsync of the directory), so a power loss keeps the last commit;
+        an unreadable file is set aside at start either way."""
         path = self._persist_path
         assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         # One writer per datastore (under the lock): a fixed temporary name is enough.
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            temporary.write_bytes(text.encode("utf-8"))
+            with temporary.open("wb") as file:
+                file.write(text.encode("utf-8"))
+                if self._durable:
+                    file.flush()
+                    os.fsync(file.fileno())
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
+        if self._durable:
+            _fsync_directory(path.parent)
 
     def _raise_collected(self, collected: list[RpcError] | None) -> None:
         if collected:
             raise NetconfError(*collected)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable (POSIX: the entry lives in the directory)."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _state_unavailable(problem: str) -> NetconfError:
