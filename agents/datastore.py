@@ -125,6 +125,9 @@ class Datastore:
                 xml = persist_path.read_text(encoding="utf-8")
             except OSError as error:
                 raise DatastoreError(f"cannot read {persist_path}: {error}") from error
+        restored = self._read_rollback()
+        if restored is not None:
+            source, xml = restored
         try:
             checked = self._check(_wrap(_parse(xml)))
         except NetconfError as error:
@@ -138,6 +141,9 @@ class Datastore:
         self._candidate_checked: _Checked | None = None
         if persist_path is not None and source != str(persist_path):
             self._persist(checked.text)
+        if restored is not None:
+            self.drop_rollback()
+            log.warning("running restored from before an unconfirmed commit (%s)", source)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -278,6 +284,25 @@ class Datastore:
             self._candidate = None
             self._candidate_checked = None
 
+    def save_rollback(self, previous: etree._Element) -> None:
+        """Keep `previous` (a running <data> wrapper) on disk while a confirmed commit is
+        pending: an agent that restarts before the confirming commit starts from it
+        (RFC 6241 §8.4.1). Nothing to do without a persist path."""
+        path = self._rollback_path()
+        if path is not None:
+            with self._lock:
+                self._write(path, _serialize(previous))
+
+    def drop_rollback(self) -> None:
+        """The pending confirmed commit was confirmed or rolled back."""
+        path = self._rollback_path()
+        if path is None or not path.exists():
+            return
+        with self._lock:
+            path.unlink(missing_ok=True)
+            if self._durable:
+                _fsync_directory(path.parent)
+
     def copy_config(self, target: DatastoreName, source: DatastoreName | etree._Element) -> None:
         """copy-config: replace `target` whole by a datastore or an inline <config>.
 
@@ -359,12 +384,14 @@ class Datastore:
             log.exception("backend failed to apply running revision %d", self.revision)
 
     def _persist(self, text: str) -> None:
+        assert self._persist_path is not None
+        self._write(self._persist_path, text)
+
+    def _write(self, path: Path, text: str) -> None:
         """Atomic replace: a reader or a crash of this process sees the old or the new file
         whole. When durable, the data reaches the disk before the rename, and the rename
         before we go on (an fsync of the directory), so a power loss keeps the last commit;
         an unreadable file is set aside at start either way."""
-        path = self._persist_path
-        assert path is not None
         path.parent.mkdir(parents=True, exist_ok=True)
         # One writer per datastore (under the lock): a fixed temporary name is enough.
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -380,6 +407,27 @@ class Datastore:
             raise
         if self._durable:
             _fsync_directory(path.parent)
+
+    def _rollback_path(self) -> Path | None:
+        if self._persist_path is None:
+            return None
+        return self._persist_path.with_suffix(".rollback.xml")
+
+    def _read_rollback(self) -> tuple[str, str] | None:
+        """(source, XML) of a configuration saved by `save_rollback` that was never dropped;
+        an unreadable or invalid one is set aside (the persisted running is used)."""
+        path = self._rollback_path()
+        if path is None or not path.exists():
+            return None
+        try:
+            xml = path.read_text(encoding="utf-8")
+            self._check(_wrap(_parse(xml)))
+        except (OSError, NetconfError) as error:
+            stale = path.with_suffix(".stale.xml")
+            log.error("%s is not usable (%s); moved to %s", path, error, stale)
+            path.replace(stale)
+            return None
+        return str(path), xml
 
     def _raise_collected(self, collected: list[RpcError] | None) -> None:
         if collected:

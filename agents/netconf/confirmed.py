@@ -2,9 +2,10 @@
 
 A confirmed <commit> makes the candidate running at once and remembers the running
 configuration from before; unless a confirming <commit> follows within the timeout, that
-configuration comes back. It also comes back on <cancel-commit>, or when the session that
-issued a confirmed commit without <persist> ends. Every rollback is a whole replacement of
-running through the datastore's validate → veto → apply path.
+configuration comes back. It also comes back on <cancel-commit>, when the session that
+issued a confirmed commit without <persist> ends, and when the agent restarts before the
+confirmation (the datastore keeps it on disk meanwhile). Every rollback is a whole
+replacement of running through the datastore's validate → veto → apply path.
 
 Time is injected: a `Scheduler` runs the expiry (the server's event loop in production, a
 hand-driven fake in tests).
@@ -80,10 +81,21 @@ class ConfirmedCommit:
             self._check_may_follow(pending, session_id, request.persist_id, "commit")
         elif request.persist_id is not None:
             raise _invalid("persist-id", "no confirmed commit is pending")
-        previous = pending.previous if pending is not None else None
-        if previous is None and request.confirmed:
+        starting = pending is None and request.confirmed
+        if pending is not None:
+            previous: etree._Element | None = pending.previous
+        elif request.confirmed:
             previous = self._datastore.config(DatastoreName.RUNNING)
-        self._datastore.commit()  # fails without changing anything, the pending one included
+            # On disk first: an agent restarted before the confirmation starts from it.
+            self._datastore.save_rollback(previous)
+        else:
+            previous = None
+        try:
+            self._datastore.commit()  # fails without changing anything, pending one included
+        except BaseException:
+            if starting:
+                self._datastore.drop_rollback()
+            raise
         if pending is not None and pending.timer is not None:
             pending.timer.cancel()
         self._pending = None
@@ -91,6 +103,8 @@ class ConfirmedCommit:
             token = object()
             timer = self._schedule(request.timeout_s, token)
             self._pending = _Pending(session_id, request.persist, previous, token, timer)
+        elif pending is not None:
+            self._datastore.drop_rollback()  # confirmed
 
     def cancel(self, session_id: int, persist_id: str | None) -> None:
         """<cancel-commit>: roll back now; a failed rollback keeps the commit pending."""
@@ -102,6 +116,7 @@ class ConfirmedCommit:
         self._check_may_follow(pending, session_id, persist_id, "cancel-commit")
         self._datastore.copy_config(DatastoreName.RUNNING, pending.previous)
         self._forget(pending)
+        self._datastore.drop_rollback()
 
     def session_ended(self, session_id: int) -> None:
         pending = self._pending
@@ -156,6 +171,8 @@ class ConfirmedCommit:
             # Nobody is waiting for an answer: the unconfirmed configuration stays.
             log.error("confirmed commit not rolled back (%s): %s", why, error)
             return
+        finally:
+            self._datastore.drop_rollback()
         log.info("confirmed commit rolled back: %s", why)
 
     def _forget(self, pending: _Pending) -> None:

@@ -106,3 +106,18 @@ def test_netconf_console_confirmed_commit(tmp_path: Path) -> None:
         # Confirmed, then confirmed within the same session: the change stays.
         _console(agent, *common, "--commit", "confirmed", "--commit")
         assert _location(agent) == "console"
+
+
+def test_a_restart_before_the_confirmation_restores_the_old_configuration(
+    tmp_path: Path,
+) -> None:
+    with running_agent(tmp_path) as agent, connect(agent) as session:
+        session.edit_config(target="candidate", config=_edit("unconfirmed"))
+        session.commit(confirmed=True, persist="survives-the-session")
+        assert _location(agent) == "unconfirmed"
+    # Same state directory, new agent: as after a reboot (RFC 6241 §8.4.1).
+    with running_agent(tmp_path) as restarted, connect(restarted) as session:
+        assert _location(restarted) == "lab"
+        with pytest.raises(RPCError) as caught:
+            session.commit(persist_id="survives-the-session")  # nothing pending any more
+        assert caught.value.tag == "invalid-value"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from lxml import etree
@@ -285,3 +286,56 @@ def test_without_a_scheduler_the_session_end_still_rolls_back() -> None:
     client.ok("<commit><confirmed/></commit>")
     client.session.close()
     assert _location(agent) == "before"
+
+
+def _persisted_agent(directory: Path) -> tuple[AgentState, FakeScheduler]:
+    store = Datastore(
+        Schema.default(),
+        FakeBackend(),
+        directory / "running.xml",
+        f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id>'
+        "<qkdn_location_id>before</qkdn_location_id></qkd_node>",
+    )
+    scheduler = FakeScheduler()
+    return AgentState(store, BASE_CAPABILITIES, {}, scheduler=scheduler), scheduler
+
+
+def test_an_agent_restarted_before_the_confirmation_starts_from_the_old_configuration(
+    tmp_path: Path,
+) -> None:
+    agent, _ = _persisted_agent(tmp_path)
+    client = Client(agent)
+    client.set_location("unconfirmed")
+    client.ok("<commit><confirmed/><persist>p</persist></commit>")
+    assert (tmp_path / "running.rollback.xml").exists()
+    assert "unconfirmed" in (tmp_path / "running.xml").read_text(encoding="utf-8")
+    # The process dies here; a new agent reads the same directory.
+    restarted, _ = _persisted_agent(tmp_path)
+    assert _location(restarted) == "before"
+    assert "before" in (tmp_path / "running.xml").read_text(encoding="utf-8")
+    assert not (tmp_path / "running.rollback.xml").exists()
+
+
+def test_confirmed_or_rolled_back_commits_leave_no_rollback_file(tmp_path: Path) -> None:
+    agent, scheduler = _persisted_agent(tmp_path)
+    client = Client(agent)
+    client.set_location("kept")
+    client.ok("<commit><confirmed/></commit>")
+    client.ok("<commit/>")
+    assert not (tmp_path / "running.rollback.xml").exists()
+    client.set_location("timed-out")
+    client.ok("<commit><confirmed/></commit>")
+    scheduler.live()[0].callback()
+    assert not (tmp_path / "running.rollback.xml").exists()
+    restarted, _ = _persisted_agent(tmp_path)
+    assert _location(restarted) == "kept"
+
+
+def test_an_unusable_rollback_file_is_set_aside(tmp_path: Path) -> None:
+    agent, _ = _persisted_agent(tmp_path)
+    Client(agent).set_location("x")  # candidate only: running.xml is the initial one
+    (tmp_path / "running.rollback.xml").write_text("<qkd_node>broken", encoding="utf-8")
+    restarted, _ = _persisted_agent(tmp_path)
+    assert _location(restarted) == "before"
+    assert (tmp_path / "running.rollback.stale.xml").exists()
+    assert not (tmp_path / "running.rollback.xml").exists()
