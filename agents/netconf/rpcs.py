@@ -281,13 +281,23 @@ def _data(roots: Sequence[etree._Element], namespace: str = BASE_NS) -> etree._E
 
 def _selected(
     session: Session, wrapper: etree._Element, filter_element: etree._Element | None
-) -> etree._Element:
+) -> Reply:
     if filter_element is not None and filter_element.get("type") == "xpath":
-        return select_by_filter(session.agent.datastore.schema, wrapper, filter_element)
+        return _xpath_reply(session, wrapper, filter_element)
     nodes = _filter_nodes(filter_element)
     if nodes is None:
-        return wrapper
-    return _data(filter_subtree(_elements(wrapper), nodes, session.agent.datastore.keys_of))
+        return Reply(wrapper)
+    keys_of = session.agent.datastore.keys_of
+    return Reply(_data(filter_subtree(_elements(wrapper), nodes, keys_of)))
+
+
+def _xpath_reply(
+    session: Session, wrapper: etree._Element, filter_element: etree._Element
+) -> Reply:
+    """Serialized as the XPath evaluation built it: appending the element to the reply
+    would let lxml drop namespace declarations that identityref values need."""
+    selected = select_by_filter(session.agent.datastore.schema, wrapper, filter_element)
+    return Reply(serialized=etree.tostring(selected))
 
 
 # ---- operations ------------------------------------------------------------------------------
@@ -305,7 +315,7 @@ def _get(session: Session, operation: etree._Element) -> Reply:
     if filter_element.get("type", "subtree") == "xpath":
         wrapper = datastore.operational()
         wrapper.append(netconf_state(agent))
-        return Reply(select_by_filter(datastore.schema, wrapper, filter_element))
+        return _xpath_reply(session, wrapper, filter_element)
     nodes = _filter_nodes(filter_element)
     assert nodes is not None
     # Subtree filtering copies what it selects: the shared tree needs no copy of its own.
@@ -336,7 +346,7 @@ def _get_config(session: Session, operation: etree._Element) -> Reply:
     params = _params(operation, ("source", "filter"))
     source = _datastore_name(params, "source", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
     wrapper = session.agent.datastore.config(source)
-    return Reply(_selected(session, wrapper, params.get("filter")))
+    return _selected(session, wrapper, params.get("filter"))
 
 
 def _edit_config(session: Session, operation: etree._Element) -> Reply:

@@ -89,11 +89,16 @@ def select_xpath(
     if tree is None:
         return data
     try:
-        selected = _evaluate(tree, expression, select)
-        data.extend(_copy_with_ancestors(selected))
+        text = _selected_xml(_evaluate(tree, expression, select))
     finally:
         tree.free()
-    return data
+    if not text:
+        return data
+    # Parsed in one piece, never moved: lxml drops a declaration such as xmlns:ncm on
+    # <transport> when the element moves under one declaring the same URI as default,
+    # and the identityref value "ncm:netconf-ssh" would lose its prefix.
+    local, namespace = name.localname, name.namespace or BASE_NS
+    return etree.fromstring(f'<{local} xmlns="{namespace}">{text}</{local}>', _safe_parser())
 
 
 def check_xpath(schema: Schema, select: str, nsmap: Mapping[str | None, str]) -> None:
@@ -278,7 +283,8 @@ def _outermost(nodes: list[Any]) -> Iterator[Any]:
             yield node
 
 
-def _copy_with_ancestors(nodes: list[Any]) -> list[etree._Element]:
+def _selected_xml(nodes: list[Any]) -> str:
+    """The nodes with their ancestors (list entries with their keys), serialized."""
     merged: Any = None
     try:
         for node in _outermost(nodes):
@@ -291,13 +297,11 @@ def _copy_with_ancestors(nodes: list[Any]) -> list[etree._Element]:
             finally:
                 copy.free()
         if merged is None:
-            return []
-        text = str(merged.print_mem("xml", with_siblings=True, pretty=False))
+            return ""
+        return str(merged.print_mem("xml", with_siblings=True, pretty=False))
     finally:
         if merged is not None:
             merged.free()
-    wrapped = etree.fromstring(f"<wrapper>{text}</wrapper>", _safe_parser())
-    return [child for child in wrapped if isinstance(child.tag, str)]
 
 
 def _safe_parser() -> etree.XMLParser:

@@ -45,7 +45,10 @@ def test_sessions_locks_and_counters_as_a_client_sees_them(tmp_path: Path) -> No
         session_path = f"//m:session[m:session-id='{first_id}']"
         assert _texts(data, f"{session_path}/m:username/text()") == [USERNAME]
         assert _texts(data, f"{session_path}/m:source-host/text()") == ["127.0.0.1"]
-        assert _texts(data, f"{session_path}/m:transport/text()")[0].endswith(":netconf-ssh")
+        (transport,) = data.xpath(f"{session_path}/m:transport", namespaces=M)
+        assert isinstance(transport, etree._Element)
+        prefix, _, identity = (transport.text or "").partition(":")
+        assert (transport.nsmap.get(prefix), identity) == (MONITORING_NS, "netconf-ssh")
         assert _texts(data, f"{session_path}/m:in-rpcs/text()") == ["2"]
         running_lock = "//m:datastore[m:name='running']/m:locks/m:global-lock"
         assert _texts(data, f"{running_lock}/m:locked-by-session/text()") == [first_id]

@@ -118,6 +118,12 @@ def _texts(element: etree._Element, path: str) -> list[str]:
     return [str(text) for text in found]
 
 
+def _identity(leaf: etree._Element) -> tuple[str | None, str]:
+    """An identityref value as (namespace, name): its prefix must be declared in scope."""
+    prefix, _, name = (leaf.text or "").partition(":")
+    return leaf.nsmap.get(prefix), name
+
+
 def _counter(state: etree._Element, path: str) -> int:
     return int(_string(state, path))
 
@@ -201,7 +207,8 @@ def test_session_and_server_counters() -> None:
     assert _counter(state, f"{base}/m:out-rpc-errors") == 3
     assert _counter(state, f"{base}/m:out-notifications") == 1
     (session_entry,) = _nodes(state, base)
-    assert session_entry.findtext("m:transport", namespaces=M) == "ncm:netconf-ssh"
+    transport = session_entry.find("m:transport", M)
+    assert transport is not None and _identity(transport) == (MONITORING_NS, "netconf-ssh")
     assert session_entry.findtext("m:username", namespaces=M) == "alice"
     assert session_entry.findtext("m:source-host", namespaces=M) == "127.0.0.1"
     assert session_entry.findtext("m:login-time", namespaces=M) == "2026-11-26T10:00:00.000000Z"
@@ -293,7 +300,8 @@ def test_xpath_filter_selects_in_netconf_state_and_the_node_together() -> None:
         "select=\"/m:netconf-state/m:sessions/m:session[m:username='alice']/m:transport"
         ' | /q:qkd_node/q:qkdn_id"/>',
     )
-    assert _string(data, "//m:session/m:transport").endswith(":netconf-ssh")
+    (transport_leaf,) = _nodes(data, "//m:session/m:transport")
+    assert _identity(transport_leaf) == (MONITORING_NS, "netconf-ssh")
     assert _texts(data, "//q:qkdn_id/text()") == [NODE_ID]
     assert not _nodes(data, "//m:statistics")
     # Unprefixed names work as for the node tree.
