@@ -19,7 +19,8 @@ so clients and servers never share a GIL.
 2. Throughput, one session per agent: light clients (the issue's figure), with the agents'
    process CPU per <get> read from /proc; the controller's NetconfSession, a thread per
    session, for information; baseline: the same light clients against the echo server.
-3. Our code alone: a `Session` fed bytes, no SSH.
+3. Our code alone: a `Session` fed bytes, no SSH, over a datastore whose backend does
+   nothing and over a real agent's datastore.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import asyncio
 import itertools
 import json
 import multiprocessing
@@ -54,6 +56,7 @@ import paramiko  # type: ignore[import-untyped]  # no stubs; same SSH stack as n
 from ncclient import manager
 
 from agents.datastore import Datastore
+from agents.main import running_agents
 from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
@@ -456,10 +459,9 @@ class _CountingTransport:
         return None
 
 
-def session_only(links: int, count: int) -> tuple[Latency, int]:
+def feed_session(datastore: Datastore, count: int) -> tuple[Latency, int]:
     """The same filtered <get> through our code alone: framing, parsing, dispatch, datastore,
     reply. Returns the latency and the reply size in bytes."""
-    datastore = Datastore(Schema.default(), FakeBackend(), None, _initial_running(0, links))
     agent = AgentState(datastore, BASE_CAPABILITIES, {})
     transport = _CountingTransport()
     session = Session(agent, transport)
@@ -473,6 +475,22 @@ def session_only(links: int, count: int) -> tuple[Latency, int]:
     latency = measure(lambda: session.data_received(light.GET_FRAMED), count)
     session.close()
     return latency, reply_size
+
+
+def session_only(links: int, count: int) -> tuple[Latency, int]:
+    """A datastore whose backend does nothing: the NETCONF layer's own cost."""
+    datastore = Datastore(Schema.default(), FakeBackend(), None, _initial_running(0, links))
+    return feed_session(datastore, count)
+
+
+async def agent_session_only(count: int) -> tuple[Latency, int]:
+    """The datastore of a real agent (a node of a 3-node ring, hosted here), fed bytes: what
+    the agent program's <get> costs without SSH."""
+    with tempfile.TemporaryDirectory() as directory:
+        plan = make_test_plan(Path(directory), *ring(3))
+        name = plan.nodes[0].name
+        async with running_agents(plan, [name], persist=False) as handles:
+            return feed_session(handles[name].datastore, count)
 
 
 # ---------------------------------------------------------------- the run
@@ -561,6 +579,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 for opened_session in opened:
                     opened_session.close()
     ours, ours_reply = session_only(args.links, args.gets)
+    agent_ours, agent_reply = asyncio.run(agent_session_only(args.gets))
 
     figures["latency_1_session"] = {
         "controller_netconf_session": asdict(session_latency),
@@ -575,7 +594,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "baseline_ssh_echo_light_clients": echo_load.figures(),
         "ratio_light_to_echo": agents_load.rate / echo_load.rate,
     }
-    figures["our_code_alone"] = asdict(ours) | {"reply_bytes": ours_reply, "links": args.links}
+    figures["our_code_alone"] = {
+        "fake_backend": asdict(ours) | {"reply_bytes": ours_reply, "links": args.links},
+        "agent_datastore": asdict(agent_ours) | {"reply_bytes": agent_reply},
+    }
     figures["load_average_after"] = os.getloadavg()
     figures["targets"] = {
         "p50_ms": P50_TARGET_MS,
@@ -639,11 +661,17 @@ def report(figures: dict[str, Any]) -> None:
         f" {_load_text(load['baseline_ssh_echo_light_clients'], 'round trips')};"
         f" ratio light NETCONF/echo {load['ratio_light_to_echo']:.2f}"
     )
-    ours = figures["our_code_alone"]
+    ours = figures["our_code_alone"]["fake_backend"]
+    agent_ours = figures["our_code_alone"]["agent_datastore"]
+    print("our code alone (a Session fed bytes, same filtered <get>, no SSH):")
     print(
-        f"our code alone (Session fed bytes, same filtered <get>, {ours['links']} links,"
-        f" {ours['reply_bytes']} bytes; no SSH): p50 {ours['p50_ms'] * 1000:.0f} us,"
+        f"  datastore with a backend that does nothing ({ours['links']} links,"
+        f" {ours['reply_bytes']} bytes): p50 {ours['p50_ms'] * 1000:.0f} us,"
         f" p99 {ours['p99_ms'] * 1000:.0f} us"
+    )
+    print(
+        f"  a real agent's datastore (node of a ring, {agent_ours['reply_bytes']} bytes):"
+        f" p50 {agent_ours['p50_ms'] * 1000:.0f} us, p99 {agent_ours['p99_ms'] * 1000:.0f} us"
     )
     targets = figures["targets"]
     print(
