@@ -28,9 +28,8 @@ from agents.netconf.errors import base_element
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
 from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
 from agents.netconf.session import BASE_1_0, BASE_1_1, Session, SessionState
-from agents.netconf.state import AgentState, Subscription
-from agents.netconf.subtree import filter_subtree
-from agents.netconf.xpath import XPATH_CAPABILITY, notification_matches
+from agents.netconf.state import AgentState
+from agents.netconf.xpath import XPATH_CAPABILITY
 
 log = logging.getLogger(__name__)
 
@@ -316,21 +315,9 @@ class NetconfServer:
             subscription = session.subscription
             if subscription is None:
                 continue
-            content = self._filtered(subscription, event)
+            content = subscription.content_of(event, self._agent.datastore.schema)
             if content is not None:
                 session.send_notification(_notification(event_time, content))
-
-    def _filtered(self, subscription: Subscription, event: etree._Element) -> etree._Element | None:
-        """What of `event` a subscriber gets; None: nothing (its filter does not match)."""
-        if subscription.select is not None:
-            select = subscription.select
-            schema = self._agent.datastore.schema
-            matched = notification_matches(schema, event, select.expression, dict(select.nsmap))
-            return event if matched else None
-        if subscription.filter_nodes is None:
-            return event
-        content = filter_subtree([event], subscription.filter_nodes)
-        return content[0] if content else None
 
 
 def _notification(event_time: str, event: etree._Element) -> bytes:

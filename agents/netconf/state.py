@@ -20,6 +20,9 @@ from agents.netconf.monitoring import (
     fixed_parts,
     module_text,
 )
+from agents.netconf.subtree import filter_subtree
+from agents.netconf.xpath import notification_matches
+from yang.schema import Schema
 
 if TYPE_CHECKING:
     from agents.netconf.session import Session
@@ -49,6 +52,18 @@ class Subscription:
 
     filter_nodes: tuple[etree._Element, ...] | None  # a subtree filter's nodes
     select: XPathSelect | None = None
+
+    def content_of(self, event: etree._Element, schema: Schema) -> etree._Element | None:
+        """What of `event` (the element inside <notification>) this subscriber gets;
+        None: nothing, its filter does not match."""
+        if self.select is not None:
+            nsmap = dict(self.select.nsmap)
+            matched = notification_matches(schema, event, self.select.expression, nsmap)
+            return event if matched else None
+        if self.filter_nodes is None:
+            return event
+        content = filter_subtree([event], self.filter_nodes)
+        return content[0] if content else None
 
 
 @dataclass(frozen=True)
