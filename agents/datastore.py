@@ -65,7 +65,10 @@ class NodeBackend(Protocol):
         """
 
     def operational(self, running: dict[str, Any]) -> dict[str, Any]:
-        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>."""
+        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>.
+
+        `running` is shared by every call until running changes: read it, never modify it.
+        """
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,9 @@ class Datastore:
         self._running_text = checked.text
         self._running_json_text = checked.json_text
         self._merged: _Merged | None = None
+        # Running as JSON for the backend's state reports, decoded once per revision (a
+        # <get> arrives far more often than a change; decoding it each time cost ~20 µs).
+        self._state_input: tuple[int, dict[str, Any]] | None = None
         self._candidate: etree._Element | None = None  # None: candidate equals running
         # The candidate's check while it is known valid (None: not checked since its edit).
         self._candidate_checked: _Checked | None = None
@@ -180,7 +186,11 @@ class Datastore:
             running = self._running
             running_text = self._running_text
             revision = self.revision
-        state = self._backend.operational(self.running_json())
+            state_input = self._state_input
+            if state_input is None or state_input[0] != revision:
+                state_input = (revision, json.loads(self._running_json_text))
+                self._state_input = state_input
+        state = self._backend.operational(state_input[1])
         # State changes far slower than <get>s arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged

@@ -87,13 +87,15 @@ def credentials(plan: LabPlan) -> NetconfCredentials:
     )
 
 
-def _datastore(schema: Schema, node: QkdNode, persist: Path | None) -> Datastore:
+def _datastore(
+    schema: Schema, node: QkdNode, persist: Path | None, durable: bool = True
+) -> Datastore:
     """The node's datastore; a persisted running the node cannot use is set aside."""
     initial = schema.json_to_xml(node.initial_running())
     if persist is None:
         return Datastore(schema, node, None, initial)
     try:
-        store = Datastore(schema, node, persist, initial)
+        store = Datastore(schema, node, persist, initial, durable=durable)
         reason = node.veto(store.running_json())
     except DatastoreError as error:
         reason = str(error)
@@ -102,7 +104,7 @@ def _datastore(schema: Schema, node: QkdNode, persist: Path | None) -> Datastore
     stale = persist.with_suffix(".stale.xml")
     log.warning("%s: persisted running refused (%s); moved to %s", node.name, reason, stale)
     persist.replace(stale)
-    return Datastore(schema, node, persist, initial)
+    return Datastore(schema, node, persist, initial, durable=durable)
 
 
 async def start_agent(
@@ -113,13 +115,18 @@ async def start_agent(
     *,
     settings: NodeSettings | None = None,
     persist: bool = True,
+    durable: bool = True,
     plan_ports: bool = True,
     tracer: Tracer | None = None,
 ) -> AgentHandle:
-    """Composes and starts the agent of node `name` (ports from the plan, or free ones)."""
+    """Composes and starts the agent of node `name` (ports from the plan, or free ones).
+
+    `persist` keeps running in STATE_DIR/agents/NAME/running.xml; `durable` also fsyncs it
+    at every commit, so a commit survives a power loss, not only a restart of the agent."""
     node_plan = plan.node(name)
     node = QkdNode(plan, name, site, settings=settings, tracer=tracer)
-    store = _datastore(schema, node, running_path(plan, name) if persist else None)
+    path = running_path(plan, name) if persist else None
+    store = _datastore(schema, node, path, durable)
     node.start(store.running_json())
     netconf = NetconfServer(
         store, credentials(plan), HOST, node_plan.netconf_port if plan_ports else 0
@@ -157,6 +164,7 @@ async def running_agents(
     *,
     settings: NodeSettings | None = None,
     persist: bool = True,
+    durable: bool = True,
     plan_ports: bool = True,
     site: Site | None = None,
     tracer: Tracer | None = None,
@@ -177,6 +185,7 @@ async def running_agents(
                 schema,
                 settings=settings,
                 persist=persist,
+                durable=durable,
                 plan_ports=plan_ports,
                 tracer=tracer,
             )
@@ -202,6 +211,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=NodeSettings().perf_interval_s,
         help="seconds between sdqkdn_link_perf_update notifications",
     )
+    run.add_argument(
+        "--no-fsync",
+        dest="durable",
+        action="store_false",
+        help="persist running without fsync: survives an agent restart, not a power loss",
+    )
     run.set_defaults(func=cmd_run)
 
 
@@ -220,19 +235,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     settings = NodeSettings(perf_interval_s=args.perf_interval)
     try:
-        return asyncio.run(_serve(plan, args.node, settings))
+        return asyncio.run(_serve(plan, args.node, settings, args.durable))
     except (OSError, ValueError, DatastoreError) as error:
         print(f"cannot start agents: {error}", flush=True)
         return 1
 
 
-async def _serve(plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSettings) -> int:
+async def _serve(
+    plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSettings, durable: bool
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     tracer = Tracer.from_env("agents")
-    async with running_agents(plan, nodes, settings=settings, tracer=tracer) as handles:
+    async with running_agents(
+        plan, nodes, settings=settings, durable=durable, tracer=tracer
+    ) as handles:
         for handle in handles.values():
             print(
                 f"ready {handle.name} netconf={HOST}:{handle.netconf_port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -16,10 +17,13 @@ from typing import IO, Any
 import grpc
 import ncclient.transport.session
 import pytest
+from lxml import etree
 from ncclient import manager
 
 from agents import control_pb2 as ctl
 from agents import control_pb2_grpc as ctl_grpc
+from agents.datastore import DatastoreName
+from agents.main import running_agents, running_path
 from agents.testing import make_test_plan
 from lab.plan import LabPlan
 
@@ -129,3 +133,31 @@ def test_agent_run_reports_a_port_in_use(tmp_path: Path) -> None:
         result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "cannot start agents" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("durable, syncs", [(True, True), (False, False)])
+def test_a_commit_is_fsynced_only_when_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool, syncs: bool
+) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b"], [("a", "b")])
+    synced: list[int] = []
+
+    async def scenario() -> None:
+        async with running_agents(plan, ["a"], durable=durable) as agents:
+            real_fsync = os.fsync
+
+            def counting_fsync(fd: int) -> None:
+                synced.append(fd)
+                real_fsync(fd)
+
+            monkeypatch.setattr(os, "fsync", counting_fsync)
+            config = etree.fromstring(
+                '<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">'
+                '<qkd_node xmlns="urn:etsi:qkd:yang:etsi-qkd-node">'
+                "<qkdn_location_id>moved</qkdn_location_id></qkd_node></config>"
+            )
+            agents["a"].datastore.edit(DatastoreName.RUNNING, config)
+
+    asyncio.run(scenario())
+    assert bool(synced) is syncs
+    assert "moved" in running_path(plan, "a").read_text()
