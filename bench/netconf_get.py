@@ -1,14 +1,15 @@
 """NETCONF <get> latency and throughput of the agents, as a lab runs them, against SSH baselines.
 
     .venv/bin/python bench/netconf_get.py [--agents 50] [--sessions 50] [--duration 4]
-                                          [--gets 1000] [--json FILE]
+                                          [--agent-processes 1] [--gets 1000] [--json FILE]
 
 Issue #3's targets: a <get> round trip through ncclient p50 <= 2 ms; 50 concurrent sessions
 on 50 agents >= 2,500 gets/s. Every <get> asks for the whole qkd_node (subtree filter
 controller.names.QKD_NODE_FILTER), as the controller does.
 
 Processes (all started here, ended by PID): the real agent program (`lab.cli agent run`)
-for a ring of N nodes from a test plan, in a child; an SSH echo server (same ciphers, a reply
+for a ring of N nodes from a test plan, in a child (or spread over several with
+--agent-processes); an SSH echo server (same ciphers, a reply
 of the size of a <get> reply) in a second child; the light clients (asyncssh +
 agents.netconf.framing) in a third. This process only runs the ncclient/paramiko clients,
 so clients and servers never share a GIL.
@@ -45,7 +46,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
@@ -66,6 +67,7 @@ from bench import _light_netconf as light
 from controller.api import addresses_from_plan
 from controller.devices.session import DeviceAddress, NetconfSession
 from controller.names import QKD_NODE_FILTER
+from lab.launcher import agent_groups
 from lab.plan import LabPlan
 from yang.schema import Schema
 
@@ -108,6 +110,12 @@ def cpu_times(pid: int) -> CpuTimes:
     return CpuTimes(int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS)
 
 
+def total_cpu_times(pids: Sequence[int]) -> CpuTimes:
+    """The CPU of several processes together (the agents may be spread over some)."""
+    times = [cpu_times(pid) for pid in pids]
+    return CpuTimes(sum(t.user_s for t in times), sum(t.system_s for t in times))
+
+
 @dataclass(frozen=True)
 class Load:
     """Calls per second under load, and what the server process spent on them."""
@@ -131,7 +139,8 @@ class Load:
 
     @property
     def capacity_per_core(self) -> float:
-        """Calls per second one core would serve at this CPU cost (the server is one thread)."""
+        """Calls per second one core would serve at this CPU cost (each server process is one
+        thread)."""
         return self.calls / self.server_cpu_s if self.server_cpu_s > 0 else float("inf")
 
     def figures(self) -> dict[str, float | int | None]:
@@ -152,11 +161,12 @@ class Load:
 # ---------------------------------------------------------------- child processes
 
 
-class HostedAgents:
-    """The plan's agents in a child process running the real agent program, as a lab does."""
+class AgentProcess:
+    """Some of the plan's agents in a child process running the real agent program."""
 
-    def __init__(self, plan: LabPlan) -> None:
+    def __init__(self, plan: LabPlan, nodes: Sequence[str]) -> None:
         self._plan = plan
+        self._nodes = nodes
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._child: subprocess.Popen[str] | None = None
 
@@ -165,24 +175,17 @@ class HostedAgents:
         assert self._child is not None
         return self._child.pid
 
-    def __enter__(self) -> HostedAgents:
+    def start(self) -> None:
+        plan_file = str(Path(self._plan.state_dir) / "plan.json")
+        hosted = [argument for node in self._nodes for argument in ("--node", node)]
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", self._plan_file()],
+            [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", plan_file, *hosted],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
         )
         # drains the pipe for the child's whole life, so its logging never blocks it
         threading.Thread(target=self._drain, daemon=True).start()
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _plan_file(self) -> str:
-        return str(Path(self._plan.state_dir) / "plan.json")
 
     def _drain(self) -> None:
         assert self._child is not None and self._child.stdout is not None
@@ -190,8 +193,7 @@ class HostedAgents:
             self._lines.put(line)
         self._lines.put(None)
 
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
+    def wait_ready(self, deadline: float) -> None:
         seen: list[str] = []
         while (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -205,7 +207,7 @@ class HostedAgents:
             seen.append(line)
         raise RuntimeError(f"the agents were not ready within {READY_TIMEOUT_S:.0f} s")
 
-    def __exit__(self, *exc: object) -> None:
+    def stop(self) -> None:
         if self._child is None:
             return
         self._child.terminate()
@@ -215,6 +217,35 @@ class HostedAgents:
             self._child.kill()
             self._child.wait()
         self._child = None
+
+
+class HostedAgents:
+    """The plan's agents in children, grouped as `lab up` would (or over `processes`)."""
+
+    def __init__(self, plan: LabPlan, processes: int | None = None) -> None:
+        names = [node.name for node in plan.nodes]
+        groups = plan.hosting_groups() if processes is None else agent_groups(names, processes)
+        self._children = [AgentProcess(plan, group) for group in groups or (tuple(names),)]
+
+    @property
+    def pids(self) -> list[int]:
+        return [child.pid for child in self._children]
+
+    def __enter__(self) -> HostedAgents:
+        try:
+            for child in self._children:
+                child.start()
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            for child in self._children:
+                child.wait_ready(deadline)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self._children:
+            child.stop()
 
 
 @dataclass
@@ -270,7 +301,7 @@ def light_load(
     kind: str,
     ports: list[int],
     login: light.Login,
-    server_pid: int,
+    server_pids: Sequence[int],
     duration_s: float,
     max_calls: int,
     payload_size: int = 0,
@@ -279,10 +310,10 @@ def light_load(
     args = (kind, ports, login, payload_size, duration_s, max_calls)
     with spawned(light.light_load, *args) as child:
         child.receive("connected")
-        server_before, client_before = cpu_times(server_pid), cpu_times(child.pid)
+        server_before, client_before = total_cpu_times(server_pids), cpu_times(child.pid)
         child.conn.send("go")
         _, calls, elapsed = child.receive("done", duration_s + CHILD_TIMEOUT_S)
-        server_after, client_after = cpu_times(server_pid), cpu_times(child.pid)
+        server_after, client_after = total_cpu_times(server_pids), cpu_times(child.pid)
     return Load(calls, elapsed, server_after - server_before, client_after - client_before)
 
 
@@ -364,7 +395,10 @@ def summarize(samples_ms: list[float]) -> Latency:
 
 
 def threaded_load(
-    workers: list[Callable[[], object]], server_pid: int, duration_s: float, max_calls: int
+    workers: list[Callable[[], object]],
+    server_pids: Sequence[int],
+    duration_s: float,
+    max_calls: int,
 ) -> Load:
     """`workers` each in its own thread of this process, bounded by time and count."""
     counts = [0] * len(workers)
@@ -385,14 +419,14 @@ def threaded_load(
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(workers))]
     for thread in threads:
         thread.start()
-    cpu_before = cpu_times(server_pid)
+    cpu_before = total_cpu_times(server_pids)
     deadline[0] = time.perf_counter() + duration_s
     begin = time.perf_counter()
     start_gate.wait()
     for thread in threads:
         thread.join(duration_s + CHILD_TIMEOUT_S)
     elapsed = time.perf_counter() - begin
-    cpu_used = cpu_times(server_pid) - cpu_before
+    cpu_used = total_cpu_times(server_pids) - cpu_before
     if failures:
         raise RuntimeError(f"{len(failures)} workers failed: {failures[0]!r}")
     return Load(sum(counts), elapsed, cpu_used, None)
@@ -522,7 +556,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         plan = make_test_plan(Path(directory), *ring(args.agents))
         addresses = addresses_from_plan(plan)
         login = login_from(plan, addresses[0])
-        with HostedAgents(plan) as agents:
+        with HostedAgents(plan, args.agent_processes) as agents:
+            figures["agent_processes"] = len(agents.pids)
             # 1b first: its reply gives the echo payload size (the whole <rpc-reply>)
             default_tick = ncclient.transport.session.TICK
             ncclient.transport.session.TICK = args.tick  # polled by every session's reader
@@ -555,7 +590,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "echo",
                     [echo_port] * sessions,
                     login,
-                    echo.pid,
+                    [echo.pid],
                     args.duration,
                     args.max_gets,
                     reply_size,
@@ -564,7 +599,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # 3: the issue's figure, one light session per agent
             ports = [address.port for address in addresses[:sessions]]
             agents_load = light_load(
-                "netconf", ports, login, agents.pid, args.duration, args.max_gets
+                "netconf", ports, login, agents.pids, args.duration, args.max_gets
             )
 
             # 3, for information: the controller's sessions, a thread each
@@ -574,7 +609,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     lambda s=s: s.get(QKD_NODE_FILTER)  # type: ignore[misc]
                     for s in opened
                 ]
-                ncclient_load = threaded_load(workers, agents.pid, args.duration, args.max_gets)
+                ncclient_load = threaded_load(workers, agents.pids, args.duration, args.max_gets)
             finally:
                 for opened_session in opened:
                     opened_session.close()
@@ -631,7 +666,8 @@ def report(figures: dict[str, Any]) -> None:
     sessions = figures["sessions"]
     before, after = figures["load_average_before"], figures["load_average_after"]
     print(
-        f"{figures['agents']} agents (lab.cli agent run, own process); <get> of the qkd_node:"
+        f"{figures['agents']} agents (lab.cli agent run, {figures['agent_processes']}"
+        f" process(es)); <get> of the qkd_node:"
         f" {figures['reply_bytes']} bytes; load average before {before[0]:.2f},"
         f" after {after[0]:.2f} (2 cores shared)"
     )
@@ -684,6 +720,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--sessions", type=int, default=50, help="at most one per agent")
+    parser.add_argument(
+        "--agent-processes",
+        type=int,
+        default=None,
+        help="spread the agents over this many processes (default: as `lab up` does, one per"
+        " 25 nodes up to the number of cores)",
+    )
     parser.add_argument("--duration", type=float, default=4.0, help="seconds of each load")
     parser.add_argument("--gets", type=int, default=1000, help="gets for each latency figure")
     parser.add_argument("--max-gets", type=int, default=200_000, help="bound of each load")

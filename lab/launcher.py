@@ -127,6 +127,26 @@ def plan_settings(topology: Topology) -> Settings:
     )
 
 
+# One agents process serves about this many nodes before a second one pays off: a <get>
+# costs the agents ~0.4 ms of CPU, so 50 agents polled at once need more than one core.
+AGENTS_PER_PROCESS = 25
+
+
+def agent_groups(names: Sequence[str], processes: int | None = None) -> tuple[tuple[str, ...], ...]:
+    """Splits the nodes over agents processes, in order: `processes` of them, or by default
+    one per AGENTS_PER_PROCESS nodes but no more than this machine has cores."""
+    if processes is None:
+        processes = min(os.cpu_count() or 1, -(-len(names) // AGENTS_PER_PROCESS))
+    count = max(1, min(processes, len(names)))
+    size, extra = divmod(len(names), count)
+    groups, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        groups.append(tuple(names[start:end]))
+        start = end
+    return tuple(groups) if count > 1 else ()
+
+
 def make_plan(
     topology: Topology,
     topology_file: Path,
@@ -136,10 +156,12 @@ def make_plan(
     *,
     settings: Settings | None = None,
     with_pki: bool = True,
+    agent_processes: int | None = None,
 ) -> LabPlan:
     """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI
     (signed by `ca` = (certificate, key) of an operator's own CA when given; not made at all
-    with `with_pki=False`, for tests that make their own). `settings` overrides the file's."""
+    with `with_pki=False`, for tests that make their own). `settings` overrides the file's;
+    `agent_processes` spreads the agents (default: see `agent_groups`)."""
     from lab.pki import create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
@@ -222,6 +244,7 @@ def make_plan(
             for n in topology.nodes
         },
         forced_paths=dict(forced_paths or {}),
+        agent_groups=agent_groups([n.name for n in topology.nodes], agent_processes),
     )
 
 
@@ -235,9 +258,14 @@ def _cli(*args: str) -> tuple[str, ...]:
 def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
     """What `lab up` starts, in start order: agents first, then key managers, then controller."""
     plan_file = str(Path(plan.state_dir) / "plan.json")
-    commands: list[tuple[str, tuple[str, ...]]] = [
-        ("agents", _cli("agent", "run", "--plan", plan_file))
-    ]
+    commands: list[tuple[str, tuple[str, ...]]] = []
+    groups = plan.hosting_groups()
+    if len(groups) == 1:
+        commands.append(("agents", _cli("agent", "run", "--plan", plan_file)))
+    else:
+        for index, group in enumerate(groups, 1):
+            hosted = [argument for node in group for argument in ("--node", node)]
+            commands.append((f"agents-{index}", _cli("agent", "run", "--plan", plan_file, *hosted)))
     for node in plan.nodes:
         commands.append(
             (f"km-{node.name}", _cli("km", "run", "--plan", plan_file, "--node", node.name))
@@ -289,9 +317,18 @@ def _log_tail(path: str, lines: int = 15) -> str:
         return "(no log)"
 
 
+def is_agents(name: str) -> bool:
+    """An agents process: "agents", or "agents-N" when the agents are spread."""
+    return name == "agents" or (name.startswith("agents-") and name[7:].isdigit())
+
+
 def readiness_ports(plan: LabPlan, name: str) -> list[int]:
-    if name == "agents":
-        return [p for n in plan.nodes for p in (n.netconf_port, n.agent_grpc_port)]
+    if is_agents(name):
+        groups = plan.hosting_groups()
+        hosted = groups[0] if name == "agents" else groups[int(name.rpartition("-")[2]) - 1]
+        return [
+            p for n in hosted for p in (plan.node(n).netconf_port, plan.node(n).agent_grpc_port)
+        ]
     if name == "controller":
         return [plan.controller.api_port]
     node = plan.node(name.removeprefix("km-"))
@@ -334,8 +371,9 @@ def start(
         (state_dir / folder).mkdir(parents=True, exist_ok=True)
     plan.save(state_dir / "plan.json")
     started: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
+    commands = process_commands(plan)
     try:
-        for name, argv in process_commands(plan):
+        for position, (name, argv) in enumerate(commands):
             if names is not None and name not in names:
                 continue
             log = state_dir / "logs" / f"{name}.log"
@@ -352,8 +390,14 @@ def start(
             proc = ManagedProcess(name, popen.pid, argv, str(log))
             started.append((proc, popen))
             _record(state_dir, [p for p, _ in started])
-            # Agents first: key managers and the controller connect to them at start.
-            if name == "agents" or name == "controller":
+            # Agents first (all of them started at once): key managers and the controller
+            # connect to them at start.
+            last_agents = is_agents(name) and not (
+                position + 1 < len(commands) and is_agents(commands[position + 1][0])
+            )
+            if last_agents:
+                wait_ready(plan, [(p, o) for p, o in started if is_agents(p.name)], timeout)
+            elif name == "controller":
                 wait_ready(plan, [(proc, popen)], timeout)
             if progress:
                 progress(name)

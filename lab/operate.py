@@ -26,6 +26,13 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
         help="pin the path of an application pair, e.g. 'app1>app2=qnode1,qnode2,qnode3'",
     )
     up.add_argument("--timeout", type=float, default=60.0)
+    up.add_argument(
+        "--agent-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="spread the agents over N processes (default: one per 25 nodes, at most one a core)",
+    )
     up.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     up.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
     up.set_defaults(func=cmd_up)
@@ -81,8 +88,18 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print("[red]--ca-cert and --ca-key go together[/]")
         return 2
     ca = (args.ca_cert, args.ca_key) if args.ca_cert is not None else None
+    if args.agent_processes is not None and args.agent_processes < 1:
+        console.print("[red]--agent-processes must be at least 1[/]")
+        return 2
     try:
-        plan = make_plan(topology, path, state_dir, _parse_forced(args.force_path), ca)
+        plan = make_plan(
+            topology,
+            path,
+            state_dir,
+            _parse_forced(args.force_path),
+            ca,
+            agent_processes=args.agent_processes,
+        )
     except (OSError, ValueError) as error:
         console.print(f"[red]lab up failed:[/] {error}")
         return 1

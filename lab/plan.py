@@ -138,12 +138,18 @@ class LabPlan:
     controller: ControllerPlan
     node_certs: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (cert, key)
     forced_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "app1>app2" -> nodes
+    # Nodes hosted together, one agents process per group; empty: one process for all.
+    agent_groups: tuple[tuple[str, ...], ...] = ()
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
             if node.name == name:
                 return node
         raise KeyError(f"no node {name!r} in the lab plan")
+
+    def hosting_groups(self) -> tuple[tuple[str, ...], ...]:
+        """The nodes of each agents process, in start order."""
+        return self.agent_groups or (tuple(node.name for node in self.nodes),)
 
     def node_by_id(self, qkdn_id: str) -> NodePlan:
         for node in self.nodes:
@@ -182,6 +188,7 @@ class LabPlan:
             controller=ControllerPlan(**data["controller"]),
             node_certs={k: (v[0], v[1]) for k, v in data.get("node_certs", {}).items()},
             forced_paths={k: tuple(v) for k, v in data.get("forced_paths", {}).items()},
+            agent_groups=tuple(tuple(group) for group in data.get("agent_groups", [])),
         )
 
     @staticmethod

@@ -126,3 +126,30 @@ def test_ctrl_c_during_a_run_stops_everything_it_started(tmp_path: Path) -> None
             run.wait()
     assert not any(is_ours(p) for p in seen)
     assert recorded_processes(state) == []
+
+
+def test_agents_spread_over_processes_still_make_one_twin(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    up = qkdsdn("lab", "up", "triangle", "--state-dir", str(state), "--agent-processes", "2")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        processes = recorded_processes(state)
+        hosts = {p.name: p.argv[p.argv.index("--plan") + 2 :] for p in processes}
+        assert hosts["agents-1"] == ("--node", "qnode1", "--node", "qnode2")
+        assert hosts["agents-2"] == ("--node", "qnode3")
+        assert "agents" not in hosts
+        # the relay crosses the two agents processes: keys still agree at both ends
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        assert _round_trip(endpoints, state)
+    finally:
+        down = qkdsdn("lab", "down", "--state-dir", str(state))
+    assert down.returncode == 0
+    assert not any(is_ours(p) for p in processes)
+
+
+def test_up_refuses_zero_agent_processes(tmp_path: Path) -> None:
+    up = qkdsdn(
+        "lab", "up", "triangle", "--state-dir", str(tmp_path / "s"), "--agent-processes", "0"
+    )
+    assert up.returncode == 2 and "at least 1" in up.stdout + up.stderr
+    assert not (tmp_path / "s").exists()
