@@ -107,9 +107,10 @@ class Datastore:
     ) -> None:
         """Running comes from `persist_path` if that file exists, else `initial_running_xml`.
 
-        `durable`: each persisted running is fsynced (file and directory) before the change
-        takes effect, so a commit survives a power loss; off, only a crash of this process is
-        survived (the file is replaced atomically either way).
+        `durable`: each persisted running is written to a new file, fsynced and renamed over
+        the old one (then the directory fsynced) before the change takes effect, so a commit
+        survives a power loss; off, the file is rewritten in place (see `_overwrite`), which
+        survives a crash of this process but not of the machine.
         The backend is not called here: read `running_json()` once the node is composed.
         """
         self._schema = schema
@@ -395,7 +396,10 @@ class Datastore:
 
     def _persist(self, text: str) -> None:
         assert self._persist_path is not None
-        self._write(self._persist_path, text)
+        if self._durable:
+            self._write(self._persist_path, text)
+        else:
+            _overwrite(self._persist_path, text.encode("utf-8"))
 
     def _write(self, path: Path, text: str) -> None:
         """Atomic replace: a reader or a crash of this process sees the old or the new file
@@ -442,6 +446,27 @@ class Datastore:
     def _raise_collected(self, collected: list[RpcError] | None) -> None:
         if collected:
             raise NetconfError(*collected)
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Rewrites `path` in place with one write, without the atomic rename: on ext4 a rename
+    over a file makes the kernel write the new file out first (auto_da_alloc), 450 µs a
+    commit on a VM disk against 15 µs in place. The write is padded with white space up to
+    the old length, which XML allows after the root, so a process killed before the final
+    truncate still leaves a whole, valid document. Only a power loss can tear it; the agent
+    then sets the file aside at start (what `durable` is for)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.pwrite(descriptor, padded(data, os.fstat(descriptor).st_size), 0)
+        os.ftruncate(descriptor, len(data))
+    finally:
+        os.close(descriptor)
+
+
+def padded(data: bytes, old_size: int) -> bytes:
+    """`data` followed by spaces up to `old_size` bytes (no shorter than `data`)."""
+    return data + b" " * max(0, old_size - len(data))
 
 
 def _fsync_directory(directory: Path) -> None:
