@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -53,6 +54,7 @@ from controller.names import QKD_NODE_FILTER
 from controller.paths import FewestHops, KeyAware, PathPolicy
 from controller.topology.events import TopologyEvent, TopologyEventType
 from controller.topology.synthetic import snapshot_from_graph
+from lab.launcher import agent_groups
 from lab.plan import LabPlan
 
 SetLink = Callable[[str, str, bool], Awaitable[None]]  # (node name, qkdl_id, up)
@@ -134,20 +136,28 @@ async def hosted_agents(plan: LabPlan, mode: str) -> AsyncIterator[SetLink]:
             yield set_local
         return
     plan_file = Path(plan.state_dir) / "plan.json"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(plan_file)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    children: list[subprocess.Popen[str]] = []
     try:
-        assert child.stdout is not None
-        for _ in range(len(plan.nodes) + 50):  # bounded: a ready line per node, then the total
-            line = await asyncio.to_thread(child.stdout.readline)
-            if not line:
-                raise RuntimeError(f"agents exited with {child.wait()}")
-            if line.startswith("ready:"):
-                break
+        for group in plan.hosting_groups():  # one child per agents process of a lab
+            hosted = [argument for node in group for argument in ("--node", node)]
+            argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(plan_file)]
+            argv.append("--no-fsync")  # as lab up runs them (lab/launcher.py says why)
+            children.append(
+                subprocess.Popen(
+                    [*argv, *hosted],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
+            )
+        for child in children:
+            assert child.stdout is not None
+            for _ in range(len(plan.nodes) + 50):  # bounded: a ready line per node, the total
+                line = await asyncio.to_thread(child.stdout.readline)
+                if not line:
+                    raise RuntimeError(f"agents exited with {child.wait()}")
+                if line.startswith("ready:"):
+                    break
 
         async def set_remote(node: str, qkdl_id: str, up: bool) -> None:
             address = plan.node(node).agent_grpc_address
@@ -157,12 +167,14 @@ async def hosted_agents(plan: LabPlan, mode: str) -> AsyncIterator[SetLink]:
 
         yield set_remote
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
 
 
 async def bare_get(controller: Controller, device: str, count: int) -> list[float]:
@@ -214,12 +226,15 @@ async def rpc_breakdown(controller: Controller, count: int) -> dict[str, float]:
     return breakdown
 
 
-async def bench_install(hops: Sequence[int], installs: int, mode: str) -> dict[str, Any]:
+async def bench_install(
+    hops: Sequence[int], installs: int, mode: str, agent_processes: int | None
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     longest = max(hops)
     names = [f"c{i}" for i in range(longest + 1)]
     with tempfile.TemporaryDirectory() as tmp:
         plan = make_test_plan(Path(tmp), names, list(itertools.pairwise(names)))
+        plan = replace(plan, agent_groups=agent_groups(names, agent_processes))
         async with hosted_agents(plan, mode):
             controller = Controller.from_plan(plan, poll_interval=60.0)
             await controller.start()
@@ -321,12 +336,20 @@ def main() -> int:
         default="subprocess",
         help="host the agents in a child process (as a lab does) or in this one",
     )
+    parser.add_argument(
+        "--agent-processes",
+        type=int,
+        default=None,
+        help="agents processes for the install figures (default: as `lab up`, one here)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = {
         "decision": bench_decision(args.nodes, args.decisions, args.seed),
         "agents": args.agents,
-        "install": asyncio.run(bench_install(args.hops, args.installs, args.agents)),
+        "install": asyncio.run(
+            bench_install(args.hops, args.installs, args.agents, args.agent_processes)
+        ),
         "reroute": asyncio.run(bench_reroute(args.cuts, args.agents)),
     }
     print(json.dumps(results, indent=2))
