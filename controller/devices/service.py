@@ -5,6 +5,8 @@ supervisor task that connects with exponential backoff, reads the node's data, s
 its notifications and, when the session dies, reports the device unavailable and reconnects.
 Notifications arrive in ncclient's reader thread and are handed to the event loop; a slow
 `<get>` every `poll_interval` seconds is only the fallback for missed performance updates.
+Transactions over many devices use `run_steps` instead: one thread sends a step to all of
+them, then reads all the replies.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from controller.devices.session import DeviceAddress, NetconfSession
 from controller.errors import ControllerError, DeviceUnavailable, NodeDataError
@@ -25,6 +27,12 @@ from controller.nodedata import NodeData, parse_node
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class Sent(Protocol):
+    """Requests written to a device (NetconfSession's `send_` methods give one)."""
+
+    def wait(self) -> None: ...
 
 
 class DeviceEventType(enum.Enum):
@@ -151,6 +159,39 @@ class DeviceService:
             raise DeviceUnavailable(name, "not connected")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(device.worker, operation, session)
+
+    async def run_steps(
+        self, steps: Mapping[str, Callable[[NetconfSession], Sent]]
+    ) -> dict[str, Exception | None]:
+        """One step on several devices at once: sends every request from one thread, then
+        reads every reply; the outcome per device (None: done)."""
+        outcome: dict[str, Exception | None] = {}
+        sessions: dict[str, NetconfSession] = {}
+        for device_id in steps:
+            name = self.name_of(device_id)
+            session = self._devices[name].session if name is not None else None
+            if session is None:
+                outcome[device_id] = DeviceUnavailable(name or device_id, "not connected")
+            else:
+                sessions[device_id] = session
+
+        def send_then_read() -> None:
+            pending: dict[str, Sent] = {}
+            for device_id, session in sessions.items():
+                try:
+                    pending[device_id] = steps[device_id](session)
+                except Exception as error:  # reported per device
+                    outcome[device_id] = error
+            for device_id, sent in pending.items():
+                try:
+                    sent.wait()
+                    outcome[device_id] = None
+                except Exception as error:
+                    outcome[device_id] = error
+
+        if sessions:
+            await asyncio.to_thread(send_then_read)
+        return outcome
 
     # ------------------------------------------------------------ supervision
 

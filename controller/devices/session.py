@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ncclient import manager, transport
+from ncclient import manager, operations, transport
 from ncclient.operations.errors import TimeoutExpiredError
 from ncclient.operations.rpc import RPCError
 from ncclient.transport.errors import (
@@ -120,13 +120,30 @@ class _Listener(SessionListener):  # type: ignore[misc]
         self._on_error(f"session lost: {type(ex).__name__}: {ex}")
 
 
-class NetconfSession:
-    """A connected session; every method blocks until the device answers."""
+class Pending:
+    """RPCs already sent to one device, in order; `wait` reads their replies and raises the
+    first failure as the controller's own error."""
 
-    def __init__(self, address: DeviceAddress, session: Any, handle: Any) -> None:
+    def __init__(self, session: NetconfSession, rpcs: tuple[tuple[str, Any], ...]) -> None:
+        self._session = session
+        self._rpcs = rpcs
+
+    def wait(self) -> None:
+        for name, rpc in self._rpcs:
+            self._session._reply_of(name, rpc)
+
+
+class NetconfSession:
+    """A connected session; its plain methods block until the device answers, its `send_`
+    methods return once the request is written (`Pending.wait` reads the reply)."""
+
+    def __init__(
+        self, address: DeviceAddress, session: Any, handle: Any, device_handler: Any = None
+    ) -> None:
         self.address = address
         self._session = session
         self._handle = handle
+        self._device_handler = device_handler  # ncclient's, for RPCs sent without waiting
         self.capabilities = frozenset(str(c) for c in handle.server_capabilities)
         self._lost = False  # the reader thread saw the session die
 
@@ -166,7 +183,8 @@ class NetconfSession:
             raise DeviceUnavailable(
                 address.name, f"cannot connect to {address.host}:{address.port}: {error}"
             ) from None
-        return NetconfSession(address, session, manager.Manager(session, handler, timeout=timeout))
+        handle = manager.Manager(session, handler, timeout=timeout)
+        return NetconfSession(address, session, handle, handler)
 
     @property
     def connected(self) -> bool:
@@ -237,6 +255,68 @@ class NetconfSession:
         self.require(CANDIDATE, "commit")
         with self._mapped("commit"):
             self._handle.commit()
+
+    # ------------------------------------------------ sent now, replies read later
+    # A transaction sends one step to every node of a path from one thread and only then
+    # reads the replies: no thread per device woken per RPC (9 parallel <lock>s: 10.4 ms and
+    # 19 ms of controller CPU from worker threads, 5.4 ms and 12 ms sent this way).
+
+    def send_lock(self) -> Pending:
+        self.require(CANDIDATE, "lock of the candidate")
+        return self._sent(("lock", operations.Lock, {"target": "candidate"}))
+
+    def send_edit(self, config: str) -> Pending:
+        """As `edit_candidate` (validated by the device when it can), not waiting."""
+        self.require(CANDIDATE, "edit-config on the candidate")
+        params: dict[str, Any] = {"target": "candidate", "config": config}
+        if self.has(VALIDATE) or self.has(VALIDATE_10):
+            params["test_option"] = "test-then-set"
+        return self._sent(("edit-config", operations.EditConfig, params))
+
+    def send_commit_and_unlock(self) -> Pending:
+        """<commit> and <unlock> together: the lock goes either way. A refused commit leaves
+        the candidate modified, which no session can lock (RFC 6241 §7.5) until a
+        <discard-changes>; `wait` raises the commit's error."""
+        self.require(CANDIDATE, "commit")
+        return self._sent(
+            ("commit", operations.Commit, {}),
+            ("unlock", operations.Unlock, {"target": "candidate"}),
+        )
+
+    def send_discard(self) -> Pending:
+        return self._sent(("discard-changes", operations.DiscardChanges, {}))
+
+    def send_discard_and_unlock(self) -> Pending:
+        return self._sent(
+            ("discard-changes", operations.DiscardChanges, {}),
+            ("unlock", operations.Unlock, {"target": "candidate"}),
+        )
+
+    def _sent(self, *steps: tuple[str, type[Any], dict[str, Any]]) -> Pending:
+        sent = []
+        for name, operation, params in steps:
+            with self._mapped(name):
+                rpc = operation(
+                    self._session,
+                    device_handler=self._device_handler,
+                    async_mode=True,  # request() returns once the message is written
+                    timeout=self._handle.timeout,
+                    raise_mode=operations.RaiseMode.ALL,
+                )
+                sent.append((name, rpc.request(**params)))
+        return Pending(self, tuple(sent))
+
+    def _reply_of(self, name: str, rpc: Any) -> None:
+        """Waits for the reply of a sent RPC; raises as a blocking call would, mapped."""
+        with self._mapped(name):
+            if not rpc.event.wait(self._handle.timeout):
+                raise TimeoutExpiredError("no reply in time")
+            if rpc.error is not None:
+                raise rpc.error
+            reply = rpc.reply
+            reply.parse()
+            if reply.error is not None:
+                raise reply.error
 
     def discard_changes(self) -> None:
         with self._mapped("discard-changes"):

@@ -26,7 +26,7 @@ from controller.intents.compile import (
     compile_rejection,
     compile_withdraw,
 )
-from controller.intents.install import CandidateOps, apply_transaction
+from controller.intents.install import Step, apply_transaction
 from controller.intents.rebuild import Placement, Placements, placements_of, rebuild_intents
 from controller.model import (
     Decision,
@@ -51,7 +51,9 @@ T = TypeVar("T")
 class DeviceGateway(Protocol):
     def is_available(self, device_id: DeviceId) -> bool: ...
 
-    async def call(self, device_id: DeviceId, operation: Callable[[CandidateOps], T]) -> T: ...
+    async def run_steps(
+        self, steps: Mapping[DeviceId, Step]
+    ) -> Mapping[DeviceId, Exception | None]: ...
 
 
 class IntentEventType(enum.Enum):
@@ -242,7 +244,7 @@ class IntentService:
                     edits[intent_id] = edit
             for intent_id, edit in edits.items():
                 try:
-                    await apply_transaction(self._run, {device: edit}, {}, self._name)
+                    await apply_transaction(self._devices.run_steps, {device: edit}, {}, self._name)
                 except InstallError as error:
                     log.warning("repair of %s on %s: %s", intent_id, self._name(device), error)
                     continue
@@ -264,9 +266,6 @@ class IntentService:
 
     def _name(self, device: DeviceId) -> str:
         return self._topology().name_of(device)
-
-    async def _run(self, device: DeviceId, operation: Callable[[CandidateOps], None]) -> None:
-        await self._devices.call(device, operation)
 
     def _set(self, intent: Intent, event: IntentEventType | None) -> Intent:
         self._intents[intent.intent_id] = intent
@@ -301,7 +300,7 @@ class IntentService:
     ) -> None:
         """One transaction, then record where the intent's entries now are."""
         check_edits(edits, self._validate)
-        await apply_transaction(self._run, edits, undo, self._name)
+        await apply_transaction(self._devices.run_steps, edits, undo, self._name)
         placed = self._placements.setdefault(intent_id, {})
         for device in edits:
             placement = result.get(device, Placement(False, False))

@@ -154,6 +154,12 @@ def test_a_veto_on_the_last_node_rolls_every_node_back(
             assert entries(agents["n2"]) == (set(), set())
             assert entries(agents["n3"]) == (set(), set())
             assert controller.intent_service.reservations().by_intent == {}
+            # the refused change was discarded and every lock given back: the next install,
+            # once the node accepts again, goes through on the same sessions
+            assert not any(agents[n].datastore.candidate_modified for n in ("n1", "n2", "n3"))
+            monkeypatch.setattr(last, "veto", lambda new_running: None)
+            again = await controller.install(request)
+            assert again.state is IntentState.INSTALLED, again.reason
 
     run(scenario())
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import networkx as nx
 import pytest
 
-from controller.errors import DeviceUnavailable, RpcFailed, UnknownIntent
-from controller.intents.install import CandidateOps
+from controller.errors import ControllerError, DeviceUnavailable, RpcFailed, UnknownIntent
+from controller.intents.install import CandidateOps, Pending
 from controller.intents.service import IntentEventType, IntentService
 from controller.model import (
     Device,
@@ -77,9 +77,54 @@ class FakeNode:
         assert self.candidate is not None
         self.running = dict(self.candidate)
 
+    # what a transaction calls: the step runs now, its outcome is read by `wait`
+    def send_lock(self) -> Done:
+        return Done.of(self.lock)
+
+    def send_edit(self, config: str) -> Done:
+        return Done.of(lambda: self.edit_candidate(config))
+
+    def send_commit_and_unlock(self) -> Done:
+        def both() -> None:
+            try:
+                self.commit()
+            finally:
+                self.unlock()
+
+        return Done.of(both)
+
+    def send_discard(self) -> Done:
+        return Done.of(self.discard_changes)
+
+    def send_discard_and_unlock(self) -> Done:
+        def both() -> None:
+            self.discard_changes()
+            self.unlock()
+
+        return Done.of(both)
+
     def discard_changes(self) -> None:
         self.calls.append("discard")
         self.candidate = dict(self.running)
+
+
+@dataclass(frozen=True)
+class Done:
+    """A step already run on a fake node; `wait` raises what it raised."""
+
+    error: ControllerError | None = None
+
+    @staticmethod
+    def of(step: Callable[[], None]) -> Done:
+        try:
+            step()
+        except ControllerError as error:
+            return Done(error)
+        return Done()
+
+    def wait(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 class FakeDevices:
@@ -90,11 +135,21 @@ class FakeDevices:
     def is_available(self, device_id: str) -> bool:
         return device_id in self.nodes and device_id not in self.away
 
-    async def call(self, device_id: str, operation: Callable[[CandidateOps], T]) -> T:
-        if not self.is_available(device_id):
-            raise DeviceUnavailable(device_id, "not connected")
-        await asyncio.sleep(0)  # let other tasks run between RPCs, as real I/O does
-        return operation(self.nodes[device_id])
+    async def run_steps(
+        self, steps: Mapping[str, Callable[[CandidateOps], Pending]]
+    ) -> dict[str, Exception | None]:
+        await asyncio.sleep(0)  # let other tasks run between steps, as real I/O does
+        outcome: dict[str, Exception | None] = {}
+        for device_id, step in steps.items():
+            if not self.is_available(device_id):
+                outcome[device_id] = DeviceUnavailable(device_id, "not connected")
+                continue
+            try:
+                step(self.nodes[device_id]).wait()
+                outcome[device_id] = None
+            except ControllerError as error:
+                outcome[device_id] = error
+        return outcome
 
 
 class Net:
