@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -19,9 +21,11 @@ from typing import Any, TypeVar
 
 import asyncssh
 import ncclient.transport.session
+from lxml import etree
 from ncclient import manager
 
 from agents.datastore import Datastore
+from agents.netconf.framing import FrameDecoder
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from yang.schema import Schema
 
@@ -196,6 +200,69 @@ def connect(agent: AgentThread, **options: Any) -> manager.Manager:
     }
     arguments.update(options)
     return manager.connect(**arguments)
+
+
+class NullBackend:
+    """A node that accepts everything and reports no state."""
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return None
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        return None
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+class MemoryTransport:
+    """A session's transport that keeps what the server wrote, decoded into messages."""
+
+    def __init__(self) -> None:
+        self.decoder = FrameDecoder()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.decoder.feed(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def messages(self) -> list[etree._Element]:
+        found = []
+        while (message := self.decoder.next_message()) is not None:
+            found.append(etree.fromstring(message))
+        return found
+
+
+CLIENT_HELLO_1_1 = (
+    b'<hello xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><capabilities>'
+    b"<capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>"
+)
+
+NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console2"
+
+
+def netconf_console(
+    agent: AgentThread, *arguments: str, stdin: str | None = None, timeout_s: float = DEADLINE_S * 4
+) -> subprocess.CompletedProcess[str]:
+    """netconf-console2 as a user runs it, logged in to `agent` with the password."""
+    login = ("--host", "127.0.0.1", "--port", str(agent.port), "-u", USERNAME, "-p", PASSWORD)
+    return subprocess.run(
+        [str(NETCONF_CONSOLE), *login, *arguments],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def netconf_console_output(agent: AgentThread, *arguments: str, stdin: str | None = None) -> str:
+    """What netconf-console2 prints, asserting it succeeded."""
+    result = netconf_console(agent, *arguments, stdin=stdin)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
 
 
 def wait_until(condition: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,16 +11,14 @@ from agents.datastore import DatastoreName
 from agents.netconf.errors import BASE_NS
 from agents.netconf.testing import (
     NS,
-    PASSWORD,
-    USERNAME,
     AgentThread,
     connect,
     running_agent,
     wait_until,
 )
-
-CONSOLE = Path(sys.executable).parent / "netconf-console2"
-TIMEOUT_S = 60
+from agents.netconf.testing import (
+    netconf_console_output as _console,
+)
 
 
 def _edit(location: str) -> str:
@@ -73,24 +69,6 @@ def test_persistent_confirmed_commit_confirmed_from_another_session(tmp_path: Pa
             assert _location(agent) == "cancelled"
             third.cancel_commit(persist_id="change-43")
             assert _location(agent) == "kept"
-
-
-def _console(agent: AgentThread, *arguments: str) -> str:
-    command = [
-        str(CONSOLE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(agent.port),
-        "-u",
-        USERNAME,
-        "-p",
-        PASSWORD,
-        *arguments,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def test_netconf_console_confirmed_commit(tmp_path: Path) -> None:

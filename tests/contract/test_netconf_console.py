@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from lxml import etree
@@ -11,34 +9,12 @@ from lxml import etree
 from agents.netconf.testing import (
     NODE_ID,
     NS,
-    PASSWORD,
-    USERNAME,
-    AgentThread,
+    netconf_console,
     running_agent,
 )
-
-CONSOLE = Path(sys.executable).parent / "netconf-console2"
-TIMEOUT_S = 60
-
-
-def _console(agent: AgentThread, *arguments: str, stdin: str | None = None) -> str:
-    command = [
-        str(CONSOLE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(agent.port),
-        "-u",
-        USERNAME,
-        "-p",
-        PASSWORD,
-        *arguments,
-    ]
-    result = subprocess.run(
-        command, input=stdin, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+from agents.netconf.testing import (
+    netconf_console_output as _console,
+)
 
 
 def _documents(output: str) -> list[etree._Element]:
@@ -77,22 +53,7 @@ def test_console_invalid_edit_reports_the_rpc_error(tmp_path: Path) -> None:
     with running_agent(tmp_path) as agent:
         edit = tmp_path / "bad.xml"
         edit.write_text(f'<qkd_node xmlns="{NS}"><qkdn_id>not-a-uuid</qkdn_id></qkd_node>')
-        command = [
-            str(CONSOLE),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(agent.port),
-            "-u",
-            USERNAME,
-            "-p",
-            PASSWORD,
-            "--edit-config",
-            str(edit),
-        ]
-        result = subprocess.run(
-            command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False
-        )
+        result = netconf_console(agent, "--edit-config", str(edit))
         assert "invalid-value" in result.stdout + result.stderr
         (after,) = _documents(_console(agent, "--get-config"))
         assert _texts(after, "qkdn_id") == [NODE_ID]

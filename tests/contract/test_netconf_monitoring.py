@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 from lxml import etree
 
 from agents.netconf.monitoring import MONITORING_NS
-from agents.netconf.testing import NS, PASSWORD, USERNAME, AgentThread, connect, running_agent
+from agents.netconf.testing import NS, USERNAME, connect, running_agent
+from agents.netconf.testing import netconf_console_output as _console
 
 M = {"m": MONITORING_NS, "q": NS}
-CONSOLE = Path(sys.executable).parent / "netconf-console2"
-TIMEOUT_S = 60
 SCHEMAS_FILTER = f'<netconf-state xmlns="{MONITORING_NS}"><schemas/></netconf-state>'
 
 
@@ -58,24 +55,6 @@ def test_sessions_locks_and_counters_as_a_client_sees_them(tmp_path: Path) -> No
         everything = second.get().data_ele
         assert everything.find("q:qkd_node", M) is not None
         assert everything.find("m:netconf-state", M) is not None
-
-
-def _console(agent: AgentThread, *arguments: str) -> str:
-    command = [
-        str(CONSOLE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(agent.port),
-        "-u",
-        USERNAME,
-        "-p",
-        PASSWORD,
-        *arguments,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
 
 
 def test_netconf_console_reads_netconf_state(tmp_path: Path) -> None:

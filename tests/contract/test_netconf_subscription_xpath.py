@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,15 +10,12 @@ from ncclient.operations import RPCError
 from agents.netconf.testing import (
     LINK_ID,
     NS,
-    PASSWORD,
-    USERNAME,
     AgentThread,
     connect,
+    netconf_console,
     running_agent,
 )
 
-CONSOLE = Path(sys.executable).parent / "netconf-console2"
-TIMEOUT_S = 60
 OTHER_LINK = "33333333-3333-4333-8333-333333333333"
 
 
@@ -70,19 +65,5 @@ def test_netconf_console_subscribes_with_an_xpath_filter(tmp_path: Path) -> None
 
 
 def _console(agent: AgentThread, select: str) -> str:
-    command = [
-        str(CONSOLE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(agent.port),
-        "-u",
-        USERNAME,
-        "-p",
-        PASSWORD,
-        "--create-subscription",
-        "-x",
-        select,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
+    result = netconf_console(agent, "--create-subscription", "-x", select)
     return result.stdout + result.stderr

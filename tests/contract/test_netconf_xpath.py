@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +15,16 @@ from agents.netconf.testing import (
     LINK_ID,
     NODE_ID,
     NS,
-    PASSWORD,
     TYPES_NS,
-    USERNAME,
-    AgentThread,
     connect,
     running_agent,
+)
+from agents.netconf.testing import (
+    netconf_console as _console,
 )
 from agents.netconf.xpath import XPATH_CAPABILITY
 
 OTHER_LINK = "33333333-3333-4333-8333-333333333333"
-CONSOLE = Path(sys.executable).parent / "netconf-console2"
-TIMEOUT_S = 60
 
 
 def _links_config() -> str:
@@ -105,22 +101,6 @@ def test_bad_xpath_is_invalid_value_and_the_session_goes_on(tmp_path: Path) -> N
 
         after = session.get(filter=("xpath", "/qkd_node/qkdn_id")).data_ele
         assert _texts(after, "//q:qkdn_id/text()") == [NODE_ID]
-
-
-def _console(agent: AgentThread, *arguments: str) -> subprocess.CompletedProcess[str]:
-    command = [
-        str(CONSOLE),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(agent.port),
-        "-u",
-        USERNAME,
-        "-p",
-        PASSWORD,
-        *arguments,
-    ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S, check=False)
 
 
 def test_netconf_console_get_with_xpath(tmp_path: Path) -> None:

@@ -11,19 +11,15 @@ from lxml import etree
 from agents.datastore import Datastore, DatastoreName
 from agents.netconf.confirmed import DEFAULT_TIMEOUT_S
 from agents.netconf.errors import BASE_NS
-from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
+from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
-from agents.netconf.testing import FakeBackend
+from agents.netconf.testing import CLIENT_HELLO_1_1, FakeBackend, MemoryTransport
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
 NODE_ID = "11111111-1111-4111-8111-111111111111"
-HELLO_11 = (
-    f'<hello xmlns="{BASE_NS}"><capabilities>'
-    "<capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>"
-).encode()
 E = {"nc": BASE_NS, "q": NS}
 
 
@@ -57,31 +53,13 @@ class FakeScheduler:
             timer.callback()
 
 
-class MemoryTransport:
-    def __init__(self) -> None:
-        self.decoder = FrameDecoder()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.decoder.feed(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def messages(self) -> list[etree._Element]:
-        found = []
-        while (message := self.decoder.next_message()) is not None:
-            found.append(etree.fromstring(message))
-        return found
-
-
 class Client:
     def __init__(self, agent: AgentState) -> None:
         self.transport = MemoryTransport()
         self.session = Session(agent, self.transport)
         self.session.start()
         self.transport.messages()
-        self.session.data_received(encode_message(HELLO_11, FramingMode.END_OF_MESSAGE))
+        self.session.data_received(encode_message(CLIENT_HELLO_1_1, FramingMode.END_OF_MESSAGE))
         self.transport.decoder.set_mode(FramingMode.CHUNKED)
         self._message_id = 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -12,53 +11,21 @@ from lxml import etree
 
 from agents.datastore import Datastore, DatastoreName
 from agents.netconf.errors import BASE_NS
-from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
+from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session, SessionState
 from agents.netconf.state import AgentState
+from agents.netconf.testing import CLIENT_HELLO_1_1, MemoryTransport, NullBackend
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
 NODE_ID = "11111111-1111-4111-8111-111111111111"
-HELLO_11 = (
-    f'<hello xmlns="{BASE_NS}"><capabilities>'
-    "<capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>"
-).encode()
-
-
-class Backend:
-    def veto(self, new_running: dict[str, Any]) -> str | None:
-        return None
-
-    def apply(self, new_running: dict[str, Any]) -> None:
-        return None
-
-    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-
-class MemoryTransport:
-    def __init__(self) -> None:
-        self.decoder = FrameDecoder()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.decoder.feed(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def messages(self) -> list[etree._Element]:
-        found = []
-        while (message := self.decoder.next_message()) is not None:
-            found.append(etree.fromstring(message))
-        return found
 
 
 def _agent(tmp_path: Path) -> AgentState:
     store = Datastore(
         Schema.default(),
-        Backend(),
+        NullBackend(),
         None,
         f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>',
     )
@@ -71,7 +38,7 @@ def _open(agent: AgentState) -> tuple[Session, MemoryTransport]:
     session.start()
     (hello,) = transport.messages()
     assert hello.findtext(f"{{{BASE_NS}}}session-id") == str(session.session_id)
-    session.data_received(encode_message(HELLO_11, FramingMode.END_OF_MESSAGE))
+    session.data_received(encode_message(CLIENT_HELLO_1_1, FramingMode.END_OF_MESSAGE))
     transport.decoder.set_mode(FramingMode.CHUNKED)
     return session, transport
 
@@ -100,7 +67,9 @@ def test_hello_and_first_rpc_in_the_same_read(tmp_path: Path) -> None:
     session = Session(agent, transport)
     session.start()
     transport.messages()
-    session.data_received(encode_message(HELLO_11, FramingMode.END_OF_MESSAGE) + _rpc("<get/>", 9))
+    session.data_received(
+        encode_message(CLIENT_HELLO_1_1, FramingMode.END_OF_MESSAGE) + _rpc("<get/>", 9)
+    )
     transport.decoder.set_mode(FramingMode.CHUNKED)
     (reply,) = transport.messages()
     assert reply.get("message-id") == "9"

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from lxml import etree
 
 from agents.datastore import Datastore
 from agents.netconf.errors import BASE_NS
-from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
+from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.monitoring import MONITORING_NS, netconf_state
 from agents.netconf.rpcs import _append_to_data
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
+from agents.netconf.testing import CLIENT_HELLO_1_1, MemoryTransport, NullBackend
 from agents.netconf.xpath import _scope
 from yang.schema import Schema
 
@@ -22,21 +22,6 @@ NS = "urn:etsi:qkd:yang:etsi-qkd-node"
 NODE_ID = "11111111-1111-4111-8111-111111111111"
 M = {"m": MONITORING_NS, "nc": BASE_NS, "q": NS}
 START = datetime(2026, 11, 26, 10, 0, 0, tzinfo=UTC)
-HELLO_11 = (
-    f'<hello xmlns="{BASE_NS}"><capabilities>'
-    "<capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>"
-).encode()
-
-
-class Backend:
-    def veto(self, new_running: dict[str, Any]) -> str | None:
-        return None
-
-    def apply(self, new_running: dict[str, Any]) -> None:
-        return None
-
-    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
-        return {}
 
 
 class Clock:
@@ -49,34 +34,19 @@ class Clock:
         return self.now
 
 
-class MemoryTransport:
-    def __init__(self) -> None:
-        self.decoder = FrameDecoder()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.decoder.feed(data)
-
-    def close(self) -> None:
-        self.closed = True
-
-    def messages(self) -> list[etree._Element]:
-        found = []
-        while (message := self.decoder.next_message()) is not None:
-            found.append(etree.fromstring(message))
-        return found
-
-
 def _agent(clock: Clock | None = None) -> AgentState:
     schema = Schema.default()
     store = Datastore(
-        schema, Backend(), None, f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>'
+        schema,
+        NullBackend(),
+        None,
+        f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>',
     )
     capabilities = (*BASE_CAPABILITIES, *schema.capabilities())
     return AgentState(store, capabilities, schema.module_texts(), clock=clock or Clock())
 
 
-def _open(agent: AgentState, hello: bytes = HELLO_11) -> tuple[Session, MemoryTransport]:
+def _open(agent: AgentState, hello: bytes = CLIENT_HELLO_1_1) -> tuple[Session, MemoryTransport]:
     transport = MemoryTransport()
     session = Session(agent, transport, username="alice", source_host="127.0.0.1")
     session.start()
