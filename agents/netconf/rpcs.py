@@ -26,7 +26,7 @@ from agents.netconf.monitoring import (
 from agents.netconf.monitoring import keys_of as monitoring_keys_of
 from agents.netconf.state import CloseReason, Subscription, XPathSelect
 from agents.netconf.subtree import filter_subtree
-from agents.netconf.xpath import check_xpath, select_by_filter
+from agents.netconf.xpath import check_xpath, select_by_filter, select_of
 
 if TYPE_CHECKING:
     from agents.netconf.session import Session
@@ -556,14 +556,7 @@ def _create_subscription(session: Session, operation: etree._Element) -> Reply:
 
 def _xpath_select(session: Session, filter_element: etree._Element) -> XPathSelect:
     """An XPath subscription filter, checked now so that a bad one is refused at once."""
-    select = filter_element.get("select")
-    if select is None:
-        raise NetconfError.of(
-            ErrorType.PROTOCOL,
-            ErrorTag.MISSING_ATTRIBUTE,
-            'an XPath filter needs a "select" attribute',
-            info=(("bad-attribute", "select"), ("bad-element", "filter")),
-        )
+    select = select_of(filter_element)
     check_xpath(session.agent.datastore.schema, select, filter_element.nsmap)
     return XPathSelect(select, tuple(filter_element.nsmap.items()))
 

@@ -55,6 +55,11 @@ def select_by_filter(
     schema: Schema, wrapper: etree._Element, filter_element: etree._Element
 ) -> etree._Element:
     """What a <filter type="xpath" select="..."> selects from a <data> wrapper."""
+    return select_xpath(schema, wrapper, select_of(filter_element), filter_element.nsmap)
+
+
+def select_of(filter_element: etree._Element) -> str:
+    """The expression of an XPath <filter>; a missing one is the client's error."""
     select = filter_element.get("select")
     if select is None:
         raise NetconfError.of(
@@ -63,7 +68,7 @@ def select_by_filter(
             'an XPath filter needs a "select" attribute',
             info=(("bad-attribute", "select"), ("bad-element", "filter")),
         )
-    return select_xpath(schema, wrapper, select, filter_element.nsmap)
+    return select
 
 
 def select_xpath(
