@@ -238,12 +238,13 @@ class NetconfSession:
         so no separate <validate> round trip is needed before a commit."""
         self.require(CANDIDATE, "edit-config on the candidate")
         with self._mapped("edit-config"):
-            if self.has(VALIDATE) or self.has(VALIDATE_10):
-                self._handle.edit_config(
-                    target="candidate", config=config, test_option="test-then-set"
-                )
-            else:
-                self._handle.edit_config(target="candidate", config=config)
+            self._handle.edit_config(**self._edit_params(config))
+
+    def _edit_params(self, config: str) -> dict[str, Any]:
+        params: dict[str, Any] = {"target": "candidate", "config": config}
+        if self.has(VALIDATE) or self.has(VALIDATE_10):
+            params["test_option"] = "test-then-set"
+        return params
 
     def validate_candidate(self) -> None:
         if not (self.has(VALIDATE) or self.has(VALIDATE_10)):
@@ -268,10 +269,7 @@ class NetconfSession:
     def send_edit(self, config: str) -> Pending:
         """As `edit_candidate` (validated by the device when it can), not waiting."""
         self.require(CANDIDATE, "edit-config on the candidate")
-        params: dict[str, Any] = {"target": "candidate", "config": config}
-        if self.has(VALIDATE) or self.has(VALIDATE_10):
-            params["test_option"] = "test-then-set"
-        return self._sent(("edit-config", operations.EditConfig, params))
+        return self._sent(("edit-config", operations.EditConfig, self._edit_params(config)))
 
     def send_commit_and_unlock(self) -> Pending:
         """<commit> and <unlock> together: the lock goes either way. A refused commit leaves
