@@ -62,6 +62,7 @@ from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
+from agents.netconf.testing import FakeBackend
 from agents.testing import make_test_plan
 from bench import _light_netconf as light
 from controller.api import addresses_from_plan
@@ -450,34 +451,6 @@ def _initial_running(index: int, links: int) -> str:
         f"<qkdn_location_id>bench-{index}</qkdn_location_id>"
         f"<qkd_links>{body}</qkd_links></qkd_node>"
     )
-
-
-class FakeBackend:
-    """Accepts everything; reports a fixed key rate for every link."""
-
-    def veto(self, new_running: dict[str, Any]) -> str | None:
-        return None
-
-    def apply(self, new_running: dict[str, Any]) -> None:
-        return None
-
-    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
-        node = running.get("etsi-qkd-sdn-node:qkd_node", {})
-        links = node.get("qkd_links", {}).get("qkd_link", [])
-        return {
-            "etsi-qkd-sdn-node:qkd_node": {
-                "qkdn_status": "etsi-qkd-node-types:OPERATING",
-                "qkd_links": {
-                    "qkd_link": [
-                        {
-                            "qkdl_id": link["qkdl_id"],
-                            "qkdl_performance": {"skr": 12000, "eskr": 11000},
-                        }
-                        for link in links
-                    ]
-                },
-            }
-        }
 
 
 class _CountingTransport:
