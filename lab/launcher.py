@@ -260,16 +260,13 @@ def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
     plan_file = str(Path(plan.state_dir) / "plan.json")
     # The twin's nodes share one host: an fsync per commit (0.7 ms on a VM disk, on the
     # agents' event loop) would guard against a power loss that stops the whole twin anyway;
-    # the atomic replace alone keeps running across an agent restart.
+    # rewritten in place, running still survives an agent restart or crash.
     agents = ("agent", "run", "--plan", plan_file, "--no-fsync")
     commands: list[tuple[str, tuple[str, ...]]] = []
-    groups = plan.hosting_groups()
-    if len(groups) == 1:
-        commands.append(("agents", _cli(*agents)))
-    else:
-        for index, group in enumerate(groups, 1):
-            hosted = [argument for node in group for argument in ("--node", node)]
-            commands.append((f"agents-{index}", _cli(*agents, *hosted)))
+    spread = len(plan.hosting_groups()) > 1
+    for name, group in agents_processes(plan):
+        hosted = [argument for node in group for argument in ("--node", node)] if spread else []
+        commands.append((name, _cli(*agents, *hosted)))
     for node in plan.nodes:
         commands.append(
             (f"km-{node.name}", _cli("km", "run", "--plan", plan_file, "--node", node.name))
@@ -321,6 +318,14 @@ def _log_tail(path: str, lines: int = 15) -> str:
         return "(no log)"
 
 
+def agents_processes(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
+    """(process name, its nodes): "agents" for all of them, or "agents-1", "agents-2"..."""
+    groups = plan.hosting_groups()
+    if len(groups) == 1:
+        return [("agents", groups[0])]
+    return [(f"agents-{index}", group) for index, group in enumerate(groups, 1)]
+
+
 def is_agents(name: str) -> bool:
     """An agents process: "agents", or "agents-N" when the agents are spread."""
     return name == "agents" or (name.startswith("agents-") and name[7:].isdigit())
@@ -328,8 +333,7 @@ def is_agents(name: str) -> bool:
 
 def readiness_ports(plan: LabPlan, name: str) -> list[int]:
     if is_agents(name):
-        groups = plan.hosting_groups()
-        hosted = groups[0] if name == "agents" else groups[int(name.rpartition("-")[2]) - 1]
+        hosted = dict(agents_processes(plan))[name]
         return [
             p for n in hosted for p in (plan.node(n).netconf_port, plan.node(n).agent_grpc_port)
         ]
