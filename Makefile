@@ -33,7 +33,7 @@ bindings: setup
 	$(PY) -m yang.generate
 
 protos: setup
-	$(PY) -m km.protos
+	$(PY) -m common.protos.generate
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -14,9 +14,9 @@ from typing import Any, cast
 
 import grpc
 
-from agents import control_pb2 as pb
-from agents import control_pb2_grpc as pb_grpc
 from agents.node import LinkReport, NodeStatus, QkdNode
+from common.protos import control_pb2 as pb
+from common.protos import control_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -18,8 +18,8 @@ import grpc
 
 from agents.node import QkdNode
 from agents.qkd_module import Status
-from km.etsi004 import etsi004_pb2 as pb
-from km.etsi004 import etsi004_pb2_grpc as pb_grpc
+from common.protos import etsi004_pb2 as pb
+from common.protos import etsi004_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MESSAGE_KEY = "qkdsdn-message"

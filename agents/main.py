@@ -23,8 +23,8 @@ from agents import control_service, etsi004_service, node_link_service
 from agents.datastore import Datastore, DatastoreError
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from common.tracing import Tracer
 from lab.plan import HOST, LabPlan
-from lab.timeline import Tracer
 from yang.schema import Schema
 
 log = logging.getLogger(__name__)

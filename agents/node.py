@@ -28,8 +28,8 @@ from agents.initial_config import QKD_NODE, decimal3, identity, initial_running
 from agents.notifications import AppRequest, Performance, Severity
 from agents.physics import link_rate
 from agents.qkd_module import Clock, KeyResult, LinkEnd, OpenResult, QkdModule, Status
+from common.tracing import Tracer
 from lab.plan import LabPlan, LinkPlan
-from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import grpc
 
 from agents.node import QkdNode
 from agents.notifications import AppRequest
-from km.node_link import node_link_pb2 as pb
-from km.node_link import node_link_pb2_grpc as pb_grpc
+from common.protos import node_link_pb2 as pb
+from common.protos import node_link_pb2_grpc as pb_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -42,9 +42,9 @@ from typing import Any
 import grpc
 import networkx as nx
 
-from agents import control_pb2, control_pb2_grpc
 from agents.main import running_agents
 from agents.testing import make_test_plan
+from common.protos import control_pb2, control_pb2_grpc
 from controller.admission import admit
 from controller.api import Controller
 from controller.devices.session import NetconfSession

@@ -6,8 +6,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+
+from common.console import console as terminal
 
 DEFAULT_PLAN = Path("state/plan.json")
 
@@ -112,7 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for device in data["devices"]:
         state = "[green]connected[/]" if device["connected"] else "[red]unavailable[/]"
         table.add_row(device["name"], device["qkdn_id"] or "-", state)
-    console = Console()
+    console = terminal()
     console.print(table)
     counts = ", ".join(f"{k.lower()} {v}" for k, v in sorted(data["intents"].items())) or "none"
     console.print(f"links: {data['links']}   intents: {counts}")
@@ -137,7 +138,7 @@ def cmd_topology(args: argparse.Namespace) -> int:
             _rate(link["reserved"]),
             qber,
         )
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
@@ -151,7 +152,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
         table.add_column(column)
     for index, path in enumerate(data["paths"], start=1):
         table.add_row(str(index), str(path["hops"]), " → ".join(path["nodes"]))
-    console = Console()
+    console = terminal()
     console.print(table)
     if not data["paths"]:
         console.print("[yellow]no path has free key rate on every hop[/]")
@@ -176,11 +177,11 @@ def cmd_intents(args: argparse.Namespace) -> int:
             _rate(intent["bandwidth"]),
             intent["reason"],
         )
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
     data = _call(args, "DELETE", f"/intents/{args.intent_id}")
-    Console().print(f"intent {data['intent_id']}: {data['state']}")
+    terminal().print(f"intent {data['intent_id']}: {data['state']}")
     return 0

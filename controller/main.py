@@ -8,11 +8,11 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.tracing import Tracer
 from controller.api import Controller
 from controller.intents.service import IntentEvent
 from controller.rest import api_server
 from controller.topology.events import TopologyEvent, TopologyEventType
-from lab.timeline import Tracer
 
 log = logging.getLogger("controller")
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import grpc
 
-from km.etsi004 import etsi004_pb2 as pb
-from km.etsi004 import etsi004_pb2_grpc as pb_grpc
+from common.protos import etsi004_pb2 as pb
+from common.protos import etsi004_pb2_grpc as pb_grpc
 from lab.plan import LabPlan
 
 log = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from common.tracing import Tracer
 from km.access import AccessControl, AccessPolicy
 from km.etsi004.app_service import KeyStreamService, StreamLimits, start_app_server
 from km.etsi014.app import create_app
@@ -30,7 +31,6 @@ from km.key_store import KeyStore
 from km.relay.component import RelayComponent
 from km.supply import KeySupply
 from lab.plan import LabPlan
-from lab.timeline import Tracer
 
 log = logging.getLogger("km")
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from agents.physics import link_rate
+from common.console import console as terminal
 from lab.topology import Problem, Topology, TopologyError, load_topology, topology_path
 
 
@@ -48,7 +49,7 @@ def print_problems(problems: Sequence[Problem], console: Console) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    console = Console()
+    console = terminal()
     path = topology_path(args.topology)
     try:
         topology = load_topology(path)

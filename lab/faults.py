@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 
-from agents import control_pb2, control_pb2_grpc
+from common.protos import control_pb2, control_pb2_grpc
 from lab.plan import LabPlan, LinkPlan
 
 KINDS = ("cut", "restore", "eavesdrop", "stop-node")

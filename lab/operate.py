@@ -7,8 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
+
+from common.console import console as terminal
 
 DEFAULT_STATE_DIR = Path("state")
 DEFAULT_OUT_DIR = Path("out")
@@ -76,7 +77,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.launcher import LabError, make_plan, start
     from lab.topology import TopologyError, load_topology, topology_path
 
-    console = Console()
+    console = terminal()
     path = topology_path(args.topology)
     try:
         topology = load_topology(path)
@@ -151,7 +152,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             node.km_etsi004_address,
             node.km_relay_address,
         )
-    console = Console()
+    console = terminal()
     console.print(table)
     console.print(nodes)
     console.print(f"controller: {plan.controller.url}")
@@ -164,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lab.scenarios.runner import run_scenario
 
     # Piped or in CI, rich would assume 80 columns and fold the timeline into many lines.
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = terminal()
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         console.print(f"[red]unknown scenario {args.scenario!r}[/]; known: {', '.join(SCENARIOS)}")

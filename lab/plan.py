@@ -8,26 +8,15 @@ Identifiers are derived from names (uuid5), so a node keeps its `qkdn_id` across
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-# Namespace of every uuid5 the project derives from a name.
-QKDSDN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:qkdsdn")
+from common.ids import QKDSDN_NAMESPACE, link_uuid, node_uuid
+
+__all__ = ["QKDSDN_NAMESPACE", "link_uuid", "node_uuid"]
 
 HOST = "127.0.0.1"
-
-
-def node_uuid(name: str) -> str:
-    """The `qkdn_id` of the node called `name`."""
-    return str(uuid.uuid5(QKDSDN_NAMESPACE, f"node:{name}"))
-
-
-def link_uuid(a: str, b: str) -> str:
-    """The `qkdl_id` of the physical link between nodes `a` and `b` (order does not matter)."""
-    first, second = sorted((a, b))
-    return str(uuid.uuid5(QKDSDN_NAMESPACE, f"link:{first}:{second}"))
 
 
 @dataclass(frozen=True)

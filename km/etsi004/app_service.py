@@ -33,9 +33,9 @@ from typing import Any, cast
 
 import grpc
 
+from common.protos import etsi004_pb2 as pb
+from common.protos import etsi004_pb2_grpc as pb_grpc
 from km.access import AccessControl, AccessDenied
-from km.etsi004 import etsi004_pb2 as pb
-from km.etsi004 import etsi004_pb2_grpc as pb_grpc
 from km.key_store import StoredKey
 from km.supply import KeySupply, SupplyError
 from lab.plan import HOST

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from common.tracing import Tracer
 from km.access import AccessControl, AccessDenied
 from km.etsi014.schemas import KeyRequest, Status
 from km.key_store import KeyBatch, StoredKey
 from km.supply import KeySupply, SupplyError
-from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import grpc
 
+from common.protos import node_link_pb2 as pb
+from common.protos import node_link_pb2_grpc as pb_grpc
 from km.associations import AppRequest, ConfigError, NodeView, parse_node_config
 from km.link_pools import FAST_RECONNECT
-from km.node_link import node_link_pb2 as pb
-from km.node_link import node_link_pb2_grpc as pb_grpc
 from km.supply import SupplyError
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ from typing import Any
 
 import grpc
 
+from common.protos import relay_pb2 as pb
+from common.protos import relay_pb2_grpc as pb_grpc
 from km.link_pools import FAST_RECONNECT
-from km.relay import relay_pb2 as pb
-from km.relay import relay_pb2_grpc as pb_grpc
 from km.relay.errors import FailureKind, RelayFailure
 from lab.plan import LabPlan
 

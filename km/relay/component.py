@@ -17,6 +17,7 @@ import contextlib
 
 import grpc
 
+from common.tracing import Tracer
 from km.associations import AppRequest, Associations, NodeView
 from km.key_store import KeyStore
 from km.link_pools import LinkKeyPools
@@ -26,7 +27,6 @@ from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
 from km.relay.servicer import relay_server
 from km.relay.supplier import RelaySupplier
 from lab.plan import LabPlan
-from lab.timeline import Tracer
 
 
 class RelayComponent:

@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from common.protos import relay_pb2 as pb
+from common.tracing import Tracer
 from km.associations import Association, Associations
 from km.key_store import KeyStore, StoredKey
 from km.link_pools import (
@@ -25,7 +27,6 @@ from km.link_pools import (
     LinkKeyTimeout,
     LinkKeyUnavailable,
 )
-from km.relay import relay_pb2 as pb
 from km.relay.client import RelayClient
 from km.relay.errors import FailureKind, RelayFailure
 from km.relay.hop_crypto import (
@@ -38,7 +39,6 @@ from km.relay.hop_crypto import (
     split_materials,
 )
 from lab.plan import LabPlan
-from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 

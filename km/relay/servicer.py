@@ -13,8 +13,8 @@ from typing import Any
 
 import grpc
 
-from km.relay import relay_pb2 as pb
-from km.relay import relay_pb2_grpc as pb_grpc
+from common.protos import relay_pb2 as pb
+from common.protos import relay_pb2_grpc as pb_grpc
 from km.relay.client import tls_material
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder

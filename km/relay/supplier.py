@@ -17,13 +17,13 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from common.tracing import Tracer
 from km.associations import AppRequest, Association, Associations
 from km.key_store import KeyStore, StoredKey
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
 from km.supply import DEFAULT_KEY_TTL_S, SupplyError
 from lab.plan import LabPlan
-from lab.timeline import Tracer
 
 log = logging.getLogger(__name__)
 

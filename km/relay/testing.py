@@ -23,11 +23,11 @@ import grpc
 
 from agents.keystream import key_material
 from agents.testing import LinkSpec, make_test_plan
-from km.etsi004 import etsi004_pb2 as e004
-from km.etsi004 import etsi004_pb2_grpc as e004_grpc
+from common.protos import etsi004_pb2 as e004
+from common.protos import etsi004_pb2_grpc as e004_grpc
+from common.protos import node_link_pb2 as nl
+from common.protos import node_link_pb2_grpc as nl_grpc
 from km.link_pools import MESSAGE_METADATA
-from km.node_link import node_link_pb2 as nl
-from km.node_link import node_link_pb2_grpc as nl_grpc
 from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings, link_uuid, node_uuid
 

@@ -20,11 +20,11 @@ import pytest
 from lxml import etree
 from ncclient import manager
 
-from agents import control_pb2 as ctl
-from agents import control_pb2_grpc as ctl_grpc
 from agents.datastore import DatastoreName
 from agents.main import running_agents, running_path
 from agents.testing import make_test_plan
+from common.protos import control_pb2 as ctl
+from common.protos import control_pb2_grpc as ctl_grpc
 from lab.plan import LabPlan
 
 ncclient.transport.session.TICK = 0.001

@@ -12,9 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from common.protos import etsi004_pb2 as pb
+from common.protos import etsi004_pb2_grpc as pb_grpc
 from km.access import AccessControl, AccessPolicy
-from km.etsi004 import etsi004_pb2 as pb
-from km.etsi004 import etsi004_pb2_grpc as pb_grpc
 from km.etsi004.app_service import KeyStreamService, Status, StreamLimits, start_app_server
 from km.etsi014.testing import NODES, SAE_NODES, TwoNodeRelay, make_pki
 from km.key_store import KeyStore

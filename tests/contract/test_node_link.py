@@ -15,8 +15,8 @@ from ncclient.operations import RPCError
 
 from agents.main import running_agents
 from agents.testing import make_test_plan
-from km.node_link import node_link_pb2 as pb
-from km.node_link import node_link_pb2_grpc as pb_grpc
+from common.protos import node_link_pb2 as pb
+from common.protos import node_link_pb2_grpc as pb_grpc
 from lab.plan import LabPlan
 
 ncclient.transport.session.TICK = 0.001

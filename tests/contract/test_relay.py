@@ -17,9 +17,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from common.protos import node_link_pb2 as nl
+from common.protos import relay_pb2 as pb
 from km.key_store import KeyClaimError, KeyStore, StoredKey
-from km.node_link import node_link_pb2 as nl
-from km.relay import relay_pb2 as pb
 from km.relay.client import RelayClient
 from km.relay.component import RelayComponent
 from km.relay.errors import FailureKind, RelayFailure

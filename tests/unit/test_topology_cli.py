@@ -57,3 +57,17 @@ def test_check_defaults_to_the_triangle(capsys: pytest.CaptureFixture[str]) -> N
 def test_check_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["lab", "check", str(tmp_path / "nope.yaml")]) == 1
     assert "nope.yaml: (file): cannot read" in capsys.readouterr().out
+
+
+def test_check_output_into_a_pipe_is_not_folded_on_a_long_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / ("long-folder-name-" * 8)
+    folder.mkdir()
+    path = folder / "pair.yaml"
+    path.write_text(GOOD.replace("  - {between: [beta, gamma]}\n", ""))
+    assert main(["lab", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert str(path) in out or "2 nodes, 1 links, 2 applications" in out
+    assert all(len(line) <= 400 for line in out.splitlines())
+    assert "2 nodes, 1 links, 2 applications" in out

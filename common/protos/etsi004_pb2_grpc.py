@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from km.etsi004 import etsi004_pb2 as km_dot_etsi004_dot_etsi004__pb2
+from common.protos import etsi004_pb2 as common_dot_protos_dot_etsi004__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in km/etsi004/etsi004_pb2_grpc.py depends on'
+        + ' but the generated code in common/protos/etsi004_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class KeyDeliveryStub:
         """
         self.OpenConnect = channel.unary_unary(
                 '/qkdsdn.etsi004.KeyDelivery/OpenConnect',
-                request_serializer=km_dot_etsi004_dot_etsi004__pb2.OpenConnectRequest.SerializeToString,
-                response_deserializer=km_dot_etsi004_dot_etsi004__pb2.OpenConnectResponse.FromString,
+                request_serializer=common_dot_protos_dot_etsi004__pb2.OpenConnectRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_etsi004__pb2.OpenConnectResponse.FromString,
                 _registered_method=True)
         self.GetKey = channel.unary_unary(
                 '/qkdsdn.etsi004.KeyDelivery/GetKey',
-                request_serializer=km_dot_etsi004_dot_etsi004__pb2.GetKeyRequest.SerializeToString,
-                response_deserializer=km_dot_etsi004_dot_etsi004__pb2.GetKeyResponse.FromString,
+                request_serializer=common_dot_protos_dot_etsi004__pb2.GetKeyRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_etsi004__pb2.GetKeyResponse.FromString,
                 _registered_method=True)
         self.Close = channel.unary_unary(
                 '/qkdsdn.etsi004.KeyDelivery/Close',
-                request_serializer=km_dot_etsi004_dot_etsi004__pb2.CloseRequest.SerializeToString,
-                response_deserializer=km_dot_etsi004_dot_etsi004__pb2.CloseResponse.FromString,
+                request_serializer=common_dot_protos_dot_etsi004__pb2.CloseRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_etsi004__pb2.CloseResponse.FromString,
                 _registered_method=True)
 
 
@@ -77,18 +77,18 @@ def add_KeyDeliveryServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'OpenConnect': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenConnect,
-                    request_deserializer=km_dot_etsi004_dot_etsi004__pb2.OpenConnectRequest.FromString,
-                    response_serializer=km_dot_etsi004_dot_etsi004__pb2.OpenConnectResponse.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_etsi004__pb2.OpenConnectRequest.FromString,
+                    response_serializer=common_dot_protos_dot_etsi004__pb2.OpenConnectResponse.SerializeToString,
             ),
             'GetKey': grpc.unary_unary_rpc_method_handler(
                     servicer.GetKey,
-                    request_deserializer=km_dot_etsi004_dot_etsi004__pb2.GetKeyRequest.FromString,
-                    response_serializer=km_dot_etsi004_dot_etsi004__pb2.GetKeyResponse.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_etsi004__pb2.GetKeyRequest.FromString,
+                    response_serializer=common_dot_protos_dot_etsi004__pb2.GetKeyResponse.SerializeToString,
             ),
             'Close': grpc.unary_unary_rpc_method_handler(
                     servicer.Close,
-                    request_deserializer=km_dot_etsi004_dot_etsi004__pb2.CloseRequest.FromString,
-                    response_serializer=km_dot_etsi004_dot_etsi004__pb2.CloseResponse.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_etsi004__pb2.CloseRequest.FromString,
+                    response_serializer=common_dot_protos_dot_etsi004__pb2.CloseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -116,8 +116,8 @@ class KeyDelivery:
             request,
             target,
             '/qkdsdn.etsi004.KeyDelivery/OpenConnect',
-            km_dot_etsi004_dot_etsi004__pb2.OpenConnectRequest.SerializeToString,
-            km_dot_etsi004_dot_etsi004__pb2.OpenConnectResponse.FromString,
+            common_dot_protos_dot_etsi004__pb2.OpenConnectRequest.SerializeToString,
+            common_dot_protos_dot_etsi004__pb2.OpenConnectResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -143,8 +143,8 @@ class KeyDelivery:
             request,
             target,
             '/qkdsdn.etsi004.KeyDelivery/GetKey',
-            km_dot_etsi004_dot_etsi004__pb2.GetKeyRequest.SerializeToString,
-            km_dot_etsi004_dot_etsi004__pb2.GetKeyResponse.FromString,
+            common_dot_protos_dot_etsi004__pb2.GetKeyRequest.SerializeToString,
+            common_dot_protos_dot_etsi004__pb2.GetKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -170,8 +170,8 @@ class KeyDelivery:
             request,
             target,
             '/qkdsdn.etsi004.KeyDelivery/Close',
-            km_dot_etsi004_dot_etsi004__pb2.CloseRequest.SerializeToString,
-            km_dot_etsi004_dot_etsi004__pb2.CloseResponse.FromString,
+            common_dot_protos_dot_etsi004__pb2.CloseRequest.SerializeToString,
+            common_dot_protos_dot_etsi004__pb2.CloseResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from km.relay import relay_pb2 as km_dot_relay_dot_relay__pb2
+from common.protos import relay_pb2 as common_dot_protos_dot_relay__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in km/relay/relay_pb2_grpc.py depends on'
+        + ' but the generated code in common/protos/relay_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,8 +36,8 @@ class RelayStub:
         """
         self.Forward = channel.unary_unary(
                 '/qkdsdn.relay.Relay/Forward',
-                request_serializer=km_dot_relay_dot_relay__pb2.RelayHop.SerializeToString,
-                response_deserializer=km_dot_relay_dot_relay__pb2.RelayAck.FromString,
+                request_serializer=common_dot_protos_dot_relay__pb2.RelayHop.SerializeToString,
+                response_deserializer=common_dot_protos_dot_relay__pb2.RelayAck.FromString,
                 _registered_method=True)
 
 
@@ -59,8 +59,8 @@ def add_RelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Forward': grpc.unary_unary_rpc_method_handler(
                     servicer.Forward,
-                    request_deserializer=km_dot_relay_dot_relay__pb2.RelayHop.FromString,
-                    response_serializer=km_dot_relay_dot_relay__pb2.RelayAck.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_relay__pb2.RelayHop.FromString,
+                    response_serializer=common_dot_protos_dot_relay__pb2.RelayAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,8 +88,8 @@ class Relay:
             request,
             target,
             '/qkdsdn.relay.Relay/Forward',
-            km_dot_relay_dot_relay__pb2.RelayHop.SerializeToString,
-            km_dot_relay_dot_relay__pb2.RelayAck.FromString,
+            common_dot_protos_dot_relay__pb2.RelayHop.SerializeToString,
+            common_dot_protos_dot_relay__pb2.RelayAck.FromString,
             options,
             channel_credentials,
             insecure,

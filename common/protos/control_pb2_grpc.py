@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from agents import control_pb2 as agents_dot_control__pb2
+from common.protos import control_pb2 as common_dot_protos_dot_control__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in agents/control_pb2_grpc.py depends on'
+        + ' but the generated code in common/protos/control_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,23 +36,23 @@ class AgentControlStub:
         """
         self.SetLink = channel.unary_unary(
                 '/qkdsdn.agents.control.AgentControl/SetLink',
-                request_serializer=agents_dot_control__pb2.SetLinkRequest.SerializeToString,
-                response_deserializer=agents_dot_control__pb2.LinkReply.FromString,
+                request_serializer=common_dot_protos_dot_control__pb2.SetLinkRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_control__pb2.LinkReply.FromString,
                 _registered_method=True)
         self.SetEavesdropper = channel.unary_unary(
                 '/qkdsdn.agents.control.AgentControl/SetEavesdropper',
-                request_serializer=agents_dot_control__pb2.SetEavesdropperRequest.SerializeToString,
-                response_deserializer=agents_dot_control__pb2.LinkReply.FromString,
+                request_serializer=common_dot_protos_dot_control__pb2.SetEavesdropperRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_control__pb2.LinkReply.FromString,
                 _registered_method=True)
         self.StopNode = channel.unary_unary(
                 '/qkdsdn.agents.control.AgentControl/StopNode',
-                request_serializer=agents_dot_control__pb2.StopNodeRequest.SerializeToString,
-                response_deserializer=agents_dot_control__pb2.StopNodeReply.FromString,
+                request_serializer=common_dot_protos_dot_control__pb2.StopNodeRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_control__pb2.StopNodeReply.FromString,
                 _registered_method=True)
         self.Status = channel.unary_unary(
                 '/qkdsdn.agents.control.AgentControl/Status',
-                request_serializer=agents_dot_control__pb2.StatusRequest.SerializeToString,
-                response_deserializer=agents_dot_control__pb2.NodeStatus.FromString,
+                request_serializer=common_dot_protos_dot_control__pb2.StatusRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_control__pb2.NodeStatus.FromString,
                 _registered_method=True)
 
 
@@ -88,23 +88,23 @@ def add_AgentControlServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'SetLink': grpc.unary_unary_rpc_method_handler(
                     servicer.SetLink,
-                    request_deserializer=agents_dot_control__pb2.SetLinkRequest.FromString,
-                    response_serializer=agents_dot_control__pb2.LinkReply.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_control__pb2.SetLinkRequest.FromString,
+                    response_serializer=common_dot_protos_dot_control__pb2.LinkReply.SerializeToString,
             ),
             'SetEavesdropper': grpc.unary_unary_rpc_method_handler(
                     servicer.SetEavesdropper,
-                    request_deserializer=agents_dot_control__pb2.SetEavesdropperRequest.FromString,
-                    response_serializer=agents_dot_control__pb2.LinkReply.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_control__pb2.SetEavesdropperRequest.FromString,
+                    response_serializer=common_dot_protos_dot_control__pb2.LinkReply.SerializeToString,
             ),
             'StopNode': grpc.unary_unary_rpc_method_handler(
                     servicer.StopNode,
-                    request_deserializer=agents_dot_control__pb2.StopNodeRequest.FromString,
-                    response_serializer=agents_dot_control__pb2.StopNodeReply.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_control__pb2.StopNodeRequest.FromString,
+                    response_serializer=common_dot_protos_dot_control__pb2.StopNodeReply.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
-                    request_deserializer=agents_dot_control__pb2.StatusRequest.FromString,
-                    response_serializer=agents_dot_control__pb2.NodeStatus.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_control__pb2.StatusRequest.FromString,
+                    response_serializer=common_dot_protos_dot_control__pb2.NodeStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,8 +132,8 @@ class AgentControl:
             request,
             target,
             '/qkdsdn.agents.control.AgentControl/SetLink',
-            agents_dot_control__pb2.SetLinkRequest.SerializeToString,
-            agents_dot_control__pb2.LinkReply.FromString,
+            common_dot_protos_dot_control__pb2.SetLinkRequest.SerializeToString,
+            common_dot_protos_dot_control__pb2.LinkReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -159,8 +159,8 @@ class AgentControl:
             request,
             target,
             '/qkdsdn.agents.control.AgentControl/SetEavesdropper',
-            agents_dot_control__pb2.SetEavesdropperRequest.SerializeToString,
-            agents_dot_control__pb2.LinkReply.FromString,
+            common_dot_protos_dot_control__pb2.SetEavesdropperRequest.SerializeToString,
+            common_dot_protos_dot_control__pb2.LinkReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -186,8 +186,8 @@ class AgentControl:
             request,
             target,
             '/qkdsdn.agents.control.AgentControl/StopNode',
-            agents_dot_control__pb2.StopNodeRequest.SerializeToString,
-            agents_dot_control__pb2.StopNodeReply.FromString,
+            common_dot_protos_dot_control__pb2.StopNodeRequest.SerializeToString,
+            common_dot_protos_dot_control__pb2.StopNodeReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -213,8 +213,8 @@ class AgentControl:
             request,
             target,
             '/qkdsdn.agents.control.AgentControl/Status',
-            agents_dot_control__pb2.StatusRequest.SerializeToString,
-            agents_dot_control__pb2.NodeStatus.FromString,
+            common_dot_protos_dot_control__pb2.StatusRequest.SerializeToString,
+            common_dot_protos_dot_control__pb2.NodeStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""Regenerates the gRPC stubs of every .proto in km/ and agents/ (`make protos`).
+"""Regenerates the gRPC stubs of every .proto in common/protos (`make protos`).
 
 Generated files are committed and never edited; a test checks that they regenerate identically.
 """
@@ -8,11 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
+PROTOS = ROOT / "common" / "protos"
 
 
 def proto_files() -> list[Path]:
-    return sorted(p for folder in ("km", "agents") for p in (ROOT / folder).rglob("*.proto"))
+    return sorted(PROTOS.glob("*.proto"))
 
 
 def generate(out_dir: Path = ROOT) -> None:
@@ -26,7 +27,7 @@ def generate(out_dir: Path = ROOT) -> None:
             f"--python_out={out_dir}",
             f"--pyi_out={out_dir}",
             f"--grpc_python_out={out_dir}",
-            str(proto),
+            str(rel),
         ]
         if protoc.main(args) != 0:
             raise SystemExit(f"protoc failed on {rel}")

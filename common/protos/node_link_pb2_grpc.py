@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from km.node_link import node_link_pb2 as km_dot_node__link_dot_node__link__pb2
+from common.protos import node_link_pb2 as common_dot_protos_dot_node__link__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in km/node_link/node_link_pb2_grpc.py depends on'
+        + ' but the generated code in common/protos/node_link_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,13 +36,13 @@ class NodeLinkStub:
         """
         self.RegisterApplication = channel.unary_unary(
                 '/qkdsdn.node_link.NodeLink/RegisterApplication',
-                request_serializer=km_dot_node__link_dot_node__link__pb2.AppRegistration.SerializeToString,
-                response_deserializer=km_dot_node__link_dot_node__link__pb2.AppRegistrationReply.FromString,
+                request_serializer=common_dot_protos_dot_node__link__pb2.AppRegistration.SerializeToString,
+                response_deserializer=common_dot_protos_dot_node__link__pb2.AppRegistrationReply.FromString,
                 _registered_method=True)
         self.WatchConfig = channel.unary_stream(
                 '/qkdsdn.node_link.NodeLink/WatchConfig',
-                request_serializer=km_dot_node__link_dot_node__link__pb2.WatchRequest.SerializeToString,
-                response_deserializer=km_dot_node__link_dot_node__link__pb2.NodeConfig.FromString,
+                request_serializer=common_dot_protos_dot_node__link__pb2.WatchRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_node__link__pb2.NodeConfig.FromString,
                 _registered_method=True)
 
 
@@ -66,13 +66,13 @@ def add_NodeLinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'RegisterApplication': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterApplication,
-                    request_deserializer=km_dot_node__link_dot_node__link__pb2.AppRegistration.FromString,
-                    response_serializer=km_dot_node__link_dot_node__link__pb2.AppRegistrationReply.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_node__link__pb2.AppRegistration.FromString,
+                    response_serializer=common_dot_protos_dot_node__link__pb2.AppRegistrationReply.SerializeToString,
             ),
             'WatchConfig': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchConfig,
-                    request_deserializer=km_dot_node__link_dot_node__link__pb2.WatchRequest.FromString,
-                    response_serializer=km_dot_node__link_dot_node__link__pb2.NodeConfig.SerializeToString,
+                    request_deserializer=common_dot_protos_dot_node__link__pb2.WatchRequest.FromString,
+                    response_serializer=common_dot_protos_dot_node__link__pb2.NodeConfig.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -100,8 +100,8 @@ class NodeLink:
             request,
             target,
             '/qkdsdn.node_link.NodeLink/RegisterApplication',
-            km_dot_node__link_dot_node__link__pb2.AppRegistration.SerializeToString,
-            km_dot_node__link_dot_node__link__pb2.AppRegistrationReply.FromString,
+            common_dot_protos_dot_node__link__pb2.AppRegistration.SerializeToString,
+            common_dot_protos_dot_node__link__pb2.AppRegistrationReply.FromString,
             options,
             channel_credentials,
             insecure,
@@ -127,8 +127,8 @@ class NodeLink:
             request,
             target,
             '/qkdsdn.node_link.NodeLink/WatchConfig',
-            km_dot_node__link_dot_node__link__pb2.WatchRequest.SerializeToString,
-            km_dot_node__link_dot_node__link__pb2.NodeConfig.FromString,
+            common_dot_protos_dot_node__link__pb2.WatchRequest.SerializeToString,
+            common_dot_protos_dot_node__link__pb2.NodeConfig.FromString,
             options,
             channel_credentials,
             insecure,

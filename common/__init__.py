@@ -1,0 +1,1 @@
+"""What the deployable parts share, below all of them: ids from names, tracing, protocol stubs."""
