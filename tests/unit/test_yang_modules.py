@@ -112,3 +112,14 @@ def test_when_conditions_use_the_prefix_and_compare_prefixed_identities() -> Non
     assert len(whens) == 7
     assert all(re.fullmatch(r"(\.\./)+qkdl_type = 'etsi-qkdn-types:(VIRT|PHYS)'", w) for w in whens)
     assert "../../qkdl_type = 'etsi-qkdn-types:PHYS'" in whens  # phys_perf
+
+
+@pytest.mark.parametrize(
+    ("container", "state_child"),
+    [("app_statistics", "statistics* [end_time]"), ("qkdl_performance", "phys_perf* [perf_type]")],
+)
+def test_config_false_sits_where_the_standard_puts_it(container: str, state_child: str) -> None:
+    """ETSI GS QKD 015 marks the lists inside these containers config false, not the containers."""
+    tree = pyang("-f", "tree", str(YANG_DIR / "etsi-qkd-sdn-node.yang")).stdout
+    assert re.search(rf"\+--rw {container}\n", tree)
+    assert re.search(rf"\+--ro {re.escape(state_child)}\n", tree)

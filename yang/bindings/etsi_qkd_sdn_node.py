@@ -1071,7 +1071,7 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
     self.__app_priority = YANGDynClass(base=RestrictedClassType(base_type=long, restriction_dict={'range': ['0..4294967295']}, int_size=32), default=RestrictedClassType(base_type=long, restriction_dict={'range': ['0..4294967295']}, int_size=32)(0), is_leaf=True, yang_name="app_priority", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='uint32', is_config=True)
     self.__creation_time = YANGDynClass(base=RestrictedClassType(base_type=str, restriction_dict={'pattern': '\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[\\+\\-]\\d{2}:\\d{2})'}), is_leaf=True, yang_name="creation_time", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='yang:date-and-time', is_config=False)
     self.__expiration_time = YANGDynClass(base=RestrictedClassType(base_type=str, restriction_dict={'pattern': '\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d+)?(Z|[\\+\\-]\\d{2}:\\d{2})'}), is_leaf=True, yang_name="expiration_time", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='yang:date-and-time', is_config=True)
-    self.__app_statistics = YANGDynClass(base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)
+    self.__app_statistics = YANGDynClass(base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
     self.__app_qos = YANGDynClass(base=yc_app_qos_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_qos, is_container='container', yang_name="app_qos", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
     self.__backing_qkdl_id = YANGDynClass(unique=True, base=TypedListType(allowed_type=RestrictedClassType(base_type=str, restriction_dict={'pattern': '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'})), is_leaf=False, yang_name="backing_qkdl_id", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='yang:uuid', is_config=True)
     self.__local_qkdn_id = YANGDynClass(base=RestrictedClassType(base_type=str, restriction_dict={'pattern': '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'}), is_leaf=True, yang_name="local_qkdn_id", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='yang:uuid', is_config=True)
@@ -1428,12 +1428,12 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
     if hasattr(v, "_utype"):
       v = v._utype(v)
     try:
-      t = YANGDynClass(v,base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)
+      t = YANGDynClass(v,base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
     except (TypeError, ValueError):
       raise ValueError({
           'error-string': """app_statistics must be of a type compatible with container""",
           'defined-type': "container",
-          'generated-type': """YANGDynClass(base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)""",
+          'generated-type': """YANGDynClass(base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)""",
         })
 
     self.__app_statistics = t
@@ -1441,7 +1441,7 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
       self._set()
 
   def _unset_app_statistics(self):
-    self.__app_statistics = YANGDynClass(base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)
+    self.__app_statistics = YANGDynClass(base=yc_app_statistics_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_app_statistics, is_container='container', yang_name="app_statistics", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
 
 
   def _get_app_qos(self):
@@ -1673,7 +1673,7 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
   app_priority = __builtin__.property(_get_app_priority, _set_app_priority)
   creation_time = __builtin__.property(_get_creation_time)
   expiration_time = __builtin__.property(_get_expiration_time, _set_expiration_time)
-  app_statistics = __builtin__.property(_get_app_statistics)
+  app_statistics = __builtin__.property(_get_app_statistics, _set_app_statistics)
   app_qos = __builtin__.property(_get_app_qos, _set_app_qos)
   backing_qkdl_id = __builtin__.property(_get_backing_qkdl_id, _set_backing_qkdl_id)
   local_qkdn_id = __builtin__.property(_get_local_qkdn_id, _set_local_qkdn_id)
@@ -3103,7 +3103,7 @@ class yc_qkd_link_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link(PybindBase):
     self.__phys_channel_att = YANGDynClass(base=RestrictedPrecisionDecimalType(precision=3), is_leaf=True, yang_name="phys_channel_att", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='decimal64', is_config=True)
     self.__phys_wavelength = YANGDynClass(base=RestrictedClassType(base_type=str, restriction_dict={'pattern': '[1-9][0-9]{0,3}'}), is_leaf=True, yang_name="phys_wavelength", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='etsi-qkdn-types:wavelength', is_config=True)
     self.__phys_qkd_role = YANGDynClass(base=RestrictedClassType(base_type=str, restriction_type="dict_key", restriction_arg={'TRANSMITTER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'etsi-qkd-node-types:TRANSMITTER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'etsi-qkdn-types:TRANSMITTER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'RECEIVER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'etsi-qkd-node-types:RECEIVER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'etsi-qkdn-types:RECEIVER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'TRANSCEIVER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'etsi-qkd-node-types:TRANSCEIVER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}, 'etsi-qkdn-types:TRANSCEIVER': {'@module': 'etsi-qkd-node-types', '@namespace': 'urn:etsi:qkd:yang:etsi-qkd-node-types'}},), is_leaf=True, yang_name="phys_qkd_role", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='etsi-qkdn-types:qkd-role-types', is_config=True)
-    self.__qkdl_performance = YANGDynClass(base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)
+    self.__qkdl_performance = YANGDynClass(base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
 
     load = kwargs.pop("load", None)
     if args:
@@ -3641,12 +3641,12 @@ multicast over shared sub-paths.
     if hasattr(v, "_utype"):
       v = v._utype(v)
     try:
-      t = YANGDynClass(v,base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)
+      t = YANGDynClass(v,base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
     except (TypeError, ValueError):
       raise ValueError({
           'error-string': """qkdl_performance must be of a type compatible with container""",
           'defined-type': "container",
-          'generated-type': """YANGDynClass(base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)""",
+          'generated-type': """YANGDynClass(base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)""",
         })
 
     self.__qkdl_performance = t
@@ -3654,7 +3654,7 @@ multicast over shared sub-paths.
       self._set()
 
   def _unset_qkdl_performance(self):
-    self.__qkdl_performance = YANGDynClass(base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=False)
+    self.__qkdl_performance = YANGDynClass(base=yc_qkdl_performance_etsi_qkd_sdn_node__qkd_node_qkd_links_qkd_link_qkdl_performance, is_container='container', yang_name="qkdl_performance", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='container', is_config=True)
 
   qkdl_id = __builtin__.property(_get_qkdl_id, _set_qkdl_id)
   qkdl_status = __builtin__.property(_get_qkdl_status, _set_qkdl_status)
@@ -3669,7 +3669,7 @@ multicast over shared sub-paths.
   phys_channel_att = __builtin__.property(_get_phys_channel_att, _set_phys_channel_att)
   phys_wavelength = __builtin__.property(_get_phys_wavelength, _set_phys_wavelength)
   phys_qkd_role = __builtin__.property(_get_phys_qkd_role, _set_phys_qkd_role)
-  qkdl_performance = __builtin__.property(_get_qkdl_performance)
+  qkdl_performance = __builtin__.property(_get_qkdl_performance, _set_qkdl_performance)
 
 
   _pyangbind_elements = OrderedDict([('qkdl_id', qkdl_id), ('qkdl_status', qkdl_status), ('qkdl_enable', qkdl_enable), ('qkdl_local', qkdl_local), ('qkdl_remote', qkdl_remote), ('qkdl_type', qkdl_type), ('qkdl_applications', qkdl_applications), ('virt_prev_hop', virt_prev_hop), ('virt_next_hop', virt_next_hop), ('virt_bandwidth', virt_bandwidth), ('phys_channel_att', phys_channel_att), ('phys_wavelength', phys_wavelength), ('phys_qkd_role', phys_qkd_role), ('qkdl_performance', qkdl_performance), ])
