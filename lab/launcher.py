@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.hosts import LOCAL, Host, Hosts
 from lab.plan import (
     HOST,
     AppPlan,
@@ -157,15 +158,21 @@ def make_plan(
     settings: Settings | None = None,
     with_pki: bool = True,
     agent_processes: int | None = None,
+    hosts: Hosts | None = None,
 ) -> LabPlan:
     """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI
     (signed by `ca` = (certificate, key) of an operator's own CA when given; not made at all
     with `with_pki=False`, for tests that make their own). `settings` overrides the file's;
-    `agent_processes` spreads the agents (default: see `agent_groups`)."""
+    `agent_processes` spreads the agents (default: see `agent_groups`); `hosts` places the
+    nodes and the controller (default: all on 127.0.0.1; in namespaces, one agents process
+    per node)."""
     from lab.pki import create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    if hosts is not None and hosts.nodes:
+        agent_processes = len(topology.nodes)  # a node's agent runs on the node's own host
+    address = (hosts or Hosts("local")).node
     ports = iter(free_ports(PORTS_PER_NODE * len(topology.nodes) + 1))
     nodes = tuple(
         NodePlan(
@@ -177,6 +184,7 @@ def make_plan(
             km_etsi014_port=next(ports),
             km_etsi004_port=next(ports),
             km_relay_port=next(ports),
+            host=address(node.name).address,
         )
         for node in topology.nodes
     )
@@ -209,7 +217,13 @@ def make_plan(
     sae_ids = [app.sae_id for app in topology.apps]
     if with_pki:
         own_ca = load_ca(*ca) if ca is not None else None
-        create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids, ca=own_ca)
+        create_lab_pki(
+            state_dir,
+            [n.name for n in topology.nodes],
+            sae_ids,
+            ca=own_ca,
+            km_hosts={n.name: [address(n.name).address] for n in topology.nodes},
+        )
     return LabPlan(
         name=topology.name,
         state_dir=str(state_dir),
@@ -235,6 +249,7 @@ def make_plan(
             ca_key=str(ca[1] if ca is not None else pki_dir / "ca.key"),
         ),
         controller=ControllerPlan(
+            host=(hosts or Hosts("local")).controller.address,
             api_port=next(ports),
             cert=str(pki_dir / "controller.pem"),
             key=str(pki_dir / "controller.key"),
@@ -305,10 +320,10 @@ def is_ours(process: ManagedProcess) -> bool:
     return [c.decode(errors="replace") for c in cmdline if c] == list(process.argv)
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def _port_open(address: tuple[str, int]) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET) as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
+        return sock.connect_ex(address) == 0
 
 
 def _log_tail(path: str, lines: int = 15) -> str:
@@ -331,16 +346,29 @@ def is_agents(name: str) -> bool:
     return name == "agents" or (name.startswith("agents-") and name[7:].isdigit())
 
 
-def readiness_ports(plan: LabPlan, name: str) -> list[int]:
+def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
+    """(address, port) of every server of process `name`."""
     if is_agents(name):
-        hosted = dict(agents_processes(plan))[name]
-        return [
-            p for n in hosted for p in (plan.node(n).netconf_port, plan.node(n).agent_grpc_port)
-        ]
+        hosted = [plan.node(n) for n in dict(agents_processes(plan))[name]]
+        return [(n.host, p) for n in hosted for p in (n.netconf_port, n.agent_grpc_port)]
     if name == "controller":
-        return [plan.controller.api_port]
+        return [(plan.controller.host, plan.controller.api_port)]
     node = plan.node(name.removeprefix("km-"))
-    return [node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port]
+    return [
+        (node.host, p) for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
+    ]
+
+
+def process_host(plan: LabPlan, hosts: Hosts, name: str) -> Host:
+    """Where process `name` runs: its node's host (an agents process: its nodes' one host)."""
+    if name == "controller":
+        return hosts.controller
+    if is_agents(name):
+        placed = {hosts.node(node) for node in dict(agents_processes(plan))[name]}
+        if len(placed) != 1:
+            raise LabError(f"{name} serves nodes on {len(placed)} hosts: one agents process a host")
+        return placed.pop()
+    return hosts.node(name.removeprefix("km-"))
 
 
 def wait_ready(
@@ -357,7 +385,7 @@ def wait_ready(
                     + _log_tail(proc.log)
                 )
         for name in list(pending):
-            pending[name] = [p for p in pending[name] if not _port_open(p)]
+            pending[name] = [a for a in pending[name] if not _port_open(a)]
             if not pending[name]:
                 del pending[name]
         if not pending:
@@ -372,8 +400,10 @@ def start(
     timeout: float = 60.0,
     progress: Callable[[str], None] | None = None,
     names: Sequence[str] | None = None,
+    hosts: Hosts | None = None,
 ) -> list[ManagedProcess]:
-    """Starts the processes of the plan and waits until all listen. On failure stops them all."""
+    """Starts the processes of the plan, each on its host (default: this one), and waits
+    until all listen. On failure stops them all."""
     state_dir = Path(plan.state_dir)
     for folder in ("logs", "trace"):
         (state_dir / folder).mkdir(parents=True, exist_ok=True)
@@ -386,9 +416,10 @@ def start(
                 continue
             log = state_dir / "logs" / f"{name}.log"
             env = dict(os.environ, QKDSDN_TRACE_FILE=str(state_dir / "trace" / f"{name}.jsonl"))
+            host = process_host(plan, hosts, name) if hosts is not None else LOCAL
             with open(log, "ab") as log_handle:
                 popen = subprocess.Popen(
-                    argv,
+                    host.command(argv),  # the PID is argv's own: `ip netns exec` execs it
                     stdout=log_handle,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -451,10 +482,13 @@ def _reap(pid: int) -> None:
 
 @contextmanager
 def running_lab(
-    plan: LabPlan, timeout: float = 60.0, progress: Callable[[str], None] | None = None
+    plan: LabPlan,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+    hosts: Hosts | None = None,
 ) -> Iterator[list[ManagedProcess]]:
     """The twin for the duration of a `with` block; stopped on exit, error or Ctrl-C."""
-    processes = start(plan, timeout=timeout, progress=progress)
+    processes = start(plan, timeout=timeout, progress=progress, hosts=hosts)
     try:
         yield processes
     finally:

@@ -36,6 +36,7 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     up.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     up.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
+    _hosts_option(up)
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the twin of a state directory")
@@ -51,14 +52,29 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
     run.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     run.add_argument("--state-dir", type=Path, default=None, help="default: a fresh temp dir")
     run.add_argument("--requests", type=int, default=None, help="rounds per application pair")
+    _hosts_option(run)
     run.set_defaults(func=cmd_run)
 
     fault = commands.add_parser("fault", help="inject a fault into a running twin")
-    fault.add_argument("kind", choices=["cut", "restore", "eavesdrop", "stop-node"])
-    fault.add_argument("target", help="a link as NODE-NODE, or a node for stop-node")
+    fault.add_argument(
+        "kind", choices=["cut", "restore", "eavesdrop", "stop-node", "partition", "heal"]
+    )
+    fault.add_argument(
+        "target", help="a link as NODE-NODE, or a node for stop-node, partition and heal"
+    )
     fault.add_argument("--fraction", type=float, default=0.25, help="intercepted share (eavesdrop)")
     fault.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     fault.set_defaults(func=cmd_fault)
+
+
+def _hosts_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hosts",
+        choices=["local", "netns"],
+        default="local",
+        help="local: every process on 127.0.0.1; netns: each node (agent and key manager) and "
+        "the controller in its own network namespace with its own address (root)",
+    )
 
 
 def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
@@ -74,7 +90,9 @@ def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
 def cmd_up(args: argparse.Namespace) -> int:
     from lab.commands import print_problems
     from lab.endpoints import endpoints_from_plan
+    from lab.hosts import make_hosts, remove_hosts
     from lab.launcher import LabError, make_plan, start
+    from lab.netns import NetnsError
     from lab.topology import TopologyError, load_topology, topology_path
 
     console = terminal()
@@ -92,39 +110,56 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.agent_processes is not None and args.agent_processes < 1:
         console.print("[red]--agent-processes must be at least 1[/]")
         return 2
+    forced = _parse_forced(args.force_path)
+    try:
+        hosts = make_hosts(args.hosts, state_dir, [node.name for node in topology.nodes])
+    except NetnsError as error:
+        console.print(f"[red]lab up failed:[/] {error}")
+        return 1
     try:
         plan = make_plan(
-            topology,
-            path,
-            state_dir,
-            _parse_forced(args.force_path),
-            ca,
-            agent_processes=args.agent_processes,
+            topology, path, state_dir, forced, ca, agent_processes=args.agent_processes, hosts=hosts
         )
-    except (OSError, ValueError) as error:
-        console.print(f"[red]lab up failed:[/] {error}")
-        return 1
-    try:
         with console.status("starting the twin") as status:
-            start(plan, timeout=args.timeout, progress=lambda n: status.update(f"started {n}"))
-    except LabError as error:
+            start(
+                plan,
+                timeout=args.timeout,
+                progress=lambda n: status.update(f"started {n}"),
+                hosts=hosts,
+            )
+    except (OSError, ValueError, LabError) as error:
+        remove_hosts(state_dir)
         console.print(f"[red]lab up failed:[/] {error}")
         return 1
+    except BaseException:
+        remove_hosts(state_dir)
+        raise
     endpoints_file = state_dir / "endpoints.json"
-    endpoints_file.write_text(endpoints_from_plan(plan).to_json())
+    endpoints_file.write_text(endpoints_from_plan(plan, hosts).to_json())
     console.print(f"twin [bold]{plan.name}[/] is up; endpoints: {endpoints_file}")
     return cmd_status(args)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from lab.hosts import remove_hosts
     from lab.launcher import stop
+    from lab.netns import NetnsError
 
-    stopped = stop(args.state_dir.resolve())
+    state_dir: Path = args.state_dir.resolve()
+    stopped = stop(state_dir)
     print(f"stopped: {', '.join(stopped)}" if stopped else "nothing of ours was running")
+    try:
+        removed = remove_hosts(state_dir)  # also what a crashed `lab up` left behind
+    except NetnsError as error:
+        print(f"lab down: {error}", file=sys.stderr)
+        return 1
+    if removed:
+        print(f"removed: {', '.join(removed)}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from lab.hosts import hosts_of
     from lab.launcher import is_ours, recorded_processes
     from lab.plan import LabPlan
 
@@ -156,6 +191,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(nodes)
     console.print(f"controller: {plan.controller.url}")
+    hosts = hosts_of(state_dir)
+    if hosts.kind == "netns":
+        console.print(
+            f"network namespaces: the host is {hosts.applications}; "
+            + ", ".join(f"{name} in {host.namespace}" for name, host in hosts.nodes.items())
+            + f", controller in {hosts.controller.namespace}"
+        )
     return 0
 
 
@@ -178,7 +220,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.log(message)
 
         result = run_scenario(
-            scenario, args.out, state_dir=args.state_dir, progress=progress, requests=args.requests
+            scenario,
+            args.out,
+            state_dir=args.state_dir,
+            progress=progress,
+            requests=args.requests,
+            hosts=args.hosts,
         )
     print_report(result, console)
     chart = args.out / "timeline.png"
@@ -188,12 +235,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    from lab.faults import FaultError, inject
+    from lab.faults import NETWORK_KINDS, FaultError, inject, partition
     from lab.plan import LabPlan
 
-    plan = LabPlan.load(args.state_dir.resolve() / "plan.json")
+    state_dir: Path = args.state_dir.resolve()
     try:
-        message = inject(plan, args.kind, args.target, args.fraction)
+        if args.kind in NETWORK_KINDS:
+            message = partition(state_dir, args.target, cut=args.kind == "partition")
+        else:
+            plan = LabPlan.load(state_dir / "plan.json")
+            message = inject(plan, args.kind, args.target, args.fraction)
     except FaultError as error:
         print(f"fault not injected: {error}", file=sys.stderr)
         return 1

@@ -19,6 +19,11 @@ __all__ = ["QKDSDN_NAMESPACE", "link_uuid", "node_uuid"]
 HOST = "127.0.0.1"
 
 
+def host_port(host: str, port: int) -> str:
+    """ "host:port", with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class NodePlan:
     name: str
@@ -29,26 +34,27 @@ class NodePlan:
     km_etsi014_port: int  # HTTPS, mutual TLS
     km_etsi004_port: int  # gRPC, mutual TLS, for applications
     km_relay_port: int  # gRPC, mutual TLS, KM to KM
+    host: str = HOST  # the node's address (its own network namespace in a netns lab)
 
     @property
     def netconf_address(self) -> str:
-        return f"{HOST}:{self.netconf_port}"
+        return host_port(self.host, self.netconf_port)
 
     @property
     def agent_grpc_address(self) -> str:
-        return f"{HOST}:{self.agent_grpc_port}"
+        return host_port(self.host, self.agent_grpc_port)
 
     @property
     def km_etsi014_url(self) -> str:
-        return f"https://{HOST}:{self.km_etsi014_port}"
+        return f"https://{host_port(self.host, self.km_etsi014_port)}"
 
     @property
     def km_etsi004_address(self) -> str:
-        return f"{HOST}:{self.km_etsi004_port}"
+        return host_port(self.host, self.km_etsi004_port)
 
     @property
     def km_relay_address(self) -> str:
-        return f"{HOST}:{self.km_relay_port}"
+        return host_port(self.host, self.km_relay_port)
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,11 @@ class ControllerPlan:
     api_port: int
     cert: str  # client certificate of the controller (unused by NETCONF, kept for KM calls)
     key: str
+    host: str = HOST  # the controller's address (its own network namespace in a netns lab)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.api_port}"
+        return f"http://{host_port(self.host, self.api_port)}"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,10 @@ def test_each_agents_process_hosts_and_waits_for_its_own_nodes(tmp_path: Path) -
     assert commands["agents-1"][-4:] == ("--node", "a", "--node", "b")
     assert commands["agents-2"][-2:] == ("--node", "c")
     c = spread.node("c")
-    assert readiness_ports(spread, "agents-2") == [c.netconf_port, c.agent_grpc_port]
+    assert readiness_ports(spread, "agents-2") == [
+        ("127.0.0.1", c.netconf_port),
+        ("127.0.0.1", c.agent_grpc_port),
+    ]
     assert "agents" in dict(process_commands(plan))
     assert is_agents("agents") and is_agents("agents-12")
     assert not is_agents("agents-x") and not is_agents("km-agents")
