@@ -1,4 +1,4 @@
-"""`qkdsdn lab up | down | status | run | fault`: operating a twin from the shell."""
+"""`qkdsdn lab up | down | status | restart | run | fault`: operating a twin from the shell."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from common.console import console as terminal
+
+if TYPE_CHECKING:
+    from lab.restarts import RestartPolicy
 
 DEFAULT_STATE_DIR = Path("state")
 DEFAULT_OUT_DIR = Path("out")
@@ -36,6 +40,7 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     up.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     up.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
+    _restart_options(up)
     _hosts_option(up)
     up.set_defaults(func=cmd_up)
 
@@ -46,6 +51,23 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
     status = commands.add_parser("status", help="processes and endpoints of a running twin")
     status.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     status.set_defaults(func=cmd_status)
+
+    restart = commands.add_parser(
+        "restart", help="restart one process of a running twin (e.g. km-qnode1, agents)"
+    )
+    restart.add_argument("name", help="a process name as `lab status` shows it")
+    restart.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    restart.add_argument("--timeout", type=float, default=60.0, help="seconds to be ready")
+    restart.set_defaults(func=cmd_restart)
+
+    supervise = commands.add_parser(
+        "supervise", help="(started by `lab up`) run and watch the twin of a state directory"
+    )
+    supervise.add_argument("--state-dir", type=Path, required=True)
+    supervise.add_argument("--timeout", type=float, default=60.0)
+    supervise.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    _restart_options(supervise)
+    supervise.set_defaults(func=cmd_supervise)
 
     run = commands.add_parser("run", help="run a scenario end to end (default: the paper's)")
     run.add_argument("--scenario", default="paper")
@@ -77,6 +99,25 @@ def _hosts_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _restart_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restart-limit",
+        type=int,
+        default=5,
+        metavar="N",
+        help="restarts of a dying process within the window before it stays down (default 5)",
+    )
+    parser.add_argument(
+        "--restart-window", type=float, default=60.0, metavar="S", help="seconds (default 60)"
+    )
+
+
+def _policy(args: argparse.Namespace) -> RestartPolicy:
+    from lab.restarts import RestartPolicy
+
+    return RestartPolicy(limit=args.restart_limit, window_s=args.restart_window)
+
+
 def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
     forced: dict[str, tuple[str, ...]] = {}
     for value in values:
@@ -91,7 +132,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.commands import print_problems
     from lab.endpoints import endpoints_from_plan
     from lab.hosts import make_hosts, remove_hosts
-    from lab.launcher import LabError, make_plan, start
+    from lab.launcher import LabError, make_plan, start_supervised
     from lab.netns import NetnsError
     from lab.topology import TopologyError, load_topology, topology_path
 
@@ -112,6 +153,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     forced = _parse_forced(args.force_path)
     try:
+        policy = _policy(args)
+    except ValueError as error:
+        console.print(f"[red]{error}[/]")
+        return 2
+    try:
         hosts = make_hosts(args.hosts, state_dir, [node.name for node in topology.nodes])
     except NetnsError as error:
         console.print(f"[red]lab up failed:[/] {error}")
@@ -121,11 +167,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             topology, path, state_dir, forced, ca, agent_processes=args.agent_processes, hosts=hosts
         )
         with console.status("starting the twin") as status:
-            start(
+            # The supervisor starts the processes on the hosts `state_dir` records.
+            start_supervised(
                 plan,
                 timeout=args.timeout,
                 progress=lambda n: status.update(f"started {n}"),
-                hosts=hosts,
+                policy=policy,
             )
     except (OSError, ValueError, LabError) as error:
         remove_hosts(state_dir)
@@ -146,8 +193,10 @@ def cmd_down(args: argparse.Namespace) -> int:
     from lab.netns import NetnsError
 
     state_dir: Path = args.state_dir.resolve()
-    stopped = stop(state_dir)
-    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing of ours was running")
+    report = stop(state_dir)
+    print(f"stopped: {', '.join(report.stopped)}" if report.stopped else "nothing was running")
+    if report.killed:
+        print(f"SIGKILLed (SIGTERM did not end them): {', '.join(report.killed)}")
     try:
         removed = remove_hosts(state_dir)  # also what a crashed `lab up` left behind
     except NetnsError as error:
@@ -160,7 +209,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from lab.hosts import hosts_of
-    from lab.launcher import is_ours, recorded_processes
+    from lab.launcher import is_ours, recorded_status, supervisor_running
     from lab.plan import LabPlan
 
     state_dir: Path = args.state_dir.resolve()
@@ -169,13 +218,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no twin in {state_dir} (no plan.json)", file=sys.stderr)
         return 1
     plan = LabPlan.load(plan_file)
-    table = Table(title=f"twin {plan.name} in {state_dir}")
-    for column in ("process", "pid", "state", "log"):
+    supervisor = supervisor_running(state_dir)
+    watch = f"supervisor pid {supervisor.pid}" if supervisor else "no supervisor"
+    table = Table(title=f"twin {plan.name} in {state_dir} ({watch})")
+    for column in ("process", "pid", "state", "restarts", "last exit", "log"):
         table.add_column(column)
-    for proc in recorded_processes(state_dir):
-        alive = is_ours(proc)
-        state = "[green]running[/]" if alive else "[red]stopped[/]"
-        table.add_row(proc.name, str(proc.pid), state, proc.log)
+    for entry in recorded_status(state_dir):
+        proc = entry.process
+        state = entry.state
+        if state == "running" and not is_ours(proc):
+            state = "dead"  # recorded as running, gone: no supervisor saw it die
+        colour = {"running": "green", "restarting": "yellow"}.get(state, "red")
+        shown = f"[{colour}]{state}[/]" + (f" ({entry.reason})" if entry.reason else "")
+        last_exit = "" if entry.last_exit is None else str(entry.last_exit)
+        table.add_row(proc.name, str(proc.pid), shown, str(entry.restarts), last_exit, proc.log)
     nodes = Table(title="nodes")
     for column in ("node", "NETCONF", "ETSI 014", "ETSI 004", "relay"):
         nodes.add_column(column)
@@ -199,6 +255,29 @@ def cmd_status(args: argparse.Namespace) -> int:
             + f", controller in {hosts.controller.namespace}"
         )
     return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from lab.control import RestartError, restart_process
+
+    try:
+        message = restart_process(args.state_dir.resolve(), args.name, args.timeout)
+    except RestartError as error:
+        print(f"restart failed: {error}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from lab.supervisor import supervise
+
+    try:
+        policy = _policy(args)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return supervise(args.state_dir.resolve(), args.timeout, args.ready_fd, policy)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
