@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from common.console import console as terminal
@@ -118,6 +120,16 @@ def _policy(args: argparse.Namespace) -> RestartPolicy:
     return RestartPolicy(limit=args.restart_limit, window_s=args.restart_window)
 
 
+def _hosts_possible(kind: str, console: Console) -> bool:
+    """False (and why, printed) when this machine cannot give the twin hosts of that kind."""
+    from lab.netns import unavailable
+
+    reason = unavailable() if kind == "netns" else None
+    if reason is not None:
+        console.print(f"[red]--hosts netns is not possible here:[/] {escape(reason)}")
+    return reason is None
+
+
 def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
     forced: dict[str, tuple[str, ...]] = {}
     for value in values:
@@ -152,6 +164,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print("[red]--agent-processes must be at least 1[/]")
         return 2
     forced = _parse_forced(args.force_path)
+    if not _hosts_possible(args.hosts, console):
+        return 2
     try:
         policy = _policy(args)
     except ValueError as error:
@@ -290,6 +304,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         console.print(f"[red]unknown scenario {args.scenario!r}[/]; known: {', '.join(SCENARIOS)}")
+        return 2
+    if not _hosts_possible(args.hosts, console):
         return 2
     console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
     with console.status("starting") as status:
