@@ -147,6 +147,10 @@ class LabPlan:
         """The nodes of each agents process, in start order."""
         return self.agent_groups or (tuple(node.name for node in self.nodes),)
 
+    def addresses(self) -> dict[str, str]:
+        """Node name -> its host's address, and "controller" -> the controller's."""
+        return {**{node.name: node.host for node in self.nodes}, "controller": self.controller.host}
+
     def node_by_id(self, qkdn_id: str) -> NodePlan:
         for node in self.nodes:
             if node.qkdn_id == qkdn_id:

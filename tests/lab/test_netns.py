@@ -278,8 +278,15 @@ def _established(namespace: str) -> list[tuple[str, str, set[int]]]:
     for line in out.splitlines():
         fields = line.split()
         pids = {int(p) for p in re.findall(r"pid=(\d+)", line)}
-        connections.append((fields[2], fields[3], pids))
+        connections.append((_plain(fields[2]), _plain(fields[3]), pids))
     return connections
+
+
+def _plain(address: str) -> str:
+    """ "[::ffff:10.77.0.3]:5000" (an IPv4 peer of a dual-stack socket) -> "10.77.0.3:5000"."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    return f"{host.removeprefix('::ffff:')}:{port}"
 
 
 def _client(state: Path, sae: str) -> httpx.Client:
