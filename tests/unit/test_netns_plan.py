@@ -1,14 +1,19 @@
-"""The namespace lab's address plan: names, addresses and subnet, without touching the host."""
+"""The namespace lab's address plan and its use (hosts, configs, endpoints), without touching the host."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lab.configs import process_configs
+from lab.endpoints import Endpoints, endpoints_from_plan
+from lab.hosts import Hosts, from_netns, local
+from lab.launcher import make_plan, process_commands, process_host
 from lab.netns import (
     CONTROLLER,
     IFNAMSIZ,
@@ -19,6 +24,8 @@ from lab.netns import (
     plan_namespaces,
     prefix_for,
 )
+from lab.plan import LabPlan
+from lab.topology import load_topology, topology_path
 
 NODES = ("qnode1", "qnode2", "qnode3")
 net = ipaddress.IPv4Network
@@ -114,6 +121,7 @@ def test_an_unknown_role_is_a_key_error_naming_it() -> None:
         plan_namespaces(NODES, "qabc12").slot("qnode9")
 
 
+@settings(deadline=None)  # a busy machine must not fail it; it is pure and quick
 @given(
     count=st.integers(min_value=1, max_value=400),
     taken=st.lists(st.integers(min_value=0, max_value=40), max_size=10),
@@ -129,3 +137,79 @@ def test_addresses_are_unique_inside_a_free_subnet(count: int, taken: list[int])
     assert len(set(addresses)) == count + 2
     assert all(a in subnet and a not in (subnet.network_address, subnet.broadcast_address)
                for a in addresses)  # fmt: skip
+
+
+# ---------------------------------------------------------------- hosts: the plan put to use
+
+
+def _triangle_plan(tmp_path: Path, hosts: Hosts) -> LabPlan:
+    path = topology_path("triangle")
+    return make_plan(load_topology(path), path, tmp_path, with_pki=False, hosts=hosts)
+
+
+def test_a_namespace_host_runs_programs_through_ip_netns_exec_and_local_ones_as_they_are() -> None:
+    hosts = from_netns(plan_namespaces(NODES, "qabc12"))
+    qnode2 = hosts.node("qnode2")
+    assert qnode2.address == "10.77.0.4"
+    assert qnode2.command(["python", "-m", "x"]) == (
+        "ip", "netns", "exec", "qabc12-qnode2", "python", "-m", "x",
+    )  # fmt: skip
+    assert hosts.addresses() == {
+        "qnode1": "10.77.0.3", "qnode2": "10.77.0.4", "qnode3": "10.77.0.5",
+        "controller": "10.77.0.2",
+    }  # fmt: skip
+    assert hosts.applications == "10.77.0.1"
+    assert local().node("qnode2").command(["python"]) == ("python",)
+    assert local().node("qnode2").address == "127.0.0.1"
+
+
+def test_every_process_of_a_namespace_twin_runs_on_its_nodes_host(tmp_path: Path) -> None:
+    hosts = from_netns(plan_namespaces(NODES, "qabc12"))
+    plan = _triangle_plan(tmp_path, hosts)
+    assert [node.host for node in plan.nodes] == ["10.77.0.3", "10.77.0.4", "10.77.0.5"]
+    assert plan.controller.url.startswith("http://10.77.0.2:")
+    assert plan.hosting_groups() == (("qnode1",), ("qnode2",), ("qnode3",))
+    placed = {name: process_host(plan, hosts, name).namespace for name, _ in process_commands(plan)}
+    assert placed == {
+        "agents-1": "qabc12-qnode1", "agents-2": "qabc12-qnode2", "agents-3": "qabc12-qnode3",
+        "km-qnode1": "qabc12-qnode1", "km-qnode2": "qabc12-qnode2", "km-qnode3": "qabc12-qnode3",
+        "controller": "qabc12-sdn-controller",
+    }  # fmt: skip
+
+
+def test_the_configs_of_a_namespace_twin_name_real_addresses(tmp_path: Path) -> None:
+    plan = _triangle_plan(tmp_path, from_netns(plan_namespaces(NODES, "qabc12")))
+    configs = process_configs(plan, plan.addresses())
+    km1 = configs["km-qnode1"]
+    q1, q2 = plan.node("qnode1"), plan.node("qnode2")
+    assert km1["listen"]["relay"] == f"10.77.0.3:{q1.km_relay_port}"
+    assert km1["agent"] == f"10.77.0.3:{q1.agent_grpc_port}"
+    assert {"node": "qnode2", "relay": f"10.77.0.4:{q2.km_relay_port}"}.items() <= next(
+        peer for peer in km1["peers"] if peer["node"] == "qnode2"
+    ).items()
+    netconf = {n["name"]: n["netconf"] for n in configs["controller"]["nodes"]}
+    assert netconf["qnode2"] == f"10.77.0.4:{q2.netconf_port}"
+
+
+def test_a_local_twin_keeps_everything_on_loopback(tmp_path: Path) -> None:
+    plan = _triangle_plan(tmp_path, local())
+    assert {node.host for node in plan.nodes} == {plan.controller.host} == {"127.0.0.1"}
+    assert len(plan.hosting_groups()) == 1
+    assert process_host(plan, local(), "agents").wrapper == ()
+
+
+def test_endpoints_of_a_namespace_twin_give_real_addresses_and_the_namespaces(
+    tmp_path: Path,
+) -> None:
+    hosts = from_netns(plan_namespaces(NODES, "qabc12"))
+    plan = _triangle_plan(tmp_path, hosts)
+    endpoints = endpoints_from_plan(plan, hosts)
+    qnode3 = endpoints.node("qnode3")
+    assert qnode3.netconf.host == "10.77.0.5"
+    assert qnode3.km.etsi014_url == f"https://10.77.0.5:{plan.node('qnode3').km_etsi014_port}"
+    assert endpoints.app("app2").km_etsi014_url == qnode3.km.etsi014_url
+    assert endpoints.network is not None
+    assert endpoints.network.namespaces["controller"] == "qabc12-sdn-controller"
+    assert endpoints.network.applications == "10.77.0.1"
+    assert Endpoints.from_dict(json.loads(endpoints.to_json())) == endpoints
+    assert "network" not in endpoints_from_plan(plan).to_dict()
