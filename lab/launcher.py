@@ -50,7 +50,7 @@ from lab.processes import (
 from lab.processes import (
     is_ours as is_ours,
 )
-from lab.restarts import RestartPolicy
+from lab.restarts import ChildState, RestartPolicy
 from lab.topology import Topology
 
 PORTS_PER_NODE = 5
@@ -559,12 +559,16 @@ def stop(state_dir: Path, grace: float = 5.0) -> StopReport:
     stopped = [r.process.name for r in recorded if is_ours(r.process)]
     killed: list[str] = []
     supervisor = recorded_supervisor(state_dir)
-    if supervisor is not None:
+    if supervisor is not None and is_ours(supervisor):
         # Its three waves take at most 3 x (grace + 5 s), SIGKILLs included.
         if stop_processes([supervisor], grace=3 * (grace + 5.0) + 5.0).killed:
             killed.append("supervisor")
         final = recorded_status(state_dir)
-        killed += [r.process.name for r in final if r.last_exit == -signal.SIGKILL]
+        killed += [
+            r.process.name
+            for r in final
+            if r.state == ChildState.STOPPED.value and r.last_exit == -signal.SIGKILL
+        ]
         recorded += final
     # The supervisor is gone (crashed, or never was): whatever still runs a recorded
     # command line is stopped here, restarted processes included.
