@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -50,7 +49,7 @@ from lab.processes import (
 from lab.processes import (
     is_ours as is_ours,
 )
-from lab.restarts import ChildState, RestartPolicy
+from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
 PORTS_PER_NODE = 5
@@ -292,6 +291,9 @@ def _pid_file(state_dir: Path) -> Path:
 
 def _supervisor_file(state_dir: Path) -> Path:
     return state_dir / "supervisor.json"
+
+
+SIGKILLED = "SIGKILLed: SIGTERM did not end it"  # the reason of a process stopped the hard way
 
 
 @dataclass(frozen=True)
@@ -564,11 +566,7 @@ def stop(state_dir: Path, grace: float = 5.0) -> StopReport:
         if stop_processes([supervisor], grace=3 * (grace + 5.0) + 5.0).killed:
             killed.append("supervisor")
         final = recorded_status(state_dir)
-        killed += [
-            r.process.name
-            for r in final
-            if r.state == ChildState.STOPPED.value and r.last_exit == -signal.SIGKILL
-        ]
+        killed += [r.process.name for r in final if r.reason == SIGKILLED]
         recorded += final
     # The supervisor is gone (crashed, or never was): whatever still runs a recorded
     # command line is stopped here, restarted processes included.

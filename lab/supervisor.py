@@ -18,11 +18,11 @@ import selectors
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from lab.launcher import LabError, ProcessRecord, launch, record
+from lab.launcher import SIGKILLED, LabError, ProcessRecord, launch, record
 from lab.plan import LabPlan
 from lab.processes import ManagedProcess, log_path, spawn, stop_processes
 from lab.restarts import Child, ChildState, RestartPolicy
@@ -208,12 +208,13 @@ class Supervisor:
         now = time.monotonic()
         for name in list(self.running):
             code = self._unwatch(name)
-            self.children[name] = self.children[name].exited(code, now, self.policy, expected=True)
+            child = self.children[name].exited(code, now, self.policy, expected=True)
+            if name in report.killed:
+                child = replace(child, reason=SIGKILLED)
+            self.children[name] = child
         for name, child in self.children.items():
-            if child.state is ChildState.RESTARTING:
-                self.children[name] = child.exited(
-                    child.last_exit or 0, now, self.policy, expected=True
-                )
+            if child.state is ChildState.RESTARTING:  # it stays down: no restart is due now
+                self.children[name] = replace(child, state=ChildState.STOPPED, restart_at=None)
         self._write_status()
         if report.killed:
             log.warning("SIGKILLed after %g s: %s", self.grace, ", ".join(report.killed))
