@@ -553,7 +553,7 @@ def _follow_startup(
             return str(message["failed"])
 
 
-def stop(state_dir: Path, grace: float = 5.0) -> StopReport:
+def stop(state_dir: Path, grace: float = 10.0) -> StopReport:
     """`lab down`: asks the supervisor to stop the twin (SIGTERM) and waits for it; if it is
     gone or does not finish in time, stops the recorded processes still ours itself.
     Restarted processes are stopped too (the supervisor records every new PID)."""

@@ -44,7 +44,7 @@ class _Running:
 
 
 class Supervisor:
-    def __init__(self, plan: LabPlan, policy: RestartPolicy, grace: float = 5.0) -> None:
+    def __init__(self, plan: LabPlan, policy: RestartPolicy, grace: float = 10.0) -> None:
         self.plan = plan
         self.state_dir = Path(plan.state_dir)
         self.policy = policy
@@ -203,6 +203,7 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         log.info("stopping the twin")
+        began = time.monotonic()
         entries = {e.process.name: e for e in self.running.values()}
         report = stop_processes([e.process for e in entries.values()], self.grace, collect=_none)
         now = time.monotonic()
@@ -218,7 +219,11 @@ class Supervisor:
         self._write_status()
         if report.killed:
             log.warning("SIGKILLed after %g s: %s", self.grace, ", ".join(report.killed))
-        log.info("stopped: %s", ", ".join(report.stopped) or "nothing")
+        log.info(
+            "stopped in %.2f s: %s",
+            time.monotonic() - began,
+            ", ".join(report.stopped) or "nothing",
+        )
 
     def _write_status(self) -> None:
         record(
@@ -279,7 +284,7 @@ def supervise(
     timeout: float = 60.0,
     ready_fd: int | None = None,
     policy: RestartPolicy | None = None,
-    grace: float = 5.0,
+    grace: float = 10.0,
 ) -> int:
     """The supervisor process's main: start the twin of STATE_DIR/plan.json, watch, stop."""
     logging.basicConfig(

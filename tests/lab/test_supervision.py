@@ -130,7 +130,7 @@ def test_a_killed_key_manager_is_restarted_and_lab_status_counts_it(tmp_path: Pa
         took = time.monotonic() - began
     assert down.returncode == 0, down.stderr
     assert "SIGKILL" not in down.stdout, down.stdout
-    assert took < 15, f"lab down took {took:.1f} s"
+    assert took < 30, f"lab down took {took:.1f} s"
     assert not any(is_ours(p) for p in seen), "a process of the lab survived lab down"
     assert recorded_status(state) == [] and recorded_supervisor(state) is None
 
