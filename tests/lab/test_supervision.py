@@ -172,6 +172,7 @@ def test_a_process_that_keeps_dying_is_marked_failed_after_the_limit(tmp_path: P
 
 
 def test_lab_down_after_the_supervisor_was_killed_still_stops_everything(tmp_path: Path) -> None:
+    """Its restarted key manager too, and one restarted by hand once it was gone."""
     state = tmp_path / "state"
     with twin(state) as seen:
         km1 = entry(state, "km-qnode1").process
@@ -186,6 +187,15 @@ def test_lab_down_after_the_supervisor_was_killed_still_stops_everything(tmp_pat
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert "no supervisor" in qkdsdn("lab", "status", "--state-dir", str(state)).stdout
+        # Restarted by hand without a supervisor: recorded, so lab down stops it too.
+        km2 = entry(state, "km-qnode2").process
+        by_hand = qkdsdn("lab", "restart", "km-qnode2", "--state-dir", str(state))
+        assert by_hand.returncode == 0, by_hand.stdout + by_hand.stderr
+        assert "without a supervisor" in by_hand.stdout
+        new_km2 = entry(state, "km-qnode2")
+        assert new_km2.restarts == 1 and new_km2.process.pid != km2.pid
+        assert is_ours(new_km2.process) and not is_ours(km2)
+        seen.append(new_km2.process)
         down = qkdsdn("lab", "down", "--state-dir", str(state))
     assert down.returncode == 0, down.stderr
     assert "km-qnode1" in down.stdout and "SIGKILL" not in down.stdout, down.stdout
