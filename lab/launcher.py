@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -310,6 +309,9 @@ def _supervisor_file(state_dir: Path) -> Path:
     return state_dir / "supervisor.json"
 
 
+SIGKILLED = "SIGKILLed: SIGTERM did not end it"  # the reason of a process stopped the hard way
+
+
 @dataclass(frozen=True)
 class ProcessRecord:
     """One line of STATE_DIR/pids.json: a process of the twin and how it fares."""
@@ -593,7 +595,7 @@ def _follow_startup(
             return str(message["failed"])
 
 
-def stop(state_dir: Path, grace: float = 5.0) -> StopReport:
+def stop(state_dir: Path, grace: float = 10.0) -> StopReport:
     """`lab down`: asks the supervisor to stop the twin (SIGTERM) and waits for it; if it is
     gone or does not finish in time, stops the recorded processes still ours itself.
     Restarted processes are stopped too (the supervisor records every new PID)."""
@@ -601,12 +603,12 @@ def stop(state_dir: Path, grace: float = 5.0) -> StopReport:
     stopped = [r.process.name for r in recorded if is_ours(r.process)]
     killed: list[str] = []
     supervisor = recorded_supervisor(state_dir)
-    if supervisor is not None:
+    if supervisor is not None and is_ours(supervisor):
         # Its three waves take at most 3 x (grace + 5 s), SIGKILLs included.
         if stop_processes([supervisor], grace=3 * (grace + 5.0) + 5.0).killed:
             killed.append("supervisor")
         final = recorded_status(state_dir)
-        killed += [r.process.name for r in final if r.last_exit == -signal.SIGKILL]
+        killed += [r.process.name for r in final if r.reason == SIGKILLED]
         recorded += final
     # The supervisor is gone (crashed, or never was): whatever still runs a recorded
     # command line is stopped here, restarted processes included.

@@ -18,12 +18,12 @@ import selectors
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
 from lab.hosts import hosts_of
-from lab.launcher import LabError, ProcessRecord, launch, record, spawn_on
+from lab.launcher import SIGKILLED, LabError, ProcessRecord, launch, record, spawn_on
 from lab.plan import LabPlan
 from lab.processes import ManagedProcess, log_path, stop_processes
 from lab.restarts import Child, ChildState, RestartPolicy
@@ -45,7 +45,7 @@ class _Running:
 
 
 class Supervisor:
-    def __init__(self, plan: LabPlan, policy: RestartPolicy, grace: float = 5.0) -> None:
+    def __init__(self, plan: LabPlan, policy: RestartPolicy, grace: float = 10.0) -> None:
         self.plan = plan
         self.state_dir = Path(plan.state_dir)
         self.policy = policy
@@ -206,21 +206,27 @@ class Supervisor:
 
     def _stop_all(self) -> None:
         log.info("stopping the twin")
+        began = time.monotonic()
         entries = {e.process.name: e for e in self.running.values()}
         report = stop_processes([e.process for e in entries.values()], self.grace, collect=_none)
         now = time.monotonic()
         for name in list(self.running):
             code = self._unwatch(name)
-            self.children[name] = self.children[name].exited(code, now, self.policy, expected=True)
+            child = self.children[name].exited(code, now, self.policy, expected=True)
+            if name in report.killed:
+                child = replace(child, reason=SIGKILLED)
+            self.children[name] = child
         for name, child in self.children.items():
-            if child.state is ChildState.RESTARTING:
-                self.children[name] = child.exited(
-                    child.last_exit or 0, now, self.policy, expected=True
-                )
+            if child.state is ChildState.RESTARTING:  # it stays down: no restart is due now
+                self.children[name] = replace(child, state=ChildState.STOPPED, restart_at=None)
         self._write_status()
         if report.killed:
             log.warning("SIGKILLed after %g s: %s", self.grace, ", ".join(report.killed))
-        log.info("stopped: %s", ", ".join(report.stopped) or "nothing")
+        log.info(
+            "stopped in %.2f s: %s",
+            time.monotonic() - began,
+            ", ".join(report.stopped) or "nothing",
+        )
 
     def _write_status(self) -> None:
         record(
@@ -281,7 +287,7 @@ def supervise(
     timeout: float = 60.0,
     ready_fd: int | None = None,
     policy: RestartPolicy | None = None,
-    grace: float = 5.0,
+    grace: float = 10.0,
 ) -> int:
     """The supervisor process's main: start the twin of STATE_DIR/plan.json, watch, stop."""
     logging.basicConfig(
