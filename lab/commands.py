@@ -1,6 +1,7 @@
 """The `qkdsdn lab` command group: one function per sub-command.
 
-`check` lives here; `up`, `down`, `status`, `run` and `fault` come from `lab.operate`.
+`check` lives here; `up`, `down`, `status`, `restart`, `run`, `fault` (and `supervise`, which
+`lab up` starts) come from `lab.operate`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 The user-facing subset of the lab plan (docs/endpoints.md): per node the NETCONF access, the
 key manager's ETSI 014/004 and relay addresses and the agent's gRPC address; per application
 its node, certificate and key; the controller's URL; the lab CA. Paths, never secrets.
+Addresses are the real ones: each node's own in a namespace lab (`lab up --hosts netns`),
+whose `network` section then names the namespaces and the host's address on their bridge.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.plan import HOST, LabPlan
+from lab.hosts import Hosts
+from lab.plan import LabPlan
 
 ENDPOINTS_VERSION = 1
 ENDPOINTS_FILE = "endpoints.json"
@@ -81,6 +84,15 @@ class ControllerEndpoint:
 
 
 @dataclass(frozen=True)
+class NetworkEndpoints:
+    """Where the twin's processes run: "local" (127.0.0.1) or "netns" (a namespace each)."""
+
+    kind: str
+    applications: str  # the host's own address towards the twin (applications run there)
+    namespaces: dict[str, str]  # node name or "controller" -> network namespace
+
+
+@dataclass(frozen=True)
 class Endpoints:
     name: str
     state_dir: str
@@ -89,6 +101,7 @@ class Endpoints:
     controller: ControllerEndpoint
     nodes: tuple[NodeEndpoints, ...]
     apps: tuple[AppEndpoints, ...]
+    network: NetworkEndpoints | None = None
 
     def node(self, name: str) -> NodeEndpoints:
         for node in self.nodes:
@@ -104,6 +117,7 @@ class Endpoints:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape: nodes and apps keyed by name, so `jq .nodes.qnode1.km` works."""
+        network = {} if self.network is None else {"network": asdict(self.network)}
         return {
             "version": ENDPOINTS_VERSION,
             "name": self.name,
@@ -124,6 +138,7 @@ class Endpoints:
             "apps": {
                 a.sae_id: {k: v for k, v in _fields(a).items() if k != "sae_id"} for a in self.apps
             },
+            **network,
         }
 
     def to_json(self) -> str:
@@ -192,6 +207,19 @@ class _Decoder:
             controller=ControllerEndpoint(url=self.get(controller, "url", "controller", str)),
             nodes=tuple(self.node(name, body) for name, body in nodes.items()),
             apps=tuple(self.app(sae_id, body) for sae_id, body in apps.items()),
+            network=self.network(top["network"]) if "network" in top else None,
+        )
+
+    def network(self, body: object) -> NetworkEndpoints:
+        data = self.mapping(body, "network")
+        namespaces = self.mapping(data.get("namespaces"), "network.namespaces")
+        for role, namespace in namespaces.items():
+            if not isinstance(namespace, str):
+                raise self.fail(f"network.namespaces.{role}", "must be str")
+        return NetworkEndpoints(
+            kind=self.get(data, "kind", "network", str),
+            applications=self.get(data, "applications", "network", str),
+            namespaces=dict(namespaces),
         )
 
     def node(self, name: str, body: object) -> NodeEndpoints:
@@ -236,8 +264,9 @@ class _Decoder:
         )
 
 
-def endpoints_from_plan(plan: LabPlan) -> Endpoints:
-    """The user-facing endpoints of a lab plan (pure: no file is read or written)."""
+def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
+    """The user-facing endpoints of a lab plan (pure: no file is read or written); `hosts`
+    (where the processes run) adds the `network` section."""
     credentials = plan.credentials
     nodes = []
     for node in plan.nodes:
@@ -248,7 +277,7 @@ def endpoints_from_plan(plan: LabPlan) -> Endpoints:
                 qkdn_id=node.qkdn_id,
                 location=node.location,
                 netconf=NetconfEndpoint(
-                    host=HOST,
+                    host=node.host,
                     port=node.netconf_port,
                     username=credentials.netconf_username,
                     password_file=credentials.password_file,
@@ -285,7 +314,15 @@ def endpoints_from_plan(plan: LabPlan) -> Endpoints:
         controller=ControllerEndpoint(url=plan.controller.url),
         nodes=tuple(nodes),
         apps=apps,
+        network=None if hosts is None else _network(hosts),
     )
+
+
+def _network(hosts: Hosts) -> NetworkEndpoints:
+    namespaces = {name: host.namespace for name, host in hosts.nodes.items() if host.namespace}
+    if hosts.controller.namespace:
+        namespaces["controller"] = hosts.controller.namespace
+    return NetworkEndpoints(hosts.kind, hosts.applications, namespaces)
 
 
 def _default_km_cert(plan: LabPlan, node: str) -> tuple[str, str]:

@@ -1,10 +1,13 @@
 """Fault injection into a running twin through each agent's AgentControl service.
 
 A fibre fault concerns both ends of a link: it is applied at both agents, so that both
-modules stop (or resume) producing key together.
+modules stop (or resume) producing key together. A partition cuts a node's classical network
+instead (a twin started with `--hosts netns`: the node's veth goes down), see `partition`.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import grpc
 
@@ -12,6 +15,7 @@ from common.protos import control_pb2, control_pb2_grpc
 from lab.plan import LabPlan, LinkPlan
 
 KINDS = ("cut", "restore", "eavesdrop", "stop-node")
+NETWORK_KINDS = ("partition", "heal")  # a node's classical network, in a namespace lab
 
 
 class FaultError(RuntimeError):
@@ -66,3 +70,20 @@ def inject(plan: LabPlan, kind: str, target: str, fraction: float = 0.25) -> str
         state = reply.link  # type: ignore[attr-defined]
         states.append(f"{end}: {state.status} skr={state.skr_bps:.0f} bit/s qber={state.qber:.3f}")
     return "; ".join(states)
+
+
+def partition(state_dir: Path, node: str, cut: bool) -> str:
+    """Cuts (or heals) a node's classical network: nothing reaches its agent and key manager
+    and nothing leaves them, while its QKD links keep producing key."""
+    from lab import netns
+
+    try:
+        plan = netns.recorded(state_dir)
+        if plan is None:
+            raise FaultError(
+                f"{state_dir} holds no namespace lab: a partition needs a twin started with "
+                "`qkdsdn lab up FILE --hosts netns`"
+            )
+        return netns.set_partition(plan, node, cut)
+    except netns.NetnsError as error:
+        raise FaultError(str(error)) from None

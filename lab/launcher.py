@@ -1,8 +1,10 @@
 """Turns a topology into a running twin: plan, credentials, processes, readiness, shutdown.
 
-`lab up` = make_plan + start; `lab down` = stop the processes recorded in STATE_DIR/pids.json.
-Only processes this launcher started are ever signalled, by PID, after checking that the PID
-still runs our command line (a PID can be reused).
+`lab up` = make_plan + start_supervised: a supervisor (lab.supervisor) starts the processes,
+restarts one that dies and keeps STATE_DIR/pids.json current; `lab down` = stop: the
+supervisor stops them, or, if it is gone, this module stops the recorded ones itself. Only
+processes the lab started are ever signalled, after checking that the PID still runs our
+command line (a PID can be reused).
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
+import select
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import IO
 
+from lab.configs import CONTROLLER, agent_name, km_name, write_process_configs
+from lab.hosts import Host, Hosts, hosts_of
 from lab.plan import (
     HOST,
     AppPlan,
@@ -32,6 +37,21 @@ from lab.plan import (
     link_uuid,
     node_uuid,
 )
+from lab.processes import (
+    ManagedProcess as ManagedProcess,  # re-exported: tests and tools import them here
+)
+from lab.processes import (
+    StopReport,
+    log_path,
+    log_tail,
+    running_with,
+    spawn,
+    stop_processes,
+)
+from lab.processes import (
+    is_ours as is_ours,
+)
+from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
 PORTS_PER_NODE = 5
@@ -39,14 +59,6 @@ PORTS_PER_NODE = 5
 
 class LabError(RuntimeError):
     """The twin could not be started or stopped; the message says which process and why."""
-
-
-@dataclass(frozen=True)
-class ManagedProcess:
-    name: str  # "agents", "km-qnode1", "controller"
-    pid: int
-    argv: tuple[str, ...]
-    log: str
 
 
 # ---------------------------------------------------------------- plan
@@ -157,15 +169,21 @@ def make_plan(
     settings: Settings | None = None,
     with_pki: bool = True,
     agent_processes: int | None = None,
+    hosts: Hosts | None = None,
 ) -> LabPlan:
     """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI
     (signed by `ca` = (certificate, key) of an operator's own CA when given; not made at all
     with `with_pki=False`, for tests that make their own). `settings` overrides the file's;
-    `agent_processes` spreads the agents (default: see `agent_groups`)."""
+    `agent_processes` spreads the agents (default: see `agent_groups`); `hosts` places the
+    nodes and the controller (default: all on 127.0.0.1; in namespaces, one agents process
+    per node)."""
     from lab.pki import create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    if hosts is not None and hosts.nodes:
+        agent_processes = len(topology.nodes)  # a node's agent runs on the node's own host
+    address = (hosts or Hosts("local")).node
     ports = iter(free_ports(PORTS_PER_NODE * len(topology.nodes) + 1))
     nodes = tuple(
         NodePlan(
@@ -177,6 +195,7 @@ def make_plan(
             km_etsi014_port=next(ports),
             km_etsi004_port=next(ports),
             km_relay_port=next(ports),
+            host=address(node.name).address,
         )
         for node in topology.nodes
     )
@@ -209,7 +228,13 @@ def make_plan(
     sae_ids = [app.sae_id for app in topology.apps]
     if with_pki:
         own_ca = load_ca(*ca) if ca is not None else None
-        create_lab_pki(state_dir, [n.name for n in topology.nodes], sae_ids, ca=own_ca)
+        create_lab_pki(
+            state_dir,
+            [n.name for n in topology.nodes],
+            sae_ids,
+            ca=own_ca,
+            km_hosts={n.name: [address(n.name).address] for n in topology.nodes},
+        )
     return LabPlan(
         name=topology.name,
         state_dir=str(state_dir),
@@ -235,6 +260,7 @@ def make_plan(
             ca_key=str(ca[1] if ca is not None else pki_dir / "ca.key"),
         ),
         controller=ControllerPlan(
+            host=(hosts or Hosts("local")).controller.address,
             api_port=next(ports),
             cert=str(pki_dir / "controller.pem"),
             key=str(pki_dir / "controller.key"),
@@ -256,22 +282,22 @@ def _cli(*args: str) -> tuple[str, ...]:
 
 
 def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
-    """What `lab up` starts, in start order: agents first, then key managers, then controller."""
-    plan_file = str(Path(plan.state_dir) / "plan.json")
-    # The twin's nodes share one host: an fsync per commit (0.7 ms on a VM disk, on the
-    # agents' event loop) would guard against a power loss that stops the whole twin anyway;
-    # rewritten in place, running still survives an agent restart or crash.
-    agents = ("agent", "run", "--plan", plan_file, "--no-fsync")
+    """What `lab up` starts, in start order: agents first, then key managers, then controller.
+
+    Writes each process's configuration file (lab/configs.py) under STATE_DIR/config first:
+    the processes read nothing else."""
+    files = {
+        name: str(path) for name, path in write_process_configs(plan, plan.addresses()).items()
+    }
     commands: list[tuple[str, tuple[str, ...]]] = []
-    spread = len(plan.hosting_groups()) > 1
     for name, group in agents_processes(plan):
-        hosted = [argument for node in group for argument in ("--node", node)] if spread else []
-        commands.append((name, _cli(*agents, *hosted)))
+        hosted = [argument for node in group for argument in ("--config", files[agent_name(node)])]
+        commands.append((name, _cli("agent", "run", *hosted)))
     for node in plan.nodes:
         commands.append(
-            (f"km-{node.name}", _cli("km", "run", "--plan", plan_file, "--node", node.name))
+            (f"km-{node.name}", _cli("km", "run", "--config", files[km_name(node.name)]))
         )
-    commands.append(("controller", _cli("controller", "run", "--plan", plan_file)))
+    commands.append(("controller", _cli("controller", "run", "--config", files[CONTROLLER])))
     return commands
 
 
@@ -279,43 +305,85 @@ def _pid_file(state_dir: Path) -> Path:
     return state_dir / "pids.json"
 
 
-def _record(state_dir: Path, processes: Sequence[ManagedProcess]) -> None:
-    data = [p.__dict__ for p in processes]
-    tmp = _pid_file(state_dir).with_suffix(".tmp")
+def _supervisor_file(state_dir: Path) -> Path:
+    return state_dir / "supervisor.json"
+
+
+SIGKILLED = "SIGKILLed: SIGTERM did not end it"  # the reason of a process stopped the hard way
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One line of STATE_DIR/pids.json: a process of the twin and how it fares."""
+
+    process: ManagedProcess
+    state: str = "running"  # running, restarting, failed, stopped (lab.restarts.ChildState)
+    restarts: int = 0
+    last_exit: int | None = None
+    reason: str = ""
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Written whole or not at all: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(_pid_file(state_dir))
+    tmp.replace(path)
 
 
-def recorded_processes(state_dir: Path) -> list[ManagedProcess]:
+def record(state_dir: Path, records: Sequence[ProcessRecord]) -> None:
+    _write_json(
+        _pid_file(state_dir),
+        [
+            {
+                **asdict(r.process),
+                "state": r.state,
+                "restarts": r.restarts,
+                "last_exit": r.last_exit,
+                "reason": r.reason,
+            }
+            for r in records
+        ],
+    )
+
+
+def recorded_status(state_dir: Path) -> list[ProcessRecord]:
     path = _pid_file(state_dir)
     if not path.exists():
         return []
     return [
-        ManagedProcess(p["name"], int(p["pid"]), tuple(p["argv"]), p["log"])
+        ProcessRecord(
+            ManagedProcess(p["name"], int(p["pid"]), tuple(p["argv"]), p["log"]),
+            state=p.get("state", "running"),
+            restarts=int(p.get("restarts", 0)),
+            last_exit=p.get("last_exit"),
+            reason=p.get("reason", ""),
+        )
         for p in json.loads(path.read_text())
     ]
 
 
-def is_ours(process: ManagedProcess) -> bool:
-    """True while the PID still runs the command line we started (PIDs get reused)."""
-    try:
-        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return [c.decode(errors="replace") for c in cmdline if c] == list(process.argv)
+def recorded_processes(state_dir: Path) -> list[ManagedProcess]:
+    return [r.process for r in recorded_status(state_dir)]
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def recorded_supervisor(state_dir: Path) -> ManagedProcess | None:
+    path = _supervisor_file(state_dir)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return ManagedProcess(data["name"], int(data["pid"]), tuple(data["argv"]), data["log"])
+
+
+def supervisor_running(state_dir: Path) -> ManagedProcess | None:
+    """The twin's supervisor if it is still alive (and still ours)."""
+    supervisor = recorded_supervisor(state_dir)
+    return supervisor if supervisor is not None and is_ours(supervisor) else None
+
+
+def _port_open(address: tuple[str, int]) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET) as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex((HOST, port)) == 0
-
-
-def _log_tail(path: str, lines: int = 15) -> str:
-    try:
-        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        return sock.connect_ex(address) == 0
 
 
 def agents_processes(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
@@ -331,16 +399,38 @@ def is_agents(name: str) -> bool:
     return name == "agents" or (name.startswith("agents-") and name[7:].isdigit())
 
 
-def readiness_ports(plan: LabPlan, name: str) -> list[int]:
+def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
+    """(address, port) of every server of process `name`."""
     if is_agents(name):
-        hosted = dict(agents_processes(plan))[name]
-        return [
-            p for n in hosted for p in (plan.node(n).netconf_port, plan.node(n).agent_grpc_port)
-        ]
+        hosted = [plan.node(n) for n in dict(agents_processes(plan))[name]]
+        return [(n.host, p) for n in hosted for p in (n.netconf_port, n.agent_grpc_port)]
     if name == "controller":
-        return [plan.controller.api_port]
+        return [(plan.controller.host, plan.controller.api_port)]
     node = plan.node(name.removeprefix("km-"))
-    return [node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port]
+    return [
+        (node.host, p) for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
+    ]
+
+
+def spawn_on(
+    hosts: Hosts, plan: LabPlan, name: str, argv: Sequence[str], *, new_session: bool
+) -> subprocess.Popen[bytes]:
+    """Starts process `name` on its host; the PID is argv's own (`ip netns exec` execs it),
+    and once running its command line is `argv`, which `is_ours` checks."""
+    host = process_host(plan, hosts, name)
+    return spawn(name, host.command(argv), Path(plan.state_dir), new_session=new_session)
+
+
+def process_host(plan: LabPlan, hosts: Hosts, name: str) -> Host:
+    """Where process `name` runs: its node's host (an agents process: its nodes' one host)."""
+    if name == "controller":
+        return hosts.controller
+    if is_agents(name):
+        placed = {hosts.node(node) for node in dict(agents_processes(plan))[name]}
+        if len(placed) != 1:
+            raise LabError(f"{name} serves nodes on {len(placed)} hosts: one agents process a host")
+        return placed.pop()
+    return hosts.node(name.removeprefix("km-"))
 
 
 def wait_ready(
@@ -354,10 +444,10 @@ def wait_ready(
             if popen.poll() is not None:
                 raise LabError(
                     f"{proc.name} exited with code {popen.returncode}; log {proc.log}:\n"
-                    + _log_tail(proc.log)
+                    + log_tail(proc.log)
                 )
         for name in list(pending):
-            pending[name] = [p for p in pending[name] if not _port_open(p)]
+            pending[name] = [a for a in pending[name] if not _port_open(a)]
             if not pending[name]:
                 del pending[name]
         if not pending:
@@ -367,37 +457,48 @@ def wait_ready(
         time.sleep(0.05)
 
 
-def start(
+def wait_listening(plan: LabPlan, process: ManagedProcess, timeout: float) -> None:
+    """Waits until a process that is not our child (restarted) listens on all its ports."""
+    deadline = time.monotonic() + timeout
+    pending = readiness_ports(plan, process.name)
+    while pending:
+        if not is_ours(process):
+            raise LabError(
+                f"{process.name} (pid {process.pid}) exited; log {process.log}:\n"
+                + log_tail(process.log)
+            )
+        pending = [p for p in pending if not _port_open(p)]
+        if pending and time.monotonic() > deadline:
+            raise LabError(f"{process.name} not ready after {timeout:.0f} s")
+        if pending:
+            time.sleep(0.05)
+
+
+def launch(
     plan: LabPlan,
     timeout: float = 60.0,
     progress: Callable[[str], None] | None = None,
     names: Sequence[str] | None = None,
-) -> list[ManagedProcess]:
-    """Starts the processes of the plan and waits until all listen. On failure stops them all."""
+    *,
+    new_session: bool = True,
+    hosts: Hosts | None = None,
+) -> list[tuple[ManagedProcess, subprocess.Popen[bytes]]]:
+    """Starts the processes of the plan (as children of the caller), each on its host
+    (default: the hosts the state directory records, see lab.hosts), recording each in
+    pids.json, and waits until all listen. On failure or interruption stops them all."""
     state_dir = Path(plan.state_dir)
-    for folder in ("logs", "trace"):
-        (state_dir / folder).mkdir(parents=True, exist_ok=True)
     plan.save(state_dir / "plan.json")
+    placed = hosts if hosts is not None else hosts_of(state_dir)
     started: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
     commands = process_commands(plan)
     try:
         for position, (name, argv) in enumerate(commands):
             if names is not None and name not in names:
                 continue
-            log = state_dir / "logs" / f"{name}.log"
-            env = dict(os.environ, QKDSDN_TRACE_FILE=str(state_dir / "trace" / f"{name}.jsonl"))
-            with open(log, "ab") as log_handle:
-                popen = subprocess.Popen(
-                    argv,
-                    stdout=log_handle,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    env=env,
-                    start_new_session=True,  # Ctrl-C of the user reaches us, not the twin
-                )
-            proc = ManagedProcess(name, popen.pid, argv, str(log))
+            popen = spawn_on(placed, plan, name, argv, new_session=new_session)
+            proc = ManagedProcess(name, popen.pid, argv, str(log_path(state_dir, name)))
             started.append((proc, popen))
-            _record(state_dir, [p for p, _ in started])
+            record(state_dir, [ProcessRecord(p) for p, _ in started])
             # Agents first (all of them started at once): key managers and the controller
             # connect to them at start.
             last_agents = is_agents(name) and not (
@@ -411,50 +512,145 @@ def start(
                 progress(name)
         wait_ready(plan, started, timeout)
     except BaseException:
-        stop(state_dir)
+        stop_processes([p for p, _ in started])
+        _pid_file(state_dir).unlink(missing_ok=True)
         raise
-    return [p for p, _ in started]
+    return started
 
 
-def stop(state_dir: Path, timeout: float = 10.0) -> list[str]:
-    """Stops the recorded processes (controller first), SIGTERM then SIGKILL; returns their names."""
-    processes = [p for p in reversed(recorded_processes(state_dir)) if is_ours(p)]
-    # In waves, reverse start order: the controller leaves first (so it does not see the
-    # nodes die and start re-routing), then the key managers, then the agents.
-    waves = [
-        [p for p in processes if p.name == "controller"],
-        [p for p in processes if p.name.startswith("km-")],
-        [p for p in processes if p.name != "controller" and not p.name.startswith("km-")],
-    ]
+def start(
+    plan: LabPlan,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+    names: Sequence[str] | None = None,
+    hosts: Hosts | None = None,
+) -> list[ManagedProcess]:
+    """Starts the twin without a supervisor (its processes are the caller's children and
+    nothing restarts them) and waits until all listen. On failure stops them all."""
+    return [p for p, _ in launch(plan, timeout, progress, names, hosts=hosts)]
+
+
+def start_supervised(
+    plan: LabPlan,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+    policy: RestartPolicy | None = None,
+) -> ManagedProcess:
+    """`lab up`: starts the supervisor, which starts the twin and restarts what dies; returns
+    once every process listens. A failed start leaves nothing running (LabError with the log)."""
+    state_dir = Path(plan.state_dir)
+    running = supervisor_running(state_dir)
+    if running is not None:
+        raise LabError(f"a twin already runs in {state_dir} (supervisor pid {running.pid})")
+    plan.save(state_dir / "plan.json")
+    read_end, write_end = os.pipe()
+    argv = _cli(
+        "lab", "supervise", "--state-dir", str(state_dir),
+        "--timeout", f"{timeout:g}", "--ready-fd", str(write_end),
+    )  # fmt: skip
+    if policy is not None:
+        argv += ("--restart-limit", str(policy.limit), "--restart-window", f"{policy.window_s:g}")
+    try:
+        popen = spawn("supervisor", argv, state_dir, new_session=True, pass_fds=(write_end,))
+    finally:
+        os.close(write_end)
+    supervisor = ManagedProcess(
+        "supervisor", popen.pid, argv, str(log_path(state_dir, "supervisor"))
+    )
+    _write_json(_supervisor_file(state_dir), asdict(supervisor))
+    try:
+        with os.fdopen(read_end, "r") as messages:
+            failure = _follow_startup(messages, timeout + 30.0, progress, supervisor.log)
+        if failure is None:
+            return supervisor
+        popen.wait(timeout=30)
+        raise LabError(failure)
+    except BaseException as error:
+        stop(state_dir)
+        if isinstance(error, LabError):
+            raise
+        if isinstance(error, (OSError, subprocess.TimeoutExpired)):
+            raise LabError(f"supervisor: {error}") from error
+        raise
+
+
+def _follow_startup(
+    messages: IO[str], timeout: float, progress: Callable[[str], None] | None, log: str
+) -> str | None:
+    """Reads the supervisor's startup messages: None once ready, else why it failed."""
     deadline = time.monotonic() + timeout
-    for wave in waves:
-        for proc in wave:
-            with suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in wave:
-            while is_ours(proc) and time.monotonic() < deadline:
-                _reap(proc.pid)
-                time.sleep(0.02)
-            if is_ours(proc):
-                with suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-            _reap(proc.pid)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([messages], [], [], left)[0]:
+            return f"the supervisor did not report within {timeout:.0f} s"
+        line = messages.readline()
+        if not line:
+            return f"the supervisor exited during the start; log {log}:\n" + log_tail(log)
+        message = json.loads(line)
+        if "started" in message and progress:
+            progress(str(message["started"]))
+        elif "ready" in message:
+            return None
+        elif "failed" in message:
+            return str(message["failed"])
+
+
+def stop(state_dir: Path, grace: float = 10.0) -> StopReport:
+    """`lab down`: asks the supervisor to stop the twin (SIGTERM) and waits for it; if it is
+    gone or does not finish in time, stops the recorded processes still ours itself.
+    Restarted processes are stopped too (the supervisor records every new PID)."""
+    recorded = recorded_status(state_dir)
+    stopped = [r.process.name for r in recorded if is_ours(r.process)]
+    killed: list[str] = []
+    supervisor = recorded_supervisor(state_dir)
+    if supervisor is not None and is_ours(supervisor):
+        # Its three waves take at most 3 x (grace + 5 s), SIGKILLs included.
+        if stop_processes([supervisor], grace=3 * (grace + 5.0) + 5.0).killed:
+            killed.append("supervisor")
+        final = recorded_status(state_dir)
+        killed += [r.process.name for r in final if r.reason == SIGKILLED]
+        recorded += final
+    # The supervisor is gone (crashed, or never was): whatever still runs a recorded
+    # command line is stopped here, restarted processes included.
+    direct = stop_processes(running_with({r.process.argv: r.process.name for r in recorded}), grace)
     _pid_file(state_dir).unlink(missing_ok=True)
-    return [p.name for p in processes]
+    _supervisor_file(state_dir).unlink(missing_ok=True)
+    return StopReport(
+        stopped=stopped + [n for n in direct.stopped if n not in stopped],
+        killed=killed + direct.killed,
+    )
 
 
-def _reap(pid: int) -> None:
-    """Collects a child of ours that has exited, so it does not linger as a zombie."""
-    with suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def restart_unsupervised(state_dir: Path, name: str) -> ManagedProcess:
+    """Restarts one process of a twin that has no supervisor: stops it if it runs, starts its
+    recorded command again and records the new PID, so that `lab down` stops it."""
+    records = recorded_status(state_dir)
+    found = [r for r in records if r.process.name == name]
+    if not found:
+        known = ", ".join(r.process.name for r in records) or "none"
+        raise LabError(f"no process {name!r} in {state_dir}; known: {known}")
+    old = found[0]
+    stop_processes([old.process])
+    plan = LabPlan.load(state_dir / "plan.json")
+    popen = spawn_on(hosts_of(state_dir), plan, name, old.process.argv, new_session=True)
+    new = replace(old.process, pid=popen.pid)
+    fresh = replace(old, process=new, state="running", restarts=old.restarts + 1, reason="")
+    record(state_dir, [fresh if r is old else r for r in records])
+    return new
 
 
 @contextmanager
 def running_lab(
-    plan: LabPlan, timeout: float = 60.0, progress: Callable[[str], None] | None = None
+    plan: LabPlan,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] | None = None,
+    hosts: Hosts | None = None,
 ) -> Iterator[list[ManagedProcess]]:
-    """The twin for the duration of a `with` block; stopped on exit, error or Ctrl-C."""
-    processes = start(plan, timeout=timeout, progress=progress)
+    """The twin for the duration of a `with` block; stopped on exit, error or Ctrl-C.
+
+    Unsupervised on purpose: a scenario or test watches a fixed set of processes, and a
+    death is a failure for it to see, not one for a supervisor to hide by a restart."""
+    processes = start(plan, timeout=timeout, progress=progress, hosts=hosts)
     try:
         yield processes
     finally:

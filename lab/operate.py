@@ -1,4 +1,4 @@
-"""`qkdsdn lab up | down | status | run | fault`: operating a twin from the shell."""
+"""`qkdsdn lab up | down | status | restart | run | fault`: operating a twin from the shell."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from common.console import console as terminal
+
+if TYPE_CHECKING:
+    from lab.restarts import RestartPolicy
 
 DEFAULT_STATE_DIR = Path("state")
 DEFAULT_OUT_DIR = Path("out")
@@ -36,6 +42,8 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
     )
     up.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     up.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
+    _restart_options(up)
+    _hosts_option(up)
     up.set_defaults(func=cmd_up)
 
     down = commands.add_parser("down", help="stop the twin of a state directory")
@@ -46,19 +54,80 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
     status.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     status.set_defaults(func=cmd_status)
 
+    restart = commands.add_parser(
+        "restart", help="restart one process of a running twin (e.g. km-qnode1, agents)"
+    )
+    restart.add_argument("name", help="a process name as `lab status` shows it")
+    restart.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    restart.add_argument("--timeout", type=float, default=60.0, help="seconds to be ready")
+    restart.set_defaults(func=cmd_restart)
+
+    supervise = commands.add_parser(
+        "supervise", help="(started by `lab up`) run and watch the twin of a state directory"
+    )
+    supervise.add_argument("--state-dir", type=Path, required=True)
+    supervise.add_argument("--timeout", type=float, default=60.0)
+    supervise.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)
+    _restart_options(supervise)
+    supervise.set_defaults(func=cmd_supervise)
+
     run = commands.add_parser("run", help="run a scenario end to end (default: the paper's)")
     run.add_argument("--scenario", default="paper")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT_DIR)
     run.add_argument("--state-dir", type=Path, default=None, help="default: a fresh temp dir")
     run.add_argument("--requests", type=int, default=None, help="rounds per application pair")
+    _hosts_option(run)
     run.set_defaults(func=cmd_run)
 
     fault = commands.add_parser("fault", help="inject a fault into a running twin")
-    fault.add_argument("kind", choices=["cut", "restore", "eavesdrop", "stop-node"])
-    fault.add_argument("target", help="a link as NODE-NODE, or a node for stop-node")
+    fault.add_argument(
+        "kind", choices=["cut", "restore", "eavesdrop", "stop-node", "partition", "heal"]
+    )
+    fault.add_argument(
+        "target", help="a link as NODE-NODE, or a node for stop-node, partition and heal"
+    )
     fault.add_argument("--fraction", type=float, default=0.25, help="intercepted share (eavesdrop)")
     fault.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
     fault.set_defaults(func=cmd_fault)
+
+
+def _hosts_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--hosts",
+        choices=["local", "netns"],
+        default="local",
+        help="local: every process on 127.0.0.1; netns: each node (agent and key manager) and "
+        "the controller in its own network namespace with its own address (root)",
+    )
+
+
+def _restart_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--restart-limit",
+        type=int,
+        default=5,
+        metavar="N",
+        help="restarts of a dying process within the window before it stays down (default 5)",
+    )
+    parser.add_argument(
+        "--restart-window", type=float, default=60.0, metavar="S", help="seconds (default 60)"
+    )
+
+
+def _policy(args: argparse.Namespace) -> RestartPolicy:
+    from lab.restarts import RestartPolicy
+
+    return RestartPolicy(limit=args.restart_limit, window_s=args.restart_window)
+
+
+def _hosts_possible(kind: str, console: Console) -> bool:
+    """False (and why, printed) when this machine cannot give the twin hosts of that kind."""
+    from lab.netns import unavailable
+
+    reason = unavailable() if kind == "netns" else None
+    if reason is not None:
+        console.print(f"[red]--hosts netns is not possible here:[/] {escape(reason)}")
+    return reason is None
 
 
 def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
@@ -74,7 +143,9 @@ def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
 def cmd_up(args: argparse.Namespace) -> int:
     from lab.commands import print_problems
     from lab.endpoints import endpoints_from_plan
-    from lab.launcher import LabError, make_plan, start
+    from lab.hosts import make_hosts, remove_hosts
+    from lab.launcher import LabError, make_plan, start_supervised
+    from lab.netns import NetnsError
     from lab.topology import TopologyError, load_topology, topology_path
 
     console = terminal()
@@ -92,40 +163,67 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.agent_processes is not None and args.agent_processes < 1:
         console.print("[red]--agent-processes must be at least 1[/]")
         return 2
+    forced = _parse_forced(args.force_path)
+    if not _hosts_possible(args.hosts, console):
+        return 2
+    try:
+        policy = _policy(args)
+    except ValueError as error:
+        console.print(f"[red]{error}[/]")
+        return 2
+    try:
+        hosts = make_hosts(args.hosts, state_dir, [node.name for node in topology.nodes])
+    except NetnsError as error:
+        console.print(f"[red]lab up failed:[/] {error}")
+        return 1
     try:
         plan = make_plan(
-            topology,
-            path,
-            state_dir,
-            _parse_forced(args.force_path),
-            ca,
-            agent_processes=args.agent_processes,
+            topology, path, state_dir, forced, ca, agent_processes=args.agent_processes, hosts=hosts
         )
-    except (OSError, ValueError) as error:
-        console.print(f"[red]lab up failed:[/] {error}")
-        return 1
-    try:
         with console.status("starting the twin") as status:
-            start(plan, timeout=args.timeout, progress=lambda n: status.update(f"started {n}"))
-    except LabError as error:
+            # The supervisor starts the processes on the hosts `state_dir` records.
+            start_supervised(
+                plan,
+                timeout=args.timeout,
+                progress=lambda n: status.update(f"started {n}"),
+                policy=policy,
+            )
+    except (OSError, ValueError, LabError) as error:
+        remove_hosts(state_dir)
         console.print(f"[red]lab up failed:[/] {error}")
         return 1
+    except BaseException:
+        remove_hosts(state_dir)
+        raise
     endpoints_file = state_dir / "endpoints.json"
-    endpoints_file.write_text(endpoints_from_plan(plan).to_json())
+    endpoints_file.write_text(endpoints_from_plan(plan, hosts).to_json())
     console.print(f"twin [bold]{plan.name}[/] is up; endpoints: {endpoints_file}")
     return cmd_status(args)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from lab.hosts import remove_hosts
     from lab.launcher import stop
+    from lab.netns import NetnsError
 
-    stopped = stop(args.state_dir.resolve())
-    print(f"stopped: {', '.join(stopped)}" if stopped else "nothing of ours was running")
+    state_dir: Path = args.state_dir.resolve()
+    report = stop(state_dir)
+    print(f"stopped: {', '.join(report.stopped)}" if report.stopped else "nothing was running")
+    if report.killed:
+        print(f"SIGKILLed (SIGTERM did not end them): {', '.join(report.killed)}")
+    try:
+        removed = remove_hosts(state_dir)  # also what a crashed `lab up` left behind
+    except NetnsError as error:
+        print(f"lab down: {error}", file=sys.stderr)
+        return 1
+    if removed:
+        print(f"removed: {', '.join(removed)}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from lab.launcher import is_ours, recorded_processes
+    from lab.hosts import hosts_of
+    from lab.launcher import is_ours, recorded_status, supervisor_running
     from lab.plan import LabPlan
 
     state_dir: Path = args.state_dir.resolve()
@@ -134,13 +232,20 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no twin in {state_dir} (no plan.json)", file=sys.stderr)
         return 1
     plan = LabPlan.load(plan_file)
-    table = Table(title=f"twin {plan.name} in {state_dir}")
-    for column in ("process", "pid", "state", "log"):
+    supervisor = supervisor_running(state_dir)
+    watch = f"supervisor pid {supervisor.pid}" if supervisor else "no supervisor"
+    table = Table(title=f"twin {plan.name} in {state_dir} ({watch})")
+    for column in ("process", "pid", "state", "restarts", "last exit", "log"):
         table.add_column(column)
-    for proc in recorded_processes(state_dir):
-        alive = is_ours(proc)
-        state = "[green]running[/]" if alive else "[red]stopped[/]"
-        table.add_row(proc.name, str(proc.pid), state, proc.log)
+    for entry in recorded_status(state_dir):
+        proc = entry.process
+        state = entry.state
+        if state == "running" and not is_ours(proc):
+            state = "dead"  # recorded as running, gone: no supervisor saw it die
+        colour = {"running": "green", "restarting": "yellow"}.get(state, "red")
+        shown = f"[{colour}]{state}[/]" + (f" ({entry.reason})" if entry.reason else "")
+        last_exit = "" if entry.last_exit is None else str(entry.last_exit)
+        table.add_row(proc.name, str(proc.pid), shown, str(entry.restarts), last_exit, proc.log)
     nodes = Table(title="nodes")
     for column in ("node", "NETCONF", "ETSI 014", "ETSI 004", "relay"):
         nodes.add_column(column)
@@ -156,7 +261,37 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(nodes)
     console.print(f"controller: {plan.controller.url}")
+    hosts = hosts_of(state_dir)
+    if hosts.kind == "netns":
+        console.print(
+            f"network namespaces: the host is {hosts.applications}; "
+            + ", ".join(f"{name} in {host.namespace}" for name, host in hosts.nodes.items())
+            + f", controller in {hosts.controller.namespace}"
+        )
     return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    from lab.control import RestartError, restart_process
+
+    try:
+        message = restart_process(args.state_dir.resolve(), args.name, args.timeout)
+    except RestartError as error:
+        print(f"restart failed: {error}", file=sys.stderr)
+        return 1
+    print(message)
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    from lab.supervisor import supervise
+
+    try:
+        policy = _policy(args)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return supervise(args.state_dir.resolve(), args.timeout, args.ready_fd, policy)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -170,6 +305,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if scenario is None:
         console.print(f"[red]unknown scenario {args.scenario!r}[/]; known: {', '.join(SCENARIOS)}")
         return 2
+    if not _hosts_possible(args.hosts, console):
+        return 2
     console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
     with console.status("starting") as status:
 
@@ -178,7 +315,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.log(message)
 
         result = run_scenario(
-            scenario, args.out, state_dir=args.state_dir, progress=progress, requests=args.requests
+            scenario,
+            args.out,
+            state_dir=args.state_dir,
+            progress=progress,
+            requests=args.requests,
+            hosts=args.hosts,
         )
     print_report(result, console)
     chart = args.out / "timeline.png"
@@ -188,12 +330,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    from lab.faults import FaultError, inject
+    from lab.faults import NETWORK_KINDS, FaultError, inject, partition
     from lab.plan import LabPlan
 
-    plan = LabPlan.load(args.state_dir.resolve() / "plan.json")
+    state_dir: Path = args.state_dir.resolve()
     try:
-        message = inject(plan, args.kind, args.target, args.fraction)
+        if args.kind in NETWORK_KINDS:
+            message = partition(state_dir, args.target, cut=args.kind == "partition")
+        else:
+            plan = LabPlan.load(state_dir / "plan.json")
+            message = inject(plan, args.kind, args.target, args.fraction)
     except FaultError as error:
         print(f"fault not injected: {error}", file=sys.stderr)
         return 1

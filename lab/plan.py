@@ -1,6 +1,7 @@
-"""The resolved lab plan: one topology file turned into everything a process needs to start.
+"""The resolved lab plan: one topology file turned into everything the twin's processes need.
 
-`lab up` writes it to `STATE_DIR/plan.json`; agents, key managers and the controller read it.
+`lab up` writes it to `STATE_DIR/plan.json` as the lab's own record and turns it into each
+process's configuration file (lab/configs.py); the processes never read the plan itself.
 The user-facing subset is `endpoints.json` (see `lab/endpoints.py` and docs/endpoints.md).
 Identifiers are derived from names (uuid5), so a node keeps its `qkdn_id` across runs.
 """
@@ -19,6 +20,11 @@ __all__ = ["QKDSDN_NAMESPACE", "link_uuid", "node_uuid"]
 HOST = "127.0.0.1"
 
 
+def host_port(host: str, port: int) -> str:
+    """ "host:port", with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 @dataclass(frozen=True)
 class NodePlan:
     name: str
@@ -29,26 +35,27 @@ class NodePlan:
     km_etsi014_port: int  # HTTPS, mutual TLS
     km_etsi004_port: int  # gRPC, mutual TLS, for applications
     km_relay_port: int  # gRPC, mutual TLS, KM to KM
+    host: str = HOST  # the node's address (its own network namespace in a netns lab)
 
     @property
     def netconf_address(self) -> str:
-        return f"{HOST}:{self.netconf_port}"
+        return host_port(self.host, self.netconf_port)
 
     @property
     def agent_grpc_address(self) -> str:
-        return f"{HOST}:{self.agent_grpc_port}"
+        return host_port(self.host, self.agent_grpc_port)
 
     @property
     def km_etsi014_url(self) -> str:
-        return f"https://{HOST}:{self.km_etsi014_port}"
+        return f"https://{host_port(self.host, self.km_etsi014_port)}"
 
     @property
     def km_etsi004_address(self) -> str:
-        return f"{HOST}:{self.km_etsi004_port}"
+        return host_port(self.host, self.km_etsi004_port)
 
     @property
     def km_relay_address(self) -> str:
-        return f"{HOST}:{self.km_relay_port}"
+        return host_port(self.host, self.km_relay_port)
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,11 @@ class ControllerPlan:
     api_port: int
     cert: str  # client certificate of the controller (unused by NETCONF, kept for KM calls)
     key: str
+    host: str = HOST  # the controller's address (its own network namespace in a netns lab)
 
     @property
     def url(self) -> str:
-        return f"http://{HOST}:{self.api_port}"
+        return f"http://{host_port(self.host, self.api_port)}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,10 @@ class LabPlan:
     def hosting_groups(self) -> tuple[tuple[str, ...], ...]:
         """The nodes of each agents process, in start order."""
         return self.agent_groups or (tuple(node.name for node in self.nodes),)
+
+    def addresses(self) -> dict[str, str]:
+        """Node name -> its host's address, and "controller" -> the controller's."""
+        return {**{node.name: node.host for node in self.nodes}, "controller": self.controller.host}
 
     def node_by_id(self, qkdn_id: str) -> NodePlan:
         for node in self.nodes:

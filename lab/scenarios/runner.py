@@ -14,12 +14,14 @@ import ssl
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from lab.hosts import hosts_for
 from lab.launcher import make_plan, running_lab
 from lab.plan import LabPlan
 from lab.scenarios.catalog import Scenario
@@ -168,19 +170,25 @@ def run_scenario(
     state_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
     requests: int | None = None,
+    hosts: str = "local",
 ) -> ScenarioResult:
-    """Starts the twin, runs the requests, stops the twin; writes results.json into out_dir."""
+    """Starts the twin (on this host's loopback, or with `hosts="netns"` each node in its own
+    network namespace), runs the requests, stops the twin; writes results.json into out_dir."""
     say = progress or (lambda _msg: None)
     out_dir.mkdir(parents=True, exist_ok=True)
     topo_file = topology_path(scenario.topology)
     topology = load_topology(topo_file)
     state = state_dir or Path(tempfile.mkdtemp(prefix=f"qkdsdn-{scenario.name}-"))
     say(f"planning {topology.name}: {len(topology.nodes)} nodes, {len(topology.links)} links")
-    plan = make_plan(topology, topo_file, state, scenario.forced_paths)
     pairs = _pairs(scenario, topology)
     rounds = requests or scenario.requests
     timings: list[tuple[str, int, str, bytes, bytes, float, float, float, float]] = []
-    with running_lab(plan, progress=lambda name: say(f"started {name}")):
+    with ExitStack() as stack:  # the twin stops first, then its namespaces (if any) go
+        placed = stack.enter_context(hosts_for(hosts, state, [n.name for n in topology.nodes]))
+        plan = make_plan(topology, topo_file, state, scenario.forced_paths, hosts=placed)
+        stack.enter_context(
+            running_lab(plan, progress=lambda name: say(f"started {name}"), hosts=placed)
+        )
         say("twin ready")
         clients = {sae: _client(plan, sae) for pair in pairs for sae in pair}
         try:
