@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +64,13 @@ def create_lab_pki(
     saes: Iterable[str],
     *,
     ca: CertificateAuthority | None = None,
+    km_hosts: Mapping[str, Sequence[str]] | None = None,
 ) -> LabPki:
-    """Creates (or completes) the PKI under `state_dir/pki`; returns every path."""
+    """Creates (or completes) the PKI under `state_dir/pki`; returns every path.
+
+    `km_hosts` adds names or addresses a node's key manager is reached at (node -> hosts)
+    to its certificate's SAN, besides 127.0.0.1 and localhost."""
+    km_hosts = km_hosts or {}
     pki_dir = state_dir / "pki"
     pki_dir.mkdir(parents=True, exist_ok=True)
     ca_paths = CertPaths(pki_dir / "ca.pem", pki_dir / "ca.key")
@@ -75,7 +80,13 @@ def create_lab_pki(
         _write_atomic(ca_paths.cert, ca.cert.public_bytes(serialization.Encoding.PEM), 0o644)
     kms = {
         node: issue_certificate(
-            ca, node, _pair(pki_dir, f"km-{node}"), server=True, client=True, reuse=True
+            ca,
+            node,
+            _pair(pki_dir, f"km-{node}"),
+            server=True,
+            client=True,
+            reuse=True,
+            hosts=km_hosts.get(node, ()),
         )
         for node in nodes
     }
@@ -149,15 +160,18 @@ def issue_certificate(
     server: bool = False,
     client: bool = True,
     reuse: bool = False,
+    hosts: Sequence[str] = (),
 ) -> CertPaths:
     """Writes an ECDSA P-256 key and a certificate for `common_name` signed by `ca`.
 
-    server=True adds serverAuth and SAN IP:127.0.0.1, DNS:localhost. reuse=True keeps an
-    existing certificate that is still valid, signed by `ca`, for the same CN and usages.
+    server=True adds serverAuth and SAN IP:127.0.0.1, DNS:localhost, plus `hosts` (DNS
+    names or IP addresses). reuse=True keeps an existing certificate that is still valid,
+    signed by `ca`, for the same CN, usages and SAN.
     """
     if not common_name:
         raise ValueError("a certificate needs a non-empty common name")
-    if reuse and _still_good(ca, common_name, paths, server=server, client=client):
+    san = _san_entries(hosts) if server else []
+    if reuse and _still_good(ca, common_name, paths, server=server, client=client, san=san):
         return paths
     key = ec.generate_private_key(ec.SECP256R1())
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
@@ -182,17 +196,30 @@ def issue_certificate(
         )
     )
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
+        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
     algorithm = None if isinstance(ca.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     cert = builder.sign(ca.key, algorithm)
     _write_key(paths.key, key)
     _write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return paths
+
+
+def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """127.0.0.1 and localhost, then each host as an IP address or a DNS name, once each."""
+    entries: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.DNSName("localhost"),
+    ]
+    for host in hosts:
+        try:
+            entry: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
+        except ValueError:
+            if not host or any(c.isspace() or c in "/:" for c in host):
+                raise ValueError(f"not a host name or address for a certificate: {host!r}") from None
+            entry = x509.DNSName(host)
+        if entry not in entries:
+            entries.append(entry)
+    return entries
 
 
 def common_name_of(cert: x509.Certificate) -> str:
@@ -209,7 +236,13 @@ def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
 
 
 def _still_good(
-    ca: CertificateAuthority, common_name: str, paths: CertPaths, *, server: bool, client: bool
+    ca: CertificateAuthority,
+    common_name: str,
+    paths: CertPaths,
+    *,
+    server: bool,
+    client: bool,
+    san: Sequence[x509.GeneralName],
 ) -> bool:
     if not (paths.cert.exists() and paths.key.exists()):
         return False
@@ -218,6 +251,11 @@ def _still_good(
         key = serialization.load_pem_private_key(paths.key.read_bytes(), None)
         _verify_signature(ca, cert)
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        names = (
+            set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+            if server
+            else set()
+        )
     except (ValueError, InvalidSignature, x509.ExtensionNotFound):
         return False
     wanted = ({ExtendedKeyUsageOID.SERVER_AUTH} if server else set()) | (
@@ -233,6 +271,7 @@ def _still_good(
         and common_name_of(cert) == common_name
         and cert.issuer == ca.cert.subject
         and usages == wanted
+        and names == set(san)
         and cert.not_valid_after_utc - _now() > RENEW_BEFORE
     )
 

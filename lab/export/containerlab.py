@@ -1,0 +1,93 @@
+"""A containerlab topology of an exported network: `<name>.clab.yml` and the files it binds.
+
+Per node two `linux` nodes share one network namespace, as the containers of a pod do: `<node>`
+runs the agent and owns the node's interfaces, `<node>-km` runs the key manager with
+`network-mode: container:<node>` (it reaches its agent on 127.0.0.1). Per PHYS link two
+links: the quantum channel `q<i>` and the classical channel `c<i>`, i being the link's
+interface id (qkdi_id) at that end. With `prefix: ""` containers are named after their node,
+so the controller reaches `<node>:8300` and key managers reach `<peer>:8304` by name on the
+management network. Containers run as root: the bound key files keep mode 0600.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.export.network import CONTAINER_ROOT, ExportedNetwork, ExportError, Hosts, Process
+
+STATE = "state"  # the state folder beside the .clab.yml: binds are relative to it
+
+
+def containerlab_hosts(node: str) -> Hosts:
+    """Every service of a node at its containerlab node name."""
+    return Hosts(netconf=node, kme=node, relay=node, sans=(node,))
+
+
+def node_name(process: Process) -> str:
+    """The containerlab node of a process: the agent's is the node's own name."""
+    if process.role == "agent" and process.node is not None:
+        return process.node
+    if process.role == "km" and process.node is not None:
+        return f"{process.node}-km"
+    return "controller"
+
+
+def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any]:
+    """The topology document (pure: paths are relative to the .clab.yml's folder)."""
+    if "controller" in network.node_names:
+        raise ExportError("node 'controller': the name is the controller's containerlab node")
+    nodes: dict[str, Any] = {}
+    for process in network.processes:
+        node: dict[str, Any] = {
+            "kind": "linux",
+            "image": image,
+            "user": "0",
+            "cmd": shlex.join(process.command),
+            "env": {"PYTHONUNBUFFERED": "1"},
+            "binds": _binds(process),
+            "labels": {"qkd-sdn.role": process.role},
+        }
+        if process.role == "km" and process.node is not None:
+            node["network-mode"] = f"container:{process.node}"
+        if process.role == "controller":
+            node["ports"] = [f"{port}:{port}" for port in process.ports.values()]
+        nodes[node_name(process)] = node
+    links = []
+    for link in network.plan.links:
+        for channel in ("q", "c"):
+            links.append(
+                {
+                    "endpoints": [
+                        f"{link.a}:{channel}{link.a_qkdi_id}",
+                        f"{link.b}:{channel}{link.b_qkdi_id}",
+                    ]
+                }
+            )
+    return {"name": network.name, "prefix": "", "topology": {"nodes": nodes, "links": links}}
+
+
+def _binds(process: Process) -> list[str]:
+    binds = [f"{STATE}/{process.config_path}:{CONTAINER_ROOT / process.config_path}:ro"]
+    binds += [f"{STATE}/{file.path}:{CONTAINER_ROOT / file.path}:ro" for file in process.files]
+    if process.data_dir is not None:
+        binds.append(f"{STATE}/{process.data_dir}:{CONTAINER_ROOT / process.data_dir}")
+    return binds
+
+
+def write_containerlab(network: ExportedNetwork, out_dir: Path, image: str) -> Path:
+    """Writes `<name>.clab.yml` beside the state folder of `plan_export(..., out_dir/STATE)`
+    and makes the data folders it binds; returns the topology file."""
+    state_dir = Path(network.plan.state_dir)
+    if state_dir != (out_dir / STATE).resolve():
+        raise ExportError(f"the exported state must be in {out_dir / STATE}, not {state_dir}")
+    document = containerlab_topology(network, image)
+    for process in network.processes:
+        if process.data_dir is not None:
+            (state_dir / process.data_dir).mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{network.name}.clab.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
