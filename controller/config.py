@@ -1,0 +1,156 @@
+"""The controller's own configuration file (controller.yaml): API, managed nodes, policies.
+
+`load(path)` validates every field and raises one `ConfigError` naming each bad one; see
+docs/configuration.md for an example.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
+from common.ids import node_uuid
+
+__all__ = ["ConfigError", "ControllerConfig", "ManagedNode", "load"]
+
+FIELDS = (
+    "listen",
+    "nodes",
+    "netconf",
+    "tls",
+    "api_token_file",
+    "policy",
+    "forced_paths",
+    "allow_preemption",
+    "relay",
+    "poll_interval_s",
+)
+POLICIES = ("fewest-hops", "key-aware")
+RELAY_MODES = ("aes-gcm", "otp")
+
+
+@dataclass(frozen=True)
+class ManagedNode:
+    name: str
+    qkdn_id: str
+    netconf: Address
+
+
+@dataclass(frozen=True)
+class NetconfClientFiles:
+    username: str
+    password_file: Path | None
+    client_key: Path | None  # SSH private key the agents accept
+    known_host_key: Path | None  # the agents' SSH host public key, pinned (None: not pinned)
+
+
+@dataclass(frozen=True)
+class RelayDefaults:
+    """The `qkdsdn:relay` augment the controller writes into every installed app."""
+
+    mode: str = "aes-gcm"
+    e2e_buffer: int = 3
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    file: Path
+    api: Address
+    nodes: tuple[ManagedNode, ...]
+    netconf: NetconfClientFiles
+    tls: TlsFiles | None  # the controller's client identity towards KMs (not used yet)
+    api_token_file: Path | None  # bearer token of state-changing API calls (None: no token)
+    policy: str
+    forced_paths: Mapping[str, tuple[str, ...]]  # "app1>app2" -> node names
+    allow_preemption: bool
+    relay: RelayDefaults
+    poll_interval_s: float
+
+    @property
+    def api_url(self) -> str:
+        return self.api.url("http")
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> ControllerConfig:
+    """The controller configuration in `path` (QKDSDN_* variables of `env` override fields)."""
+    path = Path(path).resolve()
+    data = Reader.load_yaml(path, FIELDS, os.environ if env is None else env)
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
+    r = Reader(path)
+    top = r.mapping(data, "", FIELDS)
+    listen = r.mapping(r.required(top, "listen", ""), "listen", ("api",))
+    nc = r.mapping(
+        r.required(top, "netconf", ""),
+        "netconf",
+        ("username", "password_file", "client_key", "known_host_key"),
+    )
+    relay = r.mapping(top.get("relay"), "relay", ("mode", "e2e_buffer"))
+    nodes = tuple(_node(r, where, item) for where, item in r.items(top, "nodes", ""))
+    config = ControllerConfig(
+        file=path,
+        api=r.address(listen, "api", "listen"),
+        nodes=nodes,
+        netconf=NetconfClientFiles(
+            r.text(nc, "username", "netconf"),
+            r.optional_file(nc, "password_file", "netconf"),
+            r.optional_file(nc, "client_key", "netconf"),
+            r.optional_file(nc, "known_host_key", "netconf"),
+        ),
+        tls=r.tls(top, "tls", ""),
+        api_token_file=r.optional_file(top, "api_token_file", ""),
+        policy=r.choice(top, "policy", "", POLICIES, "fewest-hops"),
+        forced_paths=_forced_paths(r, top.get("forced_paths"), {n.name for n in nodes}),
+        allow_preemption=r.boolean(top, "allow_preemption", "", False),
+        relay=RelayDefaults(
+            r.choice(relay, "mode", "relay", RELAY_MODES, "aes-gcm"),
+            r.integer(relay, "e2e_buffer", "relay", 3, minimum=0),
+        ),
+        poll_interval_s=r.number(top, "poll_interval_s", "", 5.0),
+    )
+    if config.netconf.password_file is None and config.netconf.client_key is None:
+        r.error("netconf", "give password_file or client_key (or both)")
+    seen: set[str] = set()
+    for index, node in enumerate(nodes):
+        if node.name in seen:
+            r.error(f"nodes[{index}].name", f"{node.name} appears twice")
+        seen.add(node.name)
+    r.done()
+    return config
+
+
+def _node(r: Reader, where: str, item: Any) -> ManagedNode:
+    data = r.mapping(item, where, ("name", "qkdn_id", "netconf"))
+    name = r.text(data, "name", where)
+    qkdn_id = r.text(data, "qkdn_id", where, default=node_uuid(name) if name else "-")
+    if data.get("qkdn_id") is not None and not is_uuid(qkdn_id):
+        r.error(f"{where}.qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
+    return ManagedNode(name, qkdn_id, r.address(data, "netconf", where))
+
+
+def _forced_paths(r: Reader, data: Any, names: set[str]) -> dict[str, tuple[str, ...]]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        r.error("forced_paths", "must be a mapping of 'app1>app2' to a list of nodes")
+        return {}
+    found: dict[str, tuple[str, ...]] = {}
+    for pair, path in data.items():
+        where = f"forced_paths.{pair}"
+        if not isinstance(pair, str) or pair.count(">") != 1:
+            r.error(where, "the key must be 'MASTER_SAE>SLAVE_SAE'")
+        elif (
+            not isinstance(path, list) or len(path) < 2 or not all(isinstance(n, str) for n in path)
+        ):
+            r.error(where, "must be a list of at least two node names")
+        elif unknown := [n for n in path if n not in names]:
+            r.error(where, f"unknown node(s) {', '.join(unknown)}")
+        else:
+            found[pair] = tuple(path)
+    return found

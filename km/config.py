@@ -1,0 +1,202 @@
+"""A key manager's own configuration file (km.yaml): identity, listeners, agent, peers, limits.
+
+`load(path)` validates every field and raises one `ConfigError` naming each bad one; see
+docs/configuration.md for an example.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
+from common.ids import link_uuid, node_uuid
+
+__all__ = ["ConfigError", "KmConfig", "KmPeer", "KmSettings", "load"]
+
+FIELDS = (
+    "node",
+    "qkdn_id",
+    "listen",
+    "agent",
+    "peers",
+    "tls",
+    "data_dir",
+    "policy",
+    "applications",
+    "nodes",
+    "settings",
+)
+SETTINGS = (
+    "key_size_bits",
+    "relay_mode",
+    "e2e_buffer",
+    "link_pool_max_bits",
+    "max_key_per_request",
+    "max_key_size_bits",
+    "min_key_size_bits",
+)
+RELAY_MODES = ("aes-gcm", "otp")
+
+
+@dataclass(frozen=True)
+class KmListen:
+    etsi014: Address  # HTTPS, mutual TLS, applications
+    etsi004: Address  # gRPC, mutual TLS, applications
+    relay: Address  # gRPC, mutual TLS, KM to KM
+
+
+@dataclass(frozen=True)
+class KmPeer:
+    """A neighbour key manager: the other end of one PHYS link of this node."""
+
+    node: str
+    qkdn_id: str
+    relay: Address
+    qkdl_id: str  # the PHYS link to it (default: common.ids.link_uuid of the two names)
+
+
+@dataclass(frozen=True)
+class KmSettings:
+    key_size_bits: int = 256
+    relay_mode: str = "aes-gcm"  # or "otp"
+    e2e_buffer: int = 3  # end-to-end keys relayed ahead per association
+    link_pool_max_bits: int = 1_000_000
+    max_key_per_request: int = 128
+    max_key_size_bits: int = 1024
+    min_key_size_bits: int = 64
+
+
+@dataclass(frozen=True)
+class KmConfig:
+    file: Path
+    node: str
+    qkdn_id: str
+    listen: KmListen
+    agent: Address  # this node's agent gRPC (ETSI 004 module side, NodeLink)
+    peers: tuple[KmPeer, ...]
+    tls: TlsFiles
+    data_dir: Path
+    policy: Path | None  # access policy YAML (None: every application allowed)
+    applications: Mapping[str, str]  # SAE id -> node name
+    nodes: Mapping[str, str] = field(default_factory=dict)  # node name -> qkdn_id it may name
+    settings: KmSettings = KmSettings()
+
+    @property
+    def key_store_file(self) -> Path:
+        return self.data_dir / "keys.sqlite"
+
+    def node_ids(self) -> dict[str, str]:
+        """Every node this KM can name, name -> qkdn_id (itself, its peers, `nodes`)."""
+        known = {peer.node: peer.qkdn_id for peer in self.peers}
+        known.update(self.nodes)
+        known[self.node] = self.qkdn_id
+        return known
+
+    def qkdn_id_of(self, node: str) -> str:
+        """The qkdn_id of `node`; KeyError for a node this KM does not know."""
+        return self.node_ids()[node]
+
+    def name_of(self, qkdn_id: str) -> str:
+        """The node name of `qkdn_id`, or the id itself when unknown."""
+        for name, known in self.node_ids().items():
+            if known == qkdn_id:
+                return name
+        return qkdn_id
+
+    def peer(self, node: str) -> KmPeer:
+        for peer in self.peers:
+            if peer.node == node:
+                return peer
+        raise KeyError(f"{node!r} is not a neighbour of key manager {self.node}")
+
+
+def load(path: Path, env: Mapping[str, str] | None = None) -> KmConfig:
+    """The key manager configuration in `path` (QKDSDN_* variables of `env` override fields)."""
+    path = Path(path).resolve()
+    data = Reader.load_yaml(path, FIELDS, os.environ if env is None else env)
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> KmConfig:
+    r = Reader(path)
+    top = r.mapping(data, "", FIELDS)
+    node = r.text(top, "node", "")
+    qkdn_id = r.text(top, "qkdn_id", "", default=node_uuid(node) if node else "-")
+    if top.get("qkdn_id") is not None and not is_uuid(qkdn_id):
+        r.error("qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
+    listen = r.mapping(r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay"))
+    tls = r.tls(top, "tls", "")
+    if tls is None:
+        r.error("tls", "missing (cert, key, ca): every KM interface is mutual TLS")
+    settings = r.mapping(top.get("settings"), "settings", SETTINGS)
+    defaults = KmSettings()
+    min_bits = r.integer(settings, "min_key_size_bits", "settings", defaults.min_key_size_bits, 8)
+    max_bits = r.integer(settings, "max_key_size_bits", "settings", defaults.max_key_size_bits, 8)
+    size = r.integer(settings, "key_size_bits", "settings", defaults.key_size_bits, 8)
+    for key, bits in (
+        ("key_size_bits", size),
+        ("min_key_size_bits", min_bits),
+        ("max_key_size_bits", max_bits),
+    ):
+        if bits % 8:
+            r.error(f"settings.{key}", f"must be a multiple of 8, not {bits}")
+    if not min_bits <= size <= max_bits:
+        r.error("settings.key_size_bits", f"must lie between min ({min_bits}) and max ({max_bits})")
+    config = KmConfig(
+        file=path,
+        node=node,
+        qkdn_id=qkdn_id,
+        listen=KmListen(
+            r.address(listen, "etsi014", "listen"),
+            r.address(listen, "etsi004", "listen"),
+            r.address(listen, "relay", "listen"),
+        ),
+        agent=r.address(top, "agent", ""),
+        peers=tuple(_peer(r, node, where, item) for where, item in r.items(top, "peers", "")),
+        tls=tls or TlsFiles(path, path, path),
+        data_dir=r.path(top, "data_dir", ""),
+        policy=r.optional_file(top, "policy", ""),
+        applications=r.names(top, "applications", "", lambda value: True),
+        nodes=r.names(top, "nodes", "", is_uuid),
+        settings=KmSettings(
+            key_size_bits=size,
+            relay_mode=r.choice(settings, "relay_mode", "settings", RELAY_MODES, "aes-gcm"),
+            e2e_buffer=r.integer(settings, "e2e_buffer", "settings", defaults.e2e_buffer, 0),
+            link_pool_max_bits=r.integer(
+                settings, "link_pool_max_bits", "settings", defaults.link_pool_max_bits
+            ),
+            max_key_per_request=r.integer(
+                settings, "max_key_per_request", "settings", defaults.max_key_per_request
+            ),
+            max_key_size_bits=max_bits,
+            min_key_size_bits=min_bits,
+        ),
+    )
+    seen: set[str] = set()
+    for index, peer in enumerate(config.peers):
+        if peer.node in seen:
+            r.error(f"peers[{index}].node", f"{peer.node} appears twice")
+        seen.add(peer.node)
+    r.done()
+    return config
+
+
+def _peer(r: Reader, node: str, where: str, item: Any) -> KmPeer:
+    peer = r.mapping(item, where, ("node", "qkdn_id", "relay", "qkdl_id"))
+    name = r.text(peer, "node", where)
+    if name and name == node:
+        r.error(f"{where}.node", "a key manager is not its own peer")
+    found = KmPeer(
+        node=name,
+        qkdn_id=r.text(peer, "qkdn_id", where, default=node_uuid(name) if name else "-"),
+        relay=r.address(peer, "relay", where),
+        qkdl_id=r.text(peer, "qkdl_id", where, default=link_uuid(node, name) if name else "-"),
+    )
+    for key in ("qkdn_id", "qkdl_id"):
+        if peer.get(key) is not None and not is_uuid(getattr(found, key)):
+            r.error(f"{where}.{key}", f"{getattr(found, key)!r} is not a lower-case UUID")
+    return found
