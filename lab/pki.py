@@ -215,7 +215,9 @@ def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
             entry: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
         except ValueError:
             if not host or any(c.isspace() or c in "/:" for c in host):
-                raise ValueError(f"not a host name or address for a certificate: {host!r}") from None
+                raise ValueError(
+                    f"not a host name or address for a certificate: {host!r}"
+                ) from None
             entry = x509.DNSName(host)
         if entry not in entries:
             entries.append(entry)

@@ -16,7 +16,9 @@ def register_export(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.add_argument("topology", help="a topology file or a packaged name")
     export.add_argument("--to", required=True, choices=["kubernetes", "containerlab"])
     export.add_argument("out_dir", type=Path, metavar="DIR", help="where to write (made if absent)")
-    export.add_argument("--image", default=DEFAULT_IMAGE, help="built from lab/export/Containerfile")
+    export.add_argument(
+        "--image", default=DEFAULT_IMAGE, help="built from lab/export/Containerfile"
+    )
     export.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="Kubernetes namespace")
     export.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     export.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
@@ -26,8 +28,8 @@ def register_export(commands: argparse._SubParsersAction[argparse.ArgumentParser
 def cmd_export(args: argparse.Namespace) -> int:
     from common.console import console as terminal
     from lab.commands import print_problems
-    from lab.export.containerlab import STATE, containerlab_hosts, write_containerlab
-    from lab.export.kubernetes import check_names, kubernetes_hosts, write_kubernetes
+    from lab.export.containerlab import STATE, containerlab_addressing, write_containerlab
+    from lab.export.kubernetes import kubernetes_addressing, write_kubernetes
     from lab.export.network import ExportError, plan_export
     from lab.topology import TopologyError, load_topology, topology_path
 
@@ -39,17 +41,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     path = topology_path(args.topology)
     out_dir: Path = args.out_dir
     try:
-        topology = load_topology(path)  # every problem named before anything is written
-        names = [node.name for node in topology.nodes]
+        # The topology, its names and the namespace are checked before anything is written.
+        names = [node.name for node in load_topology(path).nodes]
         if args.to == "kubernetes":
-            hosts = kubernetes_hosts(args.namespace)
-            check_names(names)
+            addressing = kubernetes_addressing(args.namespace)
         else:
-            hosts = containerlab_hosts
-            if "controller" in names:
-                raise ExportError("node 'controller': the name is the controller's")
+            addressing = containerlab_addressing
+        addressing(names)
         out_dir.mkdir(parents=True, exist_ok=True)
-        network = plan_export(path, out_dir / STATE, hosts, ca=ca)
+        network = plan_export(path, out_dir / STATE, addressing, ca=ca)
         if args.to == "kubernetes":
             written = write_kubernetes(network, out_dir, args.namespace, args.image)
         else:

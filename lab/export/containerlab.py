@@ -12,19 +12,25 @@ management network. Containers run as root: the bound key files keep mode 0600.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from lab.export.network import CONTAINER_ROOT, ExportedNetwork, ExportError, Hosts, Process
+from lab.configs import CONTROLLER
+from lab.export.network import CONTAINER_ROOT, Addressing, ExportedNetwork, ExportError, Process
 
 STATE = "state"  # the state folder beside the .clab.yml: binds are relative to it
 
 
-def containerlab_hosts(node: str) -> Hosts:
-    """Every service of a node at its containerlab node name."""
-    return Hosts(netconf=node, kme=node, relay=node, sans=(node,))
+def containerlab_addressing(nodes: Sequence[str]) -> Addressing:
+    """Every node (and the controller) at its containerlab node name."""
+    if CONTROLLER in nodes:
+        raise ExportError("node 'controller': the name is the controller's containerlab node")
+    hosts = {node: node for node in nodes}
+    hosts[CONTROLLER] = CONTROLLER
+    return Addressing(hosts, {node: [node] for node in nodes})
 
 
 def node_name(process: Process) -> str:
@@ -33,13 +39,11 @@ def node_name(process: Process) -> str:
         return process.node
     if process.role == "km" and process.node is not None:
         return f"{process.node}-km"
-    return "controller"
+    return CONTROLLER
 
 
 def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any]:
     """The topology document (pure: paths are relative to the .clab.yml's folder)."""
-    if "controller" in network.node_names:
-        raise ExportError("node 'controller': the name is the controller's containerlab node")
     nodes: dict[str, Any] = {}
     for process in network.processes:
         node: dict[str, Any] = {
@@ -53,7 +57,7 @@ def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any
         }
         if process.role == "km" and process.node is not None:
             node["network-mode"] = f"container:{process.node}"
-        if process.role == "controller":
+        if process.role == CONTROLLER:
             node["ports"] = [f"{port}:{port}" for port in process.ports.values()]
         nodes[node_name(process)] = node
     links = []

@@ -15,22 +15,23 @@ from __future__ import annotations
 import base64
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
+from lab.configs import CONTROLLER, agent_name, km_name
 from lab.export.network import (
     CONTAINER_ROOT,
+    Addressing,
     ExportedNetwork,
     ExportError,
-    Hosts,
     Process,
 )
 
 DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
-SERVICE_SUFFIXES = ("netconf", "kme", "relay")
+LONGEST_SUFFIX = "-config"  # of the names made from a node's: <node>-config, -agent, -km
 RUN_AS = 10001  # the image's user (lab/export/Containerfile)
 DATA_SIZE = "256Mi"
 REQUESTS = {
@@ -46,11 +47,10 @@ MANIFEST_FILES = ("00-namespace.yaml", "10-secrets.yaml", "20-network.yaml")
 def k8s_name(node: str) -> str:
     """The Kubernetes name of a node: lower case, '_' as '-' (a DNS-1035 label)."""
     name = node.lower().replace("_", "-")
-    longest = f"{name}-{max(SERVICE_SUFFIXES, key=len)}"
-    if not DNS_LABEL.fullmatch(name) or len(longest) > 63:
+    if not DNS_LABEL.fullmatch(name) or len(name + LONGEST_SUFFIX) > 63:
         raise ExportError(
-            f"node {node!r}: not usable as a Kubernetes name ({longest!r} must be a DNS label "
-            "of at most 63 characters)"
+            f"node {node!r}: not usable as a Kubernetes name ({name + LONGEST_SUFFIX!r} must "
+            "be a DNS label of at most 63 characters)"
         )
     return name
 
@@ -60,35 +60,39 @@ def check_names(nodes: Sequence[str]) -> None:
     seen: dict[str, str] = {}
     for node in nodes:
         name = k8s_name(node)
-        if name == "controller":
+        if name == CONTROLLER:
             raise ExportError(f"node {node!r}: the name 'controller' is the controller's")
         if name in seen:
-            raise ExportError(f"nodes {seen[name]!r} and {node!r} have one Kubernetes name {name!r}")
+            raise ExportError(
+                f"nodes {seen[name]!r} and {node!r} have one Kubernetes name {name!r}"
+            )
         seen[name] = node
 
 
-def kubernetes_hosts(namespace: str) -> Any:
-    """Service DNS names of a node in `namespace` (what `plan_export` needs as `hosts`)."""
+def kubernetes_addressing(namespace: str) -> Callable[[Sequence[str]], Addressing]:
+    """Each node (and the controller) at its Service's DNS name in `namespace`."""
     if not DNS_LABEL.fullmatch(namespace) or len(namespace) > 63:
-        raise ExportError(f"namespace {namespace!r} is not a DNS label")
+        raise ExportError(f"namespace {namespace!r} is not a DNS label of at most 63 characters")
 
-    def hosts(node: str) -> Hosts:
-        base = k8s_name(node)
-
-        def names(service: str) -> list[str]:
-            short = f"{base}-{service}"
-            return [short, f"{short}.{namespace}", f"{short}.{namespace}.svc"] + [
-                f"{short}.{namespace}.svc.cluster.local"
+    def addressing(nodes: Sequence[str]) -> Addressing:
+        check_names(nodes)
+        hosts = {node: f"{k8s_name(node)}.{namespace}.svc" for node in nodes}
+        hosts[CONTROLLER] = f"{CONTROLLER}.{namespace}.svc"
+        sans = {
+            node: [
+                k8s_name(node) + suffix
+                for suffix in (
+                    "",
+                    f".{namespace}",
+                    f".{namespace}.svc",
+                    f".{namespace}.svc.cluster.local",
+                )
             ]
+            for node in nodes
+        }
+        return Addressing(hosts, sans)
 
-        return Hosts(
-            netconf=f"{base}-netconf.{namespace}.svc",
-            kme=f"{base}-kme.{namespace}.svc",
-            relay=f"{base}-relay.{namespace}.svc",
-            sans=tuple(names("kme") + names("relay")),
-        )
-
-    return hosts
+    return addressing
 
 
 # ---------------------------------------------------------------- documents
@@ -103,20 +107,14 @@ def kubernetes_documents(
     objects: list[dict[str, Any]] = []
     for node in network.node_names:
         name = k8s_name(node)
-        agent, km = network.process(f"agent-{node}"), network.process(f"km-{node}")
+        agent, km = network.process(agent_name(node)), network.process(km_name(node))
         labels = _labels(network, "node", name)
         objects.append(_config_map(f"{name}-config", namespace, labels, (agent, km)))
         secrets.append(_secret(f"{name}-agent", namespace, labels, agent))
         secrets.append(_secret(f"{name}-km", namespace, labels, km))
-        objects.extend(
-            [
-                _service(f"{name}-netconf", namespace, labels, agent.ports),
-                _service(f"{name}-kme", namespace, labels, _pick(km.ports, "etsi014", "etsi004")),
-                _service(f"{name}-relay", namespace, labels, _pick(km.ports, "relay")),
-                _stateful_set(name, namespace, labels, image, (agent, km)),
-            ]
-        )
-    controller = network.process("controller")
+        objects.append(_service(name, namespace, labels, {**agent.ports, **km.ports}))
+        objects.append(_stateful_set(name, namespace, labels, image, (agent, km)))
+    controller = network.process(CONTROLLER)
     labels = _labels(network, "controller", "controller")
     objects.append(_config_map("controller-config", namespace, labels, (controller,)))
     secrets.append(_secret("controller", namespace, labels, controller))
@@ -156,10 +154,6 @@ def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 
 
-def _pick(ports: Any, *names: str) -> dict[str, int]:
-    return {name: int(ports[name]) for name in names}
-
-
 def _config_map(
     name: str, namespace: str, labels: dict[str, str], processes: Sequence[Process]
 ) -> dict[str, Any]:
@@ -190,7 +184,7 @@ def _secret(name: str, namespace: str, labels: dict[str, str], process: Process)
 
 
 def _service(
-    name: str, namespace: str, labels: dict[str, str], ports: dict[str, int]
+    name: str, namespace: str, labels: dict[str, str], ports: Mapping[str, int]
 ) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
@@ -303,7 +297,7 @@ def _stateful_set(
         "kind": "StatefulSet",
         "metadata": _meta(name, namespace, labels),
         "spec": {
-            "serviceName": f"{name}-netconf",
+            "serviceName": name,
             "replicas": 1,
             "selector": {"matchLabels": {"qkd-sdn/name": name}},
             "template": {

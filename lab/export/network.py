@@ -1,25 +1,31 @@
 """Plans an exported network: per process its config file, the files it reads and its ports.
 
 Every container sees the lab's state directory layout under CONTAINER_ROOT (config/, pki/,
-ssh/, secrets/, agents/<node>/, km/<node>/), so the per-process files keep the paths relative
-to their own folder that the local twin uses. Addresses are the names an engine gives a node
-(Kubernetes Service DNS names, containerlab node names); the ports are fixed, well known.
+ssh/, secrets/, agents/<node>/, km/<node>/), so the per-process files of lab/configs.py keep
+the paths relative to their own folder that the local twin uses. Addresses are the names an
+engine gives a node (a Kubernetes Service DNS name, a containerlab node name); the ports are
+fixed and the same in every container; servers listen on 0.0.0.0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import yaml
+
+from lab.configs import CONTROLLER, agent_name, km_name, process_configs
 from lab.plan import LabPlan
 from lab.topology import load_topology
 
 CONTAINER_ROOT = PurePosixPath("/var/lib/qkdsdn")
 TOKEN_FILE = PurePosixPath("secrets/controller-token")
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -38,14 +44,12 @@ PORTS = Ports()
 
 
 @dataclass(frozen=True)
-class Hosts:
-    """How the others reach one node: the controller its NETCONF, applications its key
-    manager (ETSI 014/004), peer key managers its relay; `sans` go in its KM certificate."""
+class Addressing:
+    """Where the others reach each node and the controller (`hosts`: name -> host), and the
+    names each node's key manager certificate must carry (`sans`: node -> names)."""
 
-    netconf: str
-    kme: str
-    relay: str
-    sans: tuple[str, ...]
+    hosts: Mapping[str, str]
+    sans: Mapping[str, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,6 @@ class StateFile:
 
     path: PurePosixPath  # relative to the state directory, e.g. pki/km-qnode1.pem
     source: Path
-    secret: bool
 
 
 @dataclass(frozen=True)
@@ -95,26 +98,51 @@ class ExportedNetwork:
 
 
 class ExportError(Exception):
-    """The network cannot be exported as asked (names, files); nothing was written."""
+    """The network cannot be exported as asked (names, files)."""
 
 
 def plan_export(
     topology_file: Path,
     state_dir: Path,
-    hosts: Callable[[str], Hosts],
+    addressing: Callable[[Sequence[str]], Addressing],
     *,
     ca: tuple[Path, Path] | None = None,
 ) -> ExportedNetwork:
-    """Resolves the topology with fixed ports and `hosts` addresses, makes (or reuses) the
-    secrets under `state_dir` (lab PKI signed by `ca` when given, SSH keys, seeds, the
-    controller's API token) and writes every process's config file to `state_dir/config`."""
+    """Resolves the topology with fixed ports and the engine's addresses, makes (or reuses)
+    the secrets under `state_dir` (lab PKI signed by `ca` when given, SSH keys, link seeds,
+    the controller's API token), writes every process's file to `state_dir/config` and
+    checks each with its part's own loader."""
     from lab.launcher import make_plan
     from lab.pki import create_lab_pki, load_ca
 
     topology = load_topology(topology_file)
+    address = addressing([node.name for node in topology.nodes])
     state_dir = state_dir.resolve()
-    plan = make_plan(topology, topology_file, state_dir, ca=ca, with_pki=False)
-    plan = replace(
+    plan = _fixed_ports(make_plan(topology, topology_file, state_dir, ca=ca, with_pki=False))
+    create_lab_pki(
+        state_dir,
+        [node.name for node in plan.nodes],
+        [app.sae_id for app in plan.apps],
+        ca=load_ca(*ca) if ca is not None else None,
+        km_hosts=address.sans,
+    )
+    token = state_dir / TOKEN_FILE
+    if not token.exists():
+        _write_secret(token, secrets.token_urlsafe(24).encode())
+    folder = state_dir / "config"
+    configs = deployment_configs(
+        process_configs(plan, address.hosts, listen="0.0.0.0", folder=folder)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for name, data in configs.items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        processes.append(_process(name, data, folder / f"{name}.yaml", state_dir))
+    return ExportedNetwork(name=plan.name, plan=plan, processes=tuple(processes))
+
+
+def _fixed_ports(plan: LabPlan) -> LabPlan:
+    return replace(
         plan,
         nodes=tuple(
             replace(
@@ -130,86 +158,74 @@ def plan_export(
         controller=replace(plan.controller, api_port=PORTS.controller_api),
         agent_groups=(),
     )
-    addresses = {node.name: hosts(node.name) for node in plan.nodes}
-    own_ca = load_ca(*ca) if ca is not None else None
-    create_lab_pki(
-        state_dir,
-        [node.name for node in plan.nodes],
-        [app.sae_id for app in plan.apps],
-        ca=own_ca,
-        km_hosts={name: address.sans for name, address in addresses.items()},
-    )
-    _agent_certificates(state_dir, plan, own_ca)
-    _controller_token(state_dir)
-    configs = spec_configs(plan, addresses)
-    processes = tuple(_process(name, data, state_dir) for name, data in configs.items())
-    _write_configs(state_dir, processes)
-    return ExportedNetwork(name=plan.name, plan=plan, processes=processes)
 
 
-# ---------------------------------------------------------------- files of each process
+def deployment_configs(configs: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What a deployment changes in the twin's files: the agent's gRPC (plaintext) listens
+    on loopback only and its KM, in the same network namespace, reaches it there; commits
+    are fsynced (each node has its own disk); the controller's API, reachable on the
+    network, asks for a bearer token."""
+    changed = {name: dict(data) for name, data in configs.items()}
+    grpc = f"{LOOPBACK}:{PORTS.agent_grpc}"
+    for name, data in changed.items():
+        if name.startswith(agent_name("")):
+            data["listen"] = {**data["listen"], "grpc": grpc}
+            data["durable"] = True
+        elif name.startswith(km_name("")):
+            data["agent"] = grpc
+    changed[CONTROLLER]["api_token_file"] = os.path.join("..", str(TOKEN_FILE))
+    return changed
 
-# Fields of the per-process files that name a file to read (docs/configuration.md).
-_FILE_FIELDS = frozenset(
-    {
-        "cert",
-        "key",
-        "ca",
-        "password_file",
-        "authorized_keys_file",
-        "host_key",
-        "seed_file",
-        "client_key",
-        "api_token_file",
+
+def _process(name: str, data: Mapping[str, Any], config_file: Path, state_dir: Path) -> Process:
+    """The process's files, as its own part's loader reads them (so the file is checked)."""
+    from agents import config as agent_config
+    from controller import config as controller_config
+    from km import config as km_config
+
+    role = CONTROLLER if name == CONTROLLER else name.split("-", 1)[0]
+    loaders = {
+        "agent": agent_config.load,
+        "km": km_config.load,
+        "controller": controller_config.load,
     }
-)
-_FILE_FIELDS_OF = {"km": _FILE_FIELDS | {"policy"}}  # the controller's policy is a path policy
-_PUBLIC_SUFFIXES = (".pem", ".pub", ".yaml")
-
-
-def _paths_in(
-    data: Any, fields: frozenset[str], where: str = ""
-) -> Iterator[tuple[str, str]]:
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            here = f"{where}.{key}" if where else str(key)
-            if key in fields and isinstance(value, str):
-                yield here, value
-            else:
-                yield from _paths_in(value, fields, here)
-    elif isinstance(data, list):
-        for index, item in enumerate(data):
-            yield from _paths_in(item, fields, f"{where}[{index}]")
-
-
-def _process(name: str, config: Mapping[str, Any], state_dir: Path) -> Process:
-    config_dir = state_dir / "config"
-    role = name.split("-", 1)[0]
+    try:
+        loaded = loaders[role](config_file, env={})
+    except ValueError as error:  # ConfigError: file, field, why
+        raise ExportError(str(error)) from None
     files: dict[PurePosixPath, StateFile] = {}
-    for where, value in _paths_in(config, _FILE_FIELDS_OF.get(role, _FILE_FIELDS)):
-        source = (config_dir / value).resolve()
-        if not source.is_relative_to(state_dir):
-            raise ExportError(f"{name}: {where}: {value} lies outside the state directory")
-        if not source.is_file():
-            raise ExportError(f"{name}: {where}: {source} does not exist")
-        relative = PurePosixPath(source.relative_to(state_dir).as_posix())
-        secret = not relative.name.endswith(_PUBLIC_SUFFIXES) or relative.name == "ca.key"
-        files[relative] = StateFile(relative, source, secret)
-    data_dir = config.get("data_dir")
-    node = config.get("node") if role != "controller" else None
+    data_dir: PurePosixPath | None = None
+    for field, path in _paths_of(loaded):
+        path = path.resolve()
+        if not path.is_relative_to(state_dir):
+            raise ExportError(f"{config_file}: {field}: {path} lies outside {state_dir}")
+        relative = PurePosixPath(path.relative_to(state_dir).as_posix())
+        if field == "data_dir":
+            data_dir = relative
+        else:
+            files[relative] = StateFile(relative, path)
     return Process(
         name=name,
         role=role,
-        node=str(node) if node is not None else None,
-        config=config,
+        node=str(data["node"]) if role != CONTROLLER else None,
+        config=data,
         files=tuple(files[path] for path in sorted(files)),
-        data_dir=(
-            PurePosixPath((config_dir / str(data_dir)).resolve().relative_to(state_dir).as_posix())
-            if data_dir is not None
-            else None
-        ),
+        data_dir=data_dir,
         ports=_public_ports(role),
     )
+
+
+def _paths_of(value: Any, field: str = "") -> Iterator[tuple[str, Path]]:
+    """(field name, path) of every path in a loaded config, but the config file's own."""
+    if isinstance(value, Path):
+        yield field, value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            if item.name != "file":
+                yield from _paths_of(getattr(value, item.name), item.name)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _paths_of(item, field)
 
 
 def _public_ports(role: str) -> dict[str, int]:
@@ -220,167 +236,8 @@ def _public_ports(role: str) -> dict[str, int]:
     return {"api": PORTS.controller_api}
 
 
-def _write_configs(state_dir: Path, processes: tuple[Process, ...]) -> None:
-    import yaml
-
-    config_dir = state_dir / "config"
-    config_dir.mkdir(parents=True, exist_ok=True)
-    for process in processes:
-        text = yaml.safe_dump(dict(process.config), sort_keys=False)
-        (state_dir / process.config_path).write_text(text)
-
-
 def _write_secret(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-
-
-def _controller_token(state_dir: Path) -> None:
-    path = state_dir / TOKEN_FILE
-    if not path.exists():
-        _write_secret(path, secrets.token_urlsafe(24).encode())
-
-
-def _agent_certificates(state_dir: Path, plan: LabPlan, own_ca: Any) -> None:
-    """The agents' gRPC identity (pki/agent-<node>.pem), signed by the same CA."""
-    from lab.pki import CertPaths, issue_certificate, load_ca
-
-    pki = state_dir / "pki"
-    ca = own_ca if own_ca is not None else load_ca(pki / "ca.pem", pki / "ca.key")
-    for node in plan.nodes:
-        stem = f"agent-{node.name}"
-        issue_certificate(
-            ca,
-            node.name,
-            CertPaths(pki / f"{stem}.pem", pki / f"{stem}.key"),
-            server=True,
-            client=True,
-            reuse=True,
-        )
-
-
-# ---------------------------------------------------------------- temporary config builder
-
-
-def _rel(path: str | Path, state_dir: Path) -> str:
-    return os.path.relpath(Path(path), state_dir / "config")
-
-
-def spec_configs(plan: LabPlan, hosts: Mapping[str, Hosts]) -> dict[str, dict[str, Any]]:
-    """The per-process files of docs/configuration.md for an exported network.
-
-    TEMPORARY: follows the spec until lab/configs.py (branch `configs`) lands; then its
-    `process_configs` replaces this function."""
-    state_dir = Path(plan.state_dir)
-    pki = state_dir / "pki"
-    creds = plan.credentials
-    ids = {node.name: node.qkdn_id for node in plan.nodes}
-    configs: dict[str, dict[str, Any]] = {}
-    for node in plan.nodes:
-        host = hosts[node.name]
-        links = plan.links_of(node.name)
-        configs[f"agent-{node.name}"] = {
-            "node": node.name,
-            "qkdn_id": node.qkdn_id,
-            "location": node.location,
-            "listen": {
-                "netconf": f"0.0.0.0:{PORTS.netconf}",
-                "grpc": f"127.0.0.1:{PORTS.agent_grpc}",
-            },
-            "netconf": {
-                "username": creds.netconf_username,
-                "password_file": _rel(creds.password_file, state_dir),
-                "authorized_keys_file": _rel(f"{creds.client_key}.pub", state_dir),
-                "host_key": _rel(creds.host_key, state_dir),
-            },
-            "tls": {
-                "cert": _rel(pki / f"agent-{node.name}.pem", state_dir),
-                "key": _rel(pki / f"agent-{node.name}.key", state_dir),
-                "ca": _rel(creds.ca_cert, state_dir),
-            },
-            "data_dir": f"../agents/{node.name}",
-            "durable": True,
-            "perf_interval_s": 1.0,
-            "key_manager": {
-                "etsi014_url": f"https://{host.kme}:{PORTS.etsi014}",
-                "relay": f"{host.relay}:{PORTS.relay}",
-            },
-            "links": [
-                {
-                    "qkdl_id": link.qkdl_id,
-                    "local_qkdi_id": link.qkdi_at(node.name),
-                    "peer": {
-                        "node": link.other_end(node.name),
-                        "qkdn_id": ids[link.other_end(node.name)],
-                        "qkdi_id": link.qkdi_at(link.other_end(node.name)),
-                    },
-                    "length_km": link.length_km,
-                    "extra_loss_db": link.extra_loss_db,
-                    "preset": link.preset,
-                    "skr_bps": link.skr_bps,
-                    "qber": link.qber,
-                    "seed_file": _rel(link.seed_file, state_dir),
-                }
-                for link in links
-            ],
-        }
-        cert, key = plan.node_certs[node.name]
-        configs[f"km-{node.name}"] = {
-            "node": node.name,
-            "qkdn_id": node.qkdn_id,
-            "listen": {
-                "etsi014": f"0.0.0.0:{PORTS.etsi014}",
-                "etsi004": f"0.0.0.0:{PORTS.etsi004}",
-                "relay": f"0.0.0.0:{PORTS.relay}",
-            },
-            "agent": f"127.0.0.1:{PORTS.agent_grpc}",
-            "peers": [
-                {
-                    "node": link.other_end(node.name),
-                    "qkdn_id": ids[link.other_end(node.name)],
-                    "relay": f"{hosts[link.other_end(node.name)].relay}:{PORTS.relay}",
-                }
-                for link in links
-            ],
-            "tls": {
-                "cert": _rel(cert, state_dir),
-                "key": _rel(key, state_dir),
-                "ca": _rel(creds.ca_cert, state_dir),
-            },
-            "data_dir": f"../km/{node.name}",
-            "policy": None,
-            "applications": {app.sae_id: app.node for app in plan.apps},
-            "nodes": dict(ids),
-            "settings": {
-                "key_size_bits": plan.settings.key_size_bits,
-                "relay_mode": plan.settings.relay_mode,
-                "e2e_buffer": plan.settings.e2e_buffer,
-                "link_pool_max_bits": plan.settings.link_pool_max_bits,
-                "max_key_per_request": plan.settings.max_key_per_request,
-                "max_key_size_bits": plan.settings.max_key_size_bits,
-                "min_key_size_bits": plan.settings.min_key_size_bits,
-            },
-        }
-    configs["controller"] = {
-        "listen": {"api": f"0.0.0.0:{PORTS.controller_api}"},
-        "nodes": [
-            {
-                "name": node.name,
-                "qkdn_id": node.qkdn_id,
-                "netconf": f"{hosts[node.name].netconf}:{PORTS.netconf}",
-            }
-            for node in plan.nodes
-        ],
-        "netconf": {
-            "username": creds.netconf_username,
-            "password_file": _rel(creds.password_file, state_dir),
-            "client_key": _rel(creds.client_key, state_dir),
-        },
-        "api_token_file": _rel(state_dir / TOKEN_FILE, state_dir),
-        "policy": "fewest-hops",
-        "forced_paths": {pair: list(path) for pair, path in plan.forced_paths.items()},
-        "allow_preemption": False,
-    }
-    return configs
