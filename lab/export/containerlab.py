@@ -1,8 +1,9 @@
 """A containerlab topology of an exported network: `<name>.clab.yml` and the files it binds.
 
 Per node two `linux` nodes share one network namespace, as the containers of a pod do: `<node>`
-runs the agent and owns the node's interfaces, `<node>-km` runs the key manager with
-`network-mode: container:<node>` (it reaches its agent on 127.0.0.1). Per PHYS link two
+(the node's name as a host name: lower case, '-' for '_') runs the agent and owns the node's
+interfaces, `<node>-km` runs the key manager with `network-mode: container:<node>` (it
+reaches its agent on 127.0.0.1). Per PHYS link two
 links: the quantum channel `q<i>` and the classical channel `c<i>`, i being the link's
 interface id (qkdi_id) at that end. With `prefix: ""` containers are named after their node,
 so the controller reaches `<node>:8300` and key managers reach `<peer>:8304` by name on the
@@ -19,27 +20,34 @@ from typing import Any
 import yaml
 
 from lab.configs import CONTROLLER
-from lab.export.network import CONTAINER_ROOT, Addressing, ExportedNetwork, ExportError, Process
+from lab.export.network import (
+    CONTAINER_ROOT,
+    Addressing,
+    ExportedNetwork,
+    ExportError,
+    Process,
+    host_label,
+    host_labels,
+)
 
 STATE = "state"  # the state folder beside the .clab.yml: binds are relative to it
+KM_SUFFIX = "-km"
 
 
 def containerlab_addressing(nodes: Sequence[str]) -> Addressing:
     """Every node (and the controller) at its containerlab node name."""
-    if CONTROLLER in nodes:
-        raise ExportError("node 'controller': the name is the controller's containerlab node")
-    hosts = {node: node for node in nodes}
+    hosts: dict[str, str] = dict(host_labels(nodes, KM_SUFFIX))
+    sans = {node: [label] for node, label in hosts.items()}
     hosts[CONTROLLER] = CONTROLLER
-    return Addressing(hosts, {node: [node] for node in nodes})
+    return Addressing(hosts, sans)
 
 
 def node_name(process: Process) -> str:
-    """The containerlab node of a process: the agent's is the node's own name."""
-    if process.role == "agent" and process.node is not None:
-        return process.node
-    if process.role == "km" and process.node is not None:
-        return f"{process.node}-km"
-    return CONTROLLER
+    """The containerlab node of a process: the agent's is the node's host name."""
+    if process.node is None:
+        return CONTROLLER
+    label = host_label(process.node, KM_SUFFIX)
+    return label if process.role == "agent" else label + KM_SUFFIX
 
 
 def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any]:
@@ -56,18 +64,19 @@ def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any
             "labels": {"qkd-sdn.role": process.role},
         }
         if process.role == "km" and process.node is not None:
-            node["network-mode"] = f"container:{process.node}"
+            node["network-mode"] = f"container:{host_label(process.node)}"
         if process.role == CONTROLLER:
             node["ports"] = [f"{port}:{port}" for port in process.ports.values()]
         nodes[node_name(process)] = node
     links = []
     for link in network.plan.links:
+        a, b = host_label(link.a), host_label(link.b)
         for channel in ("q", "c"):
             links.append(
                 {
                     "endpoints": [
-                        f"{link.a}:{channel}{link.a_qkdi_id}",
-                        f"{link.b}:{channel}{link.b_qkdi_id}",
+                        f"{a}:{channel}{link.a_qkdi_id}",
+                        f"{b}:{channel}{link.b_qkdi_id}",
                     ]
                 }
             )

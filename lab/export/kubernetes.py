@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -24,13 +23,15 @@ import yaml
 from lab.configs import CONTROLLER, agent_name, km_name
 from lab.export.network import (
     CONTAINER_ROOT,
+    DNS_LABEL,
     Addressing,
     ExportedNetwork,
     ExportError,
     Process,
+    host_label,
+    host_labels,
 )
 
-DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 LONGEST_SUFFIX = "-config"  # of the names made from a node's: <node>-config, -agent, -km
 RUN_AS = 10001  # the image's user (lab/export/Containerfile)
 DATA_SIZE = "256Mi"
@@ -45,28 +46,13 @@ MANIFEST_FILES = ("00-namespace.yaml", "10-secrets.yaml", "20-network.yaml")
 
 
 def k8s_name(node: str) -> str:
-    """The Kubernetes name of a node: lower case, '_' as '-' (a DNS-1035 label)."""
-    name = node.lower().replace("_", "-")
-    if not DNS_LABEL.fullmatch(name) or len(name + LONGEST_SUFFIX) > 63:
-        raise ExportError(
-            f"node {node!r}: not usable as a Kubernetes name ({name + LONGEST_SUFFIX!r} must "
-            "be a DNS label of at most 63 characters)"
-        )
-    return name
+    """The Kubernetes name of a node (a DNS-1035 label, with room for the suffixes)."""
+    return host_label(node, LONGEST_SUFFIX)
 
 
 def check_names(nodes: Sequence[str]) -> None:
     """Refuses nodes whose Kubernetes names collide with each other or the controller's."""
-    seen: dict[str, str] = {}
-    for node in nodes:
-        name = k8s_name(node)
-        if name == CONTROLLER:
-            raise ExportError(f"node {node!r}: the name 'controller' is the controller's")
-        if name in seen:
-            raise ExportError(
-                f"nodes {seen[name]!r} and {node!r} have one Kubernetes name {name!r}"
-            )
-        seen[name] = node
+    host_labels(nodes, LONGEST_SUFFIX)
 
 
 def kubernetes_addressing(namespace: str) -> Callable[[Sequence[str]], Addressing]:

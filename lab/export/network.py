@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -99,6 +100,35 @@ class ExportedNetwork:
 
 class ExportError(Exception):
     """The network cannot be exported as asked (names, files)."""
+
+
+DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def host_label(node: str, longest_suffix: str = "") -> str:
+    """A node's name as a host name (a DNS-1035 label): lower case, '_' as '-'. The names an
+    engine makes from it (the label plus at most `longest_suffix`) must fit 63 characters."""
+    label = node.lower().replace("_", "-")
+    if not DNS_LABEL.fullmatch(label) or len(label + longest_suffix) > 63:
+        raise ExportError(
+            f"node {node!r}: not usable as a host name ({label + longest_suffix!r} must be a "
+            "DNS label of at most 63 characters)"
+        )
+    return label
+
+
+def host_labels(nodes: Sequence[str], longest_suffix: str = "") -> dict[str, str]:
+    """Node -> host label; refuses two nodes with one label and a node named 'controller'."""
+    labels: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for node in nodes:
+        label = host_label(node, longest_suffix)
+        if label == CONTROLLER:
+            raise ExportError(f"node {node!r}: the name 'controller' is the controller's")
+        if label in owners:
+            raise ExportError(f"nodes {owners[label]!r} and {node!r} have one host name {label!r}")
+        labels[node] = owners[label] = label
+    return {node: labels[node] for node in nodes}
 
 
 def plan_export(

@@ -135,9 +135,10 @@ def test_each_node_is_one_pod_of_agent_and_key_manager_ready_on_their_real_ports
             assert ports[probe] == _port(listens[probe])
             assert set(container["resources"]["requests"]) == {"cpu", "memory"}
         service = find(docs, "Service", node)
-        assert service["spec"]["selector"].items() <= workload["spec"]["template"]["metadata"][
-            "labels"
-        ].items()
+        assert (
+            service["spec"]["selector"].items()
+            <= workload["spec"]["template"]["metadata"]["labels"].items()
+        )
         assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
             name: _port(address) for name, address in listens.items()
         }
@@ -154,7 +155,9 @@ def test_processes_reach_each_other_at_service_dns_names_that_exist(
     assert container["readinessProbe"]["tcpSocket"]["port"] == "api"
     targets = [(n["netconf"], "netconf") for n in controller_file["nodes"]]
     for node in network.node_names:
-        km_file = yaml.safe_load(find(docs, "ConfigMap", f"{node}-config")["data"][f"km-{node}.yaml"])
+        km_file = yaml.safe_load(
+            find(docs, "ConfigMap", f"{node}-config")["data"][f"km-{node}.yaml"]
+        )
         targets += [(peer["relay"], "relay") for peer in km_file["peers"]]
     assert len(targets) == 3 + 6
     for address, port_name in targets:
@@ -271,7 +274,7 @@ def test_a_new_namespace_reissues_the_key_manager_certificates_for_its_names(
 def test_names_kubernetes_cannot_take_are_refused_with_the_reason() -> None:
     with pytest.raises(ExportError, match="namespace 'Bad_NS'"):
         kubernetes_addressing("Bad_NS")
-    with pytest.raises(ExportError, match="one Kubernetes name 'node-a'"):
+    with pytest.raises(ExportError, match="one host name 'node-a'"):
         check_names(["node_a", "Node_A"])
     with pytest.raises(ExportError, match="controller"):
         check_names(["controller", "qnode1"])
@@ -296,8 +299,12 @@ def test_the_command_writes_the_manifests_and_refuses_a_bad_namespace_before_wri
     assert main(["lab", "export", "triangle", "--to", "kubernetes", str(out)]) == 0
     assert sorted(p.name for p in out.glob("*.yaml")) == sorted(MANIFEST_FILES)
     refused = tmp_path / "refused"
-    status = main(["lab", "export", "triangle", "--to", "kubernetes", str(refused), "--namespace", "X"])
+    status = main(
+        ["lab", "export", "triangle", "--to", "kubernetes", str(refused), "--namespace", "X"]
+    )
     assert status == 1
     assert "namespace 'X'" in capsys.readouterr().out
     assert not refused.exists()
-    assert main(["lab", "export", "triangle", "--to", "kubernetes", str(out), "--ca-cert", "x"]) == 2
+    assert (
+        main(["lab", "export", "triangle", "--to", "kubernetes", str(out), "--ca-cert", "x"]) == 2
+    )
