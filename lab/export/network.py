@@ -225,7 +225,7 @@ def _process(name: str, data: Mapping[str, Any], config_file: Path, state_dir: P
         raise ExportError(str(error)) from None
     files: dict[PurePosixPath, StateFile] = {}
     data_dir: PurePosixPath | None = None
-    for field, path in _paths_of(loaded):
+    for field, path in paths_of(loaded):
         path = path.resolve()
         if not path.is_relative_to(state_dir):
             raise ExportError(f"{config_file}: {field}: {path} lies outside {state_dir}")
@@ -245,17 +245,17 @@ def _process(name: str, data: Mapping[str, Any], config_file: Path, state_dir: P
     )
 
 
-def _paths_of(value: Any, field: str = "") -> Iterator[tuple[str, Path]]:
+def paths_of(value: Any, field: str = "") -> Iterator[tuple[str, Path]]:
     """(field name, path) of every path in a loaded config, but the config file's own."""
     if isinstance(value, Path):
         yield field, value
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
             if item.name != "file":
-                yield from _paths_of(getattr(value, item.name), item.name)
+                yield from paths_of(getattr(value, item.name), item.name)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _paths_of(item, field)
+            yield from paths_of(item, field)
 
 
 def _public_ports(role: str) -> dict[str, int]:

@@ -118,7 +118,7 @@ def test_each_nodes_command_runs_the_config_file_bound_for_that_node(
 def test_every_bound_file_exists_and_every_file_a_process_reads_is_bound(
     exported: tuple[LabPlan, dict[str, Any], Path],
 ) -> None:
-    from lab.export.network import _paths_of
+    from lab.export.network import paths_of
 
     _, doc, out = exported
     state = (out / STATE).resolve()
@@ -127,7 +127,7 @@ def test_every_bound_file_exists_and_every_file_a_process_reads_is_bound(
         assert all(source.exists() for source in binds.values())
         config = PurePosixPath(shlex.split(node["cmd"])[3])
         loaded = LOADERS[shlex.split(node["cmd"])[0]](binds[config], env={})
-        for field, path in _paths_of(loaded):
+        for field, path in paths_of(loaded):
             target = CONTAINER_ROOT / path.relative_to(state).as_posix()
             assert binds[target].resolve() == path, field
             read_only = f"{binds[target].relative_to(out)}:{target}:ro" in node["binds"]

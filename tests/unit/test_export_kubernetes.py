@@ -169,9 +169,9 @@ def test_processes_reach_each_other_at_service_dns_names_that_exist(
 
 
 def _paths(loaded: Any) -> list[Path]:
-    from lab.export.network import _paths_of
+    from lab.export.network import paths_of
 
-    return [path for field, path in _paths_of(loaded) if field != "data_dir"]
+    return [path for field, path in paths_of(loaded) if field != "data_dir"]
 
 
 def test_every_file_a_process_reads_is_mounted_from_its_secret_with_the_exported_bytes(
@@ -282,6 +282,22 @@ def test_names_kubernetes_cannot_take_are_refused_with_the_reason() -> None:
         check_names(["n" * 60])
     with pytest.raises(ExportError, match="not usable"):
         check_names(["node_"])
+
+
+def test_nodes_named_with_underscores_get_services_their_peers_dial(tmp_path: Path) -> None:
+    network = plan_export(
+        topology_path("metro-madrid"), tmp_path / "state", kubernetes_addressing(NAMESPACE)
+    )
+    docs = kubernetes_documents(network, NAMESPACE, IMAGE)["20-network.yaml"]
+    services = {d["metadata"]["name"] for d in docs if d["kind"] == "Service"}
+    assert "ciudad-univ" in services
+    for doc in docs:
+        if doc["kind"] in ("Service", "StatefulSet"):
+            kubernetes_validate.validate(doc, K8S_VERSIONS[0], strict=True)
+    for node in network.node_names:
+        km = network.process(f"km-{node}").config
+        for peer in km["peers"]:
+            assert peer["relay"].split(".")[0] in services
 
 
 def test_documents_are_a_pure_function_of_the_exported_network(
