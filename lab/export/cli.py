@@ -42,12 +42,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     out_dir: Path = args.out_dir
     try:
         # The topology, its names and the namespace are checked before anything is written.
-        names = [node.name for node in load_topology(path).nodes]
+        topology = load_topology(path)
         if args.to == "kubernetes":
             addressing = kubernetes_addressing(args.namespace)
         else:
             addressing = containerlab_addressing
-        addressing(names)
+        addressing(topology)
         out_dir.mkdir(parents=True, exist_ok=True)
         network = plan_export(path, out_dir / STATE, addressing, ca=ca)
         if args.to == "kubernetes":

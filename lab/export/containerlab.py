@@ -3,17 +3,19 @@
 Per node two `linux` nodes share one network namespace, as the containers of a pod do: `<node>`
 (the node's name as a host name: lower case, '-' for '_') runs the agent and owns the node's
 interfaces, `<node>-km` runs the key manager with `network-mode: container:<node>` (it
-reaches its agent on 127.0.0.1). Per PHYS link two
-links: the quantum channel `q<i>` and the classical channel `c<i>`, i being the link's
-interface id (qkdi_id) at that end. With `prefix: ""` containers are named after their node,
-so the controller reaches `<node>:8300` and key managers reach `<peer>:8304` by name on the
-management network. Containers run as root: the bound key files keep mode 0600.
+reaches its agent on 127.0.0.1). Per PHYS link two links: the quantum channel `q<i>` and the
+classical channel `c<i>`, i being the link's interface id (qkdi_id) at that end; the classical
+channel gets a /31 of CLASSICAL_NETWORK (`exec` on the agent's node) and a key manager reaches
+its neighbour's relay there, so relayed keys cross the classical links. With `prefix: ""`
+containers are named after their node: the controller reaches `<node>:8300` by name on the
+management network. Containers run as root: the bound key files keep mode 0600, and `exec`
+configures the interfaces.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from ipaddress import IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +31,35 @@ from lab.export.network import (
     host_label,
     host_labels,
 )
+from lab.topology import Topology
 
 STATE = "state"  # the state folder beside the .clab.yml: binds are relative to it
 KM_SUFFIX = "-km"
+CLASSICAL_NETWORK = IPv4Network("10.201.0.0/16")  # a /31 per link's classical channel
 
 
-def containerlab_addressing(nodes: Sequence[str]) -> Addressing:
-    """Every node (and the controller) at its containerlab node name."""
-    hosts: dict[str, str] = dict(host_labels(nodes, KM_SUFFIX))
+def classical_addresses(index: int) -> tuple[IPv4Interface, IPv4Interface]:
+    """The two ends (a, b) of the classical channel of the topology's `index`-th link."""
+    first = CLASSICAL_NETWORK.network_address + 2 * index
+    if first + 1 > CLASSICAL_NETWORK.broadcast_address:
+        raise ExportError(f"more than {CLASSICAL_NETWORK.num_addresses // 2} links")
+    return IPv4Interface(f"{first}/31"), IPv4Interface(f"{first + 1}/31")
+
+
+def containerlab_addressing(topology: Topology) -> Addressing:
+    """Every node (and the controller) at its containerlab node name; key managers reach a
+    neighbour's relay at the neighbour's end of their classical link."""
+    hosts: dict[str, str] = dict(host_labels([n.name for n in topology.nodes], KM_SUFFIX))
     sans = {node: [label] for node, label in hosts.items()}
+    relay_hosts: dict[tuple[str, str], str] = {}
+    for index, link in enumerate(topology.links):
+        at_a, at_b = classical_addresses(index)
+        relay_hosts[(link.a, link.b)] = str(at_b.ip)
+        relay_hosts[(link.b, link.a)] = str(at_a.ip)
+        sans[link.a].append(str(at_a.ip))
+        sans[link.b].append(str(at_b.ip))
     hosts[CONTROLLER] = CONTROLLER
-    return Addressing(hosts, sans)
+    return Addressing(hosts, sans, relay_hosts)
 
 
 def node_name(process: Process) -> str:
@@ -53,6 +73,22 @@ def node_name(process: Process) -> str:
 def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any]:
     """The topology document (pure: paths are relative to the .clab.yml's folder)."""
     nodes: dict[str, Any] = {}
+    addresses: dict[str, list[str]] = {}
+    links = []
+    for index, link in enumerate(network.plan.links):
+        a, b = host_label(link.a), host_label(link.b)
+        at_a, at_b = classical_addresses(index)
+        for channel in ("q", "c"):
+            links.append(
+                {
+                    "endpoints": [
+                        f"{a}:{channel}{link.a_qkdi_id}",
+                        f"{b}:{channel}{link.b_qkdi_id}",
+                    ]
+                }
+            )
+        addresses.setdefault(a, []).append(f"ip address add {at_a} dev c{link.a_qkdi_id}")
+        addresses.setdefault(b, []).append(f"ip address add {at_b} dev c{link.b_qkdi_id}")
     for process in network.processes:
         node: dict[str, Any] = {
             "kind": "linux",
@@ -63,23 +99,13 @@ def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any
             "binds": _binds(process),
             "labels": {"qkd-sdn.role": process.role},
         }
+        if process.role == "agent" and addresses.get(node_name(process)):
+            node["exec"] = addresses[node_name(process)]
         if process.role == "km" and process.node is not None:
             node["network-mode"] = f"container:{host_label(process.node)}"
         if process.role == CONTROLLER:
             node["ports"] = [f"{port}:{port}" for port in process.ports.values()]
         nodes[node_name(process)] = node
-    links = []
-    for link in network.plan.links:
-        a, b = host_label(link.a), host_label(link.b)
-        for channel in ("q", "c"):
-            links.append(
-                {
-                    "endpoints": [
-                        f"{a}:{channel}{link.a_qkdi_id}",
-                        f"{b}:{channel}{link.b_qkdi_id}",
-                    ]
-                }
-            )
     return {"name": network.name, "prefix": "", "topology": {"nodes": nodes, "links": links}}
 
 

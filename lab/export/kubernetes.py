@@ -31,6 +31,7 @@ from lab.export.network import (
     host_label,
     host_labels,
 )
+from lab.topology import Topology
 
 LONGEST_SUFFIX = "-config"  # of the names made from a node's: <node>-config, -agent, -km
 RUN_AS = 10001  # the image's user (lab/export/Containerfile)
@@ -55,12 +56,13 @@ def check_names(nodes: Sequence[str]) -> None:
     host_labels(nodes, LONGEST_SUFFIX)
 
 
-def kubernetes_addressing(namespace: str) -> Callable[[Sequence[str]], Addressing]:
+def kubernetes_addressing(namespace: str) -> Callable[[Topology], Addressing]:
     """Each node (and the controller) at its Service's DNS name in `namespace`."""
     if not DNS_LABEL.fullmatch(namespace) or len(namespace) > 63:
         raise ExportError(f"namespace {namespace!r} is not a DNS label of at most 63 characters")
 
-    def addressing(nodes: Sequence[str]) -> Addressing:
+    def addressing(topology: Topology) -> Addressing:
+        nodes = [node.name for node in topology.nodes]
         check_names(nodes)
         hosts = {node: f"{k8s_name(node)}.{namespace}.svc" for node in nodes}
         hosts[CONTROLLER] = f"{CONTROLLER}.{namespace}.svc"

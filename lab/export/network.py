@@ -14,7 +14,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -22,7 +22,7 @@ import yaml
 
 from lab.configs import CONTROLLER, agent_name, km_name, process_configs
 from lab.plan import LabPlan
-from lab.topology import load_topology
+from lab.topology import Topology, load_topology
 
 CONTAINER_ROOT = PurePosixPath("/var/lib/qkdsdn")
 TOKEN_FILE = PurePosixPath("secrets/controller-token")
@@ -46,11 +46,14 @@ PORTS = Ports()
 
 @dataclass(frozen=True)
 class Addressing:
-    """Where the others reach each node and the controller (`hosts`: name -> host), and the
-    names each node's key manager certificate must carry (`sans`: node -> names)."""
+    """Where the others reach each node and the controller (`hosts`: name -> host), where a
+    key manager reaches a neighbour's relay when not at its host (`relay_hosts`: (node,
+    peer) -> host, e.g. the peer's end of their classical link), and the names each node's
+    key manager certificate must carry (`sans`: node -> names)."""
 
     hosts: Mapping[str, str]
     sans: Mapping[str, Sequence[str]]
+    relay_hosts: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def host_labels(nodes: Sequence[str], longest_suffix: str = "") -> dict[str, str
 def plan_export(
     topology_file: Path,
     state_dir: Path,
-    addressing: Callable[[Sequence[str]], Addressing],
+    addressing: Callable[[Topology], Addressing],
     *,
     ca: tuple[Path, Path] | None = None,
 ) -> ExportedNetwork:
@@ -146,7 +149,7 @@ def plan_export(
     from lab.pki import create_lab_pki, load_ca
 
     topology = load_topology(topology_file)
-    address = addressing([node.name for node in topology.nodes])
+    address = addressing(topology)
     state_dir = state_dir.resolve()
     plan = _fixed_ports(make_plan(topology, topology_file, state_dir, ca=ca, with_pki=False))
     create_lab_pki(
@@ -161,7 +164,8 @@ def plan_export(
         _write_secret(token, secrets.token_urlsafe(24).encode())
     folder = state_dir / "config"
     configs = deployment_configs(
-        process_configs(plan, address.hosts, listen="0.0.0.0", folder=folder)
+        process_configs(plan, address.hosts, listen="0.0.0.0", folder=folder),
+        address.relay_hosts,
     )
     folder.mkdir(parents=True, exist_ok=True)
     processes = []
@@ -190,11 +194,16 @@ def _fixed_ports(plan: LabPlan) -> LabPlan:
     )
 
 
-def deployment_configs(configs: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def deployment_configs(
+    configs: Mapping[str, dict[str, Any]],
+    relay_hosts: Mapping[tuple[str, str], str] | None = None,
+) -> dict[str, dict[str, Any]]:
     """What a deployment changes in the twin's files: the agent's gRPC (plaintext) listens
-    on loopback only and its KM, in the same network namespace, reaches it there; commits
-    are fsynced (each node has its own disk); the controller's API, reachable on the
-    network, asks for a bearer token."""
+    on loopback only and its KM, in the same network namespace, reaches it there; a KM
+    reaches a neighbour's relay at `relay_hosts[(node, peer)]` when given; commits are
+    fsynced (each node has its own disk); the controller's API, reachable on the network,
+    asks for a bearer token."""
+    relay_hosts = relay_hosts or {}
     changed = {name: dict(data) for name, data in configs.items()}
     grpc = f"{LOOPBACK}:{PORTS.agent_grpc}"
     for name, data in changed.items():
@@ -203,6 +212,12 @@ def deployment_configs(configs: Mapping[str, dict[str, Any]]) -> dict[str, dict[
             data["durable"] = True
         elif name.startswith(km_name("")):
             data["agent"] = grpc
+            data["peers"] = [
+                {**peer, "relay": f"{relay_hosts[(data['node'], peer['node'])]}:{PORTS.relay}"}
+                if (data["node"], peer["node"]) in relay_hosts
+                else peer
+                for peer in data["peers"]
+            ]
     changed[CONTROLLER]["api_token_file"] = os.path.join("..", str(TOKEN_FILE))
     return changed
 
@@ -225,12 +240,12 @@ def _process(name: str, data: Mapping[str, Any], config_file: Path, state_dir: P
         raise ExportError(str(error)) from None
     files: dict[PurePosixPath, StateFile] = {}
     data_dir: PurePosixPath | None = None
-    for field, path in paths_of(loaded):
+    for name_of_field, path in paths_of(loaded):
         path = path.resolve()
         if not path.is_relative_to(state_dir):
-            raise ExportError(f"{config_file}: {field}: {path} lies outside {state_dir}")
+            raise ExportError(f"{config_file}: {name_of_field}: {path} lies outside {state_dir}")
         relative = PurePosixPath(path.relative_to(state_dir).as_posix())
-        if field == "data_dir":
+        if name_of_field == "data_dir":
             data_dir = relative
         else:
             files[relative] = StateFile(relative, path)
@@ -245,17 +260,17 @@ def _process(name: str, data: Mapping[str, Any], config_file: Path, state_dir: P
     )
 
 
-def paths_of(value: Any, field: str = "") -> Iterator[tuple[str, Path]]:
+def paths_of(value: Any, name: str = "") -> Iterator[tuple[str, Path]]:
     """(field name, path) of every path in a loaded config, but the config file's own."""
     if isinstance(value, Path):
-        yield field, value
+        yield name, value
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
             if item.name != "file":
                 yield from paths_of(getattr(value, item.name), item.name)
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from paths_of(item, field)
+            yield from paths_of(item, name)
 
 
 def _public_ports(role: str) -> dict[str, int]:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import re
 import shlex
 from collections import Counter
+from ipaddress import IPv4Interface
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
 from agents import config as agent_config
 from controller import config as controller_config
@@ -20,14 +22,25 @@ from lab.cli import main
 from lab.export.containerlab import STATE, containerlab_addressing, write_containerlab
 from lab.export.network import CONTAINER_ROOT, PORTS, ExportError, host_label, plan_export
 from lab.plan import LabPlan
-from lab.topology import topology_path
+from lab.topology import NodeSpec, Topology, TopologySettings, topology_path
 
 IMAGE = "qkd-sdn:test"
 LOADERS = {"agent": agent_config.load, "km": km_config.load, "controller": controller_config.load}
 # From containerlab's topology schema (schemas/clab.schema.json): the top-level keys, the
 # node keys this export uses, and the shapes of endpoints, binds, ports and network-mode.
 TOP_KEYS = {"name", "prefix", "mgmt", "topology", "settings"}
-NODE_KEYS = {"kind", "image", "user", "cmd", "env", "binds", "labels", "network-mode", "ports"}
+NODE_KEYS = {
+    "kind",
+    "image",
+    "user",
+    "cmd",
+    "env",
+    "binds",
+    "labels",
+    "network-mode",
+    "ports",
+    "exec",
+}
 ENDPOINT = re.compile(r"^\S+:\S+$")
 BIND = re.compile(r"^[^:]+:/[^:]+(:ro)?$")
 PORT = re.compile(r"^\d{1,5}:\d{1,5}$")
@@ -60,6 +73,7 @@ def test_the_file_has_the_shape_containerlabs_schema_asks_for(
         assert all(BIND.match(bind) for bind in node["binds"]), node["binds"]
         assert all(PORT.match(port) for port in node.get("ports", []))
         assert NETWORK_MODE.match(node.get("network-mode", "host"))
+        assert all(isinstance(command, str) for command in node.get("exec", ["-"]))
     for link in doc["topology"]["links"]:
         assert set(link) == {"endpoints"} and len(link["endpoints"]) == 2
         assert all(ENDPOINT.match(end) for end in link["endpoints"])
@@ -134,7 +148,7 @@ def test_every_bound_file_exists_and_every_file_a_process_reads_is_bound(
             assert read_only == (field != "data_dir"), field
 
 
-def test_a_key_manager_shares_its_agents_namespace_and_reaches_peers_by_node_name(
+def test_a_key_manager_shares_its_agents_namespace_and_the_controller_finds_nodes_by_name(
     exported: tuple[LabPlan, dict[str, Any], Path],
 ) -> None:
     plan, doc, out = exported
@@ -145,9 +159,8 @@ def test_a_key_manager_shares_its_agents_namespace_and_reaches_peers_by_node_nam
         km = km_config.load(out / STATE / "config" / f"km-{node.name}.yaml", env={})
         agent = agent_config.load(out / STATE / "config" / f"agent-{node.name}.yaml", env={})
         assert km.agent == agent.listen.grpc and str(km.agent) == f"127.0.0.1:{PORTS.agent_grpc}"
-        assert {str(peer.relay) for peer in km.peers} == {
-            f"{host_label(link.other_end(node.name))}:{PORTS.relay}"
-            for link in plan.links_of(node.name)
+        assert {peer.node for peer in km.peers} == {
+            link.other_end(node.name) for link in plan.links_of(node.name)
         }
     controller = controller_config.load(out / STATE / "config" / "controller.yaml", env={})
     assert [str(n.netconf) for n in controller.nodes] == [
@@ -155,13 +168,55 @@ def test_a_key_manager_shares_its_agents_namespace_and_reaches_peers_by_node_nam
     ]
 
 
+def _topology(*names: str) -> Topology:
+    nodes = tuple(NodeSpec(name) for name in names)
+    return Topology("t", TopologySettings(), nodes, links=(), apps=())
+
+
 def test_node_names_that_are_no_host_names_or_collide_are_refused() -> None:
     with pytest.raises(ExportError, match="controller"):
-        containerlab_addressing(["qnode1", "controller"])
+        containerlab_addressing(_topology("qnode1", "controller"))
     with pytest.raises(ExportError, match="one host name 'madrid-1'"):
-        containerlab_addressing(["Madrid_1", "madrid_1"])
+        containerlab_addressing(_topology("Madrid_1", "madrid_1"))
     with pytest.raises(ExportError, match="not usable as a host name"):
-        containerlab_addressing(["node_"])
+        containerlab_addressing(_topology("node_"))
+
+
+def test_relayed_keys_cross_the_classical_link_each_end_of_which_has_its_address(
+    exported: tuple[LabPlan, dict[str, Any], Path],
+) -> None:
+    plan, doc, out = exported
+    nodes = doc["topology"]["nodes"]
+    address_of: dict[tuple[str, str], IPv4Interface] = {}  # (node, interface) -> address
+    for node in plan.nodes:
+        for command in nodes[host_label(node.name)].get("exec", []):
+            ip, address, add, interface, dev, name = command.split()
+            assert (ip, address, add, dev) == ("ip", "address", "add", "dev")
+            address_of[(host_label(node.name), name)] = IPv4Interface(interface)
+    links = [link["endpoints"] for link in doc["topology"]["links"]]
+    classical = [ends for ends in links if all(end.split(":")[1].startswith("c") for end in ends)]
+    assert len(classical) == len(plan.links)
+    assert len(address_of) == 2 * len(plan.links)  # an address at both ends of each, no other
+    for ends in classical:
+        a, b = (tuple(end.split(":")) for end in ends)
+        assert address_of[a].network == address_of[b].network  # one /31 per link
+        assert address_of[a].network.prefixlen == 31 and address_of[a] != address_of[b]
+    for node in plan.nodes:
+        km = km_config.load(out / STATE / "config" / f"km-{node.name}.yaml", env={})
+        cert = x509.load_pem_x509_certificate(km.tls.cert.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        for peer in km.peers:
+            [ends] = [
+                e
+                for e in classical
+                if {x.split(":")[0] for x in e} == {host_label(node.name), host_label(peer.node)}
+            ]
+            [peer_end] = [
+                tuple(e.split(":")) for e in ends if e.startswith(host_label(peer.node) + ":")
+            ]
+            assert str(peer.relay) == f"{address_of[peer_end].ip}:{PORTS.relay}"
+        own = {address_of[key].ip for key in address_of if key[0] == host_label(node.name)}
+        assert own <= set(san.get_values_for_type(x509.IPAddress))  # peers dial it there
 
 
 def test_the_command_writes_the_topology_beside_its_files(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ def test_the_image_copies_every_shipped_package_and_runs_qkdsdn() -> None:
     assert re.findall(r"^FROM (\S+)", text, re.MULTILINE)[-1].startswith("python:3.11-slim")
     assert "libyang2-dev" in text  # the libyang binding builds against it (Makefile SYSPKG too)
     assert "libyang2-dev" in (ROOT / "Makefile").read_text()
+    runtime = text.rsplit("\nFROM ", 1)[1]
+    assert re.search(r"install .*\blibyang2 iproute2\b", runtime)  # `ip` for containerlab's exec
     assert project["project"]["scripts"]["qkdsdn"] == "lab.cli:main"
     assert 'ENTRYPOINT ["qkdsdn"]' in text
     assert re.search(r"^USER 10001$", text, re.MULTILINE)  # lab.export.kubernetes.RUN_AS
