@@ -1,16 +1,16 @@
-"""The configuration a node boots with, from the lab plan (RFC 7951 JSON of `qkd_node`).
+"""The configuration a node boots with, from its agent configuration (RFC 7951 JSON of `qkd_node`).
 
 One `qkd_interface` per link end (the emulated module), one PHYS `qkd_link` per link, and the
 `qkdsdn:key_manager` augment telling the controller where the node's key manager listens.
-Pure: a function of the plan.
+Pure: a function of the agent configuration.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from agents.config import AgentConfig, AgentLink
 from agents.physics import PRESETS, channel_loss_db
-from lab.plan import LabPlan, LinkPlan
 
 NODE_MODULE = "etsi-qkd-sdn-node"
 TYPES = "etsi-qkd-node-types"
@@ -34,30 +34,33 @@ def decimal3(value: float) -> str:
     return f"{value:.3f}"
 
 
-def channel_attenuation_db(link: LinkPlan) -> float:
+def channel_attenuation_db(link: AgentLink) -> float:
     alpha = PRESETS[link.preset].alpha_db_per_km if link.preset in PRESETS else 0.2
     return channel_loss_db(link.length_km, link.extra_loss_db, alpha)
 
 
-def initial_running(plan: LabPlan, node_name: str) -> dict[str, Any]:
-    """The running `qkd_node` of `node_name` before any controller edit."""
-    node = plan.node(node_name)
-    links = plan.links_of(node_name)
-    interfaces = [_interface(plan, link, node_name) for link in links]
-    qkd_links = [_phys_link(plan, link, node_name) for link in links]
+def initial_running(config: AgentConfig) -> dict[str, Any]:
+    """The node's running `qkd_node` before any controller edit."""
+    interfaces = [_interface(link) for link in config.links]
+    qkd_links = [_phys_link(config, link) for link in config.links]
+    manager = config.key_manager
     body: dict[str, Any] = {
-        "qkdn_id": node.qkdn_id,
+        "qkdn_id": config.qkdn_id,
         "qkdn_version": QKDN_VERSION,
-        "qkdn_location_id": node.location,
+        "qkdn_location_id": config.location,
         "qkdn_capabilities": {
             "link_stats_support": True,
             "application_stats_support": True,
             "key_relay_mode_enable": True,
         },
         KEY_MANAGER: {
-            "etsi014_url": node.km_etsi014_url,
-            "etsi004_address": node.km_etsi004_address,
-            "relay_address": node.km_relay_address,
+            key: value
+            for key, value in (
+                ("etsi014_url", manager.etsi014_url),
+                ("etsi004_address", manager.etsi004),
+                ("relay_address", manager.relay),
+            )
+            if value is not None
         },
     }
     if interfaces:
@@ -67,13 +70,13 @@ def initial_running(plan: LabPlan, node_name: str) -> dict[str, Any]:
     return {QKD_NODE: body}
 
 
-def _interface(plan: LabPlan, link: LinkPlan, node_name: str) -> dict[str, Any]:
-    qkdi_id = link.qkdi_at(node_name)
+def _interface(link: AgentLink) -> dict[str, Any]:
+    qkdi_id = link.local_qkdi_id
     return {
         "qkdi_id": qkdi_id,
         "qkdi_model": f"emulated DV-QKD module ({link.preset})",
         "qkdi_type": identity("DV-QKD"),
-        "qkdi_att_point": {"device": f"fibre to {link.other_end(node_name)}", "port": qkdi_id},
+        "qkdi_att_point": {"device": f"fibre to {link.peer.node}", "port": qkdi_id},
         "qkdi_capabilities": {
             "role_support": identity("TRANSCEIVER"),
             "wavelength_range": WAVELENGTH_RANGE,
@@ -82,15 +85,14 @@ def _interface(plan: LabPlan, link: LinkPlan, node_name: str) -> dict[str, Any]:
     }
 
 
-def _phys_link(plan: LabPlan, link: LinkPlan, node_name: str) -> dict[str, Any]:
-    peer = link.other_end(node_name)
+def _phys_link(config: AgentConfig, link: AgentLink) -> dict[str, Any]:
     return {
         "qkdl_id": link.qkdl_id,
         "qkdl_enable": True,
-        "qkdl_local": {"qkdn_id": plan.node(node_name).qkdn_id, "qkdi_id": link.qkdi_at(node_name)},
-        "qkdl_remote": {"qkdn_id": plan.node(peer).qkdn_id, "qkdi_id": link.qkdi_at(peer)},
+        "qkdl_local": {"qkdn_id": config.qkdn_id, "qkdi_id": link.local_qkdi_id},
+        "qkdl_remote": {"qkdn_id": link.peer.qkdn_id, "qkdi_id": link.peer.qkdi_id},
         "qkdl_type": identity("PHYS"),
         "phys_channel_att": decimal3(channel_attenuation_db(link)),
         "phys_wavelength": WAVELENGTH_NM,
-        "phys_qkd_role": identity("TRANSMITTER" if node_name == link.a else "RECEIVER"),
+        "phys_qkd_role": identity(link.role.upper()),
     }

@@ -1,9 +1,10 @@
-"""`qkdsdn agent run`: the agents of a lab plan, many nodes in one asyncio process.
+"""`qkdsdn agent run --config A [--config B ...]`: agents, many nodes in one asyncio process.
 
-Per node: a NETCONF server (asyncssh) on `netconf_port` over the node's datastore, and one
-grpc.aio server on `agent_grpc_port` with KeyDelivery (ETSI 004 module side), NodeLink and
-AgentControl. Running is persisted in STATE_DIR/agents/<node>/running.xml. Tests and other
-parts use `running_agents(plan)` to host agents in their own event loop.
+Per node (one agent.yaml each, agents/config.py): a NETCONF server (asyncssh) on
+`listen.netconf` over the node's datastore, and one grpc.aio server on `listen.grpc` with
+KeyDelivery (ETSI 004 module side), NodeLink and AgentControl. Running is persisted in
+`data_dir/running.xml`. Tests and other parts use `running_agents(configs)` to host agents
+in their own event loop.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 import grpc
 
 from agents import control_service, etsi004_service, node_link_service
+from agents.config import AgentConfig, ConfigError, load
 from agents.datastore import Datastore, DatastoreError
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from common.config import Address
 from common.tracing import Tracer
-from lab.plan import HOST, LabPlan
 from yang.schema import Schema
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ class AgentHandle:
     grpc_server: grpc.aio.Server
     netconf_port: int
     grpc_port: int
+    grpc_host: str = "127.0.0.1"
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopped: bool = False
 
@@ -51,7 +54,8 @@ class AgentHandle:
 
     @property
     def grpc_address(self) -> str:
-        return f"{HOST}:{self.grpc_port}"
+        """Where a client on this host reaches the gRPC server (a wildcard becomes loopback)."""
+        return str(Address(self.grpc_host, self.grpc_port).reachable)
 
     async def stop_servers(self) -> None:
         """Stops listening (NETCONF sessions close, gRPC calls end); idempotent."""
@@ -71,19 +75,13 @@ class AgentHandle:
         await self.stop_servers()
 
 
-def running_path(plan: LabPlan, name: str) -> Path:
-    return Path(plan.state_dir) / "agents" / name / "running.xml"
-
-
-def credentials(plan: LabPlan) -> NetconfCredentials:
-    creds = plan.credentials
+def credentials(config: AgentConfig) -> NetconfCredentials:
+    files = config.netconf
     return NetconfCredentials(
-        username=creds.netconf_username,
-        password=Path(creds.password_file).read_text(encoding="utf-8").strip(),
-        authorized_keys=tuple(
-            Path(f"{creds.client_key}.pub").read_text(encoding="utf-8").splitlines()
-        ),
-        host_key_path=Path(creds.host_key),
+        username=files.username,
+        password=files.password_file.read_text(encoding="utf-8").strip(),
+        authorized_keys=tuple(files.authorized_keys_file.read_text(encoding="utf-8").splitlines()),
+        host_key_path=files.host_key,
     )
 
 
@@ -108,28 +106,34 @@ def _datastore(
 
 
 async def start_agent(
-    plan: LabPlan,
-    name: str,
+    config: AgentConfig,
     site: Site,
     schema: Schema,
     *,
     settings: NodeSettings | None = None,
     persist: bool = True,
-    durable: bool = True,
-    plan_ports: bool = True,
+    durable: bool | None = None,
+    configured_ports: bool = True,
     tracer: Tracer | None = None,
 ) -> AgentHandle:
-    """Composes and starts the agent of node `name` (ports from the plan, or free ones).
+    """Composes and starts the agent of `config` (its ports, or free ones on its hosts).
 
-    `persist` keeps running in STATE_DIR/agents/NAME/running.xml; `durable` also fsyncs it
-    at every commit, so a commit survives a power loss, not only a restart of the agent."""
-    node_plan = plan.node(name)
-    node = QkdNode(plan, name, site, settings=settings, tracer=tracer)
-    path = running_path(plan, name) if persist else None
-    store = _datastore(schema, node, path, durable)
+    `persist` keeps running in `data_dir/running.xml`; `durable` (default: the config's)
+    also fsyncs it at every commit, so a commit survives a power loss, not only a restart."""
+    name = config.node
+    settings = settings or NodeSettings(perf_interval_s=config.perf_interval_s)
+    node = QkdNode(config, site, settings=settings, tracer=tracer)
+    path = config.running_file if persist else None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    store = _datastore(schema, node, path, config.durable if durable is None else durable)
     node.start(store.running_json())
+    listen = config.listen
     netconf = NetconfServer(
-        store, credentials(plan), HOST, node_plan.netconf_port if plan_ports else 0
+        store,
+        credentials(config),
+        listen.netconf.host,
+        listen.netconf.port if configured_ports else 0,
     )
     node.set_publisher(netconf.publish)
     # No SO_REUSEPORT: a port taken by another process must fail loudly, not share traffic.
@@ -142,16 +146,17 @@ async def start_agent(
     etsi004_service.add_to_server(etsi004_service.KeyDeliveryService(node), server)
     node_link_service.add_to_server(node_link_service.NodeLinkService(node), server)
     control_service.add_to_server(control_service.AgentControlService(node, on_stop), server)
-    port = server.add_insecure_port(f"{HOST}:{node_plan.agent_grpc_port if plan_ports else 0}")
+    grpc_address = Address(listen.grpc.host, listen.grpc.port if configured_ports else 0)
+    port = server.add_insecure_port(str(grpc_address))
     if port == 0:
-        raise OSError(f"{name}: cannot listen on {HOST}:{node_plan.agent_grpc_port} (gRPC)")
+        raise OSError(f"{name}: cannot listen on {listen.grpc} (gRPC)")
     await netconf.start()
     try:
         await server.start()
     except BaseException:
         await netconf.stop()
         raise
-    handle = AgentHandle(node, store, netconf, server, netconf.port, port)
+    handle = AgentHandle(node, store, netconf, server, netconf.port, port, listen.grpc.host)
     handle_box.append(handle)
     handle.tasks.append(asyncio.get_running_loop().create_task(node.run_perf_updates()))
     return handle
@@ -159,34 +164,32 @@ async def start_agent(
 
 @contextlib.asynccontextmanager
 async def running_agents(
-    plan: LabPlan,
-    nodes: Sequence[str] | None = None,
+    configs: Sequence[AgentConfig],
     *,
     settings: NodeSettings | None = None,
     persist: bool = True,
-    durable: bool = True,
-    plan_ports: bool = True,
+    durable: bool | None = None,
+    configured_ports: bool = True,
     site: Site | None = None,
     tracer: Tracer | None = None,
 ) -> AsyncIterator[dict[str, AgentHandle]]:
-    """The agents of `nodes` (default: all) for the duration of the block, by node name."""
-    names = list(dict.fromkeys(nodes)) if nodes is not None else [n.name for n in plan.nodes]
-    for name in names:
-        plan.node(name)  # unknown names fail before anything starts
+    """The agents of `configs` for the duration of the block, by node name."""
+    names = [config.node for config in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a node is configured twice: {names}")
     schema = Schema.default()
     site = site or Site()
     handles: dict[str, AgentHandle] = {}
     try:
-        for name in names:
-            handles[name] = await start_agent(
-                plan,
-                name,
+        for config in configs:
+            handles[config.node] = await start_agent(
+                config,
                 site,
                 schema,
                 settings=settings,
                 persist=persist,
                 durable=durable,
-                plan_ports=plan_ports,
+                configured_ports=configured_ports,
                 tracer=tracer,
             )
         yield handles
@@ -200,62 +203,62 @@ async def running_agents(
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = subparsers.add_parser("run", help="host the agents of a lab plan")
-    run.add_argument("--plan", type=Path, required=True, help="STATE_DIR/plan.json")
+    run = subparsers.add_parser("run", help="host the agents of one or more agent.yaml files")
     run.add_argument(
-        "--node", action="append", default=None, help="a node to host (repeat; default: all)"
-    )
-    run.add_argument(
-        "--perf-interval",
-        type=float,
-        default=NodeSettings().perf_interval_s,
-        help="seconds between sdqkdn_link_perf_update notifications",
-    )
-    run.add_argument(
-        "--no-fsync",
-        dest="durable",
-        action="store_false",
-        help="persist running without fsync: survives an agent restart, not a power loss",
+        "--config",
+        type=Path,
+        action="append",
+        required=True,
+        help="an agent.yaml (repeat to host several nodes in this process)",
     )
     run.set_defaults(func=cmd_run)
+
+
+def load_all(paths: Sequence[Path]) -> list[AgentConfig]:
+    """Every file's configuration; one ConfigError listing the problems of all of them."""
+    configs: list[AgentConfig] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            configs.append(load(path))
+        except ConfigError as error:
+            errors.extend(error.errors)
+    names = [config.node for config in configs]
+    errors += [
+        f"node {name} is configured twice" for name in sorted(set(names)) if names.count(name) > 1
+    ]
+    if errors:
+        raise ConfigError(errors)
+    return configs
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # one INFO line per connection
     try:
-        plan = LabPlan.load(args.plan)
-        for name in args.node or []:
-            plan.node(name)
-    except (OSError, ValueError, KeyError) as error:
-        print(f"cannot start agents: {error}", flush=True)
+        configs = load_all(args.config)
+    except ConfigError as error:
+        print(f"cannot start agents:\n{error}", flush=True)
         return 2
-    if not args.perf_interval > 0:
-        print("cannot start agents: --perf-interval must be > 0", flush=True)
-        return 2
-    settings = NodeSettings(perf_interval_s=args.perf_interval)
     try:
-        return asyncio.run(_serve(plan, args.node, settings, args.durable))
+        return asyncio.run(_serve(configs))
     except (OSError, ValueError, DatastoreError) as error:
         print(f"cannot start agents: {error}", flush=True)
         return 1
 
 
-async def _serve(
-    plan: LabPlan, nodes: Sequence[str] | None, settings: NodeSettings, durable: bool
-) -> int:
+async def _serve(configs: Sequence[AgentConfig]) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     tracer = Tracer.from_env("agents")
-    async with running_agents(
-        plan, nodes, settings=settings, durable=durable, tracer=tracer
-    ) as handles:
-        for handle in handles.values():
+    async with running_agents(configs, tracer=tracer) as handles:
+        for config in configs:
+            handle = handles[config.node]
+            netconf = Address(config.listen.netconf.host, handle.netconf_port)
             print(
-                f"ready {handle.name} netconf={HOST}:{handle.netconf_port}"
-                f" grpc={handle.grpc_address}",
+                f"ready {handle.name} netconf={netconf} grpc={Address(handle.grpc_host, handle.grpc_port)}",
                 flush=True,
             )
         print(f"ready: {len(handles)} agents", flush=True)

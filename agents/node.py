@@ -23,13 +23,13 @@ from typing import Any
 
 from agents import notifications
 from agents.channel import ChannelChange, LinkStatus, RateLike
+from agents.config import AgentConfig, AgentLink
 from agents.config_feed import ConfigFeed
 from agents.initial_config import QKD_NODE, decimal3, identity, initial_running
 from agents.notifications import AppRequest, Performance, Severity
 from agents.physics import link_rate
 from agents.qkd_module import Clock, KeyResult, LinkEnd, OpenResult, QkdModule, Status
 from common.tracing import Tracer
-from lab.plan import LabPlan, LinkPlan
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Site:
         return None if peer is None else peer.module(qkdl_id)
 
 
-def _rate_model(link: LinkPlan) -> Callable[[float], RateLike]:
+def _rate_model(link: AgentLink) -> Callable[[float], RateLike]:
     def rate(eve_fraction: float) -> RateLike:
         return link_rate(
             link.preset,
@@ -126,21 +126,19 @@ class _App:
 
 
 class QkdNode:
-    """The emulated node `name` of a lab plan."""
+    """The emulated node of an agent configuration."""
 
     def __init__(
         self,
-        plan: LabPlan,
-        name: str,
+        config: AgentConfig,
         site: Site,
         publish: Publish | None = None,
         settings: NodeSettings | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        self.plan = plan
-        self.name = name
-        self.node_plan = plan.node(name)
-        self.qkdn_id = self.node_plan.qkdn_id
+        self.config = config
+        self.name = name = config.node
+        self.qkdn_id = config.qkdn_id
         self.site = site
         self.settings = settings or NodeSettings()
         self.status = NodeStatus.OPERATING
@@ -148,12 +146,9 @@ class QkdNode:
         self._publish = publish
         self._tracer = tracer or Tracer(f"agent:{name}", None)
         self._lock = threading.RLock()
-        self._links: dict[str, LinkPlan] = {link.qkdl_id: link for link in plan.links_of(name)}
+        self._links: dict[str, AgentLink] = {link.qkdl_id: link for link in config.links}
         self._modules = {qkdl_id: self._make_module(link) for qkdl_id, link in self._links.items()}
-        self._neighbours = {
-            plan.node(link.other_end(name)).qkdn_id: qkdl_id
-            for qkdl_id, link in self._links.items()
-        }
+        self._neighbours = {link.peer.qkdn_id: qkdl_id for qkdl_id, link in self._links.items()}
         self._running: dict[str, Any] = {}
         self._apps: dict[str, _App] = {}
         self._registrations: dict[tuple[str, tuple[str, ...], str], float] = {}
@@ -161,17 +156,17 @@ class QkdNode:
         self._reported_skr: dict[str, float] = {}
         site.add(self)
 
-    def _make_module(self, link: LinkPlan) -> QkdModule:
-        peer_id = self.plan.node(link.other_end(self.name)).qkdn_id
+    def _make_module(self, link: AgentLink) -> QkdModule:
+        peer_id = link.peer.qkdn_id
         seed = Path(link.seed_file).read_bytes()
-        chunk_bytes = max(1, self.plan.settings.key_size_bits // 8)
+        chunk_bytes = max(1, self.config.module.key_size_bits // 8)
         rate = _rate_model(link)
         # The module's store, not the KM's pool: large enough that two KMs starting or
         # fetching seconds apart still find the same indices at both ends.
         nominal = rate(0.0).skr_bps * self.settings.module_store_s / (chunk_bytes * 8)
-        pool = self.plan.settings.link_pool_max_bits / (chunk_bytes * 8)
+        pool = self.config.module.link_pool_max_bits / (chunk_bytes * 8)
         return QkdModule(
-            LinkEnd(link.qkdl_id, self.qkdn_id, peer_id, link.qkdi_at(self.name)),
+            LinkEnd(link.qkdl_id, self.qkdn_id, peer_id, link.local_qkdi_id),
             seed,
             rate,
             self.site.clock,
@@ -193,7 +188,7 @@ class QkdNode:
 
     def initial_running(self) -> dict[str, Any]:
         """The configuration to boot with when nothing is persisted."""
-        return initial_running(self.plan, self.name)
+        return initial_running(self.config)
 
     def start(self, running: dict[str, Any]) -> None:
         """Adopts the datastore's running config once composed (no change callback for it)."""
@@ -235,7 +230,7 @@ class QkdNode:
             for iface in _items(body, "qkd_interfaces", "qkd_interface")
             if "qkdi_id" in iface
         }
-        ours = {link.qkdi_at(self.name): qkdl_id for qkdl_id, link in self._links.items()}
+        ours = {link.local_qkdi_id: qkdl_id for qkdl_id, link in self._links.items()}
         for qkdi_id in sorted(i for i in present if i not in ours):
             yield f"qkd_interface {qkdi_id}: this node has no such QKD module"
         for qkdi_id, qkdl_id in sorted(ours.items()):
@@ -258,13 +253,12 @@ class QkdNode:
                 yield f"qkd_link {qkdl_id}: qkdl_type must be VIRT for a link this node does not own"
 
     def _phys_problems(self, qkdl_id: str, link: dict[str, Any], kind: Any) -> Iterator[str]:
-        plan = self._links[qkdl_id]
+        own = self._links[qkdl_id]
         if kind not in (None, PHYS):
             yield f"qkd_link {qkdl_id} is a PHYS link of this node, not {kind}"
-        peer = self.plan.node(plan.other_end(self.name))
         expected = {
-            "qkdl_local": (self.qkdn_id, plan.qkdi_at(self.name)),
-            "qkdl_remote": (peer.qkdn_id, plan.qkdi_at(peer.name)),
+            "qkdl_local": (self.qkdn_id, own.local_qkdi_id),
+            "qkdl_remote": (own.peer.qkdn_id, own.peer.qkdi_id),
         }
         for end, (qkdn_id, qkdi_id) in expected.items():
             given = link.get(end, {})
@@ -445,8 +439,7 @@ class QkdNode:
         """
         if body is None:
             body = self._running.get(QKD_NODE, {})
-        link = self._links[qkdl_id]
-        peer_id = self.plan.node(link.other_end(self.name)).qkdn_id
+        peer_id = self._links[qkdl_id].peer.qkdn_id
         total = 0
         for virt in _items(body, "qkd_links", "qkd_link"):
             if virt.get("qkdl_type") != VIRT:
@@ -526,7 +519,7 @@ class QkdNode:
         with self._lock:
             stats = module.stats()
             state = module.state
-        peer = self._links[qkdl_id].other_end(self.name)
+        peer = self._links[qkdl_id].peer.node
         return LinkReport(
             qkdl_id=qkdl_id,
             peer_node=peer,

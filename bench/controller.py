@@ -42,8 +42,6 @@ from typing import Any
 import grpc
 import networkx as nx
 
-from agents.main import running_agents
-from agents.testing import make_test_plan
 from common.protos import control_pb2, control_pb2_grpc
 from controller.admission import admit
 from controller.api import Controller
@@ -57,6 +55,7 @@ from controller.topology.events import TopologyEvent, TopologyEventType
 from controller.topology.synthetic import snapshot_from_graph
 from lab.launcher import agent_groups
 from lab.plan import LabPlan
+from tests.harness.agents import make_test_plan, running_agents
 
 SetLink = Callable[[str, str, bool], Awaitable[None]]  # (node name, qkdl_id, up)
 

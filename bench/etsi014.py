@@ -39,10 +39,13 @@ from fastapi.responses import Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agents.testing import make_test_plan  # noqa: E402
+from common.config import Address  # noqa: E402
 from km.etsi014.server import MutualTlsServer, TlsFiles, client_tls_context  # noqa: E402
-from km.etsi014.testing import read_ready_line  # noqa: E402
+from lab.configs import write_process_configs  # noqa: E402
 from lab.pki import create_lab_pki  # noqa: E402
+from lab.plan import LabPlan  # noqa: E402
+from tests.harness.agents import make_test_plan  # noqa: E402
+from tests.harness.etsi014 import read_ready_line  # noqa: E402
 
 MAX_REQUESTS = 200_000  # a bound on every load loop besides its duration
 START_TIMEOUT_S = 30.0
@@ -85,7 +88,9 @@ def trivial_app() -> FastAPI:
 async def serve_trivial(state: Path, port: int) -> None:
     km = state / "pki"
     server = MutualTlsServer(
-        trivial_app(), TlsFiles(km / "km-n1.pem", km / "km-n1.key", km / "ca.pem"), port
+        trivial_app(),
+        TlsFiles(km / "km-n1.pem", km / "km-n1.key", km / "ca.pem"),
+        Address("127.0.0.1", port),
     )
     await server.start()
     stop = asyncio.Event()
@@ -216,7 +221,8 @@ def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:
         runs: dict[str, dict[str, list[LoadResult]]] = {"trivial": {}, "km": {}}
         try:
             servers["trivial"] = Server([*TRIVIAL_RUN, "--state", tmp])
-            servers["km"] = Server([*KM_RUN, "--plan", str(state / "plan.json"), "--node", "n1"])
+            config = write_process_configs(LabPlan.load(state / "plan.json"))["km-n1"]
+            servers["km"] = Server([*KM_RUN, "--config", str(config)])
             for workload, (n_clients, number, size) in WORKLOADS.items():
                 for _ in range(rounds):
                     for name, server in servers.items():

@@ -57,19 +57,18 @@ import paramiko  # type: ignore[import-untyped]  # no stubs; same SSH stack as n
 from ncclient import manager
 
 from agents.datastore import Datastore
-from agents.main import running_agents
 from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
-from agents.netconf.testing import FakeBackend
-from agents.testing import make_test_plan
 from bench import _light_netconf as light
 from controller.api import addresses_from_plan
 from controller.devices.session import DeviceAddress, NetconfSession
 from controller.names import QKD_NODE_FILTER
 from lab.launcher import agent_groups
 from lab.plan import LabPlan
+from tests.harness.agents import make_test_plan, running_agents
+from tests.harness.netconf import FakeBackend
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"

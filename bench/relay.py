@@ -51,8 +51,9 @@ from km.relay.client import RelayClient, tls_material  # noqa: E402
 from km.relay.forwarder import Forwarder  # noqa: E402
 from km.relay.servicer import relay_server  # noqa: E402
 from km.relay.supplier import RelaySupplier  # noqa: E402
-from km.relay.testing import make_plan  # noqa: E402
 from lab.plan import LabPlan  # noqa: E402
+from tests.harness.configs import km_config_of  # noqa: E402
+from tests.harness.relay import make_plan  # noqa: E402
 from yang.schema import Schema  # noqa: E402
 
 TARGETS_MS = {"warm": 2.0, "cold 2 hops": 5.0, "cold 10 hops": 15.0}
@@ -94,9 +95,10 @@ async def relay_chain(state: Path, hops: int, buffer: int, link_keys: int) -> As
     async with AsyncExitStack() as stack:
         for name in names:
             node = plan.node(name)
+            config = km_config_of(plan, name)
             store = KeyStore(state / f"{name}.sqlite")
             stack.callback(store.close)
-            pools = LinkKeyPools(plan, name)
+            pools = LinkKeyPools(config)
             for pool in pools.pools:
                 seed = Path(
                     next(link.seed_file for link in plan.links if link.qkdl_id == pool.link.qkdl_id)
@@ -109,13 +111,13 @@ async def relay_chain(state: Path, hops: int, buffer: int, link_keys: int) -> As
             associations.update(
                 parse_node_config(json.dumps(schema.xml_to_json(data, config_only=True)))
             )
-            client = RelayClient(plan, name)
+            client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
             stack.push_async_callback(client.close)
-            forwarder = Forwarder(plan, name, store, pools, associations, client)
-            server, _ = relay_server(plan, name, forwarder)
+            forwarder = Forwarder(config, store, pools, associations, client)
+            server, _ = relay_server(config.listen.relay, config.tls, forwarder)
             await server.start()
             stack.push_async_callback(server.stop, None)
-            supplier = RelaySupplier(plan, name, store, associations, forwarder)
+            supplier = RelaySupplier(config, store, associations, forwarder)
             stack.push_async_callback(supplier.close)
             kms.append(Km(supplier, pools, server, client, store))
 
@@ -131,7 +133,7 @@ async def relay_chain(state: Path, hops: int, buffer: int, link_keys: int) -> As
 async def echo_channel(state: Path) -> AsyncIterator[Callable[[bytes], Awaitable[bytes]]]:
     """A one-method echo server and a channel to it, both with the lab's mutual TLS."""
     plan = chain_plan(state, 1)
-    ca, cert, key = tls_material(plan, "qnode1")
+    ca, cert, key = tls_material(km_config_of(plan, "qnode1").tls)
 
     async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         return request
@@ -149,7 +151,7 @@ async def echo_channel(state: Path) -> AsyncIterator[Callable[[bytes], Awaitable
         grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True),
     )
     await server.start()
-    ca2, cert2, key2 = tls_material(plan, "qnode2")
+    ca2, cert2, key2 = tls_material(km_config_of(plan, "qnode2").tls)
     channel = grpc.aio.secure_channel(
         plan.node("qnode1").km_relay_address,
         grpc.ssl_channel_credentials(

@@ -26,7 +26,7 @@ import grpc
 
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
-from lab.plan import LabPlan
+from km.config import KmConfig
 
 log = logging.getLogger(__name__)
 
@@ -359,17 +359,17 @@ class LinkKeyPool:
                 await self._changed.wait()
 
 
-def link_ends(plan: LabPlan, node: str) -> list[LinkEnd]:
-    me = plan.node(node)
+def link_ends(config: KmConfig) -> list[LinkEnd]:
+    """One PHYS link end per neighbour key manager of the configuration."""
     return [
         LinkEnd(
-            qkdl_id=link.qkdl_id,
-            local_node=node,
-            local_qkdn_id=me.qkdn_id,
-            peer_node=link.other_end(node),
-            peer_qkdn_id=plan.node(link.other_end(node)).qkdn_id,
+            qkdl_id=peer.qkdl_id,
+            local_node=config.node,
+            local_qkdn_id=config.qkdn_id,
+            peer_node=peer.node,
+            peer_qkdn_id=peer.qkdn_id,
         )
-        for link in plan.links_of(node)
+        for peer in config.peers
     ]
 
 
@@ -507,16 +507,15 @@ class LinkKeyPools:
 
     def __init__(
         self,
-        plan: LabPlan,
-        node: str,
+        config: KmConfig,
         *,
         max_bits: int | None = None,
         rpc_timeout: float = 2.0,
     ) -> None:
-        self.node = node
-        self.address = plan.node(node).agent_grpc_address
-        bits = plan.settings.link_pool_max_bits if max_bits is None else max_bits
-        self._pools = {end.qkdl_id: LinkKeyPool(end, bits) for end in link_ends(plan, node)}
+        self.node = config.node
+        self.address = str(config.agent)
+        bits = config.settings.link_pool_max_bits if max_bits is None else max_bits
+        self._pools = {end.qkdl_id: LinkKeyPool(end, bits) for end in link_ends(config)}
         self._rpc_timeout = rpc_timeout
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,10 +1,11 @@
-"""`qkdsdn km run`: the key manager process of one node (composition root).
+"""`qkdsdn km run --config A [--config B ...]`: key managers, one or many in one process.
 
-Opens the key store (STATE_DIR/km/<node>/keys.sqlite), serves ETSI 014 (HTTPS, mutual TLS)
-and ETSI 004 (gRPC, mutual TLS) to the node's applications, and starts the KM-to-KM relay
-(`km.relay.component.RelayComponent`). Prints one line starting with
-`ready` on stdout when every server listens. SIGTERM or SIGINT: clean shutdown. SIGHUP:
-reload the access policy file.
+Per key manager (one km.yaml each, km/config.py): opens the key store
+(`data_dir/keys.sqlite`), serves ETSI 014 (HTTPS, mutual TLS) and ETSI 004 (gRPC, mutual TLS)
+to the node's applications, and starts the KM-to-KM relay (`km.relay.component`). Several
+KMs share one event loop (a large twin on few cores). Prints one line starting with `ready`
+per KM on stdout when its servers listen. SIGTERM or SIGINT: clean shutdown. SIGHUP: reload
+the access policy files.
 """
 
 from __future__ import annotations
@@ -17,20 +18,23 @@ import logging
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from common.config import Address
 from common.tracing import Tracer
 from km.access import AccessControl, AccessPolicy
+from km.config import ConfigError, KmConfig, load
 from km.etsi004.app_service import KeyStreamService, StreamLimits, start_app_server
 from km.etsi014.app import create_app
-from km.etsi014.server import MutualTlsServer, TlsFiles
+from km.etsi014.server import MutualTlsServer
 from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore
 from km.relay.component import RelayComponent
 from km.supply import KeySupply
-from lab.plan import LabPlan
 
 log = logging.getLogger("km")
 
@@ -38,20 +42,37 @@ PURGE_INTERVAL_S = 10.0
 CHECKPOINT_INTERVAL_S = 1.0
 
 
-@dataclass(frozen=True)
-class KmOptions:
-    plan_path: Path
-    node: str
-    policy: Path | None = None
-
-
 def register(subparsers: Any) -> None:
-    run = subparsers.add_parser("run", help="run the key manager of one node")
-    run.add_argument("--plan", required=True, type=Path, help="STATE_DIR/plan.json")
-    run.add_argument("--node", required=True, help="node name in the plan")
-    run.add_argument("--policy", type=Path, help="access policy YAML (default: all apps allowed)")
+    run = subparsers.add_parser("run", help="run key managers from their km.yaml files")
+    run.add_argument(
+        "--config",
+        type=Path,
+        action="append",
+        required=True,
+        help="a km.yaml (repeat to host several key managers in this process)",
+    )
     run.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     run.set_defaults(func=_run_command)
+
+
+def load_all(paths: Sequence[Path]) -> list[KmConfig]:
+    """Every file's configuration; one ConfigError listing the problems of all of them."""
+    configs: list[KmConfig] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            configs.append(load(path))
+        except ConfigError as error:
+            errors.extend(error.errors)
+    names = [config.node for config in configs]
+    errors += [
+        f"key manager {name} is configured twice"
+        for name in sorted(set(names))
+        if names.count(name) > 1
+    ]
+    if errors:
+        raise ConfigError(errors)
+    return configs
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -60,100 +81,146 @@ def _run_command(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    options = KmOptions(plan_path=args.plan, node=args.node, policy=args.policy)
     try:
-        return asyncio.run(run_key_manager(options))
-    except (KeyError, OSError, ValueError) as exc:  # bad plan, node, policy, busy port
+        configs = load_all(args.config)
+    except ConfigError as exc:
+        print(f"qkdsdn km run: bad configuration:\n{exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run_key_managers(configs))
+    except (KeyError, OSError, ValueError) as exc:  # bad policy file, busy port
         print(f"qkdsdn km run: {exc}", file=sys.stderr)
         return 2
 
 
-async def run_key_manager(options: KmOptions, stop: asyncio.Event | None = None) -> int:
-    plan = LabPlan.load(options.plan_path)
-    node = plan.node(options.node)
-    state_dir = Path(plan.state_dir)
-    cert, key = plan.node_certs.get(
-        node.name,
-        (
-            str(state_dir / "pki" / f"km-{node.name}.pem"),
-            str(state_dir / "pki" / f"km-{node.name}.key"),
-        ),
-    )
-    tls = TlsFiles(Path(cert), Path(key), Path(plan.credentials.ca_cert))
-    sae_nodes = {app.sae_id: app.node for app in plan.apps}
-    access = (
-        AccessControl.from_file(options.policy)
-        if options.policy is not None
-        else AccessControl(AccessPolicy.allow_all(sae_nodes))
-    )
+class KeyManager:
+    """One key manager: its key store, relay, ETSI 014 and ETSI 004 servers."""
+
+    def __init__(self, config: KmConfig) -> None:
+        self.config = config
+        self.access = (
+            AccessControl.from_file(config.policy)
+            if config.policy is not None
+            else AccessControl(AccessPolicy.allow_all(dict(config.applications)))
+        )
+        self.store: KeyStore | None = None
+        self.relay: RelayComponent | None = None
+        self.http: MutualTlsServer | None = None
+        self.grpc_server: grpc.aio.Server | None = None
+        self.grpc_port = 0
+        self.tracer = Tracer.from_env(f"km:{config.node}")  # the process's trace file, shared
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Opens the store and starts every server; on failure what started is stopped."""
+        config, settings = self.config, self.config.settings
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        store = self.store = KeyStore(config.key_store_file)
+        self._tasks = [
+            asyncio.create_task(_purge_forever(store)),
+            asyncio.create_task(_checkpoint_forever(store)),
+        ]
+        try:
+            relay = self.relay = RelayComponent(config, store, tracer=self.tracer)
+            apps = dict(config.applications)
+            supply = KeySupply(config.node, apps, store, relay.supplier)
+            limits = Etsi014Limits(
+                key_size_bits=settings.key_size_bits,
+                max_key_per_request=settings.max_key_per_request,
+                min_key_size_bits=settings.min_key_size_bits,
+                max_key_size_bits=settings.max_key_size_bits,
+                relay_buffer=settings.e2e_buffer,
+            )
+            service = Etsi014Service(
+                supply, self.access, config.node_ids(), limits, tracer=self.tracer
+            )
+            streams = KeyStreamService(
+                supply,
+                self.access,
+                StreamLimits(
+                    min_chunk_bytes=settings.min_key_size_bits // 8,
+                    max_chunk_bytes=settings.max_key_size_bits // 8,
+                ),
+            )
+            await relay.start()
+            self.http = MutualTlsServer(create_app(service), config.tls, config.listen.etsi014)
+            await self.http.start()
+            tls = config.tls
+            self.grpc_server, self.grpc_port = await start_app_server(
+                streams, tls.cert, tls.key, tls.ca, config.listen.etsi004
+            )
+        except BaseException:
+            await self.stop()
+            raise
+
+    @property
+    def ready_line(self) -> str:
+        config = self.config
+        etsi014 = self.http.url if self.http is not None else "-"
+        etsi004 = Address(config.listen.etsi004.host, self.grpc_port)
+        return f"ready km {config.node} etsi014={etsi014} etsi004={etsi004} relay={config.listen.relay}"
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(grace=1.0)
+            self.grpc_server = None
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.tracer.close()
+
+
+async def run_key_managers(configs: Sequence[KmConfig], stop: asyncio.Event | None = None) -> int:
+    """Runs the key managers of `configs` in this event loop until `stop` (or a signal)."""
+    managers = [KeyManager(config) for config in configs]  # a bad policy file fails here
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, access.reload)
 
-    store = KeyStore(state_dir / "km" / node.name / "keys.sqlite")
-    tracer = Tracer.from_env(f"km:{node.name}")  # one trace file per process, shared
-    relay = RelayComponent(plan, node.name, store, tracer=tracer)
-    supply = KeySupply(node.name, sae_nodes, store, relay.supplier)
-    settings = plan.settings
-    limits = Etsi014Limits(
-        key_size_bits=settings.key_size_bits,
-        max_key_per_request=settings.max_key_per_request,
-        min_key_size_bits=settings.min_key_size_bits,
-        max_key_size_bits=settings.max_key_size_bits,
-        relay_buffer=settings.e2e_buffer,
-    )
-    kme_ids = {n.name: n.qkdn_id for n in plan.nodes}
-    service = Etsi014Service(supply, access, kme_ids, limits, tracer=tracer)
-    streams = KeyStreamService(
-        supply,
-        access,
-        StreamLimits(
-            min_chunk_bytes=settings.min_key_size_bits // 8,
-            max_chunk_bytes=settings.max_key_size_bits // 8,
-        ),
-    )
-    grpc_server = None
-    http: MutualTlsServer | None = None
-    purge = asyncio.create_task(_purge_forever(store))
-    checkpoints = asyncio.create_task(_checkpoint_forever(store))
+    def reload() -> None:
+        for manager in managers:
+            manager.access.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    started: list[KeyManager] = []
     try:
-        await relay.start()
-        http = MutualTlsServer(create_app(service), tls, node.km_etsi014_port)
-        await http.start()
-        grpc_server, grpc_port = await start_app_server(
-            streams, tls.cert, tls.key, tls.ca, node.km_etsi004_port
-        )
+        for manager in managers:
+            await manager.start()
+            started.append(manager)
         # Everything made at start-up (FastAPI, pydantic and gRPC objects) lives as long as the
         # process: out of the collector's sight, full collections no longer stall requests
         # (p99 of enc_keys under load fell from ~40 ms to ~20 ms, bench/etsi014.py).
         gc.collect()
         gc.freeze()
-        print(
-            f"ready km {node.name} etsi014={http.url} etsi004=127.0.0.1:{grpc_port} "
-            f"relay={node.km_relay_address}",
-            flush=True,
-        )
-        log.info("key manager %s ready", node.name)
+        for manager in started:
+            print(manager.ready_line, flush=True)
+            log.info("key manager %s ready", manager.config.node)
         await stop.wait()
-        log.info("key manager %s stopping", node.name)
+        log.info("key managers stopping")
     finally:
-        for task in (purge, checkpoints):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if grpc_server is not None:
-            await grpc_server.stop(grace=1.0)
-        if http is not None:
-            await http.stop()
-        await relay.stop()
-        store.close()
-        tracer.close()
+        await asyncio.gather(*(m.stop() for m in started), return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-    log.info("key manager %s stopped", node.name)
+    for manager in started:
+        log.info("key manager %s stopped", manager.config.node)
     return 0
+
+
+async def run_key_manager(config: KmConfig, stop: asyncio.Event | None = None) -> int:
+    """One key manager (see run_key_managers)."""
+    return await run_key_managers([config], stop)
 
 
 async def _checkpoint_forever(store: KeyStore) -> None:

@@ -33,7 +33,6 @@ from agents.netconf.xpath import XPATH_CAPABILITY
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
 
 BASE_CAPABILITIES = (
     BASE_1_0,
@@ -224,13 +223,13 @@ class _NetconfSSHServer(asyncssh.SSHServer):
 
 
 class NetconfServer:
-    """The NETCONF front end of one agent's datastore, on 127.0.0.1."""
+    """The NETCONF front end of one agent's datastore, listening on `host:port`."""
 
     def __init__(
         self,
         datastore: Datastore,
         credentials: NetconfCredentials,
-        host: str = HOST,
+        host: str,
         port: int = 0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         hello_timeout_s: float = 30.0,

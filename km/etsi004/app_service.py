@@ -33,12 +33,12 @@ from typing import Any, cast
 
 import grpc
 
+from common.config import Address
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 from km.access import AccessControl, AccessDenied
 from km.key_store import StoredKey
 from km.supply import KeySupply, SupplyError
-from lab.plan import HOST
 
 log = logging.getLogger(__name__)
 
@@ -340,9 +340,9 @@ class KeyStreamService:
 
 
 async def start_app_server(
-    service: KeyStreamService, cert: Path, key: Path, ca: Path, port: int = 0
+    service: KeyStreamService, cert: Path, key: Path, ca: Path, address: Address
 ) -> tuple[grpc.aio.Server, int]:
-    """Serves `service` on 127.0.0.1:port with mutual TLS; returns the server and its port."""
+    """Serves `service` on `address` with mutual TLS; returns the server and its port."""
     credentials = grpc.ssl_server_credentials(
         [(key.read_bytes(), cert.read_bytes())],
         root_certificates=ca.read_bytes(),
@@ -354,8 +354,8 @@ async def start_app_server(
         pb_grpc.add_KeyDeliveryServicer_to_server,
     )
     add_servicer(service, server)
-    bound = server.add_secure_port(f"{HOST}:{port}", credentials)
+    bound = server.add_secure_port(str(address), credentials)
     if bound == 0:
-        raise OSError(f"cannot listen on {HOST}:{port} for ETSI 004")
+        raise OSError(f"cannot listen on {address} for ETSI 004")
     await server.start()
     return server, bound

@@ -16,8 +16,6 @@ import contextlib
 import socket
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -25,18 +23,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from lab.plan import HOST
+from common.config import Address, TlsFiles
 
 STOP_GRACE_S = 0.5  # time given to requests in progress when the server stops
 
 ASGIApp = Any  # an ASGI 3 application: (scope, receive, send) -> awaitable
 
-
-@dataclass(frozen=True)
-class TlsFiles:
-    cert: Path  # server certificate (also usable as client cert: KM certs have both usages)
-    key: Path
-    ca: Path  # CA whose signature client certificates must carry
+__all__ = [
+    "CoalescingTransport",
+    "MutualTlsServer",
+    "PeerCertH11Protocol",
+    "TlsFiles",
+    "bind_socket",
+    "client_tls_context",
+    "server_tls_context",
+    "tls_extension",
+]
 
 
 class _WithPeerCert:
@@ -179,13 +181,14 @@ def client_tls_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-def bind_socket(port: int) -> socket.socket:
-    """A listening TCP socket on 127.0.0.1 (port 0: any free port)."""
+def bind_socket(address: Address) -> socket.socket:
+    """A listening TCP socket on `address` (IPv4 or IPv6; port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (with
     # proto 0, every response waits ~40 ms for a delayed ACK).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((HOST, port))
+    sock.bind((address.host, address.port))
     sock.listen(1024)
     sock.setblocking(False)
     return sock
@@ -200,14 +203,15 @@ class _Server(uvicorn.Server):
 
 
 class MutualTlsServer:
-    """uvicorn serving `app` on 127.0.0.1 with mutual TLS; `await start()`, `await stop()`."""
+    """uvicorn serving `app` on `address` with mutual TLS; `await start()`, `await stop()`."""
 
-    def __init__(self, app: ASGIApp, files: TlsFiles, port: int = 0) -> None:
-        self._sock = bind_socket(port)
+    def __init__(self, app: ASGIApp, files: TlsFiles, address: Address) -> None:
+        self._sock = bind_socket(address)
+        self.host = address.host
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
             app,
-            host=HOST,
+            host=address.host,
             port=self.port,
             http=PeerCertH11Protocol,
             ws="none",
@@ -225,7 +229,7 @@ class MutualTlsServer:
 
     @property
     def url(self) -> str:
-        return f"https://{HOST}:{self.port}"
+        return Address(self.host, self.port).url("https")
 
     async def start(self, timeout: float = 10.0) -> None:
         self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
 
+from common.config import TlsFiles
 from common.protos import relay_pb2 as pb
 from common.protos import relay_pb2_grpc as pb_grpc
 from km.link_pools import FAST_RECONNECT
 from km.relay.errors import FailureKind, RelayFailure
-from lab.plan import LabPlan
 
 DEFAULT_CONNECT_TIMEOUT_S = 1.0
 
@@ -21,23 +20,17 @@ DEFAULT_CONNECT_TIMEOUT_S = 1.0
 _RELAY_STUB: Callable[[grpc.aio.Channel], Any] = pb_grpc.RelayStub
 
 
-def tls_material(plan: LabPlan, node: str) -> tuple[bytes, bytes, bytes]:
+def tls_material(tls: TlsFiles) -> tuple[bytes, bytes, bytes]:
     """(CA certificate, this KM's certificate, its private key) as PEM bytes."""
-    try:
-        cert, key = plan.node_certs[node]
-    except KeyError:
-        raise ValueError(f"the lab plan has no certificate for key manager {node!r}") from None
-    return (
-        Path(plan.credentials.ca_cert).read_bytes(),
-        Path(cert).read_bytes(),
-        Path(key).read_bytes(),
-    )
+    return tls.ca.read_bytes(), tls.cert.read_bytes(), tls.key.read_bytes()
 
 
 class RelayClient:
-    def __init__(self, plan: LabPlan, node: str) -> None:
-        self._plan = plan
-        ca, cert, key = tls_material(plan, node)
+    """Channels to the neighbour key managers, at the relay addresses of `peers` (name -> address)."""
+
+    def __init__(self, peers: Mapping[str, str], tls: TlsFiles) -> None:
+        self._peers = dict(peers)
+        ca, cert, key = tls_material(tls)
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=key, certificate_chain=cert
         )
@@ -45,9 +38,12 @@ class RelayClient:
 
     def _channel(self, peer: str) -> tuple[grpc.aio.Channel, Any]:
         if peer not in self._stubs:
-            channel = grpc.aio.secure_channel(
-                self._plan.node(peer).km_relay_address, self._credentials, options=FAST_RECONNECT
-            )
+            address = self._peers.get(peer)
+            if address is None:
+                raise RelayFailure(
+                    FailureKind.UNAVAILABLE, f"{peer} is not a neighbour: no relay address known"
+                )
+            channel = grpc.aio.secure_channel(address, self._credentials, options=FAST_RECONNECT)
             self._stubs[peer] = (channel, _RELAY_STUB(channel))
         return self._stubs[peer]
 

@@ -1,6 +1,6 @@
 """Composition of the relay side of one key manager (what `km/main.py` starts and stops).
 
-    relay = RelayComponent(plan, node, store)
+    relay = RelayComponent(config, store)
     await relay.start()
     supply = KeySupply(..., remote=relay.supplier)
     ...
@@ -8,7 +8,7 @@
 
 It owns the link-key pools (fed by the node's agent over ETSI 004), the NodeLink client
 (application registration, running configuration), the association view, the relay gRPC
-server on `km_relay_port` (mutual TLS) and the client channels to the other KMs.
+server on `listen.relay` (mutual TLS) and the client channels to the other KMs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import grpc
 
 from common.tracing import Tracer
 from km.associations import AppRequest, Associations, NodeView
+from km.config import KmConfig
 from km.key_store import KeyStore
 from km.link_pools import LinkKeyPools
 from km.node_link.client import NodeLinkClient
@@ -26,14 +27,12 @@ from km.relay.client import RelayClient
 from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
 from km.relay.servicer import relay_server
 from km.relay.supplier import RelaySupplier
-from lab.plan import LabPlan
 
 
 class RelayComponent:
     def __init__(
         self,
-        plan: LabPlan,
-        node: str,
+        config: KmConfig,
         store: KeyStore,
         *,
         timeouts: RelayTimeouts = DEFAULT_TIMEOUTS,
@@ -41,19 +40,18 @@ class RelayComponent:
         pool_max_bits: int | None = None,
         tracer: Tracer | None = None,
     ) -> None:
-        self.plan = plan
-        self.node = node
-        qkdn_id = plan.node(node).qkdn_id
+        self.config = config
+        self.node = node = config.node
+        qkdn_id = config.qkdn_id
         # The lab timeline (QKDSDN_TRACE_FILE) unless the caller brings its own tracer.
         self._own_tracer = Tracer.from_env(f"km:{node}") if tracer is None else None
         self.tracer = tracer or self._own_tracer or Tracer(f"km:{node}", None)
-        self.pools = LinkKeyPools(plan, node, max_bits=pool_max_bits)
-        self.node_link = NodeLinkClient(plan.node(node).agent_grpc_address, node, self._on_view)
+        self.pools = LinkKeyPools(config, max_bits=pool_max_bits)
+        self.node_link = NodeLinkClient(str(config.agent), node, self._on_view)
         self.associations = Associations(qkdn_id, self._register)
-        self._client = RelayClient(plan, node)
+        self._client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
         self.forwarder = Forwarder(
-            plan,
-            node,
+            config,
             store,
             self.pools,
             self.associations,
@@ -62,7 +60,7 @@ class RelayComponent:
             tracer=self.tracer,
         )
         self.supplier = RelaySupplier(
-            plan, node, store, self.associations, self.forwarder,
+            config, store, self.associations, self.forwarder,
             admission_timeout_s=admission_timeout_s, tracer=self.tracer,
         )  # fmt: skip
         self._server: grpc.aio.Server | None = None
@@ -82,9 +80,10 @@ class RelayComponent:
     async def start(self) -> None:
         if self._server is not None:
             return
-        server, _ = relay_server(self.plan, self.node, self.forwarder)
+        server, port = relay_server(self.config.listen.relay, self.config.tls, self.forwarder)
         await server.start()
         self._server = server
+        self.relay_port = port
         await self.pools.start()
         await self.node_link.start()
         self._client.connect_ahead(pool.link.peer_node for pool in self.pools.pools)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from common.protos import relay_pb2 as pb
 from common.tracing import Tracer
 from km.associations import Association, Associations
+from km.config import KmConfig
 from km.key_store import KeyStore, StoredKey
 from km.link_pools import (
     LinkKeyError,
@@ -38,7 +39,6 @@ from km.relay.hop_crypto import (
     seal,
     split_materials,
 )
-from lab.plan import LabPlan
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,7 @@ class Batch:
 class Forwarder:
     def __init__(
         self,
-        plan: LabPlan,
-        node: str,
+        config: KmConfig,
         store: KeyStore,
         pools: LinkKeyPools,
         associations: Associations,
@@ -120,9 +119,9 @@ class Forwarder:
         timeouts: RelayTimeouts = DEFAULT_TIMEOUTS,
         tracer: Tracer | None = None,
     ) -> None:
-        self.plan = plan
-        self.node = node
-        self.qkdn_id = plan.node(node).qkdn_id
+        self.config = config
+        self.node = node = config.node
+        self.qkdn_id = config.qkdn_id
         self.store = store
         self.pools = pools
         self.associations = associations
@@ -131,10 +130,7 @@ class Forwarder:
         self.tracer = tracer or Tracer(f"km:{node}", None)
 
     def name_of(self, qkdn_id: str) -> str:
-        try:
-            return self.plan.node_by_id(qkdn_id).name
-        except KeyError:
-            return qkdn_id
+        return self.config.name_of(qkdn_id)
 
     # ---------------------------------------------------------------- source
 
@@ -214,9 +210,9 @@ class Forwarder:
         return await self._send(entry, header.hop + 1, Batch.received(header, payload), deadline)
 
     def _check_size(self, header: HopHeader, where: str) -> None:
-        """Bounds from the lab settings: a hop never carries more than one request's keys
+        """Bounds from the KM's settings: a hop never carries more than one request's keys
         (or a buffer refill), so nothing larger needs to be opened or fetched for."""
-        settings = self.plan.settings
+        settings = self.config.settings
         most_keys = max(settings.max_key_per_request, settings.e2e_buffer, MAX_BUFFER)
         if header.size_bits > settings.max_key_size_bits or len(header.key_ids) > most_keys:
             raise RelayFailure(

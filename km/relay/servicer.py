@@ -13,12 +13,12 @@ from typing import Any
 
 import grpc
 
+from common.config import Address, TlsFiles
 from common.protos import relay_pb2 as pb
 from common.protos import relay_pb2_grpc as pb_grpc
 from km.relay.client import tls_material
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
-from lab.plan import LabPlan
 
 log = logging.getLogger(__name__)
 
@@ -50,19 +50,20 @@ class RelayServicer:
             raise  # abort raises; this line is never reached
 
 
-def relay_server(plan: LabPlan, node: str, forwarder: Forwarder) -> tuple[grpc.aio.Server, int]:
-    """A gRPC server with the Relay service on this KM's relay port, mutual TLS required.
+def relay_server(
+    address: Address, tls: TlsFiles, forwarder: Forwarder
+) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server with the Relay service on `address`, mutual TLS required.
 
     Returns the server (not started) and the bound port.
     """
-    ca, cert, key = tls_material(plan, node)
+    ca, cert, key = tls_material(tls)
     server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])  # a taken port fails loudly
     _ADD_SERVICER(RelayServicer(forwarder), server)
     credentials = grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=ca, require_client_auth=True
     )
-    address = plan.node(node).km_relay_address
-    port = server.add_secure_port(address, credentials)
+    port = server.add_secure_port(str(address), credentials)
     if port == 0:
-        raise OSError(f"cannot listen on {address} for the relay of {node}")
+        raise OSError(f"cannot listen on {address} for the relay of {forwarder.node}")
     return server, port

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 
 from common.tracing import Tracer
 from km.associations import AppRequest, Association, Associations
+from km.config import KmConfig
 from km.key_store import KeyStore, StoredKey
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
 from km.supply import DEFAULT_KEY_TTL_S, SupplyError
-from lab.plan import LabPlan
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ EXPIRY_MARGIN_S = 60.0
 class RelaySupplier:
     def __init__(
         self,
-        plan: LabPlan,
-        node: str,
+        config: KmConfig,
         store: KeyStore,
         associations: Associations,
         forwarder: Forwarder,
@@ -48,8 +47,8 @@ class RelaySupplier:
         clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
     ) -> None:
-        self.plan = plan
-        self.node = node
+        self.config = config
+        self.node = node = config.node
         self.store = store
         self.associations = associations
         self.forwarder = forwarder
@@ -57,7 +56,7 @@ class RelaySupplier:
         self.key_ttl_s = key_ttl_s
         self.clock = clock
         self.tracer = tracer or Tracer(f"km:{node}", None)
-        self.buffer_size_bits = plan.settings.key_size_bits
+        self.buffer_size_bits = config.settings.key_size_bits
         self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
 
     # ---------------------------------------------------------------- RemoteSupplier
@@ -113,7 +112,7 @@ class RelaySupplier:
         if slave_node == self.node:
             raise SupplyError(400, f"SAEs {', '.join(slaves)} are local to {self.node}: no relay")
         try:
-            slave_qkdn_id = self.plan.node(slave_node).qkdn_id
+            slave_qkdn_id = self.config.qkdn_id_of(slave_node)
         except KeyError:
             raise SupplyError(400, f"unknown node {slave_node!r}") from None
         request = AppRequest(
@@ -184,7 +183,7 @@ class RelaySupplier:
             missing = assoc.buffer - self.store.count_ready(master, slave)
             if missing <= 0:
                 return
-            batch = min(missing, self.plan.settings.max_key_per_request)  # what a hop accepts
+            batch = min(missing, self.config.settings.max_key_per_request)  # what a hop accepts
             keys = self.new_keys(master, (slave,), batch, size)
             try:
                 await self._relay(assoc, keys)

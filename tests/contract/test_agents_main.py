@@ -17,18 +17,20 @@ from typing import IO, Any
 import grpc
 import ncclient.transport.session
 import pytest
+import yaml
 from lxml import etree
 from ncclient import manager
 
 from agents.datastore import DatastoreName
-from agents.main import running_agents, running_path
-from agents.testing import make_test_plan
 from common.protos import control_pb2 as ctl
 from common.protos import control_pb2_grpc as ctl_grpc
+from lab.configs import write_process_configs
 from lab.plan import LabPlan
+from tests.harness.agents import make_test_plan, running_agents, running_path
 
 ncclient.transport.session.TICK = 0.001
 ROOT = Path(__file__).resolve().parents[2]
+AGENT_RUN = [sys.executable, "-m", "lab.cli", "agent", "run"]
 
 
 class Lines:
@@ -62,8 +64,8 @@ class Lines:
 @pytest.fixture
 def agents_process(tmp_path: Path) -> Iterator[tuple[LabPlan, subprocess.Popen[str], Lines]]:
     plan = make_test_plan(tmp_path, ["a", "b", "c"], [("a", "b"), ("b", "c")])
-    argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan"]
-    argv += [str(tmp_path / "plan.json"), "--node", "a", "--node", "b"]
+    files = write_process_configs(plan)
+    argv = [*AGENT_RUN, "--config", str(files["agent-a"]), "--config", str(files["agent-b"])]
     process = subprocess.Popen(
         argv,
         cwd=ROOT,
@@ -115,18 +117,30 @@ def test_agent_run_hosts_the_listed_nodes_and_stops_on_sigterm(
     assert not (Path(plan.state_dir) / "agents" / "c").exists()
 
 
-def test_agent_run_refuses_an_unknown_node(tmp_path: Path) -> None:
-    make_test_plan(tmp_path, ["a"], [])
-    argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(tmp_path / "plan.json")]
-    result = subprocess.run(
-        [*argv, "--node", "zz"], cwd=ROOT, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 2 and "no node 'zz'" in result.stdout
+def test_agent_run_names_every_bad_field_of_every_file_before_listening(tmp_path: Path) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b"], [("a", "b")])
+    files = write_process_configs(plan)
+    a = yaml.safe_load(files["agent-a"].read_text())
+    a["listen"]["grpc"] = "127.0.0.1"
+    a["links"][0]["seed_file"] = "nowhere.seed"
+    files["agent-a"].write_text(yaml.safe_dump(a))
+    b = yaml.safe_load(files["agent-b"].read_text())
+    b["perf_interval_s"] = 0
+    files["agent-b"].write_text(yaml.safe_dump(b))
+    argv = [*AGENT_RUN, "--config", str(files["agent-a"]), "--config", str(files["agent-b"])]
+    with socket.socket() as probe:  # nothing listens on a's NETCONF port afterwards either
+        result = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert probe.connect_ex(("127.0.0.1", plan.node("a").netconf_port)) != 0
+    assert result.returncode == 2
+    assert f"{files['agent-a']}: listen.grpc: '127.0.0.1' is not host:port" in result.stdout
+    assert f"{files['agent-a']}: links[0].seed_file: no such file" in result.stdout
+    assert f"{files['agent-b']}: perf_interval_s: must be > 0" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_agent_run_reports_a_port_in_use(tmp_path: Path) -> None:
     plan = make_test_plan(tmp_path, ["a"], [])
-    argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(tmp_path / "plan.json")]
+    argv = [*AGENT_RUN, "--config", str(write_process_configs(plan)["agent-a"])]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", plan.node("a").netconf_port))
         taken.listen()

@@ -17,11 +17,10 @@ import httpx
 import pytest
 from ncclient import manager
 
-from agents.main import AgentHandle, running_agents, start_agent
+from agents.main import AgentHandle
 from agents.netconf.errors import ErrorTag, ErrorType, NetconfError
 from agents.node import Site
 from agents.notifications import AppRequest
-from agents.testing import make_test_plan
 from controller.api import Controller, addresses_from_plan
 from controller.devices.session import NetconfSession
 from controller.errors import DeviceUnavailable
@@ -30,6 +29,7 @@ from controller.rest import api_server
 from lab.cli import main as qkdsdn
 from lab.launcher import free_ports
 from lab.plan import LabPlan
+from tests.harness.agents import make_test_plan, running_agents, start_agent
 from yang.schema import Schema
 
 T = TypeVar("T")

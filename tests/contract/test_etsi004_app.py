@@ -12,14 +12,15 @@ from pathlib import Path
 import grpc
 import pytest
 
+from common.config import Address
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 from km.access import AccessControl, AccessPolicy
 from km.etsi004.app_service import KeyStreamService, Status, StreamLimits, start_app_server
-from km.etsi014.testing import NODES, SAE_NODES, TwoNodeRelay, make_pki
 from km.key_store import KeyStore
 from km.supply import KeySupply
 from lab.pki import LabPki
+from tests.harness.etsi014 import NODES, SAE_NODES, TwoNodeRelay, make_pki
 
 
 @dataclass
@@ -48,7 +49,9 @@ async def two_kms(
         supply = KeySupply(node, SAE_NODES, stores[node], relay)
         service = KeyStreamService(supply, access, limits)
         paths = pki.kms[node]
-        server, port = await start_app_server(service, paths.cert, paths.key, pki.ca.cert)
+        server, port = await start_app_server(
+            service, paths.cert, paths.key, pki.ca.cert, Address("127.0.0.1", 0)
+        )
         servers.append(server)
         kms[node] = Km(node, service, port)
     try:

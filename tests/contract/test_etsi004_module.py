@@ -10,14 +10,14 @@ from typing import Any
 
 import grpc
 
-from agents.main import AgentHandle, running_agents
+from agents.main import AgentHandle
 from agents.node import Site
-from agents.testing import LinkSpec, make_test_plan
 from common.protos import control_pb2 as ctl
 from common.protos import control_pb2_grpc as ctl_grpc
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 from lab.plan import LabPlan
+from tests.harness.agents import LinkSpec, make_test_plan, running_agents
 
 RATE_BPS = 256_000.0  # 1000 chunks of 256 bits per second
 

@@ -17,8 +17,8 @@ import pytest
 from km.access import AccessPolicy
 from km.etsi014.server import TlsFiles, client_tls_context
 from km.etsi014.service import Etsi014Limits
-from km.etsi014.testing import KmHarness, make_pki
 from lab.pki import LabPki, create_lab_pki
+from tests.harness.etsi014 import KmHarness, make_pki
 
 ROOT = Path(__file__).resolve().parents[2]
 STATUS_FIELDS = {

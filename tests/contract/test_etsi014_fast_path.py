@@ -16,8 +16,8 @@ import pytest
 
 from km.etsi014.app import parse_simple_enc_keys
 from km.etsi014.server import CoalescingTransport
-from km.etsi014.testing import KmHarness, make_pki
 from lab.pki import LabPki
+from tests.harness.etsi014 import KmHarness, make_pki
 
 
 @pytest.fixture(scope="module")

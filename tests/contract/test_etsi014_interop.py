@@ -14,7 +14,7 @@ from etsi_qkd_014_client import QKD014Client  # type: ignore[import-untyped]
 from qkdsec.client.etsi014 import ETSI014Client  # type: ignore[import-untyped]
 from qkdsec.doctor.probes import ProbeStatus, run_all  # type: ignore[import-untyped]
 
-from km.etsi014.testing import KmHarness, make_pki
+from tests.harness.etsi014 import KmHarness, make_pki
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import base64
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from km.etsi014.server import TlsFiles, client_tls_context
-from km.etsi014.testing import make_pki, make_plan, read_ready_line
+from lab.configs import write_process_configs
 from lab.pki import LabPki
 from lab.plan import LabPlan
+from tests.harness.etsi014 import make_pki, make_plan, read_ready_line
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 30.0
@@ -24,10 +28,10 @@ KM_RUN = (sys.executable, "-m", "lab.cli", "km", "run")
 
 
 class KmProcess:
-    def __init__(self, plan: Path, node: str, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path) -> None:
         self.log = log_path.open("ab")
         self.proc = subprocess.Popen(
-            [*KM_RUN, "--plan", str(plan), "--node", node, "--log-level", "DEBUG"],
+            [*KM_RUN, "--config", str(config), "--log-level", "DEBUG"],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -57,8 +61,10 @@ class KmProcess:
 
 @pytest.fixture
 def lab(tmp_path: Path) -> tuple[Path, LabPki]:
+    """The configuration file of KM n1 (no links) and the PKI."""
     pki = make_pki(tmp_path)
-    return make_plan(tmp_path, pki), pki
+    files = write_process_configs(LabPlan.load(make_plan(tmp_path, pki)))
+    return files["km-n1"], pki
 
 
 def client(url: str, pki: LabPki, sae: str) -> httpx.Client:
@@ -73,9 +79,9 @@ def client(url: str, pki: LabPki, sae: str) -> httpx.Client:
 def test_kill_9_between_enc_and_dec_loses_and_reissues_nothing(
     lab: tuple[Path, LabPki], tmp_path: Path
 ) -> None:
-    plan, pki = lab
+    config, pki = lab
     log_path = tmp_path / "km-n1.log"
-    km = KmProcess(plan, "n1", log_path)
+    km = KmProcess(config, log_path)
     try:
         assert "km n1" in km.ready_line
         with client(km.url, pki, "a") as a, client(km.url, pki, "b") as b:
@@ -88,7 +94,7 @@ def test_kill_9_between_enc_and_dec_loses_and_reissues_nothing(
         km.kill()
     assert (tmp_path / "km" / "n1" / "keys.sqlite").exists()
 
-    km = KmProcess(plan, "n1", log_path)
+    km = KmProcess(config, log_path)
     try:
         with client(km.url, pki, "a") as a, client(km.url, pki, "b") as b:
             rest = b.post(
@@ -112,27 +118,70 @@ def test_kill_9_between_enc_and_dec_loses_and_reissues_nothing(
         assert base64.b64decode(key["key"]).hex() not in logged
 
 
-def test_bad_plan_or_node_is_a_clear_error(lab: tuple[Path, LabPki]) -> None:
-    plan, _ = lab
+def test_every_bad_field_is_named_before_anything_listens(lab: tuple[Path, LabPki]) -> None:
+    config, _ = lab
+    data = yaml.safe_load(config.read_text())
+    data["listen"]["relay"] = "[::1:7000"
+    data["tls"]["ca"] = "../pki/missing-ca.pem"
+    data["settings"]["relay_mode"] = "rot13"
+    config.write_text(yaml.safe_dump(data))
     result = subprocess.run(
-        [*KM_RUN, "--plan", str(plan), "--node", "nope"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        [*KM_RUN, "--config", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2
-    assert "no node 'nope'" in result.stderr
+    for field in ("listen.relay:", "tls.ca: no such file", "settings.relay_mode: 'rot13'"):
+        assert f"{config}: {field}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def ready_lines(proc: subprocess.Popen[bytes], count: int, timeout: float) -> list[str]:
+    """The first `count` ready lines of the process (unbuffered reads, with a deadline)."""
+    assert proc.stdout is not None
+    fd, text = proc.stdout.fileno(), ""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = [line for line in text.splitlines() if line.startswith("ready")]
+        if len(ready) >= count:
+            return ready[:count]
+        left = deadline - time.monotonic()
+        assert left > 0 and select.select([fd], [], [], left)[0], (
+            f"no {count} ready lines: {text!r}"
+        )
+        chunk = os.read(fd, 4096).decode()
+        assert chunk, f"the process ended: {text!r}"
+        text += chunk
+
+
+def test_one_process_hosts_several_key_managers(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    files = write_process_configs(LabPlan.load(make_plan(tmp_path, pki)))
+    proc = subprocess.Popen(
+        [*KM_RUN, "--config", str(files["km-n1"]), "--config", str(files["km-n2"])],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = ready_lines(proc, 2, START_TIMEOUT_S)
+        assert sorted(line.split()[2] for line in ready) == ["n1", "n2"]
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert (tmp_path / "km" / "n1" / "keys.sqlite").exists()
+    assert (tmp_path / "km" / "n2" / "keys.sqlite").exists()
 
 
 def test_busy_port_is_a_clear_error(lab: tuple[Path, LabPki]) -> None:
-    plan_path, _ = lab
-    port = LabPlan.load(plan_path).node("n1").km_etsi014_port
+    config, _ = lab
+    port = LabPlan.load(config.parent.parent / "plan.json").node("n1").km_etsi014_port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", port))
         busy.listen()
         result = subprocess.run(
-            [*KM_RUN, "--plan", str(plan_path), "--node", "n1"],
+            [*KM_RUN, "--config", str(config)],
             cwd=ROOT,
             capture_output=True,
             text=True,

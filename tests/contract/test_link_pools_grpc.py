@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agents.main import running_agents
-from agents.testing import LinkSpec, make_test_plan
 from km.link_pools import LinkKeyPools, PoolState
-from km.relay.testing import FakeAgent, make_plan, wait_until
+from lab.pki import create_lab_pki
 from lab.plan import Settings
+from tests.harness.agents import LinkSpec, make_test_plan, running_agents
+from tests.harness.configs import km_config_of
+from tests.harness.relay import FakeAgent, make_plan, wait_until
 
 
 async def _pair(tmp: Path, max_bits: int) -> tuple[dict[str, FakeAgent], dict[str, LinkKeyPools]]:
@@ -18,7 +19,7 @@ async def _pair(tmp: Path, max_bits: int) -> tuple[dict[str, FakeAgent], dict[st
     agents = {n: FakeAgent(plan, n) for n in ("qnode1", "qnode2")}
     for agent in agents.values():
         await agent.start()
-    pools = {n: LinkKeyPools(plan, n) for n in ("qnode1", "qnode2")}
+    pools = {n: LinkKeyPools(km_config_of(plan, n)) for n in ("qnode1", "qnode2")}
     for p in pools.values():
         await p.start()
     return agents, pools
@@ -104,8 +105,9 @@ def test_pools_against_real_agents_agree_and_follow_link_faults(tmp_path: Path) 
             [LinkSpec("qnode1", "qnode2", skr_bps=200_000.0)],
             settings=Settings(link_pool_max_bits=256 * 32),
         )
+        create_lab_pki(tmp_path, ["qnode1", "qnode2"], [])
         async with running_agents(plan, persist=False) as agents:
-            pools = {n: LinkKeyPools(plan, n) for n in ("qnode1", "qnode2")}
+            pools = {n: LinkKeyPools(km_config_of(plan, n)) for n in ("qnode1", "qnode2")}
             for p in pools.values():
                 await p.start()
             try:

@@ -16,7 +16,7 @@ from agents.datastore import Datastore
 from agents.netconf.errors import BASE_NS
 from agents.netconf.framing import FrameDecoder, FramingMode, encode_message
 from agents.netconf.server import NetconfCredentials, NetconfServer
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     DEADLINE_S,
     INITIAL_RUNNING,
     NODE_ID,
@@ -333,7 +333,7 @@ def test_a_hundred_agents_share_one_process_and_loop(tmp_path: Path) -> None:
         try:
             for _ in range(100):
                 store = Datastore(schema, FakeBackend(), None, INITIAL_RUNNING)
-                server = NetconfServer(store, credentials)
+                server = NetconfServer(store, credentials, "127.0.0.1")
                 await server.start()
                 servers.append(server)
             assert len({server.port for server in servers}) == 100

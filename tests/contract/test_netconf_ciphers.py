@@ -9,7 +9,7 @@ import asyncssh
 import pytest
 
 from agents.netconf.server import ENCRYPTION_ALGS
-from agents.netconf.testing import PASSWORD, USERNAME, connect, running_agent
+from tests.harness.netconf import PASSWORD, USERNAME, connect, running_agent
 
 
 async def _negotiated(port: int, **options: object) -> str:

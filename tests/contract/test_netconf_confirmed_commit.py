@@ -9,14 +9,14 @@ from ncclient.operations import RPCError
 
 from agents.datastore import DatastoreName
 from agents.netconf.errors import BASE_NS
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     NS,
     AgentThread,
     connect,
     running_agent,
     wait_until,
 )
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     netconf_console_output as _console,
 )
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from lxml import etree
 
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     NODE_ID,
     NS,
     netconf_console,
     running_agent,
 )
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     netconf_console_output as _console,
 )
 

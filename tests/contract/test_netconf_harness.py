@@ -1,11 +1,11 @@
-"""Tests of the NETCONF test harness (`agents.netconf.testing`) itself."""
+"""Tests of the NETCONF test harness (`tests.harness.netconf`) itself."""
 
 from __future__ import annotations
 
 import socket
 from pathlib import Path
 
-from agents.netconf.testing import connect, running_agent, wait_until
+from tests.harness.netconf import connect, running_agent, wait_until
 
 
 def test_agent_starts_on_a_free_port_and_stops_releasing_it(tmp_path: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 from lxml import etree
 
 from agents.netconf.monitoring import MONITORING_NS
-from agents.netconf.testing import NS, USERNAME, connect, running_agent
-from agents.netconf.testing import netconf_console_output as _console
+from tests.harness.netconf import NS, USERNAME, connect, running_agent
+from tests.harness.netconf import netconf_console_output as _console
 
 M = {"m": MONITORING_NS, "q": NS}
 SCHEMAS_FILTER = f'<netconf-state xmlns="{MONITORING_NS}"><schemas/></netconf-state>'

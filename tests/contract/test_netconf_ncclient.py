@@ -12,7 +12,7 @@ from ncclient.operations import RPCError
 from ncclient.transport.errors import AuthenticationError
 
 from agents.netconf.errors import BASE_NS
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     LINK_ID,
     NODE_ID,
     NS,

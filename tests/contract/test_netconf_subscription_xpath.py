@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from ncclient.operations import RPCError
 
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     LINK_ID,
     NS,
     AgentThread,

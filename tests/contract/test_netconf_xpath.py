@@ -11,7 +11,8 @@ from ncclient.operations import RPCError
 
 from agents.netconf.errors import BASE_NS
 from agents.netconf.rpcs import NOTIFICATION_NS
-from agents.netconf.testing import (
+from agents.netconf.xpath import XPATH_CAPABILITY
+from tests.harness.netconf import (
     LINK_ID,
     NODE_ID,
     NS,
@@ -19,10 +20,9 @@ from agents.netconf.testing import (
     connect,
     running_agent,
 )
-from agents.netconf.testing import (
+from tests.harness.netconf import (
     netconf_console as _console,
 )
-from agents.netconf.xpath import XPATH_CAPABILITY
 
 OTHER_LINK = "33333333-3333-4333-8333-333333333333"
 

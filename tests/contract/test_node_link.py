@@ -13,11 +13,10 @@ import pytest
 from ncclient import manager
 from ncclient.operations import RPCError
 
-from agents.main import running_agents
-from agents.testing import make_test_plan
 from common.protos import node_link_pb2 as pb
 from common.protos import node_link_pb2_grpc as pb_grpc
 from lab.plan import LabPlan
+from tests.harness.agents import make_test_plan, running_agents
 
 ncclient.transport.session.TICK = 0.001
 

@@ -24,10 +24,11 @@ from km.relay.client import RelayClient
 from km.relay.component import RelayComponent
 from km.relay.errors import FailureKind, RelayFailure
 from km.relay.forwarder import RelayTimeouts
-from km.relay.testing import FakeAgent, install_path, make_plan, reject, wait_until
 from km.supply import SupplyError
 from lab.plan import LabPlan
 from lab.timeline import Tracer, read_events
+from tests.harness.configs import km_config_of, relay_client
+from tests.harness.relay import FakeAgent, install_path, make_plan, reject, wait_until
 
 FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.2, connect_s=0.3)
 
@@ -57,8 +58,7 @@ async def running_lab(tmp: Path, nodes: Sequence[str]) -> AsyncIterator[Lab]:
     tracers = {n: Tracer(f"km:{n}", str(tmp / f"trace-{n}.jsonl")) for n in nodes}
     kms = {
         n: RelayComponent(
-            plan,
-            n,
+            km_config_of(plan, n),
             stores[n],
             timeouts=FAST,
             admission_timeout_s=2.0,
@@ -276,7 +276,7 @@ def test_tampering_replay_and_impersonation_are_refused(tmp_path: Path) -> None:
             assert pool.discard_own_below(info.value.frontier) == 0
             assert pool.ready_for_sending() == held
             # qnode3's certificate cannot speak for qnode1.
-            impostor = RelayClient(lab.plan, "qnode3")
+            impostor = relay_client(km_config_of(lab.plan, "qnode3"))
             try:
                 with pytest.raises(RelayFailure, match="may not send as qnode1") as info:
                     await impostor.forward("qnode2", replay, 2.0, "test")
@@ -320,7 +320,9 @@ def test_a_restarted_km_costs_one_retry_not_a_failure(tmp_path: Path) -> None:
             await supplier.enc_keys("app1", ["app2"], "qnode2", 1, 256)
             # qnode2's KM restarts: its module handed every fetched index to the old process.
             await lab.kms["qnode2"].stop()
-            fresh = RelayComponent(lab.plan, "qnode2", lab.stores["qnode2"], timeouts=FAST)
+            fresh = RelayComponent(
+                km_config_of(lab.plan, "qnode2"), lab.stores["qnode2"], timeouts=FAST
+            )
             lab.kms["qnode2"] = fresh
             await fresh.start()
             await wait_until(lambda: fresh.pools.for_peer("qnode1").level_bits > 0)

@@ -9,8 +9,8 @@ import pytest
 
 from km.associations import AppRequest, NodeView
 from km.node_link.client import NodeLinkClient
-from km.relay.testing import FakeAgent, empty_config, install_path, make_plan, wait_until
 from km.supply import SupplyError
+from tests.harness.relay import FakeAgent, empty_config, install_path, make_plan, wait_until
 
 
 def test_follows_pushes_registers_and_survives_an_agent_restart(tmp_path: Path) -> None:

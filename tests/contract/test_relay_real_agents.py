@@ -16,19 +16,20 @@ import pytest
 from lxml import etree
 
 from agents.datastore import DatastoreName
-from agents.main import AgentHandle, running_agents
-from agents.testing import LinkSpec, make_test_plan
+from agents.main import AgentHandle
 from controller.intents.compile import RelaySettings, compile_install
 from controller.model import KeyRequest
 from controller.model import Path as RoutePath
 from km.key_store import KeyStore
 from km.relay.component import RelayComponent
 from km.relay.forwarder import RelayTimeouts
-from km.relay.testing import wait_until
 from km.supply import SupplyError
 from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings
 from lab.timeline import Tracer, read_events
+from tests.harness.agents import LinkSpec, make_test_plan, running_agents
+from tests.harness.configs import km_config_of
+from tests.harness.relay import wait_until
 
 NODES = ["qnode1", "qnode2", "qnode3"]
 
@@ -65,7 +66,10 @@ def test_register_install_relay_and_a_cut_link_over_real_agents(tmp_path: Path) 
     async def run() -> None:
         stores = {n: KeyStore(tmp_path / f"{n}.sqlite") for n in NODES}
         async with running_agents(plan, persist=False, tracer=agent_tracer) as agents:
-            kms = {n: RelayComponent(plan, n, stores[n], timeouts=timeouts) for n in NODES}
+            kms = {
+                n: RelayComponent(km_config_of(plan, n), stores[n], timeouts=timeouts)
+                for n in NODES
+            }
             for km in kms.values():
                 await km.start()
             try:
@@ -123,7 +127,7 @@ def test_kms_that_start_far_apart_still_agree_on_link_keys(tmp_path: Path) -> No
 
     async def run() -> None:
         stores = {n: KeyStore(tmp_path / f"{n}.sqlite") for n in nodes}
-        kms = {n: RelayComponent(plan, n, stores[n]) for n in nodes}
+        kms = {n: RelayComponent(km_config_of(plan, n), stores[n]) for n in nodes}
         async with running_agents(plan, persist=False) as agents:
             try:
                 await kms["qnode1"].start()

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from agents.testing import make_test_plan
 from lab.launcher import (
     AGENTS_PER_PROCESS,
     agent_groups,
@@ -16,6 +15,7 @@ from lab.launcher import (
     process_commands,
     readiness_ports,
 )
+from tests.harness.agents import make_test_plan
 
 NAMES = [f"n{i}" for i in range(7)]
 

@@ -10,7 +10,7 @@ from lxml import etree
 
 from agents.datastore import Datastore, DatastoreName
 from agents.netconf.errors import BASE_NS
-from agents.netconf.testing import INITIAL_RUNNING, NS, FakeBackend
+from tests.harness.netconf import INITIAL_RUNNING, NS, FakeBackend
 from yang.schema import Schema
 
 

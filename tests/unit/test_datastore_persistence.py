@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from agents.datastore import Datastore, DatastoreName, padded
-from agents.netconf.testing import INITIAL_RUNNING, FakeBackend
+from tests.harness.netconf import INITIAL_RUNNING, FakeBackend
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"

@@ -15,7 +15,7 @@ from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session, SessionState
 from agents.netconf.state import AgentState
-from agents.netconf.testing import CLIENT_HELLO_1_1, MemoryTransport, NullBackend
+from tests.harness.netconf import CLIENT_HELLO_1_1, MemoryTransport, NullBackend
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"

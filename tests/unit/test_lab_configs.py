@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from agents import config as agent_config
-from agents.testing import make_test_plan
 from common.config import Address
 from controller import config as controller_config
 from km import config as km_config
 from lab.configs import process_configs, write_process_configs
 from lab.pki import create_lab_pki
+from tests.harness.agents import make_test_plan
 
 
 def test_every_process_file_of_a_plan_loads_and_agrees_with_the_others(tmp_path: Path) -> None:

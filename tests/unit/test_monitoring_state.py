@@ -14,8 +14,8 @@ from agents.netconf.rpcs import _append_to_data
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
-from agents.netconf.testing import CLIENT_HELLO_1_1, MemoryTransport, NullBackend
 from agents.netconf.xpath import _scope
+from tests.harness.netconf import CLIENT_HELLO_1_1, MemoryTransport, NullBackend
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"

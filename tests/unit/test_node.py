@@ -18,8 +18,9 @@ from agents.datastore import Datastore
 from agents.initial_config import QKD_NODE
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
 from agents.notifications import AppRequest, names_of
-from agents.testing import LinkSpec, make_test_plan
 from lab.plan import LabPlan
+from tests.harness.agents import LinkSpec, make_test_plan
+from tests.harness.configs import agent_config_of
 from yang.schema import Schema
 
 SCHEMA = Schema.default()
@@ -48,7 +49,7 @@ class Bench:
         self.site = Site(self.clock)
         self.sent: dict[str, list[str]] = {"a": [], "b": [], "c": []}
         self.nodes = {
-            name: QkdNode(self.plan, name, self.site, self.publisher(name))
+            name: QkdNode(agent_config_of(self.plan, name), self.site, self.publisher(name))
             for name in ("a", "b", "c")
         }
         for node in self.nodes.values():
@@ -272,7 +273,9 @@ def test_config_feed_streams_now_and_after_each_change(tmp_path: Path) -> None:
 def test_periodic_perf_updates_are_published(tmp_path: Path) -> None:
     plan = make_test_plan(tmp_path, ["a", "b"], [("a", "b")])
     sent: list[str] = []
-    node = QkdNode(plan, "a", Site(), sent.append, NodeSettings(perf_interval_s=0.01))
+    node = QkdNode(
+        agent_config_of(plan, "a"), Site(), sent.append, NodeSettings(perf_interval_s=0.01)
+    )
     node.start(node.initial_running())
 
     async def scenario() -> None:

@@ -1,4 +1,4 @@
-"""Lab plans for tests: real seeds, SSH keys, a password file and free ports in a temp dir.
+"""Lab plans and agents for tests: real seeds, SSH keys, a password file, free ports in a temp dir.
 
 `make_test_plan(tmp_path, ["a", "b"], [("a", "b")], [("sae-1", "a")])`. The PKI fields
 name files under `tmp_path/pki` that this helper does not create (`lab.pki` does).
@@ -6,14 +6,21 @@ name files under `tmp_path/pki` that this helper does not create (`lab.pki` does
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from agents import main as agents_main
+from agents.main import AgentHandle
+from agents.node import Site
 from lab.launcher import make_plan
 from lab.plan import LabPlan, Settings
 from lab.topology import AppSpec, NodeSpec, Topology, TopologySettings
 from lab.topology import LinkSpec as TopologyLink
+from tests.harness.configs import agent_config_of, agent_configs
+from yang.schema import Schema
 
 
 @dataclass(frozen=True)
@@ -61,3 +68,27 @@ def make_test_plan(
     )
     plan.save(state / "plan.json")
     return plan
+
+
+def running_path(plan: LabPlan, name: str) -> Path:
+    """Where the agent of `name` persists its running configuration."""
+    return agent_config_of(plan, name).running_file
+
+
+def running_agents(
+    plan: LabPlan,
+    nodes: Sequence[str] | None = None,
+    *,
+    plan_ports: bool = True,
+    **options: Any,
+) -> contextlib.AbstractAsyncContextManager[dict[str, AgentHandle]]:
+    """agents.main.running_agents for the nodes of a plan (ports from the plan, or free)."""
+    return agents_main.running_agents(
+        agent_configs(plan, nodes), configured_ports=plan_ports, **options
+    )
+
+
+async def start_agent(
+    plan: LabPlan, name: str, site: Site, schema: Schema, **options: Any
+) -> AgentHandle:
+    return await agents_main.start_agent(agent_config_of(plan, name), site, schema, **options)

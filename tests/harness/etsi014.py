@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from agents.testing import make_test_plan
+from common.config import Address
 from km.access import AccessControl, AccessPolicy
 from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer, TlsFiles, client_tls_context
@@ -28,6 +28,7 @@ from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore, StoredKey
 from km.supply import KeySupply, RemoteSupplier, SupplyError
 from lab.pki import LabPki, create_lab_pki
+from tests.harness.agents import make_test_plan
 
 T = TypeVar("T")
 
@@ -120,7 +121,9 @@ class KmHarness:
         )
         km = pki.kms["n1"]
         self.server = MutualTlsServer(
-            create_app(self.service), TlsFiles(km.cert, km.key, pki.ca.cert)
+            create_app(self.service),
+            TlsFiles(km.cert, km.key, pki.ca.cert),
+            Address("127.0.0.1", 0),
         )
         self.loop = LoopThread()
         self.loop.run(self.server.start())

@@ -22,7 +22,6 @@ from typing import Any
 import grpc
 
 from agents.keystream import key_material
-from agents.testing import LinkSpec, make_test_plan
 from common.protos import etsi004_pb2 as e004
 from common.protos import etsi004_pb2_grpc as e004_grpc
 from common.protos import node_link_pb2 as nl
@@ -30,6 +29,7 @@ from common.protos import node_link_pb2_grpc as nl_grpc
 from km.link_pools import MESSAGE_METADATA
 from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings, link_uuid, node_uuid
+from tests.harness.agents import LinkSpec, make_test_plan
 
 CHUNK_BYTES = 32
 

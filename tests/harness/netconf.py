@@ -135,6 +135,7 @@ class AgentThread:
         self.server = NetconfServer(
             self.datastore,
             credentials,
+            "127.0.0.1",
             max_message_size=self._max_message_size,
             hello_timeout_s=self._hello_timeout_s,
         )
