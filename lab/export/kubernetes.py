@@ -119,12 +119,11 @@ def write_kubernetes(
     written = []
     for file_name, documents in kubernetes_documents(network, namespace, image).items():
         path = out_dir / file_name
-        text = yaml.safe_dump_all(documents, sort_keys=False)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        mode = 0o600 if "secrets" in file_name else 0o644
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(fd, mode)  # also when the file was there before
         with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        if "secrets" not in file_name:
-            path.chmod(0o644)
+            handle.write(yaml.safe_dump_all(documents, sort_keys=False))
         written.append(path)
     return written
 
@@ -132,7 +131,7 @@ def write_kubernetes(
 def _labels(network: ExportedNetwork, component: str, name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/part-of": "qkd-sdn",
-        "app.kubernetes.io/instance": network.name,
+        "app.kubernetes.io/instance": network.name.rstrip("._-"),  # a label value ends alnum
         "app.kubernetes.io/component": component,
         "qkd-sdn/name": name,
     }
