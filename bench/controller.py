@@ -53,9 +53,11 @@ from controller.names import QKD_NODE_FILTER
 from controller.paths import FewestHops, KeyAware, PathPolicy
 from controller.topology.events import TopologyEvent, TopologyEventType
 from controller.topology.synthetic import snapshot_from_graph
+from lab.configs import write_process_configs
 from lab.launcher import agent_groups
 from lab.plan import LabPlan
 from tests.harness.agents import make_test_plan, running_agents
+from tests.harness.configs import controller_from_plan
 
 SetLink = Callable[[str, str, bool], Awaitable[None]]  # (node name, qkdl_id, up)
 
@@ -135,13 +137,12 @@ async def hosted_agents(plan: LabPlan, mode: str) -> AsyncIterator[SetLink]:
 
             yield set_local
         return
-    plan_file = Path(plan.state_dir) / "plan.json"
+    files = write_process_configs(plan)  # durable: false, as lab up runs them
     children: list[subprocess.Popen[str]] = []
     try:
         for group in plan.hosting_groups():  # one child per agents process of a lab
-            hosted = [argument for node in group for argument in ("--node", node)]
-            argv = [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", str(plan_file)]
-            argv.append("--no-fsync")  # as lab up runs them (lab/launcher.py says why)
+            hosted = [arg for node in group for arg in ("--config", str(files[f"agent-{node}"]))]
+            argv = [sys.executable, "-m", "lab.cli", "agent", "run"]
             children.append(
                 subprocess.Popen(
                     [*argv, *hosted],
@@ -236,7 +237,7 @@ async def bench_install(
         plan = make_test_plan(Path(tmp), names, list(itertools.pairwise(names)))
         plan = replace(plan, agent_groups=agent_groups(names, agent_processes))
         async with hosted_agents(plan, mode):
-            controller = Controller.from_plan(plan, poll_interval=60.0)
+            controller = controller_from_plan(plan, poll_interval=60.0)
             await controller.start()
             try:
                 snap = controller.topology()
@@ -269,7 +270,7 @@ async def bench_reroute(cuts: int, mode: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         plan = make_test_plan(Path(tmp), names, [("r1", "r2"), ("r2", "r3"), ("r1", "r3")])
         async with hosted_agents(plan, mode) as set_link:
-            controller = Controller.from_plan(plan, poll_interval=60.0)
+            controller = controller_from_plan(plan, poll_interval=60.0)
             await controller.start()
             marks: dict[str, float] = {}
 

@@ -62,12 +62,13 @@ from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
 from bench import _light_netconf as light
-from controller.api import addresses_from_plan
 from controller.devices.session import DeviceAddress, NetconfSession
 from controller.names import QKD_NODE_FILTER
+from lab.configs import write_process_configs
 from lab.launcher import agent_groups
 from lab.plan import LabPlan
 from tests.harness.agents import make_test_plan, running_agents
+from tests.harness.configs import addresses_from_plan
 from tests.harness.netconf import FakeBackend
 from yang.schema import Schema
 
@@ -176,13 +177,14 @@ class AgentProcess:
         return self._child.pid
 
     def start(self) -> None:
-        plan_file = str(Path(self._plan.state_dir) / "plan.json")
-        hosted = [argument for node in self._nodes for argument in ("--node", node)]
+        files = write_process_configs(self._plan)
+        hosted = [arg for node in self._nodes for arg in ("--config", str(files[f"agent-{node}"]))]
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "lab.cli", "agent", "run", "--plan", plan_file, *hosted],
+            [sys.executable, "-m", "lab.cli", "agent", "run", *hosted],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            env=dict(os.environ, QKDSDN_DURABLE="true"),  # as measured before: fsync per commit
         )
         # drains the pipe for the child's whole life, so its logging never blocks it
         threading.Thread(target=self._drain, daemon=True).start()

@@ -15,10 +15,10 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path as FilePath
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from controller.config import ControllerConfig
 from controller.devices.service import DeviceEvent, DeviceEventType, DeviceService
 from controller.devices.session import DeviceAddress, host_key_b64
 from controller.errors import NodeDataError
@@ -48,9 +48,6 @@ from controller.notifications import (
 from controller.paths import FewestHops, PathPolicy, find_paths, policy_named
 from controller.topology.events import TopologyEvent, TopologyEventType
 from controller.topology.store import Perf, TopologyStore
-
-if TYPE_CHECKING:
-    from lab.plan import LabPlan
 
 log = logging.getLogger(__name__)
 
@@ -104,22 +101,23 @@ def yang_validator() -> Validator:
     return validate
 
 
-def addresses_from_plan(plan: LabPlan) -> list[DeviceAddress]:
-    creds = plan.credentials
-    password = FilePath(creds.password_file).read_text().strip() if creds.password_file else None
-    pin = host_key_b64(FilePath(f"{creds.host_key}.pub")) if creds.host_key else None
+def addresses_from_config(config: ControllerConfig) -> list[DeviceAddress]:
+    """How to reach each managed node's agent over NETCONF."""
+    files = config.netconf
+    password = files.password_file.read_text().strip() if files.password_file else None
+    pin = host_key_b64(files.known_host_key) if files.known_host_key else None
     return [
         DeviceAddress(
             device_id=node.qkdn_id,
             name=node.name,
-            host="127.0.0.1",
-            port=node.netconf_port,
-            username=creds.netconf_username,
+            host=node.netconf.host,
+            port=node.netconf.port,
+            username=files.username,
             password=password,
-            key_file=creds.client_key or None,
+            key_file=str(files.client_key) if files.client_key else None,
             host_key_b64=pin,
         )
-        for node in plan.nodes
+        for node in config.nodes
     ]
 
 
@@ -163,22 +161,24 @@ class Controller:
         return self.intent_service.listeners
 
     @staticmethod
-    def from_plan(
-        plan: LabPlan,
-        policy: str = "fewest-hops",
+    def from_config(
+        config: ControllerConfig,
+        *,
         force_path: Sequence[str] | None = None,
-        allow_preemption: bool = False,
-        poll_interval: float = 5.0,
+        policy: str | None = None,
+        allow_preemption: bool | None = None,
+        poll_interval: float | None = None,
         device_grace: float = 1.0,
     ) -> Controller:
+        """The controller of `config`; the keyword arguments override the file's choices."""
         return Controller(
-            addresses_from_plan(plan),
-            policy_named(policy),
-            RelaySettings(plan.settings.relay_mode, plan.settings.e2e_buffer),
-            ForcedPaths(dict(plan.forced_paths), tuple(force_path) if force_path else None),
-            allow_preemption,
+            addresses_from_config(config),
+            policy_named(policy or config.policy),
+            RelaySettings(config.relay.mode, config.relay.e2e_buffer),
+            ForcedPaths(dict(config.forced_paths), tuple(force_path) if force_path else None),
+            config.allow_preemption if allow_preemption is None else allow_preemption,
             yang_validator(),
-            poll_interval,
+            config.poll_interval_s if poll_interval is None else poll_interval,
             device_grace,
         )
 

@@ -10,13 +10,25 @@ from rich.table import Table
 
 from common.console import console as terminal
 
-DEFAULT_PLAN = Path("state/plan.json")
+DEFAULT_STATE_DIR = Path("state")
+CONFIG_IN_STATE_DIR = Path("config") / "controller.yaml"
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    run = commands.add_parser("run", help="run the controller of a lab plan (foreground)")
-    run.add_argument("--plan", type=Path, default=DEFAULT_PLAN)
-    run.add_argument("--policy", choices=["fewest-hops", "key-aware"], default="fewest-hops")
+    run = commands.add_parser("run", help="run the controller of a controller.yaml (foreground)")
+    source = run.add_mutually_exclusive_group()
+    source.add_argument("--config", type=Path, help="controller.yaml (docs/configuration.md)")
+    source.add_argument(
+        "--state-dir",
+        type=Path,
+        help=f"a lab's state directory: its {CONFIG_IN_STATE_DIR} (default {DEFAULT_STATE_DIR})",
+    )
+    run.add_argument(
+        "--policy",
+        choices=["fewest-hops", "key-aware"],
+        default=None,
+        help="path policy (default: the file's)",
+    )
     run.add_argument(
         "--force-path",
         nargs="+",
@@ -26,6 +38,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run.add_argument(
         "--allow-preemption",
         action="store_true",
+        default=None,
         help="let higher-priority requests pre-empt lower-priority associations",
     )
     run.set_defaults(func=cmd_run)
@@ -55,19 +68,40 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--url", help="controller API, e.g. http://127.0.0.1:8600")
-    group.add_argument("--plan", type=Path, help=f"read the URL from a lab plan ({DEFAULT_PLAN})")
+    group.add_argument("--url", help="controller API elsewhere, e.g. http://10.0.0.9:8500")
+    group.add_argument(
+        "--state-dir",
+        type=Path,
+        help=f"a lab's state directory: the API address of its {CONFIG_IN_STATE_DIR}"
+        f" (default {DEFAULT_STATE_DIR})",
+    )
+    group.add_argument("--config", type=Path, help="the controller's controller.yaml")
+    group.add_argument("--plan", type=Path, help="a lab's plan.json (its state directory)")
+
+
+def _config_file(args: argparse.Namespace) -> Path:
+    """The controller.yaml the arguments point at (--config, --state-dir or --plan)."""
+    if getattr(args, "config", None) is not None:
+        return Path(args.config)
+    if getattr(args, "plan", None) is not None:
+        return Path(args.plan).parent / CONFIG_IN_STATE_DIR
+    return (args.state_dir or DEFAULT_STATE_DIR) / CONFIG_IN_STATE_DIR
 
 
 def _url(args: argparse.Namespace) -> str:
     if args.url:
         return str(args.url).rstrip("/")
-    from lab.plan import LabPlan
+    from controller.config import ConfigError, load_api_address
 
-    plan_file: Path = args.plan or DEFAULT_PLAN
-    if not plan_file.exists():
-        raise SystemExit(f"no lab plan at {plan_file}: pass --plan or --url")
-    return LabPlan.load(plan_file).controller.url
+    path = _config_file(args)
+    if not path.exists():
+        raise SystemExit(
+            f"no controller configuration at {path}: pass --state-dir, --config or --url"
+        )
+    try:
+        return load_api_address(path).url("http")
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **params: Any) -> Any:
@@ -90,9 +124,10 @@ def _call(args: argparse.Namespace, method: str, path: str, **params: Any) -> An
 def cmd_run(args: argparse.Namespace) -> int:
     from controller.main import run
 
-    if not args.plan.exists():
-        raise SystemExit(f"no lab plan at {args.plan}")
-    return run(args.plan, args.policy, args.force_path, args.allow_preemption)
+    path = _config_file(args)
+    if not path.exists():
+        raise SystemExit(f"no controller configuration at {path}")
+    return run(path, args.policy, args.force_path, args.allow_preemption)
 
 
 def _rate(value: int | None) -> str:

@@ -82,6 +82,17 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> ControllerConfig:
     return parse(data, path)
 
 
+def load_api_address(path: Path, env: Mapping[str, str] | None = None) -> Address:
+    """Only `listen.api` of the file (what a CLI client needs; the rest is not checked)."""
+    path = Path(path).resolve()
+    data = Reader.load_yaml(path, FIELDS, os.environ if env is None else env)
+    r = Reader(path)
+    listen = r.mapping(r.required(data, "listen", ""), "listen", ("api",))
+    address = r.address(listen, "api", "listen")
+    r.done()
+    return address
+
+
 def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
     r = Reader(path)
     top = r.mapping(data, "", FIELDS)

@@ -1,4 +1,4 @@
-"""Composition root: the controller of a lab plan, its HTTP API, until SIGTERM or Ctrl-C."""
+"""Composition root: the controller of a controller.yaml, its HTTP API, until SIGTERM or Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common.tracing import Tracer
 from controller.api import Controller
+from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
 from controller.rest import api_server
 from controller.topology.events import TopologyEvent, TopologyEventType
@@ -54,15 +55,14 @@ def log_topology(event: TopologyEvent) -> None:
 
 
 async def serve(
-    plan_file: Path,
-    policy: str = "fewest-hops",
+    config: ControllerConfig,
+    policy: str | None = None,
     force_path: Sequence[str] | None = None,
-    allow_preemption: bool = False,
+    allow_preemption: bool | None = None,
 ) -> None:
-    from lab.plan import LabPlan
-
-    plan = LabPlan.load(plan_file)
-    controller = Controller.from_plan(plan, policy, force_path, allow_preemption)
+    controller = Controller.from_config(
+        config, policy=policy, force_path=force_path, allow_preemption=allow_preemption
+    )
     controller.intent_events.add(lambda event: log_intent(controller, event))
     tracer = Tracer.from_env("controller")
     controller.intent_events.add(lambda event: trace_intent(controller, tracer, event))
@@ -72,15 +72,15 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await controller.start()
-    server = api_server(controller, plan.controller.api_port)
+    server = api_server(controller, config.api)
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
         "controller up: %d/%d nodes, %d intents rebuilt, API %s",
         connected,
-        len(plan.nodes),
+        len(config.nodes),
         len(controller.intents()),
-        plan.controller.url,
+        config.api_url,
     )
     try:
         done, _ = await asyncio.wait(
@@ -95,12 +95,18 @@ async def serve(
 
 
 def run(
-    plan_file: Path,
-    policy: str = "fewest-hops",
+    config_file: Path,
+    policy: str | None = None,
     force_path: Sequence[str] | None = None,
-    allow_preemption: bool = False,
+    allow_preemption: bool | None = None,
 ) -> int:
+    """`qkdsdn controller run --config FILE`: 2 on a bad file (every bad field named)."""
+    try:
+        config = load(config_file)
+    except ConfigError as error:
+        print(f"cannot start the controller:\n{error}", flush=True)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("ncclient").setLevel(logging.WARNING)
-    asyncio.run(serve(plan_file, policy, force_path, allow_preemption))
+    asyncio.run(serve(config, policy, force_path, allow_preemption))
     return 0

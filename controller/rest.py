@@ -12,6 +12,7 @@ import uvicorn
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
 
+from common.config import Address
 from controller.api import Controller
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
@@ -185,9 +186,13 @@ def build_app(controller: Controller) -> FastAPI:
     return app
 
 
-def api_server(controller: Controller, port: int) -> uvicorn.Server:
-    """The HTTP server on 127.0.0.1:port; run with `await server.serve()`."""
+def api_server(controller: Controller, address: Address) -> uvicorn.Server:
+    """The HTTP server on `address`; run with `await server.serve()`."""
     config = uvicorn.Config(
-        build_app(controller), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+        build_app(controller),
+        host=address.host,
+        port=address.port,
+        log_level="warning",
+        lifespan="off",
     )
     return uvicorn.Server(config)

@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from lab.configs import CONTROLLER, agent_name, km_name, write_process_configs
 from lab.plan import (
     HOST,
     AppPlan,
@@ -256,22 +257,20 @@ def _cli(*args: str) -> tuple[str, ...]:
 
 
 def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
-    """What `lab up` starts, in start order: agents first, then key managers, then controller."""
-    plan_file = str(Path(plan.state_dir) / "plan.json")
-    # The twin's nodes share one host: an fsync per commit (0.7 ms on a VM disk, on the
-    # agents' event loop) would guard against a power loss that stops the whole twin anyway;
-    # rewritten in place, running still survives an agent restart or crash.
-    agents = ("agent", "run", "--plan", plan_file, "--no-fsync")
+    """What `lab up` starts, in start order: agents first, then key managers, then controller.
+
+    Writes each process's configuration file (lab/configs.py) under STATE_DIR/config first:
+    the processes read nothing else."""
+    files = {name: str(path) for name, path in write_process_configs(plan).items()}
     commands: list[tuple[str, tuple[str, ...]]] = []
-    spread = len(plan.hosting_groups()) > 1
     for name, group in agents_processes(plan):
-        hosted = [argument for node in group for argument in ("--node", node)] if spread else []
-        commands.append((name, _cli(*agents, *hosted)))
+        hosted = [argument for node in group for argument in ("--config", files[agent_name(node)])]
+        commands.append((name, _cli("agent", "run", *hosted)))
     for node in plan.nodes:
         commands.append(
-            (f"km-{node.name}", _cli("km", "run", "--plan", plan_file, "--node", node.name))
+            (f"km-{node.name}", _cli("km", "run", "--config", files[km_name(node.name)]))
         )
-    commands.append(("controller", _cli("controller", "run", "--plan", plan_file)))
+    commands.append(("controller", _cli("controller", "run", "--config", files[CONTROLLER])))
     return commands
 
 

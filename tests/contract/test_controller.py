@@ -21,7 +21,8 @@ from agents.main import AgentHandle
 from agents.netconf.errors import ErrorTag, ErrorType, NetconfError
 from agents.node import Site
 from agents.notifications import AppRequest
-from controller.api import Controller, addresses_from_plan
+from common.config import Address
+from controller.api import Controller
 from controller.devices.session import NetconfSession
 from controller.errors import DeviceUnavailable
 from controller.model import IntentState, KeyRequest, LinkStatus, QoS
@@ -30,6 +31,7 @@ from lab.cli import main as qkdsdn
 from lab.launcher import free_ports
 from lab.plan import LabPlan
 from tests.harness.agents import make_test_plan, running_agents, start_agent
+from tests.harness.configs import addresses_from_plan, controller_from_plan
 from yang.schema import Schema
 
 T = TypeVar("T")
@@ -67,7 +69,7 @@ def app_of(handle: AgentHandle, app_id: str) -> dict[str, Any]:
 @asynccontextmanager
 async def controller_for(plan: LabPlan, **options: Any) -> AsyncIterator[Controller]:
     options.setdefault("device_grace", 0.0)
-    controller = Controller.from_plan(plan, poll_interval=30.0, **options)
+    controller = controller_from_plan(plan, poll_interval=30.0, **options)
     await controller.start(connect_timeout=DEADLINE_S)
     try:
         yield controller
@@ -323,7 +325,7 @@ def test_http_api_serves_status_topology_paths_and_intents(tmp_path: Path) -> No
 
     async def scenario() -> None:
         async with running_agents(plan), controller_for(plan) as controller:
-            server = api_server(controller, port)
+            server = api_server(controller, Address("127.0.0.1", port))
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             base = f"http://127.0.0.1:{port}"
@@ -411,7 +413,7 @@ def test_cli_prints_tables_from_a_running_controller(
 
     async def scenario() -> None:
         async with running_agents(plan), controller_for(plan) as controller:
-            server = api_server(controller, port)
+            server = api_server(controller, Address("127.0.0.1", port))
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             url = ["--url", f"http://127.0.0.1:{port}"]

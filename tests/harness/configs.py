@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from agents import config as agent_config
 from agents.config import AgentConfig
 from controller import config as controller_config
+from controller.api import Controller, addresses_from_config
 from controller.config import ControllerConfig
+from controller.devices.session import DeviceAddress
 from km import config as km_config
 from km.config import KmConfig
 from km.relay.client import RelayClient
@@ -41,7 +44,21 @@ def km_config_of(plan: LabPlan, node: str) -> KmConfig:
 
 
 def controller_config_of(plan: LabPlan) -> ControllerConfig:
-    return controller_config.parse(process_configs(plan)["controller"], _file(plan, "controller"))
+    """The controller's configuration; without its TLS identity when the plan has no PKI
+    (tests that make none: the controller does not use it yet)."""
+    data = process_configs(plan)["controller"]
+    if not Path(plan.controller.cert).exists():
+        data["tls"] = None
+    return controller_config.parse(data, _file(plan, "controller"))
+
+
+def controller_from_plan(plan: LabPlan, **options: Any) -> Controller:
+    """Controller.from_config of the plan's controller.yaml (keyword overrides as there)."""
+    return Controller.from_config(controller_config_of(plan), **options)
+
+
+def addresses_from_plan(plan: LabPlan) -> list[DeviceAddress]:
+    return addresses_from_config(controller_config_of(plan))
 
 
 def relay_client(config: KmConfig) -> RelayClient:

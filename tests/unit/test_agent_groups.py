@@ -47,8 +47,17 @@ def test_each_agents_process_hosts_and_waits_for_its_own_nodes(tmp_path: Path) -
     plan = make_test_plan(tmp_path, ["a", "b", "c"], [("a", "b"), ("b", "c")])
     spread = replace(plan, agent_groups=(("a", "b"), ("c",)))
     commands = dict(process_commands(spread))
-    assert commands["agents-1"][-4:] == ("--node", "a", "--node", "b")
-    assert commands["agents-2"][-2:] == ("--node", "c")
+    config = Path(plan.state_dir) / "config"
+    assert commands["agents-1"][-4:] == (
+        "--config",
+        str(config / "agent-a.yaml"),
+        "--config",
+        str(config / "agent-b.yaml"),
+    )
+    assert commands["agents-2"][-2:] == ("--config", str(config / "agent-c.yaml"))
+    assert all((config / f"agent-{n}.yaml").is_file() for n in ("a", "b", "c"))
+    assert commands["km-b"][-2:] == ("--config", str(config / "km-b.yaml"))
+    assert commands["controller"][-2:] == ("--config", str(config / "controller.yaml"))
     c = spread.node("c")
     assert readiness_ports(spread, "agents-2") == [c.netconf_port, c.agent_grpc_port]
     assert "agents" in dict(process_commands(plan))
