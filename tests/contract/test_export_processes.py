@@ -1,13 +1,16 @@
-"""The exported files run: an agent and a key manager start from the files `lab export` wrote
-(the commands of their containers, with the addresses moved to loopback by QKDSDN_* variables
-as a container's environment may), and the KM serves ETSI 014 with its exported certificate."""
+"""The exported files run: an agent, its key manager and the controller start from the files
+`lab export` wrote (their containers' commands, with the addresses moved to loopback by
+QKDSDN_* variables as a container's environment may); the KM serves ETSI 014 with its exported
+certificate and the controller logs in to the agent with the exported NETCONF credentials."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,9 +43,9 @@ def started() -> Iterator[list[subprocess.Popen[bytes]]]:
                 process.wait(timeout=10)
 
 
-def start(
+def spawn(
     command: str, out: Path, env: Mapping[str, str], log: Path, started: list[Any]
-) -> tuple[subprocess.Popen[bytes], str]:
+) -> subprocess.Popen[bytes]:
     """Runs a node's containerlab `cmd` here: its config path is the bound file."""
     args = command.split()
     args[3] = str(out / STATE / Path(args[3]).relative_to(CONTAINER_ROOT))
@@ -54,12 +57,26 @@ def start(
         stderr=log.open("ab"),
     )
     started.append(process)
+    return process
+
+
+def start(
+    command: str, out: Path, env: Mapping[str, str], log: Path, started: list[Any]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`spawn`, then its `ready ...` line."""
+    process = spawn(command, out, env, log, started)
     line = read_ready_line(process, START_TIMEOUT_S)
-    assert line is not None, f"{args[0]} did not get ready:\n{log.read_text()[-3000:]}"
+    assert line is not None, f"{command.split()[0]} did not get ready:\n{log.read_text()[-3000:]}"
     return process, line
 
 
-def test_an_exported_agent_and_key_manager_start_from_their_files_and_serve(
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_an_exported_agent_key_manager_and_controller_start_from_their_files_and_work(
     tmp_path: Path, started: list[Any]
 ) -> None:
     network = plan_export(topology_path("triangle"), tmp_path / STATE, containerlab_addressing)
@@ -90,3 +107,26 @@ def test_an_exported_agent_and_key_manager_start_from_their_files_and_serve(
         status = client.get("/api/v1/keys/app2/status")
     assert status.status_code == 200, status.text
     assert status.json()["source_KME_ID"] == network.plan.node("qnode1").qkdn_id
+
+    netconf = next(part for part in agent_ready.split() if part.startswith("netconf="))[8:]
+    api = f"127.0.0.1:{free_port()}"
+    controller = spawn(
+        nodes["controller"]["cmd"],
+        tmp_path,
+        {"QKDSDN_LISTEN__API": api, "QKDSDN_NODES__0__NETCONF": netconf},
+        tmp_path / "controller.log",
+        started,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    devices: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and controller.poll() is None:
+        try:
+            devices = httpx.get(f"http://{api}/status", timeout=5).json()["devices"]
+        except httpx.HTTPError:
+            devices = []
+        if any(d["name"] == "qnode1" and d["connected"] for d in devices):
+            break
+        time.sleep(0.2)
+    log = (tmp_path / "controller.log").read_text()[-3000:]
+    assert any(d["name"] == "qnode1" and d["connected"] for d in devices), log
+    assert not any(d["connected"] for d in devices if d["name"] != "qnode1")  # not reachable here
