@@ -44,7 +44,7 @@ class AgentHandle:
     grpc_server: grpc.aio.Server
     netconf_port: int
     grpc_port: int
-    grpc_host: str = "127.0.0.1"
+    grpc_host: str  # as configured (a wildcard too)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     stopped: bool = False
 

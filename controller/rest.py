@@ -1,4 +1,4 @@
-"""A small HTTP JSON API over the controller (used by `qkdsdn controller ...`), 127.0.0.1 only.
+"""A small HTTP JSON API over the controller (used by `qkdsdn controller ...`) on `listen.api`.
 
 GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
 POST /admit, /intents (a key request); DELETE /intents/{id}.

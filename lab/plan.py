@@ -1,6 +1,7 @@
-"""The resolved lab plan: one topology file turned into everything a process needs to start.
+"""The resolved lab plan: one topology file turned into everything the twin's processes need.
 
-`lab up` writes it to `STATE_DIR/plan.json`; agents, key managers and the controller read it.
+`lab up` writes it to `STATE_DIR/plan.json` as the lab's own record and turns it into each
+process's configuration file (lab/configs.py); the processes never read the plan itself.
 The user-facing subset is `endpoints.json` (see `lab/endpoints.py` and docs/endpoints.md).
 Identifiers are derived from names (uuid5), so a node keeps its `qkdn_id` across runs.
 """

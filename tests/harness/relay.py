@@ -1,5 +1,5 @@
 """Scripted agents and plans for the relay's contract tests and benchmarks (like
-`agents/testing.py`): exact situations the real agents do not produce on demand.
+`tests/harness/netconf.py`): exact situations the real agents do not produce on demand.
 
 - `make_plan`: a lab plan of N nodes on free loopback ports with the real lab PKI;
 - `FakeAgent`: one node's agent side as the KM sees it, over real gRPC on 127.0.0.1:

@@ -135,7 +135,11 @@ def test_agents_spread_over_processes_still_make_one_twin(tmp_path: Path) -> Non
         assert up.returncode == 0, up.stdout + up.stderr
         processes = recorded_processes(state)
         hosts = {
-            p.name: [p.argv[i + 1] for i, arg in enumerate(p.argv) if arg == "--node"]
+            p.name: [
+                Path(p.argv[i + 1]).stem.removeprefix("agent-")
+                for i, arg in enumerate(p.argv)
+                if arg == "--config"
+            ]
             for p in processes
             if p.name.startswith("agents")
         }
