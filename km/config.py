@@ -90,8 +90,10 @@ class KmConfig:
         return self.data_dir / "keys.sqlite"
 
     def node_ids(self) -> dict[str, str]:
-        """Every node this KM can name, name -> qkdn_id (itself, its peers, `nodes`)."""
-        known = {peer.node: peer.qkdn_id for peer in self.peers}
+        """Every node this KM can name, name -> qkdn_id: itself, its peers, `nodes`, and the
+        nodes of its applications (by default the id derived from the name)."""
+        known = {node: node_uuid(node) for node in self.applications.values()}
+        known.update({peer.node: peer.qkdn_id for peer in self.peers})
         known.update(self.nodes)
         known[self.node] = self.qkdn_id
         return known

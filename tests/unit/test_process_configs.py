@@ -59,7 +59,7 @@ def km_data() -> dict[str, Any]:
         "peers": [{"node": "qnode2", "relay": "10.0.0.2:8404"}],
         "tls": {"cert": "../cert.pem", "key": "../key.pem", "ca": "../ca.pem"},
         "data_dir": "../km/qnode1",
-        "applications": {"app1": "qnode1", "app2": "qnode2"},
+        "applications": {"app1": "qnode1", "app2": "qnode2", "app3": "qnode3"},
     }
 
 
@@ -98,6 +98,9 @@ def test_a_good_km_file_loads_wildcards_and_peers(tmp_path: Path) -> None:
     assert config.peer("qnode2").qkdl_id == link_uuid("qnode1", "qnode2")
     assert config.qkdn_id_of("qnode2") == node_uuid("qnode2")
     assert config.name_of(node_uuid("qnode2")) == "qnode2"
+    assert config.qkdn_id_of("qnode3") == node_uuid("qnode3")  # app3's node, id derived
+    with pytest.raises(KeyError):
+        config.qkdn_id_of("qnode9")
     assert config.settings.relay_mode == "aes-gcm"
     assert config.key_store_file == (tmp_path / "km" / "qnode1" / "keys.sqlite").resolve()
 
