@@ -12,10 +12,13 @@ from collections.abc import Sequence
 
 # group name -> module with `register(subparsers) -> None`; each sub-command sets `func`.
 GROUPS: dict[str, tuple[str, str]] = {
-    "lab": ("lab.commands", "run the digital twin: check, up, down, status, restart, run, fault"),
+    "lab": (
+        "lab.commands",
+        "run the digital twin: check, up, down, status, restart, run, fault, export",
+    ),
     "controller": ("controller.cli", "run the SDN controller or query a running one"),
-    "agent": ("agents.main", "run the NETCONF agents of a lab plan"),
-    "km": ("km.main", "run the key manager of one node of a lab plan"),
+    "agent": ("agents.main", "run the NETCONF agents of one or more nodes (--config)"),
+    "km": ("km.main", "run one or more key managers (--config)"),
 }
 
 

@@ -26,6 +26,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     from lab.operate import register_operations  # heavier imports stay out of `lab check`
 
     register_operations(commands)
+    from lab.export.cli import register_export
+
+    register_export(commands)
 
 
 def register_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

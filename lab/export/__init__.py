@@ -1,0 +1,1 @@
+"""Exports a topology as a network to run on an existing engine (Kubernetes, containerlab)."""

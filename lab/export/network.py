@@ -1,0 +1,288 @@
+"""Plans an exported network: per process its config file, the files it reads and its ports.
+
+Every container sees the lab's state directory layout under CONTAINER_ROOT (config/, pki/,
+ssh/, secrets/, agents/<node>/, km/<node>/), so the per-process files of lab/configs.py keep
+the paths relative to their own folder that the local twin uses. Addresses are the names an
+engine gives a node (a Kubernetes Service DNS name, a containerlab node name); the ports are
+fixed and the same in every container; servers listen on 0.0.0.0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from lab.configs import CONTROLLER, agent_name, km_name, process_configs
+from lab.plan import LabPlan
+from lab.topology import Topology, load_topology
+
+CONTAINER_ROOT = PurePosixPath("/var/lib/qkdsdn")
+TOKEN_FILE = PurePosixPath("secrets/controller-token")
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The ports every exported process listens on (the same in every container)."""
+
+    netconf: int = 8300
+    agent_grpc: int = 8301  # loopback only: the node's KM shares the agent's network namespace
+    etsi014: int = 8302
+    etsi004: int = 8303
+    relay: int = 8304
+    controller_api: int = 8500
+
+
+PORTS = Ports()
+
+
+@dataclass(frozen=True)
+class Addressing:
+    """Where the others reach each node and the controller (`hosts`: name -> host), where a
+    key manager reaches a neighbour's relay when not at its host (`relay_hosts`: (node,
+    peer) -> host, e.g. the peer's end of their classical link), and the names each node's
+    key manager certificate must carry (`sans`: node -> names)."""
+
+    hosts: Mapping[str, str]
+    sans: Mapping[str, Sequence[str]]
+    relay_hosts: Mapping[tuple[str, str], str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StateFile:
+    """A file a process reads: where it sits in the state layout and where it is here."""
+
+    path: PurePosixPath  # relative to the state directory, e.g. pki/km-qnode1.pem
+    source: Path
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str  # agent-qnode1, km-qnode1, controller
+    role: str  # agent, km or controller: the `qkdsdn` command group
+    node: str | None
+    config: Mapping[str, Any]
+    files: tuple[StateFile, ...]  # read-only inputs, the config file not included
+    data_dir: PurePosixPath | None  # writable, relative to the state directory
+    ports: Mapping[str, int]  # reachable from outside the process's network namespace
+
+    @property
+    def config_path(self) -> PurePosixPath:
+        return PurePosixPath("config") / f"{self.name}.yaml"
+
+    @property
+    def command(self) -> tuple[str, ...]:
+        """Arguments of the image's `qkdsdn` entry point."""
+        return (self.role, "run", "--config", str(CONTAINER_ROOT / self.config_path))
+
+
+@dataclass(frozen=True)
+class ExportedNetwork:
+    name: str
+    plan: LabPlan
+    processes: tuple[Process, ...]
+
+    def process(self, name: str) -> Process:
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(f"no process {name!r} in the exported network")
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(node.name for node in self.plan.nodes)
+
+
+class ExportError(Exception):
+    """The network cannot be exported as asked (names, files)."""
+
+
+DNS_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+
+
+def host_label(node: str, longest_suffix: str = "") -> str:
+    """A node's name as a host name (a DNS-1035 label): lower case, '_' as '-'. The names an
+    engine makes from it (the label plus at most `longest_suffix`) must fit 63 characters."""
+    label = node.lower().replace("_", "-")
+    if not DNS_LABEL.fullmatch(label) or len(label + longest_suffix) > 63:
+        raise ExportError(
+            f"node {node!r}: not usable as a host name ({label + longest_suffix!r} must be a "
+            "DNS label of at most 63 characters)"
+        )
+    return label
+
+
+def host_labels(nodes: Sequence[str], longest_suffix: str = "") -> dict[str, str]:
+    """Node -> host label; refuses two nodes with one label and a node named 'controller'."""
+    labels: dict[str, str] = {}
+    owners: dict[str, str] = {}
+    for node in nodes:
+        label = host_label(node, longest_suffix)
+        if label == CONTROLLER:
+            raise ExportError(f"node {node!r}: the name 'controller' is the controller's")
+        if label in owners:
+            raise ExportError(f"nodes {owners[label]!r} and {node!r} have one host name {label!r}")
+        labels[node] = owners[label] = label
+    return {node: labels[node] for node in nodes}
+
+
+def plan_export(
+    topology_file: Path,
+    state_dir: Path,
+    addressing: Callable[[Topology], Addressing],
+    *,
+    ca: tuple[Path, Path] | None = None,
+) -> ExportedNetwork:
+    """Resolves the topology with fixed ports and the engine's addresses, makes (or reuses)
+    the secrets under `state_dir` (lab PKI signed by `ca` when given, SSH keys, link seeds,
+    the controller's API token), writes every process's file to `state_dir/config` and
+    checks each with its part's own loader."""
+    from lab.launcher import make_plan
+    from lab.pki import create_lab_pki, load_ca
+
+    topology = load_topology(topology_file)
+    address = addressing(topology)
+    state_dir = state_dir.resolve()
+    plan = _fixed_ports(make_plan(topology, topology_file, state_dir, ca=ca, with_pki=False))
+    create_lab_pki(
+        state_dir,
+        [node.name for node in plan.nodes],
+        [app.sae_id for app in plan.apps],
+        ca=load_ca(*ca) if ca is not None else None,
+        km_hosts=address.sans,
+    )
+    token = state_dir / TOKEN_FILE
+    if not token.exists():
+        _write_secret(token, secrets.token_urlsafe(24).encode())
+    folder = state_dir / "config"
+    configs = deployment_configs(
+        process_configs(plan, address.hosts, listen="0.0.0.0", folder=folder),
+        address.relay_hosts,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for name, data in configs.items():
+        (folder / f"{name}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+        processes.append(_process(name, data, folder / f"{name}.yaml", state_dir))
+    return ExportedNetwork(name=plan.name, plan=plan, processes=tuple(processes))
+
+
+def _fixed_ports(plan: LabPlan) -> LabPlan:
+    return replace(
+        plan,
+        nodes=tuple(
+            replace(
+                node,
+                netconf_port=PORTS.netconf,
+                agent_grpc_port=PORTS.agent_grpc,
+                km_etsi014_port=PORTS.etsi014,
+                km_etsi004_port=PORTS.etsi004,
+                km_relay_port=PORTS.relay,
+            )
+            for node in plan.nodes
+        ),
+        controller=replace(plan.controller, api_port=PORTS.controller_api),
+        agent_groups=(),
+    )
+
+
+def deployment_configs(
+    configs: Mapping[str, dict[str, Any]],
+    relay_hosts: Mapping[tuple[str, str], str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """What a deployment changes in the twin's files: the agent's gRPC (plaintext) listens
+    on loopback only and its KM, in the same network namespace, reaches it there; a KM
+    reaches a neighbour's relay at `relay_hosts[(node, peer)]` when given; commits are
+    fsynced (each node has its own disk); the controller's API, reachable on the network,
+    asks for a bearer token."""
+    relay_hosts = relay_hosts or {}
+    changed = {name: dict(data) for name, data in configs.items()}
+    grpc = f"{LOOPBACK}:{PORTS.agent_grpc}"
+    for name, data in changed.items():
+        if name.startswith(agent_name("")):
+            data["listen"] = {**data["listen"], "grpc": grpc}
+            data["durable"] = True
+        elif name.startswith(km_name("")):
+            data["agent"] = grpc
+            data["peers"] = [
+                {**peer, "relay": f"{relay_hosts[(data['node'], peer['node'])]}:{PORTS.relay}"}
+                if (data["node"], peer["node"]) in relay_hosts
+                else peer
+                for peer in data["peers"]
+            ]
+    changed[CONTROLLER]["api_token_file"] = os.path.join("..", str(TOKEN_FILE))
+    return changed
+
+
+def _process(name: str, data: Mapping[str, Any], config_file: Path, state_dir: Path) -> Process:
+    """The process's files, as its own part's loader reads them (so the file is checked)."""
+    from agents import config as agent_config
+    from controller import config as controller_config
+    from km import config as km_config
+
+    role = CONTROLLER if name == CONTROLLER else name.split("-", 1)[0]
+    loaders = {
+        "agent": agent_config.load,
+        "km": km_config.load,
+        "controller": controller_config.load,
+    }
+    try:
+        loaded = loaders[role](config_file, env={})
+    except ValueError as error:  # ConfigError: file, field, why
+        raise ExportError(str(error)) from None
+    files: dict[PurePosixPath, StateFile] = {}
+    data_dir: PurePosixPath | None = None
+    for name_of_field, path in paths_of(loaded):
+        path = path.resolve()
+        if not path.is_relative_to(state_dir):
+            raise ExportError(f"{config_file}: {name_of_field}: {path} lies outside {state_dir}")
+        relative = PurePosixPath(path.relative_to(state_dir).as_posix())
+        if name_of_field == "data_dir":
+            data_dir = relative
+        else:
+            files[relative] = StateFile(relative, path)
+    return Process(
+        name=name,
+        role=role,
+        node=str(data["node"]) if role != CONTROLLER else None,
+        config=data,
+        files=tuple(files[path] for path in sorted(files)),
+        data_dir=data_dir,
+        ports=_public_ports(role),
+    )
+
+
+def paths_of(value: Any, name: str = "") -> Iterator[tuple[str, Path]]:
+    """(field name, path) of every path in a loaded config, but the config file's own."""
+    if isinstance(value, Path):
+        yield name, value
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            if item.name != "file":
+                yield from paths_of(getattr(value, item.name), item.name)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from paths_of(item, name)
+
+
+def _public_ports(role: str) -> dict[str, int]:
+    if role == "agent":
+        return {"netconf": PORTS.netconf}
+    if role == "km":
+        return {"etsi014": PORTS.etsi014, "etsi004": PORTS.etsi004, "relay": PORTS.relay}
+    return {"api": PORTS.controller_api}
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
