@@ -2,7 +2,8 @@
 
 Per node: a NETCONF server (asyncssh) on `netconf_port` over the node's datastore, and one
 grpc.aio server on `agent_grpc_port` with KeyDelivery (ETSI 004 module side), NodeLink and
-AgentControl. Running is persisted in STATE_DIR/agents/<node>/running.xml. Tests and other
+AgentControl. Running and the modules' key positions are persisted in STATE_DIR/agents/<node>/
+(running.xml, <qkdl_id>.position). Tests and other
 parts use `running_agents(plan)` to host agents in their own event loop.
 """
 
@@ -124,8 +125,16 @@ async def start_agent(
     `persist` keeps running in STATE_DIR/agents/NAME/running.xml; `durable` also fsyncs it
     at every commit, so a commit survives a power loss, not only a restart of the agent."""
     node_plan = plan.node(name)
-    node = QkdNode(plan, name, site, settings=settings, tracer=tracer)
     path = running_path(plan, name) if persist else None
+    node = QkdNode(
+        plan,
+        name,
+        site,
+        settings=settings,
+        tracer=tracer,
+        positions_dir=None if path is None else path.parent,  # key positions beside running
+        durable_positions=durable,
+    )
     store = _datastore(schema, node, path, durable)
     node.start(store.running_json())
     netconf = NetconfServer(
