@@ -61,7 +61,7 @@ def module(directory: Path, clock: Clock, seed: bytes = SEED, block: int = 8) ->
 
 def take_all(m: QkdModule) -> list[int]:
     """Every index the module hands out now, by asking for the next one until none is left."""
-    out = []
+    out: list[int] = []
     while True:
         result = m.get_key(LINK)
         if result.status is not Status.SUCCESSFUL:
