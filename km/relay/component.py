@@ -47,7 +47,8 @@ class RelayComponent:
         # The lab timeline (QKDSDN_TRACE_FILE) unless the caller brings its own tracer.
         self._own_tracer = Tracer.from_env(f"km:{node}") if tracer is None else None
         self.tracer = tracer or self._own_tracer or Tracer(f"km:{node}", None)
-        self.pools = LinkKeyPools(plan, node, max_bits=pool_max_bits)
+        # A pool sends only once its link is resynchronised with the peer KM (LinkSync).
+        self.pools = LinkKeyPools(plan, node, max_bits=pool_max_bits, sync_before_sending=True)
         self.node_link = NodeLinkClient(plan.node(node).agent_grpc_address, node, self._on_view)
         self.associations = Associations(qkdn_id, self._register)
         self._client = RelayClient(plan, node)
@@ -86,6 +87,7 @@ class RelayComponent:
         await server.start()
         self._server = server
         await self.pools.start()
+        self.forwarder.link_sync.start()
         await self.node_link.start()
         self._client.connect_ahead(pool.link.peer_node for pool in self.pools.pools)
 
@@ -95,6 +97,7 @@ class RelayComponent:
             await self._server.stop(grace=0.5)
             self._server = None
         await self.node_link.stop()
+        await self.forwarder.link_sync.stop()
         await self.pools.stop()
         with contextlib.suppress(Exception):
             await self._client.close()
