@@ -132,8 +132,9 @@ async def start_agent(
         site,
         settings=settings,
         tracer=tracer,
-        positions_dir=None if path is None else path.parent,  # key positions beside running
-        durable_positions=durable,
+        # Key positions beside running, always fsynced (one write per block of keys): unlike
+        # running, a lost position would let a key stream repeat after a power loss.
+        positions_dir=None if path is None else path.parent,
     )
     store = _datastore(schema, node, path, durable)
     node.start(store.running_json())

@@ -46,6 +46,7 @@ EMPTY_FRACTION = 0.10
 STALE_WINDOW = 32
 # How long the module may hold a GetKey for a key not generated yet (ETSI 004 QoS timeout).
 LONG_POLL_MS = 250
+CLOSE_TIMEOUT_S = 0.5  # for CLOSE of the module streams when the KM stops
 # Trailing metadata in which the module explains a status, and the explanations that mean
 # an index will never be delivered at this end.
 MESSAGE_METADATA = "qkdsdn-message"
@@ -686,5 +687,18 @@ class LinkKeyPools:
                 await task
         self._tasks = []
         if self._channel is not None:
+            await self._close_streams(self._channel)
             await self._channel.close(None)
             self._channel = None
+
+    async def _close_streams(self, channel: grpc.aio.Channel) -> None:
+        """CLOSE of every stream, so that a restarted KM may open them again at once (a
+        stream left open stays reserved to this caller until it has been idle a while)."""
+        stub = _KEY_DELIVERY_STUB(channel)
+        calls = [
+            stub.Close(pb.CloseRequest(key_stream_id=qkdl_id), timeout=CLOSE_TIMEOUT_S)
+            for qkdl_id in self._pools
+        ]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, grpc.aio.AioRpcError):
+                log.info("%s: module stream not closed (%s)", self.node, result.code().name)
