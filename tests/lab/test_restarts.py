@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lab.launcher import ManagedProcess, _record, make_plan, running_lab, start
+from lab.launcher import LabError, ManagedProcess, _record, make_plan, running_lab, start
 from lab.plan import LabPlan
 from lab.timeline import read_events
 from lab.topology import load_topology, topology_path
@@ -104,13 +104,23 @@ def _restart(plan: LabPlan, procs: dict[str, ManagedProcess], name: str, sig: in
             break
         assert time.monotonic() < deadline, f"{name} did not exit on signal {sig}"
         time.sleep(0.02)
-    (new,) = start(plan, names=[name])
+    for attempt in range(1, 6):
+        try:
+            (new,) = start(plan, names=[name])
+            break
+        except LabError as exc:
+            # Seen once right after a SIGKILL: the ETSI 014 port still busy (EADDRINUSE).
+            # A supervisor retries with backoff; so does this test, a few times.
+            if "Address already in use" not in str(exc) or attempt == 5:
+                raise
+            time.sleep(1.0)
     assert new.argv == old.argv
     procs[name] = new
     _record(Path(plan.state_dir), list(procs.values()))  # `lab down` stops the new one too
     return time.monotonic()  # listening again
 
 
+@pytest.mark.timeout(300)  # two twins started, five restarts, on a shared 2-core machine
 def test_kms_and_agents_restarted_under_load_relay_again_without_reusing_link_keys(
     tmp_path: Path,
 ) -> None:
@@ -136,6 +146,27 @@ def test_kms_and_agents_restarted_under_load_relay_again_without_reusing_link_ke
             worker.join(timeout=15)
         print(f"recovery seconds: {took}; outcomes: {dict(load.outcomes)}")
         assert load.outcomes["mismatch"] == 0
+    # `lab down` then `lab up` on the same state dir (the link seeds survive): keys again,
+    # from fresh link-key indices.
+    started_at = time.monotonic()
+    with running_lab(plan):
+        print(f"lab up again in {time.monotonic() - started_at:.1f} s")
+        again = Load(plan)
+        master, slave = _client(plan, "app1"), _client(plan, "app2")
+        try:
+            for _ in range(IN_A_ROW):
+                again.one(master, slave)
+        finally:
+            master.close()
+            slave.close()
+        assert again.outcomes == Counter(ok=IN_A_ROW), again.errors
+    sent = Counter(
+        (str(e.fields["sender"]), str(e.fields["receiver"]), int(index))
+        for e in read_events(tmp_path / "trace")
+        if e.event == "relay.link_key"
+        for index in e.fields["link_key_indices"]
+    )
+    assert [key for key, count in sent.items() if count > 1] == []
     used = Counter(
         (str(e.fields["qkdl_id"]), str(e.fields["role"]), int(e.fields["index"]))
         for e in read_events(tmp_path / "trace")
