@@ -9,17 +9,23 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from agents.datastore import DatastoreName
 from agents.main import AgentHandle, running_agents
 from agents.testing import LinkSpec, make_test_plan
+from common.protos import relay_pb2 as pb
 from controller.intents.compile import RelaySettings, compile_install
 from controller.model import KeyRequest
 from controller.model import Path as RoutePath
 from km.key_store import KeyStore
+from km.link_pools import Position
+from km.relay.client import RelayClient
 from km.relay.component import RelayComponent
+from km.relay.errors import FailureKind, RelayFailure
 from km.relay.forwarder import RelayTimeouts
+from km.relay.testing import wait_until
 from km.supply import SupplyError
 from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings
@@ -102,6 +108,7 @@ class Twin:
             tracer.close()
 
     def indices_used_twice(self) -> list[tuple[str, str, int]]:
+        """(qkdl_id, role, index) used more than once, from every KM's `link_key.used`."""
         used = Counter(
             (str(e.fields["qkdl_id"]), str(e.fields["role"]), int(e.fields["index"]))
             for e in read_events(self.traces)
@@ -152,5 +159,49 @@ def test_restarted_kms_and_agents_relay_again_and_never_reuse_a_link_key(
         finally:
             await twin.close()
         assert twin.indices_used_twice() == []
+
+    asyncio.run(run())
+
+
+def test_sync_link_is_refused_to_impostors_and_for_foreign_links(tmp_path: Path) -> None:
+    plan = make_test_plan(
+        tmp_path,
+        NODES,
+        [LinkSpec("qnode1", "qnode2", skr_bps=100_000.0), LinkSpec("qnode2", "qnode3")],
+        [("app1", "qnode1"), ("app2", "qnode3")],
+    )
+    create_lab_pki(tmp_path, NODES, ["app1", "app2"])
+    twin = Twin(plan, tmp_path)
+    link12, link23 = (link.qkdl_id for link in plan.links)
+    qnode1_id = plan.node("qnode1").qkdn_id
+
+    async def run() -> None:
+        impostor = RelayClient(plan, "qnode3")
+        honest = RelayClient(plan, "qnode1")
+        try:
+            async with running_agents(plan, persist=False):
+                await twin.start_km("qnode2")
+                pool = twin.kms["qnode2"].pools.for_link(link12)
+                await wait_until(lambda: pool.located, what="qnode2 located on its module")
+                before = pool.position
+                far = pb.LinkPosition(
+                    qkdl_id=link12, sender=qnode1_id, next_even=10**9, next_odd=10**9 + 1
+                )
+                with pytest.raises(RelayFailure, match="may not speak for qnode1") as info:
+                    await impostor.sync_link("qnode2", far, 2.0, "test")
+                assert info.value.kind is FailureKind.REFUSED
+                far.qkdl_id = link23  # qnode1 has no part in qnode2–qnode3
+                with pytest.raises(RelayFailure, match="no PHYS link") as info:
+                    await honest.sync_link("qnode2", far, 2.0, "test")
+                assert info.value.kind is FailureKind.REFUSED
+                assert pool.position.even <= before.even + 10**6  # nothing jumped to 10**9
+                far.qkdl_id = link12
+                answer = await honest.sync_link("qnode2", far, 2.0, "test")
+                assert (answer.next_even, answer.next_odd) == (10**9, 10**9 + 1)
+                assert pool.position == Position(10**9, 10**9 + 1)
+        finally:
+            await impostor.close()
+            await honest.close()
+            await twin.close()
 
     asyncio.run(run())
