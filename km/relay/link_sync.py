@@ -67,8 +67,15 @@ class LinkSync:
                 await task
         self._tasks = []
 
+    @property
+    def starting(self) -> bool:
+        """Some link has not completed its start-up exchange yet."""
+        return any(not task.done() for task in self._tasks)
+
     async def _until_synced(self, pool: LinkKeyPool) -> None:
         for delay in STARTUP_BACKOFF.delays():
+            if pool.synced:  # the peer's own start-up exchange reached us first
+                return
             try:
                 await self.sync(pool, SYNC_RPC_TIMEOUT_S)
                 return
