@@ -3,7 +3,8 @@
 Per node (one agent.yaml each, agents/config.py): a NETCONF server (asyncssh) on
 `listen.netconf` over the node's datastore, and one grpc.aio server on `listen.grpc` with
 KeyDelivery (ETSI 004 module side), NodeLink and AgentControl. Running is persisted in
-`data_dir/running.xml`. Tests and other parts use `running_agents(configs)` to host agents
+`data_dir` (running.xml, and each module's
+<qkdl_id>.position: how far it handed out keys). Tests and other parts use `running_agents(configs)` to host agents
 in their own event loop.
 """
 
@@ -122,7 +123,15 @@ async def start_agent(
     also fsyncs it at every commit, so a commit survives a power loss, not only a restart."""
     name = config.node
     settings = settings or NodeSettings(perf_interval_s=config.perf_interval_s)
-    node = QkdNode(config, site, settings=settings, tracer=tracer)
+    node = QkdNode(
+        config,
+        site,
+        settings=settings,
+        tracer=tracer,
+        # Key positions in the data directory, always fsynced (one write per block of keys):
+        # unlike running, a lost position would let a key stream repeat after a power loss.
+        positions_dir=config.data_dir if persist else None,
+    )
     path = config.running_file if persist else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from agents.config_feed import ConfigFeed
 from agents.initial_config import QKD_NODE, decimal3, identity, initial_running
 from agents.notifications import AppRequest, Performance, Severity
 from agents.physics import link_rate
+from agents.positions import PositionFile
 from agents.qkd_module import Clock, KeyResult, LinkEnd, OpenResult, QkdModule, Status
 from common.tracing import Tracer
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Publish = Callable[[str], None]
 UINT32_MAX = 2**32 - 1
+POSITION_BLOCK_S = 0.5  # key handed out per recorded reservation, in seconds at nominal rate
 PHYS = identity("PHYS")
 VIRT = identity("VIRT")
 
@@ -135,10 +137,16 @@ class QkdNode:
         publish: Publish | None = None,
         settings: NodeSettings | None = None,
         tracer: Tracer | None = None,
+        positions_dir: Path | None = None,
+        durable_positions: bool = True,
     ) -> None:
+        """`positions_dir`: where each module end records how far it handed out keys (one
+        file per PHYS link); None keeps nothing, so a restarted stream starts again at 0."""
         self.config = config
         self.name = name = config.node
         self.qkdn_id = config.qkdn_id
+        self._positions_dir = positions_dir
+        self._durable_positions = durable_positions
         self.site = site
         self.settings = settings or NodeSettings()
         self.status = NodeStatus.OPERATING
@@ -165,6 +173,17 @@ class QkdNode:
         # fetching seconds apart still find the same indices at both ends.
         nominal = rate(0.0).skr_bps * self.settings.module_store_s / (chunk_bytes * 8)
         pool = self.config.module.link_pool_max_bits / (chunk_bytes * 8)
+        positions = None
+        if self._positions_dir is not None:
+            # About half a second of key per write, at least 64 indices.
+            block = max(64, int(rate(0.0).skr_bps / (chunk_bytes * 8) * POSITION_BLOCK_S))
+            positions = PositionFile(
+                self._positions_dir / f"{link.qkdl_id}.position",
+                link.qkdl_id,
+                seed,
+                block=block,
+                durable=self._durable_positions,
+            )
         return QkdModule(
             LinkEnd(link.qkdl_id, self.qkdn_id, peer_id, link.local_qkdi_id),
             seed,
@@ -175,6 +194,7 @@ class QkdNode:
             capacity_chunks=max(1, int(max(nominal, 4 * pool))),
             peer_stream_open=lambda: self._peer_stream_open(link.qkdl_id, peer_id),
             idle_release_s=self.settings.idle_release_s,
+            positions=positions,
         )
 
     def _peer_stream_open(self, qkdl_id: str, peer_id: str) -> bool | None:

@@ -4,7 +4,9 @@ The module owns the link end's `Channel` and the key stream's `RateHistory`; eve
 change is recorded in the history at the injected clock's time, so key availability follows
 cuts, eavesdroppers and restores. An index handed out is consumed at this end, once. The
 module keeps at most `capacity_chunks` unconsumed chunks (a real module's key store): older
-ones are dropped. No I/O, no sleeping: the 004 servicer awaits `ready_in()` itself.
+ones are dropped. With a `PositionFile` an index is never handed out twice, across restarts
+and crashes: the stream continues from the recorded mark (key generated since this start is
+numbered from it). No sleeping: the 004 servicer awaits `ready_in()` itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 
 from agents.channel import Channel, ChannelChange, ChannelState, LinkStatus, RateModel
 from agents.keystream import RateHistory, key_material
+from agents.positions import PositionError, PositionFile
 
 Clock = Callable[[], float]
 
@@ -95,11 +98,13 @@ class QkdModule:
         capacity_chunks: int = 4096,
         peer_stream_open: Callable[[], bool | None] = lambda: None,
         idle_release_s: float = 5.0,
+        positions: PositionFile | None = None,
     ) -> None:
         """`start`: when the link began distilling (shared by every module of the process).
 
         `peer_stream_open`: whether the other end's stream is open; None when that module
-        lives in another process and cannot be observed.
+        lives in another process and cannot be observed. `positions`: where this end records
+        how far it handed out keys (None: nowhere, the stream restarts at 0 with the process).
         """
         if chunk_bytes <= 0 or capacity_chunks <= 0:
             raise ValueError("chunk size and capacity must be positive")
@@ -112,9 +117,12 @@ class QkdModule:
         self._peer_stream_open = peer_stream_open
         self.channel = Channel(rate_model)
         self._history = RateHistory.starting(start, self.channel.state.skr_bps)
+        self._positions = positions
+        # Every index below `_base` was (or may have been) handed out by an earlier process.
+        self._base = 0 if positions is None else positions.start
         # Every index below the cursor is consumed or expired; the set holds the consumed
         # indices above it (taken out of order, by index), so it stays small.
-        self._cursor = 0
+        self._cursor = self._base
         self._consumed: set[int] = set()
         self._consumed_count = 0
         self._recent: deque[tuple[int, int]] = deque()  # (whole second, bits consumed)
@@ -133,6 +141,15 @@ class QkdModule:
     @property
     def history(self) -> RateHistory:
         return self._history
+
+    @property
+    def base(self) -> int:
+        """The first index this process could hand out (lower ones were used before)."""
+        return self._base
+
+    def _available(self, now: float) -> int:
+        """Indices below this exist at `now`: the base plus what was generated since start."""
+        return self._base + self._history.available(now, self.chunk_bits)
 
     @property
     def state(self) -> ChannelState:
@@ -223,18 +240,25 @@ class QkdModule:
             return KeyResult(Status.NO_QKD_CONNECTION, index or 0, message=self.state.reason)
         now = self._clock()
         self._last_used = now
-        available = self._history.available(now, self.chunk_bits)
-        floor = self._advance(max(0, available - self.capacity_chunks))
+        available = self._available(now)
+        floor = self._advance(max(self._base, available - self.capacity_chunks))
         if index is None:
             index = self._cursor
         elif index < 0:
             return KeyResult(Status.INSUFFICIENT_KEY, 0, message="negative index")
+        elif index < self._base:
+            return KeyResult(Status.INSUFFICIENT_KEY, index, message="consumed")
         elif index < floor:
             return KeyResult(Status.INSUFFICIENT_KEY, index, message="expired")
         elif index < self._cursor or index in self._consumed:
             return KeyResult(Status.INSUFFICIENT_KEY, index, message="consumed")
         if index >= available:
             return KeyResult(Status.INSUFFICIENT_KEY, index, message="not yet generated")
+        if self._positions is not None:
+            try:
+                self._positions.reserve(index)  # on disk before the key leaves the module
+            except PositionError as exc:
+                return KeyResult(Status.NO_QKD_CONNECTION, index, message=str(exc))
         self._consume(index, now)
         key = key_material(self._seed, self.end.qkdl_id, index, self.chunk_bytes)
         return KeyResult(Status.SUCCESSFUL, index, key)
@@ -245,11 +269,13 @@ class QkdModule:
             return None
         now = self._clock()
         if index is None:
-            available = self._history.available(now, self.chunk_bits)
+            available = self._available(now)
             index = max(self._cursor, available - self.capacity_chunks)
             while index in self._consumed:
                 index += 1
-        at = self._history.time_of(index, self.chunk_bits, now)
+        if index < self._base:
+            return 0.0  # answered at once ("consumed")
+        at = self._history.time_of(index - self._base, self.chunk_bits, now)
         return None if at is None else max(0.0, at - now)
 
     def _advance(self, floor: int) -> int:
@@ -290,8 +316,9 @@ class QkdModule:
         now = self._clock()
         state = self.state
         generated = self._history.available(now, self.chunk_bits)
-        lowest = max(0, generated - self.capacity_chunks, self._cursor)
-        held = generated - lowest - sum(1 for i in self._consumed if i >= lowest)
+        available = self._base + generated
+        lowest = max(self._base, available - self.capacity_chunks, self._cursor)
+        held = available - lowest - sum(1 for i in self._consumed if i >= lowest)
         skr = state.skr_bps
         return ModuleStats(
             status=state.status,

@@ -7,7 +7,8 @@ the KM with the smaller qkdn_id sends with even indices, the other with odd ones
 
 `LinkKeyPool` is the in-memory state (no I/O); `_PoolFetcher` is the loop that talks to the
 module; `LinkKeyPools` composes them for one node. Link key material is never logged, put in
-an exception or shown by repr().
+an exception or shown by repr(). The two KMs of a link agree on where their streams stand by
+the resynchronisation rule `LinkKeyPool.resync` (the protocol is in docs/relay.md).
 """
 
 from __future__ import annotations
@@ -45,11 +46,14 @@ EMPTY_FRACTION = 0.10
 STALE_WINDOW = 32
 # How long the module may hold a GetKey for a key not generated yet (ETSI 004 QoS timeout).
 LONG_POLL_MS = 250
+CLOSE_TIMEOUT_S = 0.5  # for CLOSE of the module streams when the KM stops
 # Trailing metadata in which the module explains a status, and the explanations that mean
 # an index will never be delivered at this end.
 MESSAGE_METADATA = "qkdsdn-message"
 GONE_MESSAGES = frozenset({"consumed", "expired", "negative index"})
 PROBE_AFTER_MISSES = 8
+# At most one "module handed out an index this end cannot use" line per link this often.
+IGNORED_LOG_INTERVAL_S = 30.0
 
 
 # gRPC's default reconnect backoff grows to 120 s: a restarted agent (or peer KM) would stay
@@ -75,6 +79,10 @@ class LinkKeyTimeout(LinkKeyError):
     pass
 
 
+class LinkKeyNotSynced(LinkKeyTimeout):
+    """This end has not agreed with the peer KM where the link's key stream stands yet."""
+
+
 class LinkKeyUnavailable(LinkKeyError):
     """The index was used already, skipped, or belongs to the wrong end (a replay or a bug).
 
@@ -87,6 +95,45 @@ class LinkKeyUnavailable(LinkKeyError):
     def __init__(self, message: str, frontier: int | None = None) -> None:
         super().__init__(message)
         self.frontier = frontier
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where one end stands on a link's key stream, per parity: every index of that parity
+    below `even` (resp. `odd`) was fetched, used or skipped at this end."""
+
+    even: int
+    odd: int
+
+    def __post_init__(self) -> None:
+        if self.even < 0 or self.odd < 0 or self.even % 2 != 0 or self.odd % 2 != 1:
+            raise ValueError(f"not a link-key position: even={self.even}, odd={self.odd}")
+
+    def at_least(self, other: Position) -> Position:
+        return Position(max(self.even, other.even), max(self.odd, other.odd))
+
+    @staticmethod
+    def of(even: int, odd: int) -> Position:
+        """The position from two untrusted numbers, rounded up to the right parity."""
+        return Position(even + even % 2, odd + (1 - odd % 2))
+
+
+@dataclass(frozen=True)
+class ResyncOutcome:
+    """What one end did in a resynchronisation: counts and indices, never material."""
+
+    before: Position
+    agreed: Position
+    dropped_own: int  # held keys of this end's parity discarded
+    dropped_peer: int  # held keys of the peer's parity discarded
+    skipped: int  # indices never fetched that this end will no longer fetch
+
+    def describe(self) -> str:
+        return (
+            f"at even {self.agreed.even}, odd {self.agreed.odd} (was {self.before.even},"
+            f" {self.before.odd}); discarded {self.dropped_own} own and {self.dropped_peer}"
+            f" peer keys, skipped {self.skipped} unfetched indices"
+        )
 
 
 @dataclass(frozen=True)
@@ -117,7 +164,9 @@ class LinkKeyPool:
     traffic the peer's keys, which only the peer uses, cannot crowd out this end's.
     """
 
-    def __init__(self, link: LinkEnd, max_bits: int) -> None:
+    def __init__(self, link: LinkEnd, max_bits: int, *, sync_before_sending: bool = False) -> None:
+        """`sync_before_sending`: hold every send until `resync` ran once (a KM that runs
+        the resynchronisation protocol with its peer); otherwise a pool sends at once."""
         if max_bits <= 0:
             raise ValueError("a link-key pool needs a positive maximum size")
         self.link = link
@@ -135,6 +184,11 @@ class LinkKeyPool:
         self._need = asyncio.Event()
         self._need.set()
         self.link_up = False
+        # The module told where its stream starts for this end (its oldest unconsumed key).
+        self.located = False
+        self.synced = not sync_before_sending
+        self._ignored = 0  # indices the module handed out that this end could not use
+        self._ignored_logged_at = -IGNORED_LOG_INTERVAL_S
 
     def __repr__(self) -> str:
         return (
@@ -159,6 +213,10 @@ class LinkKeyPool:
         """Every index below it was fetched, used or skipped at this end."""
         return min(self._cursor)
 
+    @property
+    def position(self) -> Position:
+        return Position(self._cursor[0], self._cursor[1])
+
     def ready_for_sending(self) -> int:
         """Indices of this end's parity held now."""
         return len(self._own)
@@ -178,6 +236,13 @@ class LinkKeyPool:
         if nbytes <= 0:
             raise ValueError("ask for a positive number of link-key bytes")
         deadline = time.monotonic() + timeout
+        while not self.synced:
+            try:
+                await self._wait_change(deadline, f"no link key on {self.link.label()}")
+            except LinkKeyTimeout:
+                raise LinkKeyNotSynced(
+                    f"{self.link.label()}: not yet synchronised with the peer key manager"
+                ) from None
         while True:
             chosen = self._pop_ours(nbytes)
             if chosen is not None:
@@ -233,11 +298,24 @@ class LinkKeyPool:
             self._need.clear()
             await self._need.wait()
 
-    def put(self, index: int, material: bytes) -> None:
-        """A key the module handed out at `index` (consumed at the module from now on)."""
+    def put(self, index: int, material: bytes) -> bool:
+        """A key the module handed out at `index` (consumed at the module from now on).
+
+        False when this end fetched, used or skipped `index` already: the key is not kept
+        (it may protect nothing twice). Logged at most once per IGNORED_LOG_INTERVAL_S."""
         if index < 0 or index in self._keys or not self._fetchable(index):
-            log.warning("%s: module returned index %d twice; ignored", self.link.label(), index)
-            return
+            self._ignored += 1
+            now = time.monotonic()
+            if now - self._ignored_logged_at >= IGNORED_LOG_INTERVAL_S:
+                log.warning(
+                    "%s: module handed out index %d, which this end fetched, used or skipped"
+                    " already; not used (%d such keys so far)",
+                    self.link.label(),
+                    index,
+                    self._ignored,
+                )
+                self._ignored_logged_at = now
+            return False
         parity = index % 2
         self._keys[index] = material
         self._bits[parity] += len(material) * 8
@@ -247,6 +325,7 @@ class LinkKeyPool:
         else:
             self._fetched_ahead.add(index)
         self._notify()
+        return True
 
     def mark_gone(self, index: int) -> None:
         """The module will never deliver `index` at this end (consumed or expired)."""
@@ -262,7 +341,39 @@ class LinkKeyPool:
         """The module's oldest unconsumed index is `index`: lower ones are gone at this end."""
         for parity in (0, 1):
             self._skip_to(parity, index)
+        self.located = True
         self._notify()
+
+    def resync(self, peer: Position) -> ResyncOutcome:
+        """The resynchronisation rule, applied at each end with the other end's position:
+        both move to the larger position of each parity, drop the keys they hold below it
+        and fetch nothing below it any more. Both ends compute the same `agreed` position.
+
+        Returns what this end discarded (counts only). Marks the pool synced."""
+        before = self.position
+        agreed = before.at_least(peer)
+        dropped = [0, 0]  # by parity
+        for heap in (self._own, self._peer):
+            kept: list[int] = []
+            for index in heap:
+                limit = agreed.even if index % 2 == 0 else agreed.odd
+                if index >= limit:
+                    kept.append(index)
+                elif index in self._keys:
+                    self._remove(index)
+                    dropped[index % 2] += 1
+            heapq.heapify(kept)
+            heap[:] = kept
+        skipped = 0
+        for parity, target in ((0, agreed.even), (1, agreed.odd)):
+            ahead = sum(1 for i in self._fetched_ahead if i % 2 == parity and i < target)
+            skipped += max(0, (target - self._cursor[parity]) // 2 - ahead)
+            self._skip_to(parity, target)
+        self._wanted = {i for i in self._wanted if self._fetchable(i)}
+        self.synced = True
+        self._notify()
+        own = 0 if self.link.sends_even else 1
+        return ResyncOutcome(before, agreed, dropped[own], dropped[1 - own], skipped)
 
     def discard_own_below(self, frontier: int) -> int:
         """The peer can no longer match this end's indices below `frontier`: drops the held
@@ -274,6 +385,12 @@ class LinkKeyPool:
         self._skip_to(0 if self.link.sends_even else 1, frontier)
         self._notify()
         return dropped
+
+    async def wait_change(self, timeout: float) -> None:
+        """Returns at the pool's next change, or after `timeout` seconds."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._changed.wait()
 
     def set_link_up(self, up: bool) -> None:
         self.link_up = up
@@ -470,14 +587,22 @@ class _PoolFetcher:
             elif reply.status == STATUS_INSUFFICIENT_KEY:
                 if not self.pool.link_up:
                     self.pool.set_link_up(True)
-                if index is not None and await _message(call) in GONE_MESSAGES:
-                    if index == wanted:
-                        self.pool.mark_gone(index)  # its waiter fails now, not at its timeout
+                message = await _message(call) if index is not None else ""
+                if index is not None and message in GONE_MESSAGES:
+                    if index == wanted or message == "consumed":
+                        # Its waiter fails now, not at its timeout; a consumed index (handed
+                        # to an earlier process of this KM) is skipped alone, no key used.
+                        self.pool.mark_gone(index)
                     else:
-                        find_start = True  # expired or consumed here: jump to the oldest left
+                        find_start = True  # expired here: jump to the oldest key left
                     continue
                 misses += 1
-                if index is not None and index != wanted and misses % PROBE_AFTER_MISSES == 0:
+                if (
+                    index is not None
+                    and index != wanted
+                    and not message
+                    and misses % PROBE_AFTER_MISSES == 0
+                ):
                     # A module that does not say why: ask for its oldest key instead, in case
                     # this index is gone rather than not generated yet.
                     find_start = True
@@ -511,11 +636,15 @@ class LinkKeyPools:
         *,
         max_bits: int | None = None,
         rpc_timeout: float = 2.0,
+        sync_before_sending: bool = False,
     ) -> None:
         self.node = config.node
         self.address = str(config.agent)
         bits = config.settings.link_pool_max_bits if max_bits is None else max_bits
-        self._pools = {end.qkdl_id: LinkKeyPool(end, bits) for end in link_ends(config)}
+        self._pools = {
+            end.qkdl_id: LinkKeyPool(end, bits, sync_before_sending=sync_before_sending)
+            for end in link_ends(config)
+        }
         self._rpc_timeout = rpc_timeout
         self._channel: grpc.aio.Channel | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -557,5 +686,18 @@ class LinkKeyPools:
                 await task
         self._tasks = []
         if self._channel is not None:
+            await self._close_streams(self._channel)
             await self._channel.close(None)
             self._channel = None
+
+    async def _close_streams(self, channel: grpc.aio.Channel) -> None:
+        """CLOSE of every stream, so that a restarted KM may open them again at once (a
+        stream left open stays reserved to this caller until it has been idle a while)."""
+        stub = _KEY_DELIVERY_STUB(channel)
+        calls = [
+            stub.Close(pb.CloseRequest(key_stream_id=qkdl_id), timeout=CLOSE_TIMEOUT_S)
+            for qkdl_id in self._pools
+        ]
+        for result in await asyncio.gather(*calls, return_exceptions=True):
+            if isinstance(result, grpc.aio.AioRpcError):
+                log.info("%s: module stream not closed (%s)", self.node, result.code().name)

@@ -41,3 +41,15 @@ class RelayAck(_message.Message):
     stored_at: str
     hops: int
     def __init__(self, stored_at: _Optional[str] = ..., hops: _Optional[int] = ...) -> None: ...
+
+class LinkPosition(_message.Message):
+    __slots__ = ("qkdl_id", "sender", "next_even", "next_odd")
+    QKDL_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    NEXT_EVEN_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ODD_FIELD_NUMBER: _ClassVar[int]
+    qkdl_id: str
+    sender: str
+    next_even: int
+    next_odd: int
+    def __init__(self, qkdl_id: _Optional[str] = ..., sender: _Optional[str] = ..., next_even: _Optional[int] = ..., next_odd: _Optional[int] = ...) -> None: ...

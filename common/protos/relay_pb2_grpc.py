@@ -39,6 +39,11 @@ class RelayStub:
                 request_serializer=common_dot_protos_dot_relay__pb2.RelayHop.SerializeToString,
                 response_deserializer=common_dot_protos_dot_relay__pb2.RelayAck.FromString,
                 _registered_method=True)
+        self.SyncLink = channel.unary_unary(
+                '/qkdsdn.relay.Relay/SyncLink',
+                request_serializer=common_dot_protos_dot_relay__pb2.LinkPosition.SerializeToString,
+                response_deserializer=common_dot_protos_dot_relay__pb2.LinkPosition.FromString,
+                _registered_method=True)
 
 
 class RelayServicer:
@@ -54,6 +59,17 @@ class RelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SyncLink(self, request, context):
+        """Resynchronises the link-key streams of a PHYS link (docs/relay.md): the caller sends its
+        position, the answerer moves to the larger position of each parity, drops the keys it
+        holds below it and returns that agreed position, to which the caller moves in turn.
+        Errors: PERMISSION_DENIED (wrong sender, no such link between the two), UNAVAILABLE (the
+        answerer does not know its own position yet: retry).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +77,11 @@ def add_RelayServicer_to_server(servicer, server):
                     servicer.Forward,
                     request_deserializer=common_dot_protos_dot_relay__pb2.RelayHop.FromString,
                     response_serializer=common_dot_protos_dot_relay__pb2.RelayAck.SerializeToString,
+            ),
+            'SyncLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.SyncLink,
+                    request_deserializer=common_dot_protos_dot_relay__pb2.LinkPosition.FromString,
+                    response_serializer=common_dot_protos_dot_relay__pb2.LinkPosition.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -90,6 +111,33 @@ class Relay:
             '/qkdsdn.relay.Relay/Forward',
             common_dot_protos_dot_relay__pb2.RelayHop.SerializeToString,
             common_dot_protos_dot_relay__pb2.RelayAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SyncLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qkdsdn.relay.Relay/SyncLink',
+            common_dot_protos_dot_relay__pb2.LinkPosition.SerializeToString,
+            common_dot_protos_dot_relay__pb2.LinkPosition.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,19 @@ class RelayClient:
             raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where, metadata) from None
         return ack
 
+    async def sync_link(
+        self, peer: str, position: pb.LinkPosition, timeout: float, where: str
+    ) -> pb.LinkPosition:
+        """SyncLink with `peer`'s KM (waits for the connection within `timeout`)."""
+        _, stub = self._channel(peer)
+        try:
+            answer: pb.LinkPosition = await stub.SyncLink(
+                position, timeout=timeout, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where) from None
+        return answer
+
     async def close(self) -> None:
         for channel, _ in self._stubs.values():
             await channel.close(None)

@@ -46,7 +46,8 @@ class RelayComponent:
         # The lab timeline (QKDSDN_TRACE_FILE) unless the caller brings its own tracer.
         self._own_tracer = Tracer.from_env(f"km:{node}") if tracer is None else None
         self.tracer = tracer or self._own_tracer or Tracer(f"km:{node}", None)
-        self.pools = LinkKeyPools(config, max_bits=pool_max_bits)
+        # A pool sends only once its link is resynchronised with the peer KM (LinkSync).
+        self.pools = LinkKeyPools(config, max_bits=pool_max_bits, sync_before_sending=True)
         self.node_link = NodeLinkClient(str(config.agent), node, self._on_view)
         self.associations = Associations(qkdn_id, self._register)
         self._client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
@@ -85,6 +86,7 @@ class RelayComponent:
         self._server = server
         self.relay_port = port
         await self.pools.start()
+        self.forwarder.link_sync.start()
         await self.node_link.start()
         self._client.connect_ahead(pool.link.peer_node for pool in self.pools.pools)
 
@@ -94,6 +96,7 @@ class RelayComponent:
             await self._server.stop(grace=0.5)
             self._server = None
         await self.node_link.stop()
+        await self.forwarder.link_sync.stop()
         await self.pools.stop()
         with contextlib.suppress(Exception):
             await self._client.close()

@@ -23,6 +23,7 @@ from km.config import KmConfig
 from km.key_store import KeyStore, StoredKey
 from km.link_pools import (
     LinkKeyError,
+    LinkKeyNotSynced,
     LinkKeyPool,
     LinkKeyPools,
     LinkKeyTimeout,
@@ -39,14 +40,16 @@ from km.relay.hop_crypto import (
     seal,
     split_materials,
 )
+from km.relay.link_sync import LinkSync
 
 log = logging.getLogger(__name__)
 
 # Time kept back at each hop so that a downstream error reaches the caller before its deadline.
 HOP_MARGIN_S = 0.05
-# Tries of one hop when the next KM cannot match the link-key index (a gap where its module
-# expired keys before it fetched them, or it restarted): each try skips one such gap.
-MAX_HOP_ATTEMPTS = 3
+# Tries of one hop: when the next KM cannot match the link-key index (it restarted, or its
+# module expired keys before it fetched them), the two KMs resynchronise and the hop is
+# retried once.
+MAX_HOP_ATTEMPTS = 2
 # The largest `relay/buffer` a hop carries in one refill batch.
 MAX_BUFFER = 1024
 
@@ -128,6 +131,7 @@ class Forwarder:
         self.client = client
         self.timeouts = timeouts
         self.tracer = tracer or Tracer(f"km:{node}", None)
+        self.link_sync = LinkSync(node, self.qkdn_id, pools, client, self.name_of, self.tracer)
 
     def name_of(self, qkdn_id: str) -> str:
         return self.config.name_of(qkdn_id)
@@ -197,6 +201,7 @@ class Forwarder:
                     FailureKind.LINK_KEYS_GONE, f"{where}: {exc}", exc.frontier
                 ) from None
             raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc}") from None
+        self._trace_used(pool, header.link_key_indices, "receiver")
         try:
             payload = open_sealed(header, link_key, msg.sealed)
         except (HopAuthError, ValueError) as exc:
@@ -304,9 +309,9 @@ class Forwarder:
     ) -> pb.RelayAck:
         """Seals the batch for the next hop; returns the ack from the end of the path.
 
-        If the next KM cannot match the link-key index (its module expired or handed out that
-        part of the stream before it fetched it), it names the next index it can match; this
-        end drops its own keys below it and tries again, at most MAX_HOP_ATTEMPTS times.
+        If the next KM cannot match the link-key index (it restarted, or its module expired
+        that part of the stream before it fetched it), the two resynchronise (SyncLink) and
+        the hop is tried once more with fresh indices.
         """
         assert assoc.next_hop is not None
         next_name = self.name_of(assoc.next_hop)
@@ -320,10 +325,14 @@ class Forwarder:
                     raise
                 if attempt == MAX_HOP_ATTEMPTS:
                     raise RelayFailure(FailureKind.TAMPERED, exc.message) from None
-                dropped = pool.discard_own_below(exc.frontier)
-                log.info(
-                    "%s: peer cannot match keys below %d; dropped %d", where, exc.frontier, dropped
-                )
+                log.info("%s: peer cannot match the link-key index; resynchronising", where)
+                remaining = deadline - time.monotonic() - HOP_MARGIN_S
+                try:
+                    await self.link_sync.sync(pool, max(0.01, remaining))
+                except RelayFailure as sync_failure:
+                    raise RelayFailure(
+                        FailureKind.UNAVAILABLE, f"{exc.message}; {sync_failure.message}"
+                    ) from None
         raise AssertionError("unreachable")
 
     async def _send_once(
@@ -340,6 +349,12 @@ class Forwarder:
         needed = link_key_bytes_needed(assoc.mode, len(batch.payload))
         try:
             indices, link_key = await pool.take_bytes_for_sending(needed, wait)
+        except LinkKeyNotSynced:
+            raise RelayFailure(
+                FailureKind.UNAVAILABLE,
+                f"{where}: no link key within {wait:.3g} s (not yet resynchronised with"
+                f" {pool.link.peer_node})",
+            ) from None
         except LinkKeyTimeout:
             raise RelayFailure(
                 FailureKind.UNAVAILABLE, f"{where}: no link key within {wait:.3g} s"
@@ -372,6 +387,7 @@ class Forwarder:
         )
         if batch.expires_at is not None:
             msg.expires_at = batch.expires_at
+        self._trace_used(pool, indices, "sender")
         self.tracer.emit(
             "relay.link_key",
             hop=hop,
@@ -386,6 +402,17 @@ class Forwarder:
         return await self.client.forward(
             self.name_of(assoc.next_hop), msg, remaining, where, self.timeouts.connect_s
         )
+
+    def _trace_used(self, pool: LinkKeyPool, indices: Sequence[int], role: str) -> None:
+        """One `link_key.used` event per index (names and indices only, never material)."""
+        for index in indices:
+            self.tracer.emit(
+                "link_key.used",
+                qkdl_id=pool.link.qkdl_id,
+                index=index,
+                role=role,
+                peer=pool.link.peer_node,
+            )
 
     def _pool(self, peer: str, where: str) -> LinkKeyPool:
         try:

@@ -1,4 +1,4 @@
-"""The `Relay` gRPC service of one key manager: a thin adapter over `Forwarder.receive`.
+"""The `Relay` gRPC service of one key manager: thin adapters over its forwarder (both RPCs).
 
 The caller's identity is its TLS client certificate (mutual TLS with the lab CA): the CN names
 the sending node, and the forwarder checks it against the hop's `sender`.
@@ -47,6 +47,18 @@ class RelayServicer:
         except RelayFailure as exc:
             log.info("relay refused: %s", exc.message)
             await context.abort(exc.grpc_code, exc.message, exc.trailing_metadata)
+            raise  # abort raises; this line is never reached
+
+    async def SyncLink(
+        self,
+        request: pb.LinkPosition,
+        context: grpc.aio.ServicerContext[pb.LinkPosition, pb.LinkPosition],
+    ) -> pb.LinkPosition:
+        try:
+            return await self.forwarder.link_sync.answer(request, peer_common_name(context))
+        except RelayFailure as exc:
+            log.info("resync refused: %s", exc.message)
+            await context.abort(exc.grpc_code, exc.message)
             raise  # abort raises; this line is never reached
 
 

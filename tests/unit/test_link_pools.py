@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 
 import pytest
@@ -13,6 +14,7 @@ from km.link_pools import (
     LinkKeyTimeout,
     LinkKeyUnavailable,
     PoolState,
+    Position,
 )
 
 EVEN = LinkEnd("link-1", "qnode1", "a-node", "qnode2", "b-node")  # a < b: sends even
@@ -213,3 +215,81 @@ def test_keys_the_peer_cannot_match_are_neither_kept_nor_fetched() -> None:
     for index in range(11, 20, 2):
         pool.put(index, b"x" * 32)
     assert pool.next_in_order() == 20
+
+
+def _held(pool: LinkKeyPool, indices: range) -> None:
+    for index in indices:
+        pool.put(index, bytes([index % 256]) * 32)
+
+
+def test_a_restarted_km_and_its_running_peer_agree_in_one_resync() -> None:
+    """Old A fetched evens up to 60 and odds up to 30 (its odd half was full); so did B. The
+    new A finds its module's oldest unconsumed key at 31: evens 32..58 were handed to old A
+    (gone for the new one, though B holds them). After one exchange both stand at (60, 31)."""
+
+    async def run() -> None:
+        running_b = LinkKeyPool(ODD, 256 * 1000)  # synced with old A long ago
+        _held(running_b, range(0, 60, 2))
+        _held(running_b, range(1, 31, 2))
+        for index in range(0, 40, 2):  # old A sent these; B used them
+            await running_b.take_index(index, 0.1)
+        for _ in range(10):  # B sent 1..19; old A used them
+            await running_b.take_for_sending(0.1)
+        new_a = LinkKeyPool(EVEN, 256 * 1000, sync_before_sending=True)
+        new_a.advance_frontier(31)
+        with pytest.raises(LinkKeyTimeout, match="not yet synchronised"):
+            await new_a.take_for_sending(0.01)
+        answer = running_b.resync(new_a.position)  # B answers A's SyncLink
+        mine = new_a.resync(answer.agreed)  # A applies the answer
+        assert answer.agreed == mine.agreed == Position(60, 31)
+        assert (answer.dropped_peer, answer.dropped_own) == (10, 5)  # evens 40..58, odds 21..29
+        assert (mine.dropped_own, mine.dropped_peer, mine.skipped) == (0, 0, 14)
+        # Whatever either sends from now on, the other can match.
+        _held(new_a, range(60, 70))
+        _held(running_b, range(31, 70, 2))
+        _held(running_b, range(60, 70, 2))
+        index, key = await new_a.take_for_sending(0.1)
+        assert index == 60 and await running_b.take_index(index, 0.1) == key
+        index, key = await running_b.take_for_sending(0.1)
+        assert index == 31  # A fetches 31 and up: its module has them
+        _held(new_a, range(31, 60, 2))
+        assert await new_a.take_index(index, 0.1) == key
+
+    asyncio.run(run())
+
+
+def test_both_orders_of_the_exchange_agree() -> None:
+    a, b = filled(EVEN, 10), filled(ODD, 30)
+    a2, b2 = filled(EVEN, 10), filled(ODD, 30)
+    answered = b.resync(a.position).agreed
+    assert a.resync(answered).agreed == answered
+    answered2 = a2.resync(b2.position).agreed
+    assert b2.resync(answered2).agreed == answered2 == answered == Position(30, 31)
+    assert a.level_bits == 0 and b.level_bits == 0  # everything held lay below
+
+
+def test_a_resync_at_equal_positions_changes_nothing_but_the_held_keys_below() -> None:
+    pool = LinkKeyPool(EVEN, 256 * 100)
+    pool.advance_frontier(8)
+    outcome = pool.resync(Position(8, 9))
+    assert outcome.agreed == Position(8, 9) and outcome.skipped == 0
+    assert (outcome.dropped_own, outcome.dropped_peer) == (0, 0)
+    assert "discarded 0 own and 0 peer keys" in outcome.describe()
+
+
+def test_a_position_from_the_wire_is_rounded_up_to_its_parity() -> None:
+    assert Position.of(7, 8) == Position(8, 9)
+    assert Position.of(0, 0) == Position(0, 1)
+    with pytest.raises(ValueError, match="not a link-key position"):
+        Position(1, 1)
+
+
+def test_indices_the_module_repeats_are_logged_once_not_per_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pool = filled(EVEN, 4)
+    with caplog.at_level(logging.WARNING, logger="km.link_pools"):
+        results = [pool.put(index % 4, b"\x00" * 32) for index in range(100)]
+    assert not any(results)
+    lines = [r for r in caplog.records if "not used" in r.getMessage()]
+    assert len(lines) == 1 and "(1 such keys so far)" in lines[0].getMessage()
