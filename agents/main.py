@@ -21,8 +21,10 @@ import grpc
 
 from agents import control_service, etsi004_service, node_link_service
 from agents.datastore import Datastore, DatastoreError
+from agents.grpc_auth import agent_grpc_server
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from common.roles import TlsMaterial, server_credentials
 from common.tracing import Tracer
 from lab.plan import HOST, LabPlan
 from yang.schema import Schema
@@ -107,6 +109,14 @@ def _datastore(
     return Datastore(schema, node, persist, initial, durable=durable)
 
 
+def agent_tls(plan: LabPlan, name: str) -> TlsMaterial:
+    """The agent's gRPC server certificate, its key and the CA that signs its callers."""
+    cert, key = plan.agent_certs.get(name, ("", ""))
+    if not cert:
+        raise ValueError(f"the lab plan has no gRPC certificate for the agent of {name!r}")
+    return TlsMaterial.from_files(cert, key, plan.credentials.ca_cert)
+
+
 async def start_agent(
     plan: LabPlan,
     name: str,
@@ -124,6 +134,7 @@ async def start_agent(
     `persist` keeps running in STATE_DIR/agents/NAME/running.xml; `durable` also fsyncs it
     at every commit, so a commit survives a power loss, not only a restart of the agent."""
     node_plan = plan.node(name)
+    tls = agent_tls(plan, name)  # gRPC takes mutual TLS; who may call what: agents/grpc_auth.py
     node = QkdNode(plan, name, site, settings=settings, tracer=tracer)
     path = running_path(plan, name) if persist else None
     store = _datastore(schema, node, path, durable)
@@ -132,8 +143,7 @@ async def start_agent(
         store, credentials(plan), HOST, node_plan.netconf_port if plan_ports else 0
     )
     node.set_publisher(netconf.publish)
-    # No SO_REUSEPORT: a port taken by another process must fail loudly, not share traffic.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = agent_grpc_server(name)
     handle_box: list[AgentHandle] = []
 
     async def on_stop() -> None:
@@ -142,7 +152,9 @@ async def start_agent(
     etsi004_service.add_to_server(etsi004_service.KeyDeliveryService(node), server)
     node_link_service.add_to_server(node_link_service.NodeLinkService(node), server)
     control_service.add_to_server(control_service.AgentControlService(node, on_stop), server)
-    port = server.add_insecure_port(f"{HOST}:{node_plan.agent_grpc_port if plan_ports else 0}")
+    port = server.add_secure_port(
+        f"{HOST}:{node_plan.agent_grpc_port if plan_ports else 0}", server_credentials(tls)
+    )
     if port == 0:
         raise OSError(f"{name}: cannot listen on {HOST}:{node_plan.agent_grpc_port} (gRPC)")
     await netconf.start()

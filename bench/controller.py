@@ -39,11 +39,10 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import grpc
 import networkx as nx
 
 from agents.main import running_agents
-from agents.testing import make_test_plan
+from agents.testing import agent_channel, make_test_plan, operator_tls
 from common.protos import control_pb2, control_pb2_grpc
 from controller.admission import admit
 from controller.api import Controller
@@ -162,7 +161,7 @@ async def hosted_agents(plan: LabPlan, mode: str) -> AsyncIterator[SetLink]:
 
         async def set_remote(node: str, qkdl_id: str, up: bool) -> None:
             address = plan.node(node).agent_grpc_address
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with agent_channel(address, operator_tls(plan)) as channel:
                 stub = control_pb2_grpc.AgentControlStub(channel)
                 await stub.SetLink(control_pb2.SetLinkRequest(qkdl_id=qkdl_id, up=up))
 

@@ -56,26 +56,54 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def _target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--url", help="controller API, e.g. http://127.0.0.1:8600")
-    group.add_argument("--plan", type=Path, help=f"read the URL from a lab plan ({DEFAULT_PLAN})")
+    group.add_argument(
+        "--plan", type=Path, help=f"read the URL and token from a lab plan ({DEFAULT_PLAN})"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="the API token (STATE_DIR/secrets/controller-token); default: the plan's",
+    )
 
 
-def _url(args: argparse.Namespace) -> str:
+def _target_of(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """(API URL, token file or None): from --url/--token-file, or from the lab plan."""
+    token_file: Path | None = args.token_file
     if args.url:
-        return str(args.url).rstrip("/")
+        return str(args.url).rstrip("/"), token_file
     from lab.plan import LabPlan
 
     plan_file: Path = args.plan or DEFAULT_PLAN
     if not plan_file.exists():
         raise SystemExit(f"no lab plan at {plan_file}: pass --plan or --url")
-    return LabPlan.load(plan_file).controller.url
+    plan = LabPlan.load(plan_file)
+    if token_file is None and plan.controller_token_file:
+        token_file = Path(plan.controller_token_file)
+    return plan.controller.url, token_file
+
+
+def _headers(token_file: Path | None) -> dict[str, str]:
+    if token_file is None:
+        return {}
+    from controller.api_token import TokenError, load_api_token
+
+    try:
+        token = load_api_token(token_file)
+    except TokenError as error:
+        raise SystemExit(str(error)) from None
+    return {"Authorization": "Bearer " + token.value.decode("utf-8")}
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **params: Any) -> Any:
     import httpx
 
-    url = _url(args)
+    url, token_file = _target_of(args)
+    # Reads are open (a reader needs no secret); a state change carries the token.
+    headers = _headers(token_file) if method != "GET" else {}
     try:
-        response = httpx.request(method, f"{url}{path}", params=params or None, timeout=30.0)
+        response = httpx.request(
+            method, f"{url}{path}", params=params or None, headers=headers, timeout=30.0
+        )
     except httpx.HTTPError as error:
         raise SystemExit(f"controller at {url} is not answering: {error}") from None
     if response.status_code >= 400:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common.tracing import Tracer
 from controller.api import Controller
+from controller.api_token import TokenError, load_api_token
 from controller.intents.service import IntentEvent
 from controller.rest import api_server
 from controller.topology.events import TopologyEvent, TopologyEventType
@@ -62,6 +63,9 @@ async def serve(
     from lab.plan import LabPlan
 
     plan = LabPlan.load(plan_file)
+    if not plan.controller_token_file:
+        raise TokenError(f"{plan_file}: no controller_token_file: run `qkdsdn lab up` again")
+    token = load_api_token(Path(plan.controller_token_file))  # before anything connects
     controller = Controller.from_plan(plan, policy, force_path, allow_preemption)
     controller.intent_events.add(lambda event: log_intent(controller, event))
     tracer = Tracer.from_env("controller")
@@ -72,7 +76,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await controller.start()
-    server = api_server(controller, plan.controller.api_port)
+    server = api_server(controller, plan.controller.api_port, token)
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
@@ -102,5 +106,9 @@ def run(
 ) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("ncclient").setLevel(logging.WARNING)
-    asyncio.run(serve(plan_file, policy, force_path, allow_preemption))
+    try:
+        asyncio.run(serve(plan_file, policy, force_path, allow_preemption))
+    except TokenError as error:
+        print(f"cannot start the controller: {error}", flush=True)
+        return 2
     return 0

@@ -26,6 +26,8 @@ import grpc
 
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
+from common.roles import TlsMaterial, channel_credentials
+from km.tls import km_tls_files
 from lab.plan import LabPlan
 
 log = logging.getLogger(__name__)
@@ -515,6 +517,7 @@ class LinkKeyPools:
     ) -> None:
         self.node = node
         self.address = plan.node(node).agent_grpc_address
+        self._tls_files = km_tls_files(plan, node)  # read at start: mutual TLS to the agent
         bits = plan.settings.link_pool_max_bits if max_bits is None else max_bits
         self._pools = {end.qkdl_id: LinkKeyPool(end, bits) for end in link_ends(plan, node)}
         self._rpc_timeout = rpc_timeout
@@ -540,7 +543,8 @@ class LinkKeyPools:
     async def start(self) -> None:
         if self._channel is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self.address, options=FAST_RECONNECT)
+        credentials = channel_credentials(TlsMaterial.from_files(*self._tls_files))
+        self._channel = grpc.aio.secure_channel(self.address, credentials, options=FAST_RECONNECT)
         stub = _KEY_DELIVERY_STUB(self._channel)
         self._tasks = [
             asyncio.create_task(

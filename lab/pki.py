@@ -1,12 +1,16 @@
-"""The lab PKI: one CA signs every key manager, application (SAE) and controller certificate.
+"""The lab PKI: one CA signs every certificate of the twin, each naming its role and name.
 
-Layout (docs/architecture.md, State directory):
+Every certificate carries its identity as a URI SAN `urn:qkdsdn:ROLE:NAME` (common/roles.py);
+checks read the role from it, never the CN alone. Layout (docs/architecture.md, State directory):
     STATE_DIR/pki/ca.pem, ca.key               lab CA (ECDSA P-256)
-    STATE_DIR/pki/km-<node>.pem/.key           CN=<node>, server + client auth, SAN 127.0.0.1, localhost
-    STATE_DIR/pki/sae-<sae_id>.pem/.key        CN=<sae_id>, client auth
-    STATE_DIR/pki/controller.pem/.key          CN=controller, client auth
+    STATE_DIR/pki/km-<node>.pem/.key           urn:qkdsdn:km:<node>, server + client auth
+    STATE_DIR/pki/agent-<node>.pem/.key        urn:qkdsdn:agent:<node>, server auth
+    STATE_DIR/pki/sae-<sae_id>.pem/.key        urn:qkdsdn:sae:<sae_id>, client auth
+    STATE_DIR/pki/controller.pem/.key          urn:qkdsdn:controller:controller, client auth
+    STATE_DIR/pki/operator.pem/.key            urn:qkdsdn:operator:lab, client auth (lab faults)
+The CN is the name; server certificates also carry SAN IP:127.0.0.1 and DNS:localhost.
 Private keys are written with mode 0600. `create_lab_pki` is idempotent: a certificate that
-exists, is signed by the CA, names the right CN and is valid for another day is kept.
+exists, is signed by the CA, names the same identity and is valid for another day is kept.
 
 An operator who has a CA of their own passes it: `create_lab_pki(..., ca=load_ca(cert, key))`;
 then `ca.pem` is a copy of that CA certificate and no CA key is written to the state directory.
@@ -28,9 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from common.roles import Identity, Role, identity_of_certificate
+
 CA_VALID_DAYS = 3650
 LEAF_VALID_DAYS = 825
 RENEW_BEFORE = dt.timedelta(days=1)
+CONTROLLER = Identity(Role.CONTROLLER, "controller")
+OPERATOR = Identity(Role.OPERATOR, "lab")
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class LabPki:
     kms: Mapping[str, CertPaths]
     saes: Mapping[str, CertPaths]
     controller: CertPaths
+    agents: Mapping[str, CertPaths]
+    operator: CertPaths
 
 
 def create_lab_pki(
@@ -73,20 +83,47 @@ def create_lab_pki(
         ca = _load_or_create_lab_ca(ca_paths)
     else:
         _write_atomic(ca_paths.cert, ca.cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    nodes = list(nodes)
     kms = {
         node: issue_certificate(
-            ca, node, _pair(pki_dir, f"km-{node}"), server=True, client=True, reuse=True
+            ca,
+            Identity(Role.KM, node),
+            _pair(pki_dir, f"km-{node}"),
+            server=True,
+            client=True,
+            reuse=True,
+        )
+        for node in nodes
+    }
+    agents = {
+        node: issue_certificate(
+            ca,
+            Identity(Role.AGENT, node),
+            _pair(pki_dir, f"agent-{node}"),
+            server=True,
+            client=False,
+            reuse=True,
         )
         for node in nodes
     }
     sae_paths = {
-        sae: issue_certificate(ca, sae, _pair(pki_dir, f"sae-{sae}"), client=True, reuse=True)
+        sae: issue_certificate(
+            ca, Identity(Role.SAE, sae), _pair(pki_dir, f"sae-{sae}"), client=True, reuse=True
+        )
         for sae in saes
     }
     controller = issue_certificate(
-        ca, "controller", _pair(pki_dir, "controller"), client=True, reuse=True
+        ca, CONTROLLER, _pair(pki_dir, "controller"), client=True, reuse=True
     )
-    return LabPki(ca=ca_paths, kms=kms, saes=sae_paths, controller=controller)
+    operator = issue_certificate(ca, OPERATOR, _pair(pki_dir, "operator"), client=True, reuse=True)
+    return LabPki(
+        ca=ca_paths,
+        kms=kms,
+        saes=sae_paths,
+        controller=controller,
+        agents=agents,
+        operator=operator,
+    )
 
 
 def create_ca(paths: CertPaths, common_name: str = "qkd-sdn lab CA") -> CertificateAuthority:
@@ -143,21 +180,21 @@ def load_ca(cert_path: Path, key_path: Path, password: bytes | None = None) -> C
 
 def issue_certificate(
     ca: CertificateAuthority,
-    common_name: str,
+    identity: Identity,
     paths: CertPaths,
     *,
     server: bool = False,
     client: bool = True,
     reuse: bool = False,
 ) -> CertPaths:
-    """Writes an ECDSA P-256 key and a certificate for `common_name` signed by `ca`.
+    """Writes an ECDSA P-256 key and a certificate for `identity` signed by `ca`: CN = the
+    name, URI SAN `urn:qkdsdn:ROLE:NAME`.
 
     server=True adds serverAuth and SAN IP:127.0.0.1, DNS:localhost. reuse=True keeps an
-    existing certificate that is still valid, signed by `ca`, for the same CN and usages.
+    existing certificate that is still valid, signed by `ca`, for the same identity and usages.
     """
-    if not common_name:
-        raise ValueError("a certificate needs a non-empty common name")
-    if reuse and _still_good(ca, common_name, paths, server=server, client=client):
+    common_name = identity.name
+    if reuse and _still_good(ca, identity, paths, server=server, client=client):
         return paths
     key = ec.generate_private_key(ec.SECP256R1())
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
@@ -181,13 +218,10 @@ def issue_certificate(
             critical=False,
         )
     )
+    names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.uri)]
     if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
+        names += [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
     algorithm = None if isinstance(ca.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     cert = builder.sign(ca.key, algorithm)
     _write_key(paths.key, key)
@@ -209,7 +243,7 @@ def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
 
 
 def _still_good(
-    ca: CertificateAuthority, common_name: str, paths: CertPaths, *, server: bool, client: bool
+    ca: CertificateAuthority, identity: Identity, paths: CertPaths, *, server: bool, client: bool
 ) -> bool:
     if not (paths.cert.exists() and paths.key.exists()):
         return False
@@ -230,7 +264,8 @@ def _still_good(
     )
     return (
         same_key
-        and common_name_of(cert) == common_name
+        and common_name_of(cert) == identity.name
+        and identity_of_certificate(cert) == identity
         and cert.issuer == ca.cert.subject
         and usages == wanted
         and cert.not_valid_after_utc - _now() > RENEW_BEFORE

@@ -26,6 +26,7 @@ from km.relay.client import RelayClient
 from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
 from km.relay.servicer import relay_server
 from km.relay.supplier import RelaySupplier
+from km.tls import km_tls
 from lab.plan import LabPlan
 
 
@@ -48,7 +49,9 @@ class RelayComponent:
         self._own_tracer = Tracer.from_env(f"km:{node}") if tracer is None else None
         self.tracer = tracer or self._own_tracer or Tracer(f"km:{node}", None)
         self.pools = LinkKeyPools(plan, node, max_bits=pool_max_bits)
-        self.node_link = NodeLinkClient(plan.node(node).agent_grpc_address, node, self._on_view)
+        self.node_link = NodeLinkClient(
+            plan.node(node).agent_grpc_address, node, self._on_view, tls=km_tls(plan, node)
+        )
         self.associations = Associations(qkdn_id, self._register)
         self._client = RelayClient(plan, node)
         self.forwarder = Forwarder(

@@ -22,7 +22,7 @@ from ncclient import manager
 
 from agents.datastore import DatastoreName
 from agents.main import running_agents, running_path
-from agents.testing import make_test_plan
+from agents.testing import make_test_plan, operator_tls
 from common.protos import control_pb2 as ctl
 from common.protos import control_pb2_grpc as ctl_grpc
 from lab.plan import LabPlan
@@ -104,7 +104,9 @@ def test_agent_run_hosts_the_listed_nodes_and_stops_on_sigterm(
         data = str(session.get().data_xml)
     assert b.qkdn_id in data and data.count("<qkd_link>") == 2
     assert "etsi-qkdn-types:OPERATING" in data
-    with grpc.insecure_channel(a.agent_grpc_address) as channel:
+    operator = operator_tls(plan)
+    credentials = grpc.ssl_channel_credentials(operator.ca, operator.key, operator.cert)
+    with grpc.secure_channel(a.agent_grpc_address, credentials) as channel:
         control: Any = ctl_grpc.AgentControlStub(channel)
         status = control.Status(ctl.StatusRequest(), timeout=10)
     assert status.name == "a" and [link.peer_node for link in status.links] == ["b"]

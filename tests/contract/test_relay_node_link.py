@@ -11,6 +11,7 @@ from km.associations import AppRequest, NodeView
 from km.node_link.client import NodeLinkClient
 from km.relay.testing import FakeAgent, empty_config, install_path, make_plan, wait_until
 from km.supply import SupplyError
+from km.tls import km_tls
 
 
 def test_follows_pushes_registers_and_survives_an_agent_restart(tmp_path: Path) -> None:
@@ -18,7 +19,12 @@ def test_follows_pushes_registers_and_survives_an_agent_restart(tmp_path: Path) 
         plan = make_plan(tmp_path, ["qnode1", "qnode2"], [("qnode1", "qnode2")])
         agents = {n: FakeAgent(plan, n) for n in ("qnode1", "qnode2")}
         views: list[NodeView] = []
-        client = NodeLinkClient(plan.node("qnode1").agent_grpc_address, "qnode1", views.append)
+        client = NodeLinkClient(
+            plan.node("qnode1").agent_grpc_address,
+            "qnode1",
+            views.append,
+            tls=km_tls(plan, "qnode1"),
+        )
         await client.start()  # before the agent: the client keeps trying
         try:
             with pytest.raises(SupplyError, match="unreachable"):
