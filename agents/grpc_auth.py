@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -61,10 +61,15 @@ def authorize(method: str, caller: Identity | None, node: str) -> Refusal | None
 
 
 Behaviour = Callable[..., Any]
-Handler = grpc.RpcMethodHandler[Any, Any]
+if TYPE_CHECKING:  # generic in the type stubs only
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.aio.ServerInterceptor
 
 
-class AgentAuthInterceptor(grpc.aio.ServerInterceptor[Any, Any]):
+class AgentAuthInterceptor(_Interceptor):
     """Wraps every method handler of the agent of `node` with `authorize`.
 
     grpc.aio hands an interceptor the method name but not the peer; the check therefore runs
