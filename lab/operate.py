@@ -156,6 +156,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(nodes)
     console.print(f"controller: {plan.controller.url}")
+    if plan.controller_token_file:  # state changes through the API need it
+        console.print(f"controller API token: {plan.controller_token_file}")
     return 0
 
 
