@@ -24,9 +24,11 @@ import grpc
 from agents import control_service, etsi004_service, node_link_service
 from agents.config import AgentConfig, ConfigError, load
 from agents.datastore import Datastore, DatastoreError
+from agents.grpc_auth import agent_grpc_server
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
 from common.config import Address
+from common.roles import TlsMaterial, server_credentials
 from common.tracing import Tracer
 from yang.schema import Schema
 
@@ -122,6 +124,9 @@ async def start_agent(
     `persist` keeps running in `data_dir/running.xml`; `durable` (default: the config's)
     also fsyncs it at every commit, so a commit survives a power loss, not only a restart."""
     name = config.node
+    if config.tls is None:
+        raise ValueError(f"{name}: the agent's gRPC needs tls (cert, key, ca): it serves link keys")
+    tls = TlsMaterial.from_files(config.tls.cert, config.tls.key, config.tls.ca)
     settings = settings or NodeSettings(perf_interval_s=config.perf_interval_s)
     node = QkdNode(
         config,
@@ -145,8 +150,7 @@ async def start_agent(
         listen.netconf.port if configured_ports else 0,
     )
     node.set_publisher(netconf.publish)
-    # No SO_REUSEPORT: a port taken by another process must fail loudly, not share traffic.
-    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+    server = agent_grpc_server(name)
     handle_box: list[AgentHandle] = []
 
     async def on_stop() -> None:
@@ -156,7 +160,8 @@ async def start_agent(
     node_link_service.add_to_server(node_link_service.NodeLinkService(node), server)
     control_service.add_to_server(control_service.AgentControlService(node, on_stop), server)
     grpc_address = Address(listen.grpc.host, listen.grpc.port if configured_ports else 0)
-    port = server.add_insecure_port(str(grpc_address))
+    # Mutual TLS; who may call what: agents/grpc_auth.py.
+    port = server.add_secure_port(str(grpc_address), server_credentials(tls))
     if port == 0:
         raise OSError(f"{name}: cannot listen on {listen.grpc} (gRPC)")
     await netconf.start()

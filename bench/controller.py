@@ -39,7 +39,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
-import grpc
 import networkx as nx
 
 from common.protos import control_pb2, control_pb2_grpc
@@ -56,7 +55,7 @@ from controller.topology.synthetic import snapshot_from_graph
 from lab.configs import write_process_configs
 from lab.launcher import agent_groups
 from lab.plan import LabPlan
-from tests.harness.agents import make_test_plan, running_agents
+from tests.harness.agents import agent_channel, make_test_plan, operator_tls, running_agents
 from tests.harness.configs import controller_from_plan
 
 SetLink = Callable[[str, str, bool], Awaitable[None]]  # (node name, qkdl_id, up)
@@ -162,7 +161,7 @@ async def hosted_agents(plan: LabPlan, mode: str) -> AsyncIterator[SetLink]:
 
         async def set_remote(node: str, qkdl_id: str, up: bool) -> None:
             address = plan.node(node).agent_grpc_address
-            async with grpc.aio.insecure_channel(address) as channel:
+            async with agent_channel(address, operator_tls(plan)) as channel:
                 stub = control_pb2_grpc.AgentControlStub(channel)
                 await stub.SetLink(control_pb2.SetLinkRequest(qkdl_id=qkdl_id, up=up))
 

@@ -77,6 +77,11 @@ def _target(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--config", type=Path, help="the controller's controller.yaml")
     group.add_argument("--plan", type=Path, help="a lab's plan.json (its state directory)")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        help="the API token (default: the api_token_file of the controller.yaml pointed at)",
+    )
 
 
 def _config_file(args: argparse.Namespace) -> Path:
@@ -88,10 +93,12 @@ def _config_file(args: argparse.Namespace) -> Path:
     return (args.state_dir or DEFAULT_STATE_DIR) / CONFIG_IN_STATE_DIR
 
 
-def _url(args: argparse.Namespace) -> str:
+def _target_of(args: argparse.Namespace) -> tuple[str, Path | None]:
+    """(API URL, token file or None): from --url/--token-file, or from a controller.yaml."""
+    token_file: Path | None = args.token_file
     if args.url:
-        return str(args.url).rstrip("/")
-    from controller.config import ConfigError, load_api_address
+        return str(args.url).rstrip("/"), token_file
+    from controller.config import ConfigError, load
 
     path = _config_file(args)
     if not path.exists():
@@ -99,17 +106,36 @@ def _url(args: argparse.Namespace) -> str:
             f"no controller configuration at {path}: pass --state-dir, --config or --url"
         )
     try:
-        return load_api_address(path).url("http")
+        config = load(path)
+        if token_file is None:
+            token_file = config.api_token_file
+        return config.api.url("http"), token_file
     except ConfigError as error:
         raise SystemExit(str(error)) from None
+
+
+def _headers(token_file: Path | None) -> dict[str, str]:
+    if token_file is None:
+        return {}
+    from controller.api_token import TokenError, load_api_token
+
+    try:
+        token = load_api_token(token_file)
+    except TokenError as error:
+        raise SystemExit(str(error)) from None
+    return {"Authorization": "Bearer " + token.value.decode("utf-8")}
 
 
 def _call(args: argparse.Namespace, method: str, path: str, **params: Any) -> Any:
     import httpx
 
-    url = _url(args)
+    url, token_file = _target_of(args)
+    # Reads are open (a reader needs no secret); a state change carries the token.
+    headers = _headers(token_file) if method != "GET" else {}
     try:
-        response = httpx.request(method, f"{url}{path}", params=params or None, timeout=30.0)
+        response = httpx.request(
+            method, f"{url}{path}", params=params or None, headers=headers, timeout=30.0
+        )
     except httpx.HTTPError as error:
         raise SystemExit(f"controller at {url} is not answering: {error}") from None
     if response.status_code >= 400:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from common.tracing import Tracer
 from controller.api import Controller
+from controller.api_token import TokenError, load_api_token
 from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
 from controller.rest import api_server
@@ -60,6 +61,9 @@ async def serve(
     force_path: Sequence[str] | None = None,
     allow_preemption: bool | None = None,
 ) -> None:
+    if config.api_token_file is None:
+        raise TokenError("controller config: no api_token_file: state-changing calls need a token")
+    token = load_api_token(config.api_token_file)  # before anything connects
     controller = Controller.from_config(
         config, policy=policy, force_path=force_path, allow_preemption=allow_preemption
     )
@@ -72,7 +76,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await controller.start()
-    server = api_server(controller, config.api)
+    server = api_server(controller, config.api, token)
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
@@ -108,5 +112,9 @@ def run(
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("ncclient").setLevel(logging.WARNING)
-    asyncio.run(serve(config, policy, force_path, allow_preemption))
+    try:
+        asyncio.run(serve(config, policy, force_path, allow_preemption))
+    except TokenError as error:
+        print(f"cannot start the controller: {error}", flush=True)
+        return 2
     return 0

@@ -2,6 +2,8 @@
 
 GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
 POST /admit, /intents (a key request); DELETE /intents/{id}.
+Every call but GET needs `Authorization: Bearer <token>` (controller/api_token.py): 401
+without it, 403 with a wrong one; reads stay open.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from common.config import Address
 from controller.api import Controller
+from controller.api_token import ApiToken, check_request
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
 
@@ -87,8 +91,17 @@ def decision_json(decision: Decision, snapshot: TopologySnapshot) -> dict[str, A
     }
 
 
-def build_app(controller: Controller) -> FastAPI:
+def build_app(controller: Controller, token: ApiToken) -> FastAPI:
     app = FastAPI(title="qkd-sdn controller", docs_url=None, redoc_url=None)
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Response:
+        refusal = check_request(request.method, request.headers.get("authorization"), token)
+        if refusal is not None:
+            headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+            return JSONResponse({"detail": refusal.detail}, refusal.status, headers=headers)
+        response: Response = await call_next(request)
+        return response
 
     def bad(error: Exception) -> HTTPException:
         return HTTPException(status_code=400, detail=str(error).strip("'\""))
@@ -186,10 +199,11 @@ def build_app(controller: Controller) -> FastAPI:
     return app
 
 
-def api_server(controller: Controller, address: Address) -> uvicorn.Server:
-    """The HTTP server on `address`; run with `await server.serve()`."""
+def api_server(controller: Controller, address: Address, token: ApiToken) -> uvicorn.Server:
+    """The HTTP server on `address`; run with `await server.serve()`. State-changing calls
+    need `token`."""
     config = uvicorn.Config(
-        build_app(controller),
+        build_app(controller, token),
         host=address.host,
         port=address.port,
         log_level="warning",

@@ -27,6 +27,7 @@ import grpc
 
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
+from common.roles import TlsMaterial, channel_credentials
 from km.config import KmConfig
 
 log = logging.getLogger(__name__)
@@ -640,6 +641,7 @@ class LinkKeyPools:
     ) -> None:
         self.node = config.node
         self.address = str(config.agent)
+        self._tls_files = config.tls  # read at start: mutual TLS to the agent
         bits = config.settings.link_pool_max_bits if max_bits is None else max_bits
         self._pools = {
             end.qkdl_id: LinkKeyPool(end, bits, sync_before_sending=sync_before_sending)
@@ -668,7 +670,9 @@ class LinkKeyPools:
     async def start(self) -> None:
         if self._channel is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self.address, options=FAST_RECONNECT)
+        tls = self._tls_files
+        credentials = channel_credentials(TlsMaterial.from_files(tls.cert, tls.key, tls.ca))
+        self._channel = grpc.aio.secure_channel(self.address, credentials, options=FAST_RECONNECT)
         stub = _KEY_DELIVERY_STUB(self._channel)
         self._tasks = [
             asyncio.create_task(

@@ -120,7 +120,12 @@ def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "authorized_keys_file": place.path(f"{creds.client_key}.pub"),
             "host_key": place.path(creds.host_key),
         },
-        "tls": None,
+        # gRPC takes mutual TLS: who may call what is agents/grpc_auth.py's rule.
+        "tls": {
+            "cert": place.path(plan.agent_certs[name][0]),
+            "key": place.path(plan.agent_certs[name][1]),
+            "ca": place.path(creds.ca_cert),
+        },
         "data_dir": place.path(state / "agents" / name),
         # The twin's nodes share one host: an fsync per commit (0.7 ms on a VM disk, on the
         # agents' event loop) would guard against a power loss that stops the whole twin
@@ -226,7 +231,9 @@ def _controller(plan: LabPlan, place: _Place) -> dict[str, Any]:
             "key": place.path(plan.controller.key),
             "ca": place.path(creds.ca_cert),
         },
-        "api_token_file": None,
+        "api_token_file": (
+            place.path(plan.controller_token_file) if plan.controller_token_file else None
+        ),
         "policy": "fewest-hops",
         "forced_paths": {pair: list(path) for pair, path in plan.forced_paths.items()},
         "allow_preemption": False,

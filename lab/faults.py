@@ -3,6 +3,8 @@
 A fibre fault concerns both ends of a link: it is applied at both agents, so that both
 modules stop (or resume) producing key together. A partition cuts a node's classical network
 instead (a twin started with `--hosts netns`: the node's veth goes down), see `partition`.
+The calls present the lab's operator certificate (urn:qkdsdn:operator:lab): the agents
+refuse AgentControl to anyone else.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import grpc
 
 from common.protos import control_pb2, control_pb2_grpc
+from common.roles import TlsMaterial
 from lab.plan import LabPlan, LinkPlan
 
 KINDS = ("cut", "restore", "eavesdrop", "stop-node")
@@ -34,8 +37,22 @@ def find_link(plan: LabPlan, target: str) -> LinkPlan:
     raise FaultError(f"no link {target!r} in the twin; links: {known}")
 
 
-def _call(address: str, method: str, request: object, timeout: float = 5.0) -> object:
-    with grpc.insecure_channel(address) as channel:
+def operator_credentials(plan: LabPlan) -> grpc.ChannelCredentials:
+    """The lab operator's client certificate, trusting agents signed by the lab CA."""
+    cert, key = plan.operator_cert
+    if not cert:
+        raise FaultError("the lab plan has no operator certificate: run `qkdsdn lab up` again")
+    try:
+        tls = TlsMaterial.from_files(cert, key, plan.credentials.ca_cert)
+    except OSError as error:
+        raise FaultError(f"cannot read the operator certificate: {error}") from None
+    return grpc.ssl_channel_credentials(tls.ca, tls.key, tls.cert)
+
+
+def _call(
+    plan: LabPlan, address: str, method: str, request: object, timeout: float = 5.0
+) -> object:
+    with grpc.secure_channel(address, operator_credentials(plan)) as channel:
         stub = control_pb2_grpc.AgentControlStub(channel)
         try:
             return getattr(stub, method)(request, timeout=timeout)
@@ -51,7 +68,7 @@ def inject(plan: LabPlan, kind: str, target: str, fraction: float = 0.25) -> str
         node = plan.node(target) if target in {n.name for n in plan.nodes} else None
         if node is None:
             raise FaultError(f"no node {target!r} in the twin")
-        reply = _call(node.agent_grpc_address, "StopNode", control_pb2.StopNodeRequest())
+        reply = _call(plan, node.agent_grpc_address, "StopNode", control_pb2.StopNodeRequest())
         return str(getattr(reply, "message", "stopped"))
     link = find_link(plan, target)
     if kind in ("cut", "restore"):
@@ -66,7 +83,7 @@ def inject(plan: LabPlan, kind: str, target: str, fraction: float = 0.25) -> str
         raise FaultError(f"unknown fault {kind!r}; known: {', '.join(KINDS)}")
     states = []
     for end in (link.a, link.b):
-        reply = _call(plan.node(end).agent_grpc_address, method, request)
+        reply = _call(plan, plan.node(end).agent_grpc_address, method, request)
         state = reply.link  # type: ignore[attr-defined]
         states.append(f"{end}: {state.status} skr={state.skr_bps:.0f} bit/s qber={state.qber:.3f}")
     return "; ".join(states)

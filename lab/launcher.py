@@ -126,6 +126,15 @@ def _ssh_credentials(state_dir: Path) -> tuple[Path, Path, Path]:
     return host_key, client_key, password
 
 
+def _controller_token(state_dir: Path) -> Path:
+    """STATE_DIR/secrets/controller-token (mode 0600): the bearer token of the controller's
+    API, generated once per state dir."""
+    path = state_dir / "secrets" / "controller-token"
+    if not path.exists():
+        _write_secret(path, secrets.token_urlsafe(32).encode())
+    return path
+
+
 def plan_settings(topology: Topology) -> Settings:
     given = topology.settings
     return Settings(
@@ -271,6 +280,12 @@ def make_plan(
         },
         forced_paths=dict(forced_paths or {}),
         agent_groups=agent_groups([n.name for n in topology.nodes], agent_processes),
+        agent_certs={
+            n.name: (str(pki_dir / f"agent-{n.name}.pem"), str(pki_dir / f"agent-{n.name}.key"))
+            for n in topology.nodes
+        },
+        operator_cert=(str(pki_dir / "operator.pem"), str(pki_dir / "operator.key")),
+        controller_token_file=str(_controller_token(state_dir)),
     )
 
 

@@ -268,6 +268,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             + ", ".join(f"{name} in {host.namespace}" for name, host in hosts.nodes.items())
             + f", controller in {hosts.controller.namespace}"
         )
+    if plan.controller_token_file:  # state changes through the API need it
+        console.print(f"controller API token: {plan.controller_token_file}")
     return 0
 
 

@@ -1,12 +1,16 @@
-"""The lab PKI: one CA signs every key manager, application (SAE) and controller certificate.
+"""The lab PKI: one CA signs every certificate of the twin, each naming its role and name.
 
-Layout (docs/architecture.md, State directory):
+Every certificate carries its identity as a URI SAN `urn:qkdsdn:ROLE:NAME` (common/roles.py);
+checks read the role from it, never the CN alone. Layout (docs/architecture.md, State directory):
     STATE_DIR/pki/ca.pem, ca.key               lab CA (ECDSA P-256)
-    STATE_DIR/pki/km-<node>.pem/.key           CN=<node>, server + client auth, SAN 127.0.0.1, localhost
-    STATE_DIR/pki/sae-<sae_id>.pem/.key        CN=<sae_id>, client auth
-    STATE_DIR/pki/controller.pem/.key          CN=controller, client auth
+    STATE_DIR/pki/km-<node>.pem/.key           urn:qkdsdn:km:<node>, server + client auth
+    STATE_DIR/pki/agent-<node>.pem/.key        urn:qkdsdn:agent:<node>, server auth
+    STATE_DIR/pki/sae-<sae_id>.pem/.key        urn:qkdsdn:sae:<sae_id>, client auth
+    STATE_DIR/pki/controller.pem/.key          urn:qkdsdn:controller:controller, client auth
+    STATE_DIR/pki/operator.pem/.key            urn:qkdsdn:operator:lab, client auth (lab faults)
+The CN is the name; server certificates also carry SAN IP:127.0.0.1 and DNS:localhost.
 Private keys are written with mode 0600. `create_lab_pki` is idempotent: a certificate that
-exists, is signed by the CA, names the right CN and is valid for another day is kept.
+exists, is signed by the CA, names the same identity and is valid for another day is kept.
 
 An operator who has a CA of their own passes it: `create_lab_pki(..., ca=load_ca(cert, key))`;
 then `ca.pem` is a copy of that CA certificate and no CA key is written to the state directory.
@@ -28,9 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from common.roles import Identity, Role, identity_of_certificate
+
 CA_VALID_DAYS = 3650
 LEAF_VALID_DAYS = 825
 RENEW_BEFORE = dt.timedelta(days=1)
+CONTROLLER = Identity(Role.CONTROLLER, "controller")
+OPERATOR = Identity(Role.OPERATOR, "lab")
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class LabPki:
     kms: Mapping[str, CertPaths]
     saes: Mapping[str, CertPaths]
     controller: CertPaths
+    agents: Mapping[str, CertPaths]
+    operator: CertPaths
 
 
 def create_lab_pki(
@@ -78,10 +88,11 @@ def create_lab_pki(
         ca = _load_or_create_lab_ca(ca_paths)
     else:
         _write_atomic(ca_paths.cert, ca.cert.public_bytes(serialization.Encoding.PEM), 0o644)
+    nodes = list(nodes)
     kms = {
         node: issue_certificate(
             ca,
-            node,
+            Identity(Role.KM, node),
             _pair(pki_dir, f"km-{node}"),
             server=True,
             client=True,
@@ -90,14 +101,35 @@ def create_lab_pki(
         )
         for node in nodes
     }
+    agents = {
+        node: issue_certificate(
+            ca,
+            Identity(Role.AGENT, node),
+            _pair(pki_dir, f"agent-{node}"),
+            server=True,
+            client=False,
+            reuse=True,
+        )
+        for node in nodes
+    }
     sae_paths = {
-        sae: issue_certificate(ca, sae, _pair(pki_dir, f"sae-{sae}"), client=True, reuse=True)
+        sae: issue_certificate(
+            ca, Identity(Role.SAE, sae), _pair(pki_dir, f"sae-{sae}"), client=True, reuse=True
+        )
         for sae in saes
     }
     controller = issue_certificate(
-        ca, "controller", _pair(pki_dir, "controller"), client=True, reuse=True
+        ca, CONTROLLER, _pair(pki_dir, "controller"), client=True, reuse=True
     )
-    return LabPki(ca=ca_paths, kms=kms, saes=sae_paths, controller=controller)
+    operator = issue_certificate(ca, OPERATOR, _pair(pki_dir, "operator"), client=True, reuse=True)
+    return LabPki(
+        ca=ca_paths,
+        kms=kms,
+        saes=sae_paths,
+        controller=controller,
+        agents=agents,
+        operator=operator,
+    )
 
 
 def create_ca(paths: CertPaths, common_name: str = "qkd-sdn lab CA") -> CertificateAuthority:
@@ -154,7 +186,7 @@ def load_ca(cert_path: Path, key_path: Path, password: bytes | None = None) -> C
 
 def issue_certificate(
     ca: CertificateAuthority,
-    common_name: str,
+    identity: Identity,
     paths: CertPaths,
     *,
     server: bool = False,
@@ -162,16 +194,18 @@ def issue_certificate(
     reuse: bool = False,
     hosts: Sequence[str] = (),
 ) -> CertPaths:
-    """Writes an ECDSA P-256 key and a certificate for `common_name` signed by `ca`.
+    """Writes an ECDSA P-256 key and a certificate for `identity` signed by `ca`: CN = the
+    name, URI SAN `urn:qkdsdn:ROLE:NAME`.
 
     server=True adds serverAuth and SAN IP:127.0.0.1, DNS:localhost, plus `hosts` (DNS
     names or IP addresses). reuse=True keeps an existing certificate that is still valid,
-    signed by `ca`, for the same CN, usages and SAN.
+    signed by `ca`, for the same identity, usages and SAN.
     """
-    if not common_name:
-        raise ValueError("a certificate needs a non-empty common name")
-    san = _san_entries(hosts) if server else []
-    if reuse and _still_good(ca, common_name, paths, server=server, client=client, san=san):
+    common_name = identity.name
+    san: list[x509.GeneralName] = [x509.UniformResourceIdentifier(identity.uri)]
+    if server:
+        san += _san_entries(hosts)
+    if reuse and _still_good(ca, identity, paths, server=server, client=client, san=san):
         return paths
     key = ec.generate_private_key(ec.SECP256R1())
     usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + (
@@ -195,13 +229,25 @@ def issue_certificate(
             critical=False,
         )
     )
-    if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
     algorithm = None if isinstance(ca.key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     cert = builder.sign(ca.key, algorithm)
     _write_key(paths.key, key)
     _write_atomic(paths.cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return paths
+
+
+def common_name_of(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
+    if paths.cert.exists() and paths.key.exists():
+        ca = load_ca(paths.cert, paths.key)
+        if ca.cert.not_valid_after_utc - _now() > RENEW_BEFORE:
+            return ca
+    return create_ca(paths)
 
 
 def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
@@ -224,22 +270,9 @@ def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
     return entries
 
 
-def common_name_of(cert: x509.Certificate) -> str:
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(attrs[0].value) if attrs else ""
-
-
-def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
-    if paths.cert.exists() and paths.key.exists():
-        ca = load_ca(paths.cert, paths.key)
-        if ca.cert.not_valid_after_utc - _now() > RENEW_BEFORE:
-            return ca
-    return create_ca(paths)
-
-
 def _still_good(
     ca: CertificateAuthority,
-    common_name: str,
+    identity: Identity,
     paths: CertPaths,
     *,
     server: bool,
@@ -253,11 +286,6 @@ def _still_good(
         key = serialization.load_pem_private_key(paths.key.read_bytes(), None)
         _verify_signature(ca, cert)
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
-        names = (
-            set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
-            if server
-            else set()
-        )
     except (ValueError, InvalidSignature, x509.ExtensionNotFound):
         return False
     wanted = ({ExtendedKeyUsageOID.SERVER_AUTH} if server else set()) | (
@@ -270,10 +298,12 @@ def _still_good(
     )
     return (
         same_key
-        and common_name_of(cert) == common_name
+        and common_name_of(cert) == identity.name
+        and identity_of_certificate(cert) == identity
+        and set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        == set(san)
         and cert.issuer == ca.cert.subject
         and usages == wanted
-        and names == set(san)
         and cert.not_valid_after_utc - _now() > RENEW_BEFORE
     )
 

@@ -137,6 +137,12 @@ class LabPlan:
     forced_paths: dict[str, tuple[str, ...]] = field(default_factory=dict)  # "app1>app2" -> nodes
     # Nodes hosted together, one agents process per group; empty: one process for all.
     agent_groups: tuple[tuple[str, ...], ...] = ()
+    # Server certificate of each node's agent gRPC (mutual TLS, urn:qkdsdn:agent:<node>).
+    agent_certs: dict[str, tuple[str, str]] = field(default_factory=dict)  # node -> (cert, key)
+    # Client certificate of the lab's operator (urn:qkdsdn:operator:lab): fault injection.
+    operator_cert: tuple[str, str] = ("", "")
+    # Bearer token that the controller's API requires for every state-changing call (0600).
+    controller_token_file: str = ""
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -190,8 +196,15 @@ class LabPlan:
             node_certs={k: (v[0], v[1]) for k, v in data.get("node_certs", {}).items()},
             forced_paths={k: tuple(v) for k, v in data.get("forced_paths", {}).items()},
             agent_groups=tuple(tuple(group) for group in data.get("agent_groups", [])),
+            agent_certs={k: (v[0], v[1]) for k, v in data.get("agent_certs", {}).items()},
+            operator_cert=_pair(data.get("operator_cert", ("", ""))),
+            controller_token_file=data.get("controller_token_file", ""),
         )
 
     @staticmethod
     def load(path: Path) -> LabPlan:
         return LabPlan.from_dict(json.loads(path.read_text()))
+
+
+def _pair(value: Any) -> tuple[str, str]:
+    return (str(value[0]), str(value[1]))

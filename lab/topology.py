@@ -33,6 +33,10 @@ NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 # SAE ids end up in ETSI 014 URL paths and file names.
 SAE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 TOPOLOGY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Names of the twin's services and processes (certificates, log files, `lab status`): an
+# application may not take one, nor a node's name, so that no name means two things.
+SERVICE_NAMES = frozenset({"controller", "operator", "lab", "ca", "agent", "agents", "km"})
+SERVICE_PREFIXES = ("agent-", "agents-", "km-", "sae-")
 
 RELAY_MODES = ("aes-gcm", "otp")
 BUILTIN_LINK_DEFAULTS: Mapping[str, object] = {
@@ -460,6 +464,10 @@ def _read_apps(reader: _Reader, value: object, node_names: frozenset[str]) -> tu
         where = _join("apps", sae_id)
         if reader.text(sae_id, where, SAE_ID) is None:
             continue
+        clash = _name_clash(sae_id, node_names)
+        if clash is not None:
+            reader.add(where, clash)
+            continue
         node: object = body
         if isinstance(body, dict):  # long form {node: qnode1}; short form is just the name
             attributes = reader.mapping(body, where, f"application {sae_id!r}")
@@ -478,6 +486,18 @@ def _read_apps(reader: _Reader, value: object, node_names: frozenset[str]) -> tu
         else:
             apps.append(AppSpec(sae_id=sae_id, node=node))
     return tuple(apps)
+
+
+def _name_clash(sae_id: str, node_names: frozenset[str]) -> str | None:
+    """Why an application may not be called `sae_id` (compared without case), or None."""
+    folded = sae_id.casefold()
+    for node in sorted(node_names):
+        if node.casefold() == folded:
+            return f"application {sae_id!r} is named like node {node!r}: choose another name"
+    if folded in SERVICE_NAMES or folded.startswith(SERVICE_PREFIXES):
+        reserved = ", ".join(sorted(SERVICE_NAMES)) + ", " + "*, ".join(SERVICE_PREFIXES) + "*"
+        return f"application {sae_id!r} takes a name reserved for the twin's services ({reserved})"
+    return None
 
 
 def _components(nodes: Iterable[str], links: Iterable[LinkSpec]) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """ETSI GS QKD 004 for applications: key streams over gRPC with mutual TLS.
 
-The caller's SAE_ID is the CN of its client certificate (`context.auth_context()`); the
+The caller's SAE_ID is the name in its client certificate's role SAN `urn:qkdsdn:sae:<id>`
+(common/roles.py; a certificate of another role is refused); the
 `source` of OPEN_CONNECT must name the caller (`<sae_id>` or `sae:<sae_id>`).
 
 A key stream joins two SAEs. One end opens it (with an empty key_stream_ID the KM assigns
@@ -36,6 +37,7 @@ import grpc
 from common.config import Address
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
+from common.roles import Role, peer_identity
 from km.access import AccessControl, AccessDenied
 from km.key_store import StoredKey
 from km.supply import KeySupply, SupplyError
@@ -120,8 +122,10 @@ def parse_sae_uri(uri: str) -> str:
 
 
 def peer_sae(context: Ctx) -> str | None:
-    names = list(context.auth_context().get("x509_common_name") or [])
-    return names[0].decode() if names else None
+    """The SAE_ID of the caller: the name of a certificate with the role sae
+    (`urn:qkdsdn:sae:<id>`); None for any other certificate, a node's KM included."""
+    caller = peer_identity(context)
+    return caller.name if caller is not None and caller.role is Role.SAE else None
 
 
 class KeyStreamService:
@@ -150,7 +154,7 @@ class KeyStreamService:
         if source != caller:
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"source {request.source!r} is not the caller {caller!r} (certificate CN)",
+                f"source {request.source!r} is not the caller {caller!r} (client certificate)",
             )
         dest_node = self.supply.sae_nodes.get(destination)
         if dest_node is None or destination == caller:
@@ -330,7 +334,10 @@ class KeyStreamService:
     async def _caller(self, context: Ctx) -> str:
         sae = peer_sae(context)
         if sae is None:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no client certificate CN")
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "the client certificate is not an application's (urn:qkdsdn:sae:SAE_ID)",
+            )
         assert sae is not None
         if self.supply.sae_nodes.get(sae) != self.supply.node:
             await context.abort(

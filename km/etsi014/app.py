@@ -1,8 +1,10 @@
 """The ETSI GS QKD 014 HTTP front end (FastAPI): maps requests to `Etsi014Service` calls.
 
-The caller's SAE_ID is the CN of its TLS client certificate. uvicorn does not put the
-certificate into the ASGI scope, so `km/etsi014/server.py` does: it adds the ASGI TLS
-extension (`scope["extensions"]["tls"]["client_cert_name"]`, RFC 4514), read here.
+The caller's SAE_ID is the name in its TLS client certificate's role SAN
+`urn:qkdsdn:sae:<id>` (common/roles.py): a certificate of another role (a KM, the controller)
+identifies no SAE. uvicorn does not put the certificate into the ASGI scope, so
+`km/etsi014/server.py` does: it adds the ASGI TLS extension
+(`scope["extensions"]["tls"]["client_cert_chain"]`, PEM), read here.
 Every error is an ETSI `Error` body with 400, 401 or 503 (FastAPI's 422 is replaced by 400).
 """
 
@@ -14,8 +16,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from common.roles import Role, identity_of_pem
 from km.etsi014.schemas import Error, KeyContainer, KeyIds, KeyRequest, Status
 from km.etsi014.service import Etsi014Error, Etsi014Service, key_container_json
 from km.key_store import StoredKey
@@ -38,30 +39,26 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-_CN_MEMO = "qkdsdn.client_cert_cn"
+_SAE_MEMO = "qkdsdn.client_sae_id"
 
 
 def sae_id_from_scope(scope: Any) -> str | None:
-    """The CN of the client certificate, from the ASGI TLS extension; None without one.
+    """The SAE_ID of the client certificate (role sae), from the ASGI TLS extension; None
+    without a certificate or with one of another role.
 
     The server hands every request of a connection the same extension dict, so the parsed
-    CN is memoised in it: parsing the name took more time than storing the key."""
+    identity is memoised in it: parsing took more time than storing the key."""
     tls = scope.get("extensions", {}).get("tls")
     if not tls:
         return None
-    if _CN_MEMO in tls:
-        memo: str | None = tls[_CN_MEMO]
+    if _SAE_MEMO in tls:
+        memo: str | None = tls[_SAE_MEMO]
         return memo
-    name = tls.get("client_cert_name")
-    cn = None
-    if name:
-        try:
-            attrs = x509.Name.from_rfc4514_string(name).get_attributes_for_oid(NameOID.COMMON_NAME)
-            cn = str(attrs[0].value) if attrs else None
-        except ValueError:
-            cn = None
-    tls[_CN_MEMO] = cn
-    return cn
+    chain = tls.get("client_cert_chain") or []
+    caller = identity_of_pem(str(chain[0]).encode("ascii")) if chain else None
+    sae = caller.name if caller is not None and caller.role is Role.SAE else None
+    tls[_SAE_MEMO] = sae
+    return sae
 
 
 def caller_sae(request: Request) -> str:
@@ -73,7 +70,9 @@ def caller_sae(request: Request) -> str:
 def _caller_of(scope: Any) -> str:
     sae = sae_id_from_scope(scope)
     if sae is None:
-        raise Etsi014Error(401, "no client certificate with a CN: the SAE is not identified")
+        raise Etsi014Error(
+            401, "the client certificate is not an application's (urn:qkdsdn:sae:SAE_ID)"
+        )
     return sae
 
 
@@ -82,7 +81,7 @@ def create_app(service: Etsi014Service) -> FastAPI:
         title="qkd-sdn key manager — ETSI GS QKD 014",
         version="1.1.1",
         description="Key delivery to SAEs over HTTPS with mutual TLS; the caller's SAE_ID "
-        "is the CN of its client certificate.",
+        "is the name in its client certificate's URI SAN urn:qkdsdn:sae:SAE_ID.",
         docs_url=None,
         redoc_url=None,
     )

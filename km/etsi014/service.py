@@ -163,7 +163,7 @@ class Etsi014Service:
         if self.supply.sae_nodes.get(caller) != self.supply.node:
             self._refused(401, "identity")
             raise Etsi014Error(
-                401, f"SAE {caller!r} (client certificate CN) is not served by this KME"
+                401, f"SAE {caller!r} (client certificate) is not served by this KME"
             )
 
     def _node_of_peer(self, sae: str) -> str:

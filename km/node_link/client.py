@@ -17,6 +17,7 @@ import grpc
 
 from common.protos import node_link_pb2 as pb
 from common.protos import node_link_pb2_grpc as pb_grpc
+from common.roles import TlsMaterial, channel_credentials
 from km.associations import AppRequest, ConfigError, NodeView, parse_node_config
 from km.link_pools import FAST_RECONNECT
 from km.supply import SupplyError
@@ -37,9 +38,11 @@ class NodeLinkClient:
         km_id: str,
         on_view: Callable[[NodeView], None],
         *,
+        tls: TlsMaterial,
         rpc_timeout: float = 5.0,
     ) -> None:
         self.address = address
+        self._credentials = channel_credentials(tls)  # the agent admits only its node's KM
         self.km_id = km_id
         self._on_view = on_view
         self._rpc_timeout = rpc_timeout
@@ -51,7 +54,9 @@ class NodeLinkClient:
     async def start(self) -> None:
         if self._channel is not None:
             return
-        self._channel = grpc.aio.insecure_channel(self.address, options=FAST_RECONNECT)
+        self._channel = grpc.aio.secure_channel(
+            self.address, self._credentials, options=FAST_RECONNECT
+        )
         self._stub = _NODE_LINK_STUB(self._channel)
         self._task = asyncio.create_task(self._watch(), name=f"node-link {self.km_id}")
 

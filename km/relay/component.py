@@ -27,6 +27,7 @@ from km.relay.client import RelayClient
 from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
 from km.relay.servicer import relay_server
 from km.relay.supplier import RelaySupplier
+from km.tls import km_tls
 
 
 class RelayComponent:
@@ -48,7 +49,9 @@ class RelayComponent:
         self.tracer = tracer or self._own_tracer or Tracer(f"km:{node}", None)
         # A pool sends only once its link is resynchronised with the peer KM (LinkSync).
         self.pools = LinkKeyPools(config, max_bits=pool_max_bits, sync_before_sending=True)
-        self.node_link = NodeLinkClient(str(config.agent), node, self._on_view)
+        self.node_link = NodeLinkClient(
+            str(config.agent), node, self._on_view, tls=km_tls(config.tls)
+        )
         self.associations = Associations(qkdn_id, self._register)
         self._client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
         self.forwarder = Forwarder(

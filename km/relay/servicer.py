@@ -1,7 +1,8 @@
 """The `Relay` gRPC service of one key manager: thin adapters over its forwarder (both RPCs).
 
-The caller's identity is its TLS client certificate (mutual TLS with the lab CA): the CN names
-the sending node, and the forwarder checks it against the hop's `sender`.
+The caller's identity is its TLS client certificate (mutual TLS with the lab CA): it must carry
+the role km (`urn:qkdsdn:km:<node>`, common/roles.py), and the forwarder checks that node
+against the hop's `sender`. A certificate of another role (an SAE named like a node) is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import grpc
 from common.config import Address, TlsFiles
 from common.protos import relay_pb2 as pb
 from common.protos import relay_pb2_grpc as pb_grpc
+from common.roles import Role, peer_identity
 from km.relay.client import tls_material
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
@@ -28,9 +30,19 @@ DEFAULT_DEADLINE_S = 30.0
 _ADD_SERVICER: Callable[[Any, grpc.aio.Server], None] = pb_grpc.add_RelayServicer_to_server
 
 
-def peer_common_name(context: grpc.aio.ServicerContext[Any, Any]) -> str:
-    names = list(context.auth_context().get("x509_common_name", []))
-    return names[0].decode() if names else ""
+async def key_manager_peer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    """The node whose key manager is calling; any other caller is refused (the call aborts)."""
+    caller = peer_identity(context)
+    if caller is None:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED, "relay: the client certificate names no role"
+        )
+    assert caller is not None
+    if caller.role is not Role.KM:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"relay: only key managers may relay, not {caller}"
+        )
+    return caller.name
 
 
 class RelayServicer:
@@ -40,10 +52,11 @@ class RelayServicer:
     async def Forward(
         self, request: pb.RelayHop, context: grpc.aio.ServicerContext[pb.RelayHop, pb.RelayAck]
     ) -> pb.RelayAck:
+        sender = await key_manager_peer(context)
         remaining = context.time_remaining()
         deadline = time.monotonic() + (DEFAULT_DEADLINE_S if remaining is None else remaining)
         try:
-            return await self.forwarder.receive(request, peer_common_name(context), deadline)
+            return await self.forwarder.receive(request, sender, deadline)
         except RelayFailure as exc:
             log.info("relay refused: %s", exc.message)
             await context.abort(exc.grpc_code, exc.message, exc.trailing_metadata)
@@ -55,7 +68,8 @@ class RelayServicer:
         context: grpc.aio.ServicerContext[pb.LinkPosition, pb.LinkPosition],
     ) -> pb.LinkPosition:
         try:
-            return await self.forwarder.link_sync.answer(request, peer_common_name(context))
+            peer = await key_manager_peer(context)  # role km, or the call is aborted
+            return await self.forwarder.link_sync.answer(request, peer)
         except RelayFailure as exc:
             log.info("resync refused: %s", exc.message)
             await context.abort(exc.grpc_code, exc.message)

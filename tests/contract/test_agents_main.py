@@ -26,7 +26,7 @@ from common.protos import control_pb2 as ctl
 from common.protos import control_pb2_grpc as ctl_grpc
 from lab.configs import write_process_configs
 from lab.plan import LabPlan
-from tests.harness.agents import make_test_plan, running_agents, running_path
+from tests.harness.agents import make_test_plan, operator_tls, running_agents, running_path
 
 ncclient.transport.session.TICK = 0.001
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,9 @@ def test_agent_run_hosts_the_listed_nodes_and_stops_on_sigterm(
         data = str(session.get().data_xml)
     assert b.qkdn_id in data and data.count("<qkd_link>") == 2
     assert "etsi-qkdn-types:OPERATING" in data
-    with grpc.insecure_channel(a.agent_grpc_address) as channel:
+    operator = operator_tls(plan)
+    credentials = grpc.ssl_channel_credentials(operator.ca, operator.key, operator.cert)
+    with grpc.secure_channel(a.agent_grpc_address, credentials) as channel:
         control: Any = ctl_grpc.AgentControlStub(channel)
         status = control.Status(ctl.StatusRequest(), timeout=10)
     assert status.name == "a" and [link.peer_node for link in status.links] == ["b"]

@@ -23,6 +23,7 @@ from agents.node import Site
 from agents.notifications import AppRequest
 from common.config import Address
 from controller.api import Controller
+from controller.api_token import ApiToken, load_api_token
 from controller.devices.session import NetconfSession
 from controller.errors import DeviceUnavailable
 from controller.model import IntentState, KeyRequest, LinkStatus, QoS
@@ -319,18 +320,24 @@ def test_a_restarted_controller_rebuilds_its_intents_from_the_nodes(tmp_path: Pa
     run(scenario())
 
 
+def api_token(plan: LabPlan) -> ApiToken:
+    return load_api_token(Path(plan.controller_token_file))
+
+
 def test_http_api_serves_status_topology_paths_and_intents(tmp_path: Path) -> None:
     plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
     [port] = free_ports(1)
+    token = api_token(plan)
 
     async def scenario() -> None:
         async with running_agents(plan), controller_for(plan) as controller:
-            server = api_server(controller, Address("127.0.0.1", port))
+            server = api_server(controller, Address("127.0.0.1", port), token)
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             base = f"http://127.0.0.1:{port}"
+            bearer = {"Authorization": "Bearer " + token.value.decode()}
             try:
-                async with httpx.AsyncClient(base_url=base) as client:
+                async with httpx.AsyncClient(base_url=base, headers=bearer) as client:
                     status = (await client.get("/status")).json()
                     assert [d["connected"] for d in status["devices"]] == [True] * 3
                     topo = (await client.get("/topology")).json()
@@ -352,6 +359,88 @@ def test_http_api_serves_status_topology_paths_and_intents(tmp_path: Path) -> No
                 await serving
 
     run(scenario())
+
+
+def test_state_changing_api_calls_need_the_token_reads_do_not(tmp_path: Path) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
+    [port] = free_ports(1)
+    token = api_token(plan)
+
+    async def scenario() -> None:
+        async with running_agents(plan), controller_for(plan) as controller:
+            snap = controller.topology()
+            installed = await controller.install(
+                KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
+            )
+            server = api_server(controller, port, token)
+            serving = asyncio.create_task(server.serve())
+            await until(lambda: server.started, "the API")
+            target = f"/intents/{installed.intent_id}"
+            body = {"src": "n1", "dst": "n3", "server_app_id": "a", "client_app_ids": ["b"]}
+            try:
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+                    anonymous = await client.delete(target)
+                    assert anonymous.status_code == 401
+                    assert anonymous.headers["www-authenticate"] == "Bearer"
+                    assert "Bearer" in anonymous.json()["detail"]
+                    wrong = {"Authorization": "Bearer " + "x" * len(token.value)}
+                    assert (await client.delete(target, headers=wrong)).status_code == 403
+                    basic = {"Authorization": "Basic " + token.value.decode()}
+                    assert (await client.delete(target, headers=basic)).status_code == 401
+                    assert (await client.post("/intents", json=body)).status_code == 401
+                    assert (await client.post("/admit", json=body)).status_code == 401
+                    # nothing changed, and reads need no token
+                    assert controller.intent_service.get(installed.intent_id).state is (
+                        IntentState.INSTALLED
+                    )
+                    listed = (await client.get("/intents")).json()
+                    assert [i["state"] for i in listed] == ["INSTALLED"]
+                    right = {"Authorization": "Bearer " + token.value.decode()}
+                    gone = await client.delete(target, headers=right)
+                    assert gone.status_code == 200 and gone.json()["state"] == "WITHDRAWN"
+            finally:
+                server.should_exit = True
+                await serving
+
+    run(scenario())
+
+
+def test_cli_withdraw_sends_the_plans_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = chain_plan(tmp_path, ["n1", "n2"])
+    [port] = free_ports(1)
+    plan = replace(plan, controller=replace(plan.controller, api_port=port))
+    plan.save(tmp_path / "plan.json")
+    url = ["--url", f"http://127.0.0.1:{port}"]
+
+    async def scenario() -> None:
+        async with running_agents(plan), controller_for(plan) as controller:
+            snap = controller.topology()
+            installed = await controller.install(
+                KeyRequest(snap.resolve("n1"), snap.resolve("n2"), "app1", ("app2",))
+            )
+            server = api_server(controller, port, api_token(plan))
+            serving = asyncio.create_task(server.serve())
+            await until(lambda: server.started, "the API")
+            withdraw = ["controller", "withdraw", installed.intent_id]
+            try:
+                with pytest.raises(SystemExit, match="Bearer"):  # --url alone: no token
+                    await asyncio.to_thread(qkdsdn, [*withdraw, *url])
+                assert controller.intent_service.get(installed.intent_id).state is (
+                    IntentState.INSTALLED
+                )
+                plan_args = ["--plan", str(tmp_path / "plan.json")]
+                assert await asyncio.to_thread(qkdsdn, [*withdraw, *plan_args]) == 0
+                assert controller.intent_service.get(installed.intent_id).state is (
+                    IntentState.WITHDRAWN
+                )
+            finally:
+                server.should_exit = True
+                await serving
+
+    run(scenario())
+    assert "WITHDRAWN" in capsys.readouterr().out
 
 
 def test_a_lost_node_is_routed_around_and_cleaned_when_it_returns(tmp_path: Path) -> None:
@@ -413,7 +502,7 @@ def test_cli_prints_tables_from_a_running_controller(
 
     async def scenario() -> None:
         async with running_agents(plan), controller_for(plan) as controller:
-            server = api_server(controller, Address("127.0.0.1", port))
+            server = api_server(controller, Address("127.0.0.1", port), api_token(plan))
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             url = ["--url", f"http://127.0.0.1:{port}"]

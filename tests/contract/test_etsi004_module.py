@@ -17,7 +17,14 @@ from common.protos import control_pb2_grpc as ctl_grpc
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 from lab.plan import LabPlan
-from tests.harness.agents import LinkSpec, make_test_plan, running_agents
+from tests.harness.agents import (
+    LinkSpec,
+    agent_channel,
+    km_tls,
+    make_test_plan,
+    operator_tls,
+    running_agents,
+)
 
 RATE_BPS = 256_000.0  # 1000 chunks of 256 bits per second
 
@@ -30,9 +37,11 @@ class Client:
     """The key manager's view of one agent: KeyDelivery and AgentControl stubs."""
 
     def __init__(self, plan: LabPlan, name: str, handle: AgentHandle) -> None:
-        self.channel = grpc.aio.insecure_channel(handle.grpc_address)
+        # As in a twin: the node's KM draws keys, the lab's operator injects faults.
+        self.channel = agent_channel(handle.grpc_address, km_tls(plan, name))
+        self.operator = agent_channel(handle.grpc_address, operator_tls(plan))
         self.keys: Any = pb_grpc.KeyDeliveryStub(self.channel)
-        self.control: Any = ctl_grpc.AgentControlStub(self.channel)
+        self.control: Any = ctl_grpc.AgentControlStub(self.operator)
         self.link = plan.links[0].qkdl_id
         self.source = f"qkdn:{plan.node(name).qkdn_id}"
         self.destination = f"qkdn:{plan.node(plan.links[0].other_end(name)).qkdn_id}"
@@ -80,8 +89,9 @@ def run(
             try:
                 await body(plan, a, b)
             finally:
-                await a.channel.close(None)
-                await b.channel.close(None)
+                for client in (a, b):
+                    await client.channel.close(None)
+                    await client.operator.close(None)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
@@ -185,8 +195,9 @@ def test_stream_is_identical_when_the_ends_live_in_separate_processes(tmp_path: 
             keys = [await a.get_ready() for _ in range(5)]
             for key in keys:
                 assert (await b.get_ready(key.index)).key_buffer == key.key_buffer
-            await a.channel.close(None)
-            await b.channel.close(None)
+            for client in (a, b):
+                await client.channel.close(None)
+                await client.operator.close(None)
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import grpc
 import ncclient.transport.session
 import pytest
 from ncclient import manager
@@ -16,7 +15,7 @@ from ncclient.operations import RPCError
 from common.protos import node_link_pb2 as pb
 from common.protos import node_link_pb2_grpc as pb_grpc
 from lab.plan import LabPlan
-from tests.harness.agents import make_test_plan, running_agents
+from tests.harness.agents import agent_channel, km_tls, make_test_plan, running_agents
 
 ncclient.transport.session.TICK = 0.001
 
@@ -62,7 +61,7 @@ def test_watch_config_streams_running_now_and_after_a_commit(tmp_path: Path) -> 
     async def scenario() -> None:
         async with running_agents(plan, ["a", "b"], plan_ports=False) as agents:
             a = agents["a"]
-            async with grpc.aio.insecure_channel(a.grpc_address) as channel:
+            async with agent_channel(a.grpc_address, km_tls(plan, "a")) as channel:
                 stub: Any = pb_grpc.NodeLinkStub(channel)
                 stream = stub.WatchConfig(pb.WatchRequest(km_id="km-a"))
                 first = await stream.read()
@@ -93,7 +92,7 @@ def test_register_application_reaches_subscribed_netconf_sessions(tmp_path: Path
             session = await asyncio.to_thread(connect, plan, a.netconf_port)
             try:
                 await asyncio.to_thread(session.create_subscription)
-                async with grpc.aio.insecure_channel(a.grpc_address) as channel:
+                async with agent_channel(a.grpc_address, km_tls(plan, "a")) as channel:
                     stub: Any = pb_grpc.NodeLinkStub(channel)
                     request = pb.AppRegistration(
                         server_app_id="sae-1",

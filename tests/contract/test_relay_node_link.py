@@ -10,6 +10,8 @@ import pytest
 from km.associations import AppRequest, NodeView
 from km.node_link.client import NodeLinkClient
 from km.supply import SupplyError
+from km.tls import km_tls
+from tests.harness.configs import km_config_of
 from tests.harness.relay import FakeAgent, empty_config, install_path, make_plan, wait_until
 
 
@@ -18,7 +20,12 @@ def test_follows_pushes_registers_and_survives_an_agent_restart(tmp_path: Path) 
         plan = make_plan(tmp_path, ["qnode1", "qnode2"], [("qnode1", "qnode2")])
         agents = {n: FakeAgent(plan, n) for n in ("qnode1", "qnode2")}
         views: list[NodeView] = []
-        client = NodeLinkClient(plan.node("qnode1").agent_grpc_address, "qnode1", views.append)
+        client = NodeLinkClient(
+            plan.node("qnode1").agent_grpc_address,
+            "qnode1",
+            views.append,
+            tls=km_tls(km_config_of(plan, "qnode1").tls),
+        )
         await client.start()  # before the agent: the client keeps trying
         try:
             with pytest.raises(SupplyError, match="unreachable"):

@@ -1,7 +1,8 @@
 """Lab plans and agents for tests: real seeds, SSH keys, a password file, free ports in a temp dir.
 
-`make_test_plan(tmp_path, ["a", "b"], [("a", "b")], [("sae-1", "a")])`. The PKI fields
-name files under `tmp_path/pki` that this helper does not create (`lab.pki` does).
+`make_test_plan(tmp_path, ["a", "b"], [("a", "b")], [("sae-1", "a")])`, with the lab PKI
+under `tmp_path/pki` (the agents' gRPC takes mutual TLS) and `operator_channel` for the
+AgentControl calls of a test.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from agents import main as agents_main
 from agents.main import AgentHandle
 from agents.node import Site
+from common.roles import TlsMaterial, channel_credentials
 from lab.launcher import make_plan
 from lab.plan import LabPlan, Settings
 from lab.topology import AppSpec, NodeSpec, Topology, TopologySettings
@@ -43,7 +47,7 @@ def make_test_plan(
 ) -> LabPlan:
     """A complete plan in `tmp_path` (the state dir); `apps` are (sae_id, node) pairs.
 
-    The same resolution as `qkdsdn lab up` (lab.launcher.make_plan), without the PKI."""
+    The same resolution as `qkdsdn lab up` (lab.launcher.make_plan), PKI included."""
     specs = [spec if isinstance(spec, LinkSpec) else LinkSpec(*spec) for spec in links]
     for link in specs:
         if link.a not in nodes or link.b not in nodes:
@@ -64,7 +68,6 @@ def make_test_plan(
         state / "topology.yaml",
         state,
         settings=settings or Settings(),
-        with_pki=False,
     )
     plan.save(state / "plan.json")
     return plan
@@ -92,3 +95,18 @@ async def start_agent(
     plan: LabPlan, name: str, site: Site, schema: Schema, **options: Any
 ) -> AgentHandle:
     return await agents_main.start_agent(agent_config_of(plan, name), site, schema, **options)
+
+
+def operator_tls(plan: LabPlan) -> TlsMaterial:
+    """The lab operator's client certificate (urn:qkdsdn:operator:lab): AgentControl."""
+    return TlsMaterial.from_files(*plan.operator_cert, plan.credentials.ca_cert)
+
+
+def km_tls(plan: LabPlan, node: str) -> TlsMaterial:
+    """The key manager of `node`'s certificate (urn:qkdsdn:km:<node>): KeyDelivery, NodeLink."""
+    return TlsMaterial.from_files(*plan.node_certs[node], plan.credentials.ca_cert)
+
+
+def agent_channel(address: str, tls: TlsMaterial) -> grpc.aio.Channel:
+    """A grpc.aio channel to an agent presenting the certificate of `tls`."""
+    return grpc.aio.secure_channel(address, channel_credentials(tls))

@@ -21,13 +21,14 @@ from typing import Any
 
 import grpc
 
+from agents.grpc_auth import agent_grpc_server
 from agents.keystream import key_material
 from common.protos import etsi004_pb2 as e004
 from common.protos import etsi004_pb2_grpc as e004_grpc
 from common.protos import node_link_pb2 as nl
 from common.protos import node_link_pb2_grpc as nl_grpc
+from common.roles import TlsMaterial, server_credentials
 from km.link_pools import MESSAGE_METADATA
-from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings, link_uuid, node_uuid
 from tests.harness.agents import LinkSpec, make_test_plan
 
@@ -50,7 +51,6 @@ def make_plan(
         [("app1", nodes[0]), ("app2", nodes[-1])],
         settings=Settings(link_pool_max_bits=pool_max_bits),
     )
-    create_lab_pki(Path(plan.state_dir), nodes, ["app1", "app2"])
     return plan
 
 
@@ -108,10 +108,15 @@ class FakeAgent:
         self._changed = asyncio.Event()
 
     async def start(self) -> None:
-        server = grpc.aio.server()
+        # As the real agent: mutual TLS, only this node's KM admitted (agents/grpc_auth.py).
+        server = agent_grpc_server(self.node)
         e004_grpc.add_KeyDeliveryServicer_to_server(_KeyDelivery(self), server)
         nl_grpc.add_NodeLinkServicer_to_server(_NodeLink(self), server)
-        server.add_insecure_port(self.plan.node(self.node).agent_grpc_address)
+        cert, key = self.plan.agent_certs[self.node]
+        tls = TlsMaterial.from_files(cert, key, self.plan.credentials.ca_cert)
+        server.add_secure_port(
+            self.plan.node(self.node).agent_grpc_address, server_credentials(tls)
+        )
         await server.start()
         self._server = server
 

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from common.roles import Identity, Role, identity_of_certificate, parse_identity_uri
 from lab.pki import (
     CertPaths,
     common_name_of,
@@ -117,14 +118,81 @@ def test_bad_inputs_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not the private key"):
         load_ca(tmp_path / "ca.pem", tmp_path / "o.key")
     paths = CertPaths(tmp_path / "x.pem", tmp_path / "x.key")
+    x = Identity(Role.SAE, "x")
     with pytest.raises(ValueError, match="usage"):
-        issue_certificate(ca, "x", paths, client=False)
-    with pytest.raises(ValueError, match="common name"):
-        issue_certificate(ca, "", paths)
-    with pytest.raises(ValueError, match="unusable name"):
+        issue_certificate(ca, x, paths, client=False)
+    with pytest.raises(ValueError, match="identity name"):
+        issue_certificate(ca, Identity(Role.SAE, ""), paths)
+    with pytest.raises(ValueError, match="identity name"):
         create_lab_pki(tmp_path, ["../evil"], [])
     assert other.cert.subject == ca.cert.subject  # same default name, different keys
-    issue_certificate(ca, "x", paths)
+    issue_certificate(ca, x, paths)
     reused = paths.cert.read_bytes()
-    issue_certificate(other, "x", paths, reuse=True)  # signed by another key: reissued
+    issue_certificate(other, x, paths, reuse=True)  # signed by another key: reissued
     assert paths.cert.read_bytes() != reused
+    issue_certificate(ca, x, paths, reuse=True)
+    reused = paths.cert.read_bytes()
+    issue_certificate(ca, Identity(Role.KM, "x"), paths, reuse=True)  # same CN, other role
+    assert identity_of_certificate(load(paths.cert)) == Identity(Role.KM, "x")
+    assert paths.cert.read_bytes() != reused
+
+
+def test_every_certificate_names_its_role_and_name(tmp_path: Path) -> None:
+    pki = create_lab_pki(tmp_path, ["n1"], ["app1"])
+    pki_dir = tmp_path / "pki"
+    assert pki.agents["n1"] == CertPaths(pki_dir / "agent-n1.pem", pki_dir / "agent-n1.key")
+    assert pki.operator == CertPaths(pki_dir / "operator.pem", pki_dir / "operator.key")
+    expected = {
+        pki.kms["n1"].cert: "urn:qkdsdn:km:n1",
+        pki.agents["n1"].cert: "urn:qkdsdn:agent:n1",
+        pki.saes["app1"].cert: "urn:qkdsdn:sae:app1",
+        pki.controller.cert: "urn:qkdsdn:controller:controller",
+        pki.operator.cert: "urn:qkdsdn:operator:lab",
+    }
+    for path, uri in expected.items():
+        cert = load(path)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.UniformResourceIdentifier) == [uri]
+        identity = identity_of_certificate(cert)
+        assert identity is not None and identity.uri == uri
+        assert common_name_of(cert) == identity.name
+    agent = load(pki.agents["n1"].cert)
+    assert usages(agent) == {ExtendedKeyUsageOID.SERVER_AUTH}
+    assert usages(load(pki.operator.cert)) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+def test_a_certificate_without_exactly_one_role_has_no_identity() -> None:
+    assert parse_identity_uri("urn:qkdsdn:km:qnode1") == Identity(Role.KM, "qnode1")
+    assert parse_identity_uri("urn:qkdsdn:admin:root") is None  # unknown role
+    assert parse_identity_uri("urn:qkdsdn:km") is None
+    assert parse_identity_uri("urn:qkdsdn:km:a:b") is None  # ':' is no name character
+    assert parse_identity_uri("spiffe://qkdsdn/km/qnode1") is None
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "qnode1")])
+
+    def cert_with(uris: list[str]) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(dt.datetime(2020, 1, 1))
+            .not_valid_after(dt.datetime(2040, 1, 1))
+        )
+        if uris:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+                critical=False,
+            )
+        return builder.sign(key, hashes.SHA256())
+
+    assert identity_of_certificate(cert_with([])) is None  # a CN alone names no role
+    assert identity_of_certificate(cert_with(["urn:qkdsdn:km:qnode1"])) == Identity(
+        Role.KM, "qnode1"
+    )
+    two = ["urn:qkdsdn:km:qnode1", "urn:qkdsdn:sae:qnode1"]
+    assert identity_of_certificate(cert_with(two)) is None
+    assert identity_of_certificate(cert_with(["https://example.org", "urn:qkdsdn:sae:a"])) == (
+        Identity(Role.SAE, "a")
+    )

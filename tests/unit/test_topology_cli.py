@@ -71,3 +71,21 @@ def test_check_output_into_a_pipe_is_not_folded_on_a_long_path(
     assert str(path) in out or "2 nodes, 1 links, 2 applications" in out
     assert all(len(line) <= 400 for line in out.splitlines())
     assert "2 nodes, 1 links, 2 applications" in out
+
+
+def test_check_refuses_applications_named_like_a_node_or_a_service(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pair.yaml"
+    apps = "apps: {Alpha: alpha, controller: beta, km-beta: beta, a1: alpha, b1: beta}\n"
+    path.write_text(
+        GOOD.replace("  - {between: [beta, gamma]}\n", "").replace(
+            "apps: {a1: alpha, b1: beta}\n", apps
+        )
+    )
+    assert main(["lab", "check", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "apps.Alpha: application 'Alpha' is named like node 'alpha'" in out
+    assert "apps.controller: application 'controller' takes a name reserved" in out
+    assert "apps.km-beta: application 'km-beta' takes a name reserved" in out
+    assert "3 problems" in out
