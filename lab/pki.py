@@ -251,9 +251,10 @@ def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
 
 
 def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:
-    """127.0.0.1 and localhost, then each host as an IP address or a DNS name, once each."""
+    """127.0.0.1, ::1 and localhost, then each host as an IP address or a DNS name, once each."""
     entries: list[x509.GeneralName] = [
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.IPAddress(ipaddress.ip_address("::1")),
         x509.DNSName("localhost"),
     ]
     for host in hosts:

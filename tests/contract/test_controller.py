@@ -29,6 +29,7 @@ from controller.errors import DeviceUnavailable
 from controller.model import IntentState, KeyRequest, LinkStatus, QoS
 from controller.rest import api_server
 from lab.cli import main as qkdsdn
+from lab.configs import write_process_configs
 from lab.launcher import free_ports
 from lab.plan import LabPlan
 from tests.harness.agents import make_test_plan, running_agents, start_agent
@@ -372,7 +373,7 @@ def test_state_changing_api_calls_need_the_token_reads_do_not(tmp_path: Path) ->
             installed = await controller.install(
                 KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
             )
-            server = api_server(controller, port, token)
+            server = api_server(controller, Address("127.0.0.1", port), token)
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             target = f"/intents/{installed.intent_id}"
@@ -405,13 +406,14 @@ def test_state_changing_api_calls_need_the_token_reads_do_not(tmp_path: Path) ->
     run(scenario())
 
 
-def test_cli_withdraw_sends_the_plans_token(
+def test_cli_withdraw_sends_the_token_of_the_controller_config(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     plan = chain_plan(tmp_path, ["n1", "n2"])
     [port] = free_ports(1)
     plan = replace(plan, controller=replace(plan.controller, api_port=port))
     plan.save(tmp_path / "plan.json")
+    write_process_configs(plan)  # controller.yaml names the API and its api_token_file
     url = ["--url", f"http://127.0.0.1:{port}"]
 
     async def scenario() -> None:
@@ -420,7 +422,7 @@ def test_cli_withdraw_sends_the_plans_token(
             installed = await controller.install(
                 KeyRequest(snap.resolve("n1"), snap.resolve("n2"), "app1", ("app2",))
             )
-            server = api_server(controller, port, api_token(plan))
+            server = api_server(controller, Address("127.0.0.1", port), api_token(plan))
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             withdraw = ["controller", "withdraw", installed.intent_id]
@@ -430,7 +432,7 @@ def test_cli_withdraw_sends_the_plans_token(
                 assert controller.intent_service.get(installed.intent_id).state is (
                     IntentState.INSTALLED
                 )
-                plan_args = ["--plan", str(tmp_path / "plan.json")]
+                plan_args = ["--state-dir", str(tmp_path)]
                 assert await asyncio.to_thread(qkdsdn, [*withdraw, *plan_args]) == 0
                 assert controller.intent_service.get(installed.intent_id).state is (
                     IntentState.WITHDRAWN

@@ -16,14 +16,12 @@ from typing import Any
 
 import grpc
 import pytest
-from agents.testing import LinkSpec, make_test_plan
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from km.relay.testing import FakeAgent, make_plan
 
-from agents.main import AgentHandle, running_agents
+from agents.main import AgentHandle
 from common.protos import control_pb2 as ctl
 from common.protos import control_pb2_grpc as ctl_grpc
 from common.protos import etsi004_pb2 as pb
@@ -37,6 +35,9 @@ from km.key_store import KeyStore
 from km.relay.component import RelayComponent
 from lab.pki import CertPaths, issue_certificate, load_ca
 from lab.plan import LabPlan
+from tests.harness.agents import LinkSpec, make_test_plan, running_agents
+from tests.harness.configs import km_config_of
+from tests.harness.relay import FakeAgent, make_plan
 
 DEADLINE_S = 10.0
 
@@ -228,7 +229,7 @@ def test_a_relay_hop_from_an_application_named_like_a_node_is_refused(tmp_path: 
         plan = make_plan(tmp_path, ["qnode1", "qnode2"], [("qnode1", "qnode2")])
         agent = FakeAgent(plan, "qnode2")
         store = KeyStore(tmp_path / "qnode2.sqlite")
-        km = RelayComponent(plan, "qnode2", store)
+        km = RelayComponent(km_config_of(plan, "qnode2"), store)
         await agent.start()
         await km.start()
         hop = relay_pb.RelayHop(

@@ -7,7 +7,6 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from agents import config as agent_config
@@ -18,7 +17,7 @@ from km import config as km_config
 from km.link_pools import LinkKeyPools
 from lab.configs import process_configs
 from lab.pki import create_lab_pki
-from tests.harness.agents import LinkSpec, make_test_plan
+from tests.harness.agents import LinkSpec, agent_channel, make_test_plan, operator_tls
 from tests.harness.relay import wait_until
 
 
@@ -45,7 +44,7 @@ def test_agents_and_link_pools_speak_over_ipv6_when_configured(tmp_path: Path) -
     async def scenario() -> None:
         async with running_agents(agents, persist=False) as handles:
             grpc_address = str(agents[0].listen.grpc)
-            async with grpc.aio.insecure_channel(grpc_address) as channel:
+            async with agent_channel(grpc_address, operator_tls(plan)) as channel:
                 control: Any = ctl_grpc.AgentControlStub(channel)
                 status = await control.Status(ctl.StatusRequest(), timeout=10)
             assert status.name == "a"

@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from km.etsi014.testing import SAE_NODES, KmHarness, TwoNodeRelay, make_pki
 
+from common.config import Address
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 from common.roles import Identity, Role, TlsMaterial, channel_credentials
@@ -20,6 +20,7 @@ from km.etsi014.server import TlsFiles, client_tls_context
 from km.key_store import KeyStore
 from km.supply import KeySupply
 from lab.pki import CertPaths, LabPki, issue_certificate, load_ca
+from tests.harness.etsi014 import SAE_NODES, KmHarness, TwoNodeRelay, make_pki
 
 
 def certificate(pki: LabPki, identity: Identity, folder: Path) -> CertPaths:
@@ -58,7 +59,9 @@ def test_etsi004_opens_streams_for_an_sae_certificate_only(tmp_path: Path) -> No
         supply = KeySupply("n1", SAE_NODES, store, TwoNodeRelay({}))
         service = KeyStreamService(supply, AccessControl(AccessPolicy.allow_all(SAE_NODES)))
         km = pki.kms["n1"]
-        server, port = await start_app_server(service, km.cert, km.key, pki.ca.cert)
+        server, port = await start_app_server(
+            service, km.cert, km.key, pki.ca.cert, Address("127.0.0.1", 0)
+        )
         request = pb.OpenConnectRequest(source="a", destination="b", qos=pb.QoS(key_chunk_size=32))
         try:
             for identity, code in (

@@ -22,24 +22,26 @@ def test_state_dir_config_and_plan_all_lead_to_the_configured_api(tmp_path: Path
     plan = make_test_plan(tmp_path, ["a"], [])
     files = write_process_configs(plan)
     expected = f"http://127.0.0.1:{plan.controller.api_port}"
-    assert cli._url(_args("--state-dir", str(tmp_path))) == expected
-    assert cli._url(_args("--config", str(files["controller"]))) == expected
-    assert cli._url(_args("--plan", str(tmp_path / "plan.json"))) == expected
+    assert cli._target_of(_args("--state-dir", str(tmp_path)))[0] == expected
+    assert cli._target_of(_args("--config", str(files["controller"])))[0] == expected
+    assert cli._target_of(_args("--plan", str(tmp_path / "plan.json")))[0] == expected
 
 
 def test_url_names_a_controller_elsewhere_and_excludes_the_others(tmp_path: Path) -> None:
-    assert cli._url(_args("--url", "http://[fd00::9]:8500/")) == "http://[fd00::9]:8500"
+    assert cli._target_of(_args("--url", "http://[fd00::9]:8500/"))[0] == "http://[fd00::9]:8500"
     with pytest.raises(SystemExit):
         _args("--url", "http://x:1", "--state-dir", str(tmp_path))
 
 
 def test_a_state_dir_without_a_controller_configuration_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"no controller configuration at .*controller\.yaml"):
-        cli._url(_args("--state-dir", str(tmp_path)))
+        cli._target_of(_args("--state-dir", str(tmp_path)))[0]
 
 
 def test_a_wildcard_api_address_is_reached_on_loopback(tmp_path: Path) -> None:
     plan = make_test_plan(tmp_path, ["a"], [])
     files = write_process_configs(plan, listen="0.0.0.0")
     port = plan.controller.api_port
-    assert cli._url(_args("--config", str(files["controller"]))) == f"http://127.0.0.1:{port}"
+    assert (
+        cli._target_of(_args("--config", str(files["controller"])))[0] == f"http://127.0.0.1:{port}"
+    )

@@ -254,7 +254,7 @@ def test_an_operator_ca_signs_every_certificate_and_its_key_stays_out(tmp_path: 
                 cert = x509.load_pem_x509_certificate(content)
                 cert.verify_directly_issued_by(operator.cert)
                 certs += 1
-    assert certs == 3 + 1  # the key managers' and the controller's
+    assert certs == 3 + 3 + 1  # the key managers', the agents' and the controller's
     assert not (tmp_path / "out" / "state" / "pki" / "ca.key").exists()
 
 

@@ -48,7 +48,10 @@ def test_layout_names_usages_and_modes(tmp_path: Path) -> None:
     assert common_name_of(km) == "n2" and km.issuer == ca.subject
     assert usages(km) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     san = km.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
     assert san.get_values_for_type(x509.DNSName) == ["localhost"]
     sae = load(pki.saes["app1"].cert)
     assert common_name_of(sae) == "app1"
