@@ -78,8 +78,8 @@ def create_lab_pki(
 ) -> LabPki:
     """Creates (or completes) the PKI under `state_dir/pki`; returns every path.
 
-    `km_hosts` adds names or addresses a node's key manager is reached at (node -> hosts)
-    to its certificate's SAN, besides 127.0.0.1 and localhost."""
+    `km_hosts` adds names or addresses a node's key manager and agent are reached at
+    (node -> hosts) to their certificates' SAN, besides 127.0.0.1 and localhost."""
     km_hosts = km_hosts or {}
     pki_dir = state_dir / "pki"
     pki_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +109,7 @@ def create_lab_pki(
             server=True,
             client=False,
             reuse=True,
+            hosts=km_hosts.get(node, ()),  # the node's address: its KM dials the agent there
         )
         for node in nodes
     }
