@@ -2,6 +2,7 @@
 
 `dispatch` checks the <rpc> envelope, finds the handler by (namespace, name) in a fixed
 table and turns every failure into <rpc-error>s: a handler never brings the session down.
+The datastore's own errors become <rpc-error>s here, through `errors.from_datastore`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from typing import TYPE_CHECKING, TypeVar
 
 from lxml import etree
 
-from agents.datastore import DatastoreName, ErrorOption, TestOption
+from agents.datastore import DatastoreError, DatastoreName, ErrorOption, Operation, TestOption
 from agents.netconf.confirmed import DEFAULT_TIMEOUT_S, CommitRequest
-from agents.netconf.edit import Operation, parse_default_operation
-from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
+from agents.netconf.errors import (
+    BASE_NS,
+    ErrorTag,
+    ErrorType,
+    NetconfError,
+    RpcError,
+    base_element,
+    from_datastore,
+)
 from agents.netconf.monitoring import (
     MONITORING_NS,
     may_select_monitoring,
@@ -86,6 +94,8 @@ def dispatch(session: Session, rpc: etree._Element) -> Outcome:
         result = handler(session, operation)
     except NetconfError as error:
         return Outcome(error_reply(rpc, error.errors), failed=True)
+    except DatastoreError as error:
+        return Outcome(error_reply(rpc, from_datastore(error).errors), failed=True)
     except Exception:  # a bug in one operation must not end the server or the session
         log.exception("session %d: operation failed", session.session_id)
         internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")
@@ -447,6 +457,18 @@ def _confirm_timeout(params: dict[str, etree._Element]) -> int:
             info=(("bad-element", "confirm-timeout"),),
         )
     return int(text)
+
+
+def parse_default_operation(text: str) -> Operation:
+    """The value of <default-operation>: merge, replace or none."""
+    if text not in (Operation.MERGE.value, Operation.REPLACE.value, Operation.NONE.value):
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            f"unknown default-operation {text!r}",
+            info=(("bad-element", "default-operation"),),
+        )
+    return Operation(text)
 
 
 def _text_param(params: dict[str, etree._Element], name: str) -> str | None:
