@@ -8,9 +8,9 @@ a front end to this class: it knows nothing of NETCONF.
 
 One libyang parse per change does validation, canonical order and JSON together
 (`Schema.check_config_xml`); a candidate validated by its edit is not validated again by
-<validate> or <commit> (it cannot change in between without a new check).
+`validate` or `commit` (it cannot change in between without a new check).
 
-Data is kept as lxml trees of a `<data>` wrapper (NETCONF base namespace) whose child is
+Data is kept as lxml trees of a `<data>` wrapper (see `tree`) whose child is
 `<qkd_node>`; the backend sees RFC 7951 JSON.
 """
 
@@ -21,6 +21,7 @@ import enum
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -63,11 +64,12 @@ class NodeBackend(Protocol):
     def apply(self, new_running: dict[str, Any]) -> None:
         """Called after running changed; must not fail (the change is already made).
 
-        veto, apply and operational run on the NETCONF server's event loop: keep them quick.
+        veto, apply and operational run on the thread that uses the datastore (the agent's
+        event loop): keep them quick.
         """
 
     def operational(self, running: dict[str, Any]) -> dict[str, Any]:
-        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>.
+        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into operational.
 
         `running` is shared by every call until running changes: read it, never modify it.
         """
@@ -144,7 +146,7 @@ class Datastore:
         self._running_json_text = checked.json_text
         self._merged: _Merged | None = None
         # Running as JSON for the backend's state reports, decoded once per revision (a
-        # <get> arrives far more often than a change; decoding it each time cost ~20 µs).
+        # read arrives far more often than a change; decoding it each time cost ~20 µs).
         self._state_input: tuple[int, dict[str, Any]] | None = None
         self._candidate: etree._Element | None = None  # None: candidate equals running
         # The candidate's check while it is known valid (None: not checked since its edit).
@@ -173,7 +175,7 @@ class Datastore:
             return copy.deepcopy(self._running)
 
     def operational(self) -> etree._Element:
-        """Running with the backend's state data merged in (what <get> returns); a copy."""
+        """Running with the backend's state data merged in (operational); a copy."""
         return copy.deepcopy(self._current_merge().tree)
 
     def operational_view(self) -> etree._Element:
@@ -182,7 +184,7 @@ class Datastore:
         return self._current_merge().tree
 
     def operational_xml(self) -> bytes:
-        """`operational()` serialized: the <data> element of a <get> reply without filter."""
+        """`operational()` serialized: the whole <data> element."""
         return self._current_merge().xml
 
     def _current_merge(self) -> _Merged:
@@ -195,7 +197,7 @@ class Datastore:
                 state_input = (revision, json.loads(self._running_json_text))
                 self._state_input = state_input
         state = self._backend.operational(state_input[1])
-        # State changes far slower than <get>s arrive: reuse the last merge while neither
+        # State changes far slower than reads arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged
         if cached is None or cached.revision != revision or cached.state != state:
@@ -239,7 +241,8 @@ class Datastore:
         test_option: TestOption = TestOption.TEST_THEN_SET,
         error_option: ErrorOption = ErrorOption.STOP_ON_ERROR,
     ) -> None:
-        """edit-config: `config` is the <config> element whose children are data nodes.
+        """Edit `target`: the children of `config` are data nodes, with `operation` attributes
+        as RFC 6241 §7.2 defines them (see `edit`).
 
         Running is always validated (it must stay valid); the candidate skips validation
         with test-option `set`, so it may hold an intermediate state until commit.
@@ -267,7 +270,7 @@ class Datastore:
             self._raise_collected(collected)
 
     def validate(self, source: DatastoreName | etree._Element) -> None:
-        """validate: a datastore or an inline <config> element."""
+        """Validate a datastore or an inline config (an element whose children are data nodes)."""
         if source is DatastoreName.OPERATIONAL:
             raise DatastoreError.of(ErrorKind.INVALID_ARGUMENT, "cannot validate operational state")
         if not isinstance(source, DatastoreName):
@@ -314,7 +317,7 @@ class Datastore:
                 persist.fsync_directory(path.parent)
 
     def copy_config(self, target: DatastoreName, source: DatastoreName | etree._Element) -> None:
-        """copy-config: replace `target` whole by a datastore or an inline <config>.
+        """Replace `target` whole by a datastore or an inline config element.
 
         Running is replaced through validate → veto → apply; the candidate is only
         validated (it becomes running at commit).
@@ -359,14 +362,14 @@ class Datastore:
     def _validate(self, tree: etree._Element) -> None:
         errors = self._schema.validate_config_xml(serialize(tree))
         if errors:
-            raise DatastoreError(_validation_error(e) for e in errors)
+            raise _invalid(errors, "not valid")
 
     def _check(self, tree: etree._Element) -> _Checked:
         """Full validation of `tree`, and its canonical and JSON forms from the same parse."""
         try:
             checked = self._schema.check_config_xml(serialize(tree))
         except InvalidDataError as error:
-            raise DatastoreError(_validation_error(e) for e in error.errors) from error
+            raise _invalid(error.errors, str(error)) from error
         canonical = wrap(parse(checked.xml))
         return _Checked(canonical, serialize(canonical), checked.json)
 
@@ -441,6 +444,12 @@ _OPERATION_FAILED_TAGS = {
     "must-violation",
 }
 _DATA_MISSING_TAGS = {"instance-required", "missing-choice"}
+
+
+def _invalid(errors: Sequence[ValidationError], summary: str) -> DatastoreError:
+    """The validation errors as one DatastoreError (the summary if libyang named none)."""
+    items = [_validation_error(e) for e in errors]
+    return DatastoreError(items or [ErrorItem(ErrorKind.INVALID_VALUE, summary or "not valid")])
 
 
 def _validation_error(error: ValidationError) -> ErrorItem:

@@ -14,6 +14,7 @@ from agents.datastore import (
     Datastore,
     DatastoreError,
     DatastoreName,
+    ErrorItem,
     ErrorKind,
     ErrorOption,
     Operation,
@@ -409,3 +410,18 @@ def test_subtree_filtering_the_shared_operational_tree_leaves_it_whole(tmp_path:
     assert store.operational_view() is store.operational_view()  # cached while unchanged
     assert etree.tostring(store.operational_view(), method="c14n") == before
     assert store.operational_xml() == etree.tostring(store.operational_view())
+
+
+def test_a_datastore_error_says_each_item_and_needs_at_least_one() -> None:
+    error = DatastoreError(
+        [
+            ErrorItem(ErrorKind.DATA_EXISTS, "create of data that already exists", "/a"),
+            ErrorItem(ErrorKind.VETOED, "refused by the node: busy", app_tag="vetoed"),
+        ]
+    )
+    assert str(error) == (
+        "data-exists: create of data that already exists; vetoed: refused by the node: busy"
+    )
+    assert [e.path for e in error.errors] == ["/a", None]
+    with pytest.raises(ValueError):
+        DatastoreError([])
