@@ -20,7 +20,7 @@ from typing import Protocol
 
 from lxml import etree
 
-from agents.datastore import Datastore, DatastoreName
+from agents.datastore import Datastore, DatastoreError, DatastoreName
 from agents.netconf.errors import ErrorTag, ErrorType, NetconfError
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ class ConfirmedCommit:
         self._forget(pending)
         try:
             self._datastore.copy_config(DatastoreName.RUNNING, pending.previous)
-        except NetconfError as error:
+        except DatastoreError as error:
             # Nobody is waiting for an answer: the unconfirmed configuration stays.
             log.error("confirmed commit not rolled back (%s): %s", why, error)
             return

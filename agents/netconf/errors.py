@@ -1,20 +1,25 @@
-"""NETCONF <rpc-error> values (RFC 6241 §4.3 and Appendix A) and their XML form."""
+"""NETCONF <rpc-error> values (RFC 6241 §4.3 and Appendix A), their XML form, and the one
+mapping of the datastore's errors to them (`from_datastore`)."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import cast
 
 from lxml import etree
 
-BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
+from agents.datastore.tree import BASE_NS, base_element
 
-
-def base_element(local: str, namespace: str = BASE_NS) -> etree._Element:
-    """An element that declares its namespace as the default one (no ns0: prefixes)."""
-    nsmap = cast("dict[str, str]", {None: namespace})  # lxml-stubs do not allow the None key
-    return etree.Element(f"{{{namespace}}}{local}", nsmap=nsmap)
+__all__ = [
+    "BASE_NS",
+    "ErrorTag",
+    "ErrorType",
+    "NetconfError",
+    "RpcError",
+    "base_element",
+    "from_datastore",
+]
 
 
 class ErrorType(enum.Enum):
@@ -100,3 +105,36 @@ def _child(parent: etree._Element, name: str, text: str | None) -> etree._Elemen
     element = etree.SubElement(parent, f"{{{BASE_NS}}}{name}")
     element.text = text
     return element
+
+
+# Each datastore error kind as an <rpc-error>: what the client asked wrong is a protocol
+# error; what the data or the node refuses is an application error (RFC 6241 Appendix A).
+_FROM_KIND: dict[ErrorKind, tuple[ErrorType, ErrorTag]] = {
+    ErrorKind.INVALID_ARGUMENT: (ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE),
+    ErrorKind.BAD_OPERATION: (ErrorType.PROTOCOL, ErrorTag.BAD_ATTRIBUTE),
+    ErrorKind.MISSING_KEY: (ErrorType.PROTOCOL, ErrorTag.MISSING_ELEMENT),
+    ErrorKind.UNKNOWN_ELEMENT: (ErrorType.APPLICATION, ErrorTag.UNKNOWN_ELEMENT),
+    ErrorKind.UNKNOWN_NAMESPACE: (ErrorType.APPLICATION, ErrorTag.UNKNOWN_NAMESPACE),
+    ErrorKind.DATA_EXISTS: (ErrorType.APPLICATION, ErrorTag.DATA_EXISTS),
+    ErrorKind.DATA_MISSING: (ErrorType.APPLICATION, ErrorTag.DATA_MISSING),
+    ErrorKind.INVALID_VALUE: (ErrorType.APPLICATION, ErrorTag.INVALID_VALUE),
+    ErrorKind.OPERATION_FAILED: (ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED),
+    ErrorKind.VETOED: (ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED),
+}
+
+
+def from_datastore(error: DatastoreError) -> NetconfError:
+    """The <rpc-error>s of a datastore error, one per item, in the same order."""
+    return NetconfError(*(_rpc_error(item) for item in error.errors))
+
+
+def _rpc_error(item: ErrorItem) -> RpcError:
+    error_type, tag = _FROM_KIND[item.kind]
+    info: list[tuple[str, str]] = []
+    if item.attribute is not None:
+        info.append(("bad-attribute", item.attribute))
+    if item.element is not None:
+        info.append(("bad-element", item.element))
+    if item.namespace is not None:
+        info.append(("bad-namespace", item.namespace))
+    return RpcError(error_type, tag, item.message, item.path, item.app_tag, tuple(info))

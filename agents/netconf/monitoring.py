@@ -1,6 +1,7 @@
 """RFC 6022 NETCONF monitoring: the counters the sessions keep and the /netconf-state tree.
 
-The tree is built from `AgentState` when a <get> reads it; it lives beside the YANG
+The tree is built from the agent's state (`MonitoredAgent`, which `state.AgentState` is)
+when a <get> reads it; it lives beside the YANG
 validated node tree of the datastore (it is server state, not node configuration). Its
 model is our own ietf-netconf-monitoring.yang, next to this file: XPath filters and tests
 evaluate it with libyang.
@@ -13,15 +14,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 from xml.sax.saxutils import escape
 
 from lxml import etree
 
 from agents.datastore import DatastoreName
-
-if TYPE_CHECKING:
-    from agents.netconf.state import AgentState
 
 MONITORING_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
 MONITORING_MODULE = "ietf-netconf-monitoring"
@@ -87,6 +85,40 @@ class SessionInfo:
     login_time: datetime
 
 
+@dataclass(frozen=True)
+class FixedParts:
+    """The parts of /netconf-state that never change for an agent, serialized once."""
+
+    capabilities: str
+    schemas: str
+
+
+class MonitoredSession(Protocol):
+    """What the monitoring tree reads of one session."""
+
+    @property
+    def session_id(self) -> int: ...
+    @property
+    def info(self) -> SessionInfo: ...
+    @property
+    def counters(self) -> Counters: ...
+
+
+class MonitoredAgent(Protocol):
+    """What the monitoring tree reads of the agent: locks, sessions, counters."""
+
+    @property
+    def monitoring_fixed(self) -> FixedParts: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def counters(self) -> Counters: ...
+    @property
+    def sessions(self) -> Mapping[int, MonitoredSession]: ...
+    def lock_holder(self, name: DatastoreName) -> int | None: ...
+    def lock_time(self, name: DatastoreName) -> datetime: ...
+
+
 def module_text() -> str:
     return MODULE_PATH.read_text(encoding="utf-8")
 
@@ -115,12 +147,12 @@ def date_and_time(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
-def netconf_state(agent: AgentState) -> etree._Element:
+def netconf_state(agent: MonitoredAgent) -> etree._Element:
     """The /netconf-state tree as it is now."""
     return etree.fromstring(netconf_state_xml(agent))
 
 
-def netconf_state_xml(agent: AgentState) -> bytes:
+def netconf_state_xml(agent: MonitoredAgent) -> bytes:
     """`netconf_state` serialized, written as text: every unfiltered <get> carries it, and
     building it with lxml cost more than the rest of such a <get>."""
     parts = [_OPEN, agent.monitoring_fixed.capabilities, "<datastores>"]
@@ -145,14 +177,6 @@ def netconf_state_xml(agent: AgentState) -> bytes:
     parts.append(agent.counters.render(_COUNTER_NAMES))
     parts.append("</statistics></netconf-state>")
     return "".join(parts).encode("utf-8")
-
-
-@dataclass(frozen=True)
-class FixedParts:
-    """The parts of /netconf-state that never change for an agent, serialized once."""
-
-    capabilities: str
-    schemas: str
 
 
 def fixed_parts(

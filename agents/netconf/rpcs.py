@@ -2,6 +2,8 @@
 
 `dispatch` checks the <rpc> envelope, finds the handler by (namespace, name) in a fixed
 table and turns every failure into <rpc-error>s: a handler never brings the session down.
+The datastore's own errors become <rpc-error>s here, through `errors.from_datastore`.
+Handlers see the session as a `SessionHandle`, so this module needs nothing of `session`.
 """
 
 from __future__ import annotations
@@ -9,14 +11,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from lxml import etree
 
-from agents.datastore import DatastoreName, ErrorOption, TestOption
+from agents.datastore import DatastoreError, DatastoreName, ErrorOption, Operation, TestOption
 from agents.netconf.confirmed import DEFAULT_TIMEOUT_S, CommitRequest
-from agents.netconf.edit import Operation, parse_default_operation
-from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
+from agents.netconf.errors import (
+    BASE_NS,
+    ErrorTag,
+    ErrorType,
+    NetconfError,
+    RpcError,
+    base_element,
+    from_datastore,
+)
 from agents.netconf.monitoring import (
     MONITORING_NS,
     may_select_monitoring,
@@ -24,12 +33,10 @@ from agents.netconf.monitoring import (
     netconf_state_xml,
 )
 from agents.netconf.monitoring import keys_of as monitoring_keys_of
-from agents.netconf.state import CloseReason, Subscription, XPathSelect
+from agents.netconf.state import CloseReason, SessionHandle
+from agents.netconf.subscription import Subscription, XPathSelect
 from agents.netconf.subtree import filter_subtree
 from agents.netconf.xpath import check_xpath, select_by_filter, select_of
-
-if TYPE_CHECKING:
-    from agents.netconf.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +63,10 @@ class Outcome:
     bad_rpc: bool = False  # no correct <rpc> (its envelope was wrong)
 
 
-Handler = Callable[["Session", etree._Element], Reply]
+Handler = Callable[[SessionHandle, etree._Element], Reply]
 
 
-def dispatch(session: Session, rpc: etree._Element) -> Outcome:
+def dispatch(session: SessionHandle, rpc: etree._Element) -> Outcome:
     try:
         operation = _check_envelope(rpc)
     except NetconfError as error:
@@ -86,6 +93,8 @@ def dispatch(session: Session, rpc: etree._Element) -> Outcome:
         result = handler(session, operation)
     except NetconfError as error:
         return Outcome(error_reply(rpc, error.errors), failed=True)
+    except DatastoreError as error:
+        return Outcome(error_reply(rpc, from_datastore(error).errors), failed=True)
     except Exception:  # a bug in one operation must not end the server or the session
         log.exception("session %d: operation failed", session.session_id)
         internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")
@@ -260,7 +269,7 @@ def _enum_param(
     )
 
 
-def _check_not_locked(session: Session, *names: DatastoreName) -> None:
+def _check_not_locked(session: SessionHandle, *names: DatastoreName) -> None:
     for name in names:
         holder = session.agent.lock_holder(name)
         if holder is not None and holder != session.session_id:
@@ -280,7 +289,7 @@ def _data(roots: Sequence[etree._Element], namespace: str = BASE_NS) -> etree._E
 
 
 def _selected(
-    session: Session, wrapper: etree._Element, filter_element: etree._Element | None
+    session: SessionHandle, wrapper: etree._Element, filter_element: etree._Element | None
 ) -> Reply:
     if filter_element is not None and filter_element.get("type") == "xpath":
         return _xpath_reply(session, wrapper, filter_element)
@@ -292,7 +301,7 @@ def _selected(
 
 
 def _xpath_reply(
-    session: Session, wrapper: etree._Element, filter_element: etree._Element
+    session: SessionHandle, wrapper: etree._Element, filter_element: etree._Element
 ) -> Reply:
     """Serialized as the XPath evaluation built it: appending the element to the reply
     would let lxml drop namespace declarations that identityref values need."""
@@ -303,7 +312,7 @@ def _xpath_reply(
 # ---- operations ------------------------------------------------------------------------------
 
 
-def _get(session: Session, operation: etree._Element) -> Reply:
+def _get(session: SessionHandle, operation: etree._Element) -> Reply:
     """Running with state merged in, and beside it RFC 6022's /netconf-state."""
     params = _params(operation, ("filter",))
     agent = session.agent
@@ -325,7 +334,7 @@ def _get(session: Session, operation: etree._Element) -> Reply:
     return Reply(_data(filter_subtree(roots, nodes, _keys_of(session))))
 
 
-def _keys_of(session: Session) -> Callable[[etree._Element], tuple[str, ...]]:
+def _keys_of(session: SessionHandle) -> Callable[[etree._Element], tuple[str, ...]]:
     node_keys = session.agent.datastore.keys_of
 
     def keys_of(element: etree._Element) -> tuple[str, ...]:
@@ -342,14 +351,14 @@ def _append_to_data(data_xml: bytes, content: bytes) -> bytes:
     return data_xml[:closing] + content + data_xml[closing:]
 
 
-def _get_config(session: Session, operation: etree._Element) -> Reply:
+def _get_config(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("source", "filter"))
     source = _datastore_name(params, "source", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
     wrapper = session.agent.datastore.config(source)
     return _selected(session, wrapper, params.get("filter"))
 
 
-def _edit_config(session: Session, operation: etree._Element) -> Reply:
+def _edit_config(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(
         operation,
         ("target", "default-operation", "test-option", "error-option", "config", "url"),
@@ -370,7 +379,7 @@ def _edit_config(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _copy_config(session: Session, operation: etree._Element) -> Reply:
+def _copy_config(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("target", "source"))
     datastores = (DatastoreName.RUNNING, DatastoreName.CANDIDATE)
     target = _datastore_name(params, "target", datastores)
@@ -387,7 +396,7 @@ def _copy_config(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _delete_config(session: Session, operation: etree._Element) -> Reply:
+def _delete_config(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("target",))
     _required(params, "target")
     # Only startup or a URL may be deleted (RFC 6241 §7.4); this agent has neither.
@@ -398,14 +407,14 @@ def _delete_config(session: Session, operation: etree._Element) -> Reply:
     )
 
 
-def _validate(session: Session, operation: etree._Element) -> Reply:
+def _validate(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("source",))
     source = _datastore(params, "source", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
     session.agent.datastore.validate(source)
     return Reply()
 
 
-def _commit(session: Session, operation: etree._Element) -> Reply:
+def _commit(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("confirmed", "confirm-timeout", "persist", "persist-id"))
     confirmed = "confirmed" in params
     for only_confirmed in ("confirm-timeout", "persist"):
@@ -427,7 +436,7 @@ def _commit(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _cancel_commit(session: Session, operation: etree._Element) -> Reply:
+def _cancel_commit(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("persist-id",))
     _check_not_locked(session, DatastoreName.RUNNING)
     session.agent.confirmed.cancel(session.session_id, _text_param(params, "persist-id"))
@@ -449,18 +458,30 @@ def _confirm_timeout(params: dict[str, etree._Element]) -> int:
     return int(text)
 
 
+def parse_default_operation(text: str) -> Operation:
+    """The value of <default-operation>: merge, replace or none."""
+    if text not in (Operation.MERGE.value, Operation.REPLACE.value, Operation.NONE.value):
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.INVALID_VALUE,
+            f"unknown default-operation {text!r}",
+            info=(("bad-element", "default-operation"),),
+        )
+    return Operation(text)
+
+
 def _text_param(params: dict[str, etree._Element], name: str) -> str | None:
     return params[name].text or "" if name in params else None
 
 
-def _discard_changes(session: Session, operation: etree._Element) -> Reply:
+def _discard_changes(session: SessionHandle, operation: etree._Element) -> Reply:
     _params(operation, ())
     _check_not_locked(session, DatastoreName.CANDIDATE)
     session.agent.datastore.discard_changes()
     return Reply()
 
 
-def _lock(session: Session, operation: etree._Element) -> Reply:
+def _lock(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("target",))
     target = _datastore_name(params, "target", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
     holder = session.agent.lock_holder(target)
@@ -482,7 +503,7 @@ def _lock(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _unlock(session: Session, operation: etree._Element) -> Reply:
+def _unlock(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("target",))
     target = _datastore_name(params, "target", (DatastoreName.RUNNING, DatastoreName.CANDIDATE))
     if session.agent.lock_holder(target) != session.session_id:
@@ -495,12 +516,12 @@ def _unlock(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _close_session(session: Session, operation: etree._Element) -> Reply:
+def _close_session(session: SessionHandle, operation: etree._Element) -> Reply:
     _params(operation, ())
     return Reply(close_after=True)
 
 
-def _kill_session(session: Session, operation: etree._Element) -> Reply:
+def _kill_session(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("session-id",))
     text = (_required(params, "session-id").text or "").strip()
     victim = session.agent.sessions.get(int(text)) if text.isdigit() else None
@@ -515,7 +536,7 @@ def _kill_session(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _create_subscription(session: Session, operation: etree._Element) -> Reply:
+def _create_subscription(session: SessionHandle, operation: etree._Element) -> Reply:
     params: dict[str, etree._Element] = {}
     for child in _elements(operation):
         qname = etree.QName(child)
@@ -554,14 +575,14 @@ def _create_subscription(session: Session, operation: etree._Element) -> Reply:
     return Reply()
 
 
-def _xpath_select(session: Session, filter_element: etree._Element) -> XPathSelect:
+def _xpath_select(session: SessionHandle, filter_element: etree._Element) -> XPathSelect:
     """An XPath subscription filter, checked now so that a bad one is refused at once."""
     select = select_of(filter_element)
     check_xpath(session.agent.datastore.schema, select, filter_element.nsmap)
     return XPathSelect(select, tuple(filter_element.nsmap.items()))
 
 
-def _get_schema(session: Session, operation: etree._Element) -> Reply:
+def _get_schema(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("identifier", "version", "format"), MONITORING_NS)
     identifier = (_required(params, "identifier").text or "").strip()
     version = (params["version"].text or "").strip() if "version" in params else None

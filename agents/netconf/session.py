@@ -22,7 +22,8 @@ from agents.netconf.framing import (
     encode_message,
 )
 from agents.netconf.monitoring import Counter, Counters, ServerCounter, SessionInfo
-from agents.netconf.state import AgentState, CloseReason, Subscription
+from agents.netconf.state import AgentState, CloseReason
+from agents.netconf.subscription import Subscription
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,13 @@
-"""State shared by the sessions of one agent: datastore, locks, sessions, capabilities."""
+"""State shared by the sessions of one agent: datastore, locks, sessions, capabilities.
+
+Sessions are seen through `SessionHandle`, so this module needs nothing of `session`."""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
-
-from lxml import etree
+from typing import Protocol
 
 from agents.datastore import Datastore, DatastoreName
 from agents.netconf.confirmed import ConfirmedCommit, Scheduler
@@ -17,15 +16,11 @@ from agents.netconf.monitoring import (
     MONITORING_MODULE,
     MONITORING_REVISION,
     Counters,
+    SessionInfo,
     fixed_parts,
     module_text,
 )
-from agents.netconf.subtree import filter_subtree
-from agents.netconf.xpath import notification_matches
-from yang.schema import Schema
-
-if TYPE_CHECKING:
-    from agents.netconf.session import Session
+from agents.netconf.subscription import Subscription
 
 Clock = Callable[[], datetime]
 
@@ -43,35 +38,20 @@ class CloseReason(enum.Enum):
     DROPPED = "dropped"
 
 
-@dataclass(frozen=True)
-class Subscription:
-    """An RFC 5277 subscription: the NETCONF stream, optionally filtered.
+class SessionHandle(Protocol):
+    """What the agent and the operations see of one session (`session.Session` is one)."""
 
-    At most one of the two filters is set; neither: every notification.
-    """
+    session_id: int
+    agent: AgentState
+    info: SessionInfo
+    counters: Counters  # this session's RFC 6022 counters
+    subscription: Subscription | None
 
-    filter_nodes: tuple[etree._Element, ...] | None  # a subtree filter's nodes
-    select: XPathSelect | None = None
+    def send_notification(self, notification: bytes) -> None:
+        """Send a serialized <notification> if the session is established."""
 
-    def content_of(self, event: etree._Element, schema: Schema) -> etree._Element | None:
-        """What of `event` (the element inside <notification>) this subscriber gets;
-        None: nothing, its filter does not match."""
-        if self.select is not None:
-            nsmap = dict(self.select.nsmap)
-            matched = notification_matches(schema, event, self.select.expression, nsmap)
-            return event if matched else None
-        if self.filter_nodes is None:
-            return event
-        content = filter_subtree([event], self.filter_nodes)
-        return content[0] if content else None
-
-
-@dataclass(frozen=True)
-class XPathSelect:
-    """An XPath filter: the expression and the prefixes declared where it was written."""
-
-    expression: str
-    nsmap: tuple[tuple[str | None, str], ...]
+    def close(self, reason: CloseReason = CloseReason.DROPPED) -> None:
+        """End the session: release its locks, forget it, close its transport."""
 
 
 class AgentState:
@@ -103,7 +83,7 @@ class AgentState:
         self.counters = Counters()  # the whole agent's RFC 6022 statistics
         self.locks: dict[DatastoreName, int] = {}
         self._lock_times: dict[DatastoreName, datetime] = {}
-        self.sessions: dict[int, Session] = {}
+        self.sessions: dict[int, SessionHandle] = {}
         self.confirmed = ConfirmedCommit(datastore, scheduler)
         self._next_session_id = 1
 

@@ -14,13 +14,15 @@ from agents.datastore import (
     Datastore,
     DatastoreError,
     DatastoreName,
+    ErrorItem,
+    ErrorKind,
     ErrorOption,
+    Operation,
 )
 from agents.datastore import (
     TestOption as EditTest,
 )
-from agents.netconf.edit import Operation
-from agents.netconf.errors import BASE_NS, ErrorTag, NetconfError
+from agents.datastore.tree import BASE_NS
 from agents.netconf.subtree import filter_subtree
 from yang.schema import InvalidDataError, Schema
 
@@ -123,14 +125,14 @@ def test_failed_validation_changes_nothing(tmp_path: Path) -> None:
     store, backend = _store(tmp_path)
     store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
     before = _snapshot(store, tmp_path / "running.xml")
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         store.edit(DatastoreName.RUNNING, _config(_link(LINK_B, bandwidth="-5")))
-    assert caught.value.errors[0].tag is ErrorTag.INVALID_VALUE
-    with pytest.raises(NetconfError) as caught:
+    assert caught.value.errors[0].kind is ErrorKind.INVALID_VALUE
+    with pytest.raises(DatastoreError) as caught:
         store.edit(
             DatastoreName.RUNNING, _config(f'<qkdn_id nc:operation="delete">{NODE_ID}</qkdn_id>')
         )
-    assert caught.value.errors[0].tag is ErrorTag.DATA_MISSING  # mandatory qkdn_id
+    assert caught.value.errors[0].kind is ErrorKind.DATA_MISSING  # mandatory qkdn_id
     assert _snapshot(store, tmp_path / "running.xml") == before
     assert len(backend.applied) == 1
 
@@ -139,9 +141,9 @@ def test_veto_changes_nothing(tmp_path: Path) -> None:
     store, backend = _store(tmp_path)
     before = _snapshot(store, tmp_path / "running.xml")
     backend.veto_reason = "link budget exceeded"
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
-    assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
+    assert caught.value.errors[0].kind is ErrorKind.VETOED
     assert "link budget exceeded" in caught.value.errors[0].message
     assert _snapshot(store, tmp_path / "running.xml") == before
     assert backend.applied == []
@@ -169,7 +171,7 @@ def test_test_only_changes_nothing_but_still_validates(tmp_path: Path) -> None:
     before = _snapshot(store, tmp_path / "running.xml")
     store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)), test_option=EditTest.TEST_ONLY)
     assert _snapshot(store, tmp_path / "running.xml") == before
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.edit(
             DatastoreName.RUNNING,
             _config(_link(LINK_A, bandwidth="x")),
@@ -181,13 +183,13 @@ def test_test_only_changes_nothing_but_still_validates(tmp_path: Path) -> None:
 def test_continue_on_error_applies_the_valid_part_and_reports_the_rest(tmp_path: Path) -> None:
     store, _ = _store(tmp_path)
     store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         store.edit(
             DatastoreName.RUNNING,
             _config(_link(LINK_A, operation="create") + _link(LINK_B)),
             error_option=ErrorOption.CONTINUE_ON_ERROR,
         )
-    assert [e.tag for e in caught.value.errors] == [ErrorTag.DATA_EXISTS]
+    assert [e.kind for e in caught.value.errors] == [ErrorKind.DATA_EXISTS]
     assert _link_ids(store, DatastoreName.RUNNING) == [LINK_A, LINK_B]
 
 
@@ -195,7 +197,7 @@ def test_rollback_on_error_applies_nothing(tmp_path: Path) -> None:
     store, _ = _store(tmp_path)
     store.edit(DatastoreName.RUNNING, _config(_link(LINK_A)))
     before = _snapshot(store, tmp_path / "running.xml")
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.edit(
             DatastoreName.RUNNING,
             _config(_link(LINK_B) + _link(LINK_A, operation="create")),
@@ -212,7 +214,7 @@ def test_candidate_commit_goes_through_veto_and_keeps_candidate_on_refusal(
     assert store.candidate_modified
     assert _link_ids(store, DatastoreName.RUNNING) == []
     backend.veto_reason = "not now"
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.commit()
     assert _link_ids(store, DatastoreName.RUNNING) == []
     assert _link_ids(store, DatastoreName.CANDIDATE) == [LINK_A]
@@ -232,9 +234,9 @@ def test_candidate_may_be_invalid_with_test_option_set_but_cannot_be_committed(
         _config(f'<qkdn_id nc:operation="delete">{NODE_ID}</qkdn_id>'),
         test_option=EditTest.SET,
     )
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.validate(DatastoreName.CANDIDATE)
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.commit()
     store.discard_changes()
     store.validate(DatastoreName.CANDIDATE)
@@ -244,9 +246,9 @@ def test_candidate_may_be_invalid_with_test_option_set_but_cannot_be_committed(
 def test_validate_of_inline_config(tmp_path: Path) -> None:
     store, _ = _store(tmp_path)
     store.validate(_config(f"<qkdn_id>{NODE_ID}</qkdn_id>{_link(LINK_A)}"))
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.validate(_config(f"<qkdn_id>{NODE_ID}</qkdn_id>{_link(LINK_A, bandwidth='no')}"))
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.validate(_config(_link(LINK_A)))  # qkdn_id is mandatory
 
 
@@ -264,9 +266,9 @@ def test_operational_merges_state_and_a_bad_state_is_an_error(tmp_path: Path) ->
     assert _xpath(merged, "//q:qkd_link/q:virt_bandwidth/text()") == ["100"]
     assert len(_xpath(merged, "//q:qkd_link")) == 1
     backend.state = {ROOT: {"qkdn_status": "not-an-identity"}}
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         store.operational()
-    assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
+    assert caught.value.errors[0].kind is ErrorKind.OPERATION_FAILED
 
 
 def test_failing_apply_does_not_undo_the_change(tmp_path: Path) -> None:
@@ -279,7 +281,7 @@ def test_failing_apply_does_not_undo_the_change(tmp_path: Path) -> None:
 
 def test_operational_datastore_is_read_only(tmp_path: Path) -> None:
     store, _ = _store(tmp_path)
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.edit(DatastoreName.OPERATIONAL, _config(_link(LINK_A)), Operation.MERGE)
 
 
@@ -343,9 +345,9 @@ def test_a_checked_candidate_spoiled_by_an_unchecked_edit_is_checked_again(
         _config(_link(LINK_B, bandwidth="not-a-number")),
         test_option=EditTest.SET,
     )
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.validate(DatastoreName.CANDIDATE)
-    with pytest.raises(NetconfError):
+    with pytest.raises(DatastoreError):
         store.commit()
     assert store.revision == 0 and backend.applied == []
     # A checked edit that repairs it makes it committable again.
@@ -389,9 +391,9 @@ def test_state_of_an_entry_not_in_running_is_added_and_unusable_state_is_an_erro
     assert _xpath(merged, "//q:qkd_link/q:qkdl_id/text()") == [LINK_A, LINK_B]
     assert _xpath(merged, "//q:qkd_link[q:qkdl_id='" + LINK_B + "']//q:skr/text()") == ["3"]
     backend.state = {ROOT: {"qkdn_status": object()}}  # not JSON at all
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         store.operational_xml()
-    assert caught.value.errors[0].tag is ErrorTag.OPERATION_FAILED
+    assert caught.value.errors[0].kind is ErrorKind.OPERATION_FAILED
 
 
 def test_subtree_filtering_the_shared_operational_tree_leaves_it_whole(tmp_path: Path) -> None:
@@ -408,3 +410,18 @@ def test_subtree_filtering_the_shared_operational_tree_leaves_it_whole(tmp_path:
     assert store.operational_view() is store.operational_view()  # cached while unchanged
     assert etree.tostring(store.operational_view(), method="c14n") == before
     assert store.operational_xml() == etree.tostring(store.operational_view())
+
+
+def test_a_datastore_error_says_each_item_and_needs_at_least_one() -> None:
+    error = DatastoreError(
+        [
+            ErrorItem(ErrorKind.DATA_EXISTS, "create of data that already exists", "/a"),
+            ErrorItem(ErrorKind.VETOED, "refused by the node: busy", app_tag="vetoed"),
+        ]
+    )
+    assert str(error) == (
+        "data-exists: create of data that already exists; vetoed: refused by the node: busy"
+    )
+    assert [e.path for e in error.errors] == ["/a", None]
+    with pytest.raises(ValueError):
+        DatastoreError([])

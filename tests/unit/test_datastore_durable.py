@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from agents.datastore import Datastore, DatastoreName
-from agents.netconf.errors import BASE_NS
+from agents.datastore.tree import BASE_NS
 from tests.harness.netconf import INITIAL_RUNNING, NS, FakeBackend
 from yang.schema import Schema
 
@@ -32,7 +32,7 @@ def _record_fsyncs(monkeypatch: pytest.MonkeyPatch, persisted: Path) -> list[tup
         calls.append((target, text))
         real_fsync(descriptor)
 
-    monkeypatch.setattr("agents.datastore.os.fsync", fsync)
+    monkeypatch.setattr("agents.datastore.persist.os.fsync", fsync)
     return calls
 
 
@@ -77,7 +77,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(
     def broken_fsync(descriptor: int) -> None:
         raise OSError(5, "I/O error")
 
-    monkeypatch.setattr("agents.datastore.os.fsync", broken_fsync)
+    monkeypatch.setattr("agents.datastore.persist.os.fsync", broken_fsync)
     with pytest.raises(OSError):
         store.edit(DatastoreName.RUNNING, _edit("lost"))
     assert persisted.read_text(encoding="utf-8") == before

@@ -1,20 +1,23 @@
-"""RFC 6241 §7.2 edit-config operations on a small tree, with a hand-written schema shape."""
+"""The datastore's edit engine (RFC 6241 §7.2 operations) on a small tree, with a hand-written
+schema shape."""
 
 from __future__ import annotations
 
 import pytest
 from lxml import etree
 
-from agents.netconf.edit import (
+from agents.datastore.edit import (
     NodeKind,
     Operation,
     SchemaPath,
     Shape,
     apply_edit,
-    parse_default_operation,
     parse_operation,
 )
-from agents.netconf.errors import BASE_NS, ErrorTag, NetconfError, RpcError
+from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
+from agents.datastore.tree import BASE_NS
+from agents.netconf.errors import NetconfError
+from agents.netconf.rpcs import parse_default_operation
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
 TYPES = "urn:etsi:qkd:yang:etsi-qkd-node-types"
@@ -50,7 +53,7 @@ START = f"""<data xmlns="{BASE_NS}"><qkd_node xmlns="{NS}">
 def _edit(
     config_body: str,
     default: Operation = Operation.MERGE,
-    errors: list[RpcError] | None = None,
+    errors: list[ErrorItem] | None = None,
 ) -> etree._Element:
     target = etree.fromstring(START, etree.XMLParser(remove_blank_text=True))
     config = etree.fromstring(
@@ -108,13 +111,13 @@ def test_default_replace_replaces_the_whole_tree() -> None:
 
 
 def test_create_of_existing_entry_is_data_exists() -> None:
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         _edit(
             '<qkd_links><qkd_link nc:operation="create"><qkdl_id>L1</qkdl_id>'
             "</qkd_link></qkd_links>"
         )
     error = caught.value.errors[0]
-    assert error.tag is ErrorTag.DATA_EXISTS
+    assert error.kind is ErrorKind.DATA_EXISTS
     assert error.path == "/qkd_node/qkd_links/qkd_link[qkdl_id='L1']"
 
 
@@ -127,12 +130,12 @@ def test_create_of_new_entry_succeeds() -> None:
 
 
 def test_delete_of_missing_entry_is_data_missing() -> None:
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         _edit(
             '<qkd_links><qkd_link nc:operation="delete"><qkdl_id>L9</qkdl_id>'
             "</qkd_link></qkd_links>"
         )
-    assert caught.value.errors[0].tag is ErrorTag.DATA_MISSING
+    assert caught.value.errors[0].kind is ErrorKind.DATA_MISSING
 
 
 def test_delete_and_remove_take_entries_and_leaf_list_values_away() -> None:
@@ -165,20 +168,20 @@ def test_default_none_only_applies_explicit_operations() -> None:
 
 
 def test_default_none_with_missing_level_and_delete_is_data_missing() -> None:
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         _edit(
             '<qkd_links><qkd_link><qkdl_id>L5</qkdl_id><qkdl_enable nc:operation="delete"/>'
             "</qkd_link></qkd_links>",
             default=Operation.NONE,
         )
-    assert caught.value.errors[0].tag is ErrorTag.DATA_MISSING
+    assert caught.value.errors[0].kind is ErrorKind.DATA_MISSING
 
 
 def test_unknown_element_is_rejected_with_its_path() -> None:
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         _edit("<qkd_links><bogus>1</bogus></qkd_links>")
     error = caught.value.errors[0]
-    assert error.tag is ErrorTag.UNKNOWN_ELEMENT
+    assert error.kind is ErrorKind.UNKNOWN_ELEMENT
     assert error.path == "/qkd_node/qkd_links/bogus"
 
 
@@ -188,27 +191,27 @@ def test_node_in_a_foreign_namespace_is_unknown_namespace() -> None:
         f'<config xmlns="{BASE_NS}"><qkd_node xmlns="{NS}">'
         '<qkd_links xmlns="urn:elsewhere"/></qkd_node></config>'
     )
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         apply_edit(target, config, Operation.MERGE, shape_of, namespaces=frozenset({NS}))
     error = caught.value.errors[0]
-    assert error.tag is ErrorTag.UNKNOWN_NAMESPACE
-    assert ("bad-namespace", "urn:elsewhere") in error.info
+    assert error.kind is ErrorKind.UNKNOWN_NAMESPACE
+    assert error.namespace == "urn:elsewhere"
 
 
 def test_list_entry_without_key_is_missing_element() -> None:
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         _edit("<qkd_links><qkd_link><qkdl_enable>true</qkdl_enable></qkd_link></qkd_links>")
-    assert caught.value.errors[0].tag is ErrorTag.MISSING_ELEMENT
+    assert caught.value.errors[0].kind is ErrorKind.MISSING_KEY
 
 
 def test_continue_on_error_collects_errors_and_applies_the_rest() -> None:
-    errors: list[RpcError] = []
+    errors: list[ErrorItem] = []
     tree = _edit(
         '<qkd_links><qkd_link nc:operation="create"><qkdl_id>L1</qkdl_id></qkd_link>'
         "<qkd_link><qkdl_id>L4</qkdl_id></qkd_link></qkd_links>",
         errors=errors,
     )
-    assert [e.tag for e in errors] == [ErrorTag.DATA_EXISTS]
+    assert [e.kind for e in errors] == [ErrorKind.DATA_EXISTS]
     assert _link_ids(tree) == ["L1", "L2", "L4"]
 
 
@@ -231,8 +234,8 @@ def test_identityref_value_keeps_its_prefix_declared_after_the_move() -> None:
 def test_operation_values_are_checked() -> None:
     assert parse_operation("delete") is Operation.DELETE
     assert parse_default_operation("none") is Operation.NONE
-    with pytest.raises(NetconfError) as caught:
+    with pytest.raises(DatastoreError) as caught:
         parse_operation("none")
-    assert caught.value.errors[0].tag is ErrorTag.BAD_ATTRIBUTE
+    assert caught.value.errors[0].kind is ErrorKind.BAD_OPERATION
     with pytest.raises(NetconfError):
         parse_default_operation("create")

@@ -1,22 +1,22 @@
-"""RFC 6241 §7.2 edit-config operations applied to an lxml data tree (pure, in place).
+"""The edit engine: RFC 6241 §7.2 edit operations applied to an lxml data tree (pure, in place).
 
 The caller passes a copy of the datastore: on any error the copy is thrown away, so the
 datastore never holds half an edit. List entries are matched by their keys and leaf-list
-entries by their value, using the schema shape of each node (`ShapeOf`).
+entries by their value, using the schema shape of each node (`ShapeOf`). Errors are the
+datastore's own (`DatastoreError`); a front end maps them to its protocol.
 """
 
 from __future__ import annotations
 
-import copy
 import enum
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import cast
 
 from lxml import etree
 
-from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError
+from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
+from agents.datastore.tree import BASE_NS
 
 OPERATION_ATTR = f"{{{BASE_NS}}}operation"
 # A value such as "etsi-qkdn-types:VIRT" whose prefix must stay declared when it is moved.
@@ -57,23 +57,8 @@ _ATTRIBUTE_OPERATIONS = frozenset(o.value for o in Operation if o is not Operati
 def parse_operation(text: str) -> Operation:
     """The value of an `operation` attribute (RFC 6241 §7.2); "none" is no attribute value."""
     if text not in _ATTRIBUTE_OPERATIONS:
-        raise NetconfError.of(
-            ErrorType.PROTOCOL,
-            ErrorTag.BAD_ATTRIBUTE,
-            f"unknown operation {text!r}",
-            info=(("bad-attribute", "operation"),),
-        )
-    return Operation(text)
-
-
-def parse_default_operation(text: str) -> Operation:
-    """The value of <default-operation>: merge, replace or none."""
-    if text not in (Operation.MERGE.value, Operation.REPLACE.value, Operation.NONE.value):
-        raise NetconfError.of(
-            ErrorType.PROTOCOL,
-            ErrorTag.INVALID_VALUE,
-            f"unknown default-operation {text!r}",
-            info=(("bad-element", "default-operation"),),
+        raise DatastoreError.of(
+            ErrorKind.BAD_OPERATION, f"unknown operation {text!r}", attribute="operation"
         )
     return Operation(text)
 
@@ -83,12 +68,12 @@ def apply_edit(
     config: etree._Element,
     default_operation: Operation,
     shape_of: ShapeOf,
-    errors: list[RpcError] | None = None,
+    errors: list[ErrorItem] | None = None,
     namespaces: frozenset[str] = frozenset(),
 ) -> None:
     """Apply the children of `config` to the children of `target`.
 
-    With `errors` None the first error raises NetconfError; otherwise each failing node is
+    With `errors` None the first error raises DatastoreError; otherwise each failing node is
     skipped and its error appended (continue-on-error). A node whose namespace is not in
     `namespaces` (those of the served modules) is unknown-namespace, not unknown-element.
     """
@@ -99,7 +84,7 @@ def apply_edit(
 
 class _Editor:
     def __init__(
-        self, shape_of: ShapeOf, errors: list[RpcError] | None, namespaces: frozenset[str]
+        self, shape_of: ShapeOf, errors: list[ErrorItem] | None, namespaces: frozenset[str]
     ) -> None:
         self._shape_of = shape_of
         self._errors = errors
@@ -114,7 +99,7 @@ class _Editor:
     ) -> None:
         try:
             self._apply(target_parent, node, inherited, parent_path)
-        except NetconfError as error:
+        except DatastoreError as error:
             if self._errors is None:
                 raise
             self._errors.extend(error.errors)
@@ -130,20 +115,19 @@ class _Editor:
         path: SchemaPath = (*parent_path, (qname.namespace or "", qname.localname))
         shape = self._shape_of(path) if qname.namespace else None
         if shape is None and self._namespaces and qname.namespace not in self._namespaces:
-            raise NetconfError.of(
-                ErrorType.APPLICATION,
-                ErrorTag.UNKNOWN_NAMESPACE,
+            raise DatastoreError.of(
+                ErrorKind.UNKNOWN_NAMESPACE,
                 f"<{qname.localname}> is in no served namespace ({qname.namespace or 'none'})",
                 path=self._error_path(target_parent, node),
-                info=(("bad-element", qname.localname), ("bad-namespace", qname.namespace or "")),
+                element=qname.localname,
+                namespace=qname.namespace or "",
             )
         if shape is None:
-            raise NetconfError.of(
-                ErrorType.APPLICATION,
-                ErrorTag.UNKNOWN_ELEMENT,
+            raise DatastoreError.of(
+                ErrorKind.UNKNOWN_ELEMENT,
                 f"{qname.localname!r} is not in the schema here",
                 path=self._error_path(target_parent, node),
-                info=(("bad-element", qname.localname),),
+                element=qname.localname,
             )
         own = node.get(OPERATION_ATTR)
         operation = parse_operation(own) if own is not None else inherited
@@ -152,9 +136,8 @@ class _Editor:
         if operation in (Operation.DELETE, Operation.REMOVE):
             if existing is None:
                 if operation is Operation.DELETE:
-                    raise NetconfError.of(
-                        ErrorType.APPLICATION,
-                        ErrorTag.DATA_MISSING,
+                    raise DatastoreError.of(
+                        ErrorKind.DATA_MISSING,
                         "delete of data that does not exist",
                         path=self._error_path(target_parent, node),
                     )
@@ -162,9 +145,8 @@ class _Editor:
             target_parent.remove(existing)
             return
         if operation is Operation.CREATE and existing is not None:
-            raise NetconfError.of(
-                ErrorType.APPLICATION,
-                ErrorTag.DATA_EXISTS,
+            raise DatastoreError.of(
+                ErrorKind.DATA_EXISTS,
                 "create of data that already exists",
                 path=self._error_path(target_parent, node),
             )
@@ -197,12 +179,11 @@ class _Editor:
         for key in shape.keys:
             key_node = _child_named(node, key)
             if key_node is None:
-                raise NetconfError.of(
-                    ErrorType.PROTOCOL,
-                    ErrorTag.MISSING_ELEMENT,
+                raise DatastoreError.of(
+                    ErrorKind.MISSING_KEY,
                     f"list entry without its key {key!r}",
                     path=self._error_path(target_parent, node),
-                    info=(("bad-element", key),),
+                    element=key,
                 )
             fresh.append(_copy_leaf(key_node))
         for child in _elements(node):
@@ -213,7 +194,7 @@ class _Editor:
             _insert(target_parent, fresh)
 
     def _error_path(self, parent: etree._Element, node: etree._Element) -> str:
-        """An XPath-like location of `node` for <error-path>, list keys as predicates."""
+        """An XPath-like location of `node` (libyang style), list keys as predicates."""
         chain = [node]
         ancestor: etree._Element | None = parent
         while ancestor is not None and etree.QName(ancestor).namespace != BASE_NS:
@@ -254,11 +235,8 @@ def _key_equal(entry: etree._Element, node: etree._Element, key: str) -> bool:
     mine = _child_named(entry, key)
     theirs = _child_named(node, key)
     if theirs is None:
-        raise NetconfError.of(
-            ErrorType.PROTOCOL,
-            ErrorTag.MISSING_ELEMENT,
-            f"list entry without its key {key!r}",
-            info=(("bad-element", key),),
+        raise DatastoreError.of(
+            ErrorKind.MISSING_KEY, f"list entry without its key {key!r}", element=key
         )
     return mine is not None and _same_value(mine, theirs)
 
@@ -304,20 +282,6 @@ def _copy_leaf(node: etree._Element) -> etree._Element:
     fresh = etree.Element(node.tag, nsmap=nsmap) if nsmap else etree.Element(node.tag)
     fresh.text = text
     return fresh
-
-
-def adopt(element: etree._Element) -> etree._Element:
-    """A detached copy whose root declares every namespace in scope of `element`.
-
-    lxml copies declarations only for prefixes used in names; identityref values such as
-    "t:VIRT" use a prefix in text, which must stay declared when the node leaves its parent.
-    """
-    nsmap = cast("dict[str, str]", element.nsmap)  # lxml-stubs do not allow the None key
-    adopted = etree.Element(element.tag, nsmap=nsmap)
-    adopted.text = element.text
-    for child in element:
-        adopted.append(copy.deepcopy(child))
-    return adopted
 
 
 def _insert(parent: etree._Element, child: etree._Element) -> None:

@@ -3,13 +3,14 @@
 Every change to running is two-phase: the edit is applied to a copy, the whole result is
 validated against the YANG schema, the backend may veto it, and only then the copy becomes
 running (persisted atomically, then handed to `backend.apply`). A failed edit, a failed
-validation or a veto changes nothing. The NETCONF server is only a front end to this class.
+validation or a veto changes nothing and raises `DatastoreError`. The NETCONF server is only
+a front end to this class: it knows nothing of NETCONF.
 
 One libyang parse per change does validation, canonical order and JSON together
 (`Schema.check_config_xml`); a candidate validated by its edit is not validated again by
-<validate> or <commit> (it cannot change in between without a new check).
+`validate` or `commit` (it cannot change in between without a new check).
 
-Data is kept as lxml trees of a `<data>` wrapper (NETCONF base namespace) whose child is
+Data is kept as lxml trees of a `<data>` wrapper (see `tree`) whose child is
 `<qkd_node>`; the backend sees RFC 7951 JSON.
 """
 
@@ -19,16 +20,18 @@ import copy
 import enum
 import json
 import logging
-import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from lxml import etree
 
-from agents.netconf.edit import NodeKind, Operation, SchemaPath, Shape, adopt, apply_edit
-from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError, base_element
+from agents.datastore import persist
+from agents.datastore.edit import NodeKind, Operation, SchemaPath, Shape, apply_edit
+from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
+from agents.datastore.tree import BASE_NS, parse, serialize, wrap, wrap_children
 from yang.schema import InvalidDataError, NodeInfo, Schema, ValidationError
 
 log = logging.getLogger(__name__)
@@ -61,11 +64,12 @@ class NodeBackend(Protocol):
     def apply(self, new_running: dict[str, Any]) -> None:
         """Called after running changed; must not fail (the change is already made).
 
-        veto, apply and operational run on the NETCONF server's event loop: keep them quick.
+        veto, apply and operational run on the thread that uses the datastore (the agent's
+        event loop): keep them quick.
         """
 
     def operational(self, running: dict[str, Any]) -> dict[str, Any]:
-        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into <get>.
+        """RFC 7951 JSON of `qkd_node` with the state (ro) leaves to merge into operational.
 
         `running` is shared by every call until running changes: read it, never modify it.
         """
@@ -90,10 +94,6 @@ class _Checked:
     json_text: str  # RFC 7951 JSON, as the backend sees it
 
 
-class DatastoreError(Exception):
-    """The datastore cannot start: e.g. the persisted running file is unreadable or invalid."""
-
-
 class Datastore:
     """Running, candidate and operational data of one agent. Thread-safe."""
 
@@ -105,12 +105,13 @@ class Datastore:
         initial_running_xml: str,
         durable: bool = True,
     ) -> None:
-        """Running comes from `persist_path` if that file exists, else `initial_running_xml`.
+        """Running comes from `persist_path` if that file exists, else `initial_running_xml`;
+        a persisted file that is unreadable or invalid raises `DatastoreError`.
 
         `durable`: each persisted running is written to a new file, fsynced and renamed over
         the old one (then the directory fsynced) before the change takes effect, so a commit
-        survives a power loss; off, the file is rewritten in place (see `_overwrite`), which
-        survives a crash of this process but not of the machine.
+        survives a power loss; off, the file is rewritten in place (`persist.overwrite`),
+        which survives a crash of this process but not of the machine.
         The backend is not called here: read `running_json()` once the node is composed.
         """
         self._schema = schema
@@ -128,20 +129,24 @@ class Datastore:
             try:
                 xml = persist_path.read_text(encoding="utf-8")
             except OSError as error:
-                raise DatastoreError(f"cannot read {persist_path}: {error}") from error
+                raise DatastoreError.of(
+                    ErrorKind.OPERATION_FAILED, f"cannot read {persist_path}: {error}"
+                ) from error
         restored = self._read_rollback()
         if restored is not None:
             source, xml = restored
         try:
-            checked = self._check(_wrap(_parse(xml)))
-        except NetconfError as error:
-            raise DatastoreError(f"{source} is not valid: {error}") from error
+            checked = self._check(wrap(parse(xml)))
+        except DatastoreError as error:
+            raise DatastoreError.of(
+                ErrorKind.INVALID_VALUE, f"{source} is not valid: {error}"
+            ) from error
         self._running = checked.tree
         self._running_text = checked.text
         self._running_json_text = checked.json_text
         self._merged: _Merged | None = None
         # Running as JSON for the backend's state reports, decoded once per revision (a
-        # <get> arrives far more often than a change; decoding it each time cost ~20 µs).
+        # read arrives far more often than a change; decoding it each time cost ~20 µs).
         self._state_input: tuple[int, dict[str, Any]] | None = None
         self._candidate: etree._Element | None = None  # None: candidate equals running
         # The candidate's check while it is known valid (None: not checked since its edit).
@@ -170,7 +175,7 @@ class Datastore:
             return copy.deepcopy(self._running)
 
     def operational(self) -> etree._Element:
-        """Running with the backend's state data merged in (what <get> returns); a copy."""
+        """Running with the backend's state data merged in (operational); a copy."""
         return copy.deepcopy(self._current_merge().tree)
 
     def operational_view(self) -> etree._Element:
@@ -179,7 +184,7 @@ class Datastore:
         return self._current_merge().tree
 
     def operational_xml(self) -> bytes:
-        """`operational()` serialized: the <data> element of a <get> reply without filter."""
+        """`operational()` serialized: the whole <data> element."""
         return self._current_merge().xml
 
     def _current_merge(self) -> _Merged:
@@ -192,7 +197,7 @@ class Datastore:
                 state_input = (revision, json.loads(self._running_json_text))
                 self._state_input = state_input
         state = self._backend.operational(state_input[1])
-        # State changes far slower than <get>s arrive: reuse the last merge while neither
+        # State changes far slower than reads arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged
         if cached is None or cached.revision != revision or cached.state != state:
@@ -215,7 +220,7 @@ class Datastore:
             merged = self._schema.merge_state_xml(running_text, state_json)
         except InvalidDataError as error:
             raise _state_unavailable(str(error)) from error
-        return _wrap(_parse(merged))
+        return wrap(parse(merged))
 
     @property
     def schema(self) -> Schema:
@@ -236,7 +241,8 @@ class Datastore:
         test_option: TestOption = TestOption.TEST_THEN_SET,
         error_option: ErrorOption = ErrorOption.STOP_ON_ERROR,
     ) -> None:
-        """edit-config: `config` is the <config> element whose children are data nodes.
+        """Edit `target`: the children of `config` are data nodes, with `operation` attributes
+        as RFC 6241 §7.2 defines them (see `edit`).
 
         Running is always validated (it must stay valid); the candidate skips validation
         with test-option `set`, so it may hold an intermediate state until commit.
@@ -244,13 +250,11 @@ class Datastore:
         continue-on-error applies what it can and still reports the errors.
         """
         if target is DatastoreName.OPERATIONAL:
-            raise NetconfError.of(
-                ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "operational state is read-only"
-            )
+            raise DatastoreError.of(ErrorKind.INVALID_ARGUMENT, "operational state is read-only")
         with self._lock:
             base = self._running if target is DatastoreName.RUNNING else self._candidate
             work = copy.deepcopy(base if base is not None else self._running)
-            collected: list[RpcError] | None = (
+            collected: list[ErrorItem] | None = (
                 [] if error_option is ErrorOption.CONTINUE_ON_ERROR else None
             )
             apply_edit(work, config, default_operation, self.shape_of, collected, self._namespaces)
@@ -266,13 +270,11 @@ class Datastore:
             self._raise_collected(collected)
 
     def validate(self, source: DatastoreName | etree._Element) -> None:
-        """validate: a datastore or an inline <config> element."""
+        """Validate a datastore or an inline config (an element whose children are data nodes)."""
         if source is DatastoreName.OPERATIONAL:
-            raise NetconfError.of(
-                ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "cannot validate operational state"
-            )
+            raise DatastoreError.of(ErrorKind.INVALID_ARGUMENT, "cannot validate operational state")
         if not isinstance(source, DatastoreName):
-            self._validate(_wrap_children(source))
+            self._validate(wrap_children(source))
             return
         with self._lock:
             # Running is valid by construction: only a candidate not yet checked needs work.
@@ -302,7 +304,7 @@ class Datastore:
         path = self._rollback_path()
         if path is not None:
             with self._lock:
-                self._write(path, _serialize(previous))
+                persist.replace(path, serialize(previous), durable=self._durable)
 
     def drop_rollback(self) -> None:
         """The pending confirmed commit was confirmed or rolled back."""
@@ -312,21 +314,21 @@ class Datastore:
         with self._lock:
             path.unlink(missing_ok=True)
             if self._durable:
-                _fsync_directory(path.parent)
+                persist.fsync_directory(path.parent)
 
     def copy_config(self, target: DatastoreName, source: DatastoreName | etree._Element) -> None:
-        """copy-config: replace `target` whole by a datastore or an inline <config>.
+        """Replace `target` whole by a datastore or an inline config element.
 
         Running is replaced through validate → veto → apply; the candidate is only
         validated (it becomes running at commit).
         """
         if target is DatastoreName.OPERATIONAL or source is DatastoreName.OPERATIONAL:
-            raise NetconfError.of(
-                ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE, "operational state cannot be copied"
+            raise DatastoreError.of(
+                ErrorKind.INVALID_ARGUMENT, "operational state cannot be copied"
             )
         with self._lock:
             tree = (
-                self.config(source) if isinstance(source, DatastoreName) else _wrap_children(source)
+                self.config(source) if isinstance(source, DatastoreName) else wrap_children(source)
             )
             checked = self._check(tree)
             if target is DatastoreName.RUNNING:
@@ -358,18 +360,18 @@ class Datastore:
     # ---- internals -------------------------------------------------------------------------
 
     def _validate(self, tree: etree._Element) -> None:
-        errors = self._schema.validate_config_xml(_serialize(tree))
+        errors = self._schema.validate_config_xml(serialize(tree))
         if errors:
-            raise NetconfError(*(_validation_error(e) for e in errors))
+            raise _invalid(errors, "not valid")
 
     def _check(self, tree: etree._Element) -> _Checked:
         """Full validation of `tree`, and its canonical and JSON forms from the same parse."""
         try:
-            checked = self._schema.check_config_xml(_serialize(tree))
+            checked = self._schema.check_config_xml(serialize(tree))
         except InvalidDataError as error:
-            raise NetconfError(*(_validation_error(e) for e in error.errors)) from error
-        canonical = _wrap(_parse(checked.xml))
-        return _Checked(canonical, _serialize(canonical), checked.json)
+            raise _invalid(error.errors, str(error)) from error
+        canonical = wrap(parse(checked.xml))
+        return _Checked(canonical, serialize(canonical), checked.json)
 
     def _replace_running(self, checked: _Checked) -> None:
         if checked.text == self._running_text:
@@ -377,11 +379,8 @@ class Datastore:
         # Each backend call gets its own fresh dict (it may keep or change it).
         reason = self._backend.veto(json.loads(checked.json_text))
         if reason is not None:
-            raise NetconfError.of(
-                ErrorType.APPLICATION,
-                ErrorTag.OPERATION_FAILED,
-                f"refused by the node: {reason}",
-                app_tag="vetoed",
+            raise DatastoreError.of(
+                ErrorKind.VETOED, f"refused by the node: {reason}", app_tag="vetoed"
             )
         if self._persist_path is not None:
             self._persist(checked.text)
@@ -397,30 +396,9 @@ class Datastore:
     def _persist(self, text: str) -> None:
         assert self._persist_path is not None
         if self._durable:
-            self._write(self._persist_path, text)
+            persist.replace(self._persist_path, text, durable=True)
         else:
-            _overwrite(self._persist_path, text.encode("utf-8"))
-
-    def _write(self, path: Path, text: str) -> None:
-        """Atomic replace: a reader or a crash of this process sees the old or the new file
-        whole. When durable, the data reaches the disk before the rename, and the rename
-        before we go on (an fsync of the directory), so a power loss keeps the last commit;
-        an unreadable file is set aside at start either way."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # One writer per datastore (under the lock): a fixed temporary name is enough.
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with temporary.open("wb") as file:
-                file.write(text.encode("utf-8"))
-                if self._durable:
-                    file.flush()
-                    os.fsync(file.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        if self._durable:
-            _fsync_directory(path.parent)
+            persist.overwrite(self._persist_path, text.encode("utf-8"))
 
     def _rollback_path(self) -> Path | None:
         if self._persist_path is None:
@@ -435,89 +413,22 @@ class Datastore:
             return None
         try:
             xml = path.read_text(encoding="utf-8")
-            self._check(_wrap(_parse(xml)))
-        except (OSError, NetconfError) as error:
+            self._check(wrap(parse(xml)))
+        except (OSError, DatastoreError) as error:
             stale = path.with_suffix(".stale.xml")
             log.error("%s is not usable (%s); moved to %s", path, error, stale)
             path.replace(stale)
             return None
         return str(path), xml
 
-    def _raise_collected(self, collected: list[RpcError] | None) -> None:
+    def _raise_collected(self, collected: list[ErrorItem] | None) -> None:
         if collected:
-            raise NetconfError(*collected)
+            raise DatastoreError(collected)
 
 
-def _overwrite(path: Path, data: bytes) -> None:
-    """Rewrites `path` in place with one write, without the atomic rename: on ext4 a rename
-    over a file makes the kernel write the new file out first (auto_da_alloc), 450 µs a
-    commit on a VM disk against 15 µs in place. The write is padded with white space up to
-    the old length, which XML allows after the root, so a process killed before the final
-    truncate still leaves a whole, valid document. Only a power loss can tear it; the agent
-    then sets the file aside at start (what `durable` is for)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-    try:
-        os.pwrite(descriptor, padded(data, os.fstat(descriptor).st_size), 0)
-        os.ftruncate(descriptor, len(data))
-    finally:
-        os.close(descriptor)
-
-
-def padded(data: bytes, old_size: int) -> bytes:
-    """`data` followed by spaces up to `old_size` bytes (no shorter than `data`)."""
-    return data + b" " * max(0, old_size - len(data))
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in `directory` durable (POSIX: the entry lives in the directory)."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def _state_unavailable(problem: str) -> NetconfError:
+def _state_unavailable(problem: str) -> DatastoreError:
     log.error("backend state data is not valid: %s", problem)
-    return NetconfError.of(
-        ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "node state is unavailable"
-    )
-
-
-def _parse(xml: str) -> etree._Element:
-    try:
-        parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
-        return etree.fromstring(xml.encode("utf-8"), parser)
-    except etree.XMLSyntaxError as error:
-        raise NetconfError.of(
-            ErrorType.APPLICATION, ErrorTag.INVALID_VALUE, f"malformed data: {error}"
-        ) from error
-
-
-def _wrap(root: etree._Element) -> etree._Element:
-    """A <data> wrapper around a <qkd_node> (or the children of a <config>/<data>)."""
-    if etree.QName(root).localname in ("data", "config"):
-        return _wrap_children(root)
-    wrapper = base_element("data")
-    wrapper.append(root)
-    return wrapper
-
-
-def _wrap_children(parent: etree._Element) -> etree._Element:
-    wrapper = base_element("data")
-    for child in parent:
-        if isinstance(child.tag, str):
-            wrapper.append(adopt(child))
-    return wrapper
-
-
-def _serialize(wrapper: etree._Element) -> str:
-    """The data nodes inside the wrapper, as libyang reads them."""
-    children = [child for child in wrapper if isinstance(child.tag, str)]
-    if len(children) == 1:
-        return etree.tostring(children[0], encoding="unicode")
-    return etree.tostring(wrapper, encoding="unicode")
+    return DatastoreError.of(ErrorKind.OPERATION_FAILED, "node state is unavailable")
 
 
 def _shape_from_info(info: NodeInfo | None, namespace: str) -> Shape | None:
@@ -535,12 +446,18 @@ _OPERATION_FAILED_TAGS = {
 _DATA_MISSING_TAGS = {"instance-required", "missing-choice"}
 
 
-def _validation_error(error: ValidationError) -> RpcError:
-    """RFC 7950 §15 error-tags for YANG validation failures."""
+def _invalid(errors: Sequence[ValidationError], summary: str) -> DatastoreError:
+    """The validation errors as one DatastoreError (the summary if libyang named none)."""
+    items = [_validation_error(e) for e in errors]
+    return DatastoreError(items or [ErrorItem(ErrorKind.INVALID_VALUE, summary or "not valid")])
+
+
+def _validation_error(error: ValidationError) -> ErrorItem:
+    """The kind of a YANG validation failure, as RFC 7950 §15 sorts them."""
     if error.app_tag in _OPERATION_FAILED_TAGS:
-        tag = ErrorTag.OPERATION_FAILED
+        kind = ErrorKind.OPERATION_FAILED
     elif error.app_tag in _DATA_MISSING_TAGS or "mandatory" in error.message.lower():
-        tag = ErrorTag.DATA_MISSING
+        kind = ErrorKind.DATA_MISSING
     else:
-        tag = ErrorTag.INVALID_VALUE
-    return RpcError(ErrorType.APPLICATION, tag, error.message, error.path or None, error.app_tag)
+        kind = ErrorKind.INVALID_VALUE
+    return ErrorItem(kind, error.message, error.path or None, error.app_tag)
