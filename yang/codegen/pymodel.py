@@ -219,10 +219,19 @@ class Generator:
                 if reader != "string_json"
                 else f"{{v}} if type({{v}}) is str{checks} else {{slow}}"
             )
+            xml_checks = " and ".join(f"{self.patterns[p]}.fullmatch(t) is not None" for p in patterns)
+            xml_in = f"_s.{reader}({{e}}.text or '', {{p}}, {{n}}, {consts})"
+            if reader == "string_json":
+                xml_in = (
+                    f"(t if {xml_checks.replace('(t)', '(t := {e}.text or ' + repr('') + ')', 1)}"
+                    f" else _s.string_json(t, {{p}}, {{n}}, {consts}))"
+                    if patterns
+                    else "({e}.text or '')"
+                )
             return Scalar(
                 "str",
                 f"_s.{reader}({{v}}, {{p}}, {{n}}, {consts})",
-                f"_s.{reader}({{e}}.text or '', {{p}}, {{n}}, {consts})",
+                xml_in,
                 "{x}",
                 lambda text: repr(text),
                 fast,
@@ -366,12 +375,21 @@ class Generator:
         for cdef in self.classes:
             out += self.emit_class(cdef, cdef is root_cls, root)
         for cdef in self.classes:
+            if self.defaultable(cdef):
+                out.append(f"_EMPTY_{cdef.name} = {cdef.name}()  # an absent container (immutable)")
+        out += ["", ""]
+        for cdef in self.classes:
             out += self.emit_json_in(cdef)
             out += self.emit_xml_in(cdef)
             out += self.emit_json_out(cdef)
         while out[-1] == "":
             out.pop()
         return "\n".join(out) + "\n"
+
+    def defaultable(self, cdef: ClassDef) -> bool:
+        return cdef.kind == "container" and all(
+            self.annotation(f)[1] is not None for f in cdef.fields
+        )
 
     @staticmethod
     def annotation(fld: Field) -> tuple[str, str | None]:
@@ -436,7 +454,7 @@ class Generator:
             lines.append(f"    v = o.get({key}, _ABSENT)")
             if fld.kind == "container":
                 lines.append(
-                    f"    {attr} = {fld.cls}() if v is _ABSENT else "
+                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else "
                     f"_{fld.cls}_from_json(v, path + {'/' + fld.json_key!r}, ignore_unknown)"
                 )
             elif fld.kind == "list":
@@ -488,7 +506,7 @@ class Generator:
             if fld.kind == "container":
                 lines += [
                     f"    e = one.get({fld.attr!r})",
-                    f"    {attr} = {fld.cls}() if e is None else "
+                    f"    {attr} = _EMPTY_{fld.cls} if e is None else "
                     f"_{fld.cls}_from_xml(e, path + {'/' + fld.name!r}, ignore_unknown)",
                 ]
             elif fld.kind == "list":
