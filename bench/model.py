@@ -22,12 +22,12 @@ from pathlib import Path
 
 # Run as a file, this folder comes first on sys.path and its controller.py would shadow the
 # `controller` package: the project root must come first.
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import dataclasses
 import enum
+import functools
 import json
 import statistics
 import subprocess
@@ -42,6 +42,7 @@ from km import associations
 from yang.model import QkdApp, QkdLink, QkdNode
 from yang.schema import Schema
 
+ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "8f28814"  # the last commit with the hand parsers
 GOLDEN = ROOT / "tests" / "golden" / "qkd-node-state.xml"
 GOLDEN_CONFIG = ROOT / "tests" / "golden" / "qkd-node-config.xml"
@@ -161,17 +162,18 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"parse_node_config differs from the baseline ({apps} apps)")
         figures[f"controller parse_node, {apps} apps"] = compare(
             f"controller parse_node, {apps} apps",
-            lambda: old_nodedata.parse_node(reply),
-            lambda: nodedata.parse_node(reply),
+            functools.partial(old_nodedata.parse_node, reply),
+            functools.partial(nodedata.parse_node, reply),
             args.rounds,
         )
         figures[f"km parse_node_config, {apps} apps"] = compare(
             f"km parse_node_config, {apps} apps",
-            lambda: old_associations.parse_node_config(text),
-            lambda: associations.parse_node_config(text),
+            functools.partial(old_associations.parse_node_config, text),
+            functools.partial(associations.parse_node_config, text),
             args.rounds,
         )
-        check = min(timed(lambda: schema.check_config_xml(config_xml), 20) for _ in range(5))
+        validate = functools.partial(schema.check_config_xml, config_xml)
+        check = min(timed(validate, 20) for _ in range(5))
         figures[f"libyang check_config_xml, {apps} apps"] = {"us": check * 1e6}
         print(f"{'  (libyang check_config_xml)':<34} {check * 1e6:>21.1f}")
     if args.json:
