@@ -219,7 +219,9 @@ class Generator:
                 if reader != "string_json"
                 else f"{{v}} if type({{v}}) is str{checks} else {{slow}}"
             )
-            xml_checks = " and ".join(f"{self.patterns[p]}.fullmatch(t) is not None" for p in patterns)
+            xml_checks = " and ".join(
+                f"{self.patterns[p]}.fullmatch(t) is not None" for p in patterns
+            )
             xml_in = f"_s.{reader}({{e}}.text or '', {{p}}, {{n}}, {consts})"
             if reader == "string_json":
                 xml_in = (
