@@ -526,6 +526,89 @@ class QkdNode:
         return {'etsi-qkd-sdn-node:qkd_node': _QkdNode_to_json(self)}
 
 
+_QkdnCapabilities_set_link_stats_support = QkdnCapabilities.__dict__['link_stats_support'].__set__
+_QkdnCapabilities_set_application_stats_support = QkdnCapabilities.__dict__['application_stats_support'].__set__
+_QkdnCapabilities_set_key_relay_mode_enable = QkdnCapabilities.__dict__['key_relay_mode_enable'].__set__
+_Statistics_set_end_time = Statistics.__dict__['end_time'].__set__
+_Statistics_set_start_time = Statistics.__dict__['start_time'].__set__
+_Statistics_set_consumed_bits = Statistics.__dict__['consumed_bits'].__set__
+_AppStatistics_set_statistics = AppStatistics.__dict__['statistics'].__set__
+_AppQos_set_max_bandwidth = AppQos.__dict__['max_bandwidth'].__set__
+_AppQos_set_min_bandwidth = AppQos.__dict__['min_bandwidth'].__set__
+_AppQos_set_jitter = AppQos.__dict__['jitter'].__set__
+_AppQos_set_ttl = AppQos.__dict__['ttl'].__set__
+_AppQos_set_clients_shared_path_enable = AppQos.__dict__['clients_shared_path_enable'].__set__
+_AppQos_set_clients_shared_keys_required = AppQos.__dict__['clients_shared_keys_required'].__set__
+_Admission_set_state = Admission.__dict__['state'].__set__
+_Admission_set_reason = Admission.__dict__['reason'].__set__
+_Admission_set_path = Admission.__dict__['path'].__set__
+_Relay_set_mode = Relay.__dict__['mode'].__set__
+_Relay_set_buffer = Relay.__dict__['buffer'].__set__
+_QkdApp_set_app_id = QkdApp.__dict__['app_id'].__set__
+_QkdApp_set_app_status = QkdApp.__dict__['app_status'].__set__
+_QkdApp_set_app_type = QkdApp.__dict__['app_type'].__set__
+_QkdApp_set_server_app_id = QkdApp.__dict__['server_app_id'].__set__
+_QkdApp_set_client_app_id = QkdApp.__dict__['client_app_id'].__set__
+_QkdApp_set_app_priority = QkdApp.__dict__['app_priority'].__set__
+_QkdApp_set_creation_time = QkdApp.__dict__['creation_time'].__set__
+_QkdApp_set_expiration_time = QkdApp.__dict__['expiration_time'].__set__
+_QkdApp_set_app_statistics = QkdApp.__dict__['app_statistics'].__set__
+_QkdApp_set_app_qos = QkdApp.__dict__['app_qos'].__set__
+_QkdApp_set_backing_qkdl_id = QkdApp.__dict__['backing_qkdl_id'].__set__
+_QkdApp_set_local_qkdn_id = QkdApp.__dict__['local_qkdn_id'].__set__
+_QkdApp_set_remote_qkdn_id = QkdApp.__dict__['remote_qkdn_id'].__set__
+_QkdApp_set_admission = QkdApp.__dict__['admission'].__set__
+_QkdApp_set_relay = QkdApp.__dict__['relay'].__set__
+_QkdApplications_set_qkd_app = QkdApplications.__dict__['qkd_app'].__set__
+_QkdiAttPoint_set_device = QkdiAttPoint.__dict__['device'].__set__
+_QkdiAttPoint_set_port = QkdiAttPoint.__dict__['port'].__set__
+_QkdiCapabilities_set_role_support = QkdiCapabilities.__dict__['role_support'].__set__
+_QkdiCapabilities_set_wavelength_range = QkdiCapabilities.__dict__['wavelength_range'].__set__
+_QkdiCapabilities_set_max_absorption = QkdiCapabilities.__dict__['max_absorption'].__set__
+_QkdInterface_set_qkdi_id = QkdInterface.__dict__['qkdi_id'].__set__
+_QkdInterface_set_qkdi_model = QkdInterface.__dict__['qkdi_model'].__set__
+_QkdInterface_set_qkdi_type = QkdInterface.__dict__['qkdi_type'].__set__
+_QkdInterface_set_qkdi_att_point = QkdInterface.__dict__['qkdi_att_point'].__set__
+_QkdInterface_set_qkdi_capabilities = QkdInterface.__dict__['qkdi_capabilities'].__set__
+_QkdInterface_set_qkdi_status = QkdInterface.__dict__['qkdi_status'].__set__
+_QkdInterfaces_set_qkd_interface = QkdInterfaces.__dict__['qkd_interface'].__set__
+_QkdlLocal_set_qkdn_id = QkdlLocal.__dict__['qkdn_id'].__set__
+_QkdlLocal_set_qkdi_id = QkdlLocal.__dict__['qkdi_id'].__set__
+_QkdlRemote_set_qkdn_id = QkdlRemote.__dict__['qkdn_id'].__set__
+_QkdlRemote_set_qkdi_id = QkdlRemote.__dict__['qkdi_id'].__set__
+_PhysPerf_set_perf_type = PhysPerf.__dict__['perf_type'].__set__
+_PhysPerf_set_value = PhysPerf.__dict__['value'].__set__
+_QkdlPerformance_set_expected_consumption = QkdlPerformance.__dict__['expected_consumption'].__set__
+_QkdlPerformance_set_skr = QkdlPerformance.__dict__['skr'].__set__
+_QkdlPerformance_set_eskr = QkdlPerformance.__dict__['eskr'].__set__
+_QkdlPerformance_set_phys_perf = QkdlPerformance.__dict__['phys_perf'].__set__
+_QkdLink_set_qkdl_id = QkdLink.__dict__['qkdl_id'].__set__
+_QkdLink_set_qkdl_status = QkdLink.__dict__['qkdl_status'].__set__
+_QkdLink_set_qkdl_enable = QkdLink.__dict__['qkdl_enable'].__set__
+_QkdLink_set_qkdl_local = QkdLink.__dict__['qkdl_local'].__set__
+_QkdLink_set_qkdl_remote = QkdLink.__dict__['qkdl_remote'].__set__
+_QkdLink_set_qkdl_type = QkdLink.__dict__['qkdl_type'].__set__
+_QkdLink_set_qkdl_applications = QkdLink.__dict__['qkdl_applications'].__set__
+_QkdLink_set_virt_prev_hop = QkdLink.__dict__['virt_prev_hop'].__set__
+_QkdLink_set_virt_next_hop = QkdLink.__dict__['virt_next_hop'].__set__
+_QkdLink_set_virt_bandwidth = QkdLink.__dict__['virt_bandwidth'].__set__
+_QkdLink_set_phys_channel_att = QkdLink.__dict__['phys_channel_att'].__set__
+_QkdLink_set_phys_wavelength = QkdLink.__dict__['phys_wavelength'].__set__
+_QkdLink_set_phys_qkd_role = QkdLink.__dict__['phys_qkd_role'].__set__
+_QkdLink_set_qkdl_performance = QkdLink.__dict__['qkdl_performance'].__set__
+_QkdLinks_set_qkd_link = QkdLinks.__dict__['qkd_link'].__set__
+_KeyManager_set_etsi014_url = KeyManager.__dict__['etsi014_url'].__set__
+_KeyManager_set_etsi004_address = KeyManager.__dict__['etsi004_address'].__set__
+_KeyManager_set_relay_address = KeyManager.__dict__['relay_address'].__set__
+_QkdNode_set_qkdn_id = QkdNode.__dict__['qkdn_id'].__set__
+_QkdNode_set_qkdn_status = QkdNode.__dict__['qkdn_status'].__set__
+_QkdNode_set_qkdn_version = QkdNode.__dict__['qkdn_version'].__set__
+_QkdNode_set_qkdn_location_id = QkdNode.__dict__['qkdn_location_id'].__set__
+_QkdNode_set_qkdn_capabilities = QkdNode.__dict__['qkdn_capabilities'].__set__
+_QkdNode_set_qkd_applications = QkdNode.__dict__['qkd_applications'].__set__
+_QkdNode_set_qkd_interfaces = QkdNode.__dict__['qkd_interfaces'].__set__
+_QkdNode_set_qkd_links = QkdNode.__dict__['qkd_links'].__set__
+_QkdNode_set_key_manager = QkdNode.__dict__['key_manager'].__set__
 _EMPTY_QkdnCapabilities = QkdnCapabilities()  # an absent container (immutable)
 _EMPTY_AppStatistics = AppStatistics()  # an absent container (immutable)
 _EMPTY_AppQos = AppQos()  # an absent container (immutable)
@@ -555,7 +638,11 @@ def _QkdnCapabilities_from_json(value: object, path: str, ignore_unknown: bool) 
     f_application_stats_support = None if v is _ABSENT else v if type(v) is bool else _s.bool_json(v, path, 'application_stats_support')
     v = o.get('key_relay_mode_enable', _ABSENT)
     f_key_relay_mode_enable = None if v is _ABSENT else v if type(v) is bool else _s.bool_json(v, path, 'key_relay_mode_enable')
-    return QkdnCapabilities(link_stats_support=f_link_stats_support, application_stats_support=f_application_stats_support, key_relay_mode_enable=f_key_relay_mode_enable)
+    made = object.__new__(QkdnCapabilities)
+    _QkdnCapabilities_set_link_stats_support(made, f_link_stats_support)
+    _QkdnCapabilities_set_application_stats_support(made, f_application_stats_support)
+    _QkdnCapabilities_set_key_relay_mode_enable(made, f_key_relay_mode_enable)
+    return made
 
 
 _QkdnCapabilities_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}link_stats_support': 'link_stats_support', '{urn:etsi:qkd:yang:etsi-qkd-node}application_stats_support': 'application_stats_support', '{urn:etsi:qkd:yang:etsi-qkd-node}key_relay_mode_enable': 'key_relay_mode_enable'}
@@ -570,7 +657,11 @@ def _QkdnCapabilities_from_xml(element: etree._Element, path: str, ignore_unknow
     f_application_stats_support = None if e is None else _s.bool_xml(e, path, 'application_stats_support')
     e = one.get('key_relay_mode_enable')
     f_key_relay_mode_enable = None if e is None else _s.bool_xml(e, path, 'key_relay_mode_enable')
-    return QkdnCapabilities(link_stats_support=f_link_stats_support, application_stats_support=f_application_stats_support, key_relay_mode_enable=f_key_relay_mode_enable)
+    made = object.__new__(QkdnCapabilities)
+    _QkdnCapabilities_set_link_stats_support(made, f_link_stats_support)
+    _QkdnCapabilities_set_application_stats_support(made, f_application_stats_support)
+    _QkdnCapabilities_set_key_relay_mode_enable(made, f_key_relay_mode_enable)
+    return made
 
 
 def _QkdnCapabilities_to_json(o: QkdnCapabilities) -> dict[str, Any]:
@@ -599,7 +690,11 @@ def _Statistics_from_json(value: object, path: str, ignore_unknown: bool) -> Sta
     f_start_time = None if v is _ABSENT else _s.date_and_time_json(v, path, 'start_time', (_P1,))
     v = o.get('consumed_bits', _ABSENT)
     f_consumed_bits = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'consumed_bits', 0, 4294967295)
-    return Statistics(end_time=f_end_time, start_time=f_start_time, consumed_bits=f_consumed_bits)
+    made = object.__new__(Statistics)
+    _Statistics_set_end_time(made, f_end_time)
+    _Statistics_set_start_time(made, f_start_time)
+    _Statistics_set_consumed_bits(made, f_consumed_bits)
+    return made
 
 
 _Statistics_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}end_time': 'end_time', '{urn:etsi:qkd:yang:etsi-qkd-node}start_time': 'start_time', '{urn:etsi:qkd:yang:etsi-qkd-node}consumed_bits': 'consumed_bits'}
@@ -616,7 +711,11 @@ def _Statistics_from_xml(element: etree._Element, path: str, ignore_unknown: boo
     f_start_time = None if e is None else _s.date_and_time_json(e.text or '', path, 'start_time', (_P1,))
     e = one.get('consumed_bits')
     f_consumed_bits = None if e is None else _s.int_xml(e, path, 'consumed_bits', 0, 4294967295)
-    return Statistics(end_time=f_end_time, start_time=f_start_time, consumed_bits=f_consumed_bits)
+    made = object.__new__(Statistics)
+    _Statistics_set_end_time(made, f_end_time)
+    _Statistics_set_start_time(made, f_start_time)
+    _Statistics_set_consumed_bits(made, f_consumed_bits)
+    return made
 
 
 def _Statistics_to_json(o: Statistics) -> dict[str, Any]:
@@ -643,7 +742,9 @@ def _AppStatistics_from_json(value: object, path: str, ignore_unknown: bool) -> 
     )
     if len(f_statistics) > 1:
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
-    return AppStatistics(statistics=f_statistics)
+    made = object.__new__(AppStatistics)
+    _AppStatistics_set_statistics(made, f_statistics)
+    return made
 
 
 _AppStatistics_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}statistics': 'statistics'}
@@ -658,7 +759,9 @@ def _AppStatistics_from_xml(element: etree._Element, path: str, ignore_unknown: 
     )
     if len(f_statistics) > 1:
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
-    return AppStatistics(statistics=f_statistics)
+    made = object.__new__(AppStatistics)
+    _AppStatistics_set_statistics(made, f_statistics)
+    return made
 
 
 def _AppStatistics_to_json(o: AppStatistics) -> dict[str, Any]:
@@ -687,7 +790,14 @@ def _AppQos_from_json(value: object, path: str, ignore_unknown: bool) -> AppQos:
     f_clients_shared_path_enable = None if v is _ABSENT else v if type(v) is bool else _s.bool_json(v, path, 'clients_shared_path_enable')
     v = o.get('clients_shared_keys_required', _ABSENT)
     f_clients_shared_keys_required = None if v is _ABSENT else v if type(v) is bool else _s.bool_json(v, path, 'clients_shared_keys_required')
-    return AppQos(max_bandwidth=f_max_bandwidth, min_bandwidth=f_min_bandwidth, jitter=f_jitter, ttl=f_ttl, clients_shared_path_enable=f_clients_shared_path_enable, clients_shared_keys_required=f_clients_shared_keys_required)
+    made = object.__new__(AppQos)
+    _AppQos_set_max_bandwidth(made, f_max_bandwidth)
+    _AppQos_set_min_bandwidth(made, f_min_bandwidth)
+    _AppQos_set_jitter(made, f_jitter)
+    _AppQos_set_ttl(made, f_ttl)
+    _AppQos_set_clients_shared_path_enable(made, f_clients_shared_path_enable)
+    _AppQos_set_clients_shared_keys_required(made, f_clients_shared_keys_required)
+    return made
 
 
 _AppQos_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}max_bandwidth': 'max_bandwidth', '{urn:etsi:qkd:yang:etsi-qkd-node}min_bandwidth': 'min_bandwidth', '{urn:etsi:qkd:yang:etsi-qkd-node}jitter': 'jitter', '{urn:etsi:qkd:yang:etsi-qkd-node}ttl': 'ttl', '{urn:etsi:qkd:yang:etsi-qkd-node}clients_shared_path_enable': 'clients_shared_path_enable', '{urn:etsi:qkd:yang:etsi-qkd-node}clients_shared_keys_required': 'clients_shared_keys_required'}
@@ -708,7 +818,14 @@ def _AppQos_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_clients_shared_path_enable = None if e is None else _s.bool_xml(e, path, 'clients_shared_path_enable')
     e = one.get('clients_shared_keys_required')
     f_clients_shared_keys_required = None if e is None else _s.bool_xml(e, path, 'clients_shared_keys_required')
-    return AppQos(max_bandwidth=f_max_bandwidth, min_bandwidth=f_min_bandwidth, jitter=f_jitter, ttl=f_ttl, clients_shared_path_enable=f_clients_shared_path_enable, clients_shared_keys_required=f_clients_shared_keys_required)
+    made = object.__new__(AppQos)
+    _AppQos_set_max_bandwidth(made, f_max_bandwidth)
+    _AppQos_set_min_bandwidth(made, f_min_bandwidth)
+    _AppQos_set_jitter(made, f_jitter)
+    _AppQos_set_ttl(made, f_ttl)
+    _AppQos_set_clients_shared_path_enable(made, f_clients_shared_path_enable)
+    _AppQos_set_clients_shared_keys_required(made, f_clients_shared_keys_required)
+    return made
 
 
 def _AppQos_to_json(o: AppQos) -> dict[str, Any]:
@@ -741,7 +858,11 @@ def _Admission_from_json(value: object, path: str, ignore_unknown: bool) -> Admi
     f_reason = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'reason', ())
     v = o.get('path', _ABSENT)
     f_path = () if v is _ABSENT else tuple(x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'path', (_P0,)) for x in _s.array(v, path, 'path'))
-    return Admission(state=f_state, reason=f_reason, path=f_path)
+    made = object.__new__(Admission)
+    _Admission_set_state(made, f_state)
+    _Admission_set_reason(made, f_reason)
+    _Admission_set_path(made, f_path)
+    return made
 
 
 _Admission_TAGS = {'{urn:qkdsdn:yang:qkdsdn-node}state': 'state', '{urn:qkdsdn:yang:qkdsdn-node}reason': 'reason', '{urn:qkdsdn:yang:qkdsdn-node}path': 'path'}
@@ -755,7 +876,11 @@ def _Admission_from_xml(element: etree._Element, path: str, ignore_unknown: bool
     e = one.get('reason')
     f_reason = None if e is None else (e.text or '')
     f_path = tuple((t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'path', (_P0,))) for x in many.get('path', ()))
-    return Admission(state=f_state, reason=f_reason, path=f_path)
+    made = object.__new__(Admission)
+    _Admission_set_state(made, f_state)
+    _Admission_set_reason(made, f_reason)
+    _Admission_set_path(made, f_path)
+    return made
 
 
 def _Admission_to_json(o: Admission) -> dict[str, Any]:
@@ -780,7 +905,10 @@ def _Relay_from_json(value: object, path: str, ignore_unknown: bool) -> Relay:
     f_mode = None if v is _ABSENT else (_RelayMode_JSON.get(v) if type(v) is str else None) or _s.enum_json(_RelayMode_JSON, v, path, 'mode')
     v = o.get('buffer', _ABSENT)
     f_buffer = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'buffer', 0, 4294967295)
-    return Relay(mode=f_mode, buffer=f_buffer)
+    made = object.__new__(Relay)
+    _Relay_set_mode(made, f_mode)
+    _Relay_set_buffer(made, f_buffer)
+    return made
 
 
 _Relay_TAGS = {'{urn:qkdsdn:yang:qkdsdn-node}mode': 'mode', '{urn:qkdsdn:yang:qkdsdn-node}buffer': 'buffer'}
@@ -793,7 +921,10 @@ def _Relay_from_xml(element: etree._Element, path: str, ignore_unknown: bool) ->
     f_mode = None if e is None else _s.enum_json(_RelayMode_JSON, _s.text(e), path, 'mode')
     e = one.get('buffer')
     f_buffer = None if e is None else _s.int_xml(e, path, 'buffer', 0, 4294967295)
-    return Relay(mode=f_mode, buffer=f_buffer)
+    made = object.__new__(Relay)
+    _Relay_set_mode(made, f_mode)
+    _Relay_set_buffer(made, f_buffer)
+    return made
 
 
 def _Relay_to_json(o: Relay) -> dict[str, Any]:
@@ -844,7 +975,23 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     f_admission = _EMPTY_Admission if v is _ABSENT else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
     v = o.get('qkdsdn-node:relay', _ABSENT)
     f_relay = _EMPTY_Relay if v is _ABSENT else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
-    return QkdApp(app_id=f_app_id, app_status=f_app_status, app_type=f_app_type, server_app_id=f_server_app_id, client_app_id=f_client_app_id, app_priority=f_app_priority, creation_time=f_creation_time, expiration_time=f_expiration_time, app_statistics=f_app_statistics, app_qos=f_app_qos, backing_qkdl_id=f_backing_qkdl_id, local_qkdn_id=f_local_qkdn_id, remote_qkdn_id=f_remote_qkdn_id, admission=f_admission, relay=f_relay)
+    made = object.__new__(QkdApp)
+    _QkdApp_set_app_id(made, f_app_id)
+    _QkdApp_set_app_status(made, f_app_status)
+    _QkdApp_set_app_type(made, f_app_type)
+    _QkdApp_set_server_app_id(made, f_server_app_id)
+    _QkdApp_set_client_app_id(made, f_client_app_id)
+    _QkdApp_set_app_priority(made, f_app_priority)
+    _QkdApp_set_creation_time(made, f_creation_time)
+    _QkdApp_set_expiration_time(made, f_expiration_time)
+    _QkdApp_set_app_statistics(made, f_app_statistics)
+    _QkdApp_set_app_qos(made, f_app_qos)
+    _QkdApp_set_backing_qkdl_id(made, f_backing_qkdl_id)
+    _QkdApp_set_local_qkdn_id(made, f_local_qkdn_id)
+    _QkdApp_set_remote_qkdn_id(made, f_remote_qkdn_id)
+    _QkdApp_set_admission(made, f_admission)
+    _QkdApp_set_relay(made, f_relay)
+    return made
 
 
 _QkdApp_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': 'app_status', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': 'creation_time', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': 'expiration_time', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay'}
@@ -883,7 +1030,23 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_admission = _EMPTY_Admission if e is None else _Admission_from_xml(e, path + '/admission', ignore_unknown)
     e = one.get('relay')
     f_relay = _EMPTY_Relay if e is None else _Relay_from_xml(e, path + '/relay', ignore_unknown)
-    return QkdApp(app_id=f_app_id, app_status=f_app_status, app_type=f_app_type, server_app_id=f_server_app_id, client_app_id=f_client_app_id, app_priority=f_app_priority, creation_time=f_creation_time, expiration_time=f_expiration_time, app_statistics=f_app_statistics, app_qos=f_app_qos, backing_qkdl_id=f_backing_qkdl_id, local_qkdn_id=f_local_qkdn_id, remote_qkdn_id=f_remote_qkdn_id, admission=f_admission, relay=f_relay)
+    made = object.__new__(QkdApp)
+    _QkdApp_set_app_id(made, f_app_id)
+    _QkdApp_set_app_status(made, f_app_status)
+    _QkdApp_set_app_type(made, f_app_type)
+    _QkdApp_set_server_app_id(made, f_server_app_id)
+    _QkdApp_set_client_app_id(made, f_client_app_id)
+    _QkdApp_set_app_priority(made, f_app_priority)
+    _QkdApp_set_creation_time(made, f_creation_time)
+    _QkdApp_set_expiration_time(made, f_expiration_time)
+    _QkdApp_set_app_statistics(made, f_app_statistics)
+    _QkdApp_set_app_qos(made, f_app_qos)
+    _QkdApp_set_backing_qkdl_id(made, f_backing_qkdl_id)
+    _QkdApp_set_local_qkdn_id(made, f_local_qkdn_id)
+    _QkdApp_set_remote_qkdn_id(made, f_remote_qkdn_id)
+    _QkdApp_set_admission(made, f_admission)
+    _QkdApp_set_relay(made, f_relay)
+    return made
 
 
 def _QkdApp_to_json(o: QkdApp) -> dict[str, Any]:
@@ -938,7 +1101,9 @@ def _QkdApplications_from_json(value: object, path: str, ignore_unknown: bool) -
     )
     if len(f_qkd_app) > 1:
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
-    return QkdApplications(qkd_app=f_qkd_app)
+    made = object.__new__(QkdApplications)
+    _QkdApplications_set_qkd_app(made, f_qkd_app)
+    return made
 
 
 _QkdApplications_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkd_app': 'qkd_app'}
@@ -953,7 +1118,9 @@ def _QkdApplications_from_xml(element: etree._Element, path: str, ignore_unknown
     )
     if len(f_qkd_app) > 1:
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
-    return QkdApplications(qkd_app=f_qkd_app)
+    made = object.__new__(QkdApplications)
+    _QkdApplications_set_qkd_app(made, f_qkd_app)
+    return made
 
 
 def _QkdApplications_to_json(o: QkdApplications) -> dict[str, Any]:
@@ -974,7 +1141,10 @@ def _QkdiAttPoint_from_json(value: object, path: str, ignore_unknown: bool) -> Q
     f_device = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'device', ())
     v = o.get('port', _ABSENT)
     f_port = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'port', 0, 4294967295)
-    return QkdiAttPoint(device=f_device, port=f_port)
+    made = object.__new__(QkdiAttPoint)
+    _QkdiAttPoint_set_device(made, f_device)
+    _QkdiAttPoint_set_port(made, f_port)
+    return made
 
 
 _QkdiAttPoint_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}device': 'device', '{urn:etsi:qkd:yang:etsi-qkd-node}port': 'port'}
@@ -987,7 +1157,10 @@ def _QkdiAttPoint_from_xml(element: etree._Element, path: str, ignore_unknown: b
     f_device = None if e is None else (e.text or '')
     e = one.get('port')
     f_port = None if e is None else _s.int_xml(e, path, 'port', 0, 4294967295)
-    return QkdiAttPoint(device=f_device, port=f_port)
+    made = object.__new__(QkdiAttPoint)
+    _QkdiAttPoint_set_device(made, f_device)
+    _QkdiAttPoint_set_port(made, f_port)
+    return made
 
 
 def _QkdiAttPoint_to_json(o: QkdiAttPoint) -> dict[str, Any]:
@@ -1012,7 +1185,11 @@ def _QkdiCapabilities_from_json(value: object, path: str, ignore_unknown: bool) 
     f_wavelength_range = None if v is _ABSENT else v if type(v) is str and _P2.fullmatch(v) is not None else _s.string_json(v, path, 'wavelength_range', (_P2,))
     v = o.get('max_absorption', _ABSENT)
     f_max_absorption = None if v is _ABSENT else _s.decimal_json(v, path, 'max_absorption', 3)
-    return QkdiCapabilities(role_support=f_role_support, wavelength_range=f_wavelength_range, max_absorption=f_max_absorption)
+    made = object.__new__(QkdiCapabilities)
+    _QkdiCapabilities_set_role_support(made, f_role_support)
+    _QkdiCapabilities_set_wavelength_range(made, f_wavelength_range)
+    _QkdiCapabilities_set_max_absorption(made, f_max_absorption)
+    return made
 
 
 _QkdiCapabilities_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}role_support': 'role_support', '{urn:etsi:qkd:yang:etsi-qkd-node}wavelength_range': 'wavelength_range', '{urn:etsi:qkd:yang:etsi-qkd-node}max_absorption': 'max_absorption'}
@@ -1027,7 +1204,11 @@ def _QkdiCapabilities_from_xml(element: etree._Element, path: str, ignore_unknow
     f_wavelength_range = None if e is None else (t if _P2.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'wavelength_range', (_P2,)))
     e = one.get('max_absorption')
     f_max_absorption = None if e is None else _s.decimal_text(_s.text(e), path, 'max_absorption', 3)
-    return QkdiCapabilities(role_support=f_role_support, wavelength_range=f_wavelength_range, max_absorption=f_max_absorption)
+    made = object.__new__(QkdiCapabilities)
+    _QkdiCapabilities_set_role_support(made, f_role_support)
+    _QkdiCapabilities_set_wavelength_range(made, f_wavelength_range)
+    _QkdiCapabilities_set_max_absorption(made, f_max_absorption)
+    return made
 
 
 def _QkdiCapabilities_to_json(o: QkdiCapabilities) -> dict[str, Any]:
@@ -1062,7 +1243,14 @@ def _QkdInterface_from_json(value: object, path: str, ignore_unknown: bool) -> Q
     f_qkdi_capabilities = _EMPTY_QkdiCapabilities if v is _ABSENT else _QkdiCapabilities_from_json(v, path + '/qkdi_capabilities', ignore_unknown)
     v = o.get('qkdi_status', _ABSENT)
     f_qkdi_status = None if v is _ABSENT else (_IfaceStatusTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_IfaceStatusTypes_JSON, v, path, 'qkdi_status')
-    return QkdInterface(qkdi_id=f_qkdi_id, qkdi_model=f_qkdi_model, qkdi_type=f_qkdi_type, qkdi_att_point=f_qkdi_att_point, qkdi_capabilities=f_qkdi_capabilities, qkdi_status=f_qkdi_status)
+    made = object.__new__(QkdInterface)
+    _QkdInterface_set_qkdi_id(made, f_qkdi_id)
+    _QkdInterface_set_qkdi_model(made, f_qkdi_model)
+    _QkdInterface_set_qkdi_type(made, f_qkdi_type)
+    _QkdInterface_set_qkdi_att_point(made, f_qkdi_att_point)
+    _QkdInterface_set_qkdi_capabilities(made, f_qkdi_capabilities)
+    _QkdInterface_set_qkdi_status(made, f_qkdi_status)
+    return made
 
 
 _QkdInterface_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_id': 'qkdi_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_model': 'qkdi_model', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_type': 'qkdi_type', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_att_point': 'qkdi_att_point', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_capabilities': 'qkdi_capabilities', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_status': 'qkdi_status'}
@@ -1085,7 +1273,14 @@ def _QkdInterface_from_xml(element: etree._Element, path: str, ignore_unknown: b
     f_qkdi_capabilities = _EMPTY_QkdiCapabilities if e is None else _QkdiCapabilities_from_xml(e, path + '/qkdi_capabilities', ignore_unknown)
     e = one.get('qkdi_status')
     f_qkdi_status = None if e is None else _s.identity_xml(_IfaceStatusTypes_XML, e, path, 'qkdi_status')
-    return QkdInterface(qkdi_id=f_qkdi_id, qkdi_model=f_qkdi_model, qkdi_type=f_qkdi_type, qkdi_att_point=f_qkdi_att_point, qkdi_capabilities=f_qkdi_capabilities, qkdi_status=f_qkdi_status)
+    made = object.__new__(QkdInterface)
+    _QkdInterface_set_qkdi_id(made, f_qkdi_id)
+    _QkdInterface_set_qkdi_model(made, f_qkdi_model)
+    _QkdInterface_set_qkdi_type(made, f_qkdi_type)
+    _QkdInterface_set_qkdi_att_point(made, f_qkdi_att_point)
+    _QkdInterface_set_qkdi_capabilities(made, f_qkdi_capabilities)
+    _QkdInterface_set_qkdi_status(made, f_qkdi_status)
+    return made
 
 
 def _QkdInterface_to_json(o: QkdInterface) -> dict[str, Any]:
@@ -1120,7 +1315,9 @@ def _QkdInterfaces_from_json(value: object, path: str, ignore_unknown: bool) -> 
     )
     if len(f_qkd_interface) > 1:
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
-    return QkdInterfaces(qkd_interface=f_qkd_interface)
+    made = object.__new__(QkdInterfaces)
+    _QkdInterfaces_set_qkd_interface(made, f_qkd_interface)
+    return made
 
 
 _QkdInterfaces_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkd_interface': 'qkd_interface'}
@@ -1135,7 +1332,9 @@ def _QkdInterfaces_from_xml(element: etree._Element, path: str, ignore_unknown: 
     )
     if len(f_qkd_interface) > 1:
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
-    return QkdInterfaces(qkd_interface=f_qkd_interface)
+    made = object.__new__(QkdInterfaces)
+    _QkdInterfaces_set_qkd_interface(made, f_qkd_interface)
+    return made
 
 
 def _QkdInterfaces_to_json(o: QkdInterfaces) -> dict[str, Any]:
@@ -1156,7 +1355,10 @@ def _QkdlLocal_from_json(value: object, path: str, ignore_unknown: bool) -> Qkdl
     f_qkdn_id = None if v is _ABSENT else v if type(v) is str and _P0.fullmatch(v) is not None else _s.string_json(v, path, 'qkdn_id', (_P0,))
     v = o.get('qkdi_id', _ABSENT)
     f_qkdi_id = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'qkdi_id', 0, 4294967295)
-    return QkdlLocal(qkdn_id=f_qkdn_id, qkdi_id=f_qkdi_id)
+    made = object.__new__(QkdlLocal)
+    _QkdlLocal_set_qkdn_id(made, f_qkdn_id)
+    _QkdlLocal_set_qkdi_id(made, f_qkdi_id)
+    return made
 
 
 _QkdlLocal_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_id': 'qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_id': 'qkdi_id'}
@@ -1169,7 +1371,10 @@ def _QkdlLocal_from_xml(element: etree._Element, path: str, ignore_unknown: bool
     f_qkdn_id = None if e is None else (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('qkdi_id')
     f_qkdi_id = None if e is None else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295)
-    return QkdlLocal(qkdn_id=f_qkdn_id, qkdi_id=f_qkdi_id)
+    made = object.__new__(QkdlLocal)
+    _QkdlLocal_set_qkdn_id(made, f_qkdn_id)
+    _QkdlLocal_set_qkdi_id(made, f_qkdi_id)
+    return made
 
 
 def _QkdlLocal_to_json(o: QkdlLocal) -> dict[str, Any]:
@@ -1192,7 +1397,10 @@ def _QkdlRemote_from_json(value: object, path: str, ignore_unknown: bool) -> Qkd
     f_qkdn_id = None if v is _ABSENT else v if type(v) is str and _P0.fullmatch(v) is not None else _s.string_json(v, path, 'qkdn_id', (_P0,))
     v = o.get('qkdi_id', _ABSENT)
     f_qkdi_id = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'qkdi_id', 0, 4294967295)
-    return QkdlRemote(qkdn_id=f_qkdn_id, qkdi_id=f_qkdi_id)
+    made = object.__new__(QkdlRemote)
+    _QkdlRemote_set_qkdn_id(made, f_qkdn_id)
+    _QkdlRemote_set_qkdi_id(made, f_qkdi_id)
+    return made
 
 
 _QkdlRemote_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_id': 'qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdi_id': 'qkdi_id'}
@@ -1205,7 +1413,10 @@ def _QkdlRemote_from_xml(element: etree._Element, path: str, ignore_unknown: boo
     f_qkdn_id = None if e is None else (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('qkdi_id')
     f_qkdi_id = None if e is None else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295)
-    return QkdlRemote(qkdn_id=f_qkdn_id, qkdi_id=f_qkdi_id)
+    made = object.__new__(QkdlRemote)
+    _QkdlRemote_set_qkdn_id(made, f_qkdn_id)
+    _QkdlRemote_set_qkdi_id(made, f_qkdi_id)
+    return made
 
 
 def _QkdlRemote_to_json(o: QkdlRemote) -> dict[str, Any]:
@@ -1230,7 +1441,10 @@ def _PhysPerf_from_json(value: object, path: str, ignore_unknown: bool) -> PhysP
     f_perf_type = (_PhysPerfTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_PhysPerfTypes_JSON, v, path, 'perf_type')
     v = o.get('value', _ABSENT)
     f_value = None if v is _ABSENT else _s.decimal_json(v, path, 'value', 3)
-    return PhysPerf(perf_type=f_perf_type, value=f_value)
+    made = object.__new__(PhysPerf)
+    _PhysPerf_set_perf_type(made, f_perf_type)
+    _PhysPerf_set_value(made, f_value)
+    return made
 
 
 _PhysPerf_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}perf_type': 'perf_type', '{urn:etsi:qkd:yang:etsi-qkd-node}value': 'value'}
@@ -1245,7 +1459,10 @@ def _PhysPerf_from_xml(element: etree._Element, path: str, ignore_unknown: bool)
     f_perf_type = _s.identity_xml(_PhysPerfTypes_XML, e, path, 'perf_type')
     e = one.get('value')
     f_value = None if e is None else _s.decimal_text(_s.text(e), path, 'value', 3)
-    return PhysPerf(perf_type=f_perf_type, value=f_value)
+    made = object.__new__(PhysPerf)
+    _PhysPerf_set_perf_type(made, f_perf_type)
+    _PhysPerf_set_value(made, f_value)
+    return made
 
 
 def _PhysPerf_to_json(o: PhysPerf) -> dict[str, Any]:
@@ -1276,7 +1493,12 @@ def _QkdlPerformance_from_json(value: object, path: str, ignore_unknown: bool) -
     )
     if len(f_phys_perf) > 1:
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
-    return QkdlPerformance(expected_consumption=f_expected_consumption, skr=f_skr, eskr=f_eskr, phys_perf=f_phys_perf)
+    made = object.__new__(QkdlPerformance)
+    _QkdlPerformance_set_expected_consumption(made, f_expected_consumption)
+    _QkdlPerformance_set_skr(made, f_skr)
+    _QkdlPerformance_set_eskr(made, f_eskr)
+    _QkdlPerformance_set_phys_perf(made, f_phys_perf)
+    return made
 
 
 _QkdlPerformance_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}expected_consumption': 'expected_consumption', '{urn:etsi:qkd:yang:etsi-qkd-node}skr': 'skr', '{urn:etsi:qkd:yang:etsi-qkd-node}eskr': 'eskr', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_perf': 'phys_perf'}
@@ -1297,7 +1519,12 @@ def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown
     )
     if len(f_phys_perf) > 1:
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
-    return QkdlPerformance(expected_consumption=f_expected_consumption, skr=f_skr, eskr=f_eskr, phys_perf=f_phys_perf)
+    made = object.__new__(QkdlPerformance)
+    _QkdlPerformance_set_expected_consumption(made, f_expected_consumption)
+    _QkdlPerformance_set_skr(made, f_skr)
+    _QkdlPerformance_set_eskr(made, f_eskr)
+    _QkdlPerformance_set_phys_perf(made, f_phys_perf)
+    return made
 
 
 def _QkdlPerformance_to_json(o: QkdlPerformance) -> dict[str, Any]:
@@ -1350,7 +1577,22 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     f_phys_qkd_role = None if v is _ABSENT else (_QkdRoleTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdRoleTypes_JSON, v, path, 'phys_qkd_role')
     v = o.get('qkdl_performance', _ABSENT)
     f_qkdl_performance = _EMPTY_QkdlPerformance if v is _ABSENT else _QkdlPerformance_from_json(v, path + '/qkdl_performance', ignore_unknown)
-    return QkdLink(qkdl_id=f_qkdl_id, qkdl_status=f_qkdl_status, qkdl_enable=f_qkdl_enable, qkdl_local=f_qkdl_local, qkdl_remote=f_qkdl_remote, qkdl_type=f_qkdl_type, qkdl_applications=f_qkdl_applications, virt_prev_hop=f_virt_prev_hop, virt_next_hop=f_virt_next_hop, virt_bandwidth=f_virt_bandwidth, phys_channel_att=f_phys_channel_att, phys_wavelength=f_phys_wavelength, phys_qkd_role=f_phys_qkd_role, qkdl_performance=f_qkdl_performance)
+    made = object.__new__(QkdLink)
+    _QkdLink_set_qkdl_id(made, f_qkdl_id)
+    _QkdLink_set_qkdl_status(made, f_qkdl_status)
+    _QkdLink_set_qkdl_enable(made, f_qkdl_enable)
+    _QkdLink_set_qkdl_local(made, f_qkdl_local)
+    _QkdLink_set_qkdl_remote(made, f_qkdl_remote)
+    _QkdLink_set_qkdl_type(made, f_qkdl_type)
+    _QkdLink_set_qkdl_applications(made, f_qkdl_applications)
+    _QkdLink_set_virt_prev_hop(made, f_virt_prev_hop)
+    _QkdLink_set_virt_next_hop(made, f_virt_next_hop)
+    _QkdLink_set_virt_bandwidth(made, f_virt_bandwidth)
+    _QkdLink_set_phys_channel_att(made, f_phys_channel_att)
+    _QkdLink_set_phys_wavelength(made, f_phys_wavelength)
+    _QkdLink_set_phys_qkd_role(made, f_phys_qkd_role)
+    _QkdLink_set_qkdl_performance(made, f_qkdl_performance)
+    return made
 
 
 _QkdLink_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_id': 'qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_status': 'qkdl_status', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_enable': 'qkdl_enable', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_local': 'qkdl_local', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_remote': 'qkdl_remote', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_type': 'qkdl_type', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_applications': 'qkdl_applications', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_prev_hop': 'virt_prev_hop', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_next_hop': 'virt_next_hop', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_bandwidth': 'virt_bandwidth', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_channel_att': 'phys_channel_att', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_wavelength': 'phys_wavelength', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_qkd_role': 'phys_qkd_role', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_performance': 'qkdl_performance'}
@@ -1387,7 +1629,22 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     f_phys_qkd_role = None if e is None else _s.identity_xml(_QkdRoleTypes_XML, e, path, 'phys_qkd_role')
     e = one.get('qkdl_performance')
     f_qkdl_performance = _EMPTY_QkdlPerformance if e is None else _QkdlPerformance_from_xml(e, path + '/qkdl_performance', ignore_unknown)
-    return QkdLink(qkdl_id=f_qkdl_id, qkdl_status=f_qkdl_status, qkdl_enable=f_qkdl_enable, qkdl_local=f_qkdl_local, qkdl_remote=f_qkdl_remote, qkdl_type=f_qkdl_type, qkdl_applications=f_qkdl_applications, virt_prev_hop=f_virt_prev_hop, virt_next_hop=f_virt_next_hop, virt_bandwidth=f_virt_bandwidth, phys_channel_att=f_phys_channel_att, phys_wavelength=f_phys_wavelength, phys_qkd_role=f_phys_qkd_role, qkdl_performance=f_qkdl_performance)
+    made = object.__new__(QkdLink)
+    _QkdLink_set_qkdl_id(made, f_qkdl_id)
+    _QkdLink_set_qkdl_status(made, f_qkdl_status)
+    _QkdLink_set_qkdl_enable(made, f_qkdl_enable)
+    _QkdLink_set_qkdl_local(made, f_qkdl_local)
+    _QkdLink_set_qkdl_remote(made, f_qkdl_remote)
+    _QkdLink_set_qkdl_type(made, f_qkdl_type)
+    _QkdLink_set_qkdl_applications(made, f_qkdl_applications)
+    _QkdLink_set_virt_prev_hop(made, f_virt_prev_hop)
+    _QkdLink_set_virt_next_hop(made, f_virt_next_hop)
+    _QkdLink_set_virt_bandwidth(made, f_virt_bandwidth)
+    _QkdLink_set_phys_channel_att(made, f_phys_channel_att)
+    _QkdLink_set_phys_wavelength(made, f_phys_wavelength)
+    _QkdLink_set_phys_qkd_role(made, f_phys_qkd_role)
+    _QkdLink_set_qkdl_performance(made, f_qkdl_performance)
+    return made
 
 
 def _QkdLink_to_json(o: QkdLink) -> dict[str, Any]:
@@ -1439,7 +1696,9 @@ def _QkdLinks_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLi
     )
     if len(f_qkd_link) > 1:
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
-    return QkdLinks(qkd_link=f_qkd_link)
+    made = object.__new__(QkdLinks)
+    _QkdLinks_set_qkd_link(made, f_qkd_link)
+    return made
 
 
 _QkdLinks_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkd_link': 'qkd_link'}
@@ -1454,7 +1713,9 @@ def _QkdLinks_from_xml(element: etree._Element, path: str, ignore_unknown: bool)
     )
     if len(f_qkd_link) > 1:
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
-    return QkdLinks(qkd_link=f_qkd_link)
+    made = object.__new__(QkdLinks)
+    _QkdLinks_set_qkd_link(made, f_qkd_link)
+    return made
 
 
 def _QkdLinks_to_json(o: QkdLinks) -> dict[str, Any]:
@@ -1477,7 +1738,11 @@ def _KeyManager_from_json(value: object, path: str, ignore_unknown: bool) -> Key
     f_etsi004_address = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'etsi004_address', ())
     v = o.get('relay_address', _ABSENT)
     f_relay_address = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'relay_address', ())
-    return KeyManager(etsi014_url=f_etsi014_url, etsi004_address=f_etsi004_address, relay_address=f_relay_address)
+    made = object.__new__(KeyManager)
+    _KeyManager_set_etsi014_url(made, f_etsi014_url)
+    _KeyManager_set_etsi004_address(made, f_etsi004_address)
+    _KeyManager_set_relay_address(made, f_relay_address)
+    return made
 
 
 _KeyManager_TAGS = {'{urn:qkdsdn:yang:qkdsdn-node}etsi014_url': 'etsi014_url', '{urn:qkdsdn:yang:qkdsdn-node}etsi004_address': 'etsi004_address', '{urn:qkdsdn:yang:qkdsdn-node}relay_address': 'relay_address'}
@@ -1492,7 +1757,11 @@ def _KeyManager_from_xml(element: etree._Element, path: str, ignore_unknown: boo
     f_etsi004_address = None if e is None else (e.text or '')
     e = one.get('relay_address')
     f_relay_address = None if e is None else (e.text or '')
-    return KeyManager(etsi014_url=f_etsi014_url, etsi004_address=f_etsi004_address, relay_address=f_relay_address)
+    made = object.__new__(KeyManager)
+    _KeyManager_set_etsi014_url(made, f_etsi014_url)
+    _KeyManager_set_etsi004_address(made, f_etsi004_address)
+    _KeyManager_set_relay_address(made, f_relay_address)
+    return made
 
 
 def _KeyManager_to_json(o: KeyManager) -> dict[str, Any]:
@@ -1533,7 +1802,17 @@ def _QkdNode_from_json(value: object, path: str, ignore_unknown: bool) -> QkdNod
     f_qkd_links = _EMPTY_QkdLinks if v is _ABSENT else _QkdLinks_from_json(v, path + '/qkd_links', ignore_unknown)
     v = o.get('qkdsdn-node:key_manager', _ABSENT)
     f_key_manager = _EMPTY_KeyManager if v is _ABSENT else _KeyManager_from_json(v, path + '/qkdsdn-node:key_manager', ignore_unknown)
-    return QkdNode(qkdn_id=f_qkdn_id, qkdn_status=f_qkdn_status, qkdn_version=f_qkdn_version, qkdn_location_id=f_qkdn_location_id, qkdn_capabilities=f_qkdn_capabilities, qkd_applications=f_qkd_applications, qkd_interfaces=f_qkd_interfaces, qkd_links=f_qkd_links, key_manager=f_key_manager)
+    made = object.__new__(QkdNode)
+    _QkdNode_set_qkdn_id(made, f_qkdn_id)
+    _QkdNode_set_qkdn_status(made, f_qkdn_status)
+    _QkdNode_set_qkdn_version(made, f_qkdn_version)
+    _QkdNode_set_qkdn_location_id(made, f_qkdn_location_id)
+    _QkdNode_set_qkdn_capabilities(made, f_qkdn_capabilities)
+    _QkdNode_set_qkd_applications(made, f_qkd_applications)
+    _QkdNode_set_qkd_interfaces(made, f_qkd_interfaces)
+    _QkdNode_set_qkd_links(made, f_qkd_links)
+    _QkdNode_set_key_manager(made, f_key_manager)
+    return made
 
 
 _QkdNode_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_id': 'qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_status': 'qkdn_status', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_version': 'qkdn_version', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_location_id': 'qkdn_location_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdn_capabilities': 'qkdn_capabilities', '{urn:etsi:qkd:yang:etsi-qkd-node}qkd_applications': 'qkd_applications', '{urn:etsi:qkd:yang:etsi-qkd-node}qkd_interfaces': 'qkd_interfaces', '{urn:etsi:qkd:yang:etsi-qkd-node}qkd_links': 'qkd_links', '{urn:qkdsdn:yang:qkdsdn-node}key_manager': 'key_manager'}
@@ -1562,7 +1841,17 @@ def _QkdNode_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     f_qkd_links = _EMPTY_QkdLinks if e is None else _QkdLinks_from_xml(e, path + '/qkd_links', ignore_unknown)
     e = one.get('key_manager')
     f_key_manager = _EMPTY_KeyManager if e is None else _KeyManager_from_xml(e, path + '/key_manager', ignore_unknown)
-    return QkdNode(qkdn_id=f_qkdn_id, qkdn_status=f_qkdn_status, qkdn_version=f_qkdn_version, qkdn_location_id=f_qkdn_location_id, qkdn_capabilities=f_qkdn_capabilities, qkd_applications=f_qkd_applications, qkd_interfaces=f_qkd_interfaces, qkd_links=f_qkd_links, key_manager=f_key_manager)
+    made = object.__new__(QkdNode)
+    _QkdNode_set_qkdn_id(made, f_qkdn_id)
+    _QkdNode_set_qkdn_status(made, f_qkdn_status)
+    _QkdNode_set_qkdn_version(made, f_qkdn_version)
+    _QkdNode_set_qkdn_location_id(made, f_qkdn_location_id)
+    _QkdNode_set_qkdn_capabilities(made, f_qkdn_capabilities)
+    _QkdNode_set_qkd_applications(made, f_qkd_applications)
+    _QkdNode_set_qkd_interfaces(made, f_qkd_interfaces)
+    _QkdNode_set_qkd_links(made, f_qkd_links)
+    _QkdNode_set_key_manager(made, f_key_manager)
+    return made
 
 
 def _QkdNode_to_json(o: QkdNode) -> dict[str, Any]:
