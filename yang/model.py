@@ -629,7 +629,7 @@ _QkdnCapabilities_MEMBERS = frozenset({'link_stats_support', 'application_stats_
 
 
 def _QkdnCapabilities_from_json(value: object, path: str, ignore_unknown: bool) -> QkdnCapabilities:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdnCapabilities_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdnCapabilities_MEMBERS, path, ignore_unknown)
     v = o.get('link_stats_support', _ABSENT)
@@ -650,7 +650,19 @@ _QkdnCapabilities_MANY: frozenset[str] = frozenset()
 
 
 def _QkdnCapabilities_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdnCapabilities:
-    one, many = _s.xml_children(element, _QkdnCapabilities_TAGS, _QkdnCapabilities_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdnCapabilities_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdnCapabilities_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('link_stats_support')
     f_link_stats_support = None if e is None else _s.bool_xml(e, path, 'link_stats_support')
     e = one.get('application_stats_support')
@@ -679,7 +691,7 @@ _Statistics_MEMBERS = frozenset({'end_time', 'start_time', 'consumed_bits'})
 
 
 def _Statistics_from_json(value: object, path: str, ignore_unknown: bool) -> Statistics:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _Statistics_MEMBERS.issuperset(o):
         _s.check_members(o, _Statistics_MEMBERS, path, ignore_unknown)
     v = o.get('end_time', _ABSENT)
@@ -702,7 +714,19 @@ _Statistics_MANY: frozenset[str] = frozenset()
 
 
 def _Statistics_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> Statistics:
-    one, many = _s.xml_children(element, _Statistics_TAGS, _Statistics_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _Statistics_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _Statistics_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('end_time')
     if e is None:
         raise _s.missing(path, 'end_time')
@@ -732,7 +756,7 @@ _AppStatistics_MEMBERS = frozenset({'statistics'})
 
 
 def _AppStatistics_from_json(value: object, path: str, ignore_unknown: bool) -> AppStatistics:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _AppStatistics_MEMBERS.issuperset(o):
         _s.check_members(o, _AppStatistics_MEMBERS, path, ignore_unknown)
     v = o.get('statistics', _ABSENT)
@@ -752,7 +776,19 @@ _AppStatistics_MANY = frozenset({'statistics'})
 
 
 def _AppStatistics_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> AppStatistics:
-    one, many = _s.xml_children(element, _AppStatistics_TAGS, _AppStatistics_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _AppStatistics_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _AppStatistics_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     f_statistics = tuple(
         _Statistics_from_xml(x, f"{path}/statistics[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('statistics', ()))
@@ -775,7 +811,7 @@ _AppQos_MEMBERS = frozenset({'max_bandwidth', 'min_bandwidth', 'jitter', 'ttl', 
 
 
 def _AppQos_from_json(value: object, path: str, ignore_unknown: bool) -> AppQos:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _AppQos_MEMBERS.issuperset(o):
         _s.check_members(o, _AppQos_MEMBERS, path, ignore_unknown)
     v = o.get('max_bandwidth', _ABSENT)
@@ -805,7 +841,19 @@ _AppQos_MANY: frozenset[str] = frozenset()
 
 
 def _AppQos_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> AppQos:
-    one, many = _s.xml_children(element, _AppQos_TAGS, _AppQos_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _AppQos_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _AppQos_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('max_bandwidth')
     f_max_bandwidth = None if e is None else _s.int_xml(e, path, 'max_bandwidth', 0, 4294967295)
     e = one.get('min_bandwidth')
@@ -849,7 +897,7 @@ _Admission_MEMBERS = frozenset({'state', 'reason', 'path'})
 
 
 def _Admission_from_json(value: object, path: str, ignore_unknown: bool) -> Admission:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _Admission_MEMBERS.issuperset(o):
         _s.check_members(o, _Admission_MEMBERS, path, ignore_unknown)
     v = o.get('state', _ABSENT)
@@ -870,7 +918,19 @@ _Admission_MANY = frozenset({'path'})
 
 
 def _Admission_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> Admission:
-    one, many = _s.xml_children(element, _Admission_TAGS, _Admission_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _Admission_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _Admission_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('state')
     f_state = None if e is None else _s.enum_json(_AdmissionState_JSON, _s.text(e), path, 'state')
     e = one.get('reason')
@@ -898,7 +958,7 @@ _Relay_MEMBERS = frozenset({'mode', 'buffer'})
 
 
 def _Relay_from_json(value: object, path: str, ignore_unknown: bool) -> Relay:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _Relay_MEMBERS.issuperset(o):
         _s.check_members(o, _Relay_MEMBERS, path, ignore_unknown)
     v = o.get('mode', _ABSENT)
@@ -916,7 +976,19 @@ _Relay_MANY: frozenset[str] = frozenset()
 
 
 def _Relay_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> Relay:
-    one, many = _s.xml_children(element, _Relay_TAGS, _Relay_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _Relay_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _Relay_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('mode')
     f_mode = None if e is None else _s.enum_json(_RelayMode_JSON, _s.text(e), path, 'mode')
     e = one.get('buffer')
@@ -940,7 +1012,7 @@ _QkdApp_MEMBERS = frozenset({'app_id', 'app_status', 'app_type', 'server_app_id'
 
 
 def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdApp_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApp_MEMBERS, path, ignore_unknown)
     v = o.get('app_id', _ABSENT)
@@ -999,7 +1071,19 @@ _QkdApp_MANY = frozenset({'client_app_id', 'backing_qkdl_id'})
 
 
 def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdApp:
-    one, many = _s.xml_children(element, _QkdApp_TAGS, _QkdApp_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdApp_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdApp_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('app_id')
     if e is None:
         raise _s.missing(path, 'app_id')
@@ -1091,7 +1175,7 @@ _QkdApplications_MEMBERS = frozenset({'qkd_app'})
 
 
 def _QkdApplications_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApplications:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdApplications_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApplications_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_app', _ABSENT)
@@ -1111,7 +1195,19 @@ _QkdApplications_MANY = frozenset({'qkd_app'})
 
 
 def _QkdApplications_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdApplications:
-    one, many = _s.xml_children(element, _QkdApplications_TAGS, _QkdApplications_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdApplications_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdApplications_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     f_qkd_app = tuple(
         _QkdApp_from_xml(x, f"{path}/qkd_app[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_app', ()))
@@ -1134,7 +1230,7 @@ _QkdiAttPoint_MEMBERS = frozenset({'device', 'port'})
 
 
 def _QkdiAttPoint_from_json(value: object, path: str, ignore_unknown: bool) -> QkdiAttPoint:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdiAttPoint_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdiAttPoint_MEMBERS, path, ignore_unknown)
     v = o.get('device', _ABSENT)
@@ -1152,7 +1248,19 @@ _QkdiAttPoint_MANY: frozenset[str] = frozenset()
 
 
 def _QkdiAttPoint_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdiAttPoint:
-    one, many = _s.xml_children(element, _QkdiAttPoint_TAGS, _QkdiAttPoint_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdiAttPoint_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdiAttPoint_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('device')
     f_device = None if e is None else (e.text or '')
     e = one.get('port')
@@ -1176,7 +1284,7 @@ _QkdiCapabilities_MEMBERS = frozenset({'role_support', 'wavelength_range', 'max_
 
 
 def _QkdiCapabilities_from_json(value: object, path: str, ignore_unknown: bool) -> QkdiCapabilities:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdiCapabilities_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdiCapabilities_MEMBERS, path, ignore_unknown)
     v = o.get('role_support', _ABSENT)
@@ -1197,7 +1305,19 @@ _QkdiCapabilities_MANY: frozenset[str] = frozenset()
 
 
 def _QkdiCapabilities_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdiCapabilities:
-    one, many = _s.xml_children(element, _QkdiCapabilities_TAGS, _QkdiCapabilities_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdiCapabilities_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdiCapabilities_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('role_support')
     f_role_support = None if e is None else _s.identity_xml(_QkdRoleTypes_XML, e, path, 'role_support')
     e = one.get('wavelength_range')
@@ -1226,7 +1346,7 @@ _QkdInterface_MEMBERS = frozenset({'qkdi_id', 'qkdi_model', 'qkdi_type', 'qkdi_a
 
 
 def _QkdInterface_from_json(value: object, path: str, ignore_unknown: bool) -> QkdInterface:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdInterface_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdInterface_MEMBERS, path, ignore_unknown)
     v = o.get('qkdi_id', _ABSENT)
@@ -1258,7 +1378,19 @@ _QkdInterface_MANY: frozenset[str] = frozenset()
 
 
 def _QkdInterface_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdInterface:
-    one, many = _s.xml_children(element, _QkdInterface_TAGS, _QkdInterface_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdInterface_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdInterface_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('qkdi_id')
     if e is None:
         raise _s.missing(path, 'qkdi_id')
@@ -1305,7 +1437,7 @@ _QkdInterfaces_MEMBERS = frozenset({'qkd_interface'})
 
 
 def _QkdInterfaces_from_json(value: object, path: str, ignore_unknown: bool) -> QkdInterfaces:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdInterfaces_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdInterfaces_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_interface', _ABSENT)
@@ -1325,7 +1457,19 @@ _QkdInterfaces_MANY = frozenset({'qkd_interface'})
 
 
 def _QkdInterfaces_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdInterfaces:
-    one, many = _s.xml_children(element, _QkdInterfaces_TAGS, _QkdInterfaces_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdInterfaces_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdInterfaces_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     f_qkd_interface = tuple(
         _QkdInterface_from_xml(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_interface', ()))
@@ -1348,7 +1492,7 @@ _QkdlLocal_MEMBERS = frozenset({'qkdn_id', 'qkdi_id'})
 
 
 def _QkdlLocal_from_json(value: object, path: str, ignore_unknown: bool) -> QkdlLocal:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdlLocal_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdlLocal_MEMBERS, path, ignore_unknown)
     v = o.get('qkdn_id', _ABSENT)
@@ -1366,7 +1510,19 @@ _QkdlLocal_MANY: frozenset[str] = frozenset()
 
 
 def _QkdlLocal_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdlLocal:
-    one, many = _s.xml_children(element, _QkdlLocal_TAGS, _QkdlLocal_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdlLocal_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdlLocal_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('qkdn_id')
     f_qkdn_id = None if e is None else (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('qkdi_id')
@@ -1390,7 +1546,7 @@ _QkdlRemote_MEMBERS = frozenset({'qkdn_id', 'qkdi_id'})
 
 
 def _QkdlRemote_from_json(value: object, path: str, ignore_unknown: bool) -> QkdlRemote:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdlRemote_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdlRemote_MEMBERS, path, ignore_unknown)
     v = o.get('qkdn_id', _ABSENT)
@@ -1408,7 +1564,19 @@ _QkdlRemote_MANY: frozenset[str] = frozenset()
 
 
 def _QkdlRemote_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdlRemote:
-    one, many = _s.xml_children(element, _QkdlRemote_TAGS, _QkdlRemote_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdlRemote_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdlRemote_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('qkdn_id')
     f_qkdn_id = None if e is None else (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('qkdi_id')
@@ -1432,7 +1600,7 @@ _PhysPerf_MEMBERS = frozenset({'perf_type', 'value'})
 
 
 def _PhysPerf_from_json(value: object, path: str, ignore_unknown: bool) -> PhysPerf:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _PhysPerf_MEMBERS.issuperset(o):
         _s.check_members(o, _PhysPerf_MEMBERS, path, ignore_unknown)
     v = o.get('perf_type', _ABSENT)
@@ -1452,7 +1620,19 @@ _PhysPerf_MANY: frozenset[str] = frozenset()
 
 
 def _PhysPerf_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> PhysPerf:
-    one, many = _s.xml_children(element, _PhysPerf_TAGS, _PhysPerf_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _PhysPerf_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _PhysPerf_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('perf_type')
     if e is None:
         raise _s.missing(path, 'perf_type')
@@ -1477,7 +1657,7 @@ _QkdlPerformance_MEMBERS = frozenset({'expected_consumption', 'skr', 'eskr', 'ph
 
 
 def _QkdlPerformance_from_json(value: object, path: str, ignore_unknown: bool) -> QkdlPerformance:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdlPerformance_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdlPerformance_MEMBERS, path, ignore_unknown)
     v = o.get('expected_consumption', _ABSENT)
@@ -1506,7 +1686,19 @@ _QkdlPerformance_MANY = frozenset({'phys_perf'})
 
 
 def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdlPerformance:
-    one, many = _s.xml_children(element, _QkdlPerformance_TAGS, _QkdlPerformance_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdlPerformance_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdlPerformance_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('expected_consumption')
     f_expected_consumption = None if e is None else _s.int_xml(e, path, 'expected_consumption', 0, 4294967295)
     e = one.get('skr')
@@ -1544,7 +1736,7 @@ _QkdLink_MEMBERS = frozenset({'qkdl_id', 'qkdl_status', 'qkdl_enable', 'qkdl_loc
 
 
 def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLink:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdLink_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdLink_MEMBERS, path, ignore_unknown)
     v = o.get('qkdl_id', _ABSENT)
@@ -1600,7 +1792,19 @@ _QkdLink_MANY = frozenset({'qkdl_applications', 'virt_next_hop'})
 
 
 def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdLink:
-    one, many = _s.xml_children(element, _QkdLink_TAGS, _QkdLink_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdLink_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdLink_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('qkdl_id')
     if e is None:
         raise _s.missing(path, 'qkdl_id')
@@ -1686,7 +1890,7 @@ _QkdLinks_MEMBERS = frozenset({'qkd_link'})
 
 
 def _QkdLinks_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLinks:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdLinks_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdLinks_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_link', _ABSENT)
@@ -1706,7 +1910,19 @@ _QkdLinks_MANY = frozenset({'qkd_link'})
 
 
 def _QkdLinks_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdLinks:
-    one, many = _s.xml_children(element, _QkdLinks_TAGS, _QkdLinks_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdLinks_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdLinks_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     f_qkd_link = tuple(
         _QkdLink_from_xml(x, f"{path}/qkd_link[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_link', ()))
@@ -1729,7 +1945,7 @@ _KeyManager_MEMBERS = frozenset({'etsi014_url', 'etsi004_address', 'relay_addres
 
 
 def _KeyManager_from_json(value: object, path: str, ignore_unknown: bool) -> KeyManager:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _KeyManager_MEMBERS.issuperset(o):
         _s.check_members(o, _KeyManager_MEMBERS, path, ignore_unknown)
     v = o.get('etsi014_url', _ABSENT)
@@ -1750,7 +1966,19 @@ _KeyManager_MANY: frozenset[str] = frozenset()
 
 
 def _KeyManager_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> KeyManager:
-    one, many = _s.xml_children(element, _KeyManager_TAGS, _KeyManager_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _KeyManager_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _KeyManager_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('etsi014_url')
     f_etsi014_url = None if e is None else (e.text or '')
     e = one.get('etsi004_address')
@@ -1779,7 +2007,7 @@ _QkdNode_MEMBERS = frozenset({'qkdn_id', 'qkdn_status', 'qkdn_version', 'qkdn_lo
 
 
 def _QkdNode_from_json(value: object, path: str, ignore_unknown: bool) -> QkdNode:
-    o = _s.obj(value, path)
+    o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdNode_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdNode_MEMBERS, path, ignore_unknown)
     v = o.get('qkdn_id', _ABSENT)
@@ -1820,7 +2048,19 @@ _QkdNode_MANY: frozenset[str] = frozenset()
 
 
 def _QkdNode_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdNode:
-    one, many = _s.xml_children(element, _QkdNode_TAGS, _QkdNode_MANY, path, ignore_unknown)
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _QkdNode_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _QkdNode_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
     e = one.get('qkdn_id')
     if e is None:
         raise _s.missing(path, 'qkdn_id')

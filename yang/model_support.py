@@ -168,30 +168,6 @@ def text(element: etree._Element) -> str:
     return (element.text or "").strip()
 
 
-def xml_children(
-    element: etree._Element,
-    tags: Mapping[str, str],
-    many: frozenset[str],
-    path: str,
-    ignore_unknown: bool,
-) -> tuple[dict[str, etree._Element], dict[str, list[etree._Element]]]:
-    """The known children of `element` by attribute: single ones, and those of lists."""
-    one: dict[str, etree._Element] = {}
-    multi: dict[str, list[etree._Element]] = {}
-    for child in element:
-        name = tags.get(child.tag)
-        if name is None:
-            if not ignore_unknown:
-                raise xml_unknown(child, path)
-        elif name in many:
-            multi.setdefault(name, []).append(child)
-        elif name in one:
-            raise ModelError(where(path, name), "given more than once")
-        else:
-            one[name] = child
-    return one, multi
-
-
 def unique_keys(entries: tuple[Any, ...], keys: tuple[str, ...], path: str, name: str) -> None:
     if len(entries) < 2:
         return
@@ -202,6 +178,10 @@ def unique_keys(entries: tuple[Any, ...], keys: tuple[str, ...], path: str, name
             shown = ", ".join(f"{k}={v!r}" for k, v in zip(keys, key, strict=True))
             raise ModelError(where(path, name), f"two entries with {shown}")
         seen.add(key)
+
+
+def xml_duplicate(path: str, name: str) -> ModelError:
+    return ModelError(where(path, name), "given more than once")
 
 
 def xml_unknown(element: etree._Element, path: str) -> ModelError:

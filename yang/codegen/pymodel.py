@@ -449,7 +449,7 @@ class Generator:
             "",
             "",
             f"def _{cdef.name}_from_json(value: object, path: str, ignore_unknown: bool) -> {cdef.name}:",
-            "    o = _s.obj(value, path)",
+            "    o = value if type(value) is dict else _s.obj(value, path)",
             f"    if not ignore_unknown and not {const}.issuperset(o):",
             f"        _s.check_members(o, {const}, path, ignore_unknown)",
         ]
@@ -502,7 +502,19 @@ class Generator:
             "",
             "",
             f"def _{cdef.name}_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> {cdef.name}:",
-            f"    one, many = _s.xml_children(element, _{cdef.name}_TAGS, _{cdef.name}_MANY, path, ignore_unknown)",
+            "    one: dict[str, etree._Element] = {}",
+            "    many: dict[str, list[etree._Element]] = {}",
+            "    for child in element:  # inline: one call less per element",
+            f"        name = _{cdef.name}_TAGS.get(child.tag)",
+            "        if name is None:",
+            "            if not ignore_unknown:",
+            "                raise _s.xml_unknown(child, path)",
+            f"        elif name in _{cdef.name}_MANY:",
+            "            many.setdefault(name, []).append(child)",
+            "        elif name in one:",
+            "            raise _s.xml_duplicate(path, name)",
+            "        else:",
+            "            one[name] = child",
         ]
         for fld in cdef.fields:
             name, attr = repr(fld.name), "f_" + fld.attr
