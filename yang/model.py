@@ -760,10 +760,10 @@ def _AppStatistics_from_json(value: object, path: str, ignore_unknown: bool) -> 
     if not ignore_unknown and not _AppStatistics_MEMBERS.issuperset(o):
         _s.check_members(o, _AppStatistics_MEMBERS, path, ignore_unknown)
     v = o.get('statistics', _ABSENT)
-    f_statistics = () if v is _ABSENT else tuple(
+    f_statistics = () if v is _ABSENT else tuple([
         _Statistics_from_json(x, f"{path}/statistics[{i}]", ignore_unknown)
         for i, x in enumerate(_s.array(v, path, 'statistics'))
-    )
+    ])
     if len(f_statistics) > 1:
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
     made = object.__new__(AppStatistics)
@@ -789,10 +789,10 @@ def _AppStatistics_from_xml(element: etree._Element, path: str, ignore_unknown: 
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_statistics = tuple(
+    f_statistics = tuple([
         _Statistics_from_xml(x, f"{path}/statistics[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('statistics', ()))
-    )
+    ])
     if len(f_statistics) > 1:
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
     made = object.__new__(AppStatistics)
@@ -905,7 +905,7 @@ def _Admission_from_json(value: object, path: str, ignore_unknown: bool) -> Admi
     v = o.get('reason', _ABSENT)
     f_reason = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'reason', ())
     v = o.get('path', _ABSENT)
-    f_path = () if v is _ABSENT else tuple(x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'path', (_P0,)) for x in _s.array(v, path, 'path'))
+    f_path = () if v is _ABSENT else tuple([x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'path', (_P0,)) for x in _s.array(v, path, 'path')])
     made = object.__new__(Admission)
     _Admission_set_state(made, f_state)
     _Admission_set_reason(made, f_reason)
@@ -935,7 +935,7 @@ def _Admission_from_xml(element: etree._Element, path: str, ignore_unknown: bool
     f_state = None if e is None else _s.enum_json(_AdmissionState_JSON, _s.text(e), path, 'state')
     e = one.get('reason')
     f_reason = None if e is None else (e.text or '')
-    f_path = tuple((t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'path', (_P0,))) for x in many.get('path', ()))
+    f_path = tuple([(t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'path', (_P0,))) for x in many.get('path', ())])
     made = object.__new__(Admission)
     _Admission_set_state(made, f_state)
     _Admission_set_reason(made, f_reason)
@@ -1026,7 +1026,7 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     v = o.get('server_app_id', _ABSENT)
     f_server_app_id = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'server_app_id', ())
     v = o.get('client_app_id', _ABSENT)
-    f_client_app_id = () if v is _ABSENT else tuple(x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in _s.array(v, path, 'client_app_id'))
+    f_client_app_id = () if v is _ABSENT else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in _s.array(v, path, 'client_app_id')])
     v = o.get('app_priority', _ABSENT)
     f_app_priority = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'app_priority', 0, 4294967295)
     v = o.get('creation_time', _ABSENT)
@@ -1038,7 +1038,7 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     v = o.get('app_qos', _ABSENT)
     f_app_qos = _EMPTY_AppQos if v is _ABSENT else _AppQos_from_json(v, path + '/app_qos', ignore_unknown)
     v = o.get('backing_qkdl_id', _ABSENT)
-    f_backing_qkdl_id = () if v is _ABSENT else tuple(x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in _s.array(v, path, 'backing_qkdl_id'))
+    f_backing_qkdl_id = () if v is _ABSENT else tuple([x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in _s.array(v, path, 'backing_qkdl_id')])
     v = o.get('local_qkdn_id', _ABSENT)
     f_local_qkdn_id = None if v is _ABSENT else v if type(v) is str and _P0.fullmatch(v) is not None else _s.string_json(v, path, 'local_qkdn_id', (_P0,))
     v = o.get('remote_qkdn_id', _ABSENT)
@@ -1094,7 +1094,7 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_app_type = None if e is None else _s.identity_xml(_QkdAppTypes_XML, e, path, 'app_type')
     e = one.get('server_app_id')
     f_server_app_id = None if e is None else (e.text or '')
-    f_client_app_id = tuple((x.text or '') for x in many.get('client_app_id', ()))
+    f_client_app_id = tuple([(x.text or '') for x in many.get('client_app_id', ())])
     e = one.get('app_priority')
     f_app_priority = None if e is None else _s.int_xml(e, path, 'app_priority', 0, 4294967295)
     e = one.get('creation_time')
@@ -1105,7 +1105,7 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_app_statistics = _EMPTY_AppStatistics if e is None else _AppStatistics_from_xml(e, path + '/app_statistics', ignore_unknown)
     e = one.get('app_qos')
     f_app_qos = _EMPTY_AppQos if e is None else _AppQos_from_xml(e, path + '/app_qos', ignore_unknown)
-    f_backing_qkdl_id = tuple((t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'backing_qkdl_id', (_P0,))) for x in many.get('backing_qkdl_id', ()))
+    f_backing_qkdl_id = tuple([(t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'backing_qkdl_id', (_P0,))) for x in many.get('backing_qkdl_id', ())])
     e = one.get('local_qkdn_id')
     f_local_qkdn_id = None if e is None else (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'local_qkdn_id', (_P0,)))
     e = one.get('remote_qkdn_id')
@@ -1179,10 +1179,10 @@ def _QkdApplications_from_json(value: object, path: str, ignore_unknown: bool) -
     if not ignore_unknown and not _QkdApplications_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApplications_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_app', _ABSENT)
-    f_qkd_app = () if v is _ABSENT else tuple(
+    f_qkd_app = () if v is _ABSENT else tuple([
         _QkdApp_from_json(x, f"{path}/qkd_app[{i}]", ignore_unknown)
         for i, x in enumerate(_s.array(v, path, 'qkd_app'))
-    )
+    ])
     if len(f_qkd_app) > 1:
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = object.__new__(QkdApplications)
@@ -1208,10 +1208,10 @@ def _QkdApplications_from_xml(element: etree._Element, path: str, ignore_unknown
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_app = tuple(
+    f_qkd_app = tuple([
         _QkdApp_from_xml(x, f"{path}/qkd_app[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_app', ()))
-    )
+    ])
     if len(f_qkd_app) > 1:
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = object.__new__(QkdApplications)
@@ -1441,10 +1441,10 @@ def _QkdInterfaces_from_json(value: object, path: str, ignore_unknown: bool) -> 
     if not ignore_unknown and not _QkdInterfaces_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdInterfaces_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_interface', _ABSENT)
-    f_qkd_interface = () if v is _ABSENT else tuple(
+    f_qkd_interface = () if v is _ABSENT else tuple([
         _QkdInterface_from_json(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
         for i, x in enumerate(_s.array(v, path, 'qkd_interface'))
-    )
+    ])
     if len(f_qkd_interface) > 1:
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = object.__new__(QkdInterfaces)
@@ -1470,10 +1470,10 @@ def _QkdInterfaces_from_xml(element: etree._Element, path: str, ignore_unknown: 
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_interface = tuple(
+    f_qkd_interface = tuple([
         _QkdInterface_from_xml(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_interface', ()))
-    )
+    ])
     if len(f_qkd_interface) > 1:
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = object.__new__(QkdInterfaces)
@@ -1667,10 +1667,10 @@ def _QkdlPerformance_from_json(value: object, path: str, ignore_unknown: bool) -
     v = o.get('eskr', _ABSENT)
     f_eskr = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'eskr', 0, 4294967295)
     v = o.get('phys_perf', _ABSENT)
-    f_phys_perf = () if v is _ABSENT else tuple(
+    f_phys_perf = () if v is _ABSENT else tuple([
         _PhysPerf_from_json(x, f"{path}/phys_perf[{i}]", ignore_unknown)
         for i, x in enumerate(_s.array(v, path, 'phys_perf'))
-    )
+    ])
     if len(f_phys_perf) > 1:
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = object.__new__(QkdlPerformance)
@@ -1705,10 +1705,10 @@ def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown
     f_skr = None if e is None else _s.int_xml(e, path, 'skr', 0, 4294967295)
     e = one.get('eskr')
     f_eskr = None if e is None else _s.int_xml(e, path, 'eskr', 0, 4294967295)
-    f_phys_perf = tuple(
+    f_phys_perf = tuple([
         _PhysPerf_from_xml(x, f"{path}/phys_perf[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('phys_perf', ()))
-    )
+    ])
     if len(f_phys_perf) > 1:
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = object.__new__(QkdlPerformance)
@@ -1754,11 +1754,11 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     v = o.get('qkdl_type', _ABSENT)
     f_qkdl_type = None if v is _ABSENT else (_QkdLinkTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdLinkTypes_JSON, v, path, 'qkdl_type')
     v = o.get('qkdl_applications', _ABSENT)
-    f_qkdl_applications = () if v is _ABSENT else tuple(x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'qkdl_applications', (_P0,)) for x in _s.array(v, path, 'qkdl_applications'))
+    f_qkdl_applications = () if v is _ABSENT else tuple([x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'qkdl_applications', (_P0,)) for x in _s.array(v, path, 'qkdl_applications')])
     v = o.get('virt_prev_hop', _ABSENT)
     f_virt_prev_hop = None if v is _ABSENT else v if type(v) is str and _P0.fullmatch(v) is not None else _s.string_json(v, path, 'virt_prev_hop', (_P0,))
     v = o.get('virt_next_hop', _ABSENT)
-    f_virt_next_hop = () if v is _ABSENT else tuple(x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in _s.array(v, path, 'virt_next_hop'))
+    f_virt_next_hop = () if v is _ABSENT else tuple([x if type(x) is str and _P0.fullmatch(x) is not None else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in _s.array(v, path, 'virt_next_hop')])
     v = o.get('virt_bandwidth', _ABSENT)
     f_virt_bandwidth = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'virt_bandwidth', 0, 4294967295)
     v = o.get('phys_channel_att', _ABSENT)
@@ -1819,10 +1819,10 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     f_qkdl_remote = _EMPTY_QkdlRemote if e is None else _QkdlRemote_from_xml(e, path + '/qkdl_remote', ignore_unknown)
     e = one.get('qkdl_type')
     f_qkdl_type = None if e is None else _s.identity_xml(_QkdLinkTypes_XML, e, path, 'qkdl_type')
-    f_qkdl_applications = tuple((t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'qkdl_applications', (_P0,))) for x in many.get('qkdl_applications', ()))
+    f_qkdl_applications = tuple([(t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'qkdl_applications', (_P0,))) for x in many.get('qkdl_applications', ())])
     e = one.get('virt_prev_hop')
     f_virt_prev_hop = None if e is None else (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'virt_prev_hop', (_P0,)))
-    f_virt_next_hop = tuple((t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'virt_next_hop', (_P0,))) for x in many.get('virt_next_hop', ()))
+    f_virt_next_hop = tuple([(t if _P0.fullmatch(t := x.text or '') is not None else _s.string_json(t, path, 'virt_next_hop', (_P0,))) for x in many.get('virt_next_hop', ())])
     e = one.get('virt_bandwidth')
     f_virt_bandwidth = None if e is None else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295)
     e = one.get('phys_channel_att')
@@ -1894,10 +1894,10 @@ def _QkdLinks_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLi
     if not ignore_unknown and not _QkdLinks_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdLinks_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_link', _ABSENT)
-    f_qkd_link = () if v is _ABSENT else tuple(
+    f_qkd_link = () if v is _ABSENT else tuple([
         _QkdLink_from_json(x, f"{path}/qkd_link[{i}]", ignore_unknown)
         for i, x in enumerate(_s.array(v, path, 'qkd_link'))
-    )
+    ])
     if len(f_qkd_link) > 1:
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = object.__new__(QkdLinks)
@@ -1923,10 +1923,10 @@ def _QkdLinks_from_xml(element: etree._Element, path: str, ignore_unknown: bool)
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_link = tuple(
+    f_qkd_link = tuple([
         _QkdLink_from_xml(x, f"{path}/qkd_link[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_link', ()))
-    )
+    ])
     if len(f_qkd_link) > 1:
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = object.__new__(QkdLinks)

@@ -463,10 +463,10 @@ class Generator:
                 )
             elif fld.kind == "list":
                 lines += [
-                    f"    {attr} = () if v is _ABSENT else tuple(",
+                    f"    {attr} = () if v is _ABSENT else tuple([",
                     f'        _{fld.cls}_from_json(x, f"{{path}}/{fld.json_key}[{{i}}]", ignore_unknown)',
                     f"        for i, x in enumerate(_s.array(v, path, {name}))",
-                    "    )",
+                    "    ])",
                     f"    if len({attr}) > 1:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
@@ -476,7 +476,7 @@ class Generator:
                     item = fld.scalar.json_expr("x", name)
                     lines.append(
                         f"    {attr} = () if v is _ABSENT else "
-                        f"tuple({item} for x in _s.array(v, path, {name}))"
+                        f"tuple([{item} for x in _s.array(v, path, {name})])"
                     )
                 elif fld.required:
                     lines += [
@@ -526,10 +526,10 @@ class Generator:
                 ]
             elif fld.kind == "list":
                 lines += [
-                    f"    {attr} = tuple(",
+                    f"    {attr} = tuple([",
                     f'        _{fld.cls}_from_xml(x, f"{{path}}/{fld.name}[{{i}}]", ignore_unknown)',
                     f"        for i, x in enumerate(many.get({fld.attr!r}, ()))",
-                    "    )",
+                    "    ])",
                     f"    if len({attr}) > 1:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
@@ -538,7 +538,7 @@ class Generator:
                 conv = fld.scalar.xml_in.format(e="{e}", p="path", n=name)
                 if fld.kind == "leaf-list":
                     lines.append(
-                        f"    {attr} = tuple({conv.format(e='x')} for x in many.get({fld.attr!r}, ()))"
+                        f"    {attr} = tuple([{conv.format(e='x')} for x in many.get({fld.attr!r}, ())])"
                     )
                 else:
                     lines.append(f"    e = one.get({fld.attr!r})")
