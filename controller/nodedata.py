@@ -1,17 +1,20 @@
 """Reads a node's `qkd_node` data tree (the XML of a NETCONF <get>/<get-config>) into values.
 
-Pure: text in, frozen values out. Unknown elements are ignored so that newer agents with extra
-leaves do not break the controller.
+Pure: text in, frozen values out, read through the generated model (yang.model). Unknown
+elements are ignored so that newer agents with extra leaves do not break the controller;
+a known leaf with a wrong value is refused.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from controller.errors import NodeDataError
 from controller.model import DeviceId, LinkId, LinkStatus
-from controller.names import QKD_NS, SDN_NS, identity_name, q
+from yang.model import ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode
+from yang.virt_link import VirtLink, is_virt
+
+__all__ = ["AppEntry", "LinkHalf", "NodeData", "VirtLink", "parse_node"]
 
 
 @dataclass(frozen=True)
@@ -30,19 +33,9 @@ class LinkHalf:
 
 
 @dataclass(frozen=True)
-class VirtLink:
-    qkdl_id: LinkId
-    local: DeviceId  # source node of the association
-    remote: DeviceId  # destination node
-    prev_hop: DeviceId | None
-    next_hops: tuple[DeviceId, ...]
-    bandwidth: int
-
-
-@dataclass(frozen=True)
 class AppEntry:
     app_id: str
-    app_type: str  # CLIENT or INTERNAL
+    app_type: str  # CLIENT or INTERNAL ("" when unset)
     server_app_id: str
     client_app_ids: tuple[str, ...]
     priority: int
@@ -68,127 +61,74 @@ class NodeData:
     apps: tuple[AppEntry, ...]
 
 
-def _text(parent: ET.Element | None, tag: str, ns: str = QKD_NS) -> str:
-    if parent is None:
-        return ""
-    found = parent.find(q(tag, ns))
-    return (found.text or "").strip() if found is not None else ""
-
-
-def _int(parent: ET.Element | None, tag: str, ns: str = QKD_NS) -> int:
-    text = _text(parent, tag, ns)
-    try:
-        return int(text) if text else 0
-    except ValueError:
-        raise NodeDataError(f"{tag} is not an integer: {text!r}") from None
-
-
-def _texts(parent: ET.Element, tag: str, ns: str = QKD_NS) -> tuple[str, ...]:
-    return tuple((e.text or "").strip() for e in parent.findall(q(tag, ns)))
-
-
-def find_qkd_node(xml: str) -> ET.Element:
-    """The qkd_node element of a reply (<rpc-reply><data>…), a <config> or a bare tree."""
-    try:
-        root = ET.fromstring(xml)
-    except ET.ParseError as error:
-        raise NodeDataError(f"node data is not XML: {error}") from None
-    if root.tag == q("qkd_node"):
-        return root
-    found = root.find(f".//{q('qkd_node')}")
-    if found is None:
-        raise NodeDataError("no qkd_node in the node's data")
-    return found
-
-
-def _link_status(text: str) -> LinkStatus:
-    name = identity_name(text)
-    try:
-        return LinkStatus(name) if name else LinkStatus.ACTIVE
-    except ValueError:
-        raise NodeDataError(f"unknown qkdl_status {text!r}") from None
-
-
-def _qber(link: ET.Element) -> float | None:
-    for perf in link.findall(f"{q('qkdl_performance')}/{q('phys_perf')}"):
-        if identity_name(_text(perf, "perf_type")) == "QBER":
-            value = _text(perf, "value")
-            return float(value) if value else None
+def _qber(link: QkdLink) -> float | None:
+    for perf in link.qkdl_performance.phys_perf:
+        if perf.perf_type is PhysPerfTypes.QBER:
+            return None if perf.value is None else float(perf.value)
     return None
 
 
-def _phys(link: ET.Element, node_id: DeviceId) -> LinkHalf:
-    perf = link.find(q("qkdl_performance"))
-    local = _text(link.find(q("qkdl_local")), "qkdn_id") or node_id
+def _phys(link: QkdLink, node_id: DeviceId) -> LinkHalf:
+    perf = link.qkdl_performance
+    status = link.qkdl_status
     return LinkHalf(
-        qkdl_id=_text(link, "qkdl_id"),
-        local=local,
-        remote=_text(link.find(q("qkdl_remote")), "qkdn_id"),
-        status=_link_status(_text(link, "qkdl_status")),
-        enabled=_text(link, "qkdl_enable") != "false",
-        skr=_int(perf, "skr"),
-        eskr=_int(perf, "eskr"),
-        expected_consumption=_int(perf, "expected_consumption"),
+        qkdl_id=link.qkdl_id,
+        local=link.qkdl_local.qkdn_id or node_id,
+        remote=link.qkdl_remote.qkdn_id or "",
+        status=LinkStatus.ACTIVE if status is None else LinkStatus(status.value),
+        enabled=link.qkdl_enable_or_default,
+        skr=perf.skr or 0,
+        eskr=perf.eskr or 0,
+        expected_consumption=perf.expected_consumption or 0,
         qber=_qber(link),
     )
 
 
-def _virt(link: ET.Element) -> VirtLink:
-    prev = _text(link, "virt_prev_hop")
-    return VirtLink(
-        qkdl_id=_text(link, "qkdl_id"),
-        local=_text(link.find(q("qkdl_local")), "qkdn_id"),
-        remote=_text(link.find(q("qkdl_remote")), "qkdn_id"),
-        prev_hop=prev or None,
-        next_hops=_texts(link, "virt_next_hop"),
-        bandwidth=_int(link, "virt_bandwidth"),
-    )
-
-
-def _app(app: ET.Element) -> AppEntry:
-    qos = app.find(q("app_qos"))
-    admission = app.find(q("admission", SDN_NS))
+def _app(app: QkdApp) -> AppEntry:
+    qos = app.app_qos
+    admission = app.admission
     return AppEntry(
-        app_id=_text(app, "app_id"),
-        app_type=identity_name(_text(app, "app_type")),
-        server_app_id=_text(app, "server_app_id"),
-        client_app_ids=_texts(app, "client_app_id"),
-        priority=_int(app, "app_priority"),
-        min_bandwidth=_int(qos, "min_bandwidth"),
-        max_bandwidth=_int(qos, "max_bandwidth"),
-        jitter=_int(qos, "jitter"),
-        ttl=_int(qos, "ttl"),
-        backing=_texts(app, "backing_qkdl_id"),
-        local_qkdn_id=_text(app, "local_qkdn_id"),
-        remote_qkdn_id=_text(app, "remote_qkdn_id"),
-        admission_state=_text(admission, "state", SDN_NS) or None
-        if admission is not None
-        else None,
-        admission_reason=_text(admission, "reason", SDN_NS),
-        admission_path=_texts(admission, "path", SDN_NS) if admission is not None else (),
+        app_id=app.app_id,
+        app_type="" if app.app_type is None else app.app_type.value,
+        server_app_id=app.server_app_id or "",
+        client_app_ids=app.client_app_id,
+        priority=app.app_priority or 0,
+        min_bandwidth=qos.min_bandwidth or 0,
+        max_bandwidth=qos.max_bandwidth or 0,
+        jitter=qos.jitter or 0,
+        ttl=qos.ttl or 0,
+        backing=app.backing_qkdl_id,
+        local_qkdn_id=app.local_qkdn_id or "",
+        remote_qkdn_id=app.remote_qkdn_id or "",
+        admission_state=None if admission.state is None else admission.state.value,
+        admission_reason=admission.reason or "",
+        admission_path=admission.path,
     )
 
 
 def parse_node(xml: str) -> NodeData:
     """The node's own view: id, interfaces, PHYS link halves, VIRT links and applications."""
-    node = find_qkd_node(xml)
-    qkdn_id = _text(node, "qkdn_id")
-    if not qkdn_id:
-        raise NodeDataError("qkd_node has no qkdn_id")
+    try:
+        node = QkdNode.from_xml(xml, ignore_unknown=True)
+    except ModelError as exc:
+        raise NodeDataError(f"node data: {exc}") from None
+    return node_data(node)
+
+
+def node_data(node: QkdNode) -> NodeData:
+    """The controller's values of a node's tree."""
     phys: list[LinkHalf] = []
     virt: list[VirtLink] = []
-    for link in node.findall(f"{q('qkd_links')}/{q('qkd_link')}"):
-        if identity_name(_text(link, "qkdl_type")) == "VIRT":
-            virt.append(_virt(link))
+    for link in node.qkd_links.qkd_link:
+        if is_virt(link):
+            virt.append(VirtLink.of(link))
         else:
-            phys.append(_phys(link, qkdn_id))
+            phys.append(_phys(link, node.qkdn_id))
     return NodeData(
-        qkdn_id=qkdn_id,
-        location=_text(node, "qkdn_location_id"),
-        interfaces=tuple(
-            _int(i, "qkdi_id") for i in node.findall(f"{q('qkd_interfaces')}/{q('qkd_interface')}")
-        ),
+        qkdn_id=node.qkdn_id,
+        location=node.qkdn_location_id_or_default,
+        interfaces=tuple(i.qkdi_id for i in node.qkd_interfaces.qkd_interface),
         phys_links=tuple(phys),
         virt_links=tuple(virt),
-        apps=tuple(_app(a) for a in node.findall(f"{q('qkd_applications')}/{q('qkd_app')}")),
+        apps=tuple(_app(a) for a in node.qkd_applications.qkd_app),
     )

@@ -5,7 +5,7 @@ every commit. An association is a `qkd_app` (server_app_id = master SAE, client_
 slave SAEs) with `qkdsdn-node:admission` and `qkdsdn-node:relay`, backed by a VIRT `qkd_link`
 that names the previous and next hop of this node on the path (absent at the ends).
 
-`parse_node_config` is pure. `Associations` keeps the latest view and lets the relay wait
+`parse_node_config` is pure: it reads the tree through the generated model (yang.model). `Associations` keeps the latest view and lets the relay wait
 for an association to be admitted (`ensure`), registering the application when none exists.
 """
 
@@ -13,41 +13,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
-import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from km.relay.hop_crypto import RelayMode
 from km.supply import SupplyError
+from yang.model import AdmissionState, ModelError, QkdApp, QkdNode
+from yang.model import RelayMode as ModelRelayMode
+from yang.virt_link import VirtLink, virt_links
 
-NODE_KEY = "etsi-qkd-sdn-node:qkd_node"
-ADMISSION_KEY = "qkdsdn-node:admission"
-RELAY_KEY = "qkdsdn-node:relay"
-VIRT = "VIRT"
-PHYS = "PHYS"
-DEFAULT_BUFFER = 3
+__all__ = [
+    "AdmissionState",
+    "AppRequest",
+    "Association",
+    "Associations",
+    "ConfigError",
+    "NodeView",
+    "VirtLink",
+    "empty_view",
+    "node_view",
+    "parse_node_config",
+]
 
-
-class AdmissionState(enum.Enum):
-    PENDING = "pending"
-    ADMITTED = "admitted"
-    REJECTED = "rejected"
-    FAILED = "failed"
+DEFAULT_BUFFER = 3  # the model's default of qkdsdn-node:relay/buffer
 
 
 class ConfigError(ValueError):
-    """The node configuration JSON does not have the shape the contract describes."""
-
-
-@dataclass(frozen=True)
-class VirtLink:
-    qkdl_id: str
-    prev_hop: str | None  # qkdn_id, None at the source
-    next_hops: tuple[str, ...]  # qkdn_ids, empty at the destination
-    bandwidth: int | None
+    """The node configuration JSON does not fit the node model; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +109,7 @@ _PREFERENCE = {
     AdmissionState.REJECTED: 2,
     AdmissionState.FAILED: 2,
 }
+_RELAY_MODES = {mode: RelayMode.parse(mode.value) for mode in ModelRelayMode}
 
 EMPTY_VIEW_REVISION = -1
 
@@ -127,122 +121,36 @@ def empty_view(qkdn_id: str) -> NodeView:
 def parse_node_config(text: str, revision: int = 0) -> NodeView:
     """RFC 7951 JSON of `qkd_node` → NodeView. Raises ConfigError naming the bad field."""
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ConfigError(f"node configuration is not JSON: {exc}") from None
-    node = _obj(doc, "document")
-    node = _obj(node.get(NODE_KEY, node.get("qkd_node")), NODE_KEY)
-    qkdn_id = _str(node.get("qkdn_id"), "qkd_node/qkdn_id")
-    links = {
-        link.qkdl_id: link
-        for link in (
-            _parse_link(raw, f"qkd_links/qkd_link[{i}]")
-            for i, raw in enumerate(_list(_obj(node.get("qkd_links", {}), "qkd_links"), "qkd_link"))
-        )
-        if link is not None
-    }
-    apps = _list(_obj(node.get("qkd_applications", {}), "qkd_applications"), "qkd_app")
-    associations = tuple(
-        _parse_app(raw, links, f"qkd_applications/qkd_app[{i}]") for i, raw in enumerate(apps)
-    )
-    return NodeView(qkdn_id, revision, associations, links)
+        node = QkdNode.from_json_text(text)
+    except ModelError as exc:
+        raise ConfigError(f"node configuration: {exc}") from None
+    return node_view(node, revision)
 
 
-def _parse_link(raw: Any, where: str) -> VirtLink | None:
-    link = _obj(raw, where)
-    qkdl_id = _str(link.get("qkdl_id"), f"{where}/qkdl_id")
-    kind = str(link.get("qkdl_type", "")).rpartition(":")[2]
-    if kind != VIRT:
-        return None
-    prev_hop = link.get("virt_prev_hop")
-    next_hops = link.get("virt_next_hop", [])
-    if isinstance(next_hops, str):
-        next_hops = [next_hops]
-    if not isinstance(next_hops, list) or not all(isinstance(h, str) for h in next_hops):
-        raise ConfigError(f"{where}/virt_next_hop: expected a list of node ids")
-    bandwidth = link.get("virt_bandwidth")
-    return VirtLink(
-        qkdl_id=qkdl_id,
-        prev_hop=None if prev_hop is None else _str(prev_hop, f"{where}/virt_prev_hop"),
-        next_hops=tuple(next_hops),
-        bandwidth=None if bandwidth is None else _int(bandwidth, f"{where}/virt_bandwidth"),
-    )
+def node_view(node: QkdNode, revision: int = 0) -> NodeView:
+    """The associations of a node's tree (read through the generated model)."""
+    links = {virt.qkdl_id: virt for virt in virt_links(node)}
+    associations = tuple(_association(app, links) for app in node.qkd_applications.qkd_app)
+    return NodeView(node.qkdn_id, revision, associations, links)
 
 
-def _parse_app(raw: Any, links: Mapping[str, VirtLink], where: str) -> Association:
-    app = _obj(raw, where)
-    slaves = app.get("client_app_id", [])
-    if isinstance(slaves, str):
-        slaves = [slaves]
-    if not isinstance(slaves, list) or not all(isinstance(s, str) for s in slaves):
-        raise ConfigError(f"{where}/client_app_id: expected a list of SAE ids")
-    admission = _obj(app.get(ADMISSION_KEY, {}), f"{where}/{ADMISSION_KEY}")
-    relay = _obj(app.get(RELAY_KEY, {}), f"{where}/{RELAY_KEY}")
-    state_text = str(admission.get("state", AdmissionState.PENDING.value))
-    try:
-        state = AdmissionState(state_text)
-    except ValueError:
-        raise ConfigError(f"{where}/{ADMISSION_KEY}/state: unknown state {state_text!r}") from None
-    try:
-        mode = RelayMode.parse(str(relay.get("mode", RelayMode.AES_GCM.value)))
-    except ValueError as exc:
-        raise ConfigError(f"{where}/{RELAY_KEY}/mode: {exc}") from None
-    path = admission.get("path", [])
-    if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
-        raise ConfigError(f"{where}/{ADMISSION_KEY}/path: expected a list of node ids")
-    backing = app.get("backing_qkdl_id", [])
-    if isinstance(backing, str):
-        backing = [backing]
-    virt = next((links[b] for b in backing if b in links), None)
-    next_hop = None
-    if virt is not None and virt.next_hops:
-        next_hop = virt.next_hops[0]
+def _association(app: QkdApp, links: Mapping[str, VirtLink]) -> Association:
+    admission, relay = app.admission, app.relay
+    virt = next((links[b] for b in app.backing_qkdl_id if b in links), None)
     return Association(
-        app_id=_str(app.get("app_id"), f"{where}/app_id"),
-        master=str(app.get("server_app_id", "")),
-        slaves=tuple(slaves),
-        state=state,
-        reason=str(admission.get("reason", "")),
-        path=tuple(path),
+        app_id=app.app_id,
+        master=app.server_app_id or "",
+        slaves=app.client_app_id,
+        state=admission.state or AdmissionState.PENDING,
+        reason=admission.reason or "",
+        path=admission.path,
         virt_link_id=None if virt is None else virt.qkdl_id,
         prev_hop=None if virt is None else virt.prev_hop,
-        next_hop=next_hop,
-        mode=mode,
-        buffer=_int(relay.get("buffer", DEFAULT_BUFFER), f"{where}/{RELAY_KEY}/buffer"),
-        remote_qkdn_id=None if app.get("remote_qkdn_id") is None else str(app["remote_qkdn_id"]),
+        next_hop=virt.next_hops[0] if virt is not None and virt.next_hops else None,
+        mode=_RELAY_MODES[relay.mode_or_default],
+        buffer=relay.buffer_or_default,
+        remote_qkdn_id=app.remote_qkdn_id,
     )
-
-
-def _obj(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected an object")
-    return value
-
-
-def _list(container: dict[str, Any], name: str) -> list[Any]:
-    value = container.get(name, [])
-    if not isinstance(value, list):
-        raise ConfigError(f"{name}: expected a list")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: expected a non-empty string")
-    return value
-
-
-def _int(value: Any, where: str) -> int:
-    # RFC 7951 writes uint32 as a number; be lenient with a numeric string.
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected an integer")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected an integer") from None
-    if number < 0:
-        raise ConfigError(f"{where}: must not be negative")
-    return number
 
 
 # ------------------------------------------------------------------ the live view

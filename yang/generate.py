@@ -1,8 +1,9 @@
-"""Generate the pyangbind Python bindings of the node model into `yang/bindings/`.
+"""Generate the typed node model (`yang/model.py`) and the pyangbind bindings (`yang/bindings/`).
 
-Run by `make bindings` as `python -m yang.generate [OUTDIR]`. The output is deterministic;
-a test regenerates it into a temporary directory and compares it byte for byte with the
-committed files, so never edit the bindings by hand.
+Run by `make bindings` as `python -m yang.generate [DIR]` (DIR defaults to yang/: the model
+goes to DIR/model.py, the bindings to DIR/bindings/). The output is deterministic; tests
+regenerate it into a temporary directory and compare it byte for byte with the committed
+files, so never edit the generated files by hand.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import pyangbind.plugin
 
 YANG_DIR = Path(__file__).resolve().parent
 DEFAULT_OUTDIR = YANG_DIR / "bindings"
+DEFAULT_MODEL = YANG_DIR / "model.py"
+MODEL_PLUGIN_DIR = YANG_DIR / "codegen"
 # The node module and every module that augments it: pyangbind folds augments in.
 BOUND_MODULES = ("etsi-qkd-sdn-node", "qkdsdn-node")
 BINDING_FILE = "etsi_qkd_sdn_node.py"
@@ -35,16 +38,16 @@ def pyangbind_plugin_dir() -> Path:
     return Path(next(iter(pyangbind.plugin.__path__))).resolve()
 
 
-def pyang_command(output: Path) -> list[str]:
+def pyang_command(output: Path, plugin_dir: Path | None = None, fmt: str = "pybind") -> list[str]:
     modules = [str(YANG_DIR / f"{name}.yang") for name in BOUND_MODULES]
     return [
         sys.executable,
         "-m",
         "pyang",
         "--plugindir",
-        str(pyangbind_plugin_dir()),
+        str(plugin_dir or pyangbind_plugin_dir()),
         "-f",
-        "pybind",
+        fmt,
         "-p",
         str(YANG_DIR),
         "-o",
@@ -68,14 +71,31 @@ def generate(outdir: Path = DEFAULT_OUTDIR) -> list[Path]:
     return [init, binding]
 
 
+def generate_model(target: Path = DEFAULT_MODEL) -> Path:
+    """Write the typed model (pyang plugin yang/codegen/pymodel.py) to `target`."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    command = pyang_command(partial, MODEL_PLUGIN_DIR, "pymodel")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise GenerationError(
+            f"pyang -f pymodel failed ({result.returncode}): {result.stderr.strip()}"
+        )
+    partial.replace(target)  # atomic: a failed run leaves the old model in place
+    return target
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) > 1:
-        print("usage: python -m yang.generate [OUTDIR]", file=sys.stderr)
+        print("usage: python -m yang.generate [DIR]", file=sys.stderr)
         return 2
-    outdir = Path(args[0]) if args else DEFAULT_OUTDIR
+    outdir, model = DEFAULT_OUTDIR, DEFAULT_MODEL
+    if args:
+        outdir, model = Path(args[0]) / "bindings", Path(args[0]) / "model.py"
     try:
-        written = generate(outdir)
+        written = [generate_model(model), *generate(outdir)]
     except GenerationError as exc:
         print(f"yang.generate: {exc}", file=sys.stderr)
         return 1

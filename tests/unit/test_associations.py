@@ -67,26 +67,35 @@ def test_controller_rejection_parses_with_its_reason() -> None:
     assert assoc.virt_link_id is None
 
 
+U = "00000000-0000-4000-8000-00000000000"  # + one hex digit: a yang:uuid
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
         ("not json", "not JSON"),
-        ("[]", "document: expected an object"),
-        ('{"etsi-qkd-sdn-node:qkd_node": {}}', "qkdn_id"),
+        ("[]", "expected an object, not an array"),
+        ('{"etsi-qkd-sdn-node:qkd_node": {}}', "no qkdn_id"),
+        ('{"etsi-qkd-sdn-node:qkd_node": {"qkdn_id": "x"}}', "qkdn_id: 'x' does not match"),
         (
-            '{"qkd_node": {"qkdn_id": "x", "qkd_applications": {"qkd_app": [{"app_id": "a",'
-            ' "qkdsdn-node:admission": {"state": "maybe"}}]}}}',
-            "unknown state 'maybe'",
+            f'{{"etsi-qkd-sdn-node:qkd_node": {{"qkdn_id": "{U}1", "qkd_applications": {{"qkd_app":'
+            f' [{{"app_id": "{U}a", "qkdsdn-node:admission": {{"state": "maybe"}}}}]}}}}}}',
+            "admission/state: unknown value 'maybe'",
         ),
         (
-            '{"qkd_node": {"qkdn_id": "x", "qkd_applications": {"qkd_app": [{"app_id": "a",'
-            ' "qkdsdn-node:relay": {"mode": "rot13"}}]}}}',
+            f'{{"etsi-qkd-sdn-node:qkd_node": {{"qkdn_id": "{U}1", "qkd_applications": {{"qkd_app":'
+            f' [{{"app_id": "{U}a", "qkdsdn-node:relay": {{"mode": "rot13"}}}}]}}}}}}',
             "relay/mode",
         ),
         (
-            '{"qkd_node": {"qkdn_id": "x", "qkd_links": {"qkd_link": [{"qkdl_id": "l",'
-            ' "qkdl_type": "etsi-qkd-node-types:VIRT", "virt_next_hop": 5}]}}}',
-            "virt_next_hop",
+            f'{{"etsi-qkd-sdn-node:qkd_node": {{"qkdn_id": "{U}1", "qkd_links": {{"qkd_link":'
+            f' [{{"qkdl_id": "{U}b", "qkdl_type": "etsi-qkd-node-types:VIRT", "virt_next_hop": 5}}]}}}}}}',
+            "virt_next_hop: expected an array",
+        ),
+        (
+            f'{{"etsi-qkd-sdn-node:qkd_node": {{"qkdn_id": "{U}1", "qkd_links": {{"qkd_link":'
+            f' [{{"qkdl_id": "{U}b", "qkdl_type": "etsi-qkd-node-types:WORMHOLE"}}]}}}}}}',
+            "qkdl_type: unknown value 'etsi-qkd-node-types:WORMHOLE'",
         ),
     ],
 )

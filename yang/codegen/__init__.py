@@ -1,0 +1,1 @@
+"""The pyang plugin that compiles the node model into `yang/model.py` (see pymodel.py)."""

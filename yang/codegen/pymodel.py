@@ -1,0 +1,667 @@
+"""pyang plugin `pymodel`: writes the typed, frozen Python model of the `qkd_node` tree.
+
+Run through `python -m yang.generate` (pyang -f pymodel). The output (`yang/model.py`) has one
+frozen dataclass per container and list (augments folded in), an Enum per identity base and
+per enumeration, and straight-line code to read RFC 7951 JSON and NETCONF XML and to write
+RFC 7951 JSON. Only the YANG constructs the node model uses are supported; anything else
+stops the generation with an error naming the node.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pyang import plugin
+
+ROOT_MODULE = "etsi-qkd-sdn-node"
+ROOT_NAME = "qkd_node"
+INT_RANGES = {
+    "int8": (-(2**7), 2**7 - 1),
+    "int16": (-(2**15), 2**15 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "uint8": (0, 2**8 - 1),
+    "uint16": (0, 2**16 - 1),
+    "uint32": (0, 2**32 - 1),
+}
+STRING_TYPES = frozenset({"string"})
+DATE_AND_TIME = ("ietf-yang-types", "date-and-time")
+
+
+class UnsupportedYang(Exception):
+    """The model uses a construct this generator does not translate."""
+
+
+def pyang_plugin_init() -> None:
+    plugin.register_plugin(ModelPlugin())
+
+
+class ModelPlugin(plugin.PyangPlugin):  # type: ignore[misc]
+    def add_output_format(self, fmts: dict[str, Any]) -> None:
+        self.multiple_modules = True
+        fmts["pymodel"] = self
+
+    def emit(self, ctx: Any, modules: list[Any], fd: TextIO) -> None:
+        roots = [
+            child
+            for module in modules
+            if module.arg == ROOT_MODULE
+            for child in module.i_children
+            if child.arg == ROOT_NAME
+        ]
+        if not roots:
+            raise UnsupportedYang(f"no {ROOT_MODULE}:{ROOT_NAME} among the modules")
+        fd.write(Generator(ctx).render(roots[0]))
+
+
+# -- the intermediate description -----------------------------------------------------------
+
+
+@dataclass
+class Scalar:
+    """How one leaf type reads and writes."""
+
+    py_type: str  # Python annotation of one value
+    json_in: str  # expression template: {v} value, {p} path, {n} name
+    xml_in: str  # expression template: {e} element, {p} path, {n} name
+    json_out: str  # expression template: {x} the Python value
+    literal: Any  # (yang default text) -> Python literal source
+    json_fast: str = ""  # inline expression for the valid case, else json_in (which raises)
+
+    def json_expr(self, value: str, name: str) -> str:
+        slow = self.json_in.format(v=value, p="path", n=name)
+        if not self.json_fast:
+            return slow
+        return self.json_fast.format(v=value, slow=slow)
+
+
+@dataclass
+class Field:
+    name: str  # YANG name
+    attr: str  # Python attribute
+    kind: str  # leaf, leaf-list, container, list
+    json_key: str
+    xml_tag: str
+    required: bool = False
+    scalar: Scalar | None = None
+    cls: str = ""  # class of a container or list entry
+    default_src: str | None = None  # Python source of the YANG default
+    keys: tuple[str, ...] = ()
+    config: bool = True
+
+
+@dataclass
+class ClassDef:
+    name: str
+    path: str
+    kind: str
+    description: str
+    fields: list[Field] = field(default_factory=list)
+
+
+def camel(*names: str) -> str:
+    words = [w for name in names for w in re.split(r"[-_.]", name) if w]
+    return "".join(w[:1].upper() + w[1:].lower() for w in words)
+
+
+def ident(name: str) -> str:
+    attr = re.sub(r"\W", "_", name)
+    return attr + "_" if keyword.iskeyword(attr) else attr
+
+
+def member(name: str) -> str:
+    text = re.sub(r"\W", "_", name).upper()
+    return "_" + text if text[:1].isdigit() else text
+
+
+def first_sentence(stmt: Any) -> str:
+    desc = stmt.search_one("description")
+    if desc is None:
+        return ""
+    text = " ".join(desc.arg.split())
+    text = text.replace("\\", "/").replace('"""', "'")
+    return text.split(". ")[0].rstrip(".") + "."
+
+
+class Generator:
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.classes: list[ClassDef] = []
+        self.class_names: set[str] = set()
+        self.enums: dict[str, list[str]] = {}  # name -> source lines
+        self.enum_keys: dict[Any, str] = {}
+        self.patterns: dict[str, str] = {}  # pattern -> constant
+        self.pattern_sets: dict[tuple[str, ...], str] = {}
+
+    # -- walking -------------------------------------------------------------------------
+
+    def render(self, root: Any) -> str:
+        root_cls = self.visit_class(root, "", None)
+        return self.emit(root, root_cls)
+
+    def class_name(self, stmt: Any, parent: str | None) -> str:
+        name = camel(stmt.arg)
+        if name in self.class_names and parent:
+            name = parent + name
+        if name in self.class_names:
+            raise UnsupportedYang(f"two classes named {name}")
+        self.class_names.add(name)
+        return name
+
+    def visit_class(self, stmt: Any, path: str, parent_cls: str | None) -> ClassDef:
+        path = f"{path}/{stmt.arg}"
+        name = self.class_name(stmt, parent_cls)
+        if stmt.keyword == "container" and stmt.search_one("presence") is not None:
+            raise UnsupportedYang(f"{path}: presence containers are not supported")
+        cdef = ClassDef(name, path.lstrip("/"), stmt.keyword, first_sentence(stmt))
+        keys = tuple(k.arg for k in getattr(stmt, "i_key", None) or ())
+        module = stmt.i_module.arg
+        for child in stmt.i_children:
+            cdef.fields.append(self.visit_field(child, path, name, module, keys))
+        self.classes.append(cdef)
+        return cdef
+
+    def visit_field(self, stmt: Any, path: str, parent_cls: str, module: str, keys: Any) -> Field:
+        kw = stmt.keyword
+        child_module = stmt.i_module.arg
+        json_key = stmt.arg if child_module == module else f"{child_module}:{stmt.arg}"
+        ns = stmt.i_module.search_one("namespace").arg
+        fld = Field(
+            name=stmt.arg,
+            attr=ident(stmt.arg),
+            kind=kw,
+            json_key=json_key,
+            xml_tag=f"{{{ns}}}{stmt.arg}",
+            config=bool(getattr(stmt, "i_config", True)),
+        )
+        if kw in ("container", "list"):
+            child = self.visit_class(stmt, path, parent_cls)
+            fld.cls = child.name
+            if kw == "list":
+                fld.keys = tuple(k.arg for k in stmt.i_key)
+            return fld
+        if kw not in ("leaf", "leaf-list"):
+            raise UnsupportedYang(f"{path}/{stmt.arg}: {kw} is not supported")
+        fld.scalar = self.scalar(stmt, f"{path}/{stmt.arg}")
+        mandatory = stmt.search_one("mandatory")
+        fld.required = stmt.arg in keys or (mandatory is not None and mandatory.arg == "true")
+        if kw == "leaf" and getattr(stmt, "i_default", None) is not None:
+            fld.default_src = fld.scalar.literal(stmt.i_default_str)
+        return fld
+
+    # -- types ---------------------------------------------------------------------------
+
+    def scalar(self, stmt: Any, path: str) -> Scalar:
+        type_stmt = stmt.search_one("type")
+        patterns: list[str] = []
+        typedefs: list[tuple[str, str]] = []
+        while True:
+            patterns += [p.arg for p in type_stmt.search("pattern")]
+            for unsupported in ("length", "range"):
+                if type_stmt.search_one(unsupported) is not None:
+                    raise UnsupportedYang(f"{path}: {unsupported} restrictions are not supported")
+            typedef = getattr(type_stmt, "i_typedef", None)
+            if typedef is None:
+                break
+            typedefs.append((typedef.i_module.arg, typedef.arg))
+            type_stmt = typedef.search_one("type")
+        base = type_stmt.arg
+        if base in STRING_TYPES:
+            consts = self.pattern_set(tuple(patterns))
+            reader = "date_and_time_json" if DATE_AND_TIME in typedefs else "string_json"
+            checks = "".join(
+                f" and {self.patterns[p]}.fullmatch({{v}}) is not None" for p in patterns
+            )
+            fast = (
+                ""
+                if reader != "string_json"
+                else f"{{v}} if type({{v}}) is str{checks} else {{slow}}"
+            )
+            xml_checks = " and ".join(
+                f"{self.patterns[p]}.fullmatch(t) is not None" for p in patterns
+            )
+            xml_in = f"_s.{reader}({{e}}.text or '', {{p}}, {{n}}, {consts})"
+            if reader == "string_json":
+                xml_in = (
+                    f"(t if {xml_checks.replace('(t)', '(t := {e}.text or ' + repr('') + ')', 1)}"
+                    f" else _s.string_json(t, {{p}}, {{n}}, {consts}))"
+                    if patterns
+                    else "({e}.text or '')"
+                )
+            return Scalar(
+                "str",
+                f"_s.{reader}({{v}}, {{p}}, {{n}}, {consts})",
+                xml_in,
+                "{x}",
+                lambda text: repr(text),
+                fast,
+            )
+        if base in INT_RANGES:
+            low, high = INT_RANGES[base]
+            return Scalar(
+                "int",
+                f"_s.int_json({{v}}, {{p}}, {{n}}, {low}, {high})",
+                f"_s.int_xml({{e}}, {{p}}, {{n}}, {low}, {high})",
+                "{x}",
+                lambda text: str(int(text)),
+                f"{{v}} if type({{v}}) is int and {low} <= {{v}} <= {high} else {{slow}}",
+            )
+        if base == "boolean":
+            return Scalar(
+                "bool",
+                "_s.bool_json({v}, {p}, {n})",
+                "_s.bool_xml({e}, {p}, {n})",
+                "{x}",
+                lambda text: str(text == "true"),
+                "{v} if type({v}) is bool else {slow}",
+            )
+        if base == "decimal64":
+            digits = int(type_stmt.search_one("fraction-digits").arg)
+            return Scalar(
+                "Decimal",
+                f"_s.decimal_json({{v}}, {{p}}, {{n}}, {digits})",
+                f"_s.decimal_text(_s.text({{e}}), {{p}}, {{n}}, {digits})",
+                "_s.decimal_out({x})",
+                lambda text: f"Decimal({text!r})",
+            )
+        if base == "identityref":
+            bases = type_stmt.search("base")
+            if len(bases) != 1:
+                raise UnsupportedYang(f"{path}: identityref with {len(bases)} bases")
+            name = self.identity_enum(bases[0].i_identity)
+            return self.enum_scalar(name, xml_table=f"_{name}_XML", xml_reader="identity_xml")
+        if base == "enumeration":
+            key = typedefs[0] if typedefs else path
+            name = self.enumeration_enum(type_stmt, key, path)
+            return self.enum_scalar(name, xml_table=f"_{name}_JSON", xml_reader=None)
+        raise UnsupportedYang(f"{path}: type {base} is not supported")
+
+    def enum_scalar(self, name: str, xml_table: str, xml_reader: str | None) -> Scalar:
+        xml_in = (
+            f"_s.{xml_reader}({xml_table}, {{e}}, {{p}}, {{n}})"
+            if xml_reader
+            else f"_s.enum_json({xml_table}, _s.text({{e}}), {{p}}, {{n}})"
+        )
+        return Scalar(
+            name,
+            f"_s.enum_json(_{name}_JSON, {{v}}, {{p}}, {{n}})",
+            xml_in,
+            f"_{name}_OUT[{{x}}]",
+            lambda text: f"{name}.{member(text.rpartition(':')[2])}",
+            f"(_{name}_JSON.get({{v}}) if type({{v}}) is str else None) or {{slow}}",
+        )
+
+    def pattern_set(self, patterns: tuple[str, ...]) -> str:
+        if patterns not in self.pattern_sets:
+            consts = []
+            for pattern in patterns:
+                if pattern not in self.patterns:
+                    self.patterns[pattern] = f"_P{len(self.patterns)}"
+                consts.append(self.patterns[pattern])
+            self.pattern_sets[patterns] = "(" + "".join(c + ", " for c in consts).rstrip(" ") + ")"
+        return self.pattern_sets[patterns]
+
+    def derived(self, base: Any) -> list[Any]:
+        found = []
+        for module in sorted(self.ctx.modules.values(), key=lambda m: m.arg):
+            for identity in module.i_identities.values():
+                if self.derives_from(identity, base):
+                    found.append(identity)
+        return found
+
+    def derives_from(self, identity: Any, base: Any) -> bool:
+        for stmt in identity.search("base"):
+            parent = stmt.i_identity
+            if parent is base or self.derives_from(parent, base):
+                return True
+        return False
+
+    def identity_enum(self, base: Any) -> str:
+        if base in self.enum_keys:
+            return self.enum_keys[base]
+        name = camel(base.arg)
+        self.enum_keys[base] = name
+        members = self.derived(base)
+        lines = [
+            f"class {name}(enum.Enum):",
+            f'    """Identities derived from {base.i_module.arg}:{base.arg}."""',
+            "",
+        ]
+        lines += [f"    {member(i.arg)} = {i.arg!r}" for i in members]
+        lines += ["", ""]
+        lines.append(f"_{name}_JSON: dict[str, {name}] = {{")
+        lines += [f"    {i.i_module.arg + ':' + i.arg!r}: {name}.{member(i.arg)}," for i in members]
+        lines += ["}", f"_{name}_XML: dict[tuple[str, str], {name}] = {{"]
+        for i in members:
+            ns = i.i_module.search_one("namespace").arg
+            lines.append(f"    ({ns!r}, {i.arg!r}): {name}.{member(i.arg)},")
+        lines += ["}", f"_{name}_OUT = {{member: key for key, member in _{name}_JSON.items()}}"]
+        self.enums[name] = lines
+        return name
+
+    def enumeration_enum(self, type_stmt: Any, key: Any, path: str) -> str:
+        if key in self.enum_keys:
+            return self.enum_keys[key]
+        if isinstance(key, tuple):
+            name = camel(key[1])
+        else:
+            parts = path.strip("/").split("/")
+            name = camel(*parts[-2:])
+        self.enum_keys[key] = name
+        values = [e.arg for e in type_stmt.search("enum")]
+        lines = [
+            f"class {name}(enum.Enum):",
+            f'    """The enumeration of {path.lstrip("/")}."""',
+            "",
+        ]
+        lines += [f"    {member(v)} = {v!r}" for v in values]
+        lines += ["", ""]
+        lines.append(
+            f"_{name}_JSON: dict[str, {name}] = {{member.value: member for member in {name}}}"
+        )
+        lines.append(f"_{name}_OUT = {{member: member.value for member in {name}}}")
+        self.enums[name] = lines
+        return name
+
+    # -- output --------------------------------------------------------------------------
+
+    def emit(self, root: Any, root_cls: ClassDef) -> str:
+        out = [HEADER]
+        for pattern, const in self.patterns.items():
+            out.append(f"{const} = re.compile({pattern!r})")
+        out += ["", ""]
+        for lines in self.enums.values():
+            out += [*lines, "", ""]
+        for cdef in self.classes:
+            out += self.emit_class(cdef, cdef is root_cls, root)
+        for cdef in self.classes:
+            out += self.setters(cdef)
+        for cdef in self.classes:
+            if self.defaultable(cdef):
+                out.append(f"_EMPTY_{cdef.name} = {cdef.name}()  # an absent container (immutable)")
+        out += ["", ""]
+        for cdef in self.classes:
+            out += self.emit_json_in(cdef)
+            out += self.emit_xml_in(cdef)
+            out += self.emit_json_out(cdef)
+        while out[-1] == "":
+            out.pop()
+        return "\n".join(out) + "\n"
+
+    def defaultable(self, cdef: ClassDef) -> bool:
+        return cdef.kind == "container" and all(
+            self.annotation(f)[1] is not None for f in cdef.fields
+        )
+
+    @staticmethod
+    def annotation(fld: Field) -> tuple[str, str | None]:
+        """(annotation, default source or None when required)."""
+        if fld.kind == "container":
+            return fld.cls, f"{fld.cls}()"
+        if fld.kind == "list":
+            return f"tuple[{fld.cls}, ...]", "()"
+        assert fld.scalar is not None
+        if fld.kind == "leaf-list":
+            return f"tuple[{fld.scalar.py_type}, ...]", "()"
+        if fld.required:
+            return fld.scalar.py_type, None
+        return f"{fld.scalar.py_type} | None", "None"
+
+    def emit_class(self, cdef: ClassDef, is_root: bool, root: Any) -> list[str]:
+        what = "list entry" if cdef.kind == "list" else "container"
+        doc = f"`{cdef.path}` ({what}). {cdef.description}".strip()
+        lines = [
+            "@dataclass(frozen=True, slots=True)",
+            f"class {cdef.name}:",
+            f'    """{doc}"""',
+            "",
+        ]
+        ordered = [f for f in cdef.fields if f.required] + [
+            f for f in cdef.fields if not f.required
+        ]
+        for fld in ordered:
+            annotation, default = self.annotation(fld)
+            suffix = "" if default is None else f" = {default}"
+            state = "" if fld.config else "  # config false"
+            lines.append(f"    {fld.attr}: {annotation}{suffix}{state}")
+        for fld in cdef.fields:
+            if fld.default_src is None:
+                continue
+            assert fld.scalar is not None
+            lines += [
+                "",
+                "    @property",
+                f"    def {fld.attr}_or_default(self) -> {fld.scalar.py_type}:",
+                f'        """`{fld.name}`, or the model\'s default {fld.default_src} when unset."""',
+                f"        return {fld.default_src} if self.{fld.attr} is None else self.{fld.attr}",
+            ]
+        if is_root:
+            lines += root_methods(cdef, root)
+        return [*lines, "", ""]
+
+    def emit_json_in(self, cdef: ClassDef) -> list[str]:
+        known = ", ".join(repr(f.json_key) for f in cdef.fields)
+        const = f"_{cdef.name}_MEMBERS"
+        lines = [
+            f"{const} = frozenset({{{known}}})",
+            "",
+            "",
+            f"def _{cdef.name}_from_json(value: object, path: str, ignore_unknown: bool) -> {cdef.name}:",
+            "    o = value if type(value) is dict else _s.obj(value, path)",
+            f"    if not ignore_unknown and not {const}.issuperset(o):",
+            f"        _s.check_members(o, {const}, path, ignore_unknown)",
+        ]
+        for fld in cdef.fields:
+            key, name, attr = repr(fld.json_key), repr(fld.json_key), "f_" + fld.attr
+            lines.append(f"    v = o.get({key}, _ABSENT)")
+            if fld.kind == "container":
+                lines.append(
+                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else "
+                    f"_{fld.cls}_from_json(v, path + {'/' + fld.json_key!r}, ignore_unknown)"
+                )
+            elif fld.kind == "list":
+                lines += [
+                    f"    {attr} = () if v is _ABSENT else tuple([",
+                    f'        _{fld.cls}_from_json(x, f"{{path}}/{fld.json_key}[{{i}}]", ignore_unknown)',
+                    f"        for i, x in enumerate(_s.array(v, path, {name}))",
+                    "    ])",
+                    f"    if len({attr}) > 1:",
+                    f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
+                ]
+            else:
+                assert fld.scalar is not None
+                if fld.kind == "leaf-list":
+                    item = fld.scalar.json_expr("x", name)
+                    lines.append(
+                        f"    {attr} = () if v is _ABSENT else "
+                        f"tuple([{item} for x in _s.array(v, path, {name})])"
+                    )
+                elif fld.required:
+                    lines += [
+                        "    if v is _ABSENT:",
+                        f"        raise _s.missing(path, {name})",
+                        f"    {attr} = {fld.scalar.json_expr('v', name)}",
+                    ]
+                else:
+                    lines.append(
+                        f"    {attr} = None if v is _ABSENT else {fld.scalar.json_expr('v', name)}"
+                    )
+        lines += self.construct(cdef)
+        return lines
+
+    def emit_xml_in(self, cdef: ClassDef) -> list[str]:
+        tags = ", ".join(f"{f.xml_tag!r}: {f.attr!r}" for f in cdef.fields)
+        many = ", ".join(repr(f.attr) for f in cdef.fields if f.kind in ("list", "leaf-list"))
+        lines = [
+            f"_{cdef.name}_TAGS = {{{tags}}}",
+            f"_{cdef.name}_MANY = frozenset({{{many}}})"
+            if many
+            else f"_{cdef.name}_MANY: frozenset[str] = frozenset()",
+            "",
+            "",
+            f"def _{cdef.name}_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> {cdef.name}:",
+            "    one: dict[str, etree._Element] = {}",
+            "    many: dict[str, list[etree._Element]] = {}",
+            "    for child in element:  # inline: one call less per element",
+            f"        name = _{cdef.name}_TAGS.get(child.tag)",
+            "        if name is None:",
+            "            if not ignore_unknown:",
+            "                raise _s.xml_unknown(child, path)",
+            f"        elif name in _{cdef.name}_MANY:",
+            "            many.setdefault(name, []).append(child)",
+            "        elif name in one:",
+            "            raise _s.xml_duplicate(path, name)",
+            "        else:",
+            "            one[name] = child",
+        ]
+        for fld in cdef.fields:
+            name, attr = repr(fld.name), "f_" + fld.attr
+            if fld.kind == "container":
+                lines += [
+                    f"    e = one.get({fld.attr!r})",
+                    f"    {attr} = _EMPTY_{fld.cls} if e is None else "
+                    f"_{fld.cls}_from_xml(e, path + {'/' + fld.name!r}, ignore_unknown)",
+                ]
+            elif fld.kind == "list":
+                lines += [
+                    f"    {attr} = tuple([",
+                    f'        _{fld.cls}_from_xml(x, f"{{path}}/{fld.name}[{{i}}]", ignore_unknown)',
+                    f"        for i, x in enumerate(many.get({fld.attr!r}, ()))",
+                    "    ])",
+                    f"    if len({attr}) > 1:",
+                    f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
+                ]
+            else:
+                assert fld.scalar is not None
+                conv = fld.scalar.xml_in.format(e="{e}", p="path", n=name)
+                if fld.kind == "leaf-list":
+                    lines.append(
+                        f"    {attr} = tuple([{conv.format(e='x')} for x in many.get({fld.attr!r}, ())])"
+                    )
+                else:
+                    lines.append(f"    e = one.get({fld.attr!r})")
+                    if fld.required:
+                        lines += ["    if e is None:", f"        raise _s.missing(path, {name})"]
+                        lines.append(f"    {attr} = {conv.format(e='e')}")
+                    else:
+                        lines.append(f"    {attr} = None if e is None else {conv.format(e='e')}")
+        lines += self.construct(cdef)
+        return lines
+
+    @staticmethod
+    def construct(cdef: ClassDef) -> list[str]:
+        """Build the frozen instance through its slot descriptors: a frozen dataclass's
+        __init__ goes through object.__setattr__ per field, several times slower."""
+        lines = [f"    made = object.__new__({cdef.name})"]
+        lines += [f"    _{cdef.name}_set_{f.attr}(made, f_{f.attr})" for f in cdef.fields]
+        return [*lines, "    return made", "", ""]
+
+    @staticmethod
+    def setters(cdef: ClassDef) -> list[str]:
+        return [
+            f"_{cdef.name}_set_{f.attr} = {cdef.name}.__dict__[{f.attr!r}].__set__"
+            for f in cdef.fields
+        ]
+
+    def emit_json_out(self, cdef: ClassDef) -> list[str]:
+        lines = [
+            f"def _{cdef.name}_to_json(o: {cdef.name}) -> dict[str, Any]:",
+            "    d: dict[str, Any] = {}",
+        ]
+        for fld in cdef.fields:
+            key, attr = repr(fld.json_key), fld.attr
+            if fld.kind == "container":
+                lines += [
+                    f"    c = _{fld.cls}_to_json(o.{attr})",
+                    "    if c:",
+                    f"        d[{key}] = c",
+                ]
+            elif fld.kind == "list":
+                lines += [
+                    f"    if o.{attr}:",
+                    f"        d[{key}] = [_{fld.cls}_to_json(x) for x in o.{attr}]",
+                ]
+            else:
+                assert fld.scalar is not None
+                if fld.kind == "leaf-list":
+                    item = fld.scalar.json_out.format(x="x")
+                    lines += [f"    if o.{attr}:", f"        d[{key}] = [{item} for x in o.{attr}]"]
+                elif fld.required:
+                    lines.append(f"    d[{key}] = {fld.scalar.json_out.format(x='o.' + attr)}")
+                else:
+                    lines += [
+                        f"    if o.{attr} is not None:",
+                        f"        d[{key}] = {fld.scalar.json_out.format(x='o.' + attr)}",
+                    ]
+        lines += ["    return d", "", ""]
+        return lines
+
+
+def root_methods(cdef: ClassDef, root: Any) -> list[str]:
+    module = root.i_module.arg
+    ns = root.i_module.search_one("namespace").arg
+    top = f"{module}:{root.arg}"
+    tag = f"{{{ns}}}{root.arg}"
+    return [
+        "",
+        "    @classmethod",
+        "    def from_json(cls, doc: object, *, ignore_unknown: bool = False) -> "
+        + cdef.name
+        + ":",
+        f'        """The tree of an RFC 7951 document `{{"{top}": {{...}}}}`."""',
+        '        top = _s.obj(doc, "/")',
+        f'        _s.check_members(top, frozenset({{{top!r}}}), "/", ignore_unknown)',
+        f"        if {top!r} not in top:",
+        f'            raise _s.missing("", {top!r})',
+        f"        return _{cdef.name}_from_json(top[{top!r}], {'/' + top!r}, ignore_unknown)",
+        "",
+        "    @classmethod",
+        "    def from_json_text(cls, text: str | bytes, *, ignore_unknown: bool = False) -> "
+        + cdef.name
+        + ":",
+        '        """The tree of an RFC 7951 JSON text."""',
+        "        try:",
+        "            doc = json.loads(text)",
+        "        except ValueError as exc:",
+        '            raise ModelError("/", f"not JSON: {exc}") from None',
+        "        return cls.from_json(doc, ignore_unknown=ignore_unknown)",
+        "",
+        "    @classmethod",
+        "    def from_xml(cls, xml: str | bytes, *, ignore_unknown: bool = False) -> "
+        + cdef.name
+        + ":",
+        f'        """The `{root.arg}` of NETCONF XML: the element itself or inside <rpc-reply>, <data>'
+        ' or <config>."""',
+        f"        element = _s.find_root(xml, {tag!r}, {'/' + root.arg!r})",
+        f"        return _{cdef.name}_from_xml(element, {'/' + root.arg!r}, ignore_unknown)",
+        "",
+        "    def to_json(self) -> dict[str, Any]:",
+        '        """The RFC 7951 document of this tree (unset leaves and empty containers left out)."""',
+        f"        return {{{top!r}: _{cdef.name}_to_json(self)}}",
+    ]
+
+
+HEADER = '''"""Typed model of the qkd_node tree (etsi-qkd-sdn-node with the qkdsdn-node augments).
+
+Generated by `python -m yang.generate` (pyang plugin yang/codegen/pymodel.py): do not edit.
+Leaves with a YANG default are None when unset; `<leaf>_or_default` gives the effective value.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from lxml import etree
+
+from yang import model_support as _s
+from yang.model_support import ModelError as ModelError
+
+_ABSENT: Any = object()
+'''
