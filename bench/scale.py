@@ -58,6 +58,7 @@ class TwinFigures:
     steady_errors: dict[str, int]
     down_s: float
     stopped: int
+    killed: int
 
 
 def grid_topology(rows: int, cols: int) -> str:
@@ -175,7 +176,7 @@ def measure(name: str, topology_text: str, hops: int, minutes: float, rate: floa
     started = time.monotonic()
     processes = launcher.start(plan, timeout=600.0)
     up_s = time.monotonic() - started
-    down_s, stopped = 0.0, 0
+    down_s, stopped, killed = 0.0, 0, 0
     try:
         pids = _process_tree([p.pid for p in processes])
         rss = _rss_bytes(pids)
@@ -202,7 +203,8 @@ def measure(name: str, topology_text: str, hops: int, minutes: float, rate: floa
                 client.close()
     finally:
         t_down = time.monotonic()
-        stopped = len(launcher.stop(Path(plan.state_dir)))
+        report = launcher.stop(Path(plan.state_dir))
+        stopped, killed = len(report.stopped), len(report.killed)
         down_s = time.monotonic() - t_down
     ok = outcomes.pop("ok", 0)
     return TwinFigures(
@@ -220,6 +222,7 @@ def measure(name: str, topology_text: str, hops: int, minutes: float, rate: floa
         steady_errors=outcomes,
         down_s=round(down_s, 2),
         stopped=stopped,
+        killed=killed,
     )
 
 
@@ -250,7 +253,7 @@ def main() -> int:
         print(
             f"{figures.name}: {figures.processes} processes, steady {figures.steady_ok}/"
             f"{figures.steady_sent} served ({share:.1f} %), errors {figures.steady_errors}, "
-            f"stopped {figures.stopped}"
+            f"stopped {figures.stopped}, SIGKILLed {figures.killed}"
         )
     if args.json:
         args.json.write_text(json.dumps([asdict(base), asdict(grid)], indent=2))
