@@ -308,10 +308,9 @@ def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
     for name, group in agents_processes(plan):
         hosted = [argument for node in group for argument in ("--config", files[agent_name(node)])]
         commands.append((name, _cli("agent", "run", *hosted)))
-    for node in plan.nodes:
-        commands.append(
-            (f"km-{node.name}", _cli("km", "run", "--config", files[km_name(node.name)]))
-        )
+    for name, group in km_processes(plan):
+        hosted = [argument for node in group for argument in ("--config", files[km_name(node)])]
+        commands.append((name, _cli("km", "run", *hosted)))
     commands.append(("controller", _cli("controller", "run", "--config", files[CONTROLLER])))
     return commands
 
@@ -414,6 +413,36 @@ def is_agents(name: str) -> bool:
     return name == "agents" or (name.startswith("agents-") and name[7:].isdigit())
 
 
+# Up to this many nodes, each key manager has a process of its own ("km-<node>"); above,
+# they share processes of KMS_PER_PROCESS each ("kms-1", "kms-2", ...): a KM process costs
+# ~80 MiB before it serves anything, so 100 of them would need 8 GB.
+KMS_PER_PROCESS = 25
+
+
+def km_processes(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
+    """(process name, its nodes) of the key managers, in start order."""
+    names = [node.name for node in plan.nodes]
+    one_host = len({node.host for node in plan.nodes}) <= 1
+    if len(names) <= KMS_PER_PROCESS or not one_host:
+        return [(f"km-{name}", (name,)) for name in names]
+    return [
+        (f"kms-{index}", tuple(names[start : start + KMS_PER_PROCESS]))
+        for index, start in enumerate(range(0, len(names), KMS_PER_PROCESS), 1)
+    ]
+
+
+def is_kms(name: str) -> bool:
+    """A process hosting several key managers: "kms-N"."""
+    return name.startswith("kms-") and name[4:].isdigit()
+
+
+def km_nodes(plan: LabPlan, name: str) -> tuple[str, ...]:
+    """The nodes whose key managers process `name` ("km-<node>" or "kms-N") hosts."""
+    if is_kms(name):
+        return dict(km_processes(plan))[name]
+    return (name.removeprefix("km-"),)
+
+
 def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
     """(address, port) of every server of process `name`."""
     if is_agents(name):
@@ -421,9 +450,11 @@ def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
         return [(n.host, p) for n in hosted for p in (n.netconf_port, n.agent_grpc_port)]
     if name == "controller":
         return [(plan.controller.host, plan.controller.api_port)]
-    node = plan.node(name.removeprefix("km-"))
+    nodes = [plan.node(n) for n in km_nodes(plan, name)]
     return [
-        (node.host, p) for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
+        (node.host, p)
+        for node in nodes
+        for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
     ]
 
 
@@ -445,7 +476,10 @@ def process_host(plan: LabPlan, hosts: Hosts, name: str) -> Host:
         if len(placed) != 1:
             raise LabError(f"{name} serves nodes on {len(placed)} hosts: one agents process a host")
         return placed.pop()
-    return hosts.node(name.removeprefix("km-"))
+    placed = {hosts.node(node) for node in km_nodes(plan, name)}
+    if len(placed) != 1:
+        raise LabError(f"{name} serves key managers on {len(placed)} hosts: one process a host")
+    return placed.pop()
 
 
 def wait_ready(

@@ -103,8 +103,8 @@ def waves(processes: Sequence[ManagedProcess]) -> list[list[ManagedProcess]]:
     the key managers, then the agents (and anything else)."""
     return [
         [p for p in processes if p.name == "controller"],
-        [p for p in processes if p.name.startswith("km-")],
-        [p for p in processes if p.name != "controller" and not p.name.startswith("km-")],
+        [p for p in processes if p.name.startswith(("km-", "kms-"))],
+        [p for p in processes if p.name != "controller" and not p.name.startswith(("km-", "kms-"))],
     ]
 
 

@@ -36,7 +36,7 @@ TOPOLOGY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # Names of the twin's services and processes (certificates, log files, `lab status`): an
 # application may not take one, nor a node's name, so that no name means two things.
 SERVICE_NAMES = frozenset({"controller", "operator", "lab", "ca", "agent", "agents", "km"})
-SERVICE_PREFIXES = ("agent-", "agents-", "km-", "sae-")
+SERVICE_PREFIXES = ("agent-", "agents-", "km-", "kms-", "sae-")
 
 RELAY_MODES = ("aes-gcm", "otp")
 BUILTIN_LINK_DEFAULTS: Mapping[str, object] = {
