@@ -27,7 +27,7 @@ from agents.datastore import Datastore, DatastoreError
 from agents.grpc_auth import agent_grpc_server
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
-from common.config import Address
+from common.config import Address, load_each
 from common.roles import TlsMaterial, server_credentials
 from common.tracing import Tracer
 from yang.schema import Schema
@@ -126,7 +126,7 @@ async def start_agent(
     name = config.node
     if config.tls is None:
         raise ValueError(f"{name}: the agent's gRPC needs tls (cert, key, ca): it serves link keys")
-    tls = TlsMaterial.from_files(config.tls.cert, config.tls.key, config.tls.ca)
+    tls = TlsMaterial.of(config.tls)
     settings = settings or NodeSettings(perf_interval_s=config.perf_interval_s)
     node = QkdNode(
         config,
@@ -230,20 +230,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def load_all(paths: Sequence[Path]) -> list[AgentConfig]:
     """Every file's configuration; one ConfigError listing the problems of all of them."""
-    configs: list[AgentConfig] = []
-    errors: list[str] = []
-    for path in paths:
-        try:
-            configs.append(load(path))
-        except ConfigError as error:
-            errors.extend(error.errors)
-    names = [config.node for config in configs]
-    errors += [
-        f"node {name} is configured twice" for name in sorted(set(names)) if names.count(name) > 1
-    ]
-    if errors:
-        raise ConfigError(errors)
-    return configs
+    return load_each(paths, load, lambda config: config.node, "node")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

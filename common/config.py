@@ -381,3 +381,25 @@ def is_uuid(text: str) -> bool:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
+
+
+C = TypeVar("C")
+
+
+def load_each(
+    paths: Sequence[Path], load: Callable[[Path], C], name_of: Callable[[C], str], what: str
+) -> list[C]:
+    """Every file's configuration (one process hosting several); one ConfigError listing the
+    problems of all of them, and each `what` configured twice."""
+    configs: list[C] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            configs.append(load(path))
+        except ConfigError as error:
+            errors.extend(error.errors)
+    names = [name_of(config) for config in configs]
+    errors += [f"{what} {n} is configured twice" for n in sorted(set(names)) if names.count(n) > 1]
+    if errors:
+        raise ConfigError(errors)
+    return configs

@@ -19,6 +19,8 @@ from typing import Any
 import grpc
 from cryptography import x509
 
+from common.config import TlsFiles
+
 URN_PREFIX = "urn:qkdsdn:"
 # A name is what the lab accepts as a node or application name (lab/topology.py), and more:
 # letters, digits and . _ - ; never ":" (it separates the role from the name).
@@ -120,6 +122,11 @@ class TlsMaterial:
     @staticmethod
     def from_files(cert: Path | str, key: Path | str, ca: Path | str) -> TlsMaterial:
         return TlsMaterial(Path(cert).read_bytes(), Path(key).read_bytes(), Path(ca).read_bytes())
+
+    @staticmethod
+    def of(files: TlsFiles) -> TlsMaterial:
+        """The material a process's config names (read once, at start)."""
+        return TlsMaterial.from_files(files.cert, files.key, files.ca)
 
 
 def server_credentials(tls: TlsMaterial) -> grpc.ServerCredentials:

@@ -671,7 +671,7 @@ class LinkKeyPools:
         if self._channel is not None:
             return
         tls = self._tls_files
-        credentials = channel_credentials(TlsMaterial.from_files(tls.cert, tls.key, tls.ca))
+        credentials = channel_credentials(TlsMaterial.of(tls))
         self._channel = grpc.aio.secure_channel(self.address, credentials, options=FAST_RECONNECT)
         stub = _KEY_DELIVERY_STUB(self._channel)
         self._tasks = [

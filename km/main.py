@@ -24,7 +24,7 @@ from typing import Any
 
 import grpc
 
-from common.config import Address
+from common.config import Address, load_each
 from common.tracing import Tracer
 from km.access import AccessControl, AccessPolicy
 from km.config import ConfigError, KmConfig, load
@@ -57,22 +57,7 @@ def register(subparsers: Any) -> None:
 
 def load_all(paths: Sequence[Path]) -> list[KmConfig]:
     """Every file's configuration; one ConfigError listing the problems of all of them."""
-    configs: list[KmConfig] = []
-    errors: list[str] = []
-    for path in paths:
-        try:
-            configs.append(load(path))
-        except ConfigError as error:
-            errors.extend(error.errors)
-    names = [config.node for config in configs]
-    errors += [
-        f"key manager {name} is configured twice"
-        for name in sorted(set(names))
-        if names.count(name) > 1
-    ]
-    if errors:
-        raise ConfigError(errors)
-    return configs
+    return load_each(paths, load, lambda config: config.node, "key manager")
 
 
 def _run_command(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import contextlib
 
 import grpc
 
+from common.roles import TlsMaterial
 from common.tracing import Tracer
 from km.associations import AppRequest, Associations, NodeView
 from km.config import KmConfig
@@ -27,7 +28,6 @@ from km.relay.client import RelayClient
 from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
 from km.relay.servicer import relay_server
 from km.relay.supplier import RelaySupplier
-from km.tls import km_tls
 
 
 class RelayComponent:
@@ -50,7 +50,7 @@ class RelayComponent:
         # A pool sends only once its link is resynchronised with the peer KM (LinkSync).
         self.pools = LinkKeyPools(config, max_bits=pool_max_bits, sync_before_sending=True)
         self.node_link = NodeLinkClient(
-            str(config.agent), node, self._on_view, tls=km_tls(config.tls)
+            str(config.agent), node, self._on_view, tls=TlsMaterial.of(config.tls)
         )
         self.associations = Associations(qkdn_id, self._register)
         self._client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)

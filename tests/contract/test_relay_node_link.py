@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from common.roles import TlsMaterial
 from km.associations import AppRequest, NodeView
 from km.node_link.client import NodeLinkClient
 from km.supply import SupplyError
-from km.tls import km_tls
 from tests.harness.configs import km_config_of
 from tests.harness.relay import FakeAgent, empty_config, install_path, make_plan, wait_until
 
@@ -24,7 +24,7 @@ def test_follows_pushes_registers_and_survives_an_agent_restart(tmp_path: Path) 
             plan.node("qnode1").agent_grpc_address,
             "qnode1",
             views.append,
-            tls=km_tls(km_config_of(plan, "qnode1").tls),
+            tls=TlsMaterial.of(km_config_of(plan, "qnode1").tls),
         )
         await client.start()  # before the agent: the client keeps trying
         try:
