@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.physics import PRESETS
+from agents.emulator.physics import PRESETS
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import link_uuid, node_uuid
 
@@ -74,7 +74,7 @@ class AgentLink:
     role: str  # "transmitter" or "receiver" (phys_qkd_role)
     length_km: float
     extra_loss_db: float
-    preset: str  # a key of agents.physics.PRESETS
+    preset: str  # a key of agents.emulator.physics.PRESETS
     skr_bps: float | None  # explicit rate: overrides the physical model
     qber: float | None
     seed_file: Path  # 32 bytes shared with the peer's module

@@ -17,7 +17,7 @@ from typing import Any, cast
 import grpc
 
 from agents.node import QkdNode
-from agents.qkd_module import Status
+from agents.emulator.qkd_module import Status
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 

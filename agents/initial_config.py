@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.config import AgentConfig, AgentLink
-from agents.physics import PRESETS, channel_loss_db
+from agents.emulator.physics import PRESETS, channel_loss_db
 
 NODE_MODULE = "etsi-qkd-sdn-node"
 TYPES = "etsi-qkd-node-types"

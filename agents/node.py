@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from agents import notifications
-from agents.channel import ChannelChange, LinkStatus, RateLike
+from agents.emulator.channel import ChannelChange, LinkStatus, RateLike
 from agents.config import AgentConfig, AgentLink
 from agents.config_feed import ConfigFeed
 from agents.initial_config import QKD_NODE, decimal3, identity, initial_running
 from agents.notifications import AppRequest, Performance, Severity
-from agents.physics import link_rate
-from agents.positions import PositionFile
-from agents.qkd_module import Clock, KeyResult, LinkEnd, OpenResult, QkdModule, Status
+from agents.emulator.physics import link_rate
+from agents.emulator.positions import PositionFile
+from agents.emulator.qkd_module import Clock, KeyResult, LinkEnd, OpenResult, QkdModule, Status
 from common.tracing import Tracer
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ hop (the controller's own `admit`). Blocking = rejected / offered, after a warm-
 the arrivals. Both policies see exactly the same arrivals (common random numbers).
 
 Topologies: the 9-node metro (lab/topologies/metro-madrid.yaml, link rates from the physical
-model of agents.physics) and a 50-node Waxman graph (alpha = beta = 0.4, seeded), whose link
+model of agents.emulator.physics) and a 50-node Waxman graph (alpha = beta = 0.4, seeded), whose link
 lengths are the node distances x 80 km with the `field` preset.
 Writes blocking.png and blocking.json into --out.
 """
@@ -38,7 +38,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import networkx as nx
 
-from agents.physics import link_rate
+from agents.emulator.physics import link_rate
 from controller.admission import admit
 from controller.model import KeyRequest, QoS, Reservation, Reservations
 from controller.paths import FewestHops, KeyAware, PathPolicy

@@ -11,7 +11,7 @@ Measured in one run, all on 127.0.0.1 with the lab PKI (mutual TLS everywhere):
 
 Every KM is a real relay gRPC server; the key store is the real SQLite store. The agents are
 left out: link keys are put into the pools with the modules' own key stream
-(agents.keystream), which is what the pools hold after their background fetch, and the
+(agents.emulator.keystream), which is what the pools hold after their background fetch, and the
 associations come from the controller's compiled edits, converted to RFC 7951 JSON by
 yang.schema as an agent pushes them. The KMs share one event loop (separate processes in
 a lab), which is the slower case: no hop overlaps with another.
@@ -40,7 +40,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import grpc  # noqa: E402
 
-from agents.keystream import key_material  # noqa: E402
+from agents.emulator.keystream import key_material  # noqa: E402
 from controller.intents.compile import RelaySettings, compile_install  # noqa: E402
 from controller.model import KeyRequest  # noqa: E402
 from controller.model import Path as RoutePath  # noqa: E402

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from agents.physics import link_rate
+from agents.emulator.physics import link_rate
 from common.console import console as terminal
 from lab.topology import Problem, Topology, TopologyError, load_topology, topology_path
 

@@ -69,7 +69,7 @@ class LinkPlan:
     b_qkdi_id: int
     length_km: float
     extra_loss_db: float
-    preset: str  # a key of agents.physics.PRESETS
+    preset: str  # a key of agents.emulator.physics.PRESETS
     skr_bps: float | None  # explicit rate: overrides the physical model
     qber: float | None  # explicit QBER: overrides the physical model
     seed_file: str  # 32 random bytes shared by both modules: their key stream derives from it

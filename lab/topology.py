@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from agents.physics import PRESETS
+from agents.emulator.physics import PRESETS
 
 TOPOLOGY_DIR = Path(__file__).resolve().parent / "topologies"
 DEFAULT_TOPOLOGY = TOPOLOGY_DIR / "triangle.yaml"
@@ -80,7 +80,7 @@ class LinkSpec:
     b: str
     length_km: float
     extra_loss_db: float
-    preset: str  # a key of agents.physics.PRESETS
+    preset: str  # a key of agents.emulator.physics.PRESETS
     skr_bps: float | None  # explicit rate: overrides the physical model
     qber: float | None  # explicit QBER: overrides the physical model
 

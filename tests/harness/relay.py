@@ -3,7 +3,7 @@
 
 - `make_plan`: a lab plan of N nodes on free loopback ports with the real lab PKI;
 - `FakeAgent`: one node's agent side as the KM sees it, over real gRPC on 127.0.0.1:
-  `KeyDelivery` (module side of ETSI 004: material from agents.keystream, consumed once per
+  `KeyDelivery` (module side of ETSI 004: material from agents.emulator.keystream, consumed once per
   end, link up/down, a cap on generated indices) and `NodeLink` (RegisterApplication, the
   running config pushed on WatchConfig);
 - `install_path` / `reject`: what the controller writes into the nodes' running configs.
@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 
 from agents.grpc_auth import agent_grpc_server
-from agents.keystream import key_material
+from agents.emulator.keystream import key_material
 from common.protos import etsi004_pb2 as e004
 from common.protos import etsi004_pb2_grpc as e004_grpc
 from common.protos import node_link_pb2 as nl

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.channel import Channel, LinkStatus
-from agents.physics import link_rate
+from agents.emulator.channel import Channel, LinkStatus
+from agents.emulator.physics import link_rate
 
 
 def status(channel: Channel) -> LinkStatus:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.keystream import RateHistory, key_material
+from agents.emulator.keystream import RateHistory, key_material
 
 SEED = bytes(range(32))
 LINK = "8d3c1f6e-0000-5000-8000-000000000001"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.positions import PositionError, PositionFile
-from agents.qkd_module import LinkEnd, QkdModule, Status
+from agents.emulator.positions import PositionError, PositionFile
+from agents.emulator.qkd_module import LinkEnd, QkdModule, Status
 
 SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))

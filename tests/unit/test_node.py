@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from agents.channel import LinkStatus
+from agents.emulator.channel import LinkStatus
 from agents.datastore import Datastore
 from agents.initial_config import QKD_NODE
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.keystream import key_material
-from agents.qkd_module import LinkEnd, QkdModule, Status
+from agents.emulator.keystream import key_material
+from agents.emulator.qkd_module import LinkEnd, QkdModule, Status
 
 SEED = bytes(range(32))
 LINK = "5b8f6a3e-1111-5222-8333-444455556666"

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agents.physics import (
+from agents.emulator.physics import (
     ABORT_QBER,
     PRESETS,
     LinkRate,

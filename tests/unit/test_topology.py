@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agents.physics import link_rate
+from agents.emulator.physics import link_rate
 from lab.topology import (
     DEFAULT_TOPOLOGY,
     AppSpec,

@@ -2,7 +2,7 @@
 
 Pure state machine: each change returns a `ChannelChange` (or None when nothing changed)
 which the node turns into notifications; no clock, no I/O. The key rate comes from an
-injected model of the eavesdropped fraction (`agents.physics.link_rate` bound to the link).
+injected model of the eavesdropped fraction (`agents.emulator.physics.link_rate` bound to the link).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class LinkStatus(enum.Enum):
 
 
 class RateLike(Protocol):
-    """What the channel reads of `agents.physics.LinkRate`."""
+    """What the channel reads of `agents.emulator.physics.LinkRate`."""
 
     @property
     def skr_bps(self) -> float: ...

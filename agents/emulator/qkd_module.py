@@ -16,9 +16,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from agents.channel import Channel, ChannelChange, ChannelState, LinkStatus, RateModel
-from agents.keystream import RateHistory, key_material
-from agents.positions import PositionError, PositionFile
+from agents.emulator.channel import Channel, ChannelChange, ChannelState, LinkStatus, RateModel
+from agents.emulator.keystream import RateHistory, key_material
+from agents.emulator.positions import PositionError, PositionFile
 
 Clock = Callable[[], float]
 

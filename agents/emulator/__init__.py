@@ -1,0 +1,1 @@
+"""The emulated QKD hardware of a node: fibre channels, physics, key streams and modules."""
