@@ -16,8 +16,8 @@ from typing import Any, cast
 
 import grpc
 
-from agents.node import QkdNode
 from agents.emulator.qkd_module import Status
+from agents.node import QkdNode
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 

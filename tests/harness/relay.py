@@ -21,8 +21,8 @@ from typing import Any
 
 import grpc
 
-from agents.grpc_auth import agent_grpc_server
 from agents.emulator.keystream import key_material
+from agents.grpc_auth import agent_grpc_server
 from common.protos import etsi004_pb2 as e004
 from common.protos import etsi004_pb2_grpc as e004_grpc
 from common.protos import node_link_pb2 as nl

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from agents.emulator.channel import LinkStatus
 from agents.datastore import Datastore
+from agents.emulator.channel import LinkStatus
 from agents.initial_config import QKD_NODE
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
 from agents.notifications import AppRequest, names_of
