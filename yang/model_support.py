@@ -55,6 +55,19 @@ def array(value: object, path: str, name: str) -> list[Any]:
     return value
 
 
+SEEN_MAX = 16_384  # values a pattern remembers having matched
+
+
+def matches(pattern: re.Pattern[str], seen: set[str], value: str) -> bool:
+    """`value` fully matches `pattern`; a match is remembered in `seen` (at most SEEN_MAX)."""
+    if pattern.fullmatch(value) is None:
+        return False
+    if len(seen) >= SEEN_MAX:
+        seen.clear()
+    seen.add(value)
+    return True
+
+
 def missing(path: str, name: str) -> ModelError:
     return ModelError(path or "/", f"no {name} (the model requires it)")
 
@@ -92,10 +105,20 @@ def bool_json(value: object, path: str, name: str) -> bool:
     return value
 
 
+_DECIMALS: dict[tuple[str, int], Decimal] = {}  # decimal64 texts read before (bounded)
+
+
 def decimal_json(value: object, path: str, name: str, digits: int) -> Decimal:
     if not isinstance(value, str):
         raise ModelError(where(path, name), f"expected a decimal string, not {_kind(value)}")
-    return decimal_text(value, path, name, digits)
+    known = _DECIMALS.get((value, digits))
+    if known is not None:
+        return known
+    number = decimal_text(value, path, name, digits)
+    if len(_DECIMALS) >= SEEN_MAX:
+        _DECIMALS.clear()
+    _DECIMALS[value, digits] = number
+    return number
 
 
 def decimal_text(text: str, path: str, name: str, digits: int) -> Decimal:

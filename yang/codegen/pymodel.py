@@ -211,8 +211,11 @@ class Generator:
         if base in STRING_TYPES:
             consts = self.pattern_set(tuple(patterns))
             reader = "date_and_time_json" if DATE_AND_TIME in typedefs else "string_json"
+            # A value that matched once is remembered (bounded): ids recur in every tree.
             checks = "".join(
-                f" and {self.patterns[p]}.fullmatch({{v}}) is not None" for p in patterns
+                f" and ({{v}} in {self.patterns[p]}_SEEN"
+                f" or _s.matches({self.patterns[p]}, {self.patterns[p]}_SEEN, {{v}}))"
+                for p in patterns
             )
             fast = (
                 ""
@@ -220,12 +223,15 @@ class Generator:
                 else f"{{v}} if type({{v}}) is str{checks} else {{slow}}"
             )
             xml_checks = " and ".join(
-                f"{self.patterns[p]}.fullmatch(t) is not None" for p in patterns
+                f"({'(t := {e}.text or ' + repr('') + ')' if i == 0 else 't'}"
+                f" in {self.patterns[p]}_SEEN or _s.matches({self.patterns[p]},"
+                f" {self.patterns[p]}_SEEN, t))"
+                for i, p in enumerate(patterns)
             )
             xml_in = f"_s.{reader}({{e}}.text or '', {{p}}, {{n}}, {consts})"
             if reader == "string_json":
                 xml_in = (
-                    f"(t if {xml_checks.replace('(t)', '(t := {e}.text or ' + repr('') + ')', 1)}"
+                    f"(t if {xml_checks}"
                     f" else _s.string_json(t, {{p}}, {{n}}, {consts}))"
                     if patterns
                     else "({e}.text or '')"
@@ -371,6 +377,7 @@ class Generator:
         out = [HEADER]
         for pattern, const in self.patterns.items():
             out.append(f"{const} = re.compile({pattern!r})")
+            out.append(f"{const}_SEEN: set[str] = set()  # values known to match {const}")
         out += ["", ""]
         for lines in self.enums.values():
             out += [*lines, "", ""]
@@ -465,7 +472,7 @@ class Generator:
                 lines += [
                     f"    {attr} = () if v is _ABSENT else tuple([",
                     f'        _{fld.cls}_from_json(x, f"{{path}}/{fld.json_key}[{{i}}]", ignore_unknown)',
-                    f"        for i, x in enumerate(_s.array(v, path, {name}))",
+                    f"        for i, x in enumerate(v if type(v) is list else _s.array(v, path, {name}))",
                     "    ])",
                     f"    if len({attr}) > 1:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
@@ -476,7 +483,7 @@ class Generator:
                     item = fld.scalar.json_expr("x", name)
                     lines.append(
                         f"    {attr} = () if v is _ABSENT else "
-                        f"tuple([{item} for x in _s.array(v, path, {name})])"
+                        f"tuple([{item} for x in (v if type(v) is list else _s.array(v, path, {name}))])"
                     )
                 elif fld.required:
                     lines += [
