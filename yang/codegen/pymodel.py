@@ -231,8 +231,7 @@ class Generator:
             xml_in = f"_s.{reader}({{e}}.text or '', {{p}}, {{n}}, {consts})"
             if reader == "string_json":
                 xml_in = (
-                    f"(t if {xml_checks}"
-                    f" else _s.string_json(t, {{p}}, {{n}}, {consts}))"
+                    f"(t if {xml_checks} else _s.string_json(t, {{p}}, {{n}}, {consts}))"
                     if patterns
                     else "({e}.text or '')"
                 )
