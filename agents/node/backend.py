@@ -43,6 +43,8 @@ class ConfigBackend:
         self._running: dict[str, Any] = {}
         self._tree = QkdNode(qkdn_id=hardware.qkdn_id)
         self._apps: dict[str, AppRecord] = {}
+        self._vetoed: tuple[dict[str, Any], QkdNode] | None = None
+        self._seen: tuple[dict[str, Any], QkdNode] = (self._running, self._tree)
 
     def veto(self, new_running: dict[str, Any]) -> str | None:
         """Refuses what the emulated hardware cannot do; None accepts."""
@@ -50,6 +52,7 @@ class ConfigBackend:
             tree = parse(new_running)
         except ModelError as error:
             return f"the configuration does not fit the node model: {error}"
+        self._vetoed = (new_running, tree)  # the datastore applies what it just asked about
         hardware = self._hardware
         return veto.veto(tree, hardware.qkdn_id, hardware.links, hardware.neighbours)
 
@@ -58,7 +61,9 @@ class ConfigBackend:
 
     def adopt(self, running: dict[str, Any], quiet: bool) -> None:
         """Takes `running` as the configuration; `quiet` raises no notifications (boot)."""
-        tree = parse(running)
+        vetoed, self._vetoed = self._vetoed, None
+        # The datastore decodes what it vetoed and what it applies apart: equal, not the same.
+        tree = vetoed[1] if vetoed is not None and vetoed[0] == running else parse(running)
         hardware = self._hardware
         with hardware.lock:
             self._running, self._tree = running, tree
@@ -74,7 +79,14 @@ class ConfigBackend:
     def _tree_of(self, running: dict[str, Any]) -> QkdNode:
         # The datastore shares one running document, never modified, until running changes
         # (and adopts every change): its tree is parsed once per change, not once per <get>.
-        return self._tree if running is self._running else parse(running)
+        if running is self._running:
+            return self._tree
+        seen, tree = self._seen
+        if running is seen:
+            return tree
+        tree = self._tree if running == self._running else parse(running)
+        self._seen = (running, tree)
+        return tree
 
     def _track_apps(self, tree: QkdNode) -> None:
         apps = {app.app_id: app for app in tree.qkd_applications.qkd_app}
