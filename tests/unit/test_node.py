@@ -16,7 +16,7 @@ from lxml import etree
 from agents.datastore import Datastore
 from agents.emulator.channel import LinkStatus
 from agents.initial_config import QKD_NODE
-from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from agents.node import NodeSettings, NodeStatus, QkdNode, Site, backend
 from agents.notifications import AppRequest, names_of
 from lab.plan import LabPlan
 from tests.harness.agents import LinkSpec, make_test_plan
@@ -346,3 +346,38 @@ def test_both_ends_stay_identical_under_random_faults(tmp_path: Path) -> None:
     key = a.get_key(ab)
     assert key.status.value == 0
     assert b.get_key(ab, key.index).key == key.key
+
+
+def test_the_running_tree_is_parsed_once_per_revision_not_per_get(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = Bench(tmp_path)
+    a = bench.nodes["a"]
+    parses: list[int] = []
+    real_parse = backend.parse
+
+    def counting(running: dict[str, Any]) -> Any:
+        parses.append(1)
+        return real_parse(running)
+
+    monkeypatch.setattr(backend, "parse", counting)
+    doc = with_virt(bench, "a", None, [bench.id("b")], 1000)
+    assert a.veto(doc) is None
+    a.apply(copy.deepcopy(doc))  # the datastore decodes what it applies apart from the veto's
+    assert len(parses) == 1
+    decoded_for_gets = copy.deepcopy(doc)  # and once more for the state reports
+    for _ in range(5):
+        state = a.operational(decoded_for_gets)[QKD_NODE]
+    assert len(parses) == 1
+    assert [x["qkdl_id"] for x in state["qkd_links"]["qkd_link"]][-1] == VIRT_ID
+    other = with_virt(bench, "a", None, [bench.id("b")], 2000)
+    assert a.expected_consumption(bench.link("a", "b"), other) == 2000  # not running: parsed
+    assert len(parses) == 2
+
+
+def test_a_configuration_the_model_refuses_is_vetoed_naming_the_leaf(tmp_path: Path) -> None:
+    bench = Bench(tmp_path)
+    doc = with_virt(bench, "a", None, [bench.id("b")], 1000)
+    doc[QKD_NODE]["qkd_links"]["qkd_link"][-1]["virt_bandwidth"] = "fast"
+    reason = bench.nodes["a"].veto(doc) or ""
+    assert "virt_bandwidth" in reason and "expected an integer" in reason

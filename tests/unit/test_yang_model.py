@@ -140,3 +140,31 @@ def test_xml_is_found_inside_a_netconf_reply_and_bad_xml_is_refused() -> None:
         QkdNode.from_xml("<data/>")
     with pytest.raises(ModelError, match="not JSON"):
         QkdNode.from_json_text("{")
+
+
+def test_a_bad_id_is_refused_after_good_ones_were_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from yang import model, model_support
+
+    monkeypatch.setattr(model_support, "SEEN_MAX", 2)
+    model._P0_SEEN.clear()
+    doc = QkdNode(qkdn_id=NODE).to_json()
+    for index in range(3):  # the third id finds the memory full: it starts again
+        doc[TOP]["qkdn_id"] = NODE[:-1] + str(index)
+        assert QkdNode.from_json(doc).qkdn_id == NODE[:-1] + str(index)
+        assert len(model._P0_SEEN) <= 2
+    assert NODE[:-1] + "2" in model._P0_SEEN
+    doc[TOP]["qkdn_id"] = NODE[:-1] + "x"
+    with pytest.raises(ModelError, match="qkdn_id.*does not match"):
+        QkdNode.from_json(doc)
+    assert NODE[:-1] + "x" not in model._P0_SEEN
+
+
+def test_a_remembered_decimal_is_still_checked_for_its_digits() -> None:
+    from yang import model_support
+
+    assert model_support.decimal_json("1.5", "/x", "att", 3) == Decimal("1.5")
+    assert model_support.decimal_json("1.5", "/x", "att", 3) == Decimal("1.5")
+    with pytest.raises(ModelError, match="more than 0 fraction digits"):
+        model_support.decimal_json("1.5", "/x", "att", 0)
