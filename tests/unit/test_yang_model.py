@@ -156,7 +156,7 @@ def test_a_bad_id_is_refused_after_good_ones_were_remembered(
         assert len(model._P0_SEEN) <= 2
     assert NODE[:-1] + "2" in model._P0_SEEN
     doc[TOP]["qkdn_id"] = NODE[:-1] + "x"
-    with pytest.raises(ModelError, match="qkdn_id.*does not match"):
+    with pytest.raises(ModelError, match=r"qkdn_id.*does not match"):
         QkdNode.from_json(doc)
     assert NODE[:-1] + "x" not in model._P0_SEEN
 
