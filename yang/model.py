@@ -768,7 +768,7 @@ def _AppStatistics_from_json(value: object, path: str, ignore_unknown: bool) -> 
         _Statistics_from_json(x, f"{path}/statistics[{i}]", ignore_unknown)
         for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'statistics'))
     ])
-    if len(f_statistics) > 1:
+    if len(f_statistics) > 1 and len({x.end_time for x in f_statistics}) != len(f_statistics):
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
     made = object.__new__(AppStatistics)
     _AppStatistics_set_statistics(made, f_statistics)
@@ -797,7 +797,7 @@ def _AppStatistics_from_xml(element: etree._Element, path: str, ignore_unknown: 
         _Statistics_from_xml(x, f"{path}/statistics[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('statistics', ()))
     ])
-    if len(f_statistics) > 1:
+    if len(f_statistics) > 1 and len({x.end_time for x in f_statistics}) != len(f_statistics):
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
     made = object.__new__(AppStatistics)
     _AppStatistics_set_statistics(made, f_statistics)
@@ -1187,7 +1187,7 @@ def _QkdApplications_from_json(value: object, path: str, ignore_unknown: bool) -
         _QkdApp_from_json(x, f"{path}/qkd_app[{i}]", ignore_unknown)
         for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_app'))
     ])
-    if len(f_qkd_app) > 1:
+    if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = object.__new__(QkdApplications)
     _QkdApplications_set_qkd_app(made, f_qkd_app)
@@ -1216,7 +1216,7 @@ def _QkdApplications_from_xml(element: etree._Element, path: str, ignore_unknown
         _QkdApp_from_xml(x, f"{path}/qkd_app[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_app', ()))
     ])
-    if len(f_qkd_app) > 1:
+    if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = object.__new__(QkdApplications)
     _QkdApplications_set_qkd_app(made, f_qkd_app)
@@ -1449,7 +1449,7 @@ def _QkdInterfaces_from_json(value: object, path: str, ignore_unknown: bool) -> 
         _QkdInterface_from_json(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
         for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_interface'))
     ])
-    if len(f_qkd_interface) > 1:
+    if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = object.__new__(QkdInterfaces)
     _QkdInterfaces_set_qkd_interface(made, f_qkd_interface)
@@ -1478,7 +1478,7 @@ def _QkdInterfaces_from_xml(element: etree._Element, path: str, ignore_unknown: 
         _QkdInterface_from_xml(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_interface', ()))
     ])
-    if len(f_qkd_interface) > 1:
+    if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = object.__new__(QkdInterfaces)
     _QkdInterfaces_set_qkd_interface(made, f_qkd_interface)
@@ -1675,7 +1675,7 @@ def _QkdlPerformance_from_json(value: object, path: str, ignore_unknown: bool) -
         _PhysPerf_from_json(x, f"{path}/phys_perf[{i}]", ignore_unknown)
         for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'phys_perf'))
     ])
-    if len(f_phys_perf) > 1:
+    if len(f_phys_perf) > 1 and len({x.perf_type for x in f_phys_perf}) != len(f_phys_perf):
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = object.__new__(QkdlPerformance)
     _QkdlPerformance_set_expected_consumption(made, f_expected_consumption)
@@ -1713,7 +1713,7 @@ def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown
         _PhysPerf_from_xml(x, f"{path}/phys_perf[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('phys_perf', ()))
     ])
-    if len(f_phys_perf) > 1:
+    if len(f_phys_perf) > 1 and len({x.perf_type for x in f_phys_perf}) != len(f_phys_perf):
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = object.__new__(QkdlPerformance)
     _QkdlPerformance_set_expected_consumption(made, f_expected_consumption)
@@ -1902,7 +1902,7 @@ def _QkdLinks_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLi
         _QkdLink_from_json(x, f"{path}/qkd_link[{i}]", ignore_unknown)
         for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_link'))
     ])
-    if len(f_qkd_link) > 1:
+    if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = object.__new__(QkdLinks)
     _QkdLinks_set_qkd_link(made, f_qkd_link)
@@ -1931,7 +1931,7 @@ def _QkdLinks_from_xml(element: etree._Element, path: str, ignore_unknown: bool)
         _QkdLink_from_xml(x, f"{path}/qkd_link[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('qkd_link', ()))
     ])
-    if len(f_qkd_link) > 1:
+    if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = object.__new__(QkdLinks)
     _QkdLinks_set_qkd_link(made, f_qkd_link)

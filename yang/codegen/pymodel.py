@@ -298,6 +298,13 @@ class Generator:
             f"(_{name}_JSON.get({{v}}) if type({{v}}) is str else None) or {{slow}}",
         )
 
+    @staticmethod
+    def keys_differ(attr: str, keys: tuple[str, ...]) -> str:
+        """A set comprehension ruling out duplicate keys inline (the check names the pair)."""
+        if len(keys) != 1:
+            return ""
+        return f" and len({{x.{keys[0]} for x in {attr}}}) != len({attr})"
+
     def pattern_set(self, patterns: tuple[str, ...]) -> str:
         if patterns not in self.pattern_sets:
             consts = []
@@ -473,7 +480,7 @@ class Generator:
                     f'        _{fld.cls}_from_json(x, f"{{path}}/{fld.json_key}[{{i}}]", ignore_unknown)',
                     f"        for i, x in enumerate(v if type(v) is list else _s.array(v, path, {name}))",
                     "    ])",
-                    f"    if len({attr}) > 1:",
+                    f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
             else:
@@ -536,7 +543,7 @@ class Generator:
                     f'        _{fld.cls}_from_xml(x, f"{{path}}/{fld.name}[{{i}}]", ignore_unknown)',
                     f"        for i, x in enumerate(many.get({fld.attr!r}, ()))",
                     "    ])",
-                    f"    if len({attr}) > 1:",
+                    f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
             else:
