@@ -10,7 +10,8 @@ golden tree (tests/golden/qkd-node-state.xml: one application, two links) and th
 grown to N applications, each with its VIRT link. Both versions must give the same values.
 
 For scale it also times what the edit path around the parse costs: libyang's full
-validation of the same configuration (`Schema.check_config_xml`, run on every edit-config).
+validation of the same configuration (`Schema.check_config_xml`, run on every edit-config),
+and the agent's own parse of the new running (`QkdNode.from_json`, once per revision).
 Figures: CPU time of this process per call, best of the rounds (min: the robust figure on a busy
 machine) and the ratio of the medians.
 """
@@ -172,6 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             functools.partial(associations.parse_node_config, text),
             args.rounds,
         )
+        # The agent parses each new running once (veto, reused by apply and every <get>).
+        agent_parse = functools.partial(QkdNode.from_json, config_doc)
+        agent = min(timed(agent_parse, 20) for _ in range(5))
+        figures[f"agent QkdNode.from_json, {apps} apps"] = {"us": agent * 1e6}
+        print(f"{'  (agent from_json, per revision)':<34} {agent * 1e6:>21.1f}")
         validate = functools.partial(schema.check_config_xml, config_xml)
         check = min(timed(validate, 20) for _ in range(5))
         figures[f"libyang check_config_xml, {apps} apps"] = {"us": check * 1e6}
