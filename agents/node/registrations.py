@@ -10,7 +10,6 @@ from agents.emulator.hardware import NodeHardware, NodeStatus
 from agents.notifications import AppRequest
 from common.tracing import Tracer
 
-Emit = Callable[[list[str]], None]
 RegistrationKey = tuple[str, tuple[str, ...], str]
 
 
