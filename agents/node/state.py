@@ -13,7 +13,7 @@ from typing import Any
 
 from agents.emulator.channel import LinkStatus
 from agents.emulator.hardware import NodeHardware, NodeStatus, combined_status
-from agents.emulator.qkd_module import QkdModule
+from agents.emulator.qkd_module import ModuleStats, QkdModule
 from agents.initial_config import QKD_NODE, decimal3, identity
 from agents.node.events import u32
 from yang.model import QkdApp, QkdLink, QkdLinkTypes, QkdNode
@@ -78,7 +78,12 @@ def expected_consumption(tree: QkdNode, qkdl_id: str, peer_qkdn_id: str) -> int:
 def operational_state(
     tree: QkdNode, hardware: NodeHardware, apps: Mapping[str, AppRecord]
 ) -> dict[str, Any]:
-    """State leaves of <get>: statuses, link performance, application status and use."""
+    """State leaves of <get>: statuses, link performance, application status and use.
+
+    One snapshot of each module's counters and one clock reading serve the whole report.
+    """
+    stats = {qkdl_id: module.stats() for qkdl_id, module in hardware.modules.items()}
+    now = now_text()
     state: dict[str, Any] = {
         "qkdn_id": hardware.qkdn_id,
         "qkdn_status": identity(hardware.status.value),
@@ -90,10 +95,12 @@ def operational_state(
     if interfaces:
         state["qkd_interfaces"] = {"qkd_interface": interfaces}
     links = links_by_id(tree)
-    link_states = [_link_state(tree, hardware, link) for link in links.values()]
+    link_states = [_link_state(tree, hardware, stats, link) for link in links.values()]
     if link_states:
         state["qkd_links"] = {"qkd_link": link_states}
-    app_states = [_app_state(hardware, links, apps, app) for app in tree.qkd_applications.qkd_app]
+    app_states = [
+        _app_state(hardware, stats, now, links, apps, app) for app in tree.qkd_applications.qkd_app
+    ]
     if app_states:
         state["qkd_applications"] = {"qkd_app": app_states}
     return {QKD_NODE: state}
@@ -108,20 +115,22 @@ def _iface_status(hardware: NodeHardware, qkdi_id: int) -> str:
     return "ENABLED" if hardware.modules[qkdl_id].state.enabled else "DISABLED"
 
 
-def _link_state(tree: QkdNode, hardware: NodeHardware, link: QkdLink) -> dict[str, Any]:
+def _link_state(
+    tree: QkdNode, hardware: NodeHardware, stats: Mapping[str, ModuleStats], link: QkdLink
+) -> dict[str, Any]:
     qkdl_id = link.qkdl_id
     module = hardware.modules.get(qkdl_id)
     kind = PHYS if link.qkdl_type is None else identity(link.qkdl_type.value)
     entry: dict[str, Any] = {"qkdl_id": qkdl_id, "qkdl_type": kind}
     if module is not None:
-        stats = module.stats()
+        own = stats[qkdl_id]
         peer = module.end.peer_qkdn_id
-        entry["qkdl_status"] = identity(stats.status.value)
+        entry["qkdl_status"] = identity(own.status.value)
         entry["qkdl_performance"] = {
             "expected_consumption": u32(expected_consumption(tree, qkdl_id, peer)),
-            "skr": u32(stats.skr_bps),
-            "eskr": u32(stats.eskr_bps),
-            "phys_perf": [{"perf_type": identity("QBER"), "value": decimal3(stats.qber)}],
+            "skr": u32(own.skr_bps),
+            "eskr": u32(own.eskr_bps),
+            "phys_perf": [{"perf_type": identity("QBER"), "value": decimal3(own.qber)}],
         }
         return entry
     hops = hop_modules(hardware, link)
@@ -129,19 +138,21 @@ def _link_state(tree: QkdNode, hardware: NodeHardware, link: QkdLink) -> dict[st
     if hops:
         entry["qkdl_performance"] = {
             "expected_consumption": u32(link.virt_bandwidth or 0),
-            "skr": u32(min(m.stats().skr_bps for m in hops)),
-            "eskr": u32(min(m.stats().eskr_bps for m in hops)),
+            "skr": u32(min(stats[m.end.qkdl_id].skr_bps for m in hops)),
+            "eskr": u32(min(stats[m.end.qkdl_id].eskr_bps for m in hops)),
         }
     return entry
 
 
 def _app_state(
     hardware: NodeHardware,
+    stats: Mapping[str, ModuleStats],
+    now: str,
     links: Mapping[str, QkdLink],
     apps: Mapping[str, AppRecord],
     app: QkdApp,
 ) -> dict[str, Any]:
-    record = apps.get(app.app_id) or AppRecord(now_text())
+    record = apps.get(app.app_id) or AppRecord(now)
     statuses = []
     for backing in app.backing_qkdl_id:
         module = hardware.modules.get(backing)
@@ -151,8 +162,7 @@ def _app_state(
     if _expired(app.expiration_time):
         status = "OUT-OF-TIME"
     consumed = sum(
-        hardware.modules[q].stats().consumed_bits - record.baseline.get(q, 0)
-        for q in phys_under(hardware, links, app)
+        stats[q].consumed_bits - record.baseline.get(q, 0) for q in phys_under(hardware, links, app)
     )
     return {
         "app_id": app.app_id,
@@ -161,7 +171,7 @@ def _app_state(
         "app_statistics": {
             "statistics": [
                 {
-                    "end_time": now_text(),
+                    "end_time": now,
                     "start_time": record.created,
                     "consumed_bits": u32(consumed),
                 }
