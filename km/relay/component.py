@@ -26,8 +26,8 @@ from km.link_pools import LinkKeyPools
 from km.node_link.client import NodeLinkClient
 from km.relay.client import RelayClient
 from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
+from km.relay.relayed_keys import RelayedKeys
 from km.relay.servicer import relay_server
-from km.relay.supplier import RelaySupplier
 
 
 class RelayComponent:
@@ -63,7 +63,7 @@ class RelayComponent:
             timeouts=timeouts,
             tracer=self.tracer,
         )
-        self.supplier = RelaySupplier(
+        self.supplier = RelayedKeys(
             config, store, self.associations, self.forwarder,
             admission_timeout_s=admission_timeout_s, tracer=self.tracer,
         )  # fmt: skip
