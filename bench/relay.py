@@ -111,7 +111,7 @@ async def relay_chain(state: Path, hops: int, buffer: int, link_keys: int) -> As
             associations.update(
                 parse_node_config(json.dumps(schema.xml_to_json(data, config_only=True)))
             )
-            client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
+            client = RelayClient(config.configured_relays(), config.tls)
             stack.push_async_callback(client.close)
             forwarder = Forwarder(config, store, pools, associations, client)
             server, _ = relay_server(config.listen.relay, config.tls, forwarder)
