@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from km.config import KmConfig
 from km.key_store import KeyStore
 from km.relay.component import RelayComponent
 from km.relay.forwarder import RelayTimeouts
+from km.supply import SupplyError
 from lab.pki import create_lab_pki
 from lab.plan import LabPlan, Settings
 from lab.timeline import Tracer, read_events
@@ -30,6 +32,7 @@ from tests.harness.relay import wait_until
 
 NODES = ["qnode1", "qnode2", "qnode3"]
 TIMEOUTS = RelayTimeouts(link_key_s=2.0, per_hop_s=3.0, entry_s=1.0)
+RECOVERY_S = 30.0  # generous: the machine is shared and busy (test_link_key_restarts: 3 s)
 
 
 def without_peer_relays(config: KmConfig) -> KmConfig:
@@ -123,11 +126,20 @@ def test_kms_without_peer_addresses_learn_them_relay_and_follow_a_moved_km(
                     ),
                     what="the new address learned by both neighbours",
                 )
-                again = await asyncio.wait_for(
-                    supplier.enc_keys("app1", ["app2"], "qnode3", 1, 256), 15.0
-                )
-                far = stores["qnode3"].claim("app2", "app1", [k.key_id for k in again])
-                assert [k.material for k in far] == [k.material for k in again]
+                # A restarted KM lost its pools: the first hops may fail while the two ends
+                # of the link resynchronise (as after any restart); then keys flow again.
+                deadline = time.monotonic() + RECOVERY_S
+                while True:
+                    try:
+                        again = await supplier.enc_keys("app1", ["app2"], "qnode3", 1, 256)
+                        break
+                    except SupplyError as exc:
+                        assert time.monotonic() < deadline, f"still failing: {exc.message}"
+                        await asyncio.sleep(0.05)
+                for _ in range(3):
+                    far = stores["qnode3"].claim("app2", "app1", [k.key_id for k in again])
+                    assert [k.material for k in far] == [k.material for k in again]
+                    again = await supplier.enc_keys("app1", ["app2"], "qnode3", 1, 256)
             finally:
                 for km in kms.values():
                     await km.stop()
