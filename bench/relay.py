@@ -49,8 +49,8 @@ from km.key_store import KeyStore  # noqa: E402
 from km.link_pools import LinkKeyPools  # noqa: E402
 from km.relay.client import RelayClient, tls_material  # noqa: E402
 from km.relay.forwarder import Forwarder  # noqa: E402
+from km.relay.relayed_keys import RelayedKeys  # noqa: E402
 from km.relay.servicer import relay_server  # noqa: E402
-from km.relay.supplier import RelaySupplier  # noqa: E402
 from lab.plan import LabPlan  # noqa: E402
 from tests.harness.configs import km_config_of  # noqa: E402
 from tests.harness.relay import make_plan  # noqa: E402
@@ -67,7 +67,7 @@ def chain_plan(state: Path, hops: int) -> LabPlan:
 
 @dataclass
 class Km:
-    supplier: RelaySupplier
+    supplier: RelayedKeys
     pools: LinkKeyPools
     server: grpc.aio.Server
     client: RelayClient
@@ -111,13 +111,13 @@ async def relay_chain(state: Path, hops: int, buffer: int, link_keys: int) -> As
             associations.update(
                 parse_node_config(json.dumps(schema.xml_to_json(data, config_only=True)))
             )
-            client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
+            client = RelayClient(config.configured_relays(), config.tls)
             stack.push_async_callback(client.close)
             forwarder = Forwarder(config, store, pools, associations, client)
             server, _ = relay_server(config.listen.relay, config.tls, forwarder)
             await server.start()
             stack.push_async_callback(server.stop, None)
-            supplier = RelaySupplier(config, store, associations, forwarder)
+            supplier = RelayedKeys(config, store, associations, forwarder)
             stack.push_async_callback(supplier.close)
             kms.append(Km(supplier, pools, server, client, store))
 
@@ -199,7 +199,7 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _one_key(supplier: RelaySupplier, dest: str) -> Callable[[], Awaitable[object]]:
+def _one_key(supplier: RelayedKeys, dest: str) -> Callable[[], Awaitable[object]]:
     return lambda: supplier.enc_keys("app1", ["app2"], dest, 1, 256)
 
 

@@ -38,7 +38,7 @@ def _line(name: str, counts: SoakCounts) -> str:
         f"{name}: {counts.requests} requests, {ok} served ({share:.1f} %), outcomes "
         f"{counts.outcomes}, faults {counts.faults}; delivered twice {counts.delivered_twice}, "
         f"mismatches {counts.mismatches}, lost after ack {counts.lost_after_ack}, "
-        f"link-key indices used twice {counts.link_key_reuse}"
+        f"link-key indices used twice {counts.link_key_reuse}; restarts {counts.restarts}"
     )
 
 

@@ -293,7 +293,14 @@ class Controller:
         if event.type in (DeviceEventType.CONNECTED, DeviceEventType.POLLED):
             assert event.data is not None
             data = event.data
+            known = self._store.device(data.qkdn_id)
             self._post(self._store.device_seen(data.qkdn_id, event.name, data))
+            if (
+                self._started
+                and known is not None
+                and known.km_relay_address != data.km_relay_address
+            ):  # its key manager moved: its neighbours on installed paths must learn it
+                self._spawn(self.intent_service.refresh_relays(data.qkdn_id))
             if event.type is DeviceEventType.CONNECTED:
                 if self._started:
                     self._spawn(self.intent_service.repair(data.qkdn_id, data))

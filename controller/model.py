@@ -44,6 +44,7 @@ class Device:
     name: str  # the lab name (from the plan) or the node's location id
     available: bool = True
     location: str = ""
+    km_relay_address: str = ""  # where its key manager relays (host:port; "" when unknown)
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,7 @@ class NodeData:
     phys_links: tuple[LinkHalf, ...]
     virt_links: tuple[VirtLink, ...]
     apps: tuple[AppEntry, ...]
+    km_relay_address: str = ""  # qkdsdn:key_manager/relay_address ("" when the node gives none)
 
 
 def _qber(link: QkdLink) -> float | None:
@@ -131,4 +132,5 @@ def node_data(node: QkdNode) -> NodeData:
         phys_links=tuple(phys),
         virt_links=tuple(virt),
         apps=tuple(_app(a) for a in node.qkd_applications.qkd_app),
+        km_relay_address=node.key_manager.relay_address or "",
     )

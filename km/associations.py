@@ -5,8 +5,11 @@ every commit. An association is a `qkd_app` (server_app_id = master SAE, client_
 slave SAEs) with `qkdsdn-node:admission` and `qkdsdn-node:relay`, backed by a VIRT `qkd_link`
 that names the previous and next hop of this node on the path (absent at the ends).
 
-`parse_node_config` is pure: it reads the tree through the generated model (yang.model). `Associations` keeps the latest view and lets the relay wait
-for an association to be admitted (`ensure`), registering the application when none exists.
+`parse_node_config` is pure: it reads the tree through the generated model (yang.model).
+`Associations` keeps the latest view and lets the relay wait for an association to be
+admitted (`ensure`), registering the application when none exists. The view also gives the
+relay addresses of the hops' key managers that the controller wrote on the VIRT links
+(`qkdsdn-node:hop_key_manager`): how a KM whose file omits a peer's address learns it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from km.relay.hop_crypto import RelayMode
 from km.supply import SupplyError
@@ -74,6 +77,9 @@ class NodeView:
     revision: int
     associations: tuple[Association, ...]
     virt_links: Mapping[str, VirtLink]
+    # qkdn_id -> relay address of other nodes' key managers, as the controller wrote them on
+    # this node's VIRT links (qkdsdn:hop_key_manager); the latest link's entry wins.
+    relay_addresses: Mapping[str, str] = field(default_factory=dict)
 
     def source_association(
         self, master: str, slaves: Sequence[str], slave_qkdn_id: str
@@ -131,7 +137,9 @@ def node_view(node: QkdNode, revision: int = 0) -> NodeView:
     """The associations of a node's tree (read through the generated model)."""
     links = {virt.qkdl_id: virt for virt in virt_links(node)}
     associations = tuple(_association(app, links) for app in node.qkd_applications.qkd_app)
-    return NodeView(node.qkdn_id, revision, associations, links)
+    relays = {hop: address for virt in links.values() for hop, address in virt.hop_relays}
+    relays.pop(node.qkdn_id, None)
+    return NodeView(node.qkdn_id, revision, associations, links, relays)
 
 
 def _association(app: QkdApp, links: Mapping[str, VirtLink]) -> Association:

@@ -55,7 +55,9 @@ class KmPeer:
 
     node: str
     qkdn_id: str
-    relay: Address
+    # Where its relay listens; None: learned from the network (the VIRT links the controller
+    # installs on this node name their hops' key managers), see km/relay/client.py.
+    relay: Address | None
     qkdl_id: str  # the PHYS link to it (default: common.ids.link_uuid of the two names)
 
 
@@ -108,6 +110,10 @@ class KmConfig:
             if known == qkdn_id:
                 return name
         return qkdn_id
+
+    def configured_relays(self) -> dict[str, str]:
+        """Peer node -> relay address, for the peers whose address this file gives."""
+        return {p.node: str(p.relay) for p in self.peers if p.relay is not None}
 
     def peer(self, node: str) -> KmPeer:
         for peer in self.peers:
@@ -195,7 +201,7 @@ def _peer(r: Reader, node: str, where: str, item: Any) -> KmPeer:
     found = KmPeer(
         node=name,
         qkdn_id=r.text(peer, "qkdn_id", where, default=node_uuid(name) if name else "-"),
-        relay=r.address(peer, "relay", where),
+        relay=r.optional_address(peer, "relay", where),
         qkdl_id=r.text(peer, "qkdl_id", where, default=link_uuid(node, name) if name else "-"),
     )
     for key in ("qkdn_id", "qkdl_id"):

@@ -1,6 +1,7 @@
 """Where the keys of an `enc_keys` come from, and how `dec_keys` finds them.
 
-- every slave SAE at this node: fresh keys from the OS CSPRNG, stored for the slaves here;
+- every slave SAE at this node: fresh keys from the mint (`km/minting.py`), stored for the
+  slaves here;
 - every slave at one other node: the remote supplier (the KM-to-KM relay, `km/relay/`),
   which draws keys relayed ahead or relays new ones, and stores them at the slaves' KM;
 - multicast over several nodes: this KM draws the keys once and hands the *same* keys
@@ -11,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -24,10 +24,8 @@ from km.key_store import (
     KeyStore,
     StoredKey,
     batches_of,
-    format_key_id,
 )
-
-DEFAULT_KEY_TTL_S = 3600.0
+from km.minting import DEFAULT_KEY_TTL_S, KeyMint
 
 
 class SupplyError(Exception):
@@ -90,6 +88,7 @@ class KeySupply:
         self.remote = remote
         self.key_ttl_s = key_ttl_s
         self.clock = clock
+        self.mint = KeyMint(key_ttl_s, clock)
         self._commits = CommitGroup(store)
 
     def node_of(self, sae_id: str) -> str:
@@ -100,29 +99,6 @@ class KeySupply:
 
     def local_saes(self) -> tuple[str, ...]:
         return tuple(sae for sae, node in self.sae_nodes.items() if node == self.node)
-
-    def new_keys(
-        self, master: str, slaves: Sequence[str], number: int, size_bits: int
-    ) -> list[StoredKey]:
-        """Fresh keys from the OS CSPRNG (not stored), with time-ordered key_IDs."""
-        return list(self.new_batch(master, slaves, number, size_bits))
-
-    def new_batch(
-        self, master: str, slaves: Sequence[str], number: int, size_bits: int
-    ) -> KeyBatch:
-        """`new_keys` as one KeyBatch (consecutive key_IDs): no per-key objects."""
-        expires = None if self.key_ttl_s is None else self.clock() + self.key_ttl_s
-        size = size_bits // 8 * number
-        noise = secrets.token_bytes(size + 10)  # one system call: the material and the key_ID
-        return KeyBatch(
-            new_first_key_id(noise=noise[size:]),
-            number,
-            noise[:size],
-            size_bits,
-            master,
-            tuple(slaves),
-            expires,
-        )
 
     async def enc_keys(
         self, master: str, slaves: Sequence[str], number: int, size_bits: int
@@ -140,14 +116,14 @@ class KeySupply:
         if remote_nodes and self.remote is None:
             raise SupplyError(503, f"no key relay toward node(s) {', '.join(remote_nodes)}")
         if not remote_nodes:
-            batch = self.new_batch(master, by_node[self.node], number, size_bits)
+            batch = self.mint.batch(master, by_node[self.node], number, size_bits)
             await self._commits.add(batch)
             return batch
         assert self.remote is not None
         if len(by_node) == 1:
             (node,) = remote_nodes
             return await self.remote.enc_keys(master, by_node[node], node, number, size_bits)
-        keys = self.new_keys(master, list(dict.fromkeys(slaves)), number, size_bits)
+        keys = self.mint.keys(master, list(dict.fromkeys(slaves)), number, size_bits)
         await self.place_keys(keys)
         return keys
 
@@ -248,30 +224,6 @@ def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
         done.set_result(None)
     else:
         done.set_exception(error)
-
-
-def new_first_key_id(now_ns: int | None = None, *, noise: bytes | None = None) -> int:
-    """A UUIDv7 (RFC 9562) as an int: 48-bit milliseconds, version, 12 random bits, variant,
-    then 62 bits of which the top one is 0 and 61 random. A request's keys take the key_IDs
-    that follow (RFC 9562 6.2, method 2: a random value incremented), which never reach the
-    variant bits. `noise`: 10 bytes from the CSPRNG (drawn here if not given).
-    Time order keeps the store's index appending at its end (random UUIDv4 halved batch
-    throughput); a key_ID reveals when its key was made, nothing about it."""
-    ms = (time.time_ns() if now_ns is None else now_ns) // 1_000_000
-    bits = int.from_bytes(secrets.token_bytes(10) if noise is None else noise, "big")
-    return (
-        (ms & 0xFFFF_FFFF_FFFF) << 80
-        | 0x7 << 76
-        | (bits >> 61 & 0xFFF) << 64
-        | 0b10 << 62
-        | bits & ((1 << 61) - 1)
-    )
-
-
-def new_key_ids(number: int, now_ns: int | None = None) -> list[str]:
-    """`number` consecutive UUIDv7 key_IDs (see `new_first_key_id`), ascending."""
-    first = new_first_key_id(now_ns)
-    return [format_key_id(first + i) for i in range(number)]
 
 
 # A key that exists but is someone else's: the caller is not allowed to have it.

@@ -5,6 +5,8 @@
 (STATE_DIR/config by default). `hosts` gives a node's address (a network-namespace lab, a
 cluster's service names); `listen` overrides the host the servers bind (e.g. "0.0.0.0" in a
 container) while the others still reach them at `hosts`. `write_process_configs` writes them.
+`peer_relays=False` (or QKDSDN_LAB_PEER_RELAYS=learn for `lab up`) leaves the peers' relay
+addresses out of the key managers' files: they learn them from the network instead.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from lab.plan import LabPlan, LinkPlan, NodePlan
 
 DEFAULT_HOST = "127.0.0.1"
 CONTROLLER = "controller"
+# QKDSDN_LAB_PEER_RELAYS: "config" (default) writes each KM's peers' relay addresses in its
+# file; "learn" leaves them out (the KMs learn them from the controller's installs).
+PEER_RELAYS_ENV = "QKDSDN_LAB_PEER_RELAYS"
+PEER_RELAYS_CHOICES = ("config", "learn")
 
 
 def config_dir(plan: LabPlan) -> Path:
@@ -41,12 +47,14 @@ def process_configs(
     *,
     listen: str | None = None,
     folder: Path | None = None,
+    peer_relays: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Every process's configuration data, by process name (see the module docstring).
 
-    `hosts`: node name (or "controller") -> host; a missing name is 127.0.0.1."""
+    `hosts`: node name (or "controller") -> host; a missing name is 127.0.0.1.
+    `peer_relays=False`: the key managers' peers carry no relay address (learned)."""
     hosts = dict(hosts or {})
-    place = _Place(plan, hosts, listen, folder or config_dir(plan))
+    place = _Place(plan, hosts, listen, folder or config_dir(plan), peer_relays)
     configs: dict[str, dict[str, Any]] = {}
     for node in plan.nodes:
         configs[agent_name(node.name)] = _agent(plan, node, place)
@@ -57,13 +65,21 @@ def process_configs(
 
 
 def write_process_configs(
-    plan: LabPlan, hosts: Mapping[str, str] | None = None, *, listen: str | None = None
+    plan: LabPlan,
+    hosts: Mapping[str, str] | None = None,
+    *,
+    listen: str | None = None,
+    peer_relays: bool | None = None,
 ) -> dict[str, Path]:
-    """Writes STATE_DIR/config/<name>.yaml for every process; returns name -> file."""
+    """Writes STATE_DIR/config/<name>.yaml for every process; returns name -> file.
+    `peer_relays=None`: as QKDSDN_LAB_PEER_RELAYS says (default: written)."""
+    if peer_relays is None:
+        peer_relays = peer_relays_from_env(os.environ)
     folder = config_dir(plan)
     folder.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for name, data in process_configs(plan, hosts, listen=listen, folder=folder).items():
+    configs = process_configs(plan, hosts, listen=listen, folder=folder, peer_relays=peer_relays)
+    for name, data in configs.items():
         path = folder / f"{name}.yaml"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
@@ -72,16 +88,33 @@ def write_process_configs(
     return written
 
 
+def peer_relays_from_env(env: Mapping[str, str]) -> bool:
+    """Whether QKDSDN_LAB_PEER_RELAYS asks for the peers' relay addresses in the KM files;
+    ValueError naming the variable for a value other than config or learn."""
+    value = env.get(PEER_RELAYS_ENV, "config").strip().lower() or "config"
+    if value not in PEER_RELAYS_CHOICES:
+        raise ValueError(
+            f"{PEER_RELAYS_ENV}={value!r}: must be one of {', '.join(PEER_RELAYS_CHOICES)}"
+        )
+    return value == "config"
+
+
 class _Place:
     """Addresses and relative paths for one set of files."""
 
     def __init__(
-        self, plan: LabPlan, hosts: Mapping[str, str], listen: str | None, folder: Path
+        self,
+        plan: LabPlan,
+        hosts: Mapping[str, str],
+        listen: str | None,
+        folder: Path,
+        peer_relays: bool = True,
     ) -> None:
         self.plan = plan
         self.hosts = hosts
         self.listen = listen
         self.folder = folder
+        self.peer_relays = peer_relays
 
     def host(self, name: str) -> str:
         return self.hosts.get(name, DEFAULT_HOST)
@@ -181,7 +214,11 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             {
                 "node": peer.name,
                 "qkdn_id": peer.qkdn_id,
-                "relay": place.address(peer.name, peer.km_relay_port),
+                **(
+                    {"relay": place.address(peer.name, peer.km_relay_port)}
+                    if place.peer_relays
+                    else {}
+                ),
                 "qkdl_id": link.qkdl_id,
             }
             for link in plan.links_of(name)

@@ -442,6 +442,14 @@ class QkdlPerformance:
 
 
 @dataclass(frozen=True, slots=True)
+class HopKeyManager:
+    """`qkd_node/qkd_links/qkd_link/hop_key_manager` (list entry). The key manager of the previous or a next hop of this VIRT link, as the controller knows it from that node's key_manager leaves."""
+
+    qkdn_id: str
+    relay_address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class QkdLink:
     """`qkd_node/qkd_links/qkd_link` (list entry). One link."""
 
@@ -459,6 +467,7 @@ class QkdLink:
     phys_wavelength: str | None = None
     phys_qkd_role: QkdRoleTypes | None = None
     qkdl_performance: QkdlPerformance = QkdlPerformance()
+    hop_key_manager: tuple[HopKeyManager, ...] = ()
 
     @property
     def qkdl_enable_or_default(self) -> bool:
@@ -586,6 +595,8 @@ _QkdlPerformance_set_expected_consumption = QkdlPerformance.__dict__['expected_c
 _QkdlPerformance_set_skr = QkdlPerformance.__dict__['skr'].__set__
 _QkdlPerformance_set_eskr = QkdlPerformance.__dict__['eskr'].__set__
 _QkdlPerformance_set_phys_perf = QkdlPerformance.__dict__['phys_perf'].__set__
+_HopKeyManager_set_qkdn_id = HopKeyManager.__dict__['qkdn_id'].__set__
+_HopKeyManager_set_relay_address = HopKeyManager.__dict__['relay_address'].__set__
 _QkdLink_set_qkdl_id = QkdLink.__dict__['qkdl_id'].__set__
 _QkdLink_set_qkdl_status = QkdLink.__dict__['qkdl_status'].__set__
 _QkdLink_set_qkdl_enable = QkdLink.__dict__['qkdl_enable'].__set__
@@ -600,6 +611,7 @@ _QkdLink_set_phys_channel_att = QkdLink.__dict__['phys_channel_att'].__set__
 _QkdLink_set_phys_wavelength = QkdLink.__dict__['phys_wavelength'].__set__
 _QkdLink_set_phys_qkd_role = QkdLink.__dict__['phys_qkd_role'].__set__
 _QkdLink_set_qkdl_performance = QkdLink.__dict__['qkdl_performance'].__set__
+_QkdLink_set_hop_key_manager = QkdLink.__dict__['hop_key_manager'].__set__
 _QkdLinks_set_qkd_link = QkdLinks.__dict__['qkd_link'].__set__
 _KeyManager_set_etsi014_url = KeyManager.__dict__['etsi014_url'].__set__
 _KeyManager_set_etsi004_address = KeyManager.__dict__['etsi004_address'].__set__
@@ -1736,7 +1748,64 @@ def _QkdlPerformance_to_json(o: QkdlPerformance) -> dict[str, Any]:
     return d
 
 
-_QkdLink_MEMBERS = frozenset({'qkdl_id', 'qkdl_status', 'qkdl_enable', 'qkdl_local', 'qkdl_remote', 'qkdl_type', 'qkdl_applications', 'virt_prev_hop', 'virt_next_hop', 'virt_bandwidth', 'phys_channel_att', 'phys_wavelength', 'phys_qkd_role', 'qkdl_performance'})
+_HopKeyManager_MEMBERS = frozenset({'qkdn_id', 'relay_address'})
+
+
+def _HopKeyManager_from_json(value: object, path: str, ignore_unknown: bool) -> HopKeyManager:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _HopKeyManager_MEMBERS.issuperset(o):
+        _s.check_members(o, _HopKeyManager_MEMBERS, path, ignore_unknown)
+    v = o.get('qkdn_id', _ABSENT)
+    if v is _ABSENT:
+        raise _s.missing(path, 'qkdn_id')
+    f_qkdn_id = v if type(v) is str and _P0.fullmatch(v) is not None else _s.string_json(v, path, 'qkdn_id', (_P0,))
+    v = o.get('relay_address', _ABSENT)
+    f_relay_address = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'relay_address', ())
+    made = object.__new__(HopKeyManager)
+    _HopKeyManager_set_qkdn_id(made, f_qkdn_id)
+    _HopKeyManager_set_relay_address(made, f_relay_address)
+    return made
+
+
+_HopKeyManager_TAGS = {'{urn:qkdsdn:yang:qkdsdn-node}qkdn_id': 'qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}relay_address': 'relay_address'}
+_HopKeyManager_MANY: frozenset[str] = frozenset()
+
+
+def _HopKeyManager_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> HopKeyManager:
+    one: dict[str, etree._Element] = {}
+    many: dict[str, list[etree._Element]] = {}
+    for child in element:  # inline: one call less per element
+        name = _HopKeyManager_TAGS.get(child.tag)
+        if name is None:
+            if not ignore_unknown:
+                raise _s.xml_unknown(child, path)
+        elif name in _HopKeyManager_MANY:
+            many.setdefault(name, []).append(child)
+        elif name in one:
+            raise _s.xml_duplicate(path, name)
+        else:
+            one[name] = child
+    e = one.get('qkdn_id')
+    if e is None:
+        raise _s.missing(path, 'qkdn_id')
+    f_qkdn_id = (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'qkdn_id', (_P0,)))
+    e = one.get('relay_address')
+    f_relay_address = None if e is None else (e.text or '')
+    made = object.__new__(HopKeyManager)
+    _HopKeyManager_set_qkdn_id(made, f_qkdn_id)
+    _HopKeyManager_set_relay_address(made, f_relay_address)
+    return made
+
+
+def _HopKeyManager_to_json(o: HopKeyManager) -> dict[str, Any]:
+    d: dict[str, Any] = {}
+    d['qkdn_id'] = o.qkdn_id
+    if o.relay_address is not None:
+        d['relay_address'] = o.relay_address
+    return d
+
+
+_QkdLink_MEMBERS = frozenset({'qkdl_id', 'qkdl_status', 'qkdl_enable', 'qkdl_local', 'qkdl_remote', 'qkdl_type', 'qkdl_applications', 'virt_prev_hop', 'virt_next_hop', 'virt_bandwidth', 'phys_channel_att', 'phys_wavelength', 'phys_qkd_role', 'qkdl_performance', 'qkdsdn-node:hop_key_manager'})
 
 
 def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLink:
@@ -1773,6 +1842,13 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     f_phys_qkd_role = None if v is _ABSENT else (_QkdRoleTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdRoleTypes_JSON, v, path, 'phys_qkd_role')
     v = o.get('qkdl_performance', _ABSENT)
     f_qkdl_performance = _EMPTY_QkdlPerformance if v is _ABSENT else _QkdlPerformance_from_json(v, path + '/qkdl_performance', ignore_unknown)
+    v = o.get('qkdsdn-node:hop_key_manager', _ABSENT)
+    f_hop_key_manager = () if v is _ABSENT else tuple([
+        _HopKeyManager_from_json(x, f"{path}/qkdsdn-node:hop_key_manager[{i}]", ignore_unknown)
+        for i, x in enumerate(_s.array(v, path, 'qkdsdn-node:hop_key_manager'))
+    ])
+    if len(f_hop_key_manager) > 1:
+        _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'qkdsdn-node:hop_key_manager')
     made = object.__new__(QkdLink)
     _QkdLink_set_qkdl_id(made, f_qkdl_id)
     _QkdLink_set_qkdl_status(made, f_qkdl_status)
@@ -1788,11 +1864,12 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     _QkdLink_set_phys_wavelength(made, f_phys_wavelength)
     _QkdLink_set_phys_qkd_role(made, f_phys_qkd_role)
     _QkdLink_set_qkdl_performance(made, f_qkdl_performance)
+    _QkdLink_set_hop_key_manager(made, f_hop_key_manager)
     return made
 
 
-_QkdLink_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_id': 'qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_status': 'qkdl_status', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_enable': 'qkdl_enable', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_local': 'qkdl_local', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_remote': 'qkdl_remote', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_type': 'qkdl_type', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_applications': 'qkdl_applications', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_prev_hop': 'virt_prev_hop', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_next_hop': 'virt_next_hop', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_bandwidth': 'virt_bandwidth', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_channel_att': 'phys_channel_att', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_wavelength': 'phys_wavelength', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_qkd_role': 'phys_qkd_role', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_performance': 'qkdl_performance'}
-_QkdLink_MANY = frozenset({'qkdl_applications', 'virt_next_hop'})
+_QkdLink_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_id': 'qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_status': 'qkdl_status', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_enable': 'qkdl_enable', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_local': 'qkdl_local', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_remote': 'qkdl_remote', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_type': 'qkdl_type', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_applications': 'qkdl_applications', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_prev_hop': 'virt_prev_hop', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_next_hop': 'virt_next_hop', '{urn:etsi:qkd:yang:etsi-qkd-node}virt_bandwidth': 'virt_bandwidth', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_channel_att': 'phys_channel_att', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_wavelength': 'phys_wavelength', '{urn:etsi:qkd:yang:etsi-qkd-node}phys_qkd_role': 'phys_qkd_role', '{urn:etsi:qkd:yang:etsi-qkd-node}qkdl_performance': 'qkdl_performance', '{urn:qkdsdn:yang:qkdsdn-node}hop_key_manager': 'hop_key_manager'}
+_QkdLink_MANY = frozenset({'qkdl_applications', 'virt_next_hop', 'hop_key_manager'})
 
 
 def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> QkdLink:
@@ -1837,6 +1914,12 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     f_phys_qkd_role = None if e is None else _s.identity_xml(_QkdRoleTypes_XML, e, path, 'phys_qkd_role')
     e = one.get('qkdl_performance')
     f_qkdl_performance = _EMPTY_QkdlPerformance if e is None else _QkdlPerformance_from_xml(e, path + '/qkdl_performance', ignore_unknown)
+    f_hop_key_manager = tuple([
+        _HopKeyManager_from_xml(x, f"{path}/hop_key_manager[{i}]", ignore_unknown)
+        for i, x in enumerate(many.get('hop_key_manager', ()))
+    ])
+    if len(f_hop_key_manager) > 1:
+        _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'hop_key_manager')
     made = object.__new__(QkdLink)
     _QkdLink_set_qkdl_id(made, f_qkdl_id)
     _QkdLink_set_qkdl_status(made, f_qkdl_status)
@@ -1852,6 +1935,7 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     _QkdLink_set_phys_wavelength(made, f_phys_wavelength)
     _QkdLink_set_phys_qkd_role(made, f_phys_qkd_role)
     _QkdLink_set_qkdl_performance(made, f_qkdl_performance)
+    _QkdLink_set_hop_key_manager(made, f_hop_key_manager)
     return made
 
 
@@ -1887,6 +1971,8 @@ def _QkdLink_to_json(o: QkdLink) -> dict[str, Any]:
     c = _QkdlPerformance_to_json(o.qkdl_performance)
     if c:
         d['qkdl_performance'] = c
+    if o.hop_key_manager:
+        d['qkdsdn-node:hop_key_manager'] = [_HopKeyManager_to_json(x) for x in o.hop_key_manager]
     return d
 
 

@@ -17,6 +17,9 @@ class VirtLink:
     prev_hop: str | None  # None at the source
     next_hops: tuple[str, ...]  # empty at the destination
     bandwidth: int  # virt_bandwidth, 0 when unset
+    # qkdsdn:hop_key_manager: (qkdn_id, relay host:port) of the hops' key managers, as the
+    # controller wrote them; empty when it wrote none.
+    hop_relays: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, link: QkdLink) -> VirtLink:
@@ -27,6 +30,11 @@ class VirtLink:
             prev_hop=link.virt_prev_hop,
             next_hops=link.virt_next_hop,
             bandwidth=link.virt_bandwidth or 0,
+            hop_relays=tuple(
+                (hop.qkdn_id, hop.relay_address)
+                for hop in link.hop_key_manager
+                if hop.relay_address
+            ),
         )
 
 

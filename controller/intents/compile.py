@@ -63,7 +63,12 @@ def _op(operation: str | None) -> dict[str, str]:
 
 
 def _virt_link(
-    intent_id: IntentId, path: Path, index: int, bandwidth: int, operation: str | None
+    intent_id: IntentId,
+    path: Path,
+    index: int,
+    bandwidth: int,
+    operation: str | None,
+    km_relays: Mapping[DeviceId, str],
 ) -> str:
     nodes = path.nodes
     parts = [
@@ -78,6 +83,17 @@ def _virt_link(
     if index < len(nodes) - 1:
         parts.append(element("virt_next_hop", text=nodes[index + 1]))
     parts.append(element("virt_bandwidth", text=bandwidth))
+    # Where the hops' key managers relay: the KM here learns its neighbours from the network.
+    for hop in (nodes[i] for i in (index - 1, index + 1) if 0 <= i < len(nodes)):
+        if km_relays.get(hop):
+            parts.append(
+                element(
+                    "hop_key_manager",
+                    element("qkdn_id", text=hop),
+                    element("relay_address", text=km_relays[hop]),
+                    xmlns=SDN_NS,
+                )
+            )
     return element("qkd_link", *parts, **_op(operation))
 
 
@@ -133,6 +149,7 @@ def _install_entries(
     relay: RelaySettings,
     index: int,
     operation: str | None,
+    km_relays: Mapping[DeviceId, str],
 ) -> tuple[str, str]:
     node = path.nodes[index]
     at_end = index in (0, len(path.nodes) - 1)
@@ -146,7 +163,7 @@ def _install_entries(
             xmlns=SDN_NS,
         ),
     ]
-    link = _virt_link(intent_id, path, index, bandwidth, operation)
+    link = _virt_link(intent_id, path, index, bandwidth, operation, km_relays)
     app = _app(
         intent_id, request, "CLIENT" if at_end else "INTERNAL", node, remote, augments, operation
     )
@@ -159,16 +176,22 @@ def compile_install(
     path: Path,
     bandwidth: int,
     relay: RelaySettings = RelaySettings(),
+    km_relays: Mapping[DeviceId, str] | None = None,
 ) -> dict[DeviceId, DeviceEdit]:
-    """The edits that install an admitted intent on every node of its path."""
+    """The edits that install an admitted intent on every node of its path. `km_relays`:
+    node -> its key manager's relay address, written on each VIRT link for the hops before
+    and after the node (`qkdsdn:hop_key_manager`)."""
+    relays = km_relays or {}
     if path.nodes[0] != request.src or path.nodes[-1] != request.dst:
         raise CompileError(f"path {list(path.nodes)} does not join {request.src} to {request.dst}")
     if len(set(path.nodes)) != len(path.nodes):
         raise CompileError(f"path {list(path.nodes)} visits a node twice")
     edits: dict[DeviceId, DeviceEdit] = {}
     for index, node in enumerate(path.nodes):
-        sent = _install_entries(intent_id, request, path, bandwidth, relay, index, "replace")
-        plain = _install_entries(intent_id, request, path, bandwidth, relay, index, None)
+        sent = _install_entries(
+            intent_id, request, path, bandwidth, relay, index, "replace", relays
+        )
+        plain = _install_entries(intent_id, request, path, bandwidth, relay, index, None, relays)
         edits[node] = DeviceEdit(
             node, EditKind.INSTALL, _config(node, *sent), _config(node, *plain)
         )
@@ -207,10 +230,11 @@ def compile_reroute(
     new_path: Path,
     bandwidth: int,
     relay: RelaySettings = RelaySettings(),
+    km_relays: Mapping[DeviceId, str] | None = None,
 ) -> dict[DeviceId, DeviceEdit]:
     """One transaction: the new path's nodes get the entries rewritten (replace), nodes only on
     the old path lose them (delete)."""
-    edits = compile_install(intent_id, request, new_path, bandwidth, relay)
+    edits = compile_install(intent_id, request, new_path, bandwidth, relay, km_relays)
     gone = [n for n in (old_path.nodes if old_path else ()) if n not in edits]
     edits.update(compile_withdraw(intent_id, gone))
     return edits

@@ -250,6 +250,26 @@ class IntentService:
                     continue
                 self._placements.get(intent_id, {}).pop(device, None)
 
+    async def refresh_relays(self, device: DeviceId) -> None:
+        """`device`'s key manager relays at a new address: rewrite the installed intents
+        through it, so that the key managers of its neighbours on each path learn it."""
+        async with self._queue:
+            for intent in list(self._intents.values()):
+                path = intent.path
+                if intent.state is not IntentState.INSTALLED or path is None:
+                    continue
+                if device not in path.nodes:
+                    continue
+                edits = self._install_edits(
+                    intent.intent_id, intent.request, path, intent.bandwidth
+                )
+                try:
+                    await self._apply(
+                        intent.intent_id, edits, {}, {d: Placement(True, True) for d in path.nodes}
+                    )
+                except (InstallError, CompileError) as error:
+                    log.warning("relay addresses of %s not rewritten: %s", intent.intent_id, error)
+
     # ------------------------------------------------------------ internals
 
     def _forget_old_withdrawals(self) -> None:
@@ -266,6 +286,17 @@ class IntentService:
 
     def _name(self, device: DeviceId) -> str:
         return self._topology().name_of(device)
+
+    def _install_edits(
+        self, intent_id: IntentId, request: KeyRequest, path: Path, bandwidth: int
+    ) -> dict[DeviceId, DeviceEdit]:
+        """compile_install with the relay addresses of the key managers known now."""
+        relays = {
+            d.device_id: d.km_relay_address
+            for d in self._topology().devices.values()
+            if d.km_relay_address
+        }
+        return compile_install(intent_id, request, path, bandwidth, self._relay, relays)
 
     def _set(self, intent: Intent, event: IntentEventType | None) -> Intent:
         self._intents[intent.intent_id] = intent
@@ -327,7 +358,7 @@ class IntentService:
         )
         path = decision.path
         try:
-            edits = compile_install(intent_id, request, path, decision.bandwidth, self._relay)
+            edits = self._install_edits(intent_id, request, path, decision.bandwidth)
             await self._apply(
                 intent_id,
                 edits,
@@ -375,9 +406,7 @@ class IntentService:
         undo: dict[DeviceId, DeviceEdit] = {}
         if restore and intent.path is not None and intent.state is IntentState.INSTALLED:
             undo = dict(
-                compile_install(
-                    intent.intent_id, intent.request, intent.path, intent.bandwidth, self._relay
-                )
+                self._install_edits(intent.intent_id, intent.request, intent.path, intent.bandwidth)
             )
         await self._apply(intent.intent_id, edits, undo, {})
 
@@ -417,10 +446,10 @@ class IntentService:
     async def _move(self, intent: Intent, path: Path, bandwidth: int, reason: str) -> None:
         """Install on the new path and remove from nodes left behind, in one transaction."""
         intent_id = intent.intent_id
-        install = compile_install(intent_id, intent.request, path, bandwidth, self._relay)
+        install = self._install_edits(intent_id, intent.request, path, bandwidth)
         old = intent.path
         restore = (
-            compile_install(intent_id, intent.request, old, intent.bandwidth, self._relay)
+            self._install_edits(intent_id, intent.request, old, intent.bandwidth)
             if old is not None
             else {}
         )

@@ -51,7 +51,7 @@ class TopologyStore:
         """A device (re)connected or was polled: its own data replaces what it said before."""
         events: Events = []
         old = self._devices.get(device_id)
-        device = Device(device_id, name, True, data.location)
+        device = Device(device_id, name, True, data.location, data.km_relay_address)
         self._devices[device_id] = device
         if old is None:
             events.append(TopologyEvent(TopologyEventType.DEVICE_ADDED, device_id, device=device))

@@ -26,32 +26,57 @@ def tls_material(tls: TlsFiles) -> tuple[bytes, bytes, bytes]:
 
 
 class RelayClient:
-    """Channels to the neighbour key managers, at the relay addresses of `peers` (name -> address)."""
+    """Channels to the neighbour key managers, at the relay addresses of `peers` (name ->
+    address, from the KM's file) or else at the one `learned(name)` gives (from the network;
+    None: unknown yet). A configured address always wins; a learned one that changes (the
+    peer KM moved) replaces the channel at the next call."""
 
-    def __init__(self, peers: Mapping[str, str], tls: TlsFiles) -> None:
+    def __init__(
+        self,
+        peers: Mapping[str, str],
+        tls: TlsFiles,
+        learned: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._peers = dict(peers)
+        self._learned = learned
         ca, cert, key = tls_material(tls)
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=ca, private_key=key, certificate_chain=cert
         )
-        self._stubs: dict[str, tuple[grpc.aio.Channel, Any]] = {}
+        self._stubs: dict[str, tuple[str, grpc.aio.Channel, Any]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def address_of(self, peer: str) -> str | None:
+        """Where `peer`'s relay is reached now: configured, else learned, else None."""
+        configured = self._peers.get(peer)
+        if configured is not None or self._learned is None:
+            return configured
+        return self._learned(peer)
 
     def _channel(self, peer: str) -> tuple[grpc.aio.Channel, Any]:
-        if peer not in self._stubs:
-            address = self._peers.get(peer)
-            if address is None:
-                raise RelayFailure(
-                    FailureKind.UNAVAILABLE, f"{peer} is not a neighbour: no relay address known"
-                )
-            channel = grpc.aio.secure_channel(address, self._credentials, options=FAST_RECONNECT)
-            self._stubs[peer] = (channel, _RELAY_STUB(channel))
-        return self._stubs[peer]
+        address = self.address_of(peer)
+        if address is None:
+            raise RelayFailure(
+                FailureKind.UNAVAILABLE, f"{peer}: no relay address known (not a neighbour yet)"
+            )
+        known = self._stubs.get(peer)
+        if known is not None and known[0] == address:
+            return known[1], known[2]
+        if known is not None:  # the peer moved: the old channel goes
+            task = asyncio.get_running_loop().create_task(known[1].close(None))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        channel = grpc.aio.secure_channel(address, self._credentials, options=FAST_RECONNECT)
+        self._stubs[peer] = (address, channel, _RELAY_STUB(channel))
+        return channel, self._stubs[peer][2]
 
     def connect_ahead(self, peers: Iterable[str]) -> None:
         """Starts connecting (TCP + TLS handshake) to these KMs now, so that the first relay
-        does not pay for it; a KM that is not up yet is retried by gRPC (backoff <= 2 s)."""
+        does not pay for it; a KM that is not up yet is retried by gRPC (backoff <= 2 s).
+        Peers whose address is not known yet are left for later."""
         for peer in peers:
-            self._channel(peer)[0].get_state(try_to_connect=True)
+            if self.address_of(peer) is not None:
+                self._channel(peer)[0].get_state(try_to_connect=True)
 
     async def forward(
         self,
@@ -99,6 +124,8 @@ class RelayClient:
         return answer
 
     async def close(self) -> None:
-        for channel, _ in self._stubs.values():
+        for _, channel, _ in self._stubs.values():
             await channel.close(None)
         self._stubs.clear()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)

@@ -26,8 +26,8 @@ from km.link_pools import LinkKeyPools
 from km.node_link.client import NodeLinkClient
 from km.relay.client import RelayClient
 from km.relay.forwarder import DEFAULT_TIMEOUTS, Forwarder, RelayTimeouts
+from km.relay.relayed_keys import RelayedKeys
 from km.relay.servicer import relay_server
-from km.relay.supplier import RelaySupplier
 
 
 class RelayComponent:
@@ -53,7 +53,9 @@ class RelayComponent:
             str(config.agent), node, self._on_view, tls=TlsMaterial.of(config.tls)
         )
         self.associations = Associations(qkdn_id, self._register)
-        self._client = RelayClient({p.node: str(p.relay) for p in config.peers}, config.tls)
+        # A peer's relay address: from the file, else as the controller wrote it on this
+        # node's VIRT links (learned through the association view).
+        self._client = RelayClient(config.configured_relays(), config.tls, self._learned_relay)
         self.forwarder = Forwarder(
             config,
             store,
@@ -63,7 +65,7 @@ class RelayComponent:
             timeouts=timeouts,
             tracer=self.tracer,
         )
-        self.supplier = RelaySupplier(
+        self.supplier = RelayedKeys(
             config, store, self.associations, self.forwarder,
             admission_timeout_s=admission_timeout_s, tracer=self.tracer,
         )  # fmt: skip
@@ -80,6 +82,15 @@ class RelayComponent:
 
     def _on_view(self, view: NodeView) -> None:
         self.associations.update(view)
+        if self._server is not None and view.relay_addresses:
+            self._client.connect_ahead(pool.link.peer_node for pool in self.pools.pools)
+
+    def _learned_relay(self, peer: str) -> str | None:
+        try:
+            qkdn_id = self.config.qkdn_id_of(peer)
+        except KeyError:
+            return None
+        return self.associations.view.relay_addresses.get(qkdn_id)
 
     async def start(self) -> None:
         if self._server is not None:

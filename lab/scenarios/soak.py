@@ -16,7 +16,7 @@ import signal
 import ssl
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,6 +97,8 @@ class SoakCounts:
     lost_after_ack: int
     link_key_reuse: int
     faults: dict[str, int] = field(default_factory=dict)
+    # restarts the supervisor made during the run, by process name (from pids.json)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     @property
     def clean(self) -> bool:
@@ -129,10 +131,20 @@ def _indices(fields: dict[str, object]) -> list[int]:
     return []
 
 
+def restarts_between(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """Restarts per process between two readings of the supervisor's counts (only those > 0)."""
+    return {
+        name: n - before.get(name, 0)
+        for name, n in sorted(after.items())
+        if n > before.get(name, 0)
+    }
+
+
 def count(
     records: Sequence[RequestRecord],
     events: Iterable[TimelineEvent],
     faults_done: Sequence[ChaosAction] = (),
+    restarts: Mapping[str, int] | None = None,
 ) -> SoakCounts:
     outcomes = Counter(r.outcome for r in records)
     served = [r for r in records if r.outcome == "ok"]
@@ -147,6 +159,7 @@ def count(
         lost_after_ack=outcomes.get("acknowledged, never retrievable", 0),
         link_key_reuse=link_key_reuse(events),
         faults=dict(Counter(a.kind for a in faults_done)),
+        restarts=dict(restarts or {}),
     )
 
 
@@ -241,6 +254,7 @@ def run_soak(
         seed, duration_s, fault_interval_s, links, [n.name for n in plan.nodes], kinds
     )
     apps = _Apps(plan, {sae for pair in pairs for sae in pair})
+    restarts_before = _restart_counts(plan)
     records: list[RequestRecord] = []
     pending: list[tuple[str, str, str, str]] = []  # acknowledged, slave not served yet
     done: list[ChaosAction] = []
@@ -282,7 +296,12 @@ def run_soak(
     finally:
         apps.close()
     events = read_events(Path(plan.state_dir) / "trace")
-    return count(records, events, done)
+    return count(records, events, done, restarts_between(restarts_before, _restart_counts(plan)))
+
+
+def _restart_counts(plan: LabPlan) -> dict[str, int]:
+    """How often the supervisor has restarted each process of the twin so far."""
+    return {r.process.name: r.restarts for r in launcher.recorded_status(Path(plan.state_dir))}
 
 
 def _collect(apps: _Apps, master: str, slave: str, key_id: str, fp: str) -> RequestRecord:

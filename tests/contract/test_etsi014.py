@@ -300,7 +300,7 @@ def test_key_material_never_logged(km: KmHarness, caplog: pytest.LogCaptureFixtu
     logged = caplog.text
     assert any("enc_keys" in r.getMessage() for r in caplog.records)
     assert not any(m in logged for m in materials)
-    stored = km.supply.new_keys("a", ["b"], 1, 256)[0]
+    stored = km.supply.mint.keys("a", ["b"], 1, 256)[0]
     assert stored.material.hex() not in repr(stored)
 
 

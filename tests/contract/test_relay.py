@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def test_keys_relayed_over_three_kms_are_identical_at_both_ends(
             with pytest.raises(KeyClaimError, match="unknown key_ID"):  # once only
                 _claim(lab, "qnode3", again)
             materials.extend(k.material for k in [*keys, *again])
+            # Relayed now or relayed ahead: minted in one place, UUIDv7 key_IDs (RFC 9562).
+            assert {uuid.UUID(k.key_id).version for k in [*keys, *again]} == {7}
 
     asyncio.run(run())
     events = read_events(tmp_path)
@@ -154,7 +157,7 @@ def test_one_time_pad_over_two_kms_and_a_given_multicast_key(tmp_path: Path) -> 
             supplier = lab.kms["qnode1"].supplier
             keys = await supplier.enc_keys("app1", ["app2"], "qnode2", 1, 512)
             assert [k.material for k in _claim(lab, "qnode2", keys)] == [keys[0].material]
-            given = supplier.new_keys("app1", ["app2"], 2, 256)
+            given = supplier.mint.keys("app1", ["app2"], 2, 256)
             assert await supplier.enc_keys("app1", ["app2"], "qnode2", 2, 256, keys=given) == given
             assert [k.material for k in _claim(lab, "qnode2", given)] == [k.material for k in given]
             assert supplier.ready_count("app1", "app2") == 0  # buffer 0: nothing ahead

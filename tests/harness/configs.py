@@ -63,4 +63,4 @@ def addresses_from_plan(plan: LabPlan) -> list[DeviceAddress]:
 
 def relay_client(config: KmConfig) -> RelayClient:
     """The relay channels of the key manager of `config` (its certificate, its peers)."""
-    return RelayClient({peer.node: str(peer.relay) for peer in config.peers}, config.tls)
+    return RelayClient(config.configured_relays(), config.tls)

@@ -64,7 +64,7 @@ class TwoNodeRelay:
             raise SupplyError(503, f"no path to node {slave_node}")
         if keys is None:
             assert self.source is not None
-            keys = self.source.new_keys(master, slaves, number, size_bits)
+            keys = self.source.mint.keys(master, slaves, number, size_bits)
         self.stores[slave_node].add(list(keys), ready_for_master=False)
         return list(keys)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from lab import netns
 from lab.endpoints import Endpoints
@@ -254,11 +255,13 @@ def test_teardown_kills_what_still_runs_inside_the_namespaces(
 # ---------------------------------------------------------------- the whole twin in namespaces
 
 
-def qkdsdn(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+def qkdsdn(
+    *args: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lab.cli", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-        env=dict(os.environ, COLUMNS="200", PYTHONPATH=str(ROOT)),
+        env=dict(os.environ, COLUMNS="200", PYTHONPATH=str(ROOT), **(env or {})),
     )  # fmt: skip
 
 
@@ -385,6 +388,37 @@ def test_key_managers_and_netconf_cross_the_namespaces_and_a_partition_cuts_a_no
     assert down.returncode == 0, down.stdout + down.stderr
     assert processes and not any(is_ours(p) for p in processes)
     assert _nothing_of(netns.lab_tag(state))
+
+
+def test_key_managers_without_peer_addresses_learn_the_real_ones_across_namespaces(
+    namespaces_allowed: None, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    up = qkdsdn(
+        "lab", "up", "triangle", "--hosts", "netns", "--state-dir", str(state),
+        "--force-path", "app1>app2=qnode1,qnode2,qnode3",
+        env={"QKDSDN_LAB_PEER_RELAYS": "learn"},
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        for node in NODES:  # no key manager's file says where its peers relay
+            km_file = yaml.safe_load((state / "config" / f"km-{node}.yaml").read_text())
+            assert km_file["peers"] and all("relay" not in p for p in km_file["peers"])
+        endpoints = Endpoints.load(state / "endpoints.json")
+        plan = netns.recorded(state)
+        assert plan is not None
+        assert _round_trip(endpoints, state)  # relayed qnode1 → qnode2 → qnode3
+        # qnode1's KM reached qnode2's KM at the address it learned: qnode2's real one.
+        km1 = next(p for p in recorded_processes(state) if p.name == "km-qnode1")
+        relay2 = endpoints.node("qnode2").km.relay_address
+        assert relay2.startswith(f"{plan.address_of('qnode2')}:")
+        in_node1 = _established(plan.slot("qnode1").namespace)
+        assert any(peer == relay2 and km1.pid in pids for _, peer, pids in in_node1), in_node1
+    finally:
+        processes = recorded_processes(state)
+        down = qkdsdn("lab", "down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert processes and not any(is_ours(p) for p in processes)
 
 
 def test_partition_without_namespaces_says_what_it_needs(tmp_path: Path) -> None:

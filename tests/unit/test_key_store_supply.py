@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from km.key_store import KeyBatch, KeyStore, StoredKey
-from km.supply import CommitGroup, KeySupply, SupplyError, new_key_ids
+from km.minting import new_key_ids
+from km.supply import CommitGroup, KeySupply, SupplyError
 
 SAES = {"a": "n1", "b": "n1", "c": "n1", "d": "n2", "e": "n3"}
 
@@ -143,8 +144,8 @@ def test_dec_errors_map_to_400_and_401(tmp_path: Path) -> None:
 
 def test_place_keys_needs_one_master_size_and_slave_set(tmp_path: Path) -> None:
     supply, _, _ = setup(tmp_path)
-    first = supply.new_keys("a", ["b"], 1, 256)
-    other = supply.new_keys("a", ["c"], 1, 256)
+    first = supply.mint.keys("a", ["b"], 1, 256)
+    other = supply.mint.keys("a", ["c"], 1, 256)
     with pytest.raises(ValueError):
         asyncio.run(supply.place_keys(first + other))
     asyncio.run(supply.place_keys([]))
@@ -187,9 +188,9 @@ def test_group_commit_isolates_a_refused_request(tmp_path: Path) -> None:
     store = KeyStore(tmp_path / "k.sqlite")
     group = CommitGroup(store)
     supply = KeySupply("n1", SAES, store, None)
-    taken = supply.new_keys("a", ["b"], 1, 256)
+    taken = supply.mint.keys("a", ["b"], 1, 256)
     store.add(taken, ready_for_master=False)
-    fresh = supply.new_keys("a", ["b"], 2, 256)
+    fresh = supply.mint.keys("a", ["b"], 2, 256)
 
     async def both() -> tuple[BaseException | None, BaseException | None]:
         return await asyncio.gather(group.add(fresh), group.add(taken), return_exceptions=True)
@@ -205,8 +206,8 @@ def test_group_commit_survives_a_cancelled_caller(tmp_path: Path) -> None:
     supply = KeySupply("n1", SAES, store, None)
 
     async def scenario() -> None:
-        gone = asyncio.ensure_future(group.add(supply.new_keys("a", ["b"], 1, 256)))
-        stays = asyncio.ensure_future(group.add(supply.new_keys("a", ["b"], 1, 256)))
+        gone = asyncio.ensure_future(group.add(supply.mint.keys("a", ["b"], 1, 256)))
+        stays = asyncio.ensure_future(group.add(supply.mint.keys("a", ["b"], 1, 256)))
         await asyncio.sleep(0)  # both queued, flush not yet run
         gone.cancel()
         await stays

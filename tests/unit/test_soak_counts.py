@@ -10,6 +10,7 @@ from lab.scenarios.soak import (
     chaos_schedule,
     count,
     link_key_reuse,
+    restarts_between,
 )
 from lab.timeline import TimelineEvent
 
@@ -89,3 +90,10 @@ def test_counts_name_keys_served_twice_mismatched_and_lost() -> None:
 def test_a_run_with_only_refusals_is_clean() -> None:
     counts = count([RequestRecord("m>s", "ok", "k", "f", "f", 404)], [_used("km:a", "sender", 1)])
     assert counts.clean
+
+
+def test_restarts_are_counted_between_two_readings_of_the_supervisor() -> None:
+    before = {"km-a": 1, "km-b": 0, "agents": 2}
+    after = {"km-a": 3, "km-b": 0, "agents": 2, "controller": 1}
+    assert restarts_between(before, after) == {"controller": 1, "km-a": 2}
+    assert count([], [], restarts={"km-a": 2}).restarts == {"km-a": 2}

@@ -1,8 +1,8 @@
-"""`RemoteSupplier` of the key supply: end-to-end keys toward SAEs at another node.
+"""Keys relayed to SAEs at another node (the key supply's `RemoteSupplier`): ahead or now.
 
 For (master → slaves at another node) the supplier makes sure a key association is admitted
 (registering the application with the node when there is none), then serves keys relayed
-ahead first and relays fresh CSPRNG keys for the rest. After every request a background
+ahead first and relays freshly minted keys (`km/minting.py`) for the rest. After every request a background
 task tops the buffer of keys relayed ahead back up to the association's `relay/buffer`
 (the paper kept three), so the next request is answered without any relay on its path.
 """
@@ -12,18 +12,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 from common.tracing import Tracer
 from km.associations import AppRequest, Association, Associations
 from km.config import KmConfig
 from km.key_store import KeyStore, StoredKey
+from km.minting import DEFAULT_KEY_TTL_S, KeyMint
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
-from km.supply import DEFAULT_KEY_TTL_S, SupplyError
+from km.supply import SupplyError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ DEFAULT_MIN_BANDWIDTH_PER_KEY = 1
 EXPIRY_MARGIN_S = 60.0
 
 
-class RelaySupplier:
+class RelayedKeys:
     def __init__(
         self,
         config: KmConfig,
@@ -55,6 +54,7 @@ class RelaySupplier:
         self.admission_timeout_s = admission_timeout_s
         self.key_ttl_s = key_ttl_s
         self.clock = clock
+        self.mint = KeyMint(key_ttl_s, clock)
         self.tracer = tracer or Tracer(f"km:{node}", None)
         self.buffer_size_bits = config.settings.key_size_bits
         self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -80,7 +80,7 @@ class RelaySupplier:
         # A key relayed ahead that expired (or is about to) is of no use to the slave.
         usable_after = self.clock() + EXPIRY_MARGIN_S
         taken = [k for k in taken if k.expires_at is None or k.expires_at > usable_after]
-        fresh = self.new_keys(master, slaves, number - len(taken), size_bits)
+        fresh = self.mint.keys(master, slaves, number - len(taken), size_bits)
         if fresh:
             try:
                 await self._relay(assoc, fresh)
@@ -130,22 +130,6 @@ class RelaySupplier:
             )
         return assoc
 
-    def new_keys(
-        self, master: str, slaves: Sequence[str], number: int, size_bits: int
-    ) -> list[StoredKey]:
-        expires = None if self.key_ttl_s is None else self.clock() + self.key_ttl_s
-        return [
-            StoredKey(
-                key_id=str(uuid.uuid4()),
-                material=secrets.token_bytes(size_bits // 8),
-                size_bits=size_bits,
-                master=master,
-                slaves=tuple(slaves),
-                expires_at=expires,
-            )
-            for _ in range(number)
-        ]
-
     async def _relay(self, assoc: Association, keys: list[StoredKey]) -> None:
         try:
             await self.forwarder.originate(assoc, keys)
@@ -184,7 +168,7 @@ class RelaySupplier:
             if missing <= 0:
                 return
             batch = min(missing, self.config.settings.max_key_per_request)  # what a hop accepts
-            keys = self.new_keys(master, (slave,), batch, size)
+            keys = self.mint.keys(master, (slave,), batch, size)
             try:
                 await self._relay(assoc, keys)
             except SupplyError as exc:
