@@ -107,6 +107,9 @@ class KeyDeliveryService:
             _tell(context, first.message)  # nothing to answer yet, or the stream is not usable
             return pb.GetKeyBatchResponse(status=int(first.status))
         keys = [_batch_key(first)]
+        # One position write for the batch, not one per reservation block; a failure leaves
+        # the reservation to each GET_KEY (which then refuses what it cannot record).
+        self.node.reserve_through(stream, max(indices[1:], default=0))
         for index in indices[1:]:
             result = self.node.get_key(stream, index)
             if result.status is Status.INSUFFICIENT_KEY and result.message == NOT_YET:

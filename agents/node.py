@@ -55,6 +55,9 @@ class NodeSettings:
     renotify_after_s: float = 5.0  # a repeated registration re-raises application_new after
     idle_release_s: float = 5.0  # an idle 004 stream may be taken over after this
     module_store_s: float = 60.0  # a module keeps unfetched key this long at its nominal rate
+    # The periodic report names only the links whose performance moved by more than
+    # `significant_change` since their last report, and every link at least this many periods.
+    perf_heartbeat_periods: int = 6
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,8 @@ class QkdNode:
         self._registrations: dict[tuple[str, tuple[str, ...], str], float] = {}
         self._overloaded: set[str] = set()
         self._reported_skr: dict[str, float] = {}
+        self._reported_perf: dict[str, tuple[Performance, int]] = {}  # perf, report round
+        self._perf_round = 0
         site.add(self)
 
     def _make_module(self, link: AgentLink) -> QkdModule:
@@ -581,6 +586,14 @@ class QkdNode:
         with self._lock:
             return module.get_key(key_stream_id, index)
 
+    def reserve_through(self, key_stream_id: str, index: int) -> str:
+        """One position write covering a batch of GET_KEYs up to `index`; "" or why not."""
+        module = self._modules.get(key_stream_id)
+        if module is None:
+            return ""
+        with self._lock:
+            return module.reserve_through(index)
+
     def ready_in(self, key_stream_id: str, index: int | None) -> float | None:
         module = self._modules.get(key_stream_id)
         if module is None or not module.stream_open:
@@ -687,9 +700,10 @@ class QkdNode:
         events += self._overload_events([qkdl_id])
         return events
 
-    def _perf_update(self, qkdl_id: str) -> str:
-        perf = self.performance(qkdl_id)
+    def _perf_update(self, qkdl_id: str, perf: Performance | None = None) -> str:
+        perf = self.performance(qkdl_id) if perf is None else perf
         self._reported_skr[qkdl_id] = self._modules[qkdl_id].state.skr_bps
+        self._reported_perf[qkdl_id] = (perf, self._perf_round)
         return notifications.link_perf_update(qkdl_id, perf)
 
     def _overload_events(self, qkdl_ids: Iterable[str]) -> list[str]:
@@ -707,9 +721,22 @@ class QkdNode:
         return events
 
     def perf_updates(self) -> list[str]:
-        """One `sdqkdn_link_perf_update` per PHYS link (the periodic report)."""
+        """The periodic report: one `sdqkdn_link_perf_update` per PHYS link whose performance
+        moved significantly since its last report, or that was not reported for
+        `perf_heartbeat_periods` periods (so an idle network stays quiet)."""
         with self._lock:
-            return [self._perf_update(qkdl_id) for qkdl_id in self._modules]
+            self._perf_round += 1
+            events = []
+            for qkdl_id in self._modules:
+                perf = self.performance(qkdl_id)
+                last = self._reported_perf.get(qkdl_id)
+                if (
+                    last is None
+                    or self._perf_round - last[1] >= self.settings.perf_heartbeat_periods
+                    or _perf_moved(last[0], perf, self.settings.significant_change)
+                ):
+                    events.append(self._perf_update(qkdl_id, perf))
+            return events
 
     async def run_perf_updates(self) -> None:
         """Publishes the periodic performance reports until the node stops or is cancelled."""
@@ -755,3 +782,17 @@ def _registration_problem(request: AppRequest) -> str:
     except ValueError:
         return f"remote_qkdn_id {request.remote_qkdn_id!r} is not a UUID"
     return ""
+
+
+def _perf_moved(before: Performance, after: Performance, threshold: float) -> bool:
+    """A figure of a link's performance changed by more than `threshold` (relative)."""
+    pairs: list[tuple[float, float]] = [
+        (before.skr, after.skr),
+        (before.eskr, after.eskr),
+        (before.expected_consumption, after.expected_consumption),
+    ]
+    if before.qber is not None and after.qber is not None:
+        pairs.append((before.qber, after.qber))
+    elif before.qber != after.qber:
+        return True
+    return any(abs(b - a) > threshold * max(abs(b), 1e-9) for b, a in pairs)

@@ -47,11 +47,11 @@ EMPTY_FRACTION = 0.10
 LOW_WATER_FRACTION = 0.5
 # Keys asked of the module in one GetKeyBatch at most, and the bits a key is assumed to hold
 # when turning the room in a pool into a number of keys (the modules deliver 256-bit keys).
-BATCH_KEYS = 512
+BATCH_KEYS = 1024
 ASSUMED_KEY_BITS = 256
 # After a batch the module could not fill (it had generated no more), the fetcher waits this
 # long before asking again, unless a consumer waits for a key: keys arrive in few large calls.
-REFILL_PAUSE_S = 1.0
+REFILL_PAUSE_S = 4.0
 # The peer sends with its smallest index first, so a peer index this far below one it just
 # used was skipped or lost in flight (the margin allows for hops overtaking each other).
 STALE_WINDOW = 32
@@ -575,10 +575,13 @@ class _PoolFetcher:
     by one from a module without it) while the pool is filling, then nothing until a consumer
     takes it below its low-water mark or waits for an index."""
 
-    def __init__(self, pool: LinkKeyPool, stub: Any, rpc_timeout: float) -> None:
+    def __init__(
+        self, pool: LinkKeyPool, stub: Any, rpc_timeout: float, refill_pause: float
+    ) -> None:
         self.pool = pool
         self.stub = stub
         self.rpc_timeout = rpc_timeout
+        self.refill_pause = refill_pause
         self.batches = True  # until the module answers UNIMPLEMENTED
 
     async def run(self) -> None:
@@ -691,7 +694,7 @@ class _PoolFetcher:
         raise _LinkTrouble(f"GetKey status {reply.status} {await _message(call)}".rstrip())
 
     async def _pause(self) -> None:
-        await self.pool.wait_urgent(REFILL_PAUSE_S)
+        await self.pool.wait_urgent(self.refill_pause)
 
     async def _fill_one_by_one(self) -> None:
         """Fetches the pool's frontier index by index, so both ends of the link fetch the
@@ -779,8 +782,12 @@ class LinkKeyPools:
         max_bits: int | None = None,
         rpc_timeout: float = 2.0,
         sync_before_sending: bool = False,
+        refill_pause: float = REFILL_PAUSE_S,
     ) -> None:
+        """`refill_pause`: seconds between two batches while the module has no more key and
+        no consumer waits."""
         self.node = config.node
+        self._refill_pause = refill_pause
         self.address = str(config.agent)
         self._tls_files = config.tls  # read at start: mutual TLS to the agent
         bits = config.settings.link_pool_max_bits if max_bits is None else max_bits
@@ -817,7 +824,7 @@ class LinkKeyPools:
         stub = _KEY_DELIVERY_STUB(self._channel)
         self._tasks = [
             asyncio.create_task(
-                _PoolFetcher(pool, stub, self._rpc_timeout).run(),
+                _PoolFetcher(pool, stub, self._rpc_timeout, self._refill_pause).run(),
                 name=f"link-pool {pool.link.label()}",
             )
             for pool in self._pools.values()

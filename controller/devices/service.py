@@ -82,6 +82,16 @@ class _Device:
         self.task: asyncio.Task[None] | None = None
 
 
+# The fallback `<get>`s of all devices together stay below this rate: on a large network each
+# device is polled less often than `poll_interval` (notifications carry the news meanwhile).
+MAX_POLLS_PER_S = 4.0
+
+
+def poll_period(poll_interval: float, devices: int) -> float:
+    """Seconds between two fallback `<get>`s of one device among `devices`. Pure."""
+    return max(poll_interval, devices / MAX_POLLS_PER_S)
+
+
 class DeviceService:
     def __init__(
         self,
@@ -94,7 +104,7 @@ class DeviceService:
         self._devices = {a.name: _Device(a) for a in addresses}
         self._on_event = on_event
         self._backoff = backoff
-        self._poll_interval = poll_interval
+        self._poll_interval = poll_period(poll_interval, len(self._devices))
         self._rpc_timeout = rpc_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False

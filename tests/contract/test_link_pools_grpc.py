@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from km.link_pools import REFILL_PAUSE_S, LinkKeyPools, PoolState
+from km.link_pools import LinkKeyPools, PoolState
 from lab.pki import create_lab_pki
 from lab.plan import Settings
 from tests.harness.agents import LinkSpec, make_test_plan, running_agents
@@ -15,14 +15,17 @@ from tests.harness.relay import FakeAgent, make_plan, wait_until
 
 
 async def _pair(
-    tmp: Path, max_bits: int, *, batches: bool = True
+    tmp: Path, max_bits: int, *, batches: bool = True, refill_pause: float = 0.2
 ) -> tuple[dict[str, FakeAgent], dict[str, LinkKeyPools]]:
     plan = make_plan(tmp, ["qnode1", "qnode2"], [("qnode1", "qnode2")], pool_max_bits=max_bits)
     agents = {n: FakeAgent(plan, n) for n in ("qnode1", "qnode2")}
     for agent in agents.values():
         agent.batches = batches
         await agent.start()
-    pools = {n: LinkKeyPools(km_config_of(plan, n)) for n in ("qnode1", "qnode2")}
+    pools = {
+        n: LinkKeyPools(km_config_of(plan, n), refill_pause=refill_pause)
+        for n in ("qnode1", "qnode2")
+    }
     for p in pools.values():
         await p.start()
     return agents, pools
@@ -168,7 +171,7 @@ def test_a_pool_at_its_high_water_mark_stops_calling_the_module_until_below_low_
                 index, key = await one.take_for_sending(1.0)
                 assert await two.take_index(index, 1.0) == key
             # Observed for longer than the fetcher's pause: not one call to the module.
-            await asyncio.sleep(2.5 * REFILL_PAUSE_S)
+            await asyncio.sleep(5 * 0.2)
             assert stream.calls == calls
             for _ in range(14):  # own half 32 -> 15 keys: below low water (16)
                 index, key = await one.take_for_sending(1.0)
