@@ -84,7 +84,7 @@ class _Device:
 
 # The fallback `<get>`s of all devices together stay below this rate: on a large network each
 # device is polled less often than `poll_interval` (notifications carry the news meanwhile).
-MAX_POLLS_PER_S = 4.0
+MAX_POLLS_PER_S = 1.0
 
 
 def poll_period(poll_interval: float, devices: int) -> float:

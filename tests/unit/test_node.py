@@ -346,3 +346,27 @@ def test_both_ends_stay_identical_under_random_faults(tmp_path: Path) -> None:
     key = a.get_key(ab)
     assert key.status.value == 0
     assert b.get_key(ab, key.index).key == key.key
+
+
+def test_periodic_perf_updates_name_only_changed_links_with_a_slow_heartbeat(
+    tmp_path: Path,
+) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b", "c"], [("a", "b"), ("a", "c")])
+    node = QkdNode(
+        agent_config_of(plan, "a"),
+        Site(),
+        lambda _: None,
+        NodeSettings(perf_heartbeat_periods=3),
+    )
+    node.start(node.initial_running())
+    try:
+        assert len(node.perf_updates()) == 2  # first report: every link
+        assert node.perf_updates() == []  # nothing moved: nothing said
+        assert node.perf_updates() == []
+        assert len(node.perf_updates()) == 2  # the heartbeat, three periods after
+        ab = plan.links[0].qkdl_id
+        node.set_link(ab, False)  # its SKR drops to 0: reported at once by the change...
+        updates = node.perf_updates()  # ... and not again unchanged in the next period
+        assert all(ab not in update for update in updates)
+    finally:
+        node.stop()
