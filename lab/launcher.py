@@ -332,7 +332,7 @@ class ProcessRecord:
     """One line of STATE_DIR/pids.json: a process of the twin and how it fares."""
 
     process: ManagedProcess
-    state: str = "running"  # running, restarting, failed, stopped (lab.restarts.ChildState)
+    state: str = "running"  # running, starting, restarting, failed, stopped (ChildState)
     restarts: int = 0
     last_exit: int | None = None
     reason: str = ""
@@ -393,6 +393,11 @@ def supervisor_running(state_dir: Path) -> ManagedProcess | None:
     """The twin's supervisor if it is still alive (and still ours)."""
     supervisor = recorded_supervisor(state_dir)
     return supervisor if supervisor is not None and is_ours(supervisor) else None
+
+
+def port_open(address: tuple[str, int]) -> bool:
+    """Something accepts TCP connections at `address`."""
+    return _port_open(address)
 
 
 def _port_open(address: tuple[str, int]) -> bool:
