@@ -47,7 +47,9 @@ EMPTY_FRACTION = 0.10
 LOW_WATER_FRACTION = 0.5
 # Keys asked of the module in one GetKeyBatch at most, and the bits a key is assumed to hold
 # when turning the room in a pool into a number of keys (the modules deliver 256-bit keys).
-BATCH_KEYS = 1024
+BATCH_KEYS = 128
+# A batch lost to a deadline was consumed at the module all the same: wait long for it.
+BATCH_RPC_TIMEOUT_S = 10.0
 ASSUMED_KEY_BITS = 256
 # After a batch the module could not fill (it had generated no more), the fetcher waits this
 # long before asking again, unless a consumer waits for a key: keys arrive in few large calls.
@@ -304,22 +306,40 @@ class LinkKeyPool:
         return min(ahead) if ahead else None
 
     def next_in_order(self) -> int | None:
-        """The next index to fetch in order, of a parity whose half of the pool is filling."""
+        """The next index to fetch in order, of a parity whose half of the pool is filling.
+
+        None before the pool is synchronised with the peer KM (when it must be): the
+        agreed position may lie ahead, and keys fetched below it would be dropped."""
+        if not self.synced:
+            return None
         room = [self._cursor[p] for p in self._filling_parities()]
         return min(room) if room else None
 
     def next_batch(self, limit: int) -> list[int]:
         """Up to `limit` indices to fetch next, ascending: every wanted one, then in order
-        those of each filling parity half, as many as its room holds (at least one)."""
-        chosen = set(i for i in self._wanted if self._fetchable(i))
-        for parity in self._filling_parities():
-            room = max(1, int(self.max_bits / 2 - self._bits[parity]) // ASSUMED_KEY_BITS)
-            index = self._cursor[parity]
-            while room > 0 and len(chosen) < limit:
-                if index not in self._fetched_ahead:
-                    chosen.add(index)
-                    room -= 1
-                index += 2
+        those of each filling parity half (both parities side by side), as many as its room
+        holds (at least one). No index in order before the pool is synchronised."""
+        chosen = {i for i in self._wanted if self._fetchable(i)}
+        if not self.synced:
+            return sorted(chosen)[:limit]
+        rooms = {
+            p: max(1, int(self.max_bits / 2 - self._bits[p]) // ASSUMED_KEY_BITS)
+            for p in self._filling_parities()
+        }
+        index = min((self._cursor[p] for p in rooms), default=0)
+        while rooms and len(chosen) < limit:
+            parity = index % 2
+            if (
+                parity in rooms
+                and index >= self._cursor[parity]
+                and index not in self._fetched_ahead
+                and index not in chosen
+            ):
+                chosen.add(index)
+                rooms[parity] -= 1
+                if rooms[parity] == 0:
+                    del rooms[parity]
+            index += 1
         return sorted(chosen)[:limit]
 
     def is_wanted(self, index: int) -> bool:
@@ -419,6 +439,7 @@ class LinkKeyPool:
             self._skip_to(parity, target)
         self._wanted = {i for i in self._wanted if self._fetchable(i)}
         self.synced = True
+        self._need.set()  # fetching in order may begin
         self._notify()
         own = 0 if self.link.sends_even else 1
         return ResyncOutcome(before, agreed, dropped[own], dropped[1 - own], skipped)
@@ -636,17 +657,17 @@ class _PoolFetcher:
         find_start = True
         misses = 0
         while True:
-            await pool.wait_for_need()
-            if find_start:
+            if find_start:  # first of all: where the module's stream stands (before sync)
                 find_start = not await self._find_start()
                 continue
+            await pool.wait_for_need()
             indices = pool.next_batch(BATCH_KEYS)
             if not indices:
                 continue
             wanted = {i for i in indices if pool.is_wanted(i)}
             call = self.stub.GetKeyBatch(
                 pb.GetKeyBatchRequest(key_stream_id=pool.link.qkdl_id, indices=indices),
-                timeout=self.rpc_timeout,
+                timeout=max(self.rpc_timeout, BATCH_RPC_TIMEOUT_S),
             )
             reply = await call
             if reply.status not in (STATUS_OK, STATUS_INSUFFICIENT_KEY):
@@ -704,7 +725,8 @@ class _PoolFetcher:
         find_start = True
         misses = 0
         while True:
-            await self.pool.wait_for_need()
+            if not find_start:  # finding the start comes first, even before sync
+                await self.pool.wait_for_need()
             wanted = self.pool.next_wanted()
             if wanted is not None:
                 index: int | None = wanted
