@@ -27,6 +27,7 @@ MESSAGE_KEY = "qkdsdn-message"
 MAX_WAIT_S = 30.0  # the longest a GetKey waits for generation, whatever the QoS says
 MAX_BATCH = 1024  # indices answered by one GetKeyBatch at most
 NOT_YET = "not yet generated"
+RESERVE_AHEAD_BATCHES = 4  # a batch reserves the positions of this many batches more
 _SLACK_S = 0.001  # wake just after the key exists (float rounding)
 
 
@@ -107,9 +108,10 @@ class KeyDeliveryService:
             _tell(context, first.message)  # nothing to answer yet, or the stream is not usable
             return pb.GetKeyBatchResponse(status=int(first.status))
         keys = [_batch_key(first)]
-        # One position write for the batch, not one per reservation block; a failure leaves
-        # the reservation to each GET_KEY (which then refuses what it cannot record).
-        self.node.reserve_through(stream, max(indices[1:], default=0))
+        # One position write (an fsync, in the event loop) for this batch and the next few,
+        # not one per reservation block; a failure leaves the reservation to each GET_KEY
+        # (which then refuses what it cannot record). A restart skips at most that many.
+        self.node.reserve_through(stream, max(indices) + RESERVE_AHEAD_BATCHES * len(indices))
         for index in indices[1:]:
             result = self.node.get_key(stream, index)
             if result.status is Status.INSUFFICIENT_KEY and result.message == NOT_YET:

@@ -134,10 +134,15 @@ class DeviceService:
         for task in tasks:
             if not task.cancelled() and task.exception() is not None:
                 log.error("device supervisor failed", exc_info=task.exception())
+        closing = []
         for device in self._devices.values():
             session, device.session = device.session, None
             if session is not None:
-                await self._close(device, session)
+                closing.append(self._close(device, session))
+        # All at once, each in its own worker: one <close-session> after another took
+        # longer than `lab down` waits with 100 devices.
+        await asyncio.gather(*closing, return_exceptions=True)
+        for device in self._devices.values():
             device.worker.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ queries
