@@ -108,10 +108,12 @@ class KeyDeliveryService:
             _tell(context, first.message)  # nothing to answer yet, or the stream is not usable
             return pb.GetKeyBatchResponse(status=int(first.status))
         keys = [_batch_key(first)]
-        # One position write (an fsync, in the event loop) for this batch and the next few,
-        # not one per reservation block; a failure leaves the reservation to each GET_KEY
-        # (which then refuses what it cannot record). A restart skips at most that many.
-        self.node.reserve_through(stream, max(indices) + RESERVE_AHEAD_BATCHES * len(indices))
+        # One position write (an fsync, in a worker thread: the event loop serves the other
+        # nodes meanwhile) for this batch and the next few, not one per reservation block; a
+        # failure leaves the reservation to each GET_KEY (which then refuses what it cannot
+        # record). A restart skips at most that many indices.
+        ahead = max(indices) + RESERVE_AHEAD_BATCHES * len(indices)
+        await asyncio.to_thread(self.node.reserve_through, stream, ahead)
         for index in indices[1:]:
             result = self.node.get_key(stream, index)
             if result.status is Status.INSUFFICIENT_KEY and result.message == NOT_YET:

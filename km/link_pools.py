@@ -802,7 +802,7 @@ class LinkKeyPools:
         config: KmConfig,
         *,
         max_bits: int | None = None,
-        rpc_timeout: float = 2.0,
+        rpc_timeout: float = 10.0,
         sync_before_sending: bool = False,
         refill_pause: float = REFILL_PAUSE_S,
     ) -> None:
