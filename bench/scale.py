@@ -62,6 +62,7 @@ class TwinFigures:
     idle_after_s: float  # seconds after up when the idle window began
     load_average: float  # 1-minute load average of the machine at the idle window
     first_key_s: float
+    first_outcome: str  # "ok", or why the first request failed
     steady_sent: int
     steady_ok: int
     steady_errors: dict[str, int]
@@ -243,6 +244,7 @@ def measure(name: str, topology_text: str, hops: int, minutes: float, rate: floa
         idle_after_s=round(idle_after, 1),
         load_average=round(load, 2),
         first_key_s=round(first_s, 3),
+        first_outcome=first,
         steady_sent=count,
         steady_ok=ok,
         steady_errors=outcomes,
@@ -279,7 +281,8 @@ def main() -> int:
         print(
             f"{figures.name}: {figures.processes} processes, steady {figures.steady_ok}/"
             f"{figures.steady_sent} served ({share:.1f} %), errors {figures.steady_errors}, "
-            f"stopped {figures.stopped}, SIGKILLed {figures.killed}; CPU while the pools"
+            f"stopped {figures.stopped}, SIGKILLed {figures.killed}; first request"
+            f" {figures.first_outcome}; CPU while the pools"
             f" fill {figures.fill_cpu_pct} %, idle window {figures.idle_after_s} s after up"
             f" at load average {figures.load_average}"
         )
