@@ -16,15 +16,26 @@ from typing import Any, cast
 
 import grpc
 
-from agents.emulator.qkd_module import Status
+from agents.emulator.qkd_module import KeyResult, Status
 from agents.node import QkdNode
 from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
+from common.roles import peer_identity
 
 Context = grpc.aio.ServicerContext[Any, Any]
 MESSAGE_KEY = "qkdsdn-message"
 MAX_WAIT_S = 30.0  # the longest a GetKey waits for generation, whatever the QoS says
+MAX_BATCH = 1024  # indices answered by one GetKeyBatch at most
+NOT_YET = "not yet generated"
+RESERVE_AHEAD_BATCHES = 4  # a batch reserves the positions of this many batches more
 _SLACK_S = 0.001  # wake just after the key exists (float rounding)
+
+
+def _owner(context: Context) -> str:
+    """Who opens a stream: the caller's certificate identity, so that a restarted key manager
+    (same identity, new address) may reopen its streams at once; the address without one."""
+    identity = peer_identity(context)
+    return identity.uri if identity is not None else context.peer() or ""
 
 
 def _tell(context: Context, message: str) -> None:
@@ -47,7 +58,7 @@ class KeyDeliveryService:
             request.destination,
             request.key_stream_id or "",
             request.qos.key_chunk_size,
-            owner=context.peer() or "",
+            owner=_owner(context),
         )
         if result.status in (Status.SUCCESSFUL, Status.PEER_NOT_CONNECTED):
             self._timeouts[result.key_stream_id] = min(request.qos.timeout / 1000.0, MAX_WAIT_S)
@@ -70,26 +81,69 @@ class KeyDeliveryService:
         stream = request.key_stream_id
         index = request.index if request.HasField("index") else None
         deadline = time.monotonic() + self._timeouts.get(stream, 0.0)
-        while True:  # bounded by the deadline: each pass waits until the key should exist
-            result = self.node.get_key(stream, index)
-            if (
-                result.status is not Status.INSUFFICIENT_KEY
-                or result.message != "not yet generated"
-            ):
-                break
-            wait = self.node.ready_in(stream, index)
-            if wait is None or time.monotonic() + wait > deadline:
-                break
-            await asyncio.sleep(wait + _SLACK_S)
+        result = await self._get_waiting(stream, index, deadline)
         _tell(context, result.message)
         return pb.GetKeyResponse(
             status=int(result.status), key_buffer=result.key, index=result.index
         )
 
+    async def GetKeyBatch(
+        self, request: pb.GetKeyBatchRequest, context: Context
+    ) -> pb.GetKeyBatchResponse:
+        """The keys at `indices` in order, up to the first one not generated yet (the first
+        index waits for generation as GetKey does). One call instead of one per key."""
+        stream = request.key_stream_id
+        indices = list(request.indices)
+        if not indices or len(indices) > MAX_BATCH:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"GetKeyBatch takes 1 to {MAX_BATCH} indices, not {len(indices)}",
+            )
+        deadline = time.monotonic() + self._timeouts.get(stream, 0.0)
+        first = await self._get_waiting(stream, indices[0], deadline)
+        if first.message == NOT_YET or first.status not in (
+            Status.SUCCESSFUL,
+            Status.INSUFFICIENT_KEY,
+        ):
+            _tell(context, first.message)  # nothing to answer yet, or the stream is not usable
+            return pb.GetKeyBatchResponse(status=int(first.status))
+        keys = [_batch_key(first)]
+        # One position write (an fsync, in a worker thread: the event loop serves the other
+        # nodes meanwhile) for this batch and the next few, not one per reservation block; a
+        # failure leaves the reservation to each GET_KEY (which then refuses what it cannot
+        # record). A restart skips at most that many indices.
+        ahead = max(indices) + RESERVE_AHEAD_BATCHES * len(indices)
+        await asyncio.to_thread(self.node.reserve_through, stream, ahead)
+        for index in indices[1:]:
+            result = self.node.get_key(stream, index)
+            if result.status is Status.INSUFFICIENT_KEY and result.message == NOT_YET:
+                break
+            keys.append(_batch_key(result))
+            if result.status not in (Status.SUCCESSFUL, Status.INSUFFICIENT_KEY):
+                break
+        return pb.GetKeyBatchResponse(status=int(Status.SUCCESSFUL), keys=keys)
+
+    async def _get_waiting(self, stream: str, index: int | None, deadline: float) -> KeyResult:
+        """GET_KEY, waiting (until `deadline`) for a key the module has not generated yet."""
+        while True:  # bounded by the deadline: each pass waits until the key should exist
+            result = self.node.get_key(stream, index)
+            if result.status is not Status.INSUFFICIENT_KEY or result.message != NOT_YET:
+                return result
+            wait = self.node.ready_in(stream, index)
+            if wait is None or time.monotonic() + wait > deadline:
+                return result
+            await asyncio.sleep(wait + _SLACK_S)
+
     async def Close(self, request: pb.CloseRequest, context: Context) -> pb.CloseResponse:
         status = self.node.close_stream(request.key_stream_id)
         self._timeouts.pop(request.key_stream_id, None)
         return pb.CloseResponse(status=int(status))
+
+
+def _batch_key(result: KeyResult) -> pb.BatchKey:
+    return pb.BatchKey(
+        status=int(result.status), index=result.index, key_buffer=result.key, message=result.message
+    )
 
 
 def add_to_server(service: KeyDeliveryService, server: grpc.aio.Server) -> None:

@@ -265,6 +265,12 @@ class KeyStore:
         with self._lock:
             self._db.close()
 
+    @property
+    def changes(self) -> int:
+        """Rows written since the store opened: unchanged means nothing to checkpoint."""
+        with self._lock:
+            return self._db.total_changes
+
     def checkpoint(self) -> int:
         """Copies the WAL into the database file; returns the pages copied.
 

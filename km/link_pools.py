@@ -42,6 +42,18 @@ STATUS_NO_QKD_CONNECTION = 4
 # QKDNetSim's thresholds at 1 Mbit: ready above 150 kbit, empty below 100 kbit.
 READY_FRACTION = 0.15
 EMPTY_FRACTION = 0.10
+# Refill with hysteresis, per parity half: a half that reached its high-water mark (full) is
+# left alone until it falls below this fraction of its size; then filled up to full again.
+LOW_WATER_FRACTION = 0.5
+# Keys asked of the module in one GetKeyBatch at most, and the bits a key is assumed to hold
+# when turning the room in a pool into a number of keys (the modules deliver 256-bit keys).
+BATCH_KEYS = 128
+# A batch lost to a deadline was consumed at the module all the same: wait long for it.
+BATCH_RPC_TIMEOUT_S = 10.0
+ASSUMED_KEY_BITS = 256
+# After a batch the module could not fill (it had generated no more), the fetcher waits this
+# long before asking again, unless a consumer waits for a key: keys arrive in few large calls.
+REFILL_PAUSE_S = 4.0
 # The peer sends with its smallest index first, so a peer index this far below one it just
 # used was skipped or lost in flight (the margin allows for hops overtaking each other).
 STALE_WINDOW = 32
@@ -184,6 +196,8 @@ class LinkKeyPool:
         self._changed = asyncio.Event()
         self._need = asyncio.Event()
         self._need.set()
+        self._filling = [True, True]  # per parity: below the low-water mark since last full
+        self._urgent = asyncio.Event()  # a consumer waits for a key the pool does not hold
         self.link_up = False
         # The module told where its stream starts for this end (its oldest unconsumed key).
         self.located = False
@@ -248,6 +262,10 @@ class LinkKeyPool:
             chosen = self._pop_ours(nbytes)
             if chosen is not None:
                 return chosen, b"".join(self._remove(i) for i in chosen)
+            # Too few own keys, whatever the marks say: fill this end's half now.
+            self._filling[0 if self.link.sends_even else 1] = True
+            self._need.set()
+            self._urgent.set()
             await self._wait_change(deadline, f"no link key on {self.link.label()}")
 
     async def take_index(self, index: int, timeout: float) -> bytes:
@@ -270,6 +288,7 @@ class LinkKeyPool:
                     break
                 self._wanted.update(missing)
                 self._need.set()
+                self._urgent.set()
                 await self._wait_change(
                     deadline, f"no link key at index {missing[0]} on {self.link.label()}"
                 )
@@ -287,9 +306,57 @@ class LinkKeyPool:
         return min(ahead) if ahead else None
 
     def next_in_order(self) -> int | None:
-        """The next index to fetch in order, of a parity whose half of the pool has room."""
-        room = [self._cursor[p] for p in (0, 1) if self._bits[p] < self.max_bits / 2]
+        """The next index to fetch in order, of a parity whose half of the pool is filling.
+
+        None before the pool is synchronised with the peer KM (when it must be): the
+        agreed position may lie ahead, and keys fetched below it would be dropped."""
+        if not self.synced:
+            return None
+        room = [self._cursor[p] for p in self._filling_parities()]
         return min(room) if room else None
+
+    def next_batch(self, limit: int) -> list[int]:
+        """Up to `limit` indices to fetch next, ascending: every wanted one, then in order
+        those of each filling parity half (both parities side by side), as many as its room
+        holds (at least one). No index in order before the pool is synchronised."""
+        chosen = {i for i in self._wanted if self._fetchable(i)}
+        if not self.synced:
+            return sorted(chosen)[:limit]
+        rooms = {
+            p: max(1, int(self.max_bits / 2 - self._bits[p]) // ASSUMED_KEY_BITS)
+            for p in self._filling_parities()
+        }
+        index = min((self._cursor[p] for p in rooms), default=0)
+        while rooms and len(chosen) < limit:
+            parity = index % 2
+            if (
+                parity in rooms
+                and index >= self._cursor[parity]
+                and index not in self._fetched_ahead
+                and index not in chosen
+            ):
+                chosen.add(index)
+                rooms[parity] -= 1
+                if rooms[parity] == 0:
+                    del rooms[parity]
+            index += 1
+        return sorted(chosen)[:limit]
+
+    def is_wanted(self, index: int) -> bool:
+        return index in self._wanted
+
+    async def wait_urgent(self, timeout: float) -> None:
+        """Returns after `timeout` seconds, or as soon as a consumer waits for a key."""
+        if self.next_wanted() is not None or not self._own:
+            return
+        self._urgent.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._urgent.wait()
+
+    def filling(self) -> bool:
+        """Some half of the pool is below its high-water mark after falling below low water."""
+        return bool(self._filling_parities())
 
     def wants_more(self) -> bool:
         return self.next_in_order() is not None or self.next_wanted() is not None
@@ -372,6 +439,7 @@ class LinkKeyPool:
             self._skip_to(parity, target)
         self._wanted = {i for i in self._wanted if self._fetchable(i)}
         self.synced = True
+        self._need.set()  # fetching in order may begin
         self._notify()
         own = 0 if self.link.sends_even else 1
         return ResyncOutcome(before, agreed, dropped[own], dropped[1 - own], skipped)
@@ -398,6 +466,16 @@ class LinkKeyPool:
         self._notify()
 
     # ---------------------------------------------------------------- internals
+
+    def _filling_parities(self) -> list[int]:
+        """The parities whose half is to be filled now (hysteresis between the marks)."""
+        half = self.max_bits / 2
+        for parity in (0, 1):
+            if self._bits[parity] >= half:
+                self._filling[parity] = False
+            elif self._bits[parity] < LOW_WATER_FRACTION * half:
+                self._filling[parity] = True
+        return [p for p in (0, 1) if self._filling[p]]
 
     def _fetchable(self, index: int) -> bool:
         """Not fetched, used or skipped yet at this end."""
@@ -514,12 +592,18 @@ _KEY_DELIVERY_STUB: Callable[[grpc.aio.Channel], Any] = pb_grpc.KeyDeliveryStub
 
 
 class _PoolFetcher:
-    """Keeps one pool filled from the module: OpenConnect, then GetKey until full."""
+    """Keeps one pool filled from the module: OpenConnect, then GetKeyBatch (or GetKey one
+    by one from a module without it) while the pool is filling, then nothing until a consumer
+    takes it below its low-water mark or waits for an index."""
 
-    def __init__(self, pool: LinkKeyPool, stub: Any, rpc_timeout: float) -> None:
+    def __init__(
+        self, pool: LinkKeyPool, stub: Any, rpc_timeout: float, refill_pause: float
+    ) -> None:
         self.pool = pool
         self.stub = stub
         self.rpc_timeout = rpc_timeout
+        self.refill_pause = refill_pause
+        self.batches = True  # until the module answers UNIMPLEMENTED
 
     async def run(self) -> None:
         trouble = iter(LINK_TROUBLE.delays())
@@ -553,6 +637,87 @@ class _PoolFetcher:
             raise _LinkTrouble(f"OpenConnect status {reply.status} {message}".rstrip())
 
     async def _fill(self) -> None:
+        if self.batches:
+            try:
+                await self._fill_in_batches()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                log.info("%s: module without GetKeyBatch; one key per call", self.pool.link.label())
+                self.batches = False
+        await self._fill_one_by_one()
+
+    async def _fill_in_batches(self) -> None:
+        """Fetches the indices `LinkKeyPool.next_batch` chooses, many per call, so both ends
+        of the link fetch the same indices; without index (one GetKey: the module's oldest
+        unconsumed key) only to find where to start, or to jump past keys the module expired.
+        After a batch the module could not fill, waits `REFILL_PAUSE_S` unless a consumer
+        waits for a key."""
+        pool = self.pool
+        find_start = True
+        misses = 0
+        while True:
+            if find_start:  # first of all: where the module's stream stands (before sync)
+                find_start = not await self._find_start()
+                continue
+            await pool.wait_for_need()
+            indices = pool.next_batch(BATCH_KEYS)
+            if not indices:
+                continue
+            wanted = {i for i in indices if pool.is_wanted(i)}
+            call = self.stub.GetKeyBatch(
+                pb.GetKeyBatchRequest(key_stream_id=pool.link.qkdl_id, indices=indices),
+                timeout=max(self.rpc_timeout, BATCH_RPC_TIMEOUT_S),
+            )
+            reply = await call
+            if reply.status not in (STATUS_OK, STATUS_INSUFFICIENT_KEY):
+                raise _LinkTrouble(
+                    f"GetKeyBatch status {reply.status} {await _message(call)}".rstrip()
+                )
+            if not pool.link_up:
+                pool.set_link_up(True)
+            for key in reply.keys:
+                if key.status == STATUS_OK:
+                    pool.put(key.index, key.key_buffer)
+                elif key.status == STATUS_INSUFFICIENT_KEY and key.message in GONE_MESSAGES:
+                    pool.mark_gone(key.index)
+                    if key.message == "expired" and key.index not in wanted:
+                        find_start = True  # expired here: jump to the oldest key left
+                else:
+                    raise _LinkTrouble(f"GetKey status {key.status} {key.message}".rstrip())
+            if len(reply.keys) == len(indices):
+                misses = 0
+                continue
+            if not reply.keys:
+                misses += 1
+                if not await _message(call) and misses % PROBE_AFTER_MISSES == 0:
+                    find_start = True  # a module that does not say why: probe its oldest key
+            await self._pause()
+
+    async def _find_start(self) -> bool:
+        """GetKey without index: the module's oldest unconsumed key; below it nothing is
+        left at this end. False when the module had no key yet."""
+        call = self.stub.GetKey(
+            pb.GetKeyRequest(key_stream_id=self.pool.link.qkdl_id), timeout=self.rpc_timeout
+        )
+        reply = await call
+        if reply.status == STATUS_OK:
+            if not self.pool.link_up:
+                self.pool.set_link_up(True)
+            self.pool.advance_frontier(reply.index)
+            self.pool.put(reply.index, reply.key_buffer)
+            return True
+        if reply.status == STATUS_INSUFFICIENT_KEY:
+            if not self.pool.link_up:
+                self.pool.set_link_up(True)
+            await self._pause()
+            return False
+        raise _LinkTrouble(f"GetKey status {reply.status} {await _message(call)}".rstrip())
+
+    async def _pause(self) -> None:
+        await self.pool.wait_urgent(self.refill_pause)
+
+    async def _fill_one_by_one(self) -> None:
         """Fetches the pool's frontier index by index, so both ends of the link fetch the
         same indices; a wanted index first; without index (the module's oldest unconsumed
         key) only to find where to start, or to jump past keys the module expired."""
@@ -560,7 +725,8 @@ class _PoolFetcher:
         find_start = True
         misses = 0
         while True:
-            await self.pool.wait_for_need()
+            if not find_start:  # finding the start comes first, even before sync
+                await self.pool.wait_for_need()
             wanted = self.pool.next_wanted()
             if wanted is not None:
                 index: int | None = wanted
@@ -636,10 +802,14 @@ class LinkKeyPools:
         config: KmConfig,
         *,
         max_bits: int | None = None,
-        rpc_timeout: float = 2.0,
+        rpc_timeout: float = 10.0,
         sync_before_sending: bool = False,
+        refill_pause: float = REFILL_PAUSE_S,
     ) -> None:
+        """`refill_pause`: seconds between two batches while the module has no more key and
+        no consumer waits."""
         self.node = config.node
+        self._refill_pause = refill_pause
         self.address = str(config.agent)
         self._tls_files = config.tls  # read at start: mutual TLS to the agent
         bits = config.settings.link_pool_max_bits if max_bits is None else max_bits
@@ -676,7 +846,7 @@ class LinkKeyPools:
         stub = _KEY_DELIVERY_STUB(self._channel)
         self._tasks = [
             asyncio.create_task(
-                _PoolFetcher(pool, stub, self._rpc_timeout).run(),
+                _PoolFetcher(pool, stub, self._rpc_timeout, self._refill_pause).run(),
                 name=f"link-pool {pool.link.label()}",
             )
             for pool in self._pools.values()

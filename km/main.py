@@ -210,8 +210,12 @@ async def run_key_manager(config: KmConfig, stop: asyncio.Event | None = None) -
 
 async def _checkpoint_forever(store: KeyStore) -> None:
     """WAL checkpoints in a worker thread: their fsync never stalls the event loop."""
+    checkpointed = -1
     while True:
         await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+        if store.changes == checkpointed:
+            continue  # nothing written since: an idle KM does not wake a thread for nothing
+        checkpointed = store.changes
         try:
             await asyncio.to_thread(store.checkpoint)
         except Exception as exc:  # the automatic checkpoint still bounds the WAL

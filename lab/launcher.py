@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -331,7 +332,7 @@ class ProcessRecord:
     """One line of STATE_DIR/pids.json: a process of the twin and how it fares."""
 
     process: ManagedProcess
-    state: str = "running"  # running, restarting, failed, stopped (lab.restarts.ChildState)
+    state: str = "running"  # running, starting, restarting, failed, stopped (ChildState)
     restarts: int = 0
     last_exit: int | None = None
     reason: str = ""
@@ -392,6 +393,11 @@ def supervisor_running(state_dir: Path) -> ManagedProcess | None:
     """The twin's supervisor if it is still alive (and still ours)."""
     supervisor = recorded_supervisor(state_dir)
     return supervisor if supervisor is not None and is_ours(supervisor) else None
+
+
+def port_open(address: tuple[str, int]) -> bool:
+    """Something accepts TCP connections at `address`."""
+    return _port_open(address)
 
 
 def _port_open(address: tuple[str, int]) -> bool:
@@ -506,6 +512,51 @@ def wait_ready(
         time.sleep(0.05)
 
 
+def discovery_pending(plan: LabPlan, topology: dict[str, object]) -> list[str]:
+    """What the controller's `GET /topology` answer still lacks of the plan: nodes not
+    available, and the PHYS links it does not know yet (as "links: N of M"). Pure."""
+    devices = topology.get("devices")
+    links = topology.get("links")
+    available = {
+        d.get("name")
+        for d in (devices if isinstance(devices, list) else [])
+        if isinstance(d, dict) and d.get("available")
+    }
+    missing = [n.name for n in plan.nodes if n.name not in available]
+    known = {
+        entry.get("qkdl_id")
+        for entry in (links if isinstance(links, list) else [])
+        if isinstance(entry, dict)
+    }
+    phys = [link.qkdl_id for link in plan.links]
+    found = sum(1 for qkdl_id in phys if qkdl_id in known)
+    if found < len(phys):
+        missing.append(f"links: {found} of {len(phys)}")
+    return missing
+
+
+def wait_discovered(plan: LabPlan, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    """Waits until the controller has discovered every node and PHYS link of the plan (its
+    `GET /topology`), so that the first request after `lab up` finds a complete topology."""
+    deadline = time.monotonic() + timeout
+    url = f"{plan.controller.url}/topology"
+    pending = ["the controller's answer"]
+    while True:
+        if process.poll() is not None:
+            raise LabError(f"controller exited with code {process.returncode} during discovery")
+        try:
+            with urllib.request.urlopen(url, timeout=5.0) as reply:
+                pending = discovery_pending(plan, json.loads(reply.read()))
+        except (OSError, ValueError) as exc:
+            pending = [f"the controller's answer ({exc})"]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            shown = ", ".join(pending[:8]) + (" ..." if len(pending) > 8 else "")
+            raise LabError(f"the controller has not discovered after {timeout:.0f} s: {shown}")
+        time.sleep(0.2)
+
+
 def wait_listening(plan: LabPlan, process: ManagedProcess, timeout: float) -> None:
     """Waits until a process that is not our child (restarted) listens on all its ports."""
     deadline = time.monotonic() + timeout
@@ -536,6 +587,7 @@ def launch(
     (default: the hosts the state directory records, see lab.hosts), recording each in
     pids.json, and waits until all listen. On failure or interruption stops them all."""
     state_dir = Path(plan.state_dir)
+    deadline = time.monotonic() + timeout
     plan.save(state_dir / "plan.json")
     placed = hosts if hosts is not None else hosts_of(state_dir)
     started: list[tuple[ManagedProcess, subprocess.Popen[bytes]]] = []
@@ -560,6 +612,9 @@ def launch(
             if progress:
                 progress(name)
         wait_ready(plan, started, timeout)
+        controller = [popen for proc, popen in started if proc.name == CONTROLLER]
+        if controller:
+            wait_discovered(plan, max(0.0, deadline - time.monotonic()), controller[0])
     except BaseException:
         stop_processes([p for p, _ in started])
         _pid_file(state_dir).unlink(missing_ok=True)

@@ -240,9 +240,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     for entry in recorded_status(state_dir):
         proc = entry.process
         state = entry.state
-        if state == "running" and not is_ours(proc):
+        if state in ("running", "starting") and not is_ours(proc):
             state = "dead"  # recorded as running, gone: no supervisor saw it die
-        colour = {"running": "green", "restarting": "yellow"}.get(state, "red")
+        colour = {"running": "green", "restarting": "yellow", "starting": "yellow"}.get(
+            state, "red"
+        )
         shown = f"[{colour}]{state}[/]" + (f" ({entry.reason})" if entry.reason else "")
         last_exit = "" if entry.last_exit is None else str(entry.last_exit)
         table.add_row(proc.name, str(proc.pid), shown, str(entry.restarts), last_exit, proc.log)

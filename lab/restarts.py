@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 
 class ChildState(enum.Enum):
     RUNNING = "running"
+    STARTING = "starting"  # started again, not listening on all its ports yet
     RESTARTING = "restarting"  # exited unasked; starts again at `restart_at`
     FAILED = "failed"  # died too often: stays down until an operator restarts it
     STOPPED = "stopped"  # stopped on purpose (lab down)
@@ -74,10 +75,17 @@ class Child:
         )
 
     def started_again(self) -> Child:
-        """Started again (after a backoff, or by hand): it runs, one restart more."""
+        """Started again (after a backoff, or by hand): starting until it listens, one
+        restart more."""
         return replace(
-            self, state=ChildState.RUNNING, restarts=self.restarts + 1, restart_at=None, reason=""
+            self, state=ChildState.STARTING, restarts=self.restarts + 1, restart_at=None, reason=""
         )
+
+    def listening(self) -> Child:
+        """A starting process now listens on all its ports: it runs."""
+        if self.state is not ChildState.STARTING:
+            return self
+        return replace(self, state=ChildState.RUNNING)
 
     def asked_to_restart(self) -> Child:
         """An operator restarts it: the crash history no longer counts (a failed one may run)."""

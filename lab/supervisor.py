@@ -23,7 +23,16 @@ from pathlib import Path
 from types import FrameType
 
 from lab.hosts import hosts_of
-from lab.launcher import SIGKILLED, LabError, ProcessRecord, launch, record, spawn_on
+from lab.launcher import (
+    SIGKILLED,
+    LabError,
+    ProcessRecord,
+    launch,
+    port_open,
+    readiness_ports,
+    record,
+    spawn_on,
+)
 from lab.plan import LabPlan
 from lab.processes import ManagedProcess, log_path, stop_processes
 from lab.restarts import Child, ChildState, RestartPolicy
@@ -42,6 +51,9 @@ class _Running:
     process: ManagedProcess
     popen: subprocess.Popen[bytes]
     pidfd: int
+
+
+READINESS_POLL_S = 0.1  # how often a starting process is checked for listening
 
 
 class Supervisor:
@@ -114,6 +126,8 @@ class Supervisor:
         while not self.stopping:
             now = time.monotonic()
             waits = [c.restart_at - now for c in self.children.values() if c.restart_at]
+            if any(c.state is ChildState.STARTING for c in self.children.values()):
+                waits.append(READINESS_POLL_S)  # look again whether it listens
             timeout = max(0.0, min(waits)) if waits else None
             for key, _ in self.selector.select(timeout):
                 if key.data is None:
@@ -127,6 +141,7 @@ class Supervisor:
             for name, child in list(self.children.items()):
                 if child.due(now) and not self.stopping:
                     self._start_again(name)
+            self._check_listening()
         self._stop_all()
         return 0
 
@@ -169,6 +184,21 @@ class Supervisor:
         self.children[name] = self.children[name].started_again()
         log.info("%s restarted: pid %d (restart %d)", name, popen.pid, self.children[name].restarts)
         self._write_status()
+
+    def _check_listening(self) -> None:
+        """Marks running each started-again process that now listens on all its ports."""
+        changed = False
+        for name, child in list(self.children.items()):
+            if (
+                child.state is ChildState.STARTING
+                and name in self.running
+                and all(port_open(a) for a in readiness_ports(self.plan, name))
+            ):
+                self.children[name] = child.listening()
+                log.info("%s listens again", name)
+                changed = True
+        if changed:
+            self._write_status()
 
     # ------------------------------------------------------------ requests
 

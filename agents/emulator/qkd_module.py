@@ -263,6 +263,17 @@ class QkdModule:
         key = key_material(self._seed, self.end.qkdl_id, index, self.chunk_bytes)
         return KeyResult(Status.SUCCESSFUL, index, key)
 
+    def reserve_through(self, index: int) -> str:
+        """Records on disk, in one write, that indices up to `index` may be handed out (before
+        a batch of GET_KEYs); "" or why not. Without a position file, nothing to do."""
+        if self._positions is None or index < self._base:
+            return ""
+        try:
+            self._positions.reserve(index)
+        except PositionError as exc:
+            return str(exc)
+        return ""
+
     def ready_in(self, index: int | None = None) -> float | None:
         """Seconds until `index` (or the next unconsumed one) exists; None: not while down."""
         if self.state.status is not LinkStatus.ACTIVE:

@@ -42,6 +42,8 @@ class LinkEvents:
         self._publish = publish
         self._overloaded: set[str] = set()
         self._reported_skr: dict[str, float] = {}
+        self._reported_perf: dict[str, tuple[Performance, int]] = {}  # perf, report round
+        self._perf_round = 0
 
     def set_publisher(self, publish: Publish | None) -> None:
         self._publish = publish
@@ -105,9 +107,10 @@ class LinkEvents:
         events += self.overloads([qkdl_id])
         return events
 
-    def _perf_update(self, qkdl_id: str) -> str:
-        perf = self.performance(qkdl_id)
+    def _perf_update(self, qkdl_id: str, perf: Performance | None = None) -> str:
+        perf = self.performance(qkdl_id) if perf is None else perf
         self._reported_skr[qkdl_id] = self._hardware.modules[qkdl_id].state.skr_bps
+        self._reported_perf[qkdl_id] = (perf, self._perf_round)
         return notifications.link_perf_update(qkdl_id, perf)
 
     def overloads(self, qkdl_ids: Iterable[str]) -> list[str]:
@@ -126,9 +129,22 @@ class LinkEvents:
         return events
 
     def perf_updates(self) -> list[str]:
-        """One `sdqkdn_link_perf_update` per PHYS link (the periodic report)."""
+        """The periodic report: one `sdqkdn_link_perf_update` per PHYS link whose performance
+        moved significantly since its last report, or that was not reported for
+        `perf_heartbeat_periods` periods (so an idle network stays quiet)."""
         with self._hardware.lock:
-            return [self._perf_update(qkdl_id) for qkdl_id in self._hardware.modules]
+            self._perf_round += 1
+            events = []
+            for qkdl_id in self._hardware.modules:
+                perf = self.performance(qkdl_id)
+                last = self._reported_perf.get(qkdl_id)
+                if (
+                    last is None
+                    or self._perf_round - last[1] >= self._settings.perf_heartbeat_periods
+                    or _perf_moved(last[0], perf, self._settings.significant_change)
+                ):
+                    events.append(self._perf_update(qkdl_id, perf))
+            return events
 
     async def run_perf_updates(self) -> None:
         """Publishes the periodic performance reports until the node stops or is cancelled."""
@@ -148,3 +164,17 @@ class LinkEvents:
                 if raise_errors:
                     raise
                 log.exception("%s: notification not sent", self._hardware.name)
+
+
+def _perf_moved(before: Performance, after: Performance, threshold: float) -> bool:
+    """A figure of a link's performance changed by more than `threshold` (relative)."""
+    pairs: list[tuple[float, float]] = [
+        (before.skr, after.skr),
+        (before.eskr, after.eskr),
+        (before.expected_consumption, after.expected_consumption),
+    ]
+    if before.qber is not None and after.qber is not None:
+        pairs.append((before.qber, after.qber))
+    elif before.qber != after.qber:
+        return True
+    return any(abs(b - a) > threshold * max(abs(b), 1e-9) for b, a in pairs)

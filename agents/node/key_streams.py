@@ -34,6 +34,14 @@ class KeyStreams:
         with self._hardware.lock:
             return module.get_key(key_stream_id, index)
 
+    def reserve_through(self, key_stream_id: str, index: int) -> str:
+        """One position write covering a batch of GET_KEYs up to `index`; "" or why not."""
+        module = self._hardware.modules.get(key_stream_id)
+        if module is None:
+            return ""
+        with self._hardware.lock:
+            return module.reserve_through(index)
+
     def ready_in(self, key_stream_id: str, index: int | None) -> float | None:
         module = self._hardware.modules.get(key_stream_id)
         if module is None or not module.stream_open:

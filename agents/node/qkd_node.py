@@ -132,6 +132,9 @@ class QkdNode:
     def get_key(self, key_stream_id: str, index: int | None) -> KeyResult:
         return self.key_streams.get_key(key_stream_id, index)
 
+    def reserve_through(self, key_stream_id: str, index: int) -> str:
+        return self.key_streams.reserve_through(key_stream_id, index)
+
     def ready_in(self, key_stream_id: str, index: int | None) -> float | None:
         return self.key_streams.ready_in(key_stream_id, index)
 

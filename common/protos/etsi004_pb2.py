@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ommon/protos/etsi004.proto\x12\x0eqkdsdn.etsi004\"\x9a\x01\n\x03QoS\x12\x16\n\x0ekey_chunk_size\x18\x01 \x01(\r\x12\x0f\n\x07max_bps\x18\x02 \x01(\r\x12\x0f\n\x07min_bps\x18\x03 \x01(\r\x12\x0e\n\x06jitter\x18\x04 \x01(\r\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x0f\n\x07timeout\x18\x06 \x01(\r\x12\x0b\n\x03ttl\x18\x07 \x01(\r\x12\x19\n\x11metadata_mimetype\x18\x08 \x01(\t\"r\n\x12OpenConnectRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12 \n\x03qos\x18\x03 \x01(\x0b\x32\x13.qkdsdn.etsi004.QoS\x12\x15\n\rkey_stream_id\x18\x04 \x01(\t\"^\n\x13OpenConnectResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x15\n\rkey_stream_id\x18\x02 \x01(\t\x12 \n\x03qos\x18\x03 \x01(\x0b\x32\x13.qkdsdn.etsi004.QoS\"[\n\rGetKeyRequest\x12\x15\n\rkey_stream_id\x18\x01 \x01(\t\x12\x12\n\x05index\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\rmetadata_size\x18\x03 \x01(\rB\x08\n\x06_index\"U\n\x0eGetKeyResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x12\n\nkey_buffer\x18\x02 \x01(\x0c\x12\r\n\x05index\x18\x03 \x01(\r\x12\x10\n\x08metadata\x18\x04 \x01(\x0c\"%\n\x0c\x43loseRequest\x12\x15\n\rkey_stream_id\x18\x01 \x01(\t\"\x1f\n\rCloseResponse\x12\x0e\n\x06status\x18\x01 \x01(\r2\xf4\x01\n\x0bKeyDelivery\x12V\n\x0bOpenConnect\x12\".qkdsdn.etsi004.OpenConnectRequest\x1a#.qkdsdn.etsi004.OpenConnectResponse\x12G\n\x06GetKey\x12\x1d.qkdsdn.etsi004.GetKeyRequest\x1a\x1e.qkdsdn.etsi004.GetKeyResponse\x12\x44\n\x05\x43lose\x12\x1c.qkdsdn.etsi004.CloseRequest\x1a\x1d.qkdsdn.etsi004.CloseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63ommon/protos/etsi004.proto\x12\x0eqkdsdn.etsi004\"\x9a\x01\n\x03QoS\x12\x16\n\x0ekey_chunk_size\x18\x01 \x01(\r\x12\x0f\n\x07max_bps\x18\x02 \x01(\r\x12\x0f\n\x07min_bps\x18\x03 \x01(\r\x12\x0e\n\x06jitter\x18\x04 \x01(\r\x12\x10\n\x08priority\x18\x05 \x01(\r\x12\x0f\n\x07timeout\x18\x06 \x01(\r\x12\x0b\n\x03ttl\x18\x07 \x01(\r\x12\x19\n\x11metadata_mimetype\x18\x08 \x01(\t\"r\n\x12OpenConnectRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x02 \x01(\t\x12 \n\x03qos\x18\x03 \x01(\x0b\x32\x13.qkdsdn.etsi004.QoS\x12\x15\n\rkey_stream_id\x18\x04 \x01(\t\"^\n\x13OpenConnectResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x15\n\rkey_stream_id\x18\x02 \x01(\t\x12 \n\x03qos\x18\x03 \x01(\x0b\x32\x13.qkdsdn.etsi004.QoS\"[\n\rGetKeyRequest\x12\x15\n\rkey_stream_id\x18\x01 \x01(\t\x12\x12\n\x05index\x18\x02 \x01(\rH\x00\x88\x01\x01\x12\x15\n\rmetadata_size\x18\x03 \x01(\rB\x08\n\x06_index\"U\n\x0eGetKeyResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\x12\n\nkey_buffer\x18\x02 \x01(\x0c\x12\r\n\x05index\x18\x03 \x01(\r\x12\x10\n\x08metadata\x18\x04 \x01(\x0c\"<\n\x12GetKeyBatchRequest\x12\x15\n\rkey_stream_id\x18\x01 \x01(\t\x12\x0f\n\x07indices\x18\x02 \x03(\r\"N\n\x08\x42\x61tchKey\x12\x0e\n\x06status\x18\x01 \x01(\r\x12\r\n\x05index\x18\x02 \x01(\r\x12\x12\n\nkey_buffer\x18\x03 \x01(\x0c\x12\x0f\n\x07message\x18\x04 \x01(\t\"M\n\x13GetKeyBatchResponse\x12\x0e\n\x06status\x18\x01 \x01(\r\x12&\n\x04keys\x18\x02 \x03(\x0b\x32\x18.qkdsdn.etsi004.BatchKey\"%\n\x0c\x43loseRequest\x12\x15\n\rkey_stream_id\x18\x01 \x01(\t\"\x1f\n\rCloseResponse\x12\x0e\n\x06status\x18\x01 \x01(\r2\xcc\x02\n\x0bKeyDelivery\x12V\n\x0bOpenConnect\x12\".qkdsdn.etsi004.OpenConnectRequest\x1a#.qkdsdn.etsi004.OpenConnectResponse\x12G\n\x06GetKey\x12\x1d.qkdsdn.etsi004.GetKeyRequest\x1a\x1e.qkdsdn.etsi004.GetKeyResponse\x12\x44\n\x05\x43lose\x12\x1c.qkdsdn.etsi004.CloseRequest\x1a\x1d.qkdsdn.etsi004.CloseResponse\x12V\n\x0bGetKeyBatch\x12\".qkdsdn.etsi004.GetKeyBatchRequest\x1a#.qkdsdn.etsi004.GetKeyBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,10 +41,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETKEYREQUEST']._serialized_end=507
   _globals['_GETKEYRESPONSE']._serialized_start=509
   _globals['_GETKEYRESPONSE']._serialized_end=594
-  _globals['_CLOSEREQUEST']._serialized_start=596
-  _globals['_CLOSEREQUEST']._serialized_end=633
-  _globals['_CLOSERESPONSE']._serialized_start=635
-  _globals['_CLOSERESPONSE']._serialized_end=666
-  _globals['_KEYDELIVERY']._serialized_start=669
-  _globals['_KEYDELIVERY']._serialized_end=913
+  _globals['_GETKEYBATCHREQUEST']._serialized_start=596
+  _globals['_GETKEYBATCHREQUEST']._serialized_end=656
+  _globals['_BATCHKEY']._serialized_start=658
+  _globals['_BATCHKEY']._serialized_end=736
+  _globals['_GETKEYBATCHRESPONSE']._serialized_start=738
+  _globals['_GETKEYBATCHRESPONSE']._serialized_end=815
+  _globals['_CLOSEREQUEST']._serialized_start=817
+  _globals['_CLOSEREQUEST']._serialized_end=854
+  _globals['_CLOSERESPONSE']._serialized_start=856
+  _globals['_CLOSERESPONSE']._serialized_end=887
+  _globals['_KEYDELIVERY']._serialized_start=890
+  _globals['_KEYDELIVERY']._serialized_end=1222
 # @@protoc_insertion_point(module_scope)

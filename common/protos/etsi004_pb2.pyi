@@ -1,6 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -68,6 +69,34 @@ class GetKeyResponse(_message.Message):
     index: int
     metadata: bytes
     def __init__(self, status: _Optional[int] = ..., key_buffer: _Optional[bytes] = ..., index: _Optional[int] = ..., metadata: _Optional[bytes] = ...) -> None: ...
+
+class GetKeyBatchRequest(_message.Message):
+    __slots__ = ("key_stream_id", "indices")
+    KEY_STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    INDICES_FIELD_NUMBER: _ClassVar[int]
+    key_stream_id: str
+    indices: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, key_stream_id: _Optional[str] = ..., indices: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class BatchKey(_message.Message):
+    __slots__ = ("status", "index", "key_buffer", "message")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    KEY_BUFFER_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    index: int
+    key_buffer: bytes
+    message: str
+    def __init__(self, status: _Optional[int] = ..., index: _Optional[int] = ..., key_buffer: _Optional[bytes] = ..., message: _Optional[str] = ...) -> None: ...
+
+class GetKeyBatchResponse(_message.Message):
+    __slots__ = ("status", "keys")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    status: int
+    keys: _containers.RepeatedCompositeFieldContainer[BatchKey]
+    def __init__(self, status: _Optional[int] = ..., keys: _Optional[_Iterable[_Union[BatchKey, _Mapping]]] = ...) -> None: ...
 
 class CloseRequest(_message.Message):
     __slots__ = ("key_stream_id",)

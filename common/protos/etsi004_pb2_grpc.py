@@ -49,6 +49,11 @@ class KeyDeliveryStub:
                 request_serializer=common_dot_protos_dot_etsi004__pb2.CloseRequest.SerializeToString,
                 response_deserializer=common_dot_protos_dot_etsi004__pb2.CloseResponse.FromString,
                 _registered_method=True)
+        self.GetKeyBatch = channel.unary_unary(
+                '/qkdsdn.etsi004.KeyDelivery/GetKeyBatch',
+                request_serializer=common_dot_protos_dot_etsi004__pb2.GetKeyBatchRequest.SerializeToString,
+                response_deserializer=common_dot_protos_dot_etsi004__pb2.GetKeyBatchResponse.FromString,
+                _registered_method=True)
 
 
 class KeyDeliveryServicer:
@@ -72,6 +77,12 @@ class KeyDeliveryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetKeyBatch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_KeyDeliveryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -89,6 +100,11 @@ def add_KeyDeliveryServicer_to_server(servicer, server):
                     servicer.Close,
                     request_deserializer=common_dot_protos_dot_etsi004__pb2.CloseRequest.FromString,
                     response_serializer=common_dot_protos_dot_etsi004__pb2.CloseResponse.SerializeToString,
+            ),
+            'GetKeyBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetKeyBatch,
+                    request_deserializer=common_dot_protos_dot_etsi004__pb2.GetKeyBatchRequest.FromString,
+                    response_serializer=common_dot_protos_dot_etsi004__pb2.GetKeyBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -172,6 +188,33 @@ class KeyDelivery:
             '/qkdsdn.etsi004.KeyDelivery/Close',
             common_dot_protos_dot_etsi004__pb2.CloseRequest.SerializeToString,
             common_dot_protos_dot_etsi004__pb2.CloseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetKeyBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qkdsdn.etsi004.KeyDelivery/GetKeyBatch',
+            common_dot_protos_dot_etsi004__pb2.GetKeyBatchRequest.SerializeToString,
+            common_dot_protos_dot_etsi004__pb2.GetKeyBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,6 +82,16 @@ class _Device:
         self.task: asyncio.Task[None] | None = None
 
 
+# The fallback `<get>`s of all devices together stay below this rate: on a large network each
+# device is polled less often than `poll_interval` (notifications carry the news meanwhile).
+MAX_POLLS_PER_S = 1.0
+
+
+def poll_period(poll_interval: float, devices: int) -> float:
+    """Seconds between two fallback `<get>`s of one device among `devices`. Pure."""
+    return max(poll_interval, devices / MAX_POLLS_PER_S)
+
+
 class DeviceService:
     def __init__(
         self,
@@ -94,7 +104,7 @@ class DeviceService:
         self._devices = {a.name: _Device(a) for a in addresses}
         self._on_event = on_event
         self._backoff = backoff
-        self._poll_interval = poll_interval
+        self._poll_interval = poll_period(poll_interval, len(self._devices))
         self._rpc_timeout = rpc_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
@@ -124,10 +134,15 @@ class DeviceService:
         for task in tasks:
             if not task.cancelled() and task.exception() is not None:
                 log.error("device supervisor failed", exc_info=task.exception())
+        closing = []
         for device in self._devices.values():
             session, device.session = device.session, None
             if session is not None:
-                await self._close(device, session)
+                closing.append(self._close(device, session))
+        # All at once, each in its own worker: one <close-session> after another took
+        # longer than `lab down` waits with 100 devices.
+        await asyncio.gather(*closing, return_exceptions=True)
+        for device in self._devices.values():
             device.worker.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ queries

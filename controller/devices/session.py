@@ -44,7 +44,7 @@ class _DirectSendSession(transport.SSHSession):  # type: ignore[misc]
     ncclient queues outgoing messages for its reader thread, which looks at the queue only
     between selects of TICK seconds: every RPC waited up to a tick before leaving (3.2 ms
     a <get> at a 2 ms tick, against 1.0 ms written directly). Replies still wake the reader
-    thread at once, so TICK keeps ncclient's default (0.1 s) and idle sessions do not poll.
+    thread at once, so TICK may be long (`IDLE_POLL_S`) and idle sessions hardly poll.
     Framing as RFC 6242 says: end-of-message until both hellos announced base:1.1, chunked
     after.
     """
@@ -63,6 +63,22 @@ class _DirectSendSession(transport.SSHSession):  # type: ignore[misc]
             data += b"]]>]]>"
         with self._send_lock:
             self._channel.sendall(data)
+
+
+# How often an idle session's two threads (ncclient's reader, paramiko's transport) wake up
+# to look around; replies and notifications wake them at once. At their default 0.1 s, 100
+# idle sessions woke the controller 2,000 times a second. A stop waits up to this long.
+IDLE_POLL_S = 0.5
+
+
+def _poll_idle_slowly(session: Any) -> None:
+    """Sets both idle wake-ups of a connected session to `IDLE_POLL_S` (ncclient's TICK is
+    read by every session's reader loop; paramiko's is its socket timeout)."""
+    transport.session.TICK = IDLE_POLL_S
+    paramiko_transport = getattr(session, "_transport", None)
+    sock = getattr(paramiko_transport, "sock", None)
+    if sock is not None:
+        sock.settimeout(IDLE_POLL_S)
 
 
 def _connected_socket(host: str, port: int, timeout: float) -> socket.socket:
@@ -183,6 +199,7 @@ class NetconfSession:
             raise DeviceUnavailable(
                 address.name, f"cannot connect to {address.host}:{address.port}: {error}"
             ) from None
+        _poll_idle_slowly(session)
         handle = manager.Manager(session, handler, timeout=timeout)
         return NetconfSession(address, session, handle, handler)
 

@@ -331,6 +331,15 @@ class KeyStreamService:
         log.info("key stream %s closed by %s", request.key_stream_id, caller)
         return pb.CloseResponse(status=Status.SUCCESSFUL)
 
+    async def GetKeyBatch(
+        self, request: pb.GetKeyBatchRequest, context: Ctx
+    ) -> pb.GetKeyBatchResponse:
+        """Served by the QKD modules to their key manager only, not to applications."""
+        await context.abort(
+            grpc.StatusCode.UNIMPLEMENTED, "GetKeyBatch is not served to applications"
+        )
+        raise AssertionError("unreachable: abort raises")
+
     async def _caller(self, context: Ctx) -> str:
         sae = peer_sae(context)
         if sae is None:

@@ -38,6 +38,7 @@ class Client:
 
     def __init__(self, plan: LabPlan, name: str, handle: AgentHandle) -> None:
         # As in a twin: the node's KM draws keys, the lab's operator injects faults.
+        self.address = handle.grpc_address
         self.channel = agent_channel(handle.grpc_address, km_tls(plan, name))
         self.operator = agent_channel(handle.grpc_address, operator_tls(plan))
         self.keys: Any = pb_grpc.KeyDeliveryStub(self.channel)
@@ -226,5 +227,57 @@ def test_stop_node_answers_then_its_servers_go_and_the_peer_sees_the_link_down(
                 break
             assert time.monotonic() < deadline, "b still answers after StopNode"
             await asyncio.sleep(0.05)
+
+    run(tmp_path, body)
+
+
+def test_a_restarted_key_manager_reopens_its_stream_at_once(tmp_path: Path) -> None:
+    """The stream's owner is the caller's certificate identity, not its address: the same
+    KM on a new connection (a restarted process) opens again without the idle wait."""
+
+    async def body(plan: LabPlan, a: Client, b: Client) -> None:
+        await b.open()
+        assert (await a.open()).status == 0
+        assert (await a.get_ready()).status == 0  # in use: the stream is not idle
+        again = agent_channel(a.address, km_tls(plan, "a"))  # the same KM, a new connection
+        try:
+            stub: Any = pb_grpc.KeyDeliveryStub(again)
+            reopened = await stub.OpenConnect(
+                pb.OpenConnectRequest(
+                    source=a.source, destination=a.destination, key_stream_id=a.link
+                )
+            )
+            assert reopened.status == 0  # not 5 (KEY_STREAM_IN_USE) for idle_release_s
+        finally:
+            await again.close(None)
+
+    run(tmp_path, body)
+
+
+def test_a_batch_of_keys_matches_the_peer_and_stops_where_generation_stands(
+    tmp_path: Path,
+) -> None:
+    async def body(plan: LabPlan, a: Client, b: Client) -> None:
+        await a.open(), await b.open()
+        first = await a.get_ready()
+        start = first.index + 1
+        reply = await a.keys.GetKeyBatch(
+            pb.GetKeyBatchRequest(key_stream_id=a.link, indices=[start, start + 1, 10**9])
+        )
+        assert reply.status == 0
+        assert [k.index for k in reply.keys] == [start, start + 1]  # 10**9: not generated
+        assert all(k.status == 0 and len(k.key_buffer) == 32 for k in reply.keys)
+        for key in reply.keys:
+            assert (await b.get_ready(key.index)).key_buffer == key.key_buffer
+        again = await a.keys.GetKeyBatch(
+            pb.GetKeyBatchRequest(key_stream_id=a.link, indices=[start])
+        )
+        assert [(k.index, k.status, k.message) for k in again.keys] == [(start, 2, "consumed")]
+        try:
+            await a.keys.GetKeyBatch(pb.GetKeyBatchRequest(key_stream_id=a.link))
+            raise AssertionError("an empty batch was accepted")
+        except grpc.aio.AioRpcError as error:
+            assert error.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert "1 to 1024 indices" in str(error.details())
 
     run(tmp_path, body)

@@ -90,9 +90,10 @@ def test_register_install_relay_and_a_cut_link_over_real_agents(tmp_path: Path) 
                 cut = plan.links[1].qkdl_id
                 agents["qnode2"].node.set_link(cut, False)
                 pool = kms["qnode2"].pools.for_peer("qnode3")
-                await wait_until(lambda: not pool.link_up, what="cut seen by qnode2's KM")
                 while pool.ready_for_sending():
                     await pool.take_for_sending(1.0)
+                # Drained below its low-water mark, the pool asks the module and sees the cut.
+                await wait_until(lambda: not pool.link_up, what="cut seen by qnode2's KM")
                 with pytest.raises(SupplyError) as info:
                     await supplier.enc_keys("app1", ["app2"], "qnode3", 1, 512)
                 assert info.value.status_code == 503
@@ -111,8 +112,9 @@ def test_register_install_relay_and_a_cut_link_over_real_agents(tmp_path: Path) 
 
 
 def test_kms_that_start_far_apart_still_agree_on_link_keys(tmp_path: Path) -> None:
-    """qnode2's KM starts after qnode1's filled its pool and the link produced three more
-    pool-fulls of key: whatever each module kept or dropped meanwhile, relays succeed."""
+    """qnode2's KM starts after qnode1's located its stream (a pool that must resync fetches
+    nothing more before its peer answers) and the link produced three pool-fulls of key:
+    whatever each module kept or dropped meanwhile, relays succeed."""
     nodes = ["qnode1", "qnode2"]
     plan = make_test_plan(
         tmp_path,
@@ -132,7 +134,8 @@ def test_kms_that_start_far_apart_still_agree_on_link_keys(tmp_path: Path) -> No
             try:
                 await kms["qnode1"].start()
                 early = kms["qnode1"].pools.for_peer("qnode2")
-                await wait_until(lambda: early.ready_for_sending() >= capacity // 2)
+                await wait_until(lambda: early.located, what="qnode1's stream located")
+                assert early.next_in_order() is None  # nothing in order before the resync
                 module = agents["qnode2"].node.module(qkdl_id)
                 assert module is not None
                 late_index = early.frontier + 3 * capacity

@@ -63,7 +63,8 @@ class _Stream:
         self.consumed: set[int] = set()
         self.up = True
         self.generated: int | None = None  # None: unlimited
-        self.requests = 0
+        self.requests = 0  # indices asked for, by GetKey or within a GetKeyBatch
+        self.calls = 0  # GetKey and GetKeyBatch calls
 
     def get(self, index: int | None) -> tuple[int, int, bytes, str]:
         """(status, index, key, message) as the real module answers GetKey."""
@@ -97,6 +98,7 @@ class FakeAgent:
         self.on_register: Callable[[nl.AppRegistration], None] | None = None
         self._changed = asyncio.Event()
         self._server: grpc.aio.Server | None = None
+        self.batches = True  # False: GetKeyBatch is UNIMPLEMENTED, as in an older module
 
     def stream(self, peer: str) -> _Stream:
         return self.streams[link_uuid(self.node, peer)]
@@ -150,12 +152,37 @@ class _KeyDelivery(e004_grpc.KeyDeliveryServicer):  # type: ignore[misc]
         stream = self.agent.streams.get(request.key_stream_id)
         if stream is None:
             return e004.GetKeyResponse(status=4)
+        stream.calls += 1
         status, index, material, message = stream.get(
             request.index if request.HasField("index") else None
         )
         if message:
             context.set_trailing_metadata(((MESSAGE_METADATA, message),))
         return e004.GetKeyResponse(status=status, index=index, key_buffer=material)
+
+    async def GetKeyBatch(
+        self, request: e004.GetKeyBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> e004.GetKeyBatchResponse:
+        if not self.agent.batches:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no GetKeyBatch here")
+        stream = self.agent.streams.get(request.key_stream_id)
+        if stream is None:
+            return e004.GetKeyBatchResponse(status=4)
+        stream.calls += 1
+        keys = []
+        for wanted in request.indices:  # as the real module: stop at the first not generated
+            status, index, material, message = stream.get(wanted)
+            if message == "not yet generated":
+                break
+            if status == 4:
+                return e004.GetKeyBatchResponse(status=4)
+            keys.append(
+                e004.BatchKey(status=status, index=index, key_buffer=material, message=message)
+            )
+        if not keys:
+            context.set_trailing_metadata(((MESSAGE_METADATA, "not yet generated"),))
+            return e004.GetKeyBatchResponse(status=2)
+        return e004.GetKeyBatchResponse(status=0, keys=keys)
 
     async def Close(self, request: e004.CloseRequest, context: object) -> e004.CloseResponse:
         return e004.CloseResponse(status=0)

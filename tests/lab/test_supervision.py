@@ -20,6 +20,8 @@ from lab.launcher import (
     ManagedProcess,
     ProcessRecord,
     is_ours,
+    port_open,
+    readiness_ports,
     recorded_status,
     recorded_supervisor,
 )
@@ -104,6 +106,9 @@ def test_a_killed_key_manager_is_restarted_and_lab_status_counts_it(tmp_path: Pa
         assert time.monotonic() - began < 30
         assert again.restarts == 1 and again.last_exit == -signal.SIGKILL
         node = LabPlan.load(state / "plan.json").node("qnode1")
+        # Shown running only once it listens on every port (starting before that).
+        plan = LabPlan.load(state / "plan.json")
+        assert all(port_open(a) for a in readiness_ports(plan, "km-qnode1"))
         wait_for(
             "km-qnode1 listening",
             lambda: again if listening(node.km_etsi014_port) else None,

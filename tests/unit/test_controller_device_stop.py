@@ -5,6 +5,7 @@ RPC that would wait out its timeout (no network: sessions are fakes)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -128,3 +129,38 @@ def test_a_live_session_is_closed_with_close_session() -> None:
     netconf = NetconfSession(ADDRESS, transport, handle)
     netconf.close()
     assert handle.calls == ["close-session"]
+
+
+def test_stop_closes_the_sessions_of_many_devices_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each <close-session> takes its round trip: one after another, 100 devices outlasted
+    `lab down`'s grace and the controller was SIGKILLed."""
+    close_s, count = 0.2, 20
+
+    class SlowClose(FakeSession):
+        def close(self) -> None:
+            time.sleep(close_s)  # a worker thread waits for the device's answer
+            super().close()
+
+    sessions: list[SlowClose] = []
+
+    def open_session(address: DeviceAddress, timeout: float) -> SlowClose:
+        sessions.append(SlowClose())
+        return sessions[-1]
+
+    monkeypatch.setattr(NetconfSession, "open", open_session)
+    monkeypatch.setattr(device_service, "parse_node", node_data)
+    addresses = [
+        DeviceAddress(f"id-{i}", f"qnode{i}", "127.0.0.1", 830, "qkdsdn", password="pw")
+        for i in range(count)
+    ]
+
+    async def scenario() -> float:
+        devices = DeviceService(addresses, lambda event: None, poll_interval=30.0)
+        await devices.start(first_connect_timeout=STOP_DEADLINE_S)
+        began = time.monotonic()
+        await devices.stop()
+        return time.monotonic() - began
+
+    took = asyncio.run(scenario())
+    assert len(sessions) == count and all(s.closed for s in sessions)
+    assert took < count * close_s / 2  # one after another it takes count * close_s

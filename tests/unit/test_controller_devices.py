@@ -12,7 +12,7 @@ from ncclient.operations.errors import TimeoutExpiredError
 from ncclient.operations.rpc import RPCError
 from ncclient.transport.errors import TransportError
 
-from controller.devices.service import Backoff
+from controller.devices.service import MAX_POLLS_PER_S, Backoff, poll_period
 from controller.devices.session import (
     CANDIDATE,
     DeviceAddress,
@@ -125,3 +125,9 @@ def test_host_key_pin_is_read_from_the_public_key_file(tmp_path: Path) -> None:
 def test_reconnect_backoff_doubles_up_to_a_cap() -> None:
     next_delay = Backoff(first=0.05, factor=2.0, cap=0.3).delays()
     assert [next_delay() for _ in range(5)] == [0.05, 0.1, 0.2, 0.3, 0.3]
+
+
+def test_fallback_polls_of_a_large_network_stay_below_the_rate_cap() -> None:
+    assert poll_period(5.0, 3) == 5.0  # a small network: the configured interval
+    assert poll_period(5.0, 100) == 100 / MAX_POLLS_PER_S  # 100 devices: 1 poll/s in all
+    assert 200 / poll_period(5.0, 200) <= MAX_POLLS_PER_S

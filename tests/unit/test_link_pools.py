@@ -293,3 +293,34 @@ def test_indices_the_module_repeats_are_logged_once_not_per_key(
     assert not any(results)
     lines = [r for r in caplog.records if "not used" in r.getMessage()]
     assert len(lines) == 1 and "(1 such keys so far)" in lines[0].getMessage()
+
+
+def test_a_batch_takes_both_parities_side_by_side_up_to_each_halfs_room() -> None:
+    pool = LinkKeyPool(EVEN, 256 * 8)  # 4 keys per parity half
+    assert pool.next_batch(100) == list(range(8))
+    assert pool.next_batch(5) == [0, 1, 2, 3, 4]
+
+
+def test_a_pool_that_must_sync_fetches_nothing_in_order_before_the_resync() -> None:
+    async def run() -> None:
+        pool = LinkKeyPool(EVEN, 256 * 8, sync_before_sending=True)
+        assert pool.next_batch(100) == [] and pool.next_in_order() is None
+        pool.resync(Position(10, 3))  # the peer stood further on the even stream
+        assert pool.next_batch(100) == [3, 5, 7, 9, 10, 12, 14, 16]
+
+    asyncio.run(run())
+
+
+def test_a_full_half_is_left_alone_until_it_falls_below_its_low_water_mark() -> None:
+    async def run() -> None:
+        pool = LinkKeyPool(EVEN, 256 * 8)
+        for index in range(8):
+            pool.put(index, secrets.token_bytes(32))
+        assert pool.next_batch(100) == [] and not pool.filling()
+        await pool.take_for_sending(1.0)  # 3 of 4 own keys left: above low water (2)
+        await pool.take_for_sending(1.0)  # 2 left: not below
+        assert pool.next_batch(100) == []
+        await pool.take_for_sending(1.0)  # 1 left: below, refill the even half to 4
+        assert pool.next_batch(100) == [8, 10, 12]
+
+    asyncio.run(run())

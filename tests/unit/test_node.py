@@ -381,3 +381,27 @@ def test_a_configuration_the_model_refuses_is_vetoed_naming_the_leaf(tmp_path: P
     doc[QKD_NODE]["qkd_links"]["qkd_link"][-1]["virt_bandwidth"] = "fast"
     reason = bench.nodes["a"].veto(doc) or ""
     assert "virt_bandwidth" in reason and "expected an integer" in reason
+
+
+def test_periodic_perf_updates_name_only_changed_links_with_a_slow_heartbeat(
+    tmp_path: Path,
+) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b", "c"], [("a", "b"), ("a", "c")])
+    node = QkdNode(
+        agent_config_of(plan, "a"),
+        Site(),
+        lambda _: None,
+        NodeSettings(perf_heartbeat_periods=3),
+    )
+    node.start(node.initial_running())
+    try:
+        assert len(node.perf_updates()) == 2  # first report: every link
+        assert node.perf_updates() == []  # nothing moved: nothing said
+        assert node.perf_updates() == []
+        assert len(node.perf_updates()) == 2  # the heartbeat, three periods after
+        ab = plan.links[0].qkdl_id
+        node.set_link(ab, False)  # its SKR drops to 0: reported at once by the change...
+        updates = node.perf_updates()  # ... and not again unchanged in the next period
+        assert all(ab not in update for update in updates)
+    finally:
+        node.stop()

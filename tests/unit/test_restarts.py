@@ -24,7 +24,17 @@ def test_the_delay_doubles_up_to_its_maximum() -> None:
         delays.append(child.restart_at - now)
         child = child.started_again()
     assert delays == [0.5, 1.0, 1.5]
-    assert child.restarts == 3 and child.state is ChildState.RUNNING
+    assert child.restarts == 3 and child.state is ChildState.STARTING
+
+
+def test_a_restarted_child_is_starting_until_it_listens() -> None:
+    child = Child("km-a").exited(1, 0.0, POLICY, expected=False).started_again()
+    assert child.state is ChildState.STARTING
+    running = child.listening()
+    assert running.state is ChildState.RUNNING and running.restarts == 1
+    assert Child("km-a").exited(1, 0.0, POLICY, expected=False).listening().state is (
+        ChildState.RESTARTING  # only a starting child becomes running
+    )
 
 
 def test_a_child_that_keeps_dying_fails_after_the_limit_and_is_never_due() -> None:
@@ -60,7 +70,7 @@ def test_an_operator_restart_gives_a_failed_child_a_fresh_history() -> None:
             child = child.started_again()
     assert child.state is ChildState.FAILED
     again = child.asked_to_restart().started_again()
-    assert again.state is ChildState.RUNNING and again.restarts == 4
+    assert again.state is ChildState.STARTING and again.restarts == 4
     assert again.exited(1, 4.0, POLICY, expected=False).state is ChildState.RESTARTING
 
 
