@@ -34,6 +34,8 @@ from km.etsi014.server import MutualTlsServer
 from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore
 from km.relay.component import RelayComponent
+from km.skip.app import create_app as create_skip_app
+from km.skip.core import SkipLimits, SkipService
 from km.supply import KeySupply
 
 log = logging.getLogger("km")
@@ -91,6 +93,7 @@ class KeyManager:
         self.store: KeyStore | None = None
         self.relay: RelayComponent | None = None
         self.http: MutualTlsServer | None = None
+        self.skip: MutualTlsServer | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.tracer = Tracer.from_env(f"km:{config.node}")  # the process's trace file, shared
@@ -130,6 +133,18 @@ class KeyManager:
             await relay.start()
             self.http = MutualTlsServer(create_app(service), config.tls, config.listen.etsi014)
             await self.http.start()
+            if config.listen.skip is not None:
+                skip = SkipService(
+                    supply,
+                    self.access,
+                    SkipLimits(
+                        key_size_bits=settings.key_size_bits,
+                        min_key_size_bits=settings.min_key_size_bits,
+                        max_key_size_bits=settings.max_key_size_bits,
+                    ),
+                )
+                self.skip = MutualTlsServer(create_skip_app(skip), config.tls, config.listen.skip)
+                await self.skip.start()
             tls = config.tls
             self.grpc_server, self.grpc_port = await start_app_server(
                 streams, tls.cert, tls.key, tls.ca, config.listen.etsi004
@@ -143,7 +158,8 @@ class KeyManager:
         config = self.config
         etsi014 = self.http.url if self.http is not None else "-"
         etsi004 = Address(config.listen.etsi004.host, self.grpc_port)
-        return f"ready km {config.node} etsi014={etsi014} etsi004={etsi004} relay={config.listen.relay}"
+        line = f"ready km {config.node} etsi014={etsi014} etsi004={etsi004} relay={config.listen.relay}"
+        return line if self.skip is None else f"{line} skip={self.skip.url}"
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -157,6 +173,9 @@ class KeyManager:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self.skip is not None:
+            await self.skip.stop()
+            self.skip = None
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None

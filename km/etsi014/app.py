@@ -281,7 +281,7 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     methods: set[str] = set()
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path_regex.match(path):
-            methods |= route.methods
+            methods |= route.methods or set()
     order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
     return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
 
