@@ -175,6 +175,7 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "etsi014": place.bind(name, node.km_etsi014_port),
             "etsi004": place.bind(name, node.km_etsi004_port),
             "relay": place.bind(name, node.km_relay_port),
+            **({"skip": place.bind(name, node.km_skip_port)} if node.km_skip_port else {}),
         },
         "agent": place.address(name, node.agent_grpc_port),
         "peers": [

@@ -54,7 +54,7 @@ from lab.processes import (
 from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
-PORTS_PER_NODE = 5
+PORTS_PER_NODE = 6
 
 
 class LabError(RuntimeError):
@@ -205,6 +205,7 @@ def make_plan(
             km_etsi004_port=next(ports),
             km_relay_port=next(ports),
             host=address(node.name).address,
+            km_skip_port=next(ports),
         )
         for node in topology.nodes
     )
@@ -454,7 +455,8 @@ def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
     return [
         (node.host, p)
         for node in nodes
-        for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
+        for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port, node.km_skip_port)
+        if p
     ]
 
 

@@ -36,6 +36,7 @@ class NodePlan:
     km_etsi004_port: int  # gRPC, mutual TLS, for applications
     km_relay_port: int  # gRPC, mutual TLS, KM to KM
     host: str = HOST  # the node's address (its own network namespace in a netns lab)
+    km_skip_port: int = 0  # HTTPS, mutual TLS, Cisco SKIP for applications (0: none)
 
     @property
     def netconf_address(self) -> str:
@@ -48,6 +49,10 @@ class NodePlan:
     @property
     def km_etsi014_url(self) -> str:
         return f"https://{host_port(self.host, self.km_etsi014_port)}"
+
+    @property
+    def km_skip_url(self) -> str | None:
+        return f"https://{host_port(self.host, self.km_skip_port)}" if self.km_skip_port else None
 
     @property
     def km_etsi004_address(self) -> str:

@@ -38,6 +38,7 @@ class Ports:
     etsi014: int = 8302
     etsi004: int = 8303
     relay: int = 8304
+    skip: int = 8305
     controller_api: int = 8500
 
 
@@ -186,6 +187,7 @@ def _fixed_ports(plan: LabPlan) -> LabPlan:
                 km_etsi014_port=PORTS.etsi014,
                 km_etsi004_port=PORTS.etsi004,
                 km_relay_port=PORTS.relay,
+                km_skip_port=PORTS.skip if node.km_skip_port else 0,
             )
             for node in plan.nodes
         ),
