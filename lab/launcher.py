@@ -34,6 +34,7 @@ from lab.plan import (
     LinkPlan,
     NodePlan,
     Settings,
+    controller_role_tokens,
     link_uuid,
     node_uuid,
 )
@@ -130,8 +131,9 @@ def _controller_token(state_dir: Path) -> Path:
     """STATE_DIR/secrets/controller-token (mode 0600): the bearer token of the controller's
     API, generated once per state dir."""
     path = state_dir / "secrets" / "controller-token"
-    if not path.exists():
-        _write_secret(path, secrets.token_urlsafe(32).encode())
+    for role_file in controller_role_tokens(str(path)).values():  # viewer, operator, admin
+        if not Path(role_file).exists():
+            _write_secret(Path(role_file), secrets.token_urlsafe(32).encode())
     return path
 
 

@@ -20,6 +20,16 @@ __all__ = ["QKDSDN_NAMESPACE", "link_uuid", "node_uuid"]
 HOST = "127.0.0.1"
 
 
+def controller_role_tokens(token_file: str) -> dict[str, str]:
+    """The controller API's token file of each role, beside the operator's `token_file`
+    (the CLI's default): `<file>-viewer`, `<file>`, `<file>-admin`."""
+    return {
+        "viewer": f"{token_file}-viewer",
+        "operator": token_file,
+        "admin": f"{token_file}-admin",
+    }
+
+
 def host_port(host: str, port: int) -> str:
     """ "host:port", with an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"

@@ -221,6 +221,9 @@ def deployment_configs(
                 for peer in data["peers"]
             ]
     changed[CONTROLLER]["api_token_file"] = os.path.join("..", str(TOKEN_FILE))
+    # a deployment keeps one (admin) token and no audit file (its config may be read-only)
+    changed[CONTROLLER].pop("api_tokens", None)
+    changed[CONTROLLER].pop("audit_log", None)
     return changed
 
 
