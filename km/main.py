@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from common.audit import AuditLog
 from common.config import Address, load_each
 from common.tracing import Tracer
 from km.access import AccessControl, AccessPolicy
@@ -41,6 +42,7 @@ from km.supply import KeySupply
 log = logging.getLogger("km")
 
 PURGE_INTERVAL_S = 10.0
+AUDIT_LOG_NAME = "audit.jsonl"  # in the KM's data_dir
 CHECKPOINT_INTERVAL_S = 1.0
 
 
@@ -90,6 +92,9 @@ class KeyManager:
             if config.policy is not None
             else AccessControl(AccessPolicy.allow_all(dict(config.applications)))
         )
+        # The KM's configuration changes (policy reloads) in its own append-only log.
+        self.audit = AuditLog(f"km:{config.node}", config.data_dir / AUDIT_LOG_NAME)
+        self.access.on_reload = self._audit_reload
         self.store: KeyStore | None = None
         self.relay: RelayComponent | None = None
         self.http: MutualTlsServer | None = None
@@ -98,6 +103,12 @@ class KeyManager:
         self.grpc_port = 0
         self.tracer = Tracer.from_env(f"km:{config.node}")  # the process's trace file, shared
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _audit_reload(self, trigger: str, replaced: bool, detail: str) -> None:
+        # A reload is asked by whoever may signal the process or write the file: the host.
+        target = str(self.config.policy)
+        outcome = "ok" if replaced else "failed"
+        self.audit.record(f"local:{trigger}", "host", "policy.reload", target, outcome, detail)
 
     async def start(self) -> None:
         """Opens the store and starts every server; on failure what started is stopped."""
