@@ -141,7 +141,7 @@ def parse_request(method: str, path: str, query: bytes) -> SkipRequest:
         params = _query(query, ("remoteSystemID", "size"))
         return NewKey(_remote(params), _bits(params, "size"))
     params = _query(query, ("remoteSystemID",))
-    return KeyById(parse_key_id(unquote(path[len("/key/") :])), _remote(params))
+    return KeyById(parse_key_id(path[len("/key/") :]), _remote(params))  # path: decoded
 
 
 def parse_key_id(text: str) -> str:
