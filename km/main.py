@@ -181,12 +181,10 @@ class KeyManager:
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
             self.grpc_server = None
-        if self.http is not None:
-            await self.http.stop()
-            self.http = None
-        if self.skip is not None:
-            await self.skip.stop()
-            self.skip = None
+        # ETSI 014 and SKIP together: each may wait its grace period for idle clients
+        https = [server for server in (self.http, self.skip) if server is not None]
+        await asyncio.gather(*(server.stop() for server in https))
+        self.http = self.skip = None
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None
