@@ -1,20 +1,40 @@
-"""The bearer token of the controller's HTTP API: read from its file, and checked per request.
+"""Who may call the controller's HTTP API: bearer tokens read from files, each with a role.
 
-Every state-changing call (any method but GET, HEAD and OPTIONS) must carry
-`Authorization: Bearer <token>`: none gives 401, a wrong one 403. The comparison takes the
-same time whatever the token sent (hmac.compare_digest). Reads stay open: they show the
-topology and the intents (names, paths, rates), never key material nor a secret, and the API
-listens on the loopback only.
+Roles, lowest first: viewer (every read), operator (also install and withdraw intents), admin
+(also the controller's policy and configuration). Every call needs a credential:
+`Authorization: Bearer <token>`. No token, a malformed header or an unknown token gives 401;
+a known token whose role is too low for the call gives 403; both with a reason. Comparisons
+take the same time whatever the token sent (hmac.compare_digest, every token compared).
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 MIN_TOKEN_CHARS = 16
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class ApiRole(enum.IntEnum):
+    VIEWER = 1
+    OPERATOR = 2
+    ADMIN = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @staticmethod
+    def named(name: str) -> ApiRole:
+        try:
+            return ApiRole[name.upper()]
+        except KeyError:
+            roles = ", ".join(r.label for r in ApiRole)
+            raise ValueError(f"unknown role {name!r} (one of {roles})") from None
 
 
 class TokenError(ValueError):
@@ -27,6 +47,47 @@ class ApiToken:
 
     def __repr__(self) -> str:  # never the secret
         return "ApiToken(...)"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: the name its credential stands for, and its role."""
+
+    name: str
+    role: ApiRole
+
+
+@dataclass(frozen=True, repr=False)
+class ApiTokens:
+    """The tokens the API accepts, each standing for one caller."""
+
+    entries: tuple[tuple[ApiToken, Caller], ...]
+
+    def __repr__(self) -> str:
+        return f"ApiTokens({', '.join(c.name for _, c in self.entries)})"
+
+    @staticmethod
+    def single(token: ApiToken, role: ApiRole = ApiRole.ADMIN) -> ApiTokens:
+        return ApiTokens(((token, Caller(f"token:{role.label}", role)),))
+
+    @staticmethod
+    def from_files(files: Mapping[ApiRole, Path]) -> ApiTokens:
+        """One token file per role; TokenError names a bad file, ValueError a reused token."""
+        entries = tuple(
+            (load_api_token(path), Caller(f"token:{role.label}", role))
+            for role, path in sorted(files.items())
+        )
+        values = [token.value for token, _ in entries]
+        if len(set(values)) != len(values):
+            raise TokenError("the same token is given for two roles: each role needs its own")
+        return ApiTokens(entries)
+
+    def caller(self, given: bytes) -> Caller | None:
+        found: Caller | None = None
+        for token, caller in self.entries:  # all compared: the time does not tell which
+            if hmac.compare_digest(given, token.value):
+                found = caller
+        return found
 
 
 def load_api_token(path: Path) -> ApiToken:
@@ -44,17 +105,36 @@ def load_api_token(path: Path) -> ApiToken:
 class Refusal:
     status: int  # 401 or 403
     detail: str
+    caller: Caller | None = None  # the authenticated caller of a 403
 
 
-def check_request(method: str, authorization: str | None, token: ApiToken) -> Refusal | None:
-    """None when the request may go on; otherwise the HTTP refusal. Pure."""
-    if method.upper() in READ_METHODS:
-        return None
+def required_role(method: str, path: str) -> ApiRole:
+    """The lowest role that may make this call. Pure."""
+    method = method.upper()
+    if method in READ_METHODS or (method == "POST" and path == "/admit"):  # admit: what-if
+        return ApiRole.VIEWER
+    if path == "/intents" or path.startswith("/intents/"):
+        return ApiRole.OPERATOR
+    return ApiRole.ADMIN  # policy, configuration, anything new: the safe default
+
+
+def check_request(
+    method: str, path: str, authorization: str | None, tokens: ApiTokens
+) -> Caller | Refusal:
+    """The caller when it may make this call; otherwise the HTTP refusal. Pure."""
     if not authorization:
-        return Refusal(401, "this call changes state: send Authorization: Bearer <token>")
+        return Refusal(401, "no credential: send Authorization: Bearer <token>")
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         return Refusal(401, "the Authorization header must be 'Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode("utf-8"), token.value):
-        return Refusal(403, "wrong API token")
-    return None
+    caller = tokens.caller(given.strip().encode("utf-8"))
+    if caller is None:
+        return Refusal(401, "unknown API token")
+    needed = required_role(method, path)
+    if caller.role < needed:
+        return Refusal(
+            403,
+            f"role {caller.role.label} may not {method.upper()} {path}: it needs {needed.label}",
+            caller,
+        )
+    return caller

@@ -1,4 +1,9 @@
-"""`qkdsdn controller run | status | topology | paths A B | intents | withdraw ID`."""
+"""`qkdsdn controller run | status | topology | paths A B | intents | withdraw ID | policy NAME`.
+
+Every call to a running controller carries a bearer token (controller/api_token.py): by
+default the controller.yaml's `api_token_file` (a lab's operator token); `--role` picks the
+file of another role in its `api_tokens`, `--token-file` any file.
+"""
 
 from __future__ import annotations
 
@@ -65,6 +70,11 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     _target(withdraw)
     withdraw.set_defaults(func=cmd_withdraw)
 
+    policy = commands.add_parser("policy", help="set the path policy of new intents (admin)")
+    policy.add_argument("name", choices=["fewest-hops", "key-aware"])
+    _target(policy)
+    policy.set_defaults(func=cmd_policy)
+
 
 def _target(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
@@ -77,10 +87,16 @@ def _target(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--config", type=Path, help="the controller's controller.yaml")
     group.add_argument("--plan", type=Path, help="a lab's plan.json (its state directory)")
-    parser.add_argument(
+    credential = parser.add_mutually_exclusive_group()
+    credential.add_argument(
         "--token-file",
         type=Path,
         help="the API token (default: the api_token_file of the controller.yaml pointed at)",
+    )
+    credential.add_argument(
+        "--role",
+        choices=["viewer", "operator", "admin"],
+        help="use this role's token file of the controller.yaml's api_tokens",
     )
 
 
@@ -96,7 +112,8 @@ def _config_file(args: argparse.Namespace) -> Path:
 def _target_of(args: argparse.Namespace) -> tuple[str, Path | None]:
     """(API URL, token file or None): from --url/--token-file, or from a controller.yaml."""
     token_file: Path | None = args.token_file
-    if args.url:
+    role: str | None = getattr(args, "role", None)
+    if args.url and role is None:
         return str(args.url).rstrip("/"), token_file
     from controller.config import ConfigError, load
 
@@ -107,9 +124,14 @@ def _target_of(args: argparse.Namespace) -> tuple[str, Path | None]:
         )
     try:
         config = load(path)
-        if token_file is None:
+        if role is not None:
+            token_file = config.api_tokens.get(role)
+            if token_file is None:
+                raise SystemExit(f"{path}: api_tokens has no {role} token file")
+        elif token_file is None:
             token_file = config.api_token_file
-        return config.api.url("http"), token_file
+        url = str(args.url).rstrip("/") if args.url else config.api.url("http")
+        return url, token_file
     except ConfigError as error:
         raise SystemExit(str(error)) from None
 
@@ -126,15 +148,25 @@ def _headers(token_file: Path | None) -> dict[str, str]:
     return {"Authorization": "Bearer " + token.value.decode("utf-8")}
 
 
-def _call(args: argparse.Namespace, method: str, path: str, **params: Any) -> Any:
+def _call(
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    json_body: dict[str, Any] | None = None,
+    **params: Any,
+) -> Any:
     import httpx
 
     url, token_file = _target_of(args)
-    # Reads are open (a reader needs no secret); a state change carries the token.
-    headers = _headers(token_file) if method != "GET" else {}
+    headers = _headers(token_file)  # every call, reads too, needs at least a viewer's token
     try:
         response = httpx.request(
-            method, f"{url}{path}", params=params or None, headers=headers, timeout=30.0
+            method,
+            f"{url}{path}",
+            params=params or None,
+            json=json_body,
+            headers=headers,
+            timeout=30.0,
         )
     except httpx.HTTPError as error:
         raise SystemExit(f"controller at {url} is not answering: {error}") from None
@@ -239,6 +271,12 @@ def cmd_intents(args: argparse.Namespace) -> int:
             intent["reason"],
         )
     terminal().print(table)
+    return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    data = _call(args, "PUT", "/policy", json_body={"policy": args.name})
+    terminal().print(f"path policy: {data['policy']}")
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,10 @@ FIELDS = (
     "allow_preemption",
     "relay",
     "poll_interval_s",
+    "api_tokens",
+    "audit_log",
 )
+API_ROLES = ("viewer", "operator", "admin")
 POLICIES = ("fewest-hops", "key-aware")
 RELAY_MODES = ("aes-gcm", "otp")
 
@@ -69,6 +72,10 @@ class ControllerConfig:
     allow_preemption: bool
     relay: RelayDefaults
     poll_interval_s: float
+    # One bearer token file per API role (controller/api_token.py); empty: api_token_file
+    # alone, accepted as admin. api_token_file stays the CLI's default credential.
+    api_tokens: Mapping[str, Path] = field(default_factory=dict)
+    audit_log: Path | None = None  # append-only audit of API changes (None: not recorded)
 
     @property
     def api_url(self) -> str:
@@ -124,6 +131,8 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
             r.integer(relay, "e2e_buffer", "relay", 3, minimum=0),
         ),
         poll_interval_s=r.number(top, "poll_interval_s", "", 5.0),
+        api_tokens=_api_tokens(r, top.get("api_tokens")),
+        audit_log=r.path(top, "audit_log", "") if top.get("audit_log") is not None else None,
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")
@@ -134,6 +143,18 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
         seen.add(node.name)
     r.done()
     return config
+
+
+def _api_tokens(r: Reader, data: Any) -> dict[str, Path]:
+    tokens = r.mapping(data, "api_tokens", API_ROLES)
+    found: dict[str, Path] = {}
+    for role in API_ROLES:
+        path = r.optional_file(tokens, role, "api_tokens")
+        if path is not None:
+            found[role] = path
+    if len(set(found.values())) != len(found):
+        r.error("api_tokens", "each role needs its own token file")
+    return found
 
 
 def _node(r: Reader, where: str, item: Any) -> ManagedNode:

@@ -8,9 +8,10 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
+from common.audit import AuditLog
 from common.tracing import Tracer
 from controller.api import Controller
-from controller.api_token import TokenError, load_api_token
+from controller.api_token import ApiRole, ApiTokens, TokenError, load_api_token
 from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
 from controller.rest import api_server
@@ -55,15 +56,23 @@ def log_topology(event: TopologyEvent) -> None:
         log.info("topology %s %s %s", event.type.value, event.subject, event.reason)
 
 
+def api_tokens_of(config: ControllerConfig) -> ApiTokens:
+    """The tokens of `api_tokens` (one file per role), or `api_token_file` alone as admin."""
+    if config.api_tokens:
+        return ApiTokens.from_files({ApiRole.named(r): p for r, p in config.api_tokens.items()})
+    if config.api_token_file is None:
+        raise TokenError("controller config: neither api_tokens nor api_token_file: calls need one")
+    return ApiTokens.single(load_api_token(config.api_token_file))
+
+
 async def serve(
     config: ControllerConfig,
     policy: str | None = None,
     force_path: Sequence[str] | None = None,
     allow_preemption: bool | None = None,
 ) -> None:
-    if config.api_token_file is None:
-        raise TokenError("controller config: no api_token_file: state-changing calls need a token")
-    token = load_api_token(config.api_token_file)  # before anything connects
+    tokens = api_tokens_of(config)  # before anything connects
+    audit = AuditLog("controller", config.audit_log)
     controller = Controller.from_config(
         config, policy=policy, force_path=force_path, allow_preemption=allow_preemption
     )
@@ -76,7 +85,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await controller.start()
-    server = api_server(controller, config.api, token)
+    server = api_server(controller, config.api, tokens, audit)
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(

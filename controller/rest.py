@@ -1,9 +1,11 @@
 """A small HTTP JSON API over the controller (used by `qkdsdn controller ...`) on `listen.api`.
 
-GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
-POST /admit, /intents (a key request); DELETE /intents/{id}.
-Every call but GET needs `Authorization: Bearer <token>` (controller/api_token.py): 401
-without it, 403 with a wrong one; reads stay open.
+GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id}, /whoami;
+POST /admit, /intents (a key request); DELETE /intents/{id}; PUT /policy {"policy": NAME}.
+Every call needs `Authorization: Bearer <token>` of a role allowed to make it
+(controller/api_token.py: viewer reads, operator installs and withdraws, admin sets the
+policy): 401 without a known token, 403 with a role too low. Intent installs and withdrawals,
+policy changes and every refused change are recorded in the audit log (common/audit.py).
 """
 
 from __future__ import annotations
@@ -15,11 +17,20 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from common.audit import AuditLog
 from common.config import Address
 from controller.api import Controller
-from controller.api_token import ApiToken, check_request
+from controller.api_token import (
+    READ_METHODS,
+    ApiToken,
+    ApiTokens,
+    Caller,
+    Refusal,
+    check_request,
+)
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
+from controller.paths import POLICIES, policy_named
 
 UINT32 = 0xFFFFFFFF
 
@@ -91,17 +102,52 @@ def decision_json(decision: Decision, snapshot: TopologySnapshot) -> dict[str, A
     }
 
 
-def build_app(controller: Controller, token: ApiToken) -> FastAPI:
+class PolicyBody(BaseModel):
+    policy: str = Field(description=f"path policy: {', '.join(POLICIES)}")
+
+
+def _action(method: str, path: str) -> str:
+    """The audit action of a state-changing call."""
+    if path == "/intents" and method == "POST":
+        return "intent.install"
+    if path.startswith("/intents/") and method == "DELETE":
+        return "intent.withdraw"
+    if path == "/policy":
+        return "policy.set"
+    return f"{method.lower()} {path}"
+
+
+def build_app(
+    controller: Controller, tokens: ApiTokens | ApiToken, audit: AuditLog | None = None
+) -> FastAPI:
+    """The API app. A single ApiToken (the former one-token setup) is accepted as admin."""
+    if isinstance(tokens, ApiToken):
+        tokens = ApiTokens.single(tokens)
+    log = audit or AuditLog("controller", None)
     app = FastAPI(title="qkd-sdn controller", docs_url=None, redoc_url=None)
 
     @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Response:
-        refusal = check_request(request.method, request.headers.get("authorization"), token)
-        if refusal is not None:
-            headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
-            return JSONResponse({"detail": refusal.detail}, refusal.status, headers=headers)
+    async def require_role(request: Request, call_next: Any) -> Response:
+        method, path = request.method, request.url.path
+        checked = check_request(method, path, request.headers.get("authorization"), tokens)
+        if isinstance(checked, Refusal):
+            if method.upper() not in READ_METHODS and path != "/admit":
+                who = checked.caller.name if checked.caller else "anonymous"
+                role = checked.caller.role.label if checked.caller else "-"
+                log.record(who, role, _action(method, path), path, "refused", checked.detail)
+            headers = {"WWW-Authenticate": "Bearer"} if checked.status == 401 else None
+            return JSONResponse({"detail": checked.detail}, checked.status, headers=headers)
+        request.state.caller = checked
         response: Response = await call_next(request)
         return response
+
+    def caller_of(request: Request) -> Caller:
+        caller: Caller = request.state.caller
+        return caller
+
+    def record(request: Request, action: str, target: str, outcome: str, detail: str) -> None:
+        caller = caller_of(request)
+        log.record(caller.name, caller.role.label, action, target, outcome, detail)
 
     def bad(error: Exception) -> HTTPException:
         return HTTPException(status_code=400, detail=str(error).strip("'\""))
@@ -177,33 +223,66 @@ def build_app(controller: Controller, token: ApiToken) -> FastAPI:
             raise bad(error) from None
         return decision_json(controller.admit(request), snapshot)
 
+    @app.get("/whoami")
+    def whoami(http: Request) -> dict[str, Any]:
+        caller = caller_of(http)
+        return {"name": caller.name, "role": caller.role.label}
+
     @app.post("/intents")
-    async def install(body: KeyRequestBody) -> dict[str, Any]:
+    async def install(body: KeyRequestBody, http: Request) -> dict[str, Any]:
+        target = f"{body.server_app_id or body.src}>{','.join(body.client_app_ids) or body.dst}"
         try:
             request = body.to_request(controller.topology())
         except (KeyError, ValueError) as error:
+            record(http, "intent.install", target, "refused", str(error).strip("'\""))
             raise bad(error) from None
-        intent = await controller.install(request)
+        try:
+            intent = await controller.install(request)
+        except Exception as error:
+            record(http, "intent.install", target, "failed", type(error).__name__)
+            raise
+        outcome = {"INSTALLED": "ok", "REJECTED": "refused"}.get(intent.state.value, "failed")
+        record(http, "intent.install", f"{intent.intent_id} {target}", outcome, intent.reason)
         return intent_json(intent, controller.topology())
 
     @app.delete("/intents/{intent_id}")
-    async def withdraw(intent_id: str) -> dict[str, Any]:
+    async def withdraw(intent_id: str, http: Request) -> dict[str, Any]:
         try:
             intent = await controller.withdraw(intent_id)
         except UnknownIntent as error:
+            record(http, "intent.withdraw", intent_id, "refused", str(error))
             raise HTTPException(status_code=404, detail=str(error)) from None
         except ControllerError as error:
+            record(http, "intent.withdraw", intent_id, "failed", str(error))
             raise HTTPException(status_code=503, detail=str(error)) from None
+        record(http, "intent.withdraw", intent_id, "ok", intent.state.value)
         return intent_json(intent, controller.topology())
+
+    @app.put("/policy")
+    def set_policy(body: PolicyBody, http: Request) -> dict[str, Any]:
+        try:
+            policy = policy_named(body.policy)
+        except ValueError as error:
+            record(http, "policy.set", body.policy, "refused", str(error))
+            raise bad(error) from None
+        before = controller.intent_service.policy.name
+        controller.intent_service.policy = policy
+        record(http, "policy.set", body.policy, "ok", f"was {before}")
+        return {"policy": policy.name}
 
     return app
 
 
-def api_server(controller: Controller, address: Address, token: ApiToken) -> uvicorn.Server:
-    """The HTTP server on `address`; run with `await server.serve()`. State-changing calls
-    need `token`."""
+def api_server(
+    controller: Controller,
+    address: Address,
+    tokens: ApiTokens | ApiToken,
+    audit: AuditLog | None = None,
+) -> uvicorn.Server:
+    """The HTTP server on `address`; run with `await server.serve()`. Calls need a token of
+    `tokens` with a role high enough (controller/api_token.py)."""
     config = uvicorn.Config(
-        build_app(controller, token),
+        build_app(controller, tokens, audit),
         host=address.host,
         port=address.port,
         log_level="warning",

@@ -172,6 +172,8 @@ class AccessControl:
     _mtime: float | None = None
     _checked_at: float = -math.inf
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Told of every reload attempt: (trigger, replaced, detail); the KM's audit log listens.
+    on_reload: Callable[[str, bool, str], None] | None = None
 
     @staticmethod
     def from_file(path: Path, clock: Callable[[], float] = time.monotonic) -> AccessControl:
@@ -179,7 +181,7 @@ class AccessControl:
         control._mtime = path.stat().st_mtime
         return control
 
-    def reload(self) -> bool:
+    def reload(self, trigger: str = "SIGHUP") -> bool:
         """Reads the policy file again; on error keeps the policy in force. True if replaced."""
         if self.source is None:
             return False
@@ -189,6 +191,8 @@ class AccessControl:
         except (OSError, PolicyError) as exc:
             self.counters["policy_reload_errors"] += 1
             log.error("access policy not reloaded, keeping the previous one: %s", exc)
+            if self.on_reload is not None:
+                self.on_reload(trigger, False, str(exc))
             return False
         with self._lock:
             self.policy = policy
@@ -196,6 +200,8 @@ class AccessControl:
             self._buckets.clear()
         self.counters["policy_reloads"] += 1
         log.info("access policy reloaded from %s (%d SAEs)", self.source, len(policy.rules))
+        if self.on_reload is not None:
+            self.on_reload(trigger, True, f"{len(policy.rules)} SAEs")
         return True
 
     def maybe_reload(self) -> None:
@@ -209,7 +215,7 @@ class AccessControl:
         except OSError:
             return
         if mtime != self._mtime:
-            self.reload()
+            self.reload("file change")
 
     def check(self, requester: str, peers: Sequence[str], number: int, size_bits: int) -> None:
         """Raises AccessDenied (and counts it) unless `requester` may get `number` keys now."""

@@ -47,6 +47,7 @@ class KmListen:
     etsi014: Address  # HTTPS, mutual TLS, applications
     etsi004: Address  # gRPC, mutual TLS, applications
     relay: Address  # gRPC, mutual TLS, KM to KM
+    skip: Address | None = None  # HTTPS, mutual TLS, Cisco SKIP for applications (None: off)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,9 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
     qkdn_id = r.text(top, "qkdn_id", "", default=node_uuid(node) if node else "-")
     if top.get("qkdn_id") is not None and not is_uuid(qkdn_id):
         r.error("qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
-    listen = r.mapping(r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay"))
+    listen = r.mapping(
+        r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay", "skip")
+    )
     tls = r.tls(top, "tls", "")
     if tls is None:
         r.error("tls", "missing (cert, key, ca): every KM interface is mutual TLS")
@@ -162,6 +165,7 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
             r.address(listen, "etsi014", "listen"),
             r.address(listen, "etsi004", "listen"),
             r.address(listen, "relay", "listen"),
+            r.optional_address(listen, "skip", "listen"),
         ),
         agent=r.address(top, "agent", ""),
         peers=tuple(_peer(r, node, where, item) for where, item in r.items(top, "peers", "")),

@@ -24,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from common.audit import AuditLog
 from common.config import Address, load_each
 from common.tracing import Tracer
 from km.access import AccessControl, AccessPolicy
@@ -34,11 +35,14 @@ from km.etsi014.server import MutualTlsServer
 from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore
 from km.relay.component import RelayComponent
+from km.skip.app import create_app as create_skip_app
+from km.skip.core import SkipLimits, SkipService
 from km.supply import KeySupply
 
 log = logging.getLogger("km")
 
 PURGE_INTERVAL_S = 10.0
+AUDIT_LOG_NAME = "audit.jsonl"  # in the KM's data_dir
 CHECKPOINT_INTERVAL_S = 1.0
 
 
@@ -88,13 +92,23 @@ class KeyManager:
             if config.policy is not None
             else AccessControl(AccessPolicy.allow_all(dict(config.applications)))
         )
+        # The KM's configuration changes (policy reloads) in its own append-only log.
+        self.audit = AuditLog(f"km:{config.node}", config.data_dir / AUDIT_LOG_NAME)
+        self.access.on_reload = self._audit_reload
         self.store: KeyStore | None = None
         self.relay: RelayComponent | None = None
         self.http: MutualTlsServer | None = None
+        self.skip: MutualTlsServer | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.tracer = Tracer.from_env(f"km:{config.node}")  # the process's trace file, shared
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _audit_reload(self, trigger: str, replaced: bool, detail: str) -> None:
+        # A reload is asked by whoever may signal the process or write the file: the host.
+        target = str(self.config.policy)
+        outcome = "ok" if replaced else "failed"
+        self.audit.record(f"local:{trigger}", "host", "policy.reload", target, outcome, detail)
 
     async def start(self) -> None:
         """Opens the store and starts every server; on failure what started is stopped."""
@@ -130,6 +144,18 @@ class KeyManager:
             await relay.start()
             self.http = MutualTlsServer(create_app(service), config.tls, config.listen.etsi014)
             await self.http.start()
+            if config.listen.skip is not None:
+                skip = SkipService(
+                    supply,
+                    self.access,
+                    SkipLimits(
+                        key_size_bits=settings.key_size_bits,
+                        min_key_size_bits=settings.min_key_size_bits,
+                        max_key_size_bits=settings.max_key_size_bits,
+                    ),
+                )
+                self.skip = MutualTlsServer(create_skip_app(skip), config.tls, config.listen.skip)
+                await self.skip.start()
             tls = config.tls
             self.grpc_server, self.grpc_port = await start_app_server(
                 streams, tls.cert, tls.key, tls.ca, config.listen.etsi004
@@ -143,7 +169,8 @@ class KeyManager:
         config = self.config
         etsi014 = self.http.url if self.http is not None else "-"
         etsi004 = Address(config.listen.etsi004.host, self.grpc_port)
-        return f"ready km {config.node} etsi014={etsi014} etsi004={etsi004} relay={config.listen.relay}"
+        line = f"ready km {config.node} etsi014={etsi014} etsi004={etsi004} relay={config.listen.relay}"
+        return line if self.skip is None else f"{line} skip={self.skip.url}"
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -154,9 +181,10 @@ class KeyManager:
         if self.grpc_server is not None:
             await self.grpc_server.stop(grace=1.0)
             self.grpc_server = None
-        if self.http is not None:
-            await self.http.stop()
-            self.http = None
+        # ETSI 014 and SKIP together: each may wait its grace period for idle clients
+        https = [server for server in (self.http, self.skip) if server is not None]
+        await asyncio.gather(*(server.stop() for server in https))
+        self.http = self.skip = None
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None

@@ -19,6 +19,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "controller": ("controller.cli", "run the SDN controller or query a running one"),
     "agent": ("agents.main", "run the NETCONF agents of one or more nodes (--config)"),
     "km": ("km.main", "run one or more key managers (--config)"),
+    "audit": ("lab.audit_cli", "the merged audit log of a state directory's processes"),
 }
 
 
@@ -30,7 +31,10 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
         group = groups.add_parser(name, help=help_text)
         if name == wanted:  # import only the group being run
             module = importlib.import_module(module_name)
-            module.register(group.add_subparsers(dest="command", required=True))
+            if hasattr(module, "configure"):  # a group that is one command (qkdsdn audit)
+                module.configure(group)
+            else:
+                module.register(group.add_subparsers(dest="command", required=True))
     return parser
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from common.config import Address
-from lab.plan import LabPlan, LinkPlan, NodePlan
+from lab.plan import LabPlan, LinkPlan, NodePlan, controller_role_tokens
 
 DEFAULT_HOST = "127.0.0.1"
 CONTROLLER = "controller"
@@ -208,6 +208,7 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "etsi014": place.bind(name, node.km_etsi014_port),
             "etsi004": place.bind(name, node.km_etsi004_port),
             "relay": place.bind(name, node.km_relay_port),
+            **({"skip": place.bind(name, node.km_skip_port)} if node.km_skip_port else {}),
         },
         "agent": place.address(name, node.agent_grpc_port),
         "peers": [
@@ -271,12 +272,24 @@ def _controller(plan: LabPlan, place: _Place) -> dict[str, Any]:
         "api_token_file": (
             place.path(plan.controller_token_file) if plan.controller_token_file else None
         ),
+        **_api_tokens(plan, place),
+        "audit_log": place.path(Path(plan.state_dir) / "controller" / "audit.jsonl"),
         "policy": "fewest-hops",
         "forced_paths": {pair: list(path) for pair, path in plan.forced_paths.items()},
         "allow_preemption": False,
         "relay": {"mode": plan.settings.relay_mode, "e2e_buffer": plan.settings.e2e_buffer},
         "poll_interval_s": 5.0,
     }
+
+
+def _api_tokens(plan: LabPlan, place: _Place) -> dict[str, Any]:
+    """One token file per API role, when the lab made them (api_token_file is the operator's)."""
+    if not plan.controller_token_file:
+        return {}
+    files = controller_role_tokens(plan.controller_token_file)
+    if not all(Path(path).exists() for path in files.values()):
+        return {}
+    return {"api_tokens": {role: place.path(path) for role, path in files.items()}}
 
 
 def controller_url(plan: LabPlan, hosts: Mapping[str, str] | None = None) -> str:

@@ -55,6 +55,7 @@ class KmEndpoint:
     relay_address: str  # gRPC, mutual TLS, KM to KM
     cert: str  # the KM's certificate (server and client)
     key: str
+    skip_url: str | None = None  # HTTPS, mutual TLS, Cisco SKIP (None: not served)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class AppEndpoints:
     ca: str  # trust anchor for the KM's server certificate
     km_etsi014_url: str  # the KM this application talks to
     km_etsi004_address: str
+    km_skip_url: str | None = None  # the same KM's Cisco SKIP (None: not served)
 
 
 @dataclass(frozen=True)
@@ -246,6 +248,7 @@ class _Decoder:
                 relay_address=self.get(km, "relay_address", kw, str),
                 cert=self.get(km, "cert", kw, str),
                 key=self.get(km, "key", kw, str),
+                skip_url=self.get(km, "skip_url", kw, str) if km.get("skip_url") else None,
             ),
             agent_grpc=self.get(data, "agent_grpc", where, str),
         )
@@ -261,6 +264,9 @@ class _Decoder:
             ca=self.get(data, "ca", where, str),
             km_etsi014_url=self.get(data, "km_etsi014_url", where, str),
             km_etsi004_address=self.get(data, "km_etsi004_address", where, str),
+            km_skip_url=(
+                self.get(data, "km_skip_url", where, str) if data.get("km_skip_url") else None
+            ),
         )
 
 
@@ -290,6 +296,7 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
                     relay_address=node.km_relay_address,
                     cert=cert,
                     key=key,
+                    skip_url=node.km_skip_url,
                 ),
                 agent_grpc=node.agent_grpc_address,
             )
@@ -303,6 +310,7 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
             ca=credentials.ca_cert,
             km_etsi014_url=plan.node(app.node).km_etsi014_url,
             km_etsi004_address=plan.node(app.node).km_etsi004_address,
+            km_skip_url=plan.node(app.node).km_skip_url,
         )
         for app in plan.apps
     )

@@ -35,6 +35,7 @@ from lab.plan import (
     LinkPlan,
     NodePlan,
     Settings,
+    controller_role_tokens,
     link_uuid,
     node_uuid,
 )
@@ -55,7 +56,7 @@ from lab.processes import (
 from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
-PORTS_PER_NODE = 5
+PORTS_PER_NODE = 6
 
 
 class LabError(RuntimeError):
@@ -131,8 +132,9 @@ def _controller_token(state_dir: Path) -> Path:
     """STATE_DIR/secrets/controller-token (mode 0600): the bearer token of the controller's
     API, generated once per state dir."""
     path = state_dir / "secrets" / "controller-token"
-    if not path.exists():
-        _write_secret(path, secrets.token_urlsafe(32).encode())
+    for role_file in controller_role_tokens(str(path)).values():  # viewer, operator, admin
+        if not Path(role_file).exists():
+            _write_secret(Path(role_file), secrets.token_urlsafe(32).encode())
     return path
 
 
@@ -206,6 +208,7 @@ def make_plan(
             km_etsi004_port=next(ports),
             km_relay_port=next(ports),
             host=address(node.name).address,
+            km_skip_port=next(ports),
         )
         for node in topology.nodes
     )
@@ -460,7 +463,8 @@ def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
     return [
         (node.host, p)
         for node in nodes
-        for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
+        for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port, node.km_skip_port)
+        if p
     ]
 
 

@@ -224,7 +224,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from lab.hosts import hosts_of
     from lab.launcher import is_ours, recorded_status, supervisor_running
-    from lab.plan import LabPlan
+    from lab.plan import LabPlan, controller_role_tokens
 
     state_dir: Path = args.state_dir.resolve()
     plan_file = state_dir / "plan.json"
@@ -270,8 +270,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             + ", ".join(f"{name} in {host.namespace}" for name, host in hosts.nodes.items())
             + f", controller in {hosts.controller.namespace}"
         )
-    if plan.controller_token_file:  # state changes through the API need it
-        console.print(f"controller API token: {plan.controller_token_file}")
+    if plan.controller_token_file:  # every API call needs a role's token
+        tokens = controller_role_tokens(plan.controller_token_file)
+        console.print(
+            "controller API tokens: "
+            + ", ".join(f"{role} {path}" for role, path in tokens.items() if Path(path).exists())
+        )
     return 0
 
 

@@ -20,6 +20,16 @@ __all__ = ["QKDSDN_NAMESPACE", "link_uuid", "node_uuid"]
 HOST = "127.0.0.1"
 
 
+def controller_role_tokens(token_file: str) -> dict[str, str]:
+    """The controller API's token file of each role, beside the operator's `token_file`
+    (the CLI's default): `<file>-viewer`, `<file>`, `<file>-admin`."""
+    return {
+        "viewer": f"{token_file}-viewer",
+        "operator": token_file,
+        "admin": f"{token_file}-admin",
+    }
+
+
 def host_port(host: str, port: int) -> str:
     """ "host:port", with an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -36,6 +46,7 @@ class NodePlan:
     km_etsi004_port: int  # gRPC, mutual TLS, for applications
     km_relay_port: int  # gRPC, mutual TLS, KM to KM
     host: str = HOST  # the node's address (its own network namespace in a netns lab)
+    km_skip_port: int = 0  # HTTPS, mutual TLS, Cisco SKIP for applications (0: none)
 
     @property
     def netconf_address(self) -> str:
@@ -48,6 +59,10 @@ class NodePlan:
     @property
     def km_etsi014_url(self) -> str:
         return f"https://{host_port(self.host, self.km_etsi014_port)}"
+
+    @property
+    def km_skip_url(self) -> str | None:
+        return f"https://{host_port(self.host, self.km_skip_port)}" if self.km_skip_port else None
 
     @property
     def km_etsi004_address(self) -> str:

@@ -20,6 +20,7 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -256,9 +257,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         ]
         return _error(400, "malformed request", details)
 
-    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route of the path; RFC 9110 15.5.6 wants every
+            # method the resource supports (GET and POST for enc_keys and dec_keys).
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return _error(exc.status_code, str(exc.detail), headers=headers)
 
     async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("internal error in an ETSI 014 request: %s", type(exc).__name__)
@@ -268,6 +274,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of `app` serves at `path`, in a fixed order."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+    return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
 
 
 def _openapi_without_422(app: FastAPI) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class Ports:
     etsi014: int = 8302
     etsi004: int = 8303
     relay: int = 8304
+    skip: int = 8305
     controller_api: int = 8500
 
 
@@ -186,6 +187,7 @@ def _fixed_ports(plan: LabPlan) -> LabPlan:
                 km_etsi014_port=PORTS.etsi014,
                 km_etsi004_port=PORTS.etsi004,
                 km_relay_port=PORTS.relay,
+                km_skip_port=PORTS.skip if node.km_skip_port else 0,
             )
             for node in plan.nodes
         ),
@@ -219,6 +221,9 @@ def deployment_configs(
                 for peer in data["peers"]
             ]
     changed[CONTROLLER]["api_token_file"] = os.path.join("..", str(TOKEN_FILE))
+    # a deployment keeps one (admin) token and no audit file (its config may be read-only)
+    changed[CONTROLLER].pop("api_tokens", None)
+    changed[CONTROLLER].pop("audit_log", None)
     return changed
 
 

@@ -21,9 +21,10 @@ from agents.main import AgentHandle
 from agents.netconf.errors import ErrorTag, ErrorType, NetconfError
 from agents.node import Site
 from agents.notifications import AppRequest
+from common.audit import AuditLog, read_log
 from common.config import Address
 from controller.api import Controller
-from controller.api_token import ApiToken, load_api_token
+from controller.api_token import ApiRole, ApiToken, ApiTokens, load_api_token
 from controller.devices.session import NetconfSession
 from controller.errors import DeviceUnavailable
 from controller.model import IntentState, KeyRequest, LinkStatus, QoS
@@ -31,7 +32,7 @@ from controller.rest import api_server
 from lab.cli import main as qkdsdn
 from lab.configs import write_process_configs
 from lab.launcher import free_ports
-from lab.plan import LabPlan
+from lab.plan import LabPlan, controller_role_tokens
 from tests.harness.agents import make_test_plan, running_agents, start_agent
 from tests.harness.configs import addresses_from_plan, controller_from_plan
 from yang.schema import Schema
@@ -362,10 +363,23 @@ def test_http_api_serves_status_topology_paths_and_intents(tmp_path: Path) -> No
     run(scenario())
 
 
-def test_state_changing_api_calls_need_the_token_reads_do_not(tmp_path: Path) -> None:
+def role_tokens(plan: LabPlan) -> dict[str, str]:
+    return {
+        role: Path(path).read_text().strip()
+        for role, path in controller_role_tokens(plan.controller_token_file).items()
+    }
+
+
+def test_each_api_role_makes_its_calls_and_refusals_are_audited(tmp_path: Path) -> None:
     plan = chain_plan(tmp_path, ["n1", "n2", "n3"])
     [port] = free_ports(1)
-    token = api_token(plan)
+    files = controller_role_tokens(plan.controller_token_file)
+    tokens = ApiTokens.from_files({ApiRole.named(r): Path(p) for r, p in files.items()})
+    secret = role_tokens(plan)
+    audit = AuditLog("controller", tmp_path / "controller" / "audit.jsonl")
+
+    def bearer(role: str) -> dict[str, str]:
+        return {"Authorization": "Bearer " + secret[role]}
 
     async def scenario() -> None:
         async with running_agents(plan), controller_for(plan) as controller:
@@ -373,37 +387,61 @@ def test_state_changing_api_calls_need_the_token_reads_do_not(tmp_path: Path) ->
             installed = await controller.install(
                 KeyRequest(snap.resolve("n1"), snap.resolve("n3"), "app1", ("app2",))
             )
-            server = api_server(controller, Address("127.0.0.1", port), token)
+            server = api_server(controller, Address("127.0.0.1", port), tokens, audit)
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
             target = f"/intents/{installed.intent_id}"
             body = {"src": "n1", "dst": "n3", "server_app_id": "a", "client_app_ids": ["b"]}
             try:
                 async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-                    anonymous = await client.delete(target)
+                    anonymous = await client.get("/intents")
                     assert anonymous.status_code == 401
                     assert anonymous.headers["www-authenticate"] == "Bearer"
                     assert "Bearer" in anonymous.json()["detail"]
-                    wrong = {"Authorization": "Bearer " + "x" * len(token.value)}
-                    assert (await client.delete(target, headers=wrong)).status_code == 403
-                    basic = {"Authorization": "Basic " + token.value.decode()}
+                    wrong = {"Authorization": "Bearer " + "x" * 40}
+                    assert (await client.delete(target, headers=wrong)).status_code == 401
+                    basic = {"Authorization": "Basic " + secret["admin"]}
                     assert (await client.delete(target, headers=basic)).status_code == 401
-                    assert (await client.post("/intents", json=body)).status_code == 401
-                    assert (await client.post("/admit", json=body)).status_code == 401
-                    # nothing changed, and reads need no token
+                    # a viewer reads (and asks what-if) but changes nothing
+                    listed = await client.get("/intents", headers=bearer("viewer"))
+                    assert [i["state"] for i in listed.json()] == ["INSTALLED"]
+                    admit = await client.post("/admit", json=body, headers=bearer("viewer"))
+                    assert admit.status_code == 200
+                    refused = await client.delete(target, headers=bearer("viewer"))
+                    assert refused.status_code == 403
+                    assert "viewer" in refused.json()["detail"]
+                    assert "operator" in refused.json()["detail"]
                     assert controller.intent_service.get(installed.intent_id).state is (
                         IntentState.INSTALLED
                     )
-                    listed = (await client.get("/intents")).json()
-                    assert [i["state"] for i in listed] == ["INSTALLED"]
-                    right = {"Authorization": "Bearer " + token.value.decode()}
-                    gone = await client.delete(target, headers=right)
+                    # an operator withdraws but may not set the policy; an admin may
+                    policy = {"policy": "key-aware"}
+                    low = await client.put("/policy", json=policy, headers=bearer("operator"))
+                    assert low.status_code == 403 and "admin" in low.json()["detail"]
+                    assert controller.intent_service.policy.name == "fewest-hops"
+                    gone = await client.delete(target, headers=bearer("operator"))
                     assert gone.status_code == 200 and gone.json()["state"] == "WITHDRAWN"
+                    done = await client.put("/policy", json=policy, headers=bearer("admin"))
+                    assert done.status_code == 200
+                    assert controller.intent_service.policy.name == "key-aware"
+                    me = await client.get("/whoami", headers=bearer("operator"))
+                    assert me.json() == {"name": "token:operator", "role": "operator"}
             finally:
                 server.should_exit = True
                 await serving
 
     run(scenario())
+    logged = [
+        (e.who, e.role, e.action, e.outcome) for e in read_log(tmp_path / "controller/audit.jsonl")
+    ]
+    assert logged == [
+        ("anonymous", "-", "intent.withdraw", "refused"),
+        ("anonymous", "-", "intent.withdraw", "refused"),
+        ("token:viewer", "viewer", "intent.withdraw", "refused"),
+        ("token:operator", "operator", "policy.set", "refused"),
+        ("token:operator", "operator", "intent.withdraw", "ok"),
+        ("token:admin", "admin", "policy.set", "ok"),
+    ]
 
 
 def test_cli_withdraw_sends_the_token_of_the_controller_config(
@@ -507,7 +545,7 @@ def test_cli_prints_tables_from_a_running_controller(
             server = api_server(controller, Address("127.0.0.1", port), api_token(plan))
             serving = asyncio.create_task(server.serve())
             await until(lambda: server.started, "the API")
-            url = ["--url", f"http://127.0.0.1:{port}"]
+            url = ["--url", f"http://127.0.0.1:{port}", "--token-file", plan.controller_token_file]
             try:
                 snap = controller.topology()
                 await controller.install(

@@ -95,7 +95,10 @@ def test_an_exported_agent_key_manager_and_controller_start_from_their_files_and
         tmp_path,
         {
             "QKDSDN_AGENT": grpc,
-            **{f"QKDSDN_LISTEN__{name}": "127.0.0.1:0" for name in ("ETSI014", "ETSI004", "RELAY")},
+            **{
+                f"QKDSDN_LISTEN__{name}": "127.0.0.1:0"
+                for name in ("ETSI014", "ETSI004", "RELAY", "SKIP")
+            },
         },
         tmp_path / "km.log",
         started,
@@ -119,9 +122,11 @@ def test_an_exported_agent_key_manager_and_controller_start_from_their_files_and
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     devices: list[dict[str, Any]] = []
+    token = (tmp_path / STATE / "secrets" / "controller-token").read_text().strip()
+    bearer = {"Authorization": f"Bearer {token}"}  # every call needs a role's token
     while time.monotonic() < deadline and controller.poll() is None:
         try:
-            devices = httpx.get(f"http://{api}/status", timeout=5).json()["devices"]
+            devices = httpx.get(f"http://{api}/status", headers=bearer, timeout=5).json()["devices"]
         except httpx.HTTPError:
             devices = []
         if any(d["name"] == "qnode1" and d["connected"] for d in devices):

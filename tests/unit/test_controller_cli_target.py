@@ -45,3 +45,19 @@ def test_a_wildcard_api_address_is_reached_on_loopback(tmp_path: Path) -> None:
     assert (
         cli._target_of(_args("--config", str(files["controller"])))[0] == f"http://127.0.0.1:{port}"
     )
+
+
+def test_the_cli_uses_the_operator_token_unless_given_a_role(tmp_path: Path) -> None:
+    plan = make_test_plan(tmp_path, ["a"], [])
+    write_process_configs(plan)
+    state = ("--state-dir", str(tmp_path))
+    secrets = tmp_path.resolve() / "secrets"
+    assert cli._target_of(_args(*state))[1] == secrets / "controller-token"
+    assert cli._target_of(_args(*state, "--role", "viewer"))[1] == (
+        secrets / "controller-token-viewer"
+    )
+    assert cli._target_of(_args(*state, "--role", "admin"))[1] == secrets / "controller-token-admin"
+    with pytest.raises(SystemExit):
+        _args(*state, "--role", "root")
+    with pytest.raises(SystemExit):
+        _args(*state, "--role", "admin", "--token-file", "x")

@@ -19,7 +19,13 @@ def test_a_small_twin_gives_each_key_manager_a_process_of_its_own(tmp_path: Path
     assert km_processes(plan) == [("km-a", ("a",)), ("km-b", ("b",)), ("km-c", ("c",))]
     node = plan.node("b")
     assert sorted(readiness_ports(plan, "km-b")) == sorted(
-        (node.host, p) for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port)
+        (node.host, p)
+        for p in (
+            node.km_etsi014_port,
+            node.km_etsi004_port,
+            node.km_relay_port,
+            node.km_skip_port,
+        )
     )
 
 
@@ -35,5 +41,5 @@ def test_a_large_twin_shares_processes_and_each_hosts_its_nodes_configs(tmp_path
     configs = [arg for arg in commands["kms-3"] if arg.endswith(".yaml")]
     assert [Path(c).name for c in configs] == [f"km-{n}.yaml" for n in names[-3:]]
     ports = readiness_ports(plan, "kms-3")
-    assert len(ports) == 3 * 3
+    assert len(ports) == 3 * 4  # ETSI 014, ETSI 004, relay, SKIP of each
     assert (plan.node(names[-1]).host, plan.node(names[-1]).km_relay_port) in ports
