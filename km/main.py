@@ -33,6 +33,7 @@ from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer
 from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore
+from km.pqc.component import KeyModes
 from km.relay.component import RelayComponent
 from km.supply import KeySupply
 
@@ -90,6 +91,7 @@ class KeyManager:
         )
         self.store: KeyStore | None = None
         self.relay: RelayComponent | None = None
+        self.modes: KeyModes | None = None
         self.http: MutualTlsServer | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
@@ -108,7 +110,8 @@ class KeyManager:
         try:
             relay = self.relay = RelayComponent(config, store, tracer=self.tracer)
             apps = dict(config.applications)
-            supply = KeySupply(config.node, apps, store, relay.supplier)
+            modes = self.modes = KeyModes(config, store, relay, self.access)
+            supply = KeySupply(config.node, apps, store, modes.supplier)
             limits = Etsi014Limits(
                 key_size_bits=settings.key_size_bits,
                 max_key_per_request=settings.max_key_per_request,
@@ -117,7 +120,12 @@ class KeyManager:
                 relay_buffer=settings.e2e_buffer,
             )
             service = Etsi014Service(
-                supply, self.access, config.node_ids(), limits, tracer=self.tracer
+                supply,
+                self.access,
+                config.node_ids(),
+                limits,
+                tracer=self.tracer,
+                origins=modes.origins,
             )
             streams = KeyStreamService(
                 supply,
@@ -157,6 +165,9 @@ class KeyManager:
         if self.http is not None:
             await self.http.stop()
             self.http = None
+        if self.modes is not None:
+            await self.modes.close()
+            self.modes = None
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None

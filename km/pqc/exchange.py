@@ -114,9 +114,7 @@ def start(
     return private, offer
 
 
-def _keys(
-    offer: Offer, prk: bytes, digest: bytes, qkd_keys: Sequence[bytes] | None
-) -> list[bytes]:
+def _keys(offer: Offer, prk: bytes, digest: bytes, qkd_keys: Sequence[bytes] | None) -> list[bytes]:
     pqc = kdf.pqc_keys(prk, offer.key_ids, offer.size_bits)
     if offer.origin is Origin.PQC:
         return pqc

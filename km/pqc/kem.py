@@ -33,8 +33,16 @@ class Kem(enum.Enum):
         return 1088 if self is Kem.ML_KEM_768 else 1568
 
 
-_PRIVATE = {Kem.ML_KEM_768: mlkem.MLKEM768PrivateKey, Kem.ML_KEM_1024: mlkem.MLKEM1024PrivateKey}
-_PUBLIC = {Kem.ML_KEM_768: mlkem.MLKEM768PublicKey, Kem.ML_KEM_1024: mlkem.MLKEM1024PublicKey}
+_Private = type[mlkem.MLKEM768PrivateKey] | type[mlkem.MLKEM1024PrivateKey]
+_Public = type[mlkem.MLKEM768PublicKey] | type[mlkem.MLKEM1024PublicKey]
+_PRIVATE: dict[Kem, _Private] = {
+    Kem.ML_KEM_768: mlkem.MLKEM768PrivateKey,
+    Kem.ML_KEM_1024: mlkem.MLKEM1024PrivateKey,
+}
+_PUBLIC: dict[Kem, _Public] = {
+    Kem.ML_KEM_768: mlkem.MLKEM768PublicKey,
+    Kem.ML_KEM_1024: mlkem.MLKEM1024PublicKey,
+}
 
 
 @dataclass(frozen=True, repr=False)

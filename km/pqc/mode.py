@@ -53,6 +53,7 @@ class QkdHealth:
 
     usable: bool
     reason: str = ""  # why not, e.g. "key association app1→app2 failed: link down"
+    pending: bool = False  # admission not decided yet: a QKD-only or strict mode waits for it
 
     @staticmethod
     def ok() -> QkdHealth:
@@ -64,11 +65,11 @@ def first_choice(mode: KeyMode, qkd: QkdHealth) -> Source:
     if mode is KeyMode.PQC_ONLY:
         return Source.PQC
     if mode is KeyMode.QKD_ONLY:
-        return Source.QKD if qkd.usable else Source.REFUSE
+        return Source.QKD if qkd.usable or qkd.pending else Source.REFUSE
     if mode is KeyMode.QKD_PREFERRED:
         return Source.QKD if qkd.usable else Source.PQC
     if mode is KeyMode.HYBRID_STRICT:
-        return Source.HYBRID if qkd.usable else Source.REFUSE
+        return Source.HYBRID if qkd.usable or qkd.pending else Source.REFUSE
     return Source.HYBRID if qkd.usable else Source.PQC
 
 
