@@ -196,6 +196,8 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
         "policy": None,
         "applications": {app.sae_id: app.node for app in plan.apps},
         "nodes": {n.name: n.qkdn_id for n in plan.nodes},
+        # the far ends of post-quantum exchanges (neighbours are reached through `peers`)
+        "key_managers": _far_key_managers(plan, name, place),
         "settings": {
             "key_size_bits": settings.key_size_bits,
             "relay_mode": settings.relay_mode,
@@ -205,6 +207,15 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "max_key_size_bits": settings.max_key_size_bits,
             "min_key_size_bits": settings.min_key_size_bits,
         },
+    }
+
+
+def _far_key_managers(plan: LabPlan, name: str, place: _Place) -> dict[str, str]:
+    neighbours = {link.other_end(name) for link in plan.links_of(name)}
+    return {
+        other.name: place.address(other.name, other.km_relay_port)
+        for other in plan.nodes
+        if other.name != name and other.name not in neighbours
     }
 
 
