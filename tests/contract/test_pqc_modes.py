@@ -4,111 +4,24 @@ key stores), hybrid keys over the relay, switching on what the node configuratio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
-import dataclasses
-import itertools
 import logging
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from common.protos import node_link_pb2 as nl
 from common.protos import pqc_pb2 as ppb
-from km.access import AccessControl, AccessPolicy
-from km.key_store import KeyStore, StoredKey
+from km.key_store import StoredKey
 from km.pqc import exchange, wire
 from km.pqc.client import PeerFailure, PqcClient
-from km.pqc.component import KeyModes
 from km.pqc.kem import Kem
 from km.pqc.mode import KeyMode, Origin
-from km.relay.component import RelayComponent
-from km.relay.forwarder import RelayTimeouts
 from km.supply import SupplyError
-from lab.plan import LabPlan, node_uuid
+from lab.plan import node_uuid
 from tests.harness.configs import km_config_of
-from tests.harness.relay import FakeAgent, install_path, make_plan, reject, wait_until
-
-FAST = RelayTimeouts(link_key_s=0.3, per_hop_s=1.0, entry_s=0.2, connect_s=0.3)
-NODES = ("qnode1", "qnode2", "qnode3")
-PATH = list(NODES)
-
-
-@dataclasses.dataclass
-class Lab:
-    plan: LabPlan
-    agents: dict[str, FakeAgent]
-    kms: dict[str, RelayComponent]
-    modes: dict[str, KeyModes]
-    stores: dict[str, KeyStore]
-    access: AccessControl
-
-    def set_mode(self, mode: KeyMode) -> None:
-        self.access.policy = _policy(mode)
-
-    def auto_install(self, path: Sequence[str], **kwargs: Any) -> None:
-        def on_register(request: nl.AppRegistration) -> None:
-            install_path(self.agents, path, request.server_app_id, request.client_app_id, **kwargs)
-
-        self.agents[path[0]].on_register = on_register
-
-    async def enc(self, number: int = 1) -> list[StoredKey]:
-        return await self.modes["qnode1"].supplier.enc_keys("app1", ["app2"], "qnode3", number, 256)
-
-    def claim(self, keys: Sequence[StoredKey]) -> list[bytes]:
-        got = self.stores["qnode3"].claim("app2", "app1", [k.key_id for k in keys])
-        return [k.material for k in got]
-
-    def origin(self, node: str, key: StoredKey) -> Origin | None:
-        found = self.modes[node].origins.of(key.key_id)
-        return None if found is None else found.origin
-
-
-def _policy(mode: KeyMode) -> AccessPolicy:
-    return AccessPolicy.from_dict({"saes": {"app1": {"key_mode": mode.value}, "app2": {}}})
-
-
-@contextlib.asynccontextmanager
-async def running_lab(tmp: Path) -> AsyncIterator[Lab]:
-    plan = make_plan(tmp, NODES, list(itertools.pairwise(NODES)))
-    agents = {n: FakeAgent(plan, n) for n in NODES}
-    stores = {n: KeyStore(tmp / f"{n}.sqlite") for n in NODES}
-    access = AccessControl(_policy(KeyMode.QKD_PREFERRED))
-    kms: dict[str, RelayComponent] = {}
-    modes: dict[str, KeyModes] = {}
-    for n in NODES:
-        config = km_config_of(plan, n)
-        assert n != "qnode1" or "qnode3" in config.key_managers  # not a neighbour of qnode1
-        kms[n] = RelayComponent(config, stores[n], timeouts=FAST, admission_timeout_s=2.0)
-        modes[n] = KeyModes(config, stores[n], kms[n], access)
-    try:
-        for agent in agents.values():
-            await agent.start()
-        for km in kms.values():
-            await km.start()
-        yield Lab(plan, agents, kms, modes, stores, access)
-    finally:
-        for m in modes.values():
-            await m.close()
-        for km in kms.values():
-            await km.stop()
-        for agent in agents.values():
-            await agent.stop()
-        for store in stores.values():
-            store.close()
-
-
-async def _links_ready(lab: Lab) -> None:
-    pools = [p for km in lab.kms.values() for p in km.pools.pools]
-    await wait_until(
-        lambda: (
-            all(p.synced and p.ready_for_sending() >= 4 for p in pools)
-            and not any(km.forwarder.link_sync.starting for km in lab.kms.values())
-        ),
-        what="link keys",
-    )
+from tests.harness.pqc import PATH, links_ready, running_lab
+from tests.harness.relay import FakeAgent, install_path, reject, wait_until
 
 
 def _set_state(agent: FakeAgent, state: str, reason: str) -> None:
@@ -164,7 +77,7 @@ def test_hybrid_keys_match_at_both_ends_and_are_not_the_relayed_qkd_keys(
         async with running_lab(tmp_path) as lab:
             lab.set_mode(KeyMode.HYBRID_STRICT)
             lab.auto_install(PATH, buffer=0)
-            await _links_ready(lab)
+            await links_ready(lab)
             tap = _CountingQkd(lab.modes["qnode1"].provider.qkd)
             lab.modes["qnode1"].provider.qkd = tap
             keys = await lab.enc(2)
@@ -182,7 +95,7 @@ def test_qkd_preferred_switches_on_the_failure_notice_and_back_on_reinstall(
     async def run() -> None:
         async with running_lab(tmp_path) as lab:
             lab.auto_install(PATH, buffer=0)
-            await _links_ready(lab)
+            await links_ready(lab)
             modes = lab.modes["qnode1"]
             tap = _CountingQkd(modes.supplier.qkd)
             modes.supplier.qkd = tap
@@ -208,7 +121,7 @@ def test_qkd_only_answers_503_naming_the_reason(tmp_path: Path) -> None:
     async def run() -> None:
         async with running_lab(tmp_path) as lab:
             lab.set_mode(KeyMode.QKD_ONLY)
-            await _links_ready(lab)
+            await links_ready(lab)
             lab.agents["qnode1"].on_register = lambda request: reject(
                 lab.agents["qnode1"], "qnode3", "no free key rate on qnode2–qnode3"
             )
@@ -230,7 +143,7 @@ def test_a_failing_relay_hop_moves_hybrid_either_to_pqc_and_strict_refuses(
         async with running_lab(tmp_path) as lab:
             lab.set_mode(KeyMode.HYBRID_EITHER)
             lab.auto_install(PATH, buffer=0)
-            await _links_ready(lab)
+            await links_ready(lab)
             await lab.kms["qnode2"].stop()  # the trusted node's KM is gone
             keys = await lab.enc()
             assert lab.origin("qnode1", keys[0]) is Origin.PQC
