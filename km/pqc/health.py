@@ -48,9 +48,11 @@ def qkd_health(
         reason = assoc.reason or "no reason given"
         return QkdHealth(False, f"key association {pair} {assoc.state.value}: {reason}")
     if assoc.state is AdmissionState.PENDING:
-        return QkdHealth(False, f"key association {pair} not admitted yet", pending=True)
+        return QkdHealth(False, f"key association {pair} not admitted yet", may_wait=True)
     if PathIdentity.of(assoc) in failed_paths:
         return QkdHealth(False, f"relay of key association {pair} failed on its installed path")
     if ready == 0 and first_hop_keys == 0:
-        return QkdHealth(False, f"link-key pool toward the first hop of {pair} is empty")
+        return QkdHealth(
+            False, f"link-key pool toward the first hop of {pair} is empty", may_wait=True
+        )
     return QkdHealth(True)

@@ -53,7 +53,9 @@ class QkdHealth:
 
     usable: bool
     reason: str = ""  # why not, e.g. "key association app1→app2 failed: link down"
-    pending: bool = False  # admission not decided yet: a QKD-only or strict mode waits for it
+    # QKD may still come if waited for (admission not decided yet, link-key pool refilling):
+    # a mode without fallback (qkd-only, hybrid-strict) waits; the others switch at once.
+    may_wait: bool = False
 
     @staticmethod
     def ok() -> QkdHealth:
@@ -65,11 +67,11 @@ def first_choice(mode: KeyMode, qkd: QkdHealth) -> Source:
     if mode is KeyMode.PQC_ONLY:
         return Source.PQC
     if mode is KeyMode.QKD_ONLY:
-        return Source.QKD if qkd.usable or qkd.pending else Source.REFUSE
+        return Source.QKD if qkd.usable or qkd.may_wait else Source.REFUSE
     if mode is KeyMode.QKD_PREFERRED:
         return Source.QKD if qkd.usable else Source.PQC
     if mode is KeyMode.HYBRID_STRICT:
-        return Source.HYBRID if qkd.usable or qkd.pending else Source.REFUSE
+        return Source.HYBRID if qkd.usable or qkd.may_wait else Source.REFUSE
     return Source.HYBRID if qkd.usable else Source.PQC
 
 

@@ -81,7 +81,7 @@ class KeyModeSupplier:
         if source is Source.HYBRID and len(slaves) > 1:
             source = after_failure(mode, Source.HYBRID, Source.PQC)
             health = QkdHealth(health.usable, "hybrid keys serve one slave SAE")
-        reasons = [] if health.usable or health.pending else [health.reason]
+        reasons = [] if health.usable or health.may_wait else [health.reason]
         first = source
         while source is not Source.REFUSE:
             try:

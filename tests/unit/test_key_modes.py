@@ -19,7 +19,7 @@ from lab.plan import node_uuid
 from tests.harness.relay import empty_config, install_path, reject
 
 DOWN = QkdHealth(False, "key association app1→app2 failed: link down")
-PENDING = QkdHealth(False, "not admitted yet", pending=True)
+PENDING = QkdHealth(False, "not admitted yet", may_wait=True)
 
 
 @pytest.mark.parametrize(
