@@ -69,7 +69,25 @@ def write_process_configs(
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         tmp.replace(path)
         written[name] = path
+    policy = policy_data(plan)
+    if policy is not None:
+        policy_file(plan).write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
     return written
+
+
+def policy_file(plan: LabPlan) -> Path:
+    return config_dir(plan) / "access-policy.yaml"
+
+
+def policy_data(plan: LabPlan) -> dict[str, Any] | None:
+    """The access policy every KM of the twin shares when an application has a key mode:
+    every SAE may get keys toward every other, each with its mode (km/access.py)."""
+    if all(app.key_mode is None for app in plan.apps):
+        return None
+    saes: dict[str, Any] = {}
+    for app in plan.apps:
+        saes[app.sae_id] = {"peers": "*"} | ({"key_mode": app.key_mode} if app.key_mode else {})
+    return {"saes": saes}
 
 
 class _Place:
@@ -193,7 +211,7 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "ca": place.path(plan.credentials.ca_cert),
         },
         "data_dir": place.path(state / "km" / name),
-        "policy": None,
+        "policy": place.path(policy_file(plan)) if policy_data(plan) is not None else None,
         "applications": {app.sae_id: app.node for app in plan.apps},
         "nodes": {n.name: n.qkdn_id for n in plan.nodes},
         # the far ends of post-quantum exchanges (neighbours are reached through `peers`)
