@@ -44,6 +44,7 @@ class Sample:
     mode: str
     phase: str  # before, outage, after
     t_s: float  # seconds since the first request, at the answer
+    t_start_s: float  # seconds since the first request, when enc_keys was sent
     status: int  # HTTP status of enc_keys (or of dec_keys when enc_keys succeeded)
     origin: str | None
     keys_match: bool | None
@@ -57,7 +58,7 @@ class PairSummary:
     mode: str
     requests: int
     failed_during_outage: int
-    failed_outside_outage: int
+    failed_outside_outage: int  # before the cut or after QKD was installed again
     origins_during_outage: dict[str, int]
     switch_after_notice_ms: float | None  # first key from the fallback source after the notice
     first_after_failure_origin: str | None  # the first request after the association failed
@@ -149,10 +150,11 @@ def run_outage(
                 break
             tick = time.monotonic()
             for master, slave in scenario.pairs:
+                started = round(time.monotonic() - t0, 3)
                 status, origin, same, enc_ms, message = _request(plan, clients, master, slave)
                 samples.append(
                     Sample(f"{master}>{slave}", modes[master], phase,
-                           round(time.monotonic() - t0, 3), status, origin, same,
+                           round(time.monotonic() - t0, 3), started, status, origin, same,
                            round(enc_ms, 3), message)
                 )  # fmt: skip
             time.sleep(max(0.0, PACE_S - (time.monotonic() - tick)))
