@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from km.access import AccessControl
+from km.associations import AdmissionState, NodeView
 from km.config import KmConfig
 from km.key_store import KeyStore
 from km.link_pools import LinkKeyError
 from km.pqc.client import PqcClient
 from km.pqc.health import PathIdentity, qkd_health
 from km.pqc.kem import Kem
-from km.pqc.mode import KeyMode, QkdHealth
+from km.pqc.mode import KeyMode, Origin, QkdHealth
 from km.pqc.origins import OriginBook
 from km.pqc.provider import PqcProvider, PqcSettings
 from km.pqc.responder import Responder, add_to_server
@@ -61,6 +62,39 @@ class KeyModes:
         )
         self.responder = Responder(config, store, self.origins)
         relay.on_server(lambda server: add_to_server(server, self.responder))
+        relay.associations.listeners.append(self._on_view)
+
+    def _on_view(self, old: NodeView, new: NodeView) -> None:
+        """The controller changed an association this node originates: say so on the timeline
+        and, when QKD is lost for a mode with a fallback, start the post-quantum exchange now,
+        so the next request finds keys ready."""
+        before = {a.app_id: a for a in old.associations if a.prev_hop is None}
+        for assoc in new.associations:
+            if assoc.prev_hop is not None or not assoc.slaves:
+                continue
+            was = before.get(assoc.app_id)
+            if was is not None and (was.state, was.path) == (assoc.state, assoc.path):
+                continue
+            self.relay.tracer.emit(
+                "keys.qkd_path",
+                master=assoc.master,
+                slaves=list(assoc.slaves),
+                state=assoc.state.value,
+                reason=assoc.reason,
+            )
+            if assoc.state in (AdmissionState.FAILED, AdmissionState.REJECTED):
+                self._prepare_fallback(assoc.master, assoc.slaves)
+
+    def _prepare_fallback(self, master: str, slaves: Sequence[str]) -> None:
+        mode = self.supplier.mode(master, slaves)
+        if mode not in (KeyMode.QKD_PREFERRED, KeyMode.HYBRID_EITHER):
+            return
+        slave_node = self.config.applications.get(slaves[0])
+        if slave_node is None or slave_node == self.config.node:
+            return
+        self.provider.prepare(
+            Origin.PQC, mode, master, slaves, slave_node, self.config.settings.key_size_bits
+        )
 
     def mode_of(self, master: str, slave: str) -> KeyMode:
         return self.access.policy.mode_for(master, slave)

@@ -102,6 +102,18 @@ class PqcProvider:
         self._schedule_refill(key, slave_node)
         return taken
 
+    def prepare(
+        self,
+        origin: Origin,
+        mode: KeyMode,
+        master: str,
+        slaves: Sequence[str],
+        slave_node: str,
+        size_bits: int,
+    ) -> None:
+        """Starts an exchange in the background for this pair unless keys are buffered."""
+        self._schedule_refill((master, tuple(slaves), size_bits, mode, origin), slave_node)
+
     def buffered(self, master: str, slaves: Sequence[str], size_bits: int) -> int:
         return sum(
             len(buf) for (m, s, size, _, _), buf in self._buffers.items()

@@ -104,6 +104,10 @@ class KeyModeSupplier:
         self.tracer.emit("keys.refused", master=master, slaves=list(slaves), mode=mode.value)
         raise SupplyError(503, f"key mode {mode.value}: {reason}")
 
+    def mode(self, master: str, slaves: Sequence[str]) -> KeyMode:
+        """The key mode of keys for all of `slaves`."""
+        return self._mode(master, slaves)
+
     def _mode(self, master: str, slaves: Sequence[str]) -> KeyMode:
         modes = {self.mode_of(master, slave) for slave in slaves}
         if len(modes) == 1:

@@ -7,8 +7,8 @@ are cut (both paths), then restored. Every pair asks for one key at a steady pac
 its KM, dec_keys at the slave's), and every answer's `key_extension.origin` is recorded.
 Expected: no failed request for the preferred and hybrid pairs, 503 with the reason for the
 QKD-only pair during the outage; the switch-over is measured from the agents' link-down
-notice and from the controller's failure of each association (trace events), and back from
-the re-installation after the restore.
+notice and from the moment the master's KM saw its association fail (trace event
+`keys.qkd_path`), and back from the KM seeing it admitted again after the restore.
 """
 
 from __future__ import annotations
@@ -61,8 +61,9 @@ class PairSummary:
     failed_outside_outage: int  # before the cut or after QKD was installed again
     origins_during_outage: dict[str, int]
     switch_after_notice_ms: float | None  # first key from the fallback source after the notice
-    first_after_failure_origin: str | None  # the first request after the association failed
-    back_to_qkd_after_install_ms: float | None
+    # the first request after the master's KM saw its association fail (keys.qkd_path)
+    first_after_failure_origin: str | None
+    back_to_qkd_after_install_ms: float | None  # from the KM seeing it admitted again
     refusal_reason: str | None
 
 
@@ -190,13 +191,14 @@ def _summarise(
         mine = [s for s in samples if s.pair == name]
         failed_at = [
             _rel(e, wall0) for e in events
-            if e.event == "intent.failed" and e.fields.get("master") == master
+            if e.event == "keys.qkd_path" and e.fields.get("master") == master
+            and e.fields.get("state") in ("failed", "rejected")
             and t_cut - 0.5 <= _rel(e, wall0) < t_restore
         ]  # fmt: skip
         installed = [
             _rel(e, wall0) for e in events
-            if e.event == "intent.installed" and e.fields.get("master") == master
-            and _rel(e, wall0) >= t_restore
+            if e.event == "keys.qkd_path" and e.fields.get("master") == master
+            and e.fields.get("state") == "admitted" and _rel(e, wall0) >= t_restore
         ]  # fmt: skip
         during = [s for s in mine if s.phase == "outage"]
         fallback = [s for s in during if s.status == 200 and s.origin not in ("qkd", "hybrid")]
