@@ -202,12 +202,15 @@ def _summarise(
         ]  # fmt: skip
         during = [s for s in mine if s.phase == "outage"]
         fallback = [s for s in during if s.status == 200 and s.origin not in ("qkd", "hybrid")]
-        after_fail = [s for s in mine if failed_at and s.t_s > min(failed_at)]
+        after_fail = [s for s in mine if failed_at and s.t_start_s > min(failed_at)]
         back = [
             s
             for s in mine
-            if installed and s.t_s > min(installed) and s.origin in ("qkd", "hybrid")
+            if installed and s.t_start_s > min(installed) and s.origin in ("qkd", "hybrid")
         ]
+        back_at = min(installed) if installed else t_restore
+        # Outside the outage: before the cut, or after QKD was installed again.
+        outside = [s for s in mine if s.t_start_s < t_cut or s.t_start_s > back_at]
         refusals = [s.message for s in during if s.status != 200]
         counts: dict[str, int] = {}
         for s in during:
@@ -219,9 +222,7 @@ def _summarise(
                 mode=mine[0].mode if mine else "",
                 requests=len(mine),
                 failed_during_outage=sum(1 for s in during if s.status != 200),
-                failed_outside_outage=sum(
-                    1 for s in mine if s.phase != "outage" and s.status != 200
-                ),
+                failed_outside_outage=sum(1 for s in outside if s.status != 200),
                 origins_during_outage=counts,
                 switch_after_notice_ms=(
                     round((fallback[0].t_s - notice) * 1000.0, 1)
