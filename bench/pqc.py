@@ -26,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from km.key_store import KeyStore  # noqa: E402
 from km.pqc.mode import KeyMode  # noqa: E402
+from km.relay.forwarder import DEFAULT_TIMEOUTS  # noqa: E402
 from km.supply import KeySupply  # noqa: E402
 from tests.harness.pqc import PATH, Lab, links_ready, running_lab  # noqa: E402
 
@@ -61,7 +62,9 @@ async def _lab(
     requests: int, buffer: int, modes: tuple[KeyMode, ...]
 ) -> dict[str, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="bench-pqc-") as tmp:
-        async with running_lab(Path(tmp), pool_max_bits=256 * 4096) as lab:
+        async with running_lab(
+            Path(tmp), pool_max_bits=256 * 4096, timeouts=DEFAULT_TIMEOUTS
+        ) as lab:
             lab.auto_install(PATH, buffer=buffer)
             await links_ready(lab)
             config = lab.kms["qnode1"].config

@@ -61,7 +61,9 @@ def _policy(mode: KeyMode) -> AccessPolicy:
 
 
 @contextlib.asynccontextmanager
-async def running_lab(tmp: Path, pool_max_bits: int = 256 * 64) -> AsyncIterator[Lab]:
+async def running_lab(
+    tmp: Path, pool_max_bits: int = 256 * 64, timeouts: RelayTimeouts = FAST
+) -> AsyncIterator[Lab]:
     plan = make_plan(tmp, NODES, list(itertools.pairwise(NODES)), pool_max_bits=pool_max_bits)
     agents = {n: FakeAgent(plan, n) for n in NODES}
     stores = {n: KeyStore(tmp / f"{n}.sqlite") for n in NODES}
@@ -71,7 +73,7 @@ async def running_lab(tmp: Path, pool_max_bits: int = 256 * 64) -> AsyncIterator
     for n in NODES:
         config = km_config_of(plan, n)
         assert n != "qnode1" or "qnode3" in config.key_managers  # not a neighbour of qnode1
-        kms[n] = RelayComponent(config, stores[n], timeouts=FAST, admission_timeout_s=2.0)
+        kms[n] = RelayComponent(config, stores[n], timeouts=timeouts, admission_timeout_s=2.0)
         modes[n] = KeyModes(config, stores[n], kms[n], access)
     try:
         for agent in agents.values():
