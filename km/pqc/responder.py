@@ -74,6 +74,13 @@ class Responder:
                 raise Refused(
                     grpc.StatusCode.INVALID_ARGUMENT, f"slave SAE {slave!r} is not served here"
                 )
+        limits = config.settings
+        if not limits.min_key_size_bits <= offer.size_bits <= limits.max_key_size_bits:
+            raise Refused(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"key size {offer.size_bits} outside {limits.min_key_size_bits}.."
+                f"{limits.max_key_size_bits} bits",
+            )
         if offer.origin is Origin.HYBRID and len(offer.slaves) != 1:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "hybrid keys serve one slave SAE")
 

@@ -213,6 +213,11 @@ def test_a_km_cannot_offer_an_exchange_in_another_kms_name(tmp_path: Path) -> No
             try:
                 with pytest.raises(PeerFailure, match=r"PERMISSION_DENIED.*in the name of"):
                     await impostor.establish("qnode3", wire.offer_message(offer), 2.0)
+                big = wire.offer_message(offer)
+                big.initiator = node_uuid("qnode2")
+                big.master = "app2"  # not qnode2's either: refused before the size
+                with pytest.raises(PeerFailure, match="PERMISSION_DENIED"):
+                    await impostor.establish("qnode3", big, 2.0)
                 bad = wire.offer_message(offer)
                 bad.kem = "ML-KEM-512"
                 with pytest.raises(PeerFailure, match=r"INVALID_ARGUMENT.*unknown KEM"):
