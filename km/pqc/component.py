@@ -49,6 +49,7 @@ class KeyModes:
                 kem=Kem.parse(settings.pqc_kem),
                 batch=settings.pqc_batch,
                 rekey_s=settings.pqc_rekey_s,
+                max_hybrid_batch=settings.max_key_per_request,
             ),
         )
         self.supplier = KeyModeSupplier(

@@ -29,6 +29,7 @@ from km.supply import DEFAULT_KEY_TTL_S, RemoteSupplier, SupplyError
 log = logging.getLogger(__name__)
 
 EXCHANGE_TIMEOUT_S = 5.0
+MAX_BATCH = exchange.MAX_KEYS_PER_EXCHANGE
 
 
 class QkdSideFailed(Exception):
@@ -55,6 +56,7 @@ class PqcSettings:
     batch: int = 32  # keys derived per encapsulation
     rekey_s: float = 120.0  # no key of an exchange older than this is handed out
     key_ttl_s: float | None = DEFAULT_KEY_TTL_S
+    max_hybrid_batch: int = 128  # QKD keys one relay carries (settings.max_key_per_request)
 
 
 BufferKey = tuple[str, tuple[str, ...], int, KeyMode, Origin]
@@ -96,7 +98,10 @@ class PqcProvider:
         taken = self._take(key, number)
         need = number - len(taken)
         if need > 0:
-            more = await self._batch(key, slave_node, need + self.settings.batch)
+            cap = self._cap(origin)
+            more = await self._batch(
+                key, slave_node, max(need, min(need + self.settings.batch, cap))
+            )
             taken += [k for _, k in more[:need]]
             self._buffers.setdefault(key, deque()).extend(more[need:])
         self._schedule_refill(key, slave_node)
@@ -113,6 +118,10 @@ class PqcProvider:
     ) -> None:
         """Starts an exchange in the background for this pair unless keys are buffered."""
         self._schedule_refill((master, tuple(slaves), size_bits, mode, origin), slave_node)
+
+    def _cap(self, origin: Origin) -> int:
+        """Keys one exchange may derive: a hybrid batch is one relay of QKD keys."""
+        return self.settings.max_hybrid_batch if origin is Origin.HYBRID else MAX_BATCH
 
     def buffered(self, master: str, slaves: Sequence[str], size_bits: int) -> int:
         return sum(
@@ -136,7 +145,6 @@ class PqcProvider:
         self, key: BufferKey, slave_node: str, number: int
     ) -> list[tuple[float, StoredKey]]:
         master, slaves, size_bits, mode, origin = key
-        number = min(number, exchange.MAX_KEYS_PER_EXCHANGE)
         expires = (
             None if self.settings.key_ttl_s is None else self.clock() + self.settings.key_ttl_s
         )
@@ -191,7 +199,7 @@ class PqcProvider:
 
     async def _refill(self, key: BufferKey, slave_node: str) -> None:
         try:
-            more = await self._batch(key, slave_node, self.settings.batch)
+            more = await self._batch(key, slave_node, min(self.settings.batch, self._cap(key[4])))
         except (QkdSideFailed, PqcSideFailed) as exc:
             log.info("post-quantum buffer %s→%s not refilled: %s", key[0], key[1], exc)
             return

@@ -205,23 +205,25 @@ def test_a_km_cannot_offer_an_exchange_in_another_kms_name(tmp_path: Path) -> No
     async def run() -> None:
         async with running_lab(tmp_path) as lab:
             config2 = km_config_of(lab.plan, "qnode2")
-            impostor = PqcClient({"qnode3": str(config2.peer("qnode3").relay)}, config2.tls)
+            impostor = PqcClient(
+                {"qnode3": str(config2.peer("qnode3").relay)}, config2.tls, connect_timeout_s=20.0
+            )
             _, offer = exchange.start(
                 Kem.ML_KEM_768, node_uuid("qnode1"), node_uuid("qnode3"), "app1", ["app2"],
                 KeyMode.PQC_ONLY, Origin.PQC, 256, ["00000000-0000-4000-8000-000000000001"], None,
             )  # fmt: skip
             try:
                 with pytest.raises(PeerFailure, match=r"PERMISSION_DENIED.*in the name of"):
-                    await impostor.establish("qnode3", wire.offer_message(offer), 2.0)
+                    await impostor.establish("qnode3", wire.offer_message(offer), 20.0)
                 big = wire.offer_message(offer)
                 big.initiator = node_uuid("qnode2")
                 big.master = "app2"  # not qnode2's either: refused before the size
                 with pytest.raises(PeerFailure, match="PERMISSION_DENIED"):
-                    await impostor.establish("qnode3", big, 2.0)
+                    await impostor.establish("qnode3", big, 20.0)
                 bad = wire.offer_message(offer)
                 bad.kem = "ML-KEM-512"
                 with pytest.raises(PeerFailure, match=r"INVALID_ARGUMENT.*unknown KEM"):
-                    await impostor.establish("qnode3", bad, 2.0)
+                    await impostor.establish("qnode3", bad, 20.0)
             finally:
                 await impostor.close()
             assert len(lab.stores["qnode3"]) == 0
