@@ -378,11 +378,10 @@ class Controller:
     def _react(self, event: TopologyEvent) -> None:
         """Re-route what a lost link or node carried; retry failed intents when one returns."""
         if event.type is TopologyEventType.LINK_DOWN:
-            affected = self.intent_service.affected_by_link(event.subject)
-            if affected:
+            if self.intent_service.affected_by_link(event.subject) or self.intent_service.busy:
                 self._spawn(
-                    self.intent_service.reroute(
-                        affected, f"link {event.subject} down: {event.reason}"
+                    self.intent_service.reroute_link(
+                        event.subject, f"link {event.subject} down: {event.reason}"
                     )
                 )
         elif event.type is TopologyEventType.DEVICE_UNAVAILABLE:

@@ -14,6 +14,11 @@ from functools import cached_property
 
 import networkx as nx
 
+# A link whose reported QBER is above this carries no key for anyone: BB84 distils no secret
+# key above about 11 % (an eavesdropper). The agents already report such a link OFF; a device
+# that still calls itself ACTIVE is not trusted either.
+QBER_THRESHOLD = 0.11
+
 DeviceId = str  # a node's `qkdn_id` (yang:uuid)
 LinkId = str  # a link's `qkdl_id` (yang:uuid)
 IntentId = str  # uuid; also the VIRT `qkdl_id` and the `app_id` installed on the nodes
@@ -76,9 +81,12 @@ class TopologySnapshot:
     links: Mapping[LinkId, Link] = field(default_factory=dict)
 
     def usable_links(self) -> Iterator[Link]:
-        """Links that can carry key now: ACTIVE, both ends known and reachable."""
+        """Links that can carry key now: ACTIVE, QBER not above the threshold, both ends known
+        and reachable."""
         for link in self.links.values():
             if link.status is not LinkStatus.ACTIVE:
+                continue
+            if link.qber is not None and link.qber > QBER_THRESHOLD:
                 continue
             ends = (self.devices.get(link.a), self.devices.get(link.b))
             if all(end is not None and end.available for end in ends):

@@ -8,6 +8,8 @@ Policy file (YAML), one entry per SAE; an SAE not listed is refused:
         max_key_size: 512          # bits, optional
         max_keys_per_second: 200   # token bucket, optional
         burst: 400                 # bucket size in keys, optional (default: 2 s of rate, >= 1)
+        key_mode: hybrid-either    # optional, default qkd-preferred; or per slave SAE:
+                                   # {app2: pqc-only, "*": qkd-only} (docs/pqc.md)
 
 A permission is directional: `app1: {peers: [app2]}` lets app1 get keys toward app2 (enc_keys
 with app2 as slave) and fetch keys that app2 made for it (dec_keys with app2 as master).
@@ -32,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from km.pqc.mode import DEFAULT_MODE, MODE_NAMES, KeyMode
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,10 @@ class SaeRule:
     max_key_size_bits: int | None = None
     max_keys_per_second: float | None = None
     burst: float | None = None
+    key_modes: Mapping[str, KeyMode] = field(default_factory=dict)  # slave SAE or "*" -> mode
+
+    def mode_toward(self, slave: str) -> KeyMode:
+        return self.key_modes.get(slave) or self.key_modes.get("*") or DEFAULT_MODE
 
     @property
     def bucket_size(self) -> float:
@@ -114,10 +122,19 @@ class AccessPolicy:
     @staticmethod
     def load(path: Path) -> AccessPolicy:
         try:
-            data = yaml.safe_load(path.read_text())
+            text = path.read_text()
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise PolicyError(str(path), [f"not valid YAML: {exc}"]) from None
-        return AccessPolicy.from_dict(data, str(path))
+        try:
+            return AccessPolicy.from_dict(data, str(path))
+        except PolicyError as exc:
+            raise PolicyError(str(path), _with_lines(text, exc.errors)) from None
+
+    def mode_for(self, master: str, slave: str) -> KeyMode:
+        """The key mode of (master → slave) keys; the default when the master has no rule."""
+        rule = self.rules.get(master)
+        return DEFAULT_MODE if rule is None else rule.mode_toward(slave)
 
     def decide(self, requester: str, peers: Sequence[str], size_bits: int) -> AccessDenied | None:
         """Identity, permission and size (not rate): None when allowed."""
@@ -259,7 +276,7 @@ def _parse_rule(sae: str, entry: Any, errors: list[str]) -> SaeRule | None:
     if not isinstance(entry, dict):
         errors.append(f"{where}: must be a mapping")
         return None
-    unknown = set(entry) - {"peers", "max_key_size", "max_keys_per_second", "burst"}
+    unknown = set(entry) - {"peers", "max_key_size", "max_keys_per_second", "burst", "key_mode"}
     if unknown:
         errors.append(f"{where}: unknown field(s): {', '.join(sorted(unknown))}")
     peers_raw = entry.get("peers", "*")
@@ -281,7 +298,45 @@ def _parse_rule(sae: str, entry: Any, errors: list[str]) -> SaeRule | None:
         max_key_size_bits=None if size is None else int(size),
         max_keys_per_second=rate,
         burst=burst,
+        key_modes=_key_modes(entry.get("key_mode"), f"{where}.key_mode", errors),
     )
+
+
+def _key_modes(value: Any, where: str, errors: list[str]) -> dict[str, KeyMode]:
+    """`key_mode`: one mode for every slave, or a mapping of slave SAE (or "*") to a mode."""
+    if value is None:
+        return {}
+    items = value.items() if isinstance(value, dict) else [("*", value)]
+    modes: dict[str, KeyMode] = {}
+    for slave, text in items:
+        at = where if not isinstance(value, dict) else f"{where}.{slave}"
+        try:
+            modes[str(slave)] = KeyMode.parse(text if isinstance(text, str) else repr(text))
+        except ValueError:
+            errors.append(f"{at}: unknown key mode {text!r} (known: {', '.join(MODE_NAMES)})")
+    return modes
+
+
+def _with_lines(text: str, errors: Sequence[str]) -> list[str]:
+    """Prefixes each error "a.b.c: why" with the line of a.b.c in the YAML text."""
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return list(errors)
+    out = []
+    for error in errors:
+        node = root
+        field_path = error.split(":", 1)[0]
+        line: int | None = None
+        for part in field_path.split("."):
+            if not isinstance(node, yaml.MappingNode):
+                break
+            found = next((v for k, v in node.value if k.value == part), None)
+            if found is None:
+                break
+            node, line = found, found.start_mark.line + 1
+        out.append(error if line is None else f"line {line}: {error}")
+    return out
 
 
 def _positive(value: Any, where: str, errors: list[str], integer: bool = False) -> float | None:

@@ -185,6 +185,8 @@ class Associations:
         self._view = empty_view(qkdn_id)
         self._register = register
         self._changed = asyncio.Event()
+        # Called with (old view, new view) after every update (km/pqc reacts to failures).
+        self.listeners: list[Callable[[NodeView, NodeView], None]] = []
 
     @property
     def view(self) -> NodeView:
@@ -195,9 +197,11 @@ class Associations:
             raise ConfigError(
                 f"configuration of node {view.qkdn_id} pushed to the KM of {self._view.qkdn_id}"
             )
-        self._view = view
+        old, self._view = self._view, view
         self._changed.set()
         self._changed = asyncio.Event()
+        for listener in self.listeners:
+            listener(old, view)
 
     async def wait_for_change(self, timeout: float) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that

@@ -29,6 +29,7 @@ FIELDS = (
     "applications",
     "nodes",
     "settings",
+    "key_managers",
 )
 SETTINGS = (
     "key_size_bits",
@@ -38,8 +39,12 @@ SETTINGS = (
     "max_key_per_request",
     "max_key_size_bits",
     "min_key_size_bits",
+    "pqc_kem",
+    "pqc_batch",
+    "pqc_rekey_s",
 )
 RELAY_MODES = ("aes-gcm", "otp")
+PQC_KEMS = ("ML-KEM-768", "ML-KEM-1024")
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,9 @@ class KmSettings:
     max_key_per_request: int = 128
     max_key_size_bits: int = 1024
     min_key_size_bits: int = 64
+    pqc_kem: str = "ML-KEM-768"  # or "ML-KEM-1024": post-quantum exchange between end KMs
+    pqc_batch: int = 32  # keys derived per ML-KEM encapsulation
+    pqc_rekey_s: float = 120.0  # keys of an older exchange are never handed out
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,9 @@ class KmConfig:
     applications: Mapping[str, str]  # SAE id -> node name
     nodes: Mapping[str, str] = field(default_factory=dict)  # node name -> qkdn_id it may name
     settings: KmSettings = KmSettings()
+    # Relay addresses of key managers that are not neighbours (node name -> host:port): the
+    # far ends of post-quantum exchanges. Neighbours are reached at their `peers` address.
+    key_managers: Mapping[str, Address] = field(default_factory=dict)
 
     @property
     def key_store_file(self) -> Path:
@@ -186,8 +197,16 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
             ),
             max_key_size_bits=max_bits,
             min_key_size_bits=min_bits,
+            pqc_kem=r.choice(settings, "pqc_kem", "settings", PQC_KEMS, defaults.pqc_kem),
+            pqc_batch=r.integer(settings, "pqc_batch", "settings", defaults.pqc_batch, 1),
+            pqc_rekey_s=r.number(settings, "pqc_rekey_s", "settings", defaults.pqc_rekey_s),
         ),
+        key_managers=_key_managers(r, top),
     )
+    if config.settings.pqc_batch > 1024:
+        r.error(
+            "settings.pqc_batch", f"at most 1024 keys per exchange, not {config.settings.pqc_batch}"
+        )
     seen: set[str] = set()
     for index, peer in enumerate(config.peers):
         if peer.node in seen:
@@ -195,6 +214,16 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
         seen.add(peer.node)
     r.done()
     return config
+
+
+def _key_managers(r: Reader, top: dict[str, Any]) -> dict[str, Address]:
+    value = top.get("key_managers")
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        r.error("key_managers", "must be a mapping of node name to host:port")
+        return {}
+    return {str(node): r.address(value, node, "key_managers") for node in value}
 
 
 def _peer(r: Reader, node: str, where: str, item: Any) -> KmPeer:

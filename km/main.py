@@ -34,6 +34,7 @@ from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer
 from km.etsi014.service import Etsi014Limits, Etsi014Service
 from km.key_store import KeyStore
+from km.pqc.component import KeyModes
 from km.relay.component import RelayComponent
 from km.skip.app import create_app as create_skip_app
 from km.skip.core import SkipLimits, SkipService
@@ -97,6 +98,7 @@ class KeyManager:
         self.access.on_reload = self._audit_reload
         self.store: KeyStore | None = None
         self.relay: RelayComponent | None = None
+        self.modes: KeyModes | None = None
         self.http: MutualTlsServer | None = None
         self.skip: MutualTlsServer | None = None
         self.grpc_server: grpc.aio.Server | None = None
@@ -122,7 +124,8 @@ class KeyManager:
         try:
             relay = self.relay = RelayComponent(config, store, tracer=self.tracer)
             apps = dict(config.applications)
-            supply = KeySupply(config.node, apps, store, relay.supplier)
+            modes = self.modes = KeyModes(config, store, relay, self.access)
+            supply = KeySupply(config.node, apps, store, modes.supplier)
             limits = Etsi014Limits(
                 key_size_bits=settings.key_size_bits,
                 max_key_per_request=settings.max_key_per_request,
@@ -131,7 +134,12 @@ class KeyManager:
                 relay_buffer=settings.e2e_buffer,
             )
             service = Etsi014Service(
-                supply, self.access, config.node_ids(), limits, tracer=self.tracer
+                supply,
+                self.access,
+                config.node_ids(),
+                limits,
+                tracer=self.tracer,
+                origins=modes.origins,
             )
             streams = KeyStreamService(
                 supply,
@@ -185,6 +193,9 @@ class KeyManager:
         https = [server for server in (self.http, self.skip) if server is not None]
         await asyncio.gather(*(server.stop() for server in https))
         self.http = self.skip = None
+        if self.modes is not None:
+            await self.modes.close()
+            self.modes = None
         if self.relay is not None:
             await self.relay.stop()
             self.relay = None

@@ -85,6 +85,9 @@ def write_process_configs(
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         tmp.replace(path)
         written[name] = path
+    policy = policy_data(plan)
+    if policy is not None:
+        policy_file(plan).write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
     return written
 
 
@@ -97,6 +100,19 @@ def peer_relays_from_env(env: Mapping[str, str]) -> bool:
             f"{PEER_RELAYS_ENV}={value!r}: must be one of {', '.join(PEER_RELAYS_CHOICES)}"
         )
     return value == "config"
+def policy_file(plan: LabPlan) -> Path:
+    return config_dir(plan) / "access-policy.yaml"
+
+
+def policy_data(plan: LabPlan) -> dict[str, Any] | None:
+    """The access policy every KM of the twin shares when an application has a key mode:
+    every SAE may get keys toward every other, each with its mode (km/access.py)."""
+    if all(app.key_mode is None for app in plan.apps):
+        return None
+    saes: dict[str, Any] = {}
+    for app in plan.apps:
+        saes[app.sae_id] = {"peers": "*"} | ({"key_mode": app.key_mode} if app.key_mode else {})
+    return {"saes": saes}
 
 
 class _Place:
@@ -231,9 +247,11 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "ca": place.path(plan.credentials.ca_cert),
         },
         "data_dir": place.path(state / "km" / name),
-        "policy": None,
+        "policy": place.path(policy_file(plan)) if policy_data(plan) is not None else None,
         "applications": {app.sae_id: app.node for app in plan.apps},
         "nodes": {n.name: n.qkdn_id for n in plan.nodes},
+        # the far ends of post-quantum exchanges (neighbours are reached through `peers`)
+        "key_managers": _far_key_managers(plan, name, place),
         "settings": {
             "key_size_bits": settings.key_size_bits,
             "relay_mode": settings.relay_mode,
@@ -243,6 +261,15 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "max_key_size_bits": settings.max_key_size_bits,
             "min_key_size_bits": settings.min_key_size_bits,
         },
+    }
+
+
+def _far_key_managers(plan: LabPlan, name: str, place: _Place) -> dict[str, str]:
+    neighbours = {link.other_end(name) for link in plan.links_of(name)}
+    return {
+        other.name: place.address(other.name, other.km_relay_port)
+        for other in plan.nodes
+        if other.name != name and other.name not in neighbours
     }
 
 

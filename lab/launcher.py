@@ -261,6 +261,7 @@ def make_plan(
                 node=app.node,
                 cert=str(pki_dir / f"sae-{app.sae_id}.pem"),
                 key=str(pki_dir / f"sae-{app.sae_id}.key"),
+                key_mode=app.key_mode,
             )
             for app in topology.apps
         ),

@@ -16,6 +16,7 @@ from common.console import console as terminal
 
 if TYPE_CHECKING:
     from lab.restarts import RestartPolicy
+    from lab.scenarios.catalog import Scenario
 
 DEFAULT_STATE_DIR = Path("state")
 DEFAULT_OUT_DIR = Path("out")
@@ -316,6 +317,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not _hosts_possible(args.hosts, console):
         return 2
     console.print(f"[bold]scenario {scenario.name}[/]: {scenario.description}")
+    if scenario.name == "outage":
+        return _run_outage(args, scenario, console)
     with console.status("starting") as status:
 
         def progress(message: str) -> None:
@@ -335,6 +338,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     timeline_chart(result, chart)
     console.print(f"results: {args.out / 'results.json'}, chart: {chart}")
     return 0 if result.all_keys_match else 1
+
+
+def _run_outage(args: argparse.Namespace, scenario: Scenario, console: Console) -> int:
+    from lab.scenarios.outage import run_outage
+
+    with console.status("starting") as status:
+
+        def progress(message: str) -> None:
+            status.update(message)
+            console.log(message)
+
+        result = run_outage(
+            scenario, args.out, state_dir=args.state_dir, progress=progress, hosts=args.hosts
+        )
+    ok = result.all_keys_match
+    for pair in result.pairs:
+        console.print(
+            f"{pair.pair} ({pair.mode}): {pair.requests} requests, during the outage"
+            f" {pair.origins_during_outage}; switch after link-down notice"
+            f" {pair.switch_after_notice_ms} ms; first request after the association failed:"
+            f" {pair.first_after_failure_origin}; back to QKD {pair.back_to_qkd_after_install_ms}"
+            f" ms after re-installation; refusal: {pair.refusal_reason}"
+        )
+        expected_failures = pair.mode == "qkd-only"
+        ok = ok and pair.failed_outside_outage == 0
+        ok = ok and (
+            pair.failed_during_outage > 0 if expected_failures else pair.failed_during_outage == 0
+        )
+    console.print(f"results: {args.out / 'results.json'}, chart: {args.out / 'outage.png'}")
+    return 0 if ok else 1
 
 
 def cmd_fault(args: argparse.Namespace) -> int:

@@ -102,6 +102,7 @@ class AppPlan:
     node: str
     cert: str
     key: str
+    key_mode: str | None = None  # written into the KMs' access policy (lab/configs.py)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from agents.emulator.physics import PRESETS
+from km.pqc.mode import MODE_NAMES
 
 TOPOLOGY_DIR = Path(__file__).resolve().parent / "topologies"
 DEFAULT_TOPOLOGY = TOPOLOGY_DIR / "triangle.yaml"
@@ -51,7 +52,7 @@ TOP_KEYS = ("name", "description", "settings", "defaults", "nodes", "links", "ap
 LINK_KEYS = ("between", "length_km", "extra_loss_db", "preset", "skr_bps", "qber")
 DEFAULT_KEYS = LINK_KEYS[1:]
 NODE_KEYS = ("location",)
-APP_KEYS = ("node",)
+APP_KEYS = ("node", "key_mode")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class LinkSpec:
 class AppSpec:
     sae_id: str
     node: str
+    key_mode: str | None = None  # km/pqc/mode.py: toward every slave; None: the KM's default
 
 
 @dataclass(frozen=True)
@@ -469,6 +471,7 @@ def _read_apps(reader: _Reader, value: object, node_names: frozenset[str]) -> tu
             reader.add(where, clash)
             continue
         node: object = body
+        key_mode: str | None = None
         if isinstance(body, dict):  # long form {node: qnode1}; short form is just the name
             attributes = reader.mapping(body, where, f"application {sae_id!r}")
             if attributes is None:
@@ -477,6 +480,14 @@ def _read_apps(reader: _Reader, value: object, node_names: frozenset[str]) -> tu
             if "node" not in attributes:
                 reader.add(where, "missing 'node': where the application runs")
                 continue
+            mode = attributes.get("key_mode")
+            if mode is not None and mode not in MODE_NAMES:
+                reader.add(
+                    _join(where, "key_mode"),
+                    f"unknown key mode {mode!r} (known: {', '.join(MODE_NAMES)})",
+                )
+                continue
+            key_mode = None if mode is None else str(mode)
             node, where = attributes["node"], _join(where, "node")
         if not isinstance(node, str):
             reader.add(where, f"must name the application's node, not {_type_name(node)}")
@@ -484,7 +495,7 @@ def _read_apps(reader: _Reader, value: object, node_names: frozenset[str]) -> tu
             hint = _did_you_mean(node, node_names)
             reader.add(where, f"unknown node {node!r}{hint}")
         else:
-            apps.append(AppSpec(sae_id=sae_id, node=node))
+            apps.append(AppSpec(sae_id=sae_id, node=node, key_mode=key_mode))
     return tuple(apps)
 
 

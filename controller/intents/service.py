@@ -192,6 +192,21 @@ class IntentService:
                 if intent is not None and intent.state is IntentState.INSTALLED:
                     await self._reroute(intent, reason)
 
+    @property
+    def busy(self) -> bool:
+        """A change is being made (an intent may be moving onto any link)."""
+        return self._queue.locked()
+
+    async def reroute_link(self, link_id: LinkId, reason: str) -> None:
+        """`reroute` of the intents on `link_id`, picked once every queued change is done: an
+        intent that a concurrent re-route moved onto that link meanwhile (its snapshot did not
+        know the link was down yet) is moved again, or failed."""
+        async with self._queue:
+            for intent_id in self.affected_by_link(link_id):
+                intent = self._intents.get(intent_id)
+                if intent is not None and intent.state is IntentState.INSTALLED:
+                    await self._reroute(intent, reason)
+
     async def retry_waiting(self) -> None:
         """After a link or node came back, or rate was freed: try again every intent that
         failed or was rejected (a node announces an application only once while its app

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -107,9 +107,8 @@ def create_app(service: Etsi014Service) -> FastAPI:
     async def post_enc_keys(
         slave_SAE_ID: str, http: Request, request: Annotated[KeyRequest | None, Body()] = None
     ) -> Response:
-        return _keys(
-            await service.enc_keys(caller_sae(http), slave_SAE_ID, request or KeyRequest())
-        )
+        keys = await service.enc_keys(caller_sae(http), slave_SAE_ID, request or KeyRequest())
+        return _keys(keys, service.key_extensions(keys, slave_SAE_ID))
 
     @app.get(
         API_PREFIX + "/{slave_SAE_ID}/enc_keys",
@@ -124,11 +123,10 @@ def create_app(service: Etsi014Service) -> FastAPI:
         number: Annotated[int, Query()] = 1,
         size: Annotated[int | None, Query()] = None,
     ) -> Response:
-        return _keys(
-            await service.enc_keys(
-                caller_sae(http), slave_SAE_ID, KeyRequest(number=number, size=size)
-            )
+        keys = await service.enc_keys(
+            caller_sae(http), slave_SAE_ID, KeyRequest(number=number, size=size)
         )
+        return _keys(keys, service.key_extensions(keys, slave_SAE_ID))
 
     @app.post(
         API_PREFIX + "/{master_SAE_ID}/dec_keys",
@@ -140,11 +138,10 @@ def create_app(service: Etsi014Service) -> FastAPI:
     async def post_dec_keys(
         master_SAE_ID: str, http: Request, key_ids: Annotated[KeyIds, Body()]
     ) -> Response:
-        return _keys(
-            service.dec_keys(
-                caller_sae(http), master_SAE_ID, [entry.key_ID for entry in key_ids.key_IDs]
-            )
+        keys = service.dec_keys(
+            caller_sae(http), master_SAE_ID, [entry.key_ID for entry in key_ids.key_IDs]
         )
+        return _keys(keys, service.key_extensions(keys, master_SAE_ID))
 
     @app.get(
         API_PREFIX + "/{master_SAE_ID}/dec_keys",
@@ -156,7 +153,8 @@ def create_app(service: Etsi014Service) -> FastAPI:
     async def get_dec_keys(
         master_SAE_ID: str, http: Request, key_ID: Annotated[UUID, Query()]
     ) -> Response:
-        return _keys(service.dec_keys(caller_sae(http), master_SAE_ID, [key_ID]))
+        keys = service.dec_keys(caller_sae(http), master_SAE_ID, [key_ID])
+        return _keys(keys, service.key_extensions(keys, master_SAE_ID))
 
     _install_error_handlers(app)
     app.add_middleware(SimpleEncKeys, service=service)
@@ -190,7 +188,7 @@ class SimpleEncKeys:
         slave, key_request = request
         try:
             keys = await self.service.enc_keys(_caller_of(scope), slave, key_request)
-            response: Response = _keys(keys)
+            response: Response = _keys(keys, self.service.key_extensions(keys, slave))
         except Etsi014Error as exc:
             response = _etsi_error_response(exc)
         await response(scope, receive, send)
@@ -219,9 +217,11 @@ def parse_simple_enc_keys(scope: Scope) -> tuple[str, KeyRequest] | None:
     return slave, KeyRequest(number=values.get(b"number", 1), size=values.get(b"size"))
 
 
-def _keys(keys: Sequence[StoredKey]) -> Response:
+def _keys(
+    keys: Sequence[StoredKey], extensions: Mapping[str, Mapping[str, str]] | None = None
+) -> Response:
     # response_model=KeyContainer documents the answer; a Response is passed through as is.
-    return Response(key_container_json(keys), media_type="application/json")
+    return Response(key_container_json(keys, extensions), media_type="application/json")
 
 
 def _error(

@@ -6,6 +6,7 @@ The FastAPI app (`app.py`) only maps HTTP to these calls; tests can drive them d
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,8 @@ from common.tracing import Tracer
 from km.access import AccessControl, AccessDenied
 from km.etsi014.schemas import KeyRequest, Status
 from km.key_store import KeyBatch, StoredKey
+from km.pqc.mode import Origin
+from km.pqc.origins import KeyOrigin, OriginBook
 from km.supply import KeySupply, SupplyError
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,20 @@ class Etsi014Service:
     limits: Etsi014Limits = field(default_factory=Etsi014Limits)
     counters: Counter[str] = field(default_factory=Counter)
     tracer: Tracer = field(default_factory=lambda: Tracer("km", None))  # lab timeline
+    origins: OriginBook | None = None  # key origins for key_extension (km/pqc); None: omitted
+
+    def key_extensions(
+        self, keys: Sequence[StoredKey], peer: str
+    ) -> Mapping[str, Mapping[str, str]] | None:
+        """key_extension of each key: its origin and key mode. `peer`: the other SAE; keys
+        not recorded are local (peer at this node) or relayed over QKD."""
+        if self.origins is None:
+            return None
+        local = self.supply.sae_nodes.get(peer) == self.supply.node
+        default = KeyOrigin(Origin.LOCAL if local else Origin.QKD, None)
+        if local:
+            self.origins.counted(Origin.LOCAL, len(keys))
+        return self.origins.extensions(_key_ids(keys), default)
 
     def status(self, caller: str, slave: str) -> Status:
         self._known_caller(caller)
@@ -188,10 +205,13 @@ class Etsi014Service:
         self.counters[f"http_{status_code}_{what}"] += 1
 
 
-def key_container_json(keys: Sequence[StoredKey]) -> bytes:
+def key_container_json(
+    keys: Sequence[StoredKey], extensions: Mapping[str, Mapping[str, str]] | None = None
+) -> bytes:
     """The ETSI `Key container` of `keys`, serialised directly: the store admits only
     canonical UUID key_IDs and base64 needs no JSON escaping, and building 128 pydantic models
-    per answer cost more than the rest of the request (see bench/etsi014.py)."""
+    per answer cost more than the rest of the request (see bench/etsi014.py).
+    `extensions`: a `key_extension` object per key_ID (those without one get none)."""
     if isinstance(keys, KeyBatch):
         pairs = zip(keys.key_ids(), keys.materials_base64(), strict=True)
     else:
@@ -200,7 +220,25 @@ def key_container_json(keys: Sequence[StoredKey]) -> bytes:
             (base64.b64encode(k.material).decode("ascii") for k in keys),
             strict=True,
         )
-    entries = ",".join(f'{{"key_ID":"{key_id}","key":"{b64}"}}' for key_id, b64 in pairs)
+    if extensions:
+        encoded: dict[int, str] = {}  # few distinct extensions: each serialised once
+
+        def ext(key_id: str) -> str:
+            found = extensions.get(key_id)
+            if found is None:
+                return ""
+            text = encoded.get(id(found))
+            if text is None:
+                text = encoded[id(found)] = ',"key_extension":' + json.dumps(
+                    dict(found), separators=(",", ":"), ensure_ascii=True
+                )
+            return text
+
+        entries = ",".join(
+            f'{{"key_ID":"{key_id}","key":"{b64}"{ext(key_id)}}}' for key_id, b64 in pairs
+        )
+    else:
+        entries = ",".join(f'{{"key_ID":"{key_id}","key":"{b64}"}}' for key_id, b64 in pairs)
     return f'{{"keys":[{entries}]}}'.encode("ascii")
 
 

@@ -14,6 +14,7 @@ server on `listen.relay` (mutual TLS) and the client channels to the other KMs.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import grpc
 
@@ -70,6 +71,11 @@ class RelayComponent:
             admission_timeout_s=admission_timeout_s, tracer=self.tracer,
         )  # fmt: skip
         self._server: grpc.aio.Server | None = None
+        self._services: list[Callable[[grpc.aio.Server], None]] = []
+
+    def on_server(self, add: Callable[[grpc.aio.Server], None]) -> None:
+        """Adds another KM-to-KM service to the relay's gRPC server (before `start`)."""
+        self._services.append(add)
 
     async def _register(self, request: AppRequest) -> None:
         self.tracer.emit(
@@ -96,6 +102,8 @@ class RelayComponent:
         if self._server is not None:
             return
         server, port = relay_server(self.config.listen.relay, self.config.tls, self.forwarder)
+        for add in self._services:
+            add(server)
         await server.start()
         self._server = server
         self.relay_port = port

@@ -42,6 +42,15 @@ SCENARIOS: dict[str, Scenario] = {
             requests=4,
         ),
         Scenario(
+            name="outage",
+            topology="triangle-outage",
+            description=(
+                "Three pairs from qnode1 to qnode3 in qkd-preferred, qkd-only and hybrid-either;"
+                " both paths between the nodes are cut, then restored (docs/pqc.md)."
+            ),
+            pairs=(("app1", "app2"), ("app3", "app4"), ("app5", "app6")),
+        ),
+        Scenario(
             name="metro",
             topology="metro-madrid",
             description="The 9-node metro network with several application pairs at once.",

@@ -419,3 +419,38 @@ def test_a_qos_update_rewrites_the_entries_or_is_refused_with_a_reason() -> None
     refused = run(net.service.update_qos(intent.intent_id, QoS(min_bandwidth=50_000)))
     assert refused.bandwidth == 6_000 and refused.request.qos.min_bandwidth == 3_000
     assert refused.reason.startswith("QoS update refused: ")
+
+
+def test_a_link_that_goes_down_while_an_intent_moves_onto_it_is_left_again() -> None:
+    net = Net()
+    intent = run(net.service.submit(net.request("a", "c", min_bandwidth=100)))
+    assert intent.path is not None
+    via = net.snapshot.name_of(intent.path.nodes[1])
+    other = "d" if via == "b" else "b"
+    net.cut("a", via)
+    spawned: list[asyncio.Task[None]] = []
+    node = net.node(other)
+    lock = node.lock
+
+    def lock_while_the_link_fails() -> None:
+        # The move onto a-other-c is being installed when a-other goes down too: the intent
+        # is not on that link yet, so a decision taken now would leave it there.
+        if not spawned:
+            second = net.cut("a", other)
+            assert net.service.affected_by_link(second) == []
+            spawned.append(
+                asyncio.get_running_loop().create_task(
+                    net.service.reroute_link(second, "second link down")
+                )
+            )
+        lock()
+
+    node.lock = lock_while_the_link_fails  # type: ignore[method-assign]
+
+    async def both_cuts() -> None:
+        await net.service.reroute([intent.intent_id], "first link down")
+        await spawned[0]
+
+    run(both_cuts())
+    final = net.service.get(intent.intent_id)
+    assert final.state is IntentState.FAILED and "second link down" in final.reason

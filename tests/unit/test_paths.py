@@ -179,3 +179,20 @@ def test_key_aware_search_finds_the_cheapest_path(n: int, p: float, seed: int) -
         assert hop is not None
         total += hop
     assert total == pytest.approx(best)
+
+
+def test_a_link_with_qber_above_the_threshold_carries_no_key_even_if_active() -> None:
+    from dataclasses import replace as _replace
+
+    from controller.model import QBER_THRESHOLD, TopologySnapshot
+    from controller.topology.synthetic import snapshot_from_graph
+
+    snapshot, ids = snapshot_from_graph(nx.path_graph(["a", "b", "c"]))
+    link = snapshot.links_between(ids["a"], ids["b"])[0]
+    links = dict(snapshot.links)
+    links[link.qkdl_id] = _replace(link, qber=QBER_THRESHOLD + 0.01)
+    tapped = TopologySnapshot(snapshot.devices, links)
+    assert link.qkdl_id not in {u.qkdl_id for u in tapped.usable_links()}
+    assert not tapped.routing.has_edge(ids["a"], ids["b"])
+    links[link.qkdl_id] = _replace(link, qber=QBER_THRESHOLD - 0.01)
+    assert TopologySnapshot(snapshot.devices, links).routing.has_edge(ids["a"], ids["b"])

@@ -428,3 +428,21 @@ def test_problems_from_a_file_carry_their_line(tmp_path: Path) -> None:
     assert caught.value.problems[1] == Problem(
         "lines.yaml", "links[0].length_km", "must be ≥ 0, not -1", line=7
     )
+
+
+def test_an_app_key_mode_reaches_the_shared_access_policy(tmp_path: Path) -> None:
+    from lab.configs import policy_data
+    from lab.launcher import make_plan
+    from lab.topology import load_topology, topology_path
+
+    topo_file = topology_path("triangle-outage")
+    topology = load_topology(topo_file)
+    assert {a.sae_id: a.key_mode for a in topology.apps}["app3"] == "qkd-only"
+    plan = make_plan(topology, topo_file, tmp_path, with_pki=False)
+    policy = policy_data(plan)
+    assert policy is not None
+    assert policy["saes"]["app5"] == {"peers": "*", "key_mode": "hybrid-either"}
+    assert policy["saes"]["app2"] == {"peers": "*"}
+    from km.access import AccessPolicy
+
+    assert AccessPolicy.from_dict(policy).mode_for("app3", "app4").value == "qkd-only"
