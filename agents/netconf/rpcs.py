@@ -94,7 +94,9 @@ def dispatch(session: SessionHandle, rpc: etree._Element) -> Outcome:
     except NetconfError as error:
         return Outcome(error_reply(rpc, error.errors), failed=True)
     except DatastoreError as error:
-        return Outcome(error_reply(rpc, from_datastore(error).errors), failed=True)
+        agent = session.agent
+        converted = from_datastore(error, agent.module_namespaces, agent.default_module)
+        return Outcome(error_reply(rpc, converted.errors), failed=True)
     except Exception:  # a bug in one operation must not end the server or the session
         log.exception("session %d: operation failed", session.session_id)
         internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")

@@ -314,9 +314,16 @@ class NetconfServer:
             subscription = session.subscription
             if subscription is None:
                 continue
-            content = subscription.content_of(event, self._agent.datastore.schema)
-            if content is not None:
-                session.send_notification(_notification(event_time, content))
+            try:
+                content = subscription.content_of(event, self._agent.datastore.schema)
+                if content is not None:
+                    session.send_notification(_notification(event_time, content))
+            except Exception:  # one subscriber's failure must not cost the others the event
+                log.exception(
+                    "session %d: notification <%s> not delivered",
+                    session.session_id,
+                    etree.QName(event).localname,
+                )
 
 
 def _notification(event_time: str, event: etree._Element) -> bytes:

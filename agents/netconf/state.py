@@ -21,8 +21,19 @@ from agents.netconf.monitoring import (
     module_text,
 )
 from agents.netconf.subscription import Subscription
+from yang.schema import NODE_MODULE
 
 Clock = Callable[[], datetime]
+
+
+def module_namespaces(capabilities: Sequence[str]) -> dict[str, str]:
+    """Module name → namespace of every `ns?module=name&...` capability."""
+    found: dict[str, str] = {}
+    for uri in capabilities:
+        namespace, _, query = uri.partition("?module=")
+        if query:
+            found[query.partition("&")[0]] = namespace
+    return found
 
 
 def utc_now() -> datetime:
@@ -77,6 +88,9 @@ class AgentState:
             (MONITORING_MODULE, MONITORING_REVISION): module_text(),
         }
         self.monitoring_fixed = fixed_parts(self.capabilities, self.module_texts)
+        # Module name → namespace, from the module capabilities (error-path prefixes).
+        self.module_namespaces = module_namespaces(self.capabilities)
+        self.default_module = NODE_MODULE
         self.max_message_size = max_message_size
         self.clock = clock
         self.started_at = clock()
