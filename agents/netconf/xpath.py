@@ -279,6 +279,7 @@ class _Scope:
     # test or a process may run agents on several threads' event loops.
     lock: threading.Lock
 
+
 @functools.cache
 def _scope(schema: Schema) -> _Scope:
     """Built once per schema (a Schema is immutable and shared by a process's agents)."""

@@ -17,6 +17,7 @@ MODULES = {"etsi-qkd-sdn-node": NODE_NS, "qkdsdn-node": EXT_NS}
 def from_datastore(error: DatastoreError) -> NetconfError:
     return convert(error, MODULES, "etsi-qkd-sdn-node")
 
+
 EXPECTED = {
     ErrorKind.INVALID_ARGUMENT: (ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE),
     ErrorKind.BAD_OPERATION: (ErrorType.PROTOCOL, ErrorTag.BAD_ATTRIBUTE),

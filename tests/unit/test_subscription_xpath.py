@@ -87,4 +87,3 @@ def test_matching_from_many_threads_at_once_never_drops_a_matching_event() -> No
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda _: _matches(select), range(400)))
     assert results == [True] * 400
-

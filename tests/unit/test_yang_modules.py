@@ -71,9 +71,7 @@ def test_tree_matches_the_golden_file() -> None:
         ("qkdsdn-node", "urn:qkdsdn:yang:qkdsdn-node", "qkdsdn", ("2026-11-26",)),
     ],
 )
-def test_module_header(
-    name: str, namespace: str, prefix: str, revisions: tuple[str, ...]
-) -> None:
+def test_module_header(name: str, namespace: str, prefix: str, revisions: tuple[str, ...]) -> None:
     """The revision history as published, newest first (clients match modules by it)."""
     text = module_text(name)
     assert text.startswith(f"module {name} {{\n  yang-version 1;\n")
