@@ -36,6 +36,7 @@ def test_all_modules_are_present() -> None:
         "qkdsdn-node",
         "ietf-yang-types",
         "ietf-inet-types",
+        "ietf-netconf-acm",
     }
 
 

@@ -316,6 +316,7 @@ def test_module_texts_and_capabilities(schema: Schema) -> None:
         ("qkdsdn-node", "2026-11-26"),
         ("ietf-yang-types", "2013-07-15"),
         ("ietf-inet-types", "2013-07-15"),
+        ("ietf-netconf-acm", "2018-02-14"),
     }
     assert texts[("etsi-qkd-sdn-node", "2022-01-30")].startswith("module etsi-qkd-sdn-node {")
     capabilities = schema.capabilities()
