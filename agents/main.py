@@ -22,11 +22,17 @@ from pathlib import Path
 import grpc
 
 from agents import control_service, etsi004_service, node_link_service
+from agents.access.nacm import Nacm
+from agents.access.nacm import standard as standard_rules
+from agents.access.nacm import to_json as nacm_json
+from agents.access.users import Accounts, User, hash_password
 from agents.config import AgentConfig, ConfigError, load
 from agents.datastore import Datastore, DatastoreError
+from agents.datastore.tree import BASE_NS
 from agents.grpc_auth import agent_grpc_server
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from common.audit import LOG_NAME, AuditLog
 from common.config import Address, load_each
 from common.roles import TlsMaterial, server_credentials
 from common.tracing import Tracer
@@ -88,11 +94,45 @@ def credentials(config: AgentConfig) -> NetconfCredentials:
     )
 
 
+def accounts(config: AgentConfig) -> Accounts:
+    """The NETCONF/RESTCONF accounts: `netconf.username` (its password file hashed here,
+    its keys, `netconf.group`) and each of `netconf.users`."""
+    files = config.netconf
+    users = [
+        User(
+            files.username,
+            files.group,
+            hash_password(files.password_file.read_text(encoding="utf-8").strip()),
+            tuple(files.authorized_keys_file.read_text(encoding="utf-8").splitlines()),
+        )
+    ]
+    for user in files.users:
+        keys = user.authorized_keys_file
+        users.append(
+            User(
+                user.name,
+                user.group,
+                user.password_hash,
+                tuple(keys.read_text(encoding="utf-8").splitlines()) if keys else (),
+            )
+        )
+    return Accounts(users)
+
+
 def _datastore(
-    schema: Schema, node: QkdNode, persist: Path | None, durable: bool = True
+    schema: Schema,
+    node: QkdNode,
+    persist: Path | None,
+    durable: bool = True,
+    rules: Nacm | None = None,
 ) -> Datastore:
-    """The node's datastore; a persisted running the node cannot use is set aside."""
-    initial = schema.json_to_xml(node.initial_running())
+    """The node's datastore; a persisted running the node cannot use is set aside. A fresh
+    running holds the node's initial tree and `rules` (NACM's /nacm)."""
+    first = node.initial_running()
+    if rules is not None:
+        first = {**first, **nacm_json(rules)}
+    # Several top-level nodes: in the <data> wrapper the datastore reads.
+    initial = f'<data xmlns="{BASE_NS}">{schema.json_to_xml(first)}</data>'
     if persist is None:
         return Datastore(schema, node, None, initial)
     try:
@@ -140,14 +180,21 @@ async def start_agent(
     path = config.running_file if persist else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    store = _datastore(schema, node, path, config.durable if durable is None else durable)
+    users = accounts(config)
+    rules = standard_rules(users.group_members())
+    store = _datastore(
+        schema, node, path, config.durable if durable is None else durable, rules=rules
+    )
     node.start(store.running_json())
     listen = config.listen
+    audit = AuditLog(f"agent:{name}", config.data_dir / LOG_NAME if persist else None)
     netconf = NetconfServer(
         store,
         credentials(config),
         listen.netconf.host,
         listen.netconf.port if configured_ports else 0,
+        accounts=users,
+        audit=audit,
     )
     node.set_publisher(netconf.publish)
     server = agent_grpc_server(name)

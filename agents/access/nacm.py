@@ -130,6 +130,18 @@ class Nacm:
                 return rule.action is Action.PERMIT
         return self.read_default is Action.PERMIT
 
+    def reads_everything(self, user: str) -> bool:
+        """Whether `user` may read every data node (no reply needs pruning)."""
+        if not self.enabled:
+            return True
+        for rule in self._rules(user):
+            if Access.READ not in rule.access:
+                continue
+            if rule.rpc_name is not None or rule.notification_name is not None:
+                continue
+            return rule.path is None and rule.module_name == "*" and rule.action is Action.PERMIT
+        return False
+
     def may_access(self, user: str, node: Path, access: Access) -> bool:
         """RFC 8341 §3.4.5: may `user` have `access` to the data node at `node`?"""
         return self._data_decision(user, node, access) is Action.PERMIT

@@ -104,8 +104,9 @@ class NetconfError(Exception):
         path: str | None = None,
         app_tag: str | None = None,
         info: tuple[tuple[str, str], ...] = (),
+        path_namespaces: tuple[tuple[str, str], ...] = (),
     ) -> NetconfError:
-        return cls(RpcError(type_, tag, message, path, app_tag, info))
+        return cls(RpcError(type_, tag, message, path, app_tag, info, path_namespaces))
 
 
 def _child(parent: etree._Element, name: str, text: str | None) -> etree._Element:
