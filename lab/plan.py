@@ -97,6 +97,11 @@ class Credentials:
     host_key: str  # SSH host key of the agents
     ca_cert: str  # lab CA: signs every KM, SAE and controller certificate
     ca_key: str
+    # The operators' NACM admin account on every agent (netconf_username is the
+    # controller's own account, NACM group "controller"); "" when not generated.
+    admin_username: str = ""
+    admin_password_file: str = ""  # mode 0600
+    admin_password_hash: str = ""  # scrypt hash the agents check the password against
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,12 @@ __all__ = [
 
 YANG_DIR = Path(__file__).resolve().parent
 # Implemented modules, in load order (imports are found in YANG_DIR).
-IMPLEMENTED_MODULES = ("etsi-qkd-node-types", "etsi-qkd-sdn-node", "qkdsdn-node", "ietf-netconf-acm")
+IMPLEMENTED_MODULES = (
+    "etsi-qkd-node-types",
+    "etsi-qkd-sdn-node",
+    "qkdsdn-node",
+    "ietf-netconf-acm",
+)
 NODE_MODULE = "etsi-qkd-sdn-node"
 ROOT_NAME = "qkd_node"
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"

@@ -24,9 +24,11 @@ import ncclient.transport.session
 from lxml import etree
 from ncclient import manager
 
+from agents.access.users import Accounts
 from agents.datastore import Datastore
 from agents.netconf.framing import FrameDecoder
 from agents.netconf.server import NetconfCredentials, NetconfServer
+from common.audit import AuditLog
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -104,8 +106,14 @@ class AgentThread:
         backend: FakeBackend,
         max_message_size: int,
         hello_timeout_s: float = 30.0,
+        accounts: Accounts | None = None,
+        audit: AuditLog | None = None,
+        initial_running: str = INITIAL_RUNNING,
     ) -> None:
         self.directory = directory
+        self.accounts = accounts
+        self.audit = audit
+        self.initial_running = initial_running
         self.backend = backend
         self.host_key_path, self.client_keys = make_keys(directory)
         self.persist_path = directory / "running.xml"
@@ -127,7 +135,7 @@ class AgentThread:
 
     async def _start(self) -> None:
         self.datastore = Datastore(
-            Schema.default(), self.backend, self.persist_path, INITIAL_RUNNING
+            Schema.default(), self.backend, self.persist_path, self.initial_running
         )
         credentials = NetconfCredentials(
             USERNAME, PASSWORD, (self.client_keys.public_line,), self.host_key_path
@@ -138,6 +146,8 @@ class AgentThread:
             "127.0.0.1",
             max_message_size=self._max_message_size,
             hello_timeout_s=self._hello_timeout_s,
+            accounts=self.accounts,
+            audit=self.audit,
         )
         await self.server.start()
 
@@ -177,8 +187,20 @@ def running_agent(
     backend: FakeBackend | None = None,
     max_message_size: int = 1024 * 1024,
     hello_timeout_s: float = 30.0,
+    accounts: Accounts | None = None,
+    audit: AuditLog | None = None,
+    initial_running: str = INITIAL_RUNNING,
 ) -> Iterator[AgentThread]:
-    agent = AgentThread(directory, backend or FakeBackend(), max_message_size, hello_timeout_s)
+    """`accounts`: per-user logins and NACM (none: USERNAME may do everything)."""
+    agent = AgentThread(
+        directory,
+        backend or FakeBackend(),
+        max_message_size,
+        hello_timeout_s,
+        accounts,
+        audit,
+        initial_running,
+    )
     agent.start()
     try:
         yield agent
@@ -245,10 +267,15 @@ NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console2"
 
 
 def netconf_console(
-    agent: AgentThread, *arguments: str, stdin: str | None = None, timeout_s: float = DEADLINE_S * 4
+    agent: AgentThread,
+    *arguments: str,
+    stdin: str | None = None,
+    timeout_s: float = DEADLINE_S * 4,
+    username: str = USERNAME,
+    password: str = PASSWORD,
 ) -> subprocess.CompletedProcess[str]:
     """netconf-console2 as a user runs it, logged in to `agent` with the password."""
-    login = ("--host", "127.0.0.1", "--port", str(agent.port), "-u", USERNAME, "-p", PASSWORD)
+    login = ("--host", "127.0.0.1", "--port", str(agent.port), "-u", username, "-p", password)
     return subprocess.run(
         [str(NETCONF_CONSOLE), *login, *arguments],
         input=stdin,
