@@ -32,6 +32,8 @@ from agents.datastore.tree import BASE_NS
 from agents.grpc_auth import agent_grpc_server
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from agents.restconf.protocol import Restconf
+from agents.restconf.server import BasicAuth, RestconfApp, RestconfServer
 from common.audit import LOG_NAME, AuditLog
 from common.config import Address, load_each
 from common.roles import TlsMaterial, server_credentials
@@ -55,6 +57,7 @@ class AgentHandle:
     grpc_port: int
     grpc_host: str  # as configured (a wildcard too)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    restconf: RestconfServer | None = None  # when `listen.restconf` is configured
     stopped: bool = False
 
     @property
@@ -76,6 +79,8 @@ class AgentHandle:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.netconf.stop()
+        if self.restconf is not None:
+            await self.restconf.stop()
         await self.grpc_server.stop(GRPC_STOP_GRACE_S)
 
     async def stop_node(self) -> None:
@@ -117,6 +122,24 @@ def accounts(config: AgentConfig) -> Accounts:
             )
         )
     return Accounts(users)
+
+
+def _restconf(
+    config: AgentConfig,
+    store: Datastore,
+    netconf: NetconfServer,
+    users: Accounts,
+    audit: AuditLog,
+    configured_ports: bool,
+) -> RestconfServer | None:
+    """The RESTCONF face on `listen.restconf` (HTTPS with the agent's TLS), if configured."""
+    address = config.listen.restconf
+    if address is None or config.tls is None:
+        return None
+    restconf = Restconf(store, netconf.access, audit, netconf.lock_holder)
+    app = RestconfApp(restconf, BasicAuth(users))
+    bound = address if configured_ports else Address(address.host, 0)
+    return RestconfServer(app, config.tls, bound)
 
 
 def _datastore(
@@ -212,12 +235,18 @@ async def start_agent(
     if port == 0:
         raise OSError(f"{name}: cannot listen on {listen.grpc} (gRPC)")
     await netconf.start()
+    restconf = _restconf(config, store, netconf, users, audit, configured_ports)
     try:
+        if restconf is not None:
+            await restconf.start()
         await server.start()
     except BaseException:
         await netconf.stop()
+        if restconf is not None:
+            await restconf.stop()
         raise
     handle = AgentHandle(node, store, netconf, server, netconf.port, port, listen.grpc.host)
+    handle.restconf = restconf
     handle_box.append(handle)
     handle.tasks.append(asyncio.get_running_loop().create_task(node.run_perf_updates()))
     return handle

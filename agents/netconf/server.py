@@ -24,7 +24,7 @@ from lxml import etree
 
 from agents.access.control import AccessControl
 from agents.access.users import Accounts
-from agents.datastore import Datastore
+from agents.datastore import Datastore, DatastoreName
 from agents.netconf import authz
 from agents.netconf.confirmed import CONFIRMED_COMMIT_CAPABILITY
 from agents.netconf.errors import base_element
@@ -274,6 +274,15 @@ class NetconfServer:
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.port = 0
+
+    def lock_holder(self) -> int | None:
+        """The session holding a lock on running or the candidate (another face must not
+        change running under it), or None."""
+        for name in (DatastoreName.RUNNING, DatastoreName.CANDIDATE):
+            holder = self._agent.lock_holder(name)
+            if holder is not None:
+                return holder
+        return None
 
     @property
     def session_count(self) -> int:

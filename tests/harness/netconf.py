@@ -24,11 +24,14 @@ import ncclient.transport.session
 from lxml import etree
 from ncclient import manager
 
-from agents.access.users import Accounts
+from agents.access.users import Accounts, User, hash_password
 from agents.datastore import Datastore
 from agents.netconf.framing import FrameDecoder
 from agents.netconf.server import NetconfCredentials, NetconfServer
+from agents.restconf.protocol import Restconf
+from agents.restconf.server import BasicAuth, RestconfApp, RestconfServer
 from common.audit import AuditLog
+from common.config import Address, TlsFiles
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -109,8 +112,11 @@ class AgentThread:
         accounts: Accounts | None = None,
         audit: AuditLog | None = None,
         initial_running: str = INITIAL_RUNNING,
+        restconf_tls: TlsFiles | None = None,
     ) -> None:
         self.directory = directory
+        self.restconf_tls = restconf_tls
+        self.restconf: RestconfServer | None = None
         self.accounts = accounts
         self.audit = audit
         self.initial_running = initial_running
@@ -150,6 +156,19 @@ class AgentThread:
             audit=self.audit,
         )
         await self.server.start()
+        if self.restconf_tls is not None:
+            logins = self.accounts or Accounts([User(USERNAME, "admin", hash_password(PASSWORD))])
+            restconf = Restconf(
+                self.datastore, self.server.access, self.audit, self.server.lock_holder
+            )
+            app = RestconfApp(restconf, BasicAuth(logins))
+            self.restconf = RestconfServer(app, self.restconf_tls, Address("127.0.0.1", 0))
+            await self.restconf.start()
+
+    @property
+    def restconf_url(self) -> str:
+        assert self.restconf is not None
+        return self.restconf.url
 
     def call(self, factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         """Run a coroutine on the agent's loop and wait for it (with a deadline)."""
@@ -174,6 +193,8 @@ class AgentThread:
         return self.call(count)
 
     def stop(self) -> None:
+        if self.restconf is not None:
+            self.call(self.restconf.stop)
         if self.server is not None:
             self.call(self.server.stop)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -190,8 +211,10 @@ def running_agent(
     accounts: Accounts | None = None,
     audit: AuditLog | None = None,
     initial_running: str = INITIAL_RUNNING,
+    restconf_tls: TlsFiles | None = None,
 ) -> Iterator[AgentThread]:
-    """`accounts`: per-user logins and NACM (none: USERNAME may do everything)."""
+    """`accounts`: per-user logins and NACM (none: USERNAME may do everything);
+    `restconf_tls`: also serve RESTCONF over HTTPS with this certificate."""
     agent = AgentThread(
         directory,
         backend or FakeBackend(),
@@ -200,6 +223,7 @@ def running_agent(
         accounts,
         audit,
         initial_running,
+        restconf_tls,
     )
     agent.start()
     try:
