@@ -113,6 +113,7 @@ def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
         "listen": {
             "netconf": place.bind(name, node.netconf_port),
             "grpc": place.bind(name, node.agent_grpc_port),
+            **({"restconf": place.bind(name, node.restconf_port)} if node.restconf_port else {}),
         },
         "netconf": {
             "username": creds.netconf_username,

@@ -55,7 +55,7 @@ from lab.processes import (
 from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
-PORTS_PER_NODE = 5
+PORTS_PER_NODE = 6
 
 
 class LabError(RuntimeError):
@@ -218,6 +218,7 @@ def make_plan(
             km_etsi004_port=next(ports),
             km_relay_port=next(ports),
             host=address(node.name).address,
+            restconf_port=next(ports),
         )
         for node in topology.nodes
     )

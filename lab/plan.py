@@ -36,6 +36,12 @@ class NodePlan:
     km_etsi004_port: int  # gRPC, mutual TLS, for applications
     km_relay_port: int  # gRPC, mutual TLS, KM to KM
     host: str = HOST  # the node's address (its own network namespace in a netns lab)
+    restconf_port: int = 0  # RESTCONF over HTTPS on the agent; 0: not served
+
+    @property
+    def restconf_url(self) -> str:
+        """https://host:port of the agent's RESTCONF face ("" when it is not served)."""
+        return f"https://{host_port(self.host, self.restconf_port)}" if self.restconf_port else ""
 
     @property
     def netconf_address(self) -> str:

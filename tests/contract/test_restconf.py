@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,10 +53,14 @@ def _agent(
     with (
         running_agent(tmp_path, backend, accounts=accounts, audit=audit, restconf_tls=tls) as agent,
         httpx.Client(
-            base_url=agent.restconf_url, verify=str(tls.ca), auth=(USERNAME, PASSWORD), timeout=10
+            base_url=agent.restconf_url, verify=_trust(tls), auth=(USERNAME, PASSWORD), timeout=10
         ) as client,
     ):
         yield agent, client
+
+
+def _trust(tls: TlsFiles) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(tls.ca))
 
 
 def _link(link_id: str, bandwidth: int = 1000) -> dict[str, Any]:
@@ -216,7 +221,7 @@ def test_bad_requests_get_the_rfc_8040_error_and_change_nothing(
 def test_no_or_wrong_credentials_are_401(tmp_path: Path, tls: TlsFiles) -> None:
     with _agent(tmp_path, tls) as (agent, _):
         for auth in (None, (USERNAME, "wrong")):
-            with httpx.Client(verify=str(tls.ca), auth=auth) as client:
+            with httpx.Client(verify=_trust(tls), auth=auth) as client:
                 response = client.get(agent.restconf_url + NODE)
             assert response.status_code == 401
             assert response.headers["www-authenticate"].startswith("Basic")
@@ -231,7 +236,7 @@ def test_nacm_and_audit_apply_to_restconf_as_to_netconf(tmp_path: Path, tls: Tls
     )
     with _agent(tmp_path, tls, accounts) as (agent, admin):
         with httpx.Client(
-            base_url=agent.restconf_url, verify=str(tls.ca), auth=("mon", "pw-mon")
+            base_url=agent.restconf_url, verify=_trust(tls), auth=("mon", "pw-mon")
         ) as mon:
             body = {"etsi-qkd-sdn-node:qkdn_location_id": "x"}
             refused = mon.put(f"{NODE}/qkdn_location_id", json=body)
