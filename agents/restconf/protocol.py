@@ -85,6 +85,10 @@ class Restconf:
         }
         self._modules = {namespace: name for name, namespace in self._namespaces.items()}
         self._cache: tuple[etree._Element, dict[str, Any]] | None = None
+        # Whole answers to reads that need no pruning, for the operational tree they were
+        # made from: (path, query, xml) → response.
+        self._answers: tuple[etree._Element, dict[tuple[Any, ...], Response]] | None = None
+        self._targets: dict[str, Target] = {}
 
     # ---- entry -----------------------------------------------------------------------------
 
@@ -136,9 +140,13 @@ class Restconf:
             return self._document({YANG_LIBRARY: self._yang_library()}, xml, "modules-state")
         if method == "OPTIONS":
             return Response(200, (("allow", DATA_METHODS),))
-        target = parse_target(resource, self._namespaces, self._info)
+        target = self._targets.get(resource)
+        if target is None:
+            target = parse_target(resource, self._namespaces, self._info)
+            if len(self._targets) < 1024:
+                self._targets[resource] = target
         if method in ("GET", "HEAD"):
-            response = self._get(request, target, xml)
+            response = self._cached_get(request, target, xml)
             return Response(response.status, response.headers) if method == "HEAD" else response
         if method in ("PUT", "PATCH", "POST", "DELETE"):
             return self._write(request, target)
@@ -201,6 +209,24 @@ class Restconf:
     def _keys_of(self, names: tuple[str, ...]) -> tuple[str, ...]:
         info = self._info(names)
         return info.keys if info is not None else ()
+
+    def _cached_get(self, request: Request, target: Target, xml: bool) -> Response:
+        """`_get`, answered from memory while the operational tree is the same and the user
+        may read all of it (a read that NACM prunes is made afresh)."""
+        rules = self._access.rules() if self._access is not None else None
+        if rules is not None and not rules.reads_everything(request.user or ""):
+            return self._get(request, target, xml)
+        view = self._datastore.operational_view()
+        if self._answers is None or self._answers[0] is not view:
+            self._answers = (view, {})
+        key = (request.path, tuple(sorted((k, tuple(v)) for k, v in request.query.items())), xml)
+        answers = self._answers[1]
+        response = answers.get(key)
+        if response is None:
+            response = self._get(request, target, xml)
+            if len(answers) < 256:
+                answers[key] = response
+        return response
 
     def _get(self, request: Request, target: Target, xml: bool) -> Response:
         query = parse_query(request.query)

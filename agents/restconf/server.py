@@ -136,6 +136,9 @@ class RestconfServer:
         family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # uvicorn writes a response's head and body apart: without NODELAY (inherited by
+        # accepted sockets) Nagle holds the body back for the client's delayed ACK, ~40 ms.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock.bind((address.host, address.port))
         self._sock.listen(1024)
         self._sock.setblocking(False)
