@@ -86,7 +86,7 @@ class Accounts:
             if user.name in self._users:
                 raise ValueError(f"user {user.name!r} is configured twice")
             self._users[user.name] = user
-        self._dummy = hash_password(secrets.token_hex(8), n=2**14)
+        self._dummy: str | None = None  # made at the first failed login, not per agent
 
     def __contains__(self, name: str) -> bool:
         return name in self._users
@@ -105,7 +105,9 @@ class Accounts:
         user = self._users.get(name)
         stored = user.password_hash if user is not None else None
         # Unknown user or no password: hash anyway, so timing does not tell users apart.
-        ok = verify_password(password, stored or self._dummy)
+        if stored is None and self._dummy is None:
+            self._dummy = hash_password(secrets.token_hex(8))
+        ok = verify_password(password, stored or self._dummy or "")
         return ok and stored is not None
 
     def has_password(self, name: str) -> bool:
