@@ -18,6 +18,7 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -30,6 +31,7 @@ from agents.config import AgentConfig, ConfigError, load
 from agents.datastore import Datastore, DatastoreError
 from agents.datastore.tree import BASE_NS
 from agents.grpc_auth import agent_grpc_server
+from agents.initial_config import QKD_NODE
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
 from agents.restconf.protocol import Restconf
@@ -127,6 +129,28 @@ def accounts(config: AgentConfig) -> Accounts:
     return Accounts(users)
 
 
+def node_tree(running: dict[str, Any]) -> dict[str, Any]:
+    """Of a running configuration, what the node (and its key manager's feed) reads: the
+    015 tree; the access rules beside it are the front ends' business."""
+    return {QKD_NODE: running[QKD_NODE]} if QKD_NODE in running else {}
+
+
+class NodeTreeOnly:
+    """The node as the datastore's backend, handed only its own tree (`node_tree`)."""
+
+    def __init__(self, node: QkdNode) -> None:
+        self._node = node
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return self._node.veto(node_tree(new_running))
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        self._node.apply(node_tree(new_running))
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return self._node.operational(node_tree(running))
+
+
 def _restconf(
     config: AgentConfig,
     store: Datastore,
@@ -160,10 +184,10 @@ def _datastore(
     # Several top-level nodes: in the <data> wrapper the datastore reads.
     initial = f'<data xmlns="{BASE_NS}">{schema.json_to_xml(first)}</data>'
     if persist is None:
-        return Datastore(schema, node, None, initial)
+        return Datastore(schema, NodeTreeOnly(node), None, initial)
     try:
-        store = Datastore(schema, node, persist, initial, durable=durable)
-        reason = node.veto(store.running_json())
+        store = Datastore(schema, NodeTreeOnly(node), persist, initial, durable=durable)
+        reason = node.veto(node_tree(store.running_json()))
     except DatastoreError as error:
         reason = str(error)
     if reason is None:
@@ -171,7 +195,7 @@ def _datastore(
     stale = persist.with_suffix(".stale.xml")
     log.warning("%s: persisted running refused (%s); moved to %s", node.name, reason, stale)
     persist.replace(stale)
-    return Datastore(schema, node, persist, initial, durable=durable)
+    return Datastore(schema, NodeTreeOnly(node), persist, initial, durable=durable)
 
 
 async def start_agent(
@@ -211,7 +235,7 @@ async def start_agent(
     store = _datastore(
         schema, node, path, config.durable if durable is None else durable, rules=rules
     )
-    node.start(store.running_json())
+    node.start(node_tree(store.running_json()))
     listen = config.listen
     audit = AuditLog(f"agent:{name}", config.data_dir / LOG_NAME if persist else None)
     netconf = NetconfServer(
