@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.access.nacm import ADMIN, GROUPS
+from agents.access.users import PasswordHashError, check_hash
 from agents.emulator.physics import PRESETS
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import link_uuid, node_uuid
@@ -38,6 +40,18 @@ ROLES = ("transmitter", "receiver")
 class AgentListen:
     netconf: Address
     grpc: Address  # KeyDelivery (ETSI 004 module side), NodeLink and AgentControl
+    restconf: Address | None = None  # RESTCONF (RFC 8040) over HTTPS; None: not served
+
+
+@dataclass(frozen=True)
+class NetconfUser:
+    """An account of the NETCONF/RESTCONF faces: its NACM group, a password hash
+    (`scrypt$n$r$p$salt$hash`, see agents.access.users) and/or public keys."""
+
+    name: str
+    group: str  # one of agents.access.nacm.GROUPS
+    password_hash: str | None
+    authorized_keys_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class NetconfServerFiles:
     password_file: Path
     authorized_keys_file: Path  # OpenSSH public keys of the clients allowed in
     host_key: Path  # the agent's SSH host key (private)
+    group: str = ADMIN  # the NACM group of `username` (the controller's own: "controller")
+    users: tuple[NetconfUser, ...] = ()  # more accounts, each with its own group
 
 
 @dataclass(frozen=True)
@@ -132,11 +148,13 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
     qkdn_id = r.text(top, "qkdn_id", "", default=node_uuid(node) if node else "-")
     if top.get("qkdn_id") is not None and not is_uuid(qkdn_id):
         r.error("qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
-    listen_data = r.mapping(r.required(top, "listen", ""), "listen", ("netconf", "grpc"))
+    listen_data = r.mapping(
+        r.required(top, "listen", ""), "listen", ("netconf", "grpc", "restconf")
+    )
     nc = r.mapping(
         r.required(top, "netconf", ""),
         "netconf",
-        ("username", "password_file", "authorized_keys_file", "host_key"),
+        ("username", "password_file", "authorized_keys_file", "host_key", "group", "users"),
     )
     km = r.mapping(
         r.required(top, "key_manager", ""), "key_manager", ("etsi014_url", "etsi004", "relay")
@@ -153,13 +171,17 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
         qkdn_id=qkdn_id,
         location=str(top.get("location") or ""),
         listen=AgentListen(
-            r.address(listen_data, "netconf", "listen"), r.address(listen_data, "grpc", "listen")
+            r.address(listen_data, "netconf", "listen"),
+            r.address(listen_data, "grpc", "listen"),
+            r.optional_address(listen_data, "restconf", "listen"),
         ),
         netconf=NetconfServerFiles(
             r.text(nc, "username", "netconf"),
             r.file(nc, "password_file", "netconf"),
             r.file(nc, "authorized_keys_file", "netconf"),
             r.file(nc, "host_key", "netconf"),
+            r.choice(nc, "group", "netconf", GROUPS, ADMIN),
+            tuple(_user(r, where, item) for where, item in r.items(nc, "users", "netconf")),
         ),
         tls=r.tls(top, "tls", ""),
         data_dir=r.path(top, "data_dir", ""),
@@ -179,6 +201,25 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
     _check_unique(r, config)
     r.done()
     return config
+
+
+def _user(r: Reader, where: str, item: Any) -> NetconfUser:
+    user = r.mapping(item, where, ("name", "group", "password_hash", "authorized_keys_file"))
+    password_hash = r.optional_text(user, "password_hash", where)
+    if password_hash is not None:
+        try:
+            check_hash(password_hash)
+        except PasswordHashError as error:
+            r.error(f"{where}.password_hash", str(error))
+    keys = r.optional_file(user, "authorized_keys_file", where)
+    if password_hash is None and keys is None and isinstance(item, dict):
+        r.error(where, "a user needs a password_hash, an authorized_keys_file or both")
+    return NetconfUser(
+        r.text(user, "name", where),
+        r.choice(user, "group", where, GROUPS, "monitor"),
+        password_hash,
+        keys,
+    )
 
 
 def _link(r: Reader, node: str, where: str, item: Any) -> AgentLink:
@@ -234,6 +275,11 @@ def _link(r: Reader, node: str, where: str, item: Any) -> AgentLink:
 
 
 def _check_unique(r: Reader, config: AgentConfig) -> None:
+    names = [config.netconf.username]
+    for index, user in enumerate(config.netconf.users):
+        if user.name in names:
+            r.error(f"netconf.users[{index}].name", f"user {user.name!r} appears twice")
+        names.append(user.name)
     seen_links: set[str] = set()
     seen_qkdi: set[int] = set()
     for index, link in enumerate(config.links):

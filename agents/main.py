@@ -18,15 +18,25 @@ import signal
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from agents import control_service, etsi004_service, node_link_service
+from agents.access.nacm import Nacm
+from agents.access.nacm import standard as standard_rules
+from agents.access.nacm import to_json as nacm_json
+from agents.access.users import Accounts, User, hash_password
 from agents.config import AgentConfig, ConfigError, load
 from agents.datastore import Datastore, DatastoreError
+from agents.datastore.tree import BASE_NS
 from agents.grpc_auth import agent_grpc_server
+from agents.initial_config import QKD_NODE
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
+from agents.restconf.protocol import Restconf
+from agents.restconf.server import BasicAuth, RestconfApp, RestconfServer
+from common.audit import LOG_NAME, AuditLog
 from common.config import Address, load_each
 from common.roles import TlsMaterial, server_credentials
 from common.tracing import Tracer
@@ -49,6 +59,7 @@ class AgentHandle:
     grpc_port: int
     grpc_host: str  # as configured (a wildcard too)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    restconf: RestconfServer | None = None  # when `listen.restconf` is configured
     stopped: bool = False
 
     @property
@@ -70,6 +81,8 @@ class AgentHandle:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.netconf.stop()
+        if self.restconf is not None:
+            await self.restconf.stop()
         await self.grpc_server.stop(GRPC_STOP_GRACE_S)
 
     async def stop_node(self) -> None:
@@ -88,16 +101,93 @@ def credentials(config: AgentConfig) -> NetconfCredentials:
     )
 
 
+def accounts(config: AgentConfig) -> Accounts:
+    """The NETCONF/RESTCONF accounts: `netconf.username` (its password file hashed here,
+    its keys, `netconf.group`) and each of `netconf.users`."""
+    files = config.netconf
+    users = [
+        User(
+            files.username,
+            files.group,
+            # The password is on disk in clear already (the controller reads the same file):
+            # a light scrypt keeps it out of memory without costing a 200-agent process
+            # seconds of start-up.
+            hash_password(files.password_file.read_text(encoding="utf-8").strip(), n=2**10),
+            tuple(files.authorized_keys_file.read_text(encoding="utf-8").splitlines()),
+        )
+    ]
+    for user in files.users:
+        keys = user.authorized_keys_file
+        users.append(
+            User(
+                user.name,
+                user.group,
+                user.password_hash,
+                tuple(keys.read_text(encoding="utf-8").splitlines()) if keys else (),
+            )
+        )
+    return Accounts(users)
+
+
+def node_tree(running: dict[str, Any]) -> dict[str, Any]:
+    """Of a running configuration, what the node (and its key manager's feed) reads: the
+    015 tree; the access rules beside it are the front ends' business."""
+    return {QKD_NODE: running[QKD_NODE]} if QKD_NODE in running else {}
+
+
+class NodeTreeOnly:
+    """The node as the datastore's backend, handed only its own tree (`node_tree`)."""
+
+    def __init__(self, node: QkdNode) -> None:
+        self._node = node
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return self._node.veto(node_tree(new_running))
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        self._node.apply(node_tree(new_running))
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return self._node.operational(node_tree(running))
+
+
+def _restconf(
+    config: AgentConfig,
+    store: Datastore,
+    netconf: NetconfServer,
+    users: Accounts,
+    audit: AuditLog,
+    configured_ports: bool,
+) -> RestconfServer | None:
+    """The RESTCONF face on `listen.restconf` (HTTPS with the agent's TLS), if configured."""
+    address = config.listen.restconf
+    if address is None or config.tls is None:
+        return None
+    restconf = Restconf(store, netconf.access, audit, netconf.lock_holder)
+    app = RestconfApp(restconf, BasicAuth(users))
+    bound = address if configured_ports else Address(address.host, 0)
+    return RestconfServer(app, config.tls, bound)
+
+
 def _datastore(
-    schema: Schema, node: QkdNode, persist: Path | None, durable: bool = True
+    schema: Schema,
+    node: QkdNode,
+    persist: Path | None,
+    durable: bool = True,
+    rules: Nacm | None = None,
 ) -> Datastore:
-    """The node's datastore; a persisted running the node cannot use is set aside."""
-    initial = schema.json_to_xml(node.initial_running())
+    """The node's datastore; a persisted running the node cannot use is set aside. A fresh
+    running holds the node's initial tree and `rules` (NACM's /nacm)."""
+    first = node.initial_running()
+    if rules is not None:
+        first = {**first, **nacm_json(rules)}
+    # Several top-level nodes: in the <data> wrapper the datastore reads.
+    initial = f'<data xmlns="{BASE_NS}">{schema.json_to_xml(first)}</data>'
     if persist is None:
-        return Datastore(schema, node, None, initial)
+        return Datastore(schema, NodeTreeOnly(node), None, initial)
     try:
-        store = Datastore(schema, node, persist, initial, durable=durable)
-        reason = node.veto(store.running_json())
+        store = Datastore(schema, NodeTreeOnly(node), persist, initial, durable=durable)
+        reason = node.veto(node_tree(store.running_json()))
     except DatastoreError as error:
         reason = str(error)
     if reason is None:
@@ -105,7 +195,7 @@ def _datastore(
     stale = persist.with_suffix(".stale.xml")
     log.warning("%s: persisted running refused (%s); moved to %s", node.name, reason, stale)
     persist.replace(stale)
-    return Datastore(schema, node, persist, initial, durable=durable)
+    return Datastore(schema, NodeTreeOnly(node), persist, initial, durable=durable)
 
 
 async def start_agent(
@@ -140,14 +230,21 @@ async def start_agent(
     path = config.running_file if persist else None
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-    store = _datastore(schema, node, path, config.durable if durable is None else durable)
-    node.start(store.running_json())
+    users = accounts(config)
+    rules = standard_rules(users.group_members())
+    store = _datastore(
+        schema, node, path, config.durable if durable is None else durable, rules=rules
+    )
+    node.start(node_tree(store.running_json()))
     listen = config.listen
+    audit = AuditLog(f"agent:{name}", config.data_dir / LOG_NAME if persist else None)
     netconf = NetconfServer(
         store,
         credentials(config),
         listen.netconf.host,
         listen.netconf.port if configured_ports else 0,
+        accounts=users,
+        audit=audit,
     )
     node.set_publisher(netconf.publish)
     server = agent_grpc_server(name)
@@ -165,12 +262,18 @@ async def start_agent(
     if port == 0:
         raise OSError(f"{name}: cannot listen on {listen.grpc} (gRPC)")
     await netconf.start()
+    restconf = _restconf(config, store, netconf, users, audit, configured_ports)
     try:
+        if restconf is not None:
+            await restconf.start()
         await server.start()
     except BaseException:
         await netconf.stop()
+        if restconf is not None:
+            await restconf.stop()
         raise
     handle = AgentHandle(node, store, netconf, server, netconf.port, port, listen.grpc.host)
+    handle.restconf = restconf
     handle_box.append(handle)
     handle.tasks.append(asyncio.get_running_loop().create_task(node.run_perf_updates()))
     return handle

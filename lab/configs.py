@@ -162,12 +162,26 @@ def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
         "listen": {
             "netconf": place.bind(name, node.netconf_port),
             "grpc": place.bind(name, node.agent_grpc_port),
+            **({"restconf": place.bind(name, node.restconf_port)} if node.restconf_port else {}),
         },
         "netconf": {
             "username": creds.netconf_username,
             "password_file": place.path(creds.password_file),
             "authorized_keys_file": place.path(f"{creds.client_key}.pub"),
             "host_key": place.path(creds.host_key),
+            # NACM: the controller's own account, and the operators' admin account.
+            "group": "controller",
+            "users": (
+                [
+                    {
+                        "name": creds.admin_username,
+                        "group": "admin",
+                        "password_hash": creds.admin_password_hash,
+                    }
+                ]
+                if creds.admin_password_hash
+                else []
+            ),
         },
         # gRPC takes mutual TLS: who may call what is agents/grpc_auth.py's rule.
         "tls": {

@@ -66,6 +66,7 @@ class NodeEndpoints:
     netconf: NetconfEndpoint
     km: KmEndpoint
     agent_grpc: str  # ETSI 004 module side, NodeLink, AgentControl
+    restconf: str = ""  # https URL of the agent's RESTCONF face (HTTP Basic); "" if none
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Endpoints:
                     "netconf": _fields(n.netconf),
                     "km": _fields(n.km),
                     "agent_grpc": n.agent_grpc,
+                    **({"restconf": n.restconf} if n.restconf else {}),
                 }
                 for n in self.nodes
             },
@@ -251,6 +253,7 @@ class _Decoder:
                 skip_url=self.get(km, "skip_url", kw, str) if km.get("skip_url") else None,
             ),
             agent_grpc=self.get(data, "agent_grpc", where, str),
+            restconf=self.get(data, "restconf", where, str) if "restconf" in data else "",
         )
 
     def app(self, sae_id: str, body: object) -> AppEndpoints:
@@ -299,6 +302,7 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
                     skip_url=node.km_skip_url,
                 ),
                 agent_grpc=node.agent_grpc_address,
+                restconf=node.restconf_url,
             )
         )
     apps = tuple(

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO
 
+from agents.access.users import hash_password
 from lab.configs import CONTROLLER, agent_name, km_name, write_process_configs
 from lab.hosts import Host, Hosts, hosts_of
 from lab.plan import (
@@ -56,7 +57,7 @@ from lab.processes import (
 from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
-PORTS_PER_NODE = 6
+PORTS_PER_NODE = 7
 
 
 class LabError(RuntimeError):
@@ -126,6 +127,18 @@ def _ssh_credentials(state_dir: Path) -> tuple[Path, Path, Path]:
     if not password.exists():
         _write_secret(password, secrets.token_urlsafe(18).encode())
     return host_key, client_key, password
+
+
+def _admin_account(state_dir: Path) -> tuple[Path, str]:
+    """STATE_DIR/secrets/netconf-admin-password (0600) and its scrypt hash (kept beside it),
+    generated once per state dir: the operators' NACM admin account on every agent."""
+    path = state_dir / "secrets" / "netconf-admin-password"
+    hashed = path.with_suffix(".hash")
+    if not path.exists() or not hashed.exists():
+        password = secrets.token_urlsafe(18)
+        _write_secret(path, password.encode())
+        _write_secret(hashed, hash_password(password).encode())
+    return path, hashed.read_text(encoding="utf-8").strip()
 
 
 def _controller_token(state_dir: Path) -> Path:
@@ -209,6 +222,7 @@ def make_plan(
             km_relay_port=next(ports),
             host=address(node.name).address,
             km_skip_port=next(ports),
+            restconf_port=next(ports),
         )
         for node in topology.nodes
     )
@@ -237,6 +251,7 @@ def make_plan(
         next_qkdi[spec.a] += 1
         next_qkdi[spec.b] += 1
     host_key, client_key, password = _ssh_credentials(state_dir)
+    admin_password, admin_hash = _admin_account(state_dir)
     pki_dir = state_dir / "pki"
     sae_ids = [app.sae_id for app in topology.apps]
     if with_pki:
@@ -272,6 +287,9 @@ def make_plan(
             host_key=str(host_key),
             ca_cert=str(pki_dir / "ca.pem"),
             ca_key=str(ca[1] if ca is not None else pki_dir / "ca.key"),
+            admin_username="admin",
+            admin_password_file=str(admin_password),
+            admin_password_hash=admin_hash,
         ),
         controller=ControllerPlan(
             host=(hosts or Hosts("local")).controller.address,

@@ -47,6 +47,12 @@ class NodePlan:
     km_relay_port: int  # gRPC, mutual TLS, KM to KM
     host: str = HOST  # the node's address (its own network namespace in a netns lab)
     km_skip_port: int = 0  # HTTPS, mutual TLS, Cisco SKIP for applications (0: none)
+    restconf_port: int = 0  # RESTCONF over HTTPS on the agent; 0: not served
+
+    @property
+    def restconf_url(self) -> str:
+        """https://host:port of the agent's RESTCONF face ("" when it is not served)."""
+        return f"https://{host_port(self.host, self.restconf_port)}" if self.restconf_port else ""
 
     @property
     def netconf_address(self) -> str:
@@ -113,6 +119,11 @@ class Credentials:
     host_key: str  # SSH host key of the agents
     ca_cert: str  # lab CA: signs every KM, SAE and controller certificate
     ca_key: str
+    # The operators' NACM admin account on every agent (netconf_username is the
+    # controller's own account, NACM group "controller"); "" when not generated.
+    admin_username: str = ""
+    admin_password_file: str = ""  # mode 0600
+    admin_password_hash: str = ""  # scrypt hash the agents check the password against
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,12 @@ __all__ = [
 
 YANG_DIR = Path(__file__).resolve().parent
 # Implemented modules, in load order (imports are found in YANG_DIR).
-IMPLEMENTED_MODULES = ("etsi-qkd-node-types", "etsi-qkd-sdn-node", "qkdsdn-node")
+IMPLEMENTED_MODULES = (
+    "etsi-qkd-node-types",
+    "etsi-qkd-sdn-node",
+    "qkdsdn-node",
+    "ietf-netconf-acm",
+)
 NODE_MODULE = "etsi-qkd-sdn-node"
 ROOT_NAME = "qkd_node"
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
@@ -444,10 +449,14 @@ class Schema:
         return texts
 
     def _index_nodes(self) -> Mapping[tuple[str, ...], NodeInfo]:
-        module = self._ctx.get_module(NODE_MODULE)
         nodes: dict[tuple[str, ...], NodeInfo] = {}
-        roots = [node for node in module.children() if node.name() == ROOT_NAME]
-        stack: list[tuple[tuple[str, ...], libyang.SNode]] = [((ROOT_NAME,), roots[0])]
+        # Every implemented module's top-level data nodes (qkd_node, and e.g. nacm).
+        stack: list[tuple[tuple[str, ...], libyang.SNode]] = [
+            ((node.name(),), node)
+            for name in IMPLEMENTED_MODULES
+            for node in self._ctx.get_module(name).children()
+            if _node_kind(node) is not None
+        ]
         while stack:
             path, node = stack.pop()
             kind = _node_kind(node)

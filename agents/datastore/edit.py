@@ -21,6 +21,8 @@ from agents.datastore.tree import BASE_NS
 OPERATION_ATTR = f"{{{BASE_NS}}}operation"
 # A value such as "etsi-qkdn-types:VIRT" whose prefix must stay declared when it is moved.
 _QNAME_VALUE = re.compile(r"^([A-Za-z_][\w.\-]*):[A-Za-z_][\w.\-]*$")
+# Every "prefix:" inside a value (names in an XPath value, as in a NACM rule's path).
+_VALUE_PREFIX = re.compile(r"(?<![\w.\-:])([A-Za-z_][\w.\-]*):(?=[A-Za-z_*])")
 
 
 class Operation(enum.Enum):
@@ -271,14 +273,14 @@ def _new_like(node: etree._Element) -> etree._Element:
 
 
 def _copy_leaf(node: etree._Element) -> etree._Element:
-    """A leaf copy that keeps the namespace of a prefixed value (identityref) declared."""
+    """A leaf copy that keeps declared every prefix its value uses: an identityref
+    ("t:VIRT") or an XPath such as a NACM rule's path ("/q:qkd_node/q:qkd_links")."""
     text = (node.text or "").strip()
-    match = _QNAME_VALUE.match(text)
     nsmap: dict[str, str] = {}
-    if match is not None:
-        namespace = node.nsmap.get(match.group(1))
+    for prefix in _VALUE_PREFIX.findall(text):
+        namespace = node.nsmap.get(prefix)
         if namespace is not None:
-            nsmap[match.group(1)] = namespace
+            nsmap[prefix] = namespace
     fresh = etree.Element(node.tag, nsmap=nsmap) if nsmap else etree.Element(node.tag)
     fresh.text = text
     return fresh

@@ -31,7 +31,7 @@ from lxml import etree
 from agents.datastore import persist
 from agents.datastore.edit import NodeKind, Operation, SchemaPath, Shape, apply_edit
 from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
-from agents.datastore.tree import BASE_NS, parse, serialize, wrap, wrap_children
+from agents.datastore.tree import BASE_NS, parse, parse_wrapped, serialize, wrap, wrap_children
 from yang.schema import InvalidDataError, NodeInfo, Schema, ValidationError
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class Datastore:
             merged = self._schema.merge_state_xml(running_text, state_json)
         except InvalidDataError as error:
             raise _state_unavailable(str(error)) from error
-        return wrap(parse(merged))
+        return parse_wrapped(merged)
 
     @property
     def schema(self) -> Schema:
@@ -370,7 +370,7 @@ class Datastore:
             checked = self._schema.check_config_xml(serialize(tree))
         except InvalidDataError as error:
             raise _invalid(error.errors, str(error)) from error
-        canonical = wrap(parse(checked.xml))
+        canonical = parse_wrapped(checked.xml)
         return _Checked(canonical, serialize(canonical), checked.json)
 
     def _replace_running(self, checked: _Checked) -> None:

@@ -32,6 +32,12 @@ def parse(xml: str) -> etree._Element:
         raise DatastoreError.of(ErrorKind.INVALID_VALUE, f"malformed data: {error}") from error
 
 
+def parse_wrapped(xml: str) -> etree._Element:
+    """A <data> wrapper around the top-level nodes printed in `xml` (one, several or none:
+    libyang prints siblings side by side, which is no XML document by itself)."""
+    return wrap_children(parse(f'<data xmlns="{BASE_NS}">{xml}</data>'))
+
+
 def wrap(root: etree._Element) -> etree._Element:
     """A <data> wrapper around a <qkd_node> (or the children of a <config>/<data>)."""
     if etree.QName(root).localname in ("data", "config"):

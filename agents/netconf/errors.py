@@ -4,12 +4,15 @@ mapping of the datastore's errors to them (`from_datastore`)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from lxml import etree
 
 from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
 from agents.datastore.tree import BASE_NS, base_element
+from agents.netconf.error_path import error_path
 
 __all__ = [
     "BASE_NS",
@@ -53,7 +56,8 @@ class ErrorTag(enum.Enum):
 
 @dataclass(frozen=True)
 class RpcError:
-    """One <rpc-error>; `info` holds <error-info> children as (local name, text)."""
+    """One <rpc-error>; `info` holds <error-info> children as (local name, text);
+    `path_namespaces` the (prefix, namespace) pairs `path` uses, declared on <error-path>."""
 
     type: ErrorType
     tag: ErrorTag
@@ -61,6 +65,7 @@ class RpcError:
     path: str | None = None
     app_tag: str | None = None
     info: tuple[tuple[str, str], ...] = field(default=())
+    path_namespaces: tuple[tuple[str, str], ...] = field(default=())
 
     def to_element(self) -> etree._Element:
         error = base_element("rpc-error")
@@ -70,7 +75,9 @@ class RpcError:
         if self.app_tag:
             _child(error, "error-app-tag", self.app_tag)
         if self.path:
-            _child(error, "error-path", self.path)
+            nsmap = cast("dict[str, str]", dict(self.path_namespaces))
+            element = etree.SubElement(error, f"{{{BASE_NS}}}error-path", nsmap=nsmap)
+            element.text = self.path
         message = _child(error, "error-message", self.message)
         message.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
         if self.info:
@@ -97,8 +104,9 @@ class NetconfError(Exception):
         path: str | None = None,
         app_tag: str | None = None,
         info: tuple[tuple[str, str], ...] = (),
+        path_namespaces: tuple[tuple[str, str], ...] = (),
     ) -> NetconfError:
-        return cls(RpcError(type_, tag, message, path, app_tag, info))
+        return cls(RpcError(type_, tag, message, path, app_tag, info, path_namespaces))
 
 
 def _child(parent: etree._Element, name: str, text: str | None) -> etree._Element:
@@ -123,12 +131,18 @@ _FROM_KIND: dict[ErrorKind, tuple[ErrorType, ErrorTag]] = {
 }
 
 
-def from_datastore(error: DatastoreError) -> NetconfError:
-    """The <rpc-error>s of a datastore error, one per item, in the same order."""
-    return NetconfError(*(_rpc_error(item) for item in error.errors))
+def from_datastore(
+    error: DatastoreError, modules: Mapping[str, str], default_module: str
+) -> NetconfError:
+    """The <rpc-error>s of a datastore error, one per item, in the same order.
+
+    Paths become XPaths with bound prefixes (`error_path`): `modules` maps module name →
+    namespace, `default_module` owns a path's first step when it names no module.
+    """
+    return NetconfError(*(_rpc_error(item, modules, default_module) for item in error.errors))
 
 
-def _rpc_error(item: ErrorItem) -> RpcError:
+def _rpc_error(item: ErrorItem, modules: Mapping[str, str], default_module: str) -> RpcError:
     error_type, tag = _FROM_KIND[item.kind]
     info: list[tuple[str, str]] = []
     if item.attribute is not None:
@@ -137,4 +151,13 @@ def _rpc_error(item: ErrorItem) -> RpcError:
         info.append(("bad-element", item.element))
     if item.namespace is not None:
         info.append(("bad-namespace", item.namespace))
-    return RpcError(error_type, tag, item.message, item.path, item.app_tag, tuple(info))
+    path = error_path(item.path, modules, default_module) if item.path else None
+    return RpcError(
+        error_type,
+        tag,
+        item.message,
+        path.xpath if path is not None else None,
+        item.app_tag,
+        tuple(info),
+        path.namespaces if path is not None else (),
+    )

@@ -16,6 +16,7 @@ from typing import TypeVar
 from lxml import etree
 
 from agents.datastore import DatastoreError, DatastoreName, ErrorOption, Operation, TestOption
+from agents.netconf import audit, authz
 from agents.netconf.confirmed import DEFAULT_TIMEOUT_S, CommitRequest
 from agents.netconf.errors import (
     BASE_NS,
@@ -71,6 +72,28 @@ def dispatch(session: SessionHandle, rpc: etree._Element) -> Outcome:
         operation = _check_envelope(rpc)
     except NetconfError as error:
         return Outcome(error_reply(rpc, error.errors), failed=True, bad_rpc=True)
+    outcome = _dispatch(session, rpc, operation)
+    if audit.audited(operation):
+        errors = _errors_in(outcome)
+        audit.record(session, operation, errors)
+    return outcome
+
+
+def _errors_in(outcome: Outcome) -> tuple[RpcError, ...]:
+    """The <rpc-error>s of a reply, for the audit (only failed replies are parsed)."""
+    if not outcome.failed:
+        return ()
+    reply = etree.fromstring(outcome.reply)
+    errors = []
+    for element in reply.iterfind(f"{{{BASE_NS}}}rpc-error"):
+        tag_text = element.findtext(f"{{{BASE_NS}}}error-tag") or "operation-failed"
+        type_text = element.findtext(f"{{{BASE_NS}}}error-type") or "application"
+        message = element.findtext(f"{{{BASE_NS}}}error-message") or ""
+        errors.append(RpcError(ErrorType(type_text), ErrorTag(tag_text), message))
+    return tuple(errors)
+
+
+def _dispatch(session: SessionHandle, rpc: etree._Element, operation: etree._Element) -> Outcome:
     try:
         handler = _HANDLERS.get(operation.tag)
         if handler is None:
@@ -90,11 +113,14 @@ def dispatch(session: SessionHandle, rpc: etree._Element) -> Outcome:
                 ErrorTag.OPERATION_NOT_SUPPORTED,
                 f"operation {etree.QName(operation).localname!r} is not supported",
             )
+        authz.check_exec(session, operation)
         result = handler(session, operation)
     except NetconfError as error:
         return Outcome(error_reply(rpc, error.errors), failed=True)
     except DatastoreError as error:
-        return Outcome(error_reply(rpc, from_datastore(error).errors), failed=True)
+        agent = session.agent
+        converted = from_datastore(error, agent.module_namespaces, agent.default_module)
+        return Outcome(error_reply(rpc, converted.errors), failed=True)
     except Exception:  # a bug in one operation must not end the server or the session
         log.exception("session %d: operation failed", session.session_id)
         internal = RpcError(ErrorType.APPLICATION, ErrorTag.OPERATION_FAILED, "internal error")
@@ -295,9 +321,10 @@ def _selected(
         return _xpath_reply(session, wrapper, filter_element)
     nodes = _filter_nodes(filter_element)
     if nodes is None:
-        return Reply(wrapper)
+        return Reply(authz.prune_reply(session, wrapper))
     keys_of = session.agent.datastore.keys_of
-    return Reply(_data(filter_subtree(_elements(wrapper), nodes, keys_of)))
+    selected = _data(filter_subtree(_elements(wrapper), nodes, keys_of))
+    return Reply(authz.prune_reply(session, selected))
 
 
 def _xpath_reply(
@@ -306,7 +333,7 @@ def _xpath_reply(
     """Serialized as the XPath evaluation built it: appending the element to the reply
     would let lxml drop namespace declarations that identityref values need."""
     selected = select_by_filter(session.agent.datastore.schema, wrapper, filter_element)
-    return Reply(serialized=etree.tostring(selected))
+    return Reply(serialized=etree.tostring(authz.prune_reply(session, selected)))
 
 
 # ---- operations ------------------------------------------------------------------------------
@@ -318,6 +345,10 @@ def _get(session: SessionHandle, operation: etree._Element) -> Reply:
     agent = session.agent
     datastore = agent.datastore
     if "filter" not in params:
+        if not authz.reads_everything(session):
+            wrapper = datastore.operational()
+            wrapper.append(netconf_state(agent))
+            return Reply(authz.prune_reply(session, wrapper))
         state = netconf_state_xml(agent)
         return Reply(serialized=_append_to_data(datastore.operational_xml(), state))
     filter_element = params["filter"]
@@ -331,7 +362,8 @@ def _get(session: SessionHandle, operation: etree._Element) -> Reply:
     roots = _elements(datastore.operational_view())
     if may_select_monitoring(nodes):
         roots.append(netconf_state(agent))
-    return Reply(_data(filter_subtree(roots, nodes, _keys_of(session))))
+    selected = _data(filter_subtree(roots, nodes, _keys_of(session)))
+    return Reply(authz.prune_reply(session, selected))
 
 
 def _keys_of(session: SessionHandle) -> Callable[[etree._Element], tuple[str, ...]]:
@@ -375,7 +407,10 @@ def _edit_config(session: SessionHandle, operation: etree._Element) -> Reply:
     test_option = _enum_param(params, "test-option", TestOption, TestOption.TEST_THEN_SET)
     error_option = _enum_param(params, "error-option", ErrorOption, ErrorOption.STOP_ON_ERROR)
     _check_not_locked(session, target)
-    session.agent.datastore.edit(target, config, default, test_option, error_option)
+    datastore = session.agent.datastore
+    if session.agent.access is not None:
+        authz.check_edit(session, datastore.config(target), config, default.value)
+    datastore.edit(target, config, default, test_option, error_option)
     return Reply()
 
 
@@ -392,7 +427,11 @@ def _copy_config(session: SessionHandle, operation: etree._Element) -> Reply:
             info=(("bad-element", "source"),),
         )
     _check_not_locked(session, target)
-    session.agent.datastore.copy_config(target, source)
+    datastore = session.agent.datastore
+    if session.agent.access is not None:
+        source_tree = datastore.config(source) if isinstance(source, DatastoreName) else source
+        authz.check_replace(session, datastore.config(target), source_tree)
+    datastore.copy_config(target, source)
     return Reply()
 
 

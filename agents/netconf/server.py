@@ -22,7 +22,10 @@ from typing import Protocol
 import asyncssh
 from lxml import etree
 
-from agents.datastore import Datastore
+from agents.access.control import AccessControl
+from agents.access.users import Accounts
+from agents.datastore import Datastore, DatastoreName
+from agents.netconf import authz
 from agents.netconf.confirmed import CONFIRMED_COMMIT_CAPABILITY
 from agents.netconf.errors import base_element
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
@@ -30,6 +33,7 @@ from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
 from agents.netconf.session import BASE_1_0, BASE_1_1, Session, SessionState
 from agents.netconf.state import AgentState
 from agents.netconf.xpath import XPATH_CAPABILITY
+from common.audit import AuditLog
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +190,8 @@ class _LoopScheduler:
 
 
 class _NetconfSSHServer(asyncssh.SSHServer):
-    """Password or public-key authentication of the one configured user."""
+    """Password or public-key authentication: of the accounts when the agent has them
+    (per-user scrypt password hash and keys), else of the one configured user."""
 
     def __init__(
         self,
@@ -194,11 +199,13 @@ class _NetconfSSHServer(asyncssh.SSHServer):
         credentials: NetconfCredentials,
         authorized: tuple[asyncssh.SSHKey, ...],
         hello_timeout_s: float,
+        user_keys: dict[str, frozenset[bytes]] | None = None,
     ) -> None:
         self._agent = agent
         self._hello_timeout_s = hello_timeout_s
         self._credentials = credentials
         self._authorized = {key.public_data for key in authorized}
+        self._user_keys = user_keys
 
     def begin_auth(self, username: str) -> bool:
         return True  # authentication is always required
@@ -206,15 +213,24 @@ class _NetconfSSHServer(asyncssh.SSHServer):
     def password_auth_supported(self) -> bool:
         return True
 
-    def validate_password(self, username: str, password: str) -> bool:
+    async def validate_password(self, username: str, password: str) -> bool:
+        access = self._agent.access
+        if access is not None:
+            # scrypt takes tens of milliseconds: not on the loop every session shares.
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, access.accounts.password_ok, username, password)
         user_ok = hmac.compare_digest(username.encode(), self._credentials.username.encode())
         password_ok = hmac.compare_digest(password.encode(), self._credentials.password.encode())
         return user_ok and password_ok
 
     def public_key_auth_supported(self) -> bool:
+        if self._user_keys is not None:
+            return any(self._user_keys.values())
         return bool(self._authorized)
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        if self._user_keys is not None:
+            return key.public_data in self._user_keys.get(username, frozenset())
         user_ok = hmac.compare_digest(username.encode(), self._credentials.username.encode())
         return user_ok and key.public_data in self._authorized
 
@@ -233,8 +249,15 @@ class NetconfServer:
         port: int = 0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         hello_timeout_s: float = 30.0,
+        accounts: Accounts | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
+        """With `accounts`, users log in with their own password or keys and NACM
+        (RFC 8341) decides what each may do; without, `credentials` names the one user, who
+        may do everything. `audit` records every configuration change."""
         schema = datastore.schema
+        self.access = AccessControl(accounts, datastore) if accounts is not None else None
+        self._user_keys = _user_keys(accounts) if accounts is not None else None
         self._hello_timeout_s = hello_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._credentials = credentials
@@ -246,9 +269,20 @@ class NetconfServer:
             module_texts=schema.module_texts(),
             max_message_size=max_message_size,
             scheduler=_LoopScheduler(),
+            access=self.access,
+            audit=audit,
         )
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.port = 0
+
+    def lock_holder(self) -> int | None:
+        """The session holding a lock on running or the candidate (another face must not
+        change running under it), or None."""
+        for name in (DatastoreName.RUNNING, DatastoreName.CANDIDATE):
+            holder = self._agent.lock_holder(name)
+            if holder is not None:
+                return holder
+        return None
 
     @property
     def session_count(self) -> int:
@@ -266,7 +300,11 @@ class NetconfServer:
             self._host,
             self._requested_port,
             server_factory=lambda: _NetconfSSHServer(
-                self._agent, self._credentials, authorized, self._hello_timeout_s
+                self._agent,
+                self._credentials,
+                authorized,
+                self._hello_timeout_s,
+                self._user_keys,
             ),
             server_host_keys=[host_key],
             encryption_algs=list(ENCRYPTION_ALGS),
@@ -314,9 +352,30 @@ class NetconfServer:
             subscription = session.subscription
             if subscription is None:
                 continue
-            content = subscription.content_of(event, self._agent.datastore.schema)
-            if content is not None:
-                session.send_notification(_notification(event_time, content))
+            try:
+                if not authz.may_receive(session, event):
+                    continue
+                content = subscription.content_of(event, self._agent.datastore.schema)
+                if content is not None:
+                    session.send_notification(_notification(event_time, content))
+            except Exception:  # one subscriber's failure must not cost the others the event
+                log.exception(
+                    "session %d: notification <%s> not delivered",
+                    session.session_id,
+                    etree.QName(event).localname,
+                )
+
+
+def _user_keys(accounts: Accounts) -> dict[str, frozenset[bytes]]:
+    """Each user's authorized public keys, parsed once (comment lines skipped)."""
+    return {
+        user.name: frozenset(
+            asyncssh.import_public_key(line).public_data
+            for line in user.authorized_keys
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+        for user in accounts.users()
+    }
 
 
 def _notification(event_time: str, event: etree._Element) -> bytes:

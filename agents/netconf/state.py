@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from agents.access.control import AccessControl
 from agents.datastore import Datastore, DatastoreName
 from agents.netconf.confirmed import ConfirmedCommit, Scheduler
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
@@ -21,8 +22,20 @@ from agents.netconf.monitoring import (
     module_text,
 )
 from agents.netconf.subscription import Subscription
+from common.audit import AuditLog
+from yang.schema import NODE_MODULE
 
 Clock = Callable[[], datetime]
+
+
+def module_namespaces(capabilities: Sequence[str]) -> dict[str, str]:
+    """Module name → namespace of every `ns?module=name&...` capability."""
+    found: dict[str, str] = {}
+    for uri in capabilities:
+        namespace, _, query = uri.partition("?module=")
+        if query:
+            found[query.partition("&")[0]] = namespace
+    return found
 
 
 def utc_now() -> datetime:
@@ -66,10 +79,16 @@ class AgentState:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         clock: Clock = utc_now,
         scheduler: Scheduler | None = None,
+        access: AccessControl | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         """`scheduler` runs confirmed-commit timeouts; without one they never expire (a
-        session end or <cancel-commit> still rolls back)."""
+        session end or <cancel-commit> still rolls back). `access`: NACM and the accounts
+        (None: every authenticated user may do everything); `audit`: where changes are
+        recorded (None: nowhere)."""
         self.datastore = datastore
+        self.access = access
+        self.audit = audit
         self.capabilities = tuple(capabilities)
         # (name, revision) → YANG text, for get-schema; our monitoring module is one of them.
         self.module_texts = {
@@ -77,6 +96,10 @@ class AgentState:
             (MONITORING_MODULE, MONITORING_REVISION): module_text(),
         }
         self.monitoring_fixed = fixed_parts(self.capabilities, self.module_texts)
+        # Module name → namespace, from the module capabilities (error-path prefixes).
+        self.module_namespaces = module_namespaces(self.capabilities)
+        self.default_module = NODE_MODULE
+        self.namespace_modules = {ns: name for name, ns in self.module_namespaces.items()}
         self.max_message_size = max_message_size
         self.clock = clock
         self.started_at = clock()
@@ -86,6 +109,11 @@ class AgentState:
         self.sessions: dict[int, SessionHandle] = {}
         self.confirmed = ConfirmedCommit(datastore, scheduler)
         self._next_session_id = 1
+
+    def keys_of_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The key names of the list at `names` (element names from the top); () if none."""
+        info = self.datastore.schema.node_info(list(names))
+        return info.keys if info is not None else ()
 
     def new_session_id(self) -> int:
         session_id = self._next_session_id

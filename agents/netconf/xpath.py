@@ -18,8 +18,10 @@ The same evaluation filters notifications of an RFC 5277 subscription.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +34,8 @@ from lxml import etree
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, base_element
 from agents.netconf.monitoring import MODULE_PATH, MONITORING_MODULE, MONITORING_NS
 from yang.schema import Schema
+
+log = logging.getLogger(__name__)
 
 XPATH_CAPABILITY = "urn:ietf:params:netconf:capability:xpath:1.0"
 
@@ -90,13 +94,14 @@ def select_xpath(
     if expression.strip() in ("/", "/."):  # the document root: everything
         data.extend(etree.fromstring(etree.tostring(root)) for root in roots)
         return data
-    tree = _parse(scope.context, roots)
-    if tree is None:
-        return data
-    try:
-        text = _selected_xml(_evaluate(tree, expression, select))
-    finally:
-        tree.free()
+    with scope.lock:
+        tree = _parse(scope.context, roots)
+        if tree is None:
+            return data
+        try:
+            text = _selected_xml(_evaluate(tree, expression, select))
+        finally:
+            tree.free()
     if not text:
         return data
     # Parsed in one piece, never moved: lxml drops a declaration such as xmlns:ncm on
@@ -123,25 +128,73 @@ def notification_matches(
 ) -> bool:
     """Whether `select` selects anything in a notification's content (RFC 5277 §3.6).
 
-    A notification the schema does not know or an expression libyang refuses matches
-    nothing (the publisher validated the event; the expression was checked at subscribe).
+    libyang evaluates it; should libyang fail on an event the publisher validated, the
+    failure is logged and the expression is evaluated again by lxml on local names
+    (`_matches_by_local_names`): a filtered subscription never loses a matching event
+    to an error of the evaluator.
     """
     scope = _scope(schema)
     try:
         expression = to_libyang_xpath(select, nsmap, scope.modules)
-        tree = scope.context.parse_op_mem(
-            "xml", etree.tostring(event, encoding="unicode"), DataType.NOTIF_YANG
-        )
-    except (NetconfError, libyang.LibyangError):
+    except NetconfError as error:  # checked at subscribe: only a changed schema gets here
+        log.warning("XPath filter %r no longer resolves: %s", select, error)
         return False
-    if tree is None:
-        return False
+    text = etree.tostring(event, encoding="unicode")
+    with scope.lock:
+        try:
+            tree = scope.context.parse_op_mem("xml", text, DataType.NOTIF_YANG)
+        except libyang.LibyangError as error:
+            log.warning("libyang cannot read notification <%s>: %s", _name(event), error)
+            return _matches_by_local_names(event, select)
+        if tree is None:
+            log.warning("libyang read notification <%s> as empty", _name(event))
+            return _matches_by_local_names(event, select)
+        try:
+            return bool(list(tree.find_all(expression)))
+        except libyang.LibyangError as error:
+            log.warning(
+                "libyang failed on XPath filter %r for <%s>: %s", select, _name(event), error
+            )
+            return _matches_by_local_names(event, select)
+        finally:
+            tree.free()
+
+
+def _name(event: etree._Element) -> str:
+    return etree.QName(event).localname
+
+
+def _matches_by_local_names(event: etree._Element, select: str) -> bool:
+    """The fallback evaluation: namespaces and prefixes dropped from event and expression
+    alike (names of this schema are unique enough for a notification's content)."""
+    plain = etree.fromstring(etree.tostring(event), _safe_parser())
+    for element in plain.iter():
+        if isinstance(element.tag, str):
+            element.tag = etree.QName(element).localname
+            if element.text and _PREFIXED_VALUE.fullmatch(element.text.strip()):
+                element.text = element.text.strip().partition(":")[2]
+    etree.cleanup_namespaces(plain)
+    parts: list[str] = []
+    previous: str | None = None
+    for token in _TOKEN.finditer(select):
+        text = token.group(0)
+        if previous is None and token.group("name") is not None:
+            parts.append("/")  # a relative path starts at the root, as in RFC 6241 §8.9
+        if token.group("prefix") is not None:
+            text = token.group("local")
+        elif token.group("literal") is not None:
+            match = _PREFIXED_VALUE.fullmatch(text[1:-1])
+            text = text if match is None else f"{text[0]}{match.group('local')}{text[0]}"
+        if not text.isspace():
+            previous = text
+        parts.append(text)
+    document = etree.ElementTree(plain)
     try:
-        return bool(list(tree.find_all(expression)))
-    except libyang.LibyangError:
+        found = document.xpath("".join(parts))
+    except etree.XPathError as error:
+        log.warning("XPath filter %r cannot be evaluated: %s", select, error)
         return False
-    finally:
-        tree.free()
+    return bool(found)
 
 
 def to_libyang_xpath(
@@ -222,6 +275,9 @@ class _Scope:
 
     context: libyang.Context
     modules: Mapping[str, str]  # namespace, module name or YANG prefix → module name
+    # One evaluation at a time: the scope is shared by every agent of the process, and a
+    # test or a process may run agents on several threads' event loops.
+    lock: threading.Lock
 
 
 @functools.cache
@@ -240,7 +296,7 @@ def _scope(schema: Schema) -> _Scope:
     implemented = [module.name() for module in modules if module.implemented()]
     for name in (*implemented, MONITORING_MODULE):
         context.load_module(name)
-    return _Scope(context, _module_names(context, namespaces))
+    return _Scope(context, _module_names(context, namespaces), threading.Lock())
 
 
 def _module_names(context: libyang.Context, namespaces: Mapping[str, str]) -> dict[str, str]:

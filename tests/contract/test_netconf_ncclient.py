@@ -138,7 +138,10 @@ def test_create_existing_is_data_exists_and_delete_missing_is_data_missing(
             )
         assert _error(caught).tag == "data-exists"
         assert _error(caught).type == "application"
-        assert _error(caught).path == f"/qkd_node/qkd_links/qkd_link[qkdl_id='{LINK_ID}']"
+        assert _error(caught).path == (
+            "/etsi-qkd-sdn-node:qkd_node/etsi-qkd-sdn-node:qkd_links/etsi-qkd-sdn-node:qkd_link"
+            f"[etsi-qkd-sdn-node:qkdl_id='{LINK_ID}']"
+        )
         with pytest.raises(RPCError) as caught:
             session.edit_config(
                 target="running", config=_config(_virt_link(OTHER_LINK, operation="delete"))

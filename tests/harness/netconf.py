@@ -24,9 +24,14 @@ import ncclient.transport.session
 from lxml import etree
 from ncclient import manager
 
+from agents.access.users import Accounts, User, hash_password
 from agents.datastore import Datastore
 from agents.netconf.framing import FrameDecoder
 from agents.netconf.server import NetconfCredentials, NetconfServer
+from agents.restconf.protocol import Restconf
+from agents.restconf.server import BasicAuth, RestconfApp, RestconfServer
+from common.audit import AuditLog
+from common.config import Address, TlsFiles
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -104,8 +109,17 @@ class AgentThread:
         backend: FakeBackend,
         max_message_size: int,
         hello_timeout_s: float = 30.0,
+        accounts: Accounts | None = None,
+        audit: AuditLog | None = None,
+        initial_running: str = INITIAL_RUNNING,
+        restconf_tls: TlsFiles | None = None,
     ) -> None:
         self.directory = directory
+        self.restconf_tls = restconf_tls
+        self.restconf: RestconfServer | None = None
+        self.accounts = accounts
+        self.audit = audit
+        self.initial_running = initial_running
         self.backend = backend
         self.host_key_path, self.client_keys = make_keys(directory)
         self.persist_path = directory / "running.xml"
@@ -127,7 +141,7 @@ class AgentThread:
 
     async def _start(self) -> None:
         self.datastore = Datastore(
-            Schema.default(), self.backend, self.persist_path, INITIAL_RUNNING
+            Schema.default(), self.backend, self.persist_path, self.initial_running
         )
         credentials = NetconfCredentials(
             USERNAME, PASSWORD, (self.client_keys.public_line,), self.host_key_path
@@ -138,8 +152,23 @@ class AgentThread:
             "127.0.0.1",
             max_message_size=self._max_message_size,
             hello_timeout_s=self._hello_timeout_s,
+            accounts=self.accounts,
+            audit=self.audit,
         )
         await self.server.start()
+        if self.restconf_tls is not None:
+            logins = self.accounts or Accounts([User(USERNAME, "admin", hash_password(PASSWORD))])
+            restconf = Restconf(
+                self.datastore, self.server.access, self.audit, self.server.lock_holder
+            )
+            app = RestconfApp(restconf, BasicAuth(logins))
+            self.restconf = RestconfServer(app, self.restconf_tls, Address("127.0.0.1", 0))
+            await self.restconf.start()
+
+    @property
+    def restconf_url(self) -> str:
+        assert self.restconf is not None
+        return self.restconf.url
 
     def call(self, factory: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         """Run a coroutine on the agent's loop and wait for it (with a deadline)."""
@@ -164,6 +193,8 @@ class AgentThread:
         return self.call(count)
 
     def stop(self) -> None:
+        if self.restconf is not None:
+            self.call(self.restconf.stop)
         if self.server is not None:
             self.call(self.server.stop)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -177,8 +208,23 @@ def running_agent(
     backend: FakeBackend | None = None,
     max_message_size: int = 1024 * 1024,
     hello_timeout_s: float = 30.0,
+    accounts: Accounts | None = None,
+    audit: AuditLog | None = None,
+    initial_running: str = INITIAL_RUNNING,
+    restconf_tls: TlsFiles | None = None,
 ) -> Iterator[AgentThread]:
-    agent = AgentThread(directory, backend or FakeBackend(), max_message_size, hello_timeout_s)
+    """`accounts`: per-user logins and NACM (none: USERNAME may do everything);
+    `restconf_tls`: also serve RESTCONF over HTTPS with this certificate."""
+    agent = AgentThread(
+        directory,
+        backend or FakeBackend(),
+        max_message_size,
+        hello_timeout_s,
+        accounts,
+        audit,
+        initial_running,
+        restconf_tls,
+    )
     agent.start()
     try:
         yield agent
@@ -245,10 +291,15 @@ NETCONF_CONSOLE = Path(sys.executable).parent / "netconf-console2"
 
 
 def netconf_console(
-    agent: AgentThread, *arguments: str, stdin: str | None = None, timeout_s: float = DEADLINE_S * 4
+    agent: AgentThread,
+    *arguments: str,
+    stdin: str | None = None,
+    timeout_s: float = DEADLINE_S * 4,
+    username: str = USERNAME,
+    password: str = PASSWORD,
 ) -> subprocess.CompletedProcess[str]:
     """netconf-console2 as a user runs it, logged in to `agent` with the password."""
-    login = ("--host", "127.0.0.1", "--port", str(agent.port), "-u", USERNAME, "-p", PASSWORD)
+    login = ("--host", "127.0.0.1", "--port", str(agent.port), "-u", username, "-p", password)
     return subprocess.run(
         [str(NETCONF_CONSOLE), *login, *arguments],
         input=stdin,

@@ -5,7 +5,18 @@ from __future__ import annotations
 from lxml import etree
 
 from agents.datastore import DatastoreError, ErrorItem, ErrorKind
-from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, RpcError, from_datastore
+from agents.netconf.error_path import ErrorPath, error_path
+from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError, RpcError
+from agents.netconf.errors import from_datastore as convert
+
+NODE_NS = "urn:etsi:qkd:yang:etsi-qkd-node"
+EXT_NS = "urn:qkdsdn:yang:qkdsdn-node"
+MODULES = {"etsi-qkd-sdn-node": NODE_NS, "qkdsdn-node": EXT_NS}
+
+
+def from_datastore(error: DatastoreError) -> NetconfError:
+    return convert(error, MODULES, "etsi-qkd-sdn-node")
+
 
 EXPECTED = {
     ErrorKind.INVALID_ARGUMENT: (ErrorType.PROTOCOL, ErrorTag.INVALID_VALUE),
@@ -47,9 +58,10 @@ def test_each_item_becomes_one_rpc_error_in_order_with_path_app_tag_and_error_in
             ErrorType.APPLICATION,
             ErrorTag.UNKNOWN_NAMESPACE,
             "<x> is in no served namespace",
-            "/qkd_node/x",
+            "/etsi-qkd-sdn-node:qkd_node/etsi-qkd-sdn-node:x",
             None,
             (("bad-element", "x"), ("bad-namespace", "urn:elsewhere")),
+            (("etsi-qkd-sdn-node", NODE_NS),),
         ),
         RpcError(
             ErrorType.APPLICATION,
@@ -81,3 +93,48 @@ def test_a_vetoed_change_reads_as_operation_failed_on_the_wire() -> None:
     assert text("error-app-tag") == "vetoed"
     assert text("error-message") == "refused by the node: busy"
     assert etree.QName(element).localname == "rpc-error"
+
+
+def test_a_libyang_path_becomes_an_xpath_with_every_step_prefixed() -> None:
+    path = "/etsi-qkd-sdn-node:qkd_node/qkd_links/qkd_link[qkdl_id='a/b]c']/virt_bandwidth"
+    assert error_path(path, MODULES, "etsi-qkd-sdn-node") == ErrorPath(
+        "/etsi-qkd-sdn-node:qkd_node/etsi-qkd-sdn-node:qkd_links"
+        "/etsi-qkd-sdn-node:qkd_link[etsi-qkd-sdn-node:qkdl_id='a/b]c']"
+        "/etsi-qkd-sdn-node:virt_bandwidth",
+        (("etsi-qkd-sdn-node", NODE_NS),),
+    )
+
+
+def test_an_augment_step_keeps_its_own_module_and_its_children_follow_it() -> None:
+    path = "/etsi-qkd-sdn-node:qkd_node/qkdsdn-node:key_manager/relay_address"
+    found = error_path(path, MODULES, "etsi-qkd-sdn-node")
+    assert found is not None
+    assert found.xpath == (
+        "/etsi-qkd-sdn-node:qkd_node/qkdsdn-node:key_manager/qkdsdn-node:relay_address"
+    )
+    assert found.namespaces == (("etsi-qkd-sdn-node", NODE_NS), ("qkdsdn-node", EXT_NS))
+
+
+def test_a_path_of_an_unknown_module_or_no_path_at_all_is_left_out() -> None:
+    assert error_path("/other:thing", MODULES, "etsi-qkd-sdn-node") is None
+    assert error_path("qkd_node", MODULES, "etsi-qkd-sdn-node") is None
+    assert error_path("/", MODULES, "etsi-qkd-sdn-node") == ErrorPath("/", ())
+
+
+def test_the_error_path_on_the_wire_resolves_with_the_prefixes_declared_on_it() -> None:
+    (error,) = from_datastore(
+        DatastoreError.of(
+            ErrorKind.INVALID_VALUE, "bad", path="/qkd_node/qkd_links/qkd_link[qkdl_id='L1']"
+        )
+    ).errors
+    element = error.to_element()
+    path_element = element.find(f"{{{BASE_NS}}}error-path")
+    assert path_element is not None
+    reply = etree.fromstring(
+        f'<data xmlns="{NODE_NS}"><qkd_node><qkd_links><qkd_link><qkdl_id>L1</qkdl_id>'
+        "</qkd_link></qkd_links></qkd_node></data>"
+    )
+    # Evaluated as a client would: with the prefixes in scope of <error-path>, from the root.
+    nsmap = {k: v for k, v in path_element.nsmap.items() if k is not None}
+    found = reply.xpath("." + (path_element.text or ""), namespaces=nsmap)
+    assert [etree.QName(node).localname for node in found] == ["qkd_link"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 from lxml import etree
 
 from agents.netconf.errors import NetconfError
-from agents.netconf.xpath import check_xpath, notification_matches
+from agents.netconf.xpath import _matches_by_local_names, check_xpath, notification_matches
 from yang.schema import Schema
 
 NS = "urn:etsi:qkd:yang:etsi-qkd-node"
@@ -46,6 +49,41 @@ def test_bad_expressions_are_refused_when_subscribing() -> None:
     assert "not declared" in caught.value.errors[0].message
 
 
-def test_an_event_the_schema_does_not_know_matches_nothing() -> None:
-    unknown = etree.fromstring('<surprise xmlns="urn:example"/>')
-    assert not notification_matches(Schema.default(), unknown, "/surprise", {})
+def test_an_event_libyang_cannot_read_is_logged_and_still_matched_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The publisher validates every event, so a failure here is the evaluator's: the
+    old matcher answered "no match" silently; now it is logged and evaluated again."""
+    unknown = etree.fromstring('<surprise xmlns="urn:example"><why>x</why></surprise>')
+    with caplog.at_level(logging.WARNING, logger="agents.netconf.xpath"):
+        assert notification_matches(Schema.default(), unknown, "/surprise[why='x']", {})
+        assert not notification_matches(Schema.default(), unknown, "/surprise[why='y']", {})
+    assert any("surprise" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("select", "nsmap"),
+    [
+        ("/sdqkdn_link_down", {}),
+        ("/q:sdqkdn_link_down/q:qkd_link[q:reason='fiber cut']", {"q": NS}),
+        (f"/sdqkdn_link_down/qkd_link[qkdl_id='{LINK_ID}']", {}),
+        ("sdqkdn_link_down", {}),
+        ("/alarm", {}),
+        ("/sdqkdn_link_down/qkd_link[reason='eavesdropper']", {}),
+        ("/sdqkdn_link_perf_update | /sdqkdn_link_down", {}),
+    ],
+)
+def test_the_fallback_evaluation_agrees_with_libyang(
+    select: str, nsmap: dict[str | None, str]
+) -> None:
+    """What answers when libyang fails on an event: the same verdict, never a silent drop."""
+    assert _matches_by_local_names(LINK_DOWN, select) == _matches(select, nsmap)
+
+
+def test_matching_from_many_threads_at_once_never_drops_a_matching_event() -> None:
+    """Agents on several threads' event loops share one libyang scope (the lab's test
+    harness runs them so): concurrent matches must all see the event."""
+    select = f"/sdqkdn_link_down/qkd_link[qkdl_id='{LINK_ID}']"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: _matches(select), range(400)))
+    assert results == [True] * 400

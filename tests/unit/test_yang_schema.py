@@ -105,7 +105,7 @@ def test_virt_only_leaf_on_a_phys_link_is_rejected(schema: Schema, leaf: str) ->
     name = leaf[1 : leaf.index(">")]
     assert f"/{name}" in error.path
     assert f"qkd_link[qkdl_id='{PHYS_LINK}']" in error.path
-    assert "etsi-qkdn-types:VIRT" in error.message
+    assert "etsi-qkd-node-types:VIRT" in error.message
 
 
 def test_phys_only_leaf_on_a_virt_link_is_rejected(schema: Schema) -> None:
@@ -312,10 +312,11 @@ def test_module_texts_and_capabilities(schema: Schema) -> None:
     texts = schema.module_texts()
     assert set(texts) == {
         ("etsi-qkd-sdn-node", "2022-01-30"),
-        ("etsi-qkd-node-types", "2020-09-30"),
+        ("etsi-qkd-node-types", "2022-01-30"),
         ("qkdsdn-node", "2026-11-26"),
         ("ietf-yang-types", "2013-07-15"),
         ("ietf-inet-types", "2013-07-15"),
+        ("ietf-netconf-acm", "2018-02-14"),
     }
     assert texts[("etsi-qkd-sdn-node", "2022-01-30")].startswith("module etsi-qkd-sdn-node {")
     capabilities = schema.capabilities()

@@ -1,0 +1,48 @@
+"""The access control of one agent: its accounts and the NACM rules in force (running's
+/nacm, or the standard rules for the configured users while running has none)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+from agents.access import nacm
+from agents.access.users import Accounts
+
+
+class RunningSource(Protocol):
+    """What access control reads of the datastore (agents.datastore.Datastore is one)."""
+
+    revision: int
+
+    def running_json(self) -> dict[str, Any]: ...
+
+
+class AccessControl:
+    """Accounts and the rules; `rules()` follows running (re-read once per revision)."""
+
+    def __init__(self, accounts: Accounts, running: RunningSource) -> None:
+        self.accounts = accounts
+        self._running = running
+        self._standard = nacm.standard(accounts.group_members())
+        self._lock = threading.Lock()
+        self._cached: tuple[int, nacm.Nacm] | None = None
+        self.denied_operations = 0
+        self.denied_data_writes = 0
+        self.denied_notifications = 0
+
+    @property
+    def standard(self) -> nacm.Nacm:
+        """The rules for the configured users (what a fresh running holds)."""
+        return self._standard
+
+    def rules(self) -> nacm.Nacm:
+        revision = self._running.revision
+        with self._lock:
+            cached = self._cached
+        if cached is not None and cached[0] == revision:
+            return cached[1]
+        found = nacm.from_json(self._running.running_json()) or self._standard
+        with self._lock:
+            self._cached = (revision, found)
+        return found

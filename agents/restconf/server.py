@@ -1,0 +1,195 @@
+"""RESTCONF over HTTPS for one agent: uvicorn with the agent's TLS material, an ASGI adapter
+to `Restconf.handle`, and HTTP Basic authentication against the agent's accounts.
+
+A password is checked with scrypt once, off the event loop; a good one is remembered (as an
+HMAC under a key of this process, never the password) for `AUTH_CACHE_S`, so a client that
+sends it with every request does not pay tens of milliseconds each time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import logging
+import secrets
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+
+from agents.access.users import Accounts
+from agents.restconf.protocol import Request, Response, Restconf
+from common.config import Address, TlsFiles
+
+log = logging.getLogger(__name__)
+
+AUTH_CACHE_S = 60.0
+MAX_BODY_BYTES = 1024 * 1024
+STOP_GRACE_S = 0.5
+
+
+class BasicAuth:
+    """Who a request's `Authorization: Basic` header names, if its password is right."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+        self._key = secrets.token_bytes(32)
+        self._good: dict[str, tuple[bytes, float]] = {}
+
+    async def user_of(self, header: str | None) -> str | None:
+        if header is None or header[:6].lower() != "basic ":
+            return None
+        try:
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        user, colon, password = decoded.partition(":")
+        if not colon or not user:
+            return None
+        tag = hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
+        remembered = self._good.get(user)
+        now = time.monotonic()
+        if (
+            remembered is not None
+            and remembered[1] > now
+            and hmac.compare_digest(remembered[0], tag)
+        ):
+            return user
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, self._accounts.password_ok, user, password):
+            return None
+        self._good[user] = (tag, now + AUTH_CACHE_S)
+        return user
+
+
+class RestconfApp:
+    """The ASGI application: a request read whole, handed to `Restconf`, answered."""
+
+    def __init__(self, restconf: Restconf, auth: BasicAuth) -> None:
+        self._restconf = restconf
+        self._auth = auth
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body.extend(message.get("body", b""))
+            if len(body) > MAX_BODY_BYTES:
+                await _send(send, Response(413, (("content-type", "text/plain"),), b"too big"))
+                return
+            if not message.get("more_body"):
+                break
+        headers = {
+            name.decode("latin-1").lower(): value.decode("latin-1")
+            for name, value in scope["headers"]
+        }
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.split(b"?", 1)[0].decode("latin-1")
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        user = await self._auth.user_of(headers.get("authorization"))
+        request = Request(scope["method"], path, query, headers, bytes(body), user)
+        await _send(send, self._restconf.handle(request))
+
+
+async def _send(send: Any, response: Response) -> None:
+    headers = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in response.headers
+    ]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    headers.append((b"cache-control", b"no-cache"))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+def tls_context(files: TlsFiles) -> ssl.SSLContext:
+    """The agent's certificate; a client certificate is checked against the CA if sent."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(files.cert), str(files.key))
+    context.load_verify_locations(str(files.ca))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers: the agents' process owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class RestconfServer:
+    """uvicorn serving a `RestconfApp` over HTTPS on `address`; start(), stop()."""
+
+    def __init__(self, app: RestconfApp, files: TlsFiles, address: Address) -> None:
+        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # uvicorn writes a response's head and body apart: without NODELAY (inherited by
+        # accepted sockets) Nagle holds the body back for the client's delayed ACK, ~40 ms.
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.bind((address.host, address.port))
+        self._sock.listen(1024)
+        self._sock.setblocking(False)
+        self.host = address.host
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            host=address.host,
+            port=self.port,
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            ssl_certfile=str(files.cert),
+            ssl_context_factory=lambda _config, _default: tls_context(files),
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=2,
+        )
+        self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return Address(self.host, self.port).url("https")
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the RESTCONF server stopped while starting")
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("the RESTCONF server did not start in time")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        if self._task is None:
+            self._sock.close()
+            return
+        self._server.should_exit = True
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
+        except TimeoutError:
+            for connection in list(self._server.server_state.connections):
+                transport = getattr(connection, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        except asyncio.CancelledError:
+            pass
+        self._task = None
+        self._sock.close()

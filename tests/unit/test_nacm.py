@@ -1,0 +1,185 @@
+"""NACM decisions (RFC 8341 §3.4), its RFC 7951 form, and the edit and read analyses."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from agents.access.nacm import (
+    Access,
+    Action,
+    Nacm,
+    NacmError,
+    Rule,
+    RuleList,
+    from_json,
+    standard,
+    to_json,
+)
+from agents.access.paths import PathError, Step, parse_path
+from agents.access.reads import prune
+from agents.access.users import (
+    Accounts,
+    PasswordHashError,
+    User,
+    check_hash,
+    hash_password,
+    verify_password,
+)
+from agents.access.writes import Change, edit_changes
+from agents.datastore.tree import BASE_NS
+from yang.schema import Schema
+
+NS = "urn:etsi:qkd:yang:etsi-qkd-node"
+NACM_NS = "urn:ietf:params:xml:ns:yang:ietf-netconf-acm"
+NODE = "etsi-qkd-sdn-node"
+MODULES = {NS: NODE, NACM_NS: "ietf-netconf-acm"}
+RULES = standard(
+    {"admin": ["root"], "controller": ["ctl"], "link-operator": ["ops"], "monitor": ["mon"]}
+)
+
+
+def _keys_of(names: tuple[str, ...]) -> tuple[str, ...]:
+    info = Schema.default().node_info(list(names))
+    return info.keys if info is not None else ()
+
+
+def _path(*names: str) -> tuple[Step, ...]:
+    return tuple(Step(NODE, name) for name in names)
+
+
+def test_each_standard_group_may_run_what_it_needs_and_nothing_more() -> None:
+    assert RULES.may_exec("mon", "ietf-netconf", "get")
+    assert not RULES.may_exec("mon", "ietf-netconf", "edit-config")
+    assert RULES.may_exec("ops", "ietf-netconf", "edit-config")
+    assert not RULES.may_exec("ops", "ietf-netconf", "kill-session")  # default-deny-all
+    assert RULES.may_exec("root", "ietf-netconf", "kill-session")
+    assert RULES.may_exec("nobody", "ietf-netconf", "close-session")  # always permitted
+
+
+def test_data_access_follows_rule_paths_then_the_defaults() -> None:
+    links = _path("qkd_node", "qkd_links", "qkd_link")
+    location = _path("qkd_node", "qkdn_location_id")
+    assert RULES.may_access("ops", links, Access.CREATE)
+    assert not RULES.may_access("ops", location, Access.UPDATE)  # write-default deny
+    assert RULES.may_access("ctl", location, Access.UPDATE)
+    assert RULES.may_access("mon", location, Access.READ)  # read-default permit
+    nacm = (Step("ietf-netconf-acm", "nacm"),)
+    assert not RULES.may_access("ctl", nacm, Access.READ)  # default-deny-all
+    assert RULES.may_access("root", nacm, Access.UPDATE)
+
+
+def test_a_rule_path_with_a_key_selects_only_that_entry() -> None:
+    rules = Nacm(
+        groups=(("g", ("u",)),),
+        rule_lists=(
+            RuleList(
+                "l",
+                ("g",),
+                (
+                    Rule(
+                        "one-link",
+                        Action.PERMIT,
+                        path=parse_path(f"/{NODE}:qkd_node/qkd_links/qkd_link[qkdl_id='A']"),
+                    ),
+                ),
+            ),
+        ),
+    )
+    entry_a = (*_path("qkd_node", "qkd_links"), Step(NODE, "qkd_link", (("qkdl_id", "A"),)))
+    entry_b = (*_path("qkd_node", "qkd_links"), Step(NODE, "qkd_link", (("qkdl_id", "B"),)))
+    assert rules.may_access("u", (*entry_a, Step(NODE, "virt_bandwidth")), Access.UPDATE)
+    assert not rules.may_access("u", entry_b, Access.UPDATE)
+
+
+def test_disabled_nacm_permits_everything() -> None:
+    off = Nacm(enabled=False)
+    assert off.may_exec("x", "ietf-netconf", "kill-session")
+    assert off.may_access("x", (Step("ietf-netconf-acm", "nacm"),), Access.DELETE)
+
+
+def test_the_rules_survive_their_json_form_and_the_schema_accepts_it() -> None:
+    doc = to_json(RULES)
+    assert Schema.default().validate_config_json(doc) == []
+    again = from_json(doc)
+    assert again is not None
+    assert again.groups == RULES.groups
+    assert [r.name for r in again.rule_lists] == [r.name for r in RULES.rule_lists]
+    assert again.may_exec("mon", "ietf-netconf", "edit-config") is False
+    assert from_json({}) is None
+
+
+def test_a_bad_rule_path_is_named() -> None:
+    doc = {
+        "ietf-netconf-acm:nacm": {
+            "rule-list": [
+                {"name": "l", "rule": [{"name": "r", "path": "qkd_node", "action": "deny"}]}
+            ]
+        }
+    }
+    with pytest.raises(NacmError, match="rule-list 'l' rule 'r'"):
+        from_json(doc)
+    with pytest.raises(PathError):
+        parse_path("/x:a[position()=1]")
+    with pytest.raises(NacmError, match="unknown group"):
+        standard({"wizards": ["merlin"]})
+
+
+def _config(body: str) -> etree._Element:
+    return etree.fromstring(f'<config xmlns="{BASE_NS}" xmlns:nc="{BASE_NS}">{body}</config>')
+
+
+TARGET = etree.fromstring(
+    f'<data xmlns="{BASE_NS}"><qkd_node xmlns="{NS}"><qkdn_location_id>lab</qkdn_location_id>'
+    "<qkd_links><qkd_link><qkdl_id>A</qkdl_id><virt_bandwidth>5</virt_bandwidth></qkd_link>"
+    "</qkd_links></qkd_node></data>"
+)
+
+
+def test_an_edit_is_read_as_creates_updates_and_deletes() -> None:
+    edit = _config(
+        f'<qkd_node xmlns="{NS}"><qkdn_location_id>hall</qkdn_location_id><qkd_links>'
+        "<qkd_link><qkdl_id>A</qkdl_id><virt_bandwidth>5</virt_bandwidth></qkd_link>"
+        '<qkd_link nc:operation="delete"><qkdl_id>B</qkdl_id></qkd_link>'
+        "<qkd_link><qkdl_id>C</qkdl_id></qkd_link></qkd_links></qkd_node>"
+    )
+    changes = edit_changes(TARGET, edit, "merge", MODULES, _keys_of)
+    links = _path("qkd_node", "qkd_links")
+
+    def entry(key: str) -> tuple[Step, ...]:
+        return (*links, Step(NODE, "qkd_link", (("qkdl_id", key),)))
+
+    assert changes == [
+        Change(Access.UPDATE, _path("qkd_node", "qkdn_location_id")),
+        Change(Access.DELETE, entry("B")),
+        Change(Access.CREATE, entry("C")),
+        Change(Access.CREATE, (*entry("C"), Step(NODE, "qkdl_id"))),
+    ]
+
+
+def test_reading_leaves_out_what_the_user_may_not_read_and_nothing_else() -> None:
+    data = etree.fromstring(
+        f'<data xmlns="{BASE_NS}"><qkd_node xmlns="{NS}"><qkdn_id>x</qkdn_id></qkd_node>'
+        f'<nacm xmlns="{NACM_NS}"><enable-nacm>true</enable-nacm></nacm></data>'
+    )
+    assert prune(data, RULES, "mon", MODULES, _keys_of) == 1
+    assert [etree.QName(c).localname for c in data] == ["qkd_node"]
+    assert RULES.reads_everything("root") and not RULES.reads_everything("mon")
+
+
+def test_passwords_are_kept_as_scrypt_hashes_and_checked_in_constant_form() -> None:
+    stored = hash_password("correct horse", n=2**10)
+    assert stored.startswith("scrypt$1024$8$1$") and "correct" not in stored
+    assert verify_password("correct horse", stored)
+    assert not verify_password("wrong", stored)
+    check_hash(stored)
+    with pytest.raises(PasswordHashError):
+        check_hash("plain-text-password")
+    accounts = Accounts(
+        [User("a", "admin", stored), User("k", "monitor", None, ("ssh-ed25519 AAAA",))]
+    )
+    assert accounts.password_ok("a", "correct horse")
+    assert not accounts.password_ok("k", "")  # keys only: no password works
+    assert not accounts.password_ok("nobody", "correct horse")
+    assert accounts.group_members() == {"admin": ("a",), "monitor": ("k",)}
+    assert "correct" not in repr(accounts.users())
