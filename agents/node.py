@@ -558,6 +558,11 @@ class QkdNode:
     def reports(self) -> list[LinkReport]:
         return [self.report(qkdl_id) for qkdl_id in self._modules]
 
+    def telemetry(self) -> list[tuple[LinkReport, Performance]]:
+        """Each PHYS link's report and 015 performance, read together (for the metrics)."""
+        with self._lock:
+            return [(self.report(q), self.performance(q)) for q in self._modules]
+
     # ---- ETSI 004 (module side) ---------------------------------------------------------------
 
     def open_connect(

@@ -69,6 +69,7 @@ class ControllerConfig:
     allow_preemption: bool
     relay: RelayDefaults
     poll_interval_s: float
+    metrics: Address | None = None  # Prometheus /metrics (None: not served)
 
     @property
     def api_url(self) -> str:
@@ -87,7 +88,7 @@ def load_api_address(path: Path, env: Mapping[str, str] | None = None) -> Addres
     path = Path(path).resolve()
     data = Reader.load_yaml(path, FIELDS, os.environ if env is None else env)
     r = Reader(path)
-    listen = r.mapping(r.required(data, "listen", ""), "listen", ("api",))
+    listen = r.mapping(r.required(data, "listen", ""), "listen", ("api", "metrics"))
     address = r.address(listen, "api", "listen")
     r.done()
     return address
@@ -96,7 +97,7 @@ def load_api_address(path: Path, env: Mapping[str, str] | None = None) -> Addres
 def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
     r = Reader(path)
     top = r.mapping(data, "", FIELDS)
-    listen = r.mapping(r.required(top, "listen", ""), "listen", ("api",))
+    listen = r.mapping(r.required(top, "listen", ""), "listen", ("api", "metrics"))
     nc = r.mapping(
         r.required(top, "netconf", ""),
         "netconf",
@@ -124,6 +125,7 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
             r.integer(relay, "e2e_buffer", "relay", 3, minimum=0),
         ),
         poll_interval_s=r.number(top, "poll_interval_s", "", 5.0),
+        metrics=r.optional_address(listen, "metrics", "listen"),
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")

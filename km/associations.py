@@ -222,6 +222,7 @@ class Associations:
                         503,
                         f"key association {request.master}→{','.join(request.slaves)}"
                         f" {assoc.state.value}: {reason}",
+                        reason="admission",
                     )
             elif not registered:
                 await self._register(request)
@@ -233,5 +234,6 @@ class Associations:
                     503,
                     f"key association {request.master}→{','.join(request.slaves)} not admitted"
                     f" within {timeout:g} s",
+                    reason="admission",
                 )
             await self.wait_for_change(remaining)

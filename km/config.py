@@ -84,6 +84,7 @@ class KmConfig:
     applications: Mapping[str, str]  # SAE id -> node name
     nodes: Mapping[str, str] = field(default_factory=dict)  # node name -> qkdn_id it may name
     settings: KmSettings = KmSettings()
+    metrics: Address | None = None  # Prometheus /metrics (None: not served)
 
     @property
     def key_store_file(self) -> Path:
@@ -130,7 +131,9 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
     qkdn_id = r.text(top, "qkdn_id", "", default=node_uuid(node) if node else "-")
     if top.get("qkdn_id") is not None and not is_uuid(qkdn_id):
         r.error("qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
-    listen = r.mapping(r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay"))
+    listen = r.mapping(
+        r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay", "metrics")
+    )
     tls = r.tls(top, "tls", "")
     if tls is None:
         r.error("tls", "missing (cert, key, ca): every KM interface is mutual TLS")
@@ -177,6 +180,7 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
             max_key_size_bits=max_bits,
             min_key_size_bits=min_bits,
         ),
+        metrics=r.optional_address(listen, "metrics", "listen"),
     )
     seen: set[str] = set()
     for index, peer in enumerate(config.peers):
