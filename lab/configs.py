@@ -102,6 +102,12 @@ def _bare(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+def _metrics(plan: LabPlan, config: str, host: str, place: _Place) -> dict[str, str]:
+    """The `metrics` listen field of config `config` when the plan gives it a port."""
+    port = plan.metrics_ports.get(config)
+    return {} if port is None else {"metrics": place.bind(host, port)}
+
+
 def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
     creds = plan.credentials
     state = Path(plan.state_dir)
@@ -113,6 +119,7 @@ def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
         "listen": {
             "netconf": place.bind(name, node.netconf_port),
             "grpc": place.bind(name, node.agent_grpc_port),
+            **_metrics(plan, agent_name(name), name, place),
         },
         "netconf": {
             "username": creds.netconf_username,
@@ -175,6 +182,7 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "etsi014": place.bind(name, node.km_etsi014_port),
             "etsi004": place.bind(name, node.km_etsi004_port),
             "relay": place.bind(name, node.km_relay_port),
+            **_metrics(plan, km_name(name), name, place),
         },
         "agent": place.address(name, node.agent_grpc_port),
         "peers": [
@@ -211,7 +219,10 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
 def _controller(plan: LabPlan, place: _Place) -> dict[str, Any]:
     creds = plan.credentials
     return {
-        "listen": {"api": place.bind(CONTROLLER, plan.controller.api_port)},
+        "listen": {
+            "api": place.bind(CONTROLLER, plan.controller.api_port),
+            **_metrics(plan, CONTROLLER, CONTROLLER, place),
+        },
         "nodes": [
             {
                 "name": node.name,
