@@ -6,9 +6,10 @@ so the hot paths record nothing; notifications are counted as they are published
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -18,6 +19,8 @@ from common.metrics import LabelBound
 
 # Notification kinds with a series of their own, per node (the 015 tree defines fewer).
 EVENT_LIMIT = 16
+# Link outage buckets (s): a re-synchronising module takes seconds, a cut fibre minutes.
+OUTAGE_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 STATES = tuple(status.value for status in LinkStatus)
 
 Publish = Callable[[str], None]
@@ -34,13 +37,38 @@ class AgentMetrics:
             ("node", "event"),
             registry=registry,
         )
+        self.downs = Counter(
+            "qkdsdn_link_down_events",
+            "Times a PHYS link stopped distilling key (ACTIVE to another status)",
+            ("node", "peer"),
+            registry=registry,
+        )
+        self.restoration = Histogram(
+            "qkdsdn_link_restoration_seconds",
+            "How long a PHYS link was down before it distilled key again (Y.3807 restoration)",
+            ("node", "peer"),
+            buckets=OUTAGE_BUCKETS,
+            registry=registry,
+        )
         self._events = LabelBound(EVENT_LIMIT)
         self._links = _LinkCollector()
         registry.register(self._links)
 
-    def watch(self, node: QkdNode) -> None:
-        """Reports `node`'s links and state at each scrape."""
+    def watch(self, node: QkdNode, clock: Callable[[], float] = time.monotonic) -> None:
+        """Reports `node`'s links and state at each scrape, and times its link outages."""
         self._links.nodes[node.name] = node
+        peers = {report.qkdl_id: report.peer_node for report in node.reports()}
+        down_since: dict[str, float] = {}
+
+        def changed(qkdl_id: str, distilling: bool) -> None:
+            peer = peers.get(qkdl_id, "unknown")
+            if not distilling:
+                down_since.setdefault(qkdl_id, clock())
+                self.downs.labels(node.name, peer).inc()
+            elif qkdl_id in down_since:
+                self.restoration.labels(node.name, peer).observe(clock() - down_since.pop(qkdl_id))
+
+        node.link_watchers.append(changed)
 
     def counted(self, node: str, publish: Publish) -> Publish:
         """`publish`, counting each notification it sends by its kind."""

@@ -162,6 +162,8 @@ class QkdNode:
         self._registrations: dict[tuple[str, tuple[str, ...], str], float] = {}
         self._overloaded: set[str] = set()
         self._reported_skr: dict[str, float] = {}
+        # Told (qkdl_id, distilling) when a PHYS link stops or starts distilling key (metrics).
+        self.link_watchers: list[Callable[[str, bool], None]] = []
         site.add(self)
 
     def _make_module(self, link: AgentLink) -> QkdModule:
@@ -658,6 +660,9 @@ class QkdNode:
             qber=after.qber,
             reason=after.reason,
         )
+        if change.went_down or change.came_up:
+            for watch in self.link_watchers:
+                watch(qkdl_id, change.came_up)
         if change.went_down:
             events.append(notifications.link_down(qkdl_id, after.reason))
             events.append(

@@ -9,7 +9,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents import config as agent_config
-from agents.metrics import _kind
+from agents.channel import LinkStatus
+from agents.metrics import AgentMetrics, _kind
+from agents.node import QkdNode, Site
 from common.config import ConfigError
 from common.metrics import OTHER, LabelBound
 from controller import config as controller_config
@@ -22,6 +24,7 @@ from lab.launcher import km_processes
 from lab.monitoring import check_scrape_config, scrape_config
 from lab.pki import create_lab_pki
 from tests.harness.agents import make_test_plan
+from tests.harness.configs import agent_config_of
 
 
 def _sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
@@ -205,3 +208,36 @@ def test_a_malformed_scrape_config_is_refused_naming_the_file_and_each_field(
     path.write_text("- not\n- a mapping\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         check_scrape_config(path)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_agent_times_how_long_a_cut_link_took_to_distil_again(tmp_path: Path) -> None:
+    plan = make_test_plan(tmp_path, ["a", "b"], [("a", "b")])
+    clock = _Clock()
+    site = Site(clock)
+    nodes = {n: QkdNode(agent_config_of(plan, n), site, lambda xml: None) for n in "ab"}
+    for node in nodes.values():
+        node.start(node.initial_running())
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    metrics.watch(nodes["a"], clock)
+    link = plan.links[0].qkdl_id
+    clock.now += 1.0
+    nodes["b"].set_link(link, up=False)  # reaches a's end too
+    clock.now += 7.0
+    nodes["b"].set_link(link, up=True)
+    clock.now += 0.5
+    assert nodes["a"].report(link).status is LinkStatus.ACTIVE
+    ab = {"node": "a", "peer": "b"}
+    assert _sample(registry, "qkdsdn_link_down_events_total", **ab) == 1
+    assert _sample(registry, "qkdsdn_link_restoration_seconds_count", **ab) == 1
+    assert _sample(registry, "qkdsdn_link_restoration_seconds_sum", **ab) == pytest.approx(7.0)
+    text = generate_latest(registry).decode()
+    assert f'qkdsdn_link_up{{node="a",peer="b",qkdl_id="{link}"}} 1.0' in text
