@@ -8,13 +8,13 @@ nothing (no metrics address configured). Per-link pool levels are read at scrape
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from common.metrics import LabelBound
+from common.metrics import OTHER, LabelBound
 from km.link_pools import LinkKeyPool
 
 # Application pairs with a series of their own, per key manager; more share "other".
@@ -134,16 +134,31 @@ class NodeMetrics:
     family: KmMetrics
     node: str
     pairs: LabelBound
+    # The series of each (method, master, slave) seen, so that a request looks them up once
+    # (bounded like the pairs: at most PAIR_LIMIT + 1 pairs per method).
+    _delivery: dict[tuple[str, str, str], _Delivery] = field(default_factory=dict)
 
     def delivered(
         self, method: str, master: str, slave: str, keys: int, bits: int, seconds: float
     ) -> None:
         if not self.family.enabled:
             return
+        series = self._delivery.get((method, master, slave))
+        if series is None:
+            series = self._delivery_series(method, master, slave)
+        series.delay.observe(seconds)
+        series.keys.inc(keys)
+        series.bits.inc(bits)
+
+    def _delivery_series(self, method: str, master: str, slave: str) -> _Delivery:
         labels = (self.node, method, *self.pairs(master, slave))
-        self.family.delay.labels(*labels).observe(seconds)
-        self.family.keys.labels(*labels).inc(keys)
-        self.family.bits.labels(*labels).inc(bits)
+        family = self.family
+        series = _Delivery(
+            family.delay.labels(*labels), family.keys.labels(*labels), family.bits.labels(*labels)
+        )
+        if labels[2] != OTHER:  # pairs past the bound are not remembered one by one
+            self._delivery[(method, master, slave)] = series
+        return series
 
     def refused(self, method: str, master: str, slave: str, reason: str) -> None:
         if not self.family.enabled:
@@ -169,6 +184,13 @@ class NodeMetrics:
     def expired(self, keys: int) -> None:
         if self.family.enabled and keys:
             self.family.expired.labels(self.node).inc(keys)
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    delay: Histogram
+    keys: Counter
+    bits: Counter
 
 
 class _PoolCollector(Collector):
