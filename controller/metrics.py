@@ -104,6 +104,11 @@ class _StateCollector(Collector):
         self.controller = controller
         self.loop = asyncio.get_running_loop()
 
+    def describe(self) -> list[GaugeMetricFamily]:
+        """Nothing: registering must not run `collect`, which waits for the event loop that
+        is registering (the names are not checked for clashes, being the only ones)."""
+        return []
+
     async def _snapshot(self) -> _Snapshot:
         devices = tuple((name, up) for name, _, up in self.controller.device_status())
         tally = Tally(intent.state.value for intent in self.controller.intents())

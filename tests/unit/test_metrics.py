@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -15,7 +18,10 @@ from agents.node import QkdNode, Site
 from common.config import ConfigError
 from common.metrics import OTHER, LabelBound
 from controller import config as controller_config
-from controller.metrics import REASON_CLASSES, reason_class
+from controller.events import ListenerRegistry
+from controller.intents.service import IntentEvent, IntentEventType
+from controller.metrics import REASON_CLASSES, ControllerMetrics, reason_class
+from controller.model import Intent, IntentState, KeyRequest, QoS
 from km import config as km_config
 from km.metrics import PAIR_LIMIT, KmMetrics
 from lab.configs import write_process_configs
@@ -241,3 +247,45 @@ def test_an_agent_times_how_long_a_cut_link_took_to_distil_again(tmp_path: Path)
     assert _sample(registry, "qkdsdn_link_restoration_seconds_sum", **ab) == pytest.approx(7.0)
     text = generate_latest(registry).decode()
     assert f'qkdsdn_link_up{{node="a",peer="b",qkdl_id="{link}"}} 1.0' in text
+
+
+class _FakeController:
+    """What ControllerMetrics reads of a controller: events, install observers, state."""
+
+    def __init__(self) -> None:
+        self.intent_events: ListenerRegistry[IntentEvent] = ListenerRegistry()
+        self.intent_service = SimpleNamespace(install_observers=[])
+        self.installed: list[Intent] = []
+
+    def device_status(self) -> list[tuple[str, None, bool]]:
+        return [("a", None, True), ("b", None, False)]
+
+    def intents(self) -> list[Intent]:
+        return self.installed
+
+
+def test_the_controller_counts_decisions_and_reads_its_state_on_its_own_loop() -> None:
+    fake = _FakeController()
+    request = KeyRequest("a", "b", "app1", ("app2",), QoS())
+
+    async def scenario() -> str:
+        registry = CollectorRegistry(auto_describe=True)
+        began = time.monotonic()
+        ControllerMetrics(registry, fake)  # type: ignore[arg-type]
+        assert time.monotonic() - began < 1.0  # registering does not wait for this loop
+        fake.installed.append(Intent("i1", request, IntentState.INSTALLED))
+        rejected = Intent("i2", request, IntentState.REJECTED, reason="no path between a and b")
+        fake.intent_events.post(IntentEvent(IntentEventType.REJECTED, rejected))
+        fake.intent_events.post(IntentEvent(IntentEventType.REROUTED, fake.installed[0]))
+        for observe in fake.intent_service.install_observers:
+            observe(0.25, True)
+        # A scrape runs on the HTTP server's thread while this loop keeps running.
+        return (await asyncio.to_thread(generate_latest, registry)).decode()
+
+    text = asyncio.run(scenario())
+    assert 'qkdsdn_controller_decisions_total{outcome="REJECTED",reason="no_path"} 1.0' in text
+    assert "qkdsdn_controller_reroutes_total 1.0" in text
+    assert 'qkdsdn_controller_install_seconds_count{outcome="committed"} 1.0' in text
+    assert "qkdsdn_controller_devices_connected 1.0" in text
+    assert 'qkdsdn_controller_device_up{node="b"} 0.0' in text
+    assert 'qkdsdn_controller_intents{state="INSTALLED"} 1.0' in text
