@@ -275,7 +275,7 @@ async def _serve(configs: Sequence[AgentConfig]) -> int:
             await _until_stopped(configs, handles, stop)
     finally:
         for server in servers:
-            server.stop()
+            await asyncio.to_thread(server.stop)  # off the loop: it waits for its thread
     up = sum(1 for h in handles.values() if h.node.status is NodeStatus.OPERATING)
     log.info("stopped %d agents (%d were operating)", len(handles), up)
     tracer.close()

@@ -106,7 +106,7 @@ async def serve(
         await asyncio.gather(http, return_exceptions=True)
         await controller.stop()
         if metrics is not None:
-            metrics.stop()
+            await asyncio.to_thread(metrics.stop)  # off the loop: a scrape may wait for it
 
 
 def run(

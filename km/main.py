@@ -215,7 +215,7 @@ async def run_key_managers(configs: Sequence[KmConfig], stop: asyncio.Event | No
         log.info("key managers stopping")
     finally:
         for server in servers:
-            server.stop()
+            await asyncio.to_thread(server.stop)  # off the loop: it waits for its thread
         await asyncio.gather(*(m.stop() for m in started), return_exceptions=True)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
