@@ -119,6 +119,7 @@ class AgentConfig:
     key_manager: KeyManagerRef
     links: tuple[AgentLink, ...]
     module: ModuleSettings
+    metrics: Address | None = None  # Prometheus /metrics (None: not served)
 
     @property
     def running_file(self) -> Path:
@@ -149,7 +150,7 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
     if top.get("qkdn_id") is not None and not is_uuid(qkdn_id):
         r.error("qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
     listen_data = r.mapping(
-        r.required(top, "listen", ""), "listen", ("netconf", "grpc", "restconf")
+        r.required(top, "listen", ""), "listen", ("netconf", "grpc", "restconf", "metrics")
     )
     nc = r.mapping(
         r.required(top, "netconf", ""),
@@ -197,6 +198,7 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
             r.integer(module, "key_size_bits", "module", 256, minimum=8),
             r.integer(module, "link_pool_max_bits", "module", 1_000_000),
         ),
+        metrics=r.optional_address(listen_data, "metrics", "listen"),
     )
     _check_unique(r, config)
     r.done()

@@ -32,12 +32,14 @@ from agents.datastore import Datastore, DatastoreError
 from agents.datastore.tree import BASE_NS
 from agents.grpc_auth import agent_grpc_server
 from agents.initial_config import QKD_NODE
+from agents.metrics import AgentMetrics
 from agents.netconf.server import NetconfCredentials, NetconfServer
 from agents.node import NodeSettings, NodeStatus, QkdNode, Site
 from agents.restconf.protocol import Restconf
 from agents.restconf.server import BasicAuth, RestconfApp, RestconfServer
 from common.audit import LOG_NAME, AuditLog
 from common.config import Address, load_each
+from common.metrics import CollectorRegistry, MetricsServer
 from common.roles import TlsMaterial, server_credentials
 from common.tracing import Tracer
 from yang.schema import Schema
@@ -208,6 +210,7 @@ async def start_agent(
     durable: bool | None = None,
     configured_ports: bool = True,
     tracer: Tracer | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> AgentHandle:
     """Composes and starts the agent of `config` (its ports, or free ones on its hosts).
 
@@ -246,7 +249,11 @@ async def start_agent(
         accounts=users,
         audit=audit,
     )
-    node.set_publisher(netconf.publish)
+    if metrics is None:
+        node.set_publisher(netconf.publish)
+    else:
+        node.set_publisher(metrics.counted(name, netconf.publish))
+        metrics.watch(node)
     server = agent_grpc_server(name)
     handle_box: list[AgentHandle] = []
 
@@ -289,6 +296,7 @@ async def running_agents(
     configured_ports: bool = True,
     site: Site | None = None,
     tracer: Tracer | None = None,
+    metrics: AgentMetrics | None = None,
 ) -> AsyncIterator[dict[str, AgentHandle]]:
     """The agents of `configs` for the duration of the block, by node name."""
     names = [config.node for config in configs]
@@ -308,6 +316,7 @@ async def running_agents(
                 durable=durable,
                 configured_ports=configured_ports,
                 tracer=tracer,
+                metrics=metrics,
             )
         yield handles
     finally:
@@ -357,18 +366,36 @@ async def _serve(configs: Sequence[AgentConfig]) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     tracer = Tracer.from_env("agents")
-    async with running_agents(configs, tracer=tracer) as handles:
-        for config in configs:
-            handle = handles[config.node]
-            netconf = Address(config.listen.netconf.host, handle.netconf_port)
-            print(
-                f"ready {handle.name} netconf={netconf} grpc={Address(handle.grpc_host, handle.grpc_port)}",
-                flush=True,
-            )
-        print(f"ready: {len(handles)} agents", flush=True)
-        await stop.wait()
-        print("stopping", flush=True)
+    addresses = list(dict.fromkeys(c.metrics for c in configs if c.metrics is not None))
+    metrics = AgentMetrics(CollectorRegistry(auto_describe=True)) if addresses else None
+    servers: list[MetricsServer] = []
+    try:
+        async with running_agents(configs, tracer=tracer, metrics=metrics) as handles:
+            for address in addresses:
+                assert metrics is not None
+                servers.append(MetricsServer.start(metrics.registry, address))
+                print(f"metrics {servers[-1].url}", flush=True)
+            await _until_stopped(configs, handles, stop)
+    finally:
+        for server in servers:
+            await asyncio.to_thread(server.stop)  # off the loop: it waits for its thread
     up = sum(1 for h in handles.values() if h.node.status is NodeStatus.OPERATING)
     log.info("stopped %d agents (%d were operating)", len(handles), up)
     tracer.close()
     return 0
+
+
+async def _until_stopped(
+    configs: Sequence[AgentConfig], handles: dict[str, AgentHandle], stop: asyncio.Event
+) -> None:
+    """Prints the ready lines, then waits for a stop signal."""
+    for config in configs:
+        handle = handles[config.node]
+        netconf = Address(config.listen.netconf.host, handle.netconf_port)
+        print(
+            f"ready {handle.name} netconf={netconf} grpc={Address(handle.grpc_host, handle.grpc_port)}",
+            flush=True,
+        )
+    print(f"ready: {len(handles)} agents", flush=True)
+    await stop.wait()
+    print("stopping", flush=True)

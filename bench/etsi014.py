@@ -2,8 +2,9 @@
 
 Baseline: a trivial FastAPI endpoint on the same stack (uvicorn + our mutual-TLS protocol)
 that returns random keys and stores nothing. Subject: the real `qkdsdn km run` process
-(SQLite store, access control, ETSI 014 validation). Both run in their own process; the
-same load generator (a lean asyncio HTTP/1.1 client: keep-alive, mutual TLS, 32 concurrent
+(SQLite store, access control, ETSI 014 validation), twice: metrics off (no `listen.metrics`)
+and metrics on (served, and scraped once a second as Prometheus would). Each runs in its own
+process; the same load generator (a lean asyncio HTTP/1.1 client: keep-alive, mutual TLS, 32 concurrent
 connections, bounded by count and time) drives both.
 
     .venv/bin/python bench/etsi014.py [--seconds 1.5] [--rounds 5] [--clients 32] [--json out.json]
@@ -22,17 +23,21 @@ import json
 import os
 import secrets
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+import yaml
 from fastapi import FastAPI
 from fastapi.responses import Response
 
@@ -210,6 +215,78 @@ def median_result(runs: list[LoadResult]) -> LoadResult:
     return sorted(runs, key=lambda r: r.req_per_s)[len(runs) // 2]
 
 
+def km_configs(state: Path) -> tuple[Path, Path, str]:
+    """The KM's file without metrics, and a second KM (own store and ports) with them; the
+    second's /metrics URL."""
+    config = write_process_configs(LabPlan.load(state / "plan.json"))["km-n1"]
+    data = yaml.safe_load(config.read_text())
+    listen = data["listen"]
+    listen.pop("metrics", None)
+    off = config.with_name("km-n1-metrics-off.yaml")
+    off.write_text(yaml.safe_dump(data))
+    with socket.socket() as probe:  # a free port for /metrics
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    data["listen"] = {
+        "etsi014": "127.0.0.1:0",
+        "etsi004": "127.0.0.1:0",
+        "relay": "127.0.0.1:0",
+        "metrics": f"127.0.0.1:{metrics_port}",
+    }
+    data["data_dir"] = str(Path(config.parent, data["data_dir"]).resolve()) + "-metrics"
+    on = config.with_name("km-n1-metrics-on.yaml")
+    on.write_text(yaml.safe_dump(data))
+    return off, on, f"http://127.0.0.1:{metrics_port}/metrics"
+
+
+class Scraper:
+    """GETs /metrics once a second (as Prometheus does in the lab) until stopped."""
+
+    def __init__(self, url: str, interval_s: float = 1.0) -> None:
+        self.url = url
+        self.interval_s = interval_s
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            while not self._stop.wait(self.interval_s):
+                if client.get(self.url).status_code == 200:
+                    self.scrapes += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def paired_ratio(on: list[LoadResult], off: list[LoadResult]) -> float:
+    """The median of on/off req/s over adjacent windows (each pair saw the same machine)."""
+    return statistics.median(a.req_per_s / b.req_per_s for a, b in zip(on, off, strict=True))
+
+
+def recording_cost_us(calls: int = 100_000) -> dict[str, float]:
+    """CPU cost of the metrics of one delivered enc_keys request, and of one scrape, in µs."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from km.metrics import KmMetrics
+
+    registry = CollectorRegistry()
+    node = KmMetrics(registry).for_node("n1")
+    began = time.perf_counter()
+    for _ in range(calls):
+        node.delivered("enc_keys", "a", "b", 1, 256, 0.001)
+    per_request = (time.perf_counter() - began) / calls * 1e6
+    began = time.perf_counter()
+    for _ in range(100):
+        generate_latest(registry)
+    return {
+        "per_request_us": per_request,
+        "per_scrape_us": (time.perf_counter() - began) / 100 * 1e6,
+    }
+
+
 def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:
     """Both servers run at once; short windows alternate between them, `rounds` times per
     workload, so that load from other processes on the machine hits both alike."""
@@ -218,11 +295,14 @@ def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:
         make_test_plan(state, ["n1"], [], [("a", "n1"), ("b", "n1")])
         create_lab_pki(state, ["n1"], ["a", "b"])
         servers: dict[str, Server] = {}
-        runs: dict[str, dict[str, list[LoadResult]]] = {"trivial": {}, "km": {}}
+        runs: dict[str, dict[str, list[LoadResult]]] = {"trivial": {}, "km": {}, "km_metrics": {}}
+        scraper: Scraper | None = None
         try:
             servers["trivial"] = Server([*TRIVIAL_RUN, "--state", tmp])
-            config = write_process_configs(LabPlan.load(state / "plan.json"))["km-n1"]
-            servers["km"] = Server([*KM_RUN, "--config", str(config)])
+            off, on, metrics_url = km_configs(state)
+            servers["km"] = Server([*KM_RUN, "--config", str(off)])
+            servers["km_metrics"] = Server([*KM_RUN, "--config", str(on)])
+            scraper = Scraper(metrics_url)
             for workload, (n_clients, number, size) in WORKLOADS.items():
                 for _ in range(rounds):
                     for name, server in servers.items():
@@ -230,14 +310,20 @@ def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:
                             load(server.url, state, n_clients or clients, seconds, number, size)
                         )
                         runs[name].setdefault(workload, []).append(result)
+            scraper.stop()
+            if scraper.scrapes == 0:
+                raise RuntimeError(f"{metrics_url}: never scraped: metrics not served")
         finally:
+            if scraper is not None:
+                scraper.stop()
             for server in servers.values():
                 server.stop()
     results = {
         name: {workload: median_result(r) for workload, r in by_workload.items()}
         for name, by_workload in runs.items()
     }
-    km, trivial = results["km"], results["trivial"]
+    km, trivial, metered = results["km"], results["trivial"], results["km_metrics"]
+    cost = recording_cost_us()
     return {
         "clients": clients,
         "seconds_per_window": seconds,
@@ -256,6 +342,16 @@ def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:
             "km_p99_ms_one_client": km["single_one_client"].p99_ms,
             "km_batched_mbit_per_s": km["batched"].mbit_per_s,
             "trivial_batched_mbit_per_s": trivial["batched"].mbit_per_s,
+            "km_metrics_single_req_per_s": metered["single"].req_per_s,
+            "metrics_on_over_off_single": paired_ratio(
+                runs["km_metrics"]["single"], runs["km"]["single"]
+            ),
+            "metrics_on_over_off_single_medians": metered["single"].req_per_s
+            / km["single"].req_per_s,
+            "metrics_recording_us_per_request": cost["per_request_us"],
+            "metrics_scrape_us": cost["per_scrape_us"],
+            "km_metrics_p99_ms_under_load": metered["single"].p99_ms,
+            "km_metrics_batched_mbit_per_s": metered["batched"].mbit_per_s,
         },
     }
 
@@ -286,6 +382,21 @@ def main() -> int:
         ("KM p99 ms, one client", figures["km_p99_ms_one_client"], "<= 15"),
         ("KM batched Mbit/s", figures["km_batched_mbit_per_s"], ">= 110"),
         ("trivial batched Mbit/s", figures["trivial_batched_mbit_per_s"], ""),
+        ("single-key enc_keys, KM metrics on req/s", figures["km_metrics_single_req_per_s"], ""),
+        (
+            "metrics on / off, median of paired windows",
+            figures["metrics_on_over_off_single"],
+            ">= 0.95",
+        ),
+        ("metrics on / off, ratio of medians", figures["metrics_on_over_off_single_medians"], ""),
+        ("metrics recording, µs per request", figures["metrics_recording_us_per_request"], ""),
+        ("one scrape of a KM's registry, µs", figures["metrics_scrape_us"], ""),
+        (
+            f"KM metrics on p99 ms, {args.clients} clients",
+            figures["km_metrics_p99_ms_under_load"],
+            "",
+        ),
+        ("KM metrics on batched Mbit/s", figures["km_metrics_batched_mbit_per_s"], ""),
     ]
     for name, value, target in rows:
         print(f"{name:45} {value:10.2f}  {target}")

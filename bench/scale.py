@@ -35,8 +35,8 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import httpx  # noqa: E402
-from agents.emulator.physics import link_rate  # noqa: E402
 
+from agents.emulator.physics import link_rate  # noqa: E402
 from lab import launcher  # noqa: E402
 from lab.plan import LabPlan  # noqa: E402
 from lab.topology import load_topology  # noqa: E402

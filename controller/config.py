@@ -76,6 +76,7 @@ class ControllerConfig:
     # alone, accepted as admin. api_token_file stays the CLI's default credential.
     api_tokens: Mapping[str, Path] = field(default_factory=dict)
     audit_log: Path | None = None  # append-only audit of API changes (None: not recorded)
+    metrics: Address | None = None  # Prometheus /metrics (None: not served)
 
     @property
     def api_url(self) -> str:
@@ -94,7 +95,7 @@ def load_api_address(path: Path, env: Mapping[str, str] | None = None) -> Addres
     path = Path(path).resolve()
     data = Reader.load_yaml(path, FIELDS, os.environ if env is None else env)
     r = Reader(path)
-    listen = r.mapping(r.required(data, "listen", ""), "listen", ("api",))
+    listen = r.mapping(r.required(data, "listen", ""), "listen", ("api", "metrics"))
     address = r.address(listen, "api", "listen")
     r.done()
     return address
@@ -103,7 +104,7 @@ def load_api_address(path: Path, env: Mapping[str, str] | None = None) -> Addres
 def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
     r = Reader(path)
     top = r.mapping(data, "", FIELDS)
-    listen = r.mapping(r.required(top, "listen", ""), "listen", ("api",))
+    listen = r.mapping(r.required(top, "listen", ""), "listen", ("api", "metrics"))
     nc = r.mapping(
         r.required(top, "netconf", ""),
         "netconf",
@@ -133,6 +134,7 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
         poll_interval_s=r.number(top, "poll_interval_s", "", 5.0),
         api_tokens=_api_tokens(r, top.get("api_tokens")),
         audit_log=r.path(top, "audit_log", "") if top.get("audit_log") is not None else None,
+        metrics=r.optional_address(listen, "metrics", "listen"),
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from common.audit import AuditLog
+from common.metrics import CollectorRegistry, MetricsServer
 from common.tracing import Tracer
 from controller.api import Controller
 from controller.api_token import ApiRole, ApiTokens, TokenError, load_api_token
 from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
+from controller.metrics import ControllerMetrics
 from controller.rest import api_server
 from controller.topology.events import TopologyEvent, TopologyEventType
 
@@ -80,6 +82,13 @@ async def serve(
     tracer = Tracer.from_env("controller")
     controller.intent_events.add(lambda event: trace_intent(controller, tracer, event))
     controller.topology_events.add(log_topology)
+    metrics = None
+    if config.metrics is not None:
+        metrics = MetricsServer.start(
+            ControllerMetrics(CollectorRegistry(auto_describe=True), controller).registry,
+            config.metrics,
+        )
+        print(f"metrics {metrics.url}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -105,6 +114,8 @@ async def serve(
         server.should_exit = True
         await asyncio.gather(http, return_exceptions=True)
         await controller.stop()
+        if metrics is not None:
+            await asyncio.to_thread(metrics.stop)  # off the loop: a scrape may wait for it
 
 
 def run(
@@ -126,4 +137,7 @@ def run(
     except TokenError as error:
         print(f"cannot start the controller: {error}", flush=True)
         return 2
+    except OSError as error:  # a metrics address that cannot be listened on
+        print(f"cannot start the controller: {error}", flush=True)
+        return 1
     return 0

@@ -234,6 +234,7 @@ class Associations:
                         503,
                         f"key association {request.master}→{','.join(request.slaves)}"
                         f" {assoc.state.value}: {reason}",
+                        reason="admission",
                     )
             elif not registered:
                 await self._register(request)
@@ -245,5 +246,6 @@ class Associations:
                     503,
                     f"key association {request.master}→{','.join(request.slaves)} not admitted"
                     f" within {timeout:g} s",
+                    reason="admission",
                 )
             await self.wait_for_change(remaining)

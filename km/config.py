@@ -98,6 +98,7 @@ class KmConfig:
     # Relay addresses of key managers that are not neighbours (node name -> host:port): the
     # far ends of post-quantum exchanges. Neighbours are reached at their `peers` address.
     key_managers: Mapping[str, Address] = field(default_factory=dict)
+    metrics: Address | None = None  # Prometheus /metrics (None: not served)
 
     @property
     def key_store_file(self) -> Path:
@@ -149,7 +150,7 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
     if top.get("qkdn_id") is not None and not is_uuid(qkdn_id):
         r.error("qkdn_id", f"{qkdn_id!r} is not a lower-case UUID")
     listen = r.mapping(
-        r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay", "skip")
+        r.required(top, "listen", ""), "listen", ("etsi014", "etsi004", "relay", "skip", "metrics")
     )
     tls = r.tls(top, "tls", "")
     if tls is None:
@@ -202,6 +203,7 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
             pqc_rekey_s=r.number(settings, "pqc_rekey_s", "settings", defaults.pqc_rekey_s),
         ),
         key_managers=_key_managers(r, top),
+        metrics=r.optional_address(listen, "metrics", "listen"),
     )
     if config.settings.pqc_batch > 1024:
         r.error(

@@ -35,10 +35,12 @@ class SupplyError(Exception):
     503 no key available (or a server-side failure).
     """
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        # Why, for the metrics (km/metrics.py REASONS); "" lets the status code say.
+        self.reason = reason
 
 
 class RemoteSupplier(Protocol):

@@ -100,6 +100,8 @@ def peer_relays_from_env(env: Mapping[str, str]) -> bool:
             f"{PEER_RELAYS_ENV}={value!r}: must be one of {', '.join(PEER_RELAYS_CHOICES)}"
         )
     return value == "config"
+
+
 def policy_file(plan: LabPlan) -> Path:
     return config_dir(plan) / "access-policy.yaml"
 
@@ -151,6 +153,12 @@ def _bare(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
+def _metrics(plan: LabPlan, config: str, host: str, place: _Place) -> dict[str, str]:
+    """The `metrics` listen field of config `config` when the plan gives it a port."""
+    port = plan.metrics_ports.get(config)
+    return {} if port is None else {"metrics": place.bind(host, port)}
+
+
 def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
     creds = plan.credentials
     state = Path(plan.state_dir)
@@ -163,6 +171,7 @@ def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "netconf": place.bind(name, node.netconf_port),
             "grpc": place.bind(name, node.agent_grpc_port),
             **({"restconf": place.bind(name, node.restconf_port)} if node.restconf_port else {}),
+            **_metrics(plan, agent_name(name), name, place),
         },
         "netconf": {
             "username": creds.netconf_username,
@@ -239,6 +248,7 @@ def _km(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
             "etsi004": place.bind(name, node.km_etsi004_port),
             "relay": place.bind(name, node.km_relay_port),
             **({"skip": place.bind(name, node.km_skip_port)} if node.km_skip_port else {}),
+            **_metrics(plan, km_name(name), name, place),
         },
         "agent": place.address(name, node.agent_grpc_port),
         "peers": [
@@ -290,7 +300,10 @@ def _far_key_managers(plan: LabPlan, name: str, place: _Place) -> dict[str, str]
 def _controller(plan: LabPlan, place: _Place) -> dict[str, Any]:
     creds = plan.credentials
     return {
-        "listen": {"api": place.bind(CONTROLLER, plan.controller.api_port)},
+        "listen": {
+            "api": place.bind(CONTROLLER, plan.controller.api_port),
+            **_metrics(plan, CONTROLLER, CONTROLLER, place),
+        },
         "nodes": [
             {
                 "name": node.name,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.hosts import Hosts
-from lab.plan import LabPlan
+from lab.plan import LabPlan, host_port
 
 ENDPOINTS_VERSION = 1
 ENDPOINTS_FILE = "endpoints.json"
@@ -87,6 +87,14 @@ class ControllerEndpoint:
 
 
 @dataclass(frozen=True)
+class MonitoringEndpoints:
+    """Prometheus /metrics of every process, and Prometheus itself (`lab up --monitoring`)."""
+
+    metrics: dict[str, str]  # process name -> its /metrics URL
+    prometheus: str  # Prometheus's URL ("" without --monitoring)
+
+
+@dataclass(frozen=True)
 class NetworkEndpoints:
     """Where the twin's processes run: "local" (127.0.0.1) or "netns" (a namespace each)."""
 
@@ -105,6 +113,7 @@ class Endpoints:
     nodes: tuple[NodeEndpoints, ...]
     apps: tuple[AppEndpoints, ...]
     network: NetworkEndpoints | None = None
+    monitoring: MonitoringEndpoints | None = None
 
     def node(self, name: str) -> NodeEndpoints:
         for node in self.nodes:
@@ -121,6 +130,7 @@ class Endpoints:
     def to_dict(self) -> dict[str, Any]:
         """JSON shape: nodes and apps keyed by name, so `jq .nodes.qnode1.km` works."""
         network = {} if self.network is None else {"network": asdict(self.network)}
+        monitoring = {} if self.monitoring is None else {"monitoring": asdict(self.monitoring)}
         return {
             "version": ENDPOINTS_VERSION,
             "name": self.name,
@@ -143,6 +153,7 @@ class Endpoints:
                 a.sae_id: {k: v for k, v in _fields(a).items() if k != "sae_id"} for a in self.apps
             },
             **network,
+            **monitoring,
         }
 
     def to_json(self) -> str:
@@ -212,6 +223,17 @@ class _Decoder:
             nodes=tuple(self.node(name, body) for name, body in nodes.items()),
             apps=tuple(self.app(sae_id, body) for sae_id, body in apps.items()),
             network=self.network(top["network"]) if "network" in top else None,
+            monitoring=self.monitoring(top["monitoring"]) if "monitoring" in top else None,
+        )
+
+    def monitoring(self, body: object) -> MonitoringEndpoints:
+        data = self.mapping(body, "monitoring")
+        metrics = self.mapping(data.get("metrics"), "monitoring.metrics")
+        for process, url in metrics.items():
+            if not isinstance(url, str):
+                raise self.fail(f"monitoring.metrics.{process}", "must be str")
+        return MonitoringEndpoints(
+            metrics=dict(metrics), prometheus=self.get(data, "prometheus", "monitoring", str)
         )
 
     def network(self, body: object) -> NetworkEndpoints:
@@ -327,7 +349,28 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
         nodes=tuple(nodes),
         apps=apps,
         network=None if hosts is None else _network(hosts),
+        monitoring=_monitoring(plan) if plan.metrics_ports else None,
     )
+
+
+def _monitoring(plan: LabPlan) -> MonitoringEndpoints:
+    """Each process's /metrics URL (by the process names `lab status` shows)."""
+    from lab.launcher import agents_processes, km_processes
+
+    urls = {"controller": _metrics_url(plan.controller.host, plan.metrics_ports["controller"])}
+    for prefix, groups in (("agent-", agents_processes(plan)), ("km-", km_processes(plan))):
+        for process, nodes in groups:
+            port = plan.metrics_ports.get(f"{prefix}{nodes[0]}")
+            if port is not None:
+                urls[process] = _metrics_url(plan.node(nodes[0]).host, port)
+    prometheus = ""
+    if plan.prometheus_port:
+        prometheus = f"http://{host_port(plan.controller.host, plan.prometheus_port)}"
+    return MonitoringEndpoints(urls, prometheus)
+
+
+def _metrics_url(host: str, port: int) -> str:
+    return f"http://{host_port(host, port)}/metrics"
 
 
 def _network(hosts: Hosts) -> NetworkEndpoints:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from agents.access.users import hash_password
+from common.config import ConfigError
 from lab.configs import CONTROLLER, agent_name, km_name, write_process_configs
 from lab.hosts import Host, Hosts, hosts_of
 from lab.plan import (
@@ -195,13 +196,16 @@ def make_plan(
     with_pki: bool = True,
     agent_processes: int | None = None,
     hosts: Hosts | None = None,
+    metrics: bool = True,
+    monitoring: bool = False,
 ) -> LabPlan:
     """Resolves the topology into a plan: ids, free ports, seeds, SSH keys and the lab PKI
     (signed by `ca` = (certificate, key) of an operator's own CA when given; not made at all
     with `with_pki=False`, for tests that make their own). `settings` overrides the file's;
     `agent_processes` spreads the agents (default: see `agent_groups`); `hosts` places the
     nodes and the controller (default: all on 127.0.0.1; in namespaces, one agents process
-    per node)."""
+    per node). `metrics` gives every process a /metrics port; `monitoring` (`lab up
+    --monitoring`) adds a Prometheus that scrapes them (lab/monitoring.py)."""
     from lab.pki import create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
@@ -209,7 +213,9 @@ def make_plan(
     if hosts is not None and hosts.nodes:
         agent_processes = len(topology.nodes)  # a node's agent runs on the node's own host
     address = (hosts or Hosts("local")).node
-    ports = iter(free_ports(PORTS_PER_NODE * len(topology.nodes) + 1))
+    # Node servers and the API, then (at most) a metrics port per process and Prometheus's.
+    metric_ports = 2 * len(topology.nodes) + 2 if metrics or monitoring else 0
+    ports = iter(free_ports(PORTS_PER_NODE * len(topology.nodes) + 1 + metric_ports))
     nodes = tuple(
         NodePlan(
             name=node.name,
@@ -263,7 +269,7 @@ def make_plan(
             ca=own_ca,
             km_hosts={n.name: [address(n.name).address] for n in topology.nodes},
         )
-    return LabPlan(
+    plan = LabPlan(
         name=topology.name,
         state_dir=str(state_dir),
         topology_file=str(topology_file),
@@ -310,6 +316,23 @@ def make_plan(
         operator_cert=(str(pki_dir / "operator.pem"), str(pki_dir / "operator.key")),
         controller_token_file=str(_controller_token(state_dir)),
     )
+    if not (metrics or monitoring):
+        return plan
+    return replace(
+        plan,
+        metrics_ports=metrics_ports(plan, ports),
+        prometheus_port=next(ports) if monitoring else 0,
+    )
+
+
+def metrics_ports(plan: LabPlan, ports: Iterator[int]) -> dict[str, int]:
+    """A /metrics port per process, shared by the configs of the nodes it hosts."""
+    found = {CONTROLLER: next(ports)}
+    for make, groups in ((agent_name, agents_processes(plan)), (km_name, km_processes(plan))):
+        for _, nodes in groups:
+            port = next(ports)
+            found.update({make(node): port for node in nodes})
+    return found
 
 
 # ---------------------------------------------------------------- processes
@@ -335,6 +358,17 @@ def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
         hosted = [argument for node in group for argument in ("--config", files[km_name(node)])]
         commands.append((name, _cli("km", "run", *hosted)))
     commands.append(("controller", _cli("controller", "run", "--config", files[CONTROLLER])))
+    if plan.prometheus_port:
+        from lab import monitoring
+
+        try:
+            binary = monitoring.prometheus_binary()
+            config = monitoring.write_scrape_config(
+                plan, agents_processes(plan), km_processes(plan)
+            )
+        except (monitoring.MonitoringError, ConfigError) as error:
+            raise LabError(f"prometheus: {error}") from None
+        commands.append((monitoring.PROCESS, monitoring.prometheus_argv(plan, config, binary)))
     return commands
 
 
@@ -478,6 +512,8 @@ def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
         return [(n.host, p) for n in hosted for p in (n.netconf_port, n.agent_grpc_port)]
     if name == "controller":
         return [(plan.controller.host, plan.controller.api_port)]
+    if name == "prometheus":
+        return [(plan.controller.host, plan.prometheus_port)]
     nodes = [plan.node(n) for n in km_nodes(plan, name)]
     return [
         (node.host, p)
@@ -498,7 +534,7 @@ def spawn_on(
 
 def process_host(plan: LabPlan, hosts: Hosts, name: str) -> Host:
     """Where process `name` runs: its node's host (an agents process: its nodes' one host)."""
-    if name == "controller":
+    if name in ("controller", "prometheus"):
         return hosts.controller
     if is_agents(name):
         placed = {hosts.node(node) for node in dict(agents_processes(plan))[name]}

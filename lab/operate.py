@@ -41,6 +41,11 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
         metavar="N",
         help="spread the agents over N processes (default: one per 25 nodes, at most one a core)",
     )
+    up.add_argument(
+        "--monitoring",
+        action="store_true",
+        help="also run Prometheus scraping every process (URL in endpoints.json, monitoring)",
+    )
     up.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     up.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
     _restart_options(up)
@@ -179,7 +184,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     try:
         plan = make_plan(
-            topology, path, state_dir, forced, ca, agent_processes=args.agent_processes, hosts=hosts
+            topology,
+            path,
+            state_dir,
+            forced,
+            ca,
+            agent_processes=args.agent_processes,
+            hosts=hosts,
+            monitoring=args.monitoring,
         )
         with console.status("starting the twin") as status:
             # The supervisor starts the processes on the hosts `state_dir` records.
@@ -264,6 +276,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(nodes)
     console.print(f"controller: {plan.controller.url}")
+    if plan.prometheus_port:
+        from lab.monitoring import prometheus_url
+
+        console.print(f"prometheus: {prometheus_url(plan)}")
     hosts = hosts_of(state_dir)
     if hosts.kind == "netns":
         console.print(

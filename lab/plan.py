@@ -170,6 +170,10 @@ class LabPlan:
     operator_cert: tuple[str, str] = ("", "")
     # Bearer token that the controller's API requires for every state-changing call (0600).
     controller_token_file: str = ""
+    # Prometheus /metrics port of each process config ("agent-<node>", "km-<node>",
+    # "controller"); the configs of one process share its port. Empty: no metrics.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    prometheus_port: int = 0  # `lab up --monitoring`: where Prometheus listens (0: none)
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -226,6 +230,8 @@ class LabPlan:
             agent_certs={k: (v[0], v[1]) for k, v in data.get("agent_certs", {}).items()},
             operator_cert=_pair(data.get("operator_cert", ("", ""))),
             controller_token_file=data.get("controller_token_file", ""),
+            metrics_ports={k: int(v) for k, v in data.get("metrics_ports", {}).items()},
+            prometheus_port=int(data.get("prometheus_port", 0)),
         )
 
     @staticmethod

@@ -43,6 +43,8 @@ class LinkEvents:
         self._overloaded: set[str] = set()
         self._reported_skr: dict[str, float] = {}
         self._reported_perf: dict[str, tuple[Performance, int]] = {}  # perf, report round
+        # Told (qkdl_id, distilling) when a PHYS link stops or starts distilling key (metrics).
+        self.link_watchers: list[Callable[[str, bool], None]] = []
         self._perf_round = 0
 
     def set_publisher(self, publish: Publish | None) -> None:
@@ -73,6 +75,9 @@ class LinkEvents:
             qber=after.qber,
             reason=after.reason,
         )
+        if change.went_down or change.came_up:
+            for watch in self.link_watchers:
+                watch(qkdl_id, change.came_up)
         if change.went_down:
             events.append(notifications.link_down(qkdl_id, after.reason))
             events.append(

@@ -122,6 +122,18 @@ class QkdNode:
     def reports(self) -> list[LinkReport]:
         return self.hardware.reports()
 
+    @property
+    def link_watchers(self) -> list[Callable[[str, bool], None]]:
+        """Told (qkdl_id, distilling) when a PHYS link stops or starts distilling key."""
+        return self.events.link_watchers
+
+    def telemetry(self) -> list[tuple[LinkReport, Performance]]:
+        """Each PHYS link's report and 015 performance, read together (for the metrics)."""
+        with self.hardware.lock:
+            return [
+                (self.hardware.report(q), self.events.performance(q)) for q in self.hardware.modules
+            ]
+
     # ---- ETSI 004, module side (agents/node/key_streams.py) -----------------------------------
 
     def open_connect(

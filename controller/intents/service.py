@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
@@ -96,6 +97,8 @@ class IntentService:
         self._queue = asyncio.Lock()  # FIFO: one change at a time
         self.history = 1000  # withdrawn intents remembered
         self.listeners: ListenerRegistry[IntentEvent] = ListenerRegistry()
+        # Called after each install transaction: (seconds it took, whether it committed).
+        self.install_observers: list[Callable[[float, bool], None]] = []
 
     # ------------------------------------------------------------ reads
 
@@ -346,7 +349,13 @@ class IntentService:
     ) -> None:
         """One transaction, then record where the intent's entries now are."""
         check_edits(edits, self._validate)
-        await apply_transaction(self._devices.run_steps, edits, undo, self._name)
+        started = time.monotonic()
+        try:
+            await apply_transaction(self._devices.run_steps, edits, undo, self._name)
+        except BaseException:
+            self._observe_install(time.monotonic() - started, False)
+            raise
+        self._observe_install(time.monotonic() - started, True)
         placed = self._placements.setdefault(intent_id, {})
         for device in edits:
             placement = result.get(device, Placement(False, False))
@@ -354,6 +363,10 @@ class IntentService:
                 placed[device] = placement
             else:
                 placed.pop(device, None)
+
+    def _observe_install(self, seconds: float, committed: bool) -> None:
+        for observe in self.install_observers:
+            observe(seconds, committed)
 
     async def _submit(self, request: KeyRequest, intent_id: IntentId) -> Intent:
         snapshot = self._topology()

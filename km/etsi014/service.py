@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from typing import Any
 from uuid import UUID
 
 from common.tracing import Tracer
-from km.access import AccessControl, AccessDenied
+from km.access import AccessControl, AccessDenied, Refusal
 from km.etsi014.schemas import KeyRequest, Status
 from km.key_store import KeyBatch, StoredKey
+from km.metrics import KmMetrics, NodeMetrics
 from km.pqc.mode import Origin
 from km.pqc.origins import KeyOrigin, OriginBook
 from km.supply import KeySupply, SupplyError
@@ -45,12 +47,18 @@ class Etsi014Error(Exception):
         message: str,
         details: Sequence[Mapping[str, Any]] | None = None,
         retry_after_s: float | None = None,
+        reason: str = "",
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
         self.details = [dict(d) for d in details] if details else None
         self.retry_after_s = retry_after_s
+        # The refusal reason counted in the metrics (km/metrics.py REASONS).
+        self.reason = reason or _REASON_OF_STATUS.get(status_code, "no_key")
+
+
+_REASON_OF_STATUS = {400: "bad_request", 401: "unauthorized", 503: "no_key"}
 
 
 @dataclass
@@ -75,6 +83,8 @@ class Etsi014Service:
         if local:
             self.origins.counted(Origin.LOCAL, len(keys))
         return self.origins.extensions(_key_ids(keys), default)
+
+    metrics: NodeMetrics = field(default_factory=lambda: KmMetrics.off().for_node("-"))
 
     def status(self, caller: str, slave: str) -> Status:
         self._known_caller(caller)
@@ -107,6 +117,18 @@ class Etsi014Service:
         )
 
     async def enc_keys(self, caller: str, slave: str, request: KeyRequest) -> Sequence[StoredKey]:
+        started = time.perf_counter()
+        try:
+            keys = await self._enc_keys(caller, slave, request)
+        except Etsi014Error as exc:
+            self.metrics.refused("enc_keys", caller, slave, exc.reason)
+            raise
+        bits = _bits(keys)
+        elapsed = time.perf_counter() - started
+        self.metrics.delivered("enc_keys", caller, slave, len(keys), bits, elapsed)
+        return keys
+
+    async def _enc_keys(self, caller: str, slave: str, request: KeyRequest) -> Sequence[StoredKey]:
         size = self.limits.key_size_bits if request.size is None else request.size
         self._check_request(request.number, size, request)
         self._known_caller(caller)
@@ -122,7 +144,7 @@ class Etsi014Service:
             keys = await self.supply.enc_keys(caller, slaves, request.number, size)
         except SupplyError as exc:
             self._refused(exc.status_code, "enc_keys")
-            raise Etsi014Error(exc.status_code, exc.message) from None
+            raise Etsi014Error(exc.status_code, exc.message, reason=exc.reason) from None
         self.counters["enc_keys_requests"] += 1
         self.counters["keys_delivered_to_masters"] += len(keys)
         if self.tracer.enabled:  # key_IDs formatted only for a lab timeline
@@ -131,6 +153,18 @@ class Etsi014Service:
         return keys
 
     def dec_keys(self, caller: str, master: str, key_ids: Sequence[UUID]) -> list[StoredKey]:
+        started = time.perf_counter()
+        try:
+            keys = self._dec_keys(caller, master, key_ids)
+        except Etsi014Error as exc:
+            self.metrics.refused("dec_keys", master, caller, exc.reason)
+            raise
+        bits = _bits(keys)
+        elapsed = time.perf_counter() - started
+        self.metrics.delivered("dec_keys", master, caller, len(keys), bits, elapsed)
+        return keys
+
+    def _dec_keys(self, caller: str, master: str, key_ids: Sequence[UUID]) -> list[StoredKey]:
         self._known_caller(caller)
         self._node_of_peer(master)
         if not key_ids:
@@ -146,7 +180,7 @@ class Etsi014Service:
             keys = self.supply.dec_keys(caller, master, [str(k) for k in key_ids])
         except SupplyError as exc:
             self._refused(exc.status_code, "dec_keys")
-            raise Etsi014Error(exc.status_code, exc.message) from None
+            raise Etsi014Error(exc.status_code, exc.message, reason=exc.reason) from None
         self.counters["dec_keys_requests"] += 1
         self.counters["keys_delivered_to_slaves"] += len(keys)
         self.tracer.emit("dec_keys.sent", slave=caller, key_ids=[k.key_id for k in keys])
@@ -197,8 +231,12 @@ class Etsi014Service:
             self.access.check(caller, peers, number, size)
         except AccessDenied as exc:
             self._refused(exc.status_code, what)
+            rate = exc.refusal is Refusal.RATE_EXCEEDED
             raise Etsi014Error(
-                exc.status_code, exc.message, retry_after_s=exc.retry_after_s
+                exc.status_code,
+                exc.message,
+                retry_after_s=exc.retry_after_s,
+                reason="rate" if rate else "access_policy",
             ) from None
 
     def _refused(self, status_code: int, what: str) -> None:
@@ -244,3 +282,10 @@ def key_container_json(
 
 def _key_ids(keys: Sequence[StoredKey]) -> list[str]:
     return keys.key_ids() if isinstance(keys, KeyBatch) else [k.key_id for k in keys]
+
+
+def _bits(keys: Sequence[StoredKey]) -> int:
+    """Bits of `keys` without building a key object per key of a batch."""
+    if isinstance(keys, KeyBatch):
+        return keys.number * keys.size_bits
+    return sum(k.size_bits for k in keys)

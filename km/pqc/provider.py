@@ -19,12 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from km.key_store import StoredKey
+from km.minting import DEFAULT_KEY_TTL_S
 from km.pqc import exchange, wire
 from km.pqc.client import PeerFailure, PqcClient
 from km.pqc.exchange import ExchangeError
 from km.pqc.kem import Kem
 from km.pqc.mode import KeyMode, Origin
-from km.supply import DEFAULT_KEY_TTL_S, RemoteSupplier, SupplyError
+from km.supply import RemoteSupplier, SupplyError
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from km.link_pools import (
     LinkKeyTimeout,
     LinkKeyUnavailable,
 )
+from km.metrics import KmMetrics, NodeMetrics
 from km.relay.client import RelayClient
 from km.relay.errors import FailureKind, RelayFailure
 from km.relay.hop_crypto import (
@@ -132,6 +133,7 @@ class Forwarder:
         self.timeouts = timeouts
         self.tracer = tracer or Tracer(f"km:{node}", None)
         self.link_sync = LinkSync(node, self.qkdn_id, pools, client, self.name_of, self.tracer)
+        self.metrics: NodeMetrics = KmMetrics.off().for_node(node)  # set by km/main.py
 
     def name_of(self, qkdn_id: str) -> str:
         return self.config.name_of(qkdn_id)
@@ -150,14 +152,21 @@ class Forwarder:
             )
         batch = Batch.of(keys)
         hops = max(len(assoc.path) - 1, 1)
-        deadline = time.monotonic() + hops * self.timeouts.per_hop_s
-        ack = await self._send(assoc, 1, batch, deadline)
-        if assoc.path and ack.stored_at != assoc.path[-1]:
-            raise RelayFailure(
-                FailureKind.UNAVAILABLE,
-                f"keys of association {assoc.app_id} stored at {self.name_of(ack.stored_at)},"
-                f" not at {self.name_of(assoc.path[-1])}",
-            )
+        started = time.monotonic()
+        deadline = started + hops * self.timeouts.per_hop_s
+        slaves = ",".join(assoc.slaves)
+        try:
+            ack = await self._send(assoc, 1, batch, deadline)
+            if assoc.path and ack.stored_at != assoc.path[-1]:
+                raise RelayFailure(
+                    FailureKind.UNAVAILABLE,
+                    f"keys of association {assoc.app_id} stored at {self.name_of(ack.stored_at)},"
+                    f" not at {self.name_of(assoc.path[-1])}",
+                )
+        except RelayFailure:
+            self.metrics.relay_failed(assoc.master, slaves)
+            raise
+        self.metrics.relayed(assoc.master, slaves, len(keys), hops, time.monotonic() - started)
         self.tracer.emit("relay.done", hops=ack.hops, key_ids=list(batch.key_ids))
 
     # ---------------------------------------------------------------- every other node

@@ -152,7 +152,9 @@ def plan_export(
     topology = load_topology(topology_file)
     address = addressing(topology)
     state_dir = state_dir.resolve()
-    plan = _fixed_ports(make_plan(topology, topology_file, state_dir, ca=ca, with_pki=False))
+    plan = _fixed_ports(
+        make_plan(topology, topology_file, state_dir, ca=ca, with_pki=False, metrics=False)
+    )
     create_lab_pki(
         state_dir,
         [node.name for node in plan.nodes],
