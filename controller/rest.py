@@ -1,6 +1,6 @@
 """A small HTTP JSON API over the controller (used by `qkdsdn controller ...`) on `listen.api`.
 
-GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
+GET /live (the live view page; /live/state, /live/events: controller/web/), /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
 POST /admit, /intents (a key request); DELETE /intents/{id}.
 Every call but GET needs `Authorization: Bearer <token>` (controller/api_token.py): 401
 without it, 403 with a wrong one; reads stay open.
@@ -20,6 +20,8 @@ from controller.api import Controller
 from controller.api_token import ApiToken, check_request
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
+from controller.web.feed import LiveFeed
+from controller.web.routes import live_router
 
 UINT32 = 0xFFFFFFFF
 
@@ -196,6 +198,11 @@ def build_app(controller: Controller, token: ApiToken) -> FastAPI:
             raise HTTPException(status_code=503, detail=str(error)) from None
         return intent_json(intent, controller.topology())
 
+    feed = LiveFeed(controller.topology)
+    controller.topology_events.add(feed.on_topology)
+    controller.intent_events.add(feed.on_intent)
+    app.state.live_feed = feed
+    app.include_router(live_router(controller, feed))
     return app
 
 
@@ -208,5 +215,6 @@ def api_server(controller: Controller, address: Address, token: ApiToken) -> uvi
         port=address.port,
         log_level="warning",
         lifespan="off",
+        timeout_graceful_shutdown=1,  # live view streams never end by themselves
     )
     return uvicorn.Server(config)
