@@ -4,6 +4,7 @@ network): open a page, evaluate JavaScript in it, take a screenshot."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -154,10 +155,8 @@ class Browser:
                 self._process.kill()
                 self._process.wait()
         for fd in (self._to_browser, self._from_browser):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._profile.cleanup()
 
     def __enter__(self) -> Browser:
