@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import node_uuid
+from controller.steering import SteeringSettings
 
 __all__ = ["ConfigError", "ControllerConfig", "ManagedNode", "load"]
 
@@ -28,7 +29,19 @@ FIELDS = (
     "allow_preemption",
     "relay",
     "poll_interval_s",
+    "steering",
 )
+STEERING_FIELDS = (
+    "mode",
+    "interval_s",
+    "hold_s",
+    "drop_ratio",
+    "recover_ratio",
+    "drain_ratio",
+    "drain_clear_ratio",
+    "priorities",
+)
+STEERING_MODES = ("static", "data-driven")
 POLICIES = ("fewest-hops", "key-aware")
 RELAY_MODES = ("aes-gcm", "otp")
 
@@ -57,6 +70,20 @@ class RelayDefaults:
 
 
 @dataclass(frozen=True)
+class SteeringConfig:
+    """`steering`: static (react to link down only, as before) or data-driven (controller/
+    steering.py moves associations off degraded or draining links, by priority)."""
+
+    mode: str = "static"
+    interval_s: float = 1.0  # how often the data-driven steering looks at the network
+    settings: SteeringSettings = field(default_factory=SteeringSettings)
+
+    @property
+    def data_driven(self) -> bool:
+        return self.mode == "data-driven"
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     file: Path
     api: Address
@@ -69,6 +96,7 @@ class ControllerConfig:
     allow_preemption: bool
     relay: RelayDefaults
     poll_interval_s: float
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
 
     @property
     def api_url(self) -> str:
@@ -124,6 +152,7 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
             r.integer(relay, "e2e_buffer", "relay", 3, minimum=0),
         ),
         poll_interval_s=r.number(top, "poll_interval_s", "", 5.0),
+        steering=_steering(r, top.get("steering")),
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")
@@ -165,3 +194,38 @@ def _forced_paths(r: Reader, data: Any, names: set[str]) -> dict[str, tuple[str,
         else:
             found[pair] = tuple(path)
     return found
+
+
+def _steering(r: Reader, data: Any) -> SteeringConfig:
+    top = r.mapping(data, "steering", STEERING_FIELDS)
+    defaults = SteeringSettings()
+    priorities: dict[str, int] = {}
+    raw = top.get("priorities") or {}
+    if not isinstance(raw, dict):
+        r.error("steering.priorities", "must be a mapping of SAE name to priority")
+        raw = {}
+    for sae, value in raw.items():
+        if not isinstance(sae, str) or isinstance(value, bool) or not isinstance(value, int):
+            r.error(f"steering.priorities.{sae}", f"must be an integer priority, not {value!r}")
+        elif not 0 <= value <= 0xFFFFFFFF:
+            r.error(f"steering.priorities.{sae}", f"must be a uint32, not {value}")
+        else:
+            priorities[sae] = value
+    ratios = {
+        name: r.number(top, name, "steering", getattr(defaults, name))
+        for name in ("drop_ratio", "recover_ratio", "drain_ratio", "drain_clear_ratio")
+    }
+    try:
+        settings = SteeringSettings(
+            hold_s=r.number(top, "hold_s", "steering", defaults.hold_s, positive=False),
+            priorities=priorities,
+            **ratios,
+        )
+    except ValueError as error:
+        r.error("steering", str(error).removeprefix("steering: "))
+        settings = defaults
+    return SteeringConfig(
+        r.choice(top, "mode", "steering", STEERING_MODES, "static"),
+        r.number(top, "interval_s", "steering", 1.0),
+        settings,
+    )

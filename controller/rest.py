@@ -20,6 +20,7 @@ from controller.api import Controller
 from controller.api_token import ApiToken, check_request
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
+from controller.steering_service import SteeringService
 from controller.web.feed import LiveFeed
 from controller.web.routes import live_router
 
@@ -93,7 +94,9 @@ def decision_json(decision: Decision, snapshot: TopologySnapshot) -> dict[str, A
     }
 
 
-def build_app(controller: Controller, token: ApiToken) -> FastAPI:
+def build_app(
+    controller: Controller, token: ApiToken, steering: SteeringService | None = None
+) -> FastAPI:
     app = FastAPI(title="qkd-sdn controller", docs_url=None, redoc_url=None)
 
     @app.middleware("http")
@@ -201,16 +204,23 @@ def build_app(controller: Controller, token: ApiToken) -> FastAPI:
     feed = LiveFeed(controller.topology)
     controller.topology_events.add(feed.on_topology)
     controller.intent_events.add(feed.on_intent)
+    if steering is not None:
+        steering.listeners.add(feed.on_steering)
     app.state.live_feed = feed
-    app.include_router(live_router(controller, feed))
+    app.include_router(live_router(controller, feed, steering))
     return app
 
 
-def api_server(controller: Controller, address: Address, token: ApiToken) -> uvicorn.Server:
+def api_server(
+    controller: Controller,
+    address: Address,
+    token: ApiToken,
+    steering: SteeringService | None = None,
+) -> uvicorn.Server:
     """The HTTP server on `address`; run with `await server.serve()`. State-changing calls
-    need `token`."""
+    need `token`; `steering` (data-driven control, if on) shows its decisions in /live."""
     config = uvicorn.Config(
-        build_app(controller, token),
+        build_app(controller, token, steering),
         host=address.host,
         port=address.port,
         log_level="warning",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from controller.intents.service import IntentEvent, IntentEventType
 from controller.model import TopologySnapshot
+from controller.steering_service import SteeringDecision
 from controller.topology.events import TopologyEvent, TopologyEventType
 
 ALARMS = {
@@ -84,3 +85,6 @@ class LiveFeed:
         if event.type is not IntentEventType.INSTALLED and intent.reason:
             text += f" ({intent.reason})"
         self.add("decision", text)
+
+    def on_steering(self, decision: SteeringDecision) -> None:
+        self.add("steering", decision.text)

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from controller.api import Controller
+from controller.steering_service import SteeringService
 from controller.web.feed import LiveFeed
 from controller.web.state import live_state
 
@@ -25,7 +26,10 @@ def page_html() -> str:
 
 
 def frame_of(
-    controller: Controller, feed: LiveFeed, now: Callable[[], float] = time.time
+    controller: Controller,
+    feed: LiveFeed,
+    steering: SteeringService | None = None,
+    now: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     return live_state(
         controller.topology(),
@@ -33,6 +37,7 @@ def frame_of(
         controller.intents(),
         feed.entries(),
         now(),
+        steering.health if steering is not None else None,
     )
 
 
@@ -41,7 +46,12 @@ def sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def live_router(controller: Controller, feed: LiveFeed, period: float = 0.5) -> APIRouter:
+def live_router(
+    controller: Controller,
+    feed: LiveFeed,
+    steering: SteeringService | None = None,
+    period: float = 0.5,
+) -> APIRouter:
     """Read-only routes; a frame goes out every `period` seconds (at least once a second)."""
     if not 0 < period <= 1.0:
         raise ValueError(f"live view period must be in (0, 1] s, got {period}")
@@ -54,14 +64,14 @@ def live_router(controller: Controller, feed: LiveFeed, period: float = 0.5) -> 
 
     @router.get("/live/state")
     def state() -> dict[str, Any]:
-        return frame_of(controller, feed)
+        return frame_of(controller, feed, steering)
 
     @router.get("/live/events")
     async def events(request: Request) -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
             yield f"retry: {RETRY_MS}\n\n"
             while not await request.is_disconnected():
-                yield sse("state", frame_of(controller, feed))
+                yield sse("state", frame_of(controller, feed, steering))
                 await asyncio.sleep(period)
 
         return StreamingResponse(

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.model import Intent, IntentState, Reservations, TopologySnapshot
+from controller.model import Intent, IntentState, LinkId, Reservations, TopologySnapshot
+from controller.steering import LinkHealth
 from controller.web.feed import FeedEntry
 
 SHOWN_STATES = (
@@ -22,8 +23,10 @@ def live_state(
     intents: Iterable[Intent],
     feed: Iterable[FeedEntry],
     now: float,
+    health: Mapping[LinkId, LinkHealth] | None = None,
 ) -> dict[str, Any]:
-    """One frame of the live view; names, never key material."""
+    """One frame of the live view; names, never key material. `health`: data-driven
+    steering's view of the links (None: static control)."""
     name = snapshot.name_of
     nodes = sorted(
         (
@@ -49,6 +52,7 @@ def live_state(
                 "pool_bits": link.pool_level_bits,
                 "reserved": reserved,
                 "load": round(reserved / link.skr, 3) if link.skr else None,
+                "steering": _condition(health.get(link.qkdl_id) if health else None),
             }
         )
     links.sort(key=lambda x: (x["a"], x["b"], x["id"]))
@@ -75,8 +79,17 @@ def live_state(
     shown.sort(key=lambda i: (str(i["pair"]), str(i["id"])))
     return {
         "time": now,
+        "control": "static" if health is None else "data-driven",
         "nodes": nodes,
         "links": links,
         "intents": shown,
         "feed": [{"seq": e.seq, "at": e.at, "kind": e.kind, "text": e.text} for e in feed],
     }
+
+
+def _condition(health: LinkHealth | None) -> str:
+    if health is None:
+        return ""
+    if health.degraded:
+        return "degraded"
+    return "draining" if health.draining else "healthy"
