@@ -66,7 +66,7 @@ class LiveFeed:
             return
         snapshot = self._topology()
         if event.link is not None:
-            a, b = snapshot.name_of(event.link.a), snapshot.name_of(event.link.b)
+            a, b = sorted((snapshot.name_of(event.link.a), snapshot.name_of(event.link.b)))
             subject = f"{a}–{b}"
         else:
             subject = snapshot.name_of(event.subject)
