@@ -29,7 +29,7 @@ import httpx
 
 from agents.physics import link_rate
 from lab import faults
-from lab.launcher import make_plan, running_lab
+from lab.launcher import LabError, make_plan, running_lab
 from lab.plan import LabPlan
 from lab.topology import LinkSpec, Topology, load_topology, topology_path
 
@@ -350,6 +350,29 @@ def run_mode(
             f"p50 {s.p50_ms:.0f} ms, p99 {s.p99_ms:.0f} ms, {s.keys_delivered} keys"
         )
     return ModeResult(mode, summary, outcomes, drop, events, t0)
+
+
+@contextmanager
+def _twin(
+    topology: Topology, topo_file: Path, state_dir: Path, mode: str, say: Callable[[str], None]
+) -> Iterator[LabPlan]:
+    """A running twin; on a busy machine another program may take a port between planning
+    and binding, so a failed start is planned again with fresh ports (three tries)."""
+    for attempt in range(1, 4):
+        plan = make_plan(topology, topo_file, state_dir / f"try{attempt}")
+        try:
+            lab = running_lab(plan, progress=lambda name: say(f"[{mode}] started {name}"))
+            lab.__enter__()
+        except LabError as error:
+            if attempt == 3:
+                raise
+            say(f"[{mode}] the twin did not start ({str(error).splitlines()[0]}); again")
+            continue
+        try:
+            yield plan
+        finally:
+            lab.__exit__(None, None, None)
+        return
 
 
 def _sleep_until(when: float) -> None:
