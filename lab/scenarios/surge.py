@@ -4,7 +4,9 @@ control in the same run; per pair: 014 requests failed, key response delay, keys
 
 Key response delay is counted from the moment the application wanted the key (its Poisson
 arrival) to the enc_keys answer, so waiting for a busy client counts too; a request fails
-when enc_keys or dec_keys does not answer 200 within `timeout_s`, or the keys differ.
+when enc_keys or dec_keys does not answer 200 within `timeout_s`, or the keys differ, or
+the application's own requests waited `timeout_s` for one of its `workers_per_pair`
+connections ("client backlog": the pair asks faster than its keys come).
 """
 
 from __future__ import annotations
@@ -314,9 +316,10 @@ def run_mode(
             for sae in (load.master, load.slave)
         }
         pools = {
-            load.pair: stack.enter_context(ThreadPoolExecutor(settings.workers_per_pair))
-            for load in settings.loads
+            load.pair: ThreadPoolExecutor(settings.workers_per_pair) for load in settings.loads
         }
+        for pool in pools.values():
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         try:
             say(f"[{mode}] twin ready: {len(schedule)} requests over {settings.duration_s:.0f} s")
             t0 = time.time()
@@ -331,7 +334,15 @@ def run_mode(
                 _sleep_until(t0 + at)
 
                 def one(load: PairLoad = load, wanted: float = t0 + at) -> None:
-                    outcome = _request(plan, clients, load, wanted, t0, plan.settings.key_size_bits)
+                    if time.time() - wanted > settings.timeout_s:  # gave up before asking
+                        waited = (time.time() - wanted) * 1000.0
+                        outcome = Outcome(
+                            load.pair, wanted - t0, waited, False, "client backlog", 0
+                        )
+                    else:
+                        outcome = _request(
+                            plan, clients, load, wanted, t0, plan.settings.key_size_bits
+                        )
                     with lock:
                         outcomes.append(outcome)
 
