@@ -68,7 +68,7 @@ class SurgeSettings:
     loads: tuple[PairLoad, ...] = (
         PairLoad("hospital-a", "hospital-b", 2.5, 16, 0.0, priority=10),
         PairLoad("bank-hq", "bank-dc", 1.0, 8, 0.0, priority=5),
-        PairLoad("campus-upm", "office-central", 5.0, 64, 40.0, priority=0),
+        PairLoad("campus-upm", "office-central", 2.0, 64, 40.0, priority=0),
     )
 
     def __post_init__(self) -> None:
@@ -301,15 +301,12 @@ def run_mode(
         for load in settings.loads
         for t in arrivals(load.rate_per_s, load.start_s, settings.duration_s, rng)
     )
-    plan = make_plan(topology, topo_file, state_dir)
     outcomes: list[Outcome] = []
     lock = threading.Lock()
     drop = ""
     with ExitStack() as stack:
         stack.enter_context(controller_mode(mode, settings.loads))
-        stack.enter_context(
-            running_lab(plan, progress=lambda name: say(f"[{mode}] started {name}"))
-        )
+        plan = stack.enter_context(_twin(topology, topo_file, state_dir, mode, say))
         clients = {
             sae: _client(plan, sae, settings.timeout_s)
             for load in settings.loads
@@ -321,7 +318,7 @@ def run_mode(
         for pool in pools.values():
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         try:
-            say(f"[{mode}] twin ready: {len(schedule)} requests over {settings.duration_s:.0f} s")
+            say(f"{mode}: twin ready: {len(schedule)} requests over {settings.duration_s:.0f} s")
             t0 = time.time()
             futures: list[Future[None]] = []
             dropped = False
@@ -329,7 +326,7 @@ def run_mode(
                 if not dropped and at >= settings.drop_at_s:
                     _sleep_until(t0 + settings.drop_at_s)
                     drop = faults.inject(plan, "eavesdrop", settings.drop_link, fraction)
-                    say(f"[{mode}] SKR of {settings.drop_link} / {settings.drop_factor:g}: {drop}")
+                    say(f"{mode}: SKR of {settings.drop_link} / {settings.drop_factor:g}: {drop}")
                     dropped = True
                 _sleep_until(t0 + at)
 
@@ -357,7 +354,7 @@ def run_mode(
     summary = summarise(outcomes, settings.loads)
     for s in summary:
         say(
-            f"[{mode}] {s.pair}: {s.requests} requests, {s.failed} failed, "
+            f"{mode}: {s.pair}: {s.requests} requests, {s.failed} failed, "
             f"p50 {s.p50_ms:.0f} ms, p99 {s.p99_ms:.0f} ms, {s.keys_delivered} keys"
         )
     return ModeResult(mode, summary, outcomes, drop, events, t0)
@@ -372,12 +369,12 @@ def _twin(
     for attempt in range(1, 4):
         plan = make_plan(topology, topo_file, state_dir / f"try{attempt}")
         try:
-            lab = running_lab(plan, progress=lambda name: say(f"[{mode}] started {name}"))
+            lab = running_lab(plan, progress=lambda name: say(f"{mode}: started {name}"))
             lab.__enter__()
         except LabError as error:
             if attempt == 3:
                 raise
-            say(f"[{mode}] the twin did not start ({str(error).splitlines()[0]}); again")
+            say(f"{mode}: the twin did not start ({str(error).splitlines()[0]}); again")
             continue
         try:
             yield plan
