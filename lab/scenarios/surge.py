@@ -240,12 +240,11 @@ def _request(
     clients: Mapping[str, httpx.Client],
     load: PairLoad,
     wanted_at: float,
-    t0: float,
+    at_s: float,
     size_bits: int,
 ) -> Outcome:
     master_km = plan.node(plan.app(load.master).node).km_etsi014_url
     slave_km = plan.node(plan.app(load.slave).node).km_etsi014_url
-    at_s = wanted_at - t0
 
     def failed(status: str) -> Outcome:
         return Outcome(load.pair, at_s, (time.time() - wanted_at) * 1000.0, False, status, 0)
@@ -330,15 +329,14 @@ def run_mode(
                     dropped = True
                 _sleep_until(t0 + at)
 
-                def one(load: PairLoad = load, wanted: float = t0 + at) -> None:
+                def one(load: PairLoad = load, at: float = at) -> None:
+                    wanted = t0 + at
                     if time.time() - wanted > settings.timeout_s:  # gave up before asking
                         waited = (time.time() - wanted) * 1000.0
-                        outcome = Outcome(
-                            load.pair, wanted - t0, waited, False, "client backlog", 0
-                        )
+                        outcome = Outcome(load.pair, at, waited, False, "client backlog", 0)
                     else:
                         outcome = _request(
-                            plan, clients, load, wanted, t0, plan.settings.key_size_bits
+                            plan, clients, load, wanted, at, plan.settings.key_size_bits
                         )
                     with lock:
                         outcomes.append(outcome)
