@@ -87,6 +87,15 @@ class SteeringService:
         self._health = assess(
             before, self._topology(), self._intents.reservations(), now, self.settings
         )
+        for lid, health in self._health.items():
+            previous = before.get(lid)
+            if health.troubled != (previous.troubled if previous else False):
+                log.info(
+                    "steering: %s (SKR %d, demand %d bit/s)",
+                    health.reason(),
+                    health.skr,
+                    health.demand,
+                )
         self._intents.policy = steered_policy(self._health, self.settings)
         actions = plan_actions(
             self._health, self._intents.intents(), self._memory, now, self.settings

@@ -59,7 +59,7 @@ SCENARIOS: dict[str, Scenario] = {
             pairs=(
                 ("hospital-a", "hospital-b"),
                 ("bank-hq", "bank-dc"),
-                ("campus-upm", "office-central"),
+                ("office-central", "campus-upm"),
             ),
         ),
     )

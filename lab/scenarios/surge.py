@@ -66,9 +66,9 @@ class SurgeSettings:
     workers_per_pair: int = 6
     seed: int = 2026
     loads: tuple[PairLoad, ...] = (
-        PairLoad("hospital-a", "hospital-b", 2.5, 16, 0.0, priority=10),
+        PairLoad("hospital-a", "hospital-b", 2.0, 16, 0.0, priority=10),
         PairLoad("bank-hq", "bank-dc", 1.0, 8, 0.0, priority=5),
-        PairLoad("campus-upm", "office-central", 2.0, 64, 40.0, priority=0),
+        PairLoad("office-central", "campus-upm", 2.0, 64, 40.0, priority=0),
     )
 
     def __post_init__(self) -> None:

@@ -23,14 +23,14 @@ def test_a_short_surge_runs_both_modes_and_steering_moves_the_priority_pair(
         surge_at_s=15.0,
         loads=(
             PairLoad("hospital-a", "hospital-b", 1.0, 8, 0.0, priority=10),
-            PairLoad("campus-upm", "office-central", 1.0, 32, 15.0),
+            PairLoad("office-central", "campus-upm", 1.0, 32, 15.0),
         ),
     )
     result = run_surge(tmp_path / "out", tmp_path / "state", settings=settings)
     assert [run.mode for run in result.runs] == ["static", "data-driven"]
     static, steered = result.runs
     for run in result.runs:
-        assert [p.pair for p in run.pairs] == ["hospital-a>hospital-b", "campus-upm>office-central"]
+        assert [p.pair for p in run.pairs] == ["hospital-a>hospital-b", "office-central>campus-upm"]
         assert all(o.status != "keys differ" for o in run.outcomes)
         assert "skr=" in run.drop
     # The same Poisson requests in both runs.
