@@ -4,8 +4,9 @@ over it costs, and which key associations to move off it or bring back.
 A link is *degraded* when its secret key rate falls below `drop_ratio` of its reference (the
 best rate it reported over `reference_window_s`), and healthy again only above
 `recover_ratio` (hysteresis). It is *draining* when what is drawn from it (skr - eskr), what
-is reserved on it or what its nodes expect to consume reaches `drain_ratio` of its rate (its
-key pools then empty), and clear again below `drain_clear_ratio`. An association is moved at
+is reserved on it or what its nodes expect to consume reaches `drain_ratio` of its rate (the
+key pools of one relay direction, which has half of the rate, then empty), and clear again
+below `drain_clear_ratio`. An association is moved at
 most once per `hold_s`, so nothing flaps. Functions of their inputs and `now`; no I/O.
 """
 
@@ -35,8 +36,10 @@ from controller.paths import EdgeData, HopCost, KeyAware, PathPolicy, RouteView,
 class SteeringSettings:
     drop_ratio: float = 0.5
     recover_ratio: float = 0.8
-    drain_ratio: float = 0.9
-    drain_clear_ratio: float = 0.7
+    # A relay direction gets half of a link's key (each end sends with its own parity), so
+    # one direction runs dry when the link as a whole is drawn at 50 %: draining from 45 %.
+    drain_ratio: float = 0.45
+    drain_clear_ratio: float = 0.3
     hold_s: float = 10.0
     reference_window_s: float = 300.0
     avoid_cost: float = 8.0  # path cost multiplier of a degraded or draining link

@@ -30,7 +30,7 @@ from controller.steering import (
 )
 from controller.topology.synthetic import snapshot_from_graph
 
-SETTINGS = SteeringSettings(hold_s=10.0)
+SETTINGS = SteeringSettings(hold_s=10.0, drain_ratio=0.9, drain_clear_ratio=0.7)
 
 
 def triangle() -> tuple[TopologySnapshot, dict[str, str]]:
@@ -201,6 +201,17 @@ def test_the_steered_policy_routes_around_a_troubled_link_when_a_detour_exists()
     troubled = assess({}, with_link(snap, lid, eskr=0), Reservations(), 0.0, SETTINGS)
     decision = admit(snap, Reservations(), request, steered_policy(troubled, SETTINGS))
     assert decision.path is not None and decision.path.nodes == (ids["n1"], ids["n2"], ids["n3"])
+
+
+def test_by_default_a_link_drawn_at_half_its_rate_drains_one_relay_direction() -> None:
+    snap, ids = triangle()
+    lid = link_id(snap, ids, "n1", "n3")
+    health = assess({}, with_link(snap, lid, eskr=50_000), Reservations(), 0.0, SteeringSettings())
+    assert health[lid].draining
+    health = assess(
+        health, with_link(snap, lid, eskr=80_000), Reservations(), 1.0, SteeringSettings()
+    )
+    assert not health[lid].draining
 
 
 def test_bad_steering_settings_are_refused_naming_the_field() -> None:
