@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import re
 import ssl
 import tempfile
 import threading
@@ -256,14 +257,14 @@ def _request(
         )
         delay_ms = (time.time() - wanted_at) * 1000.0
         if enc.status_code != 200:
-            return failed(f"enc_keys {enc.status_code}")
+            return failed(f"enc_keys {enc.status_code}: {_reason(enc)}")
         keys = enc.json()["keys"]
         dec = clients[load.slave].post(
             f"{slave_km}/api/v1/keys/{load.master}/dec_keys",
             json={"key_IDs": [{"key_ID": k["key_ID"]} for k in keys]},
         )
         if dec.status_code != 200:
-            return failed(f"dec_keys {dec.status_code}")
+            return failed(f"dec_keys {dec.status_code}: {_reason(dec)}")
         got = {k["key_ID"]: base64.b64decode(k["key"]) for k in dec.json()["keys"]}
         if any(got.get(k["key_ID"]) != base64.b64decode(k["key"]) for k in keys):
             return failed("keys differ")
@@ -272,6 +273,15 @@ def _request(
     except httpx.HTTPError as error:
         return failed(type(error).__name__)
     return Outcome(load.pair, at_s, round(delay_ms, 3), True, "ok", len(keys))
+
+
+def _reason(reply: httpx.Response) -> str:
+    """The ETSI error message, with numbers and ids blanked so that alike failures group."""
+    try:
+        message = str(reply.json().get("message", ""))
+    except ValueError:
+        message = reply.text
+    return re.sub(r"[0-9a-f-]{8,}|\d+", "#", message)[:90]
 
 
 def _live_events(plan: LabPlan) -> list[dict[str, Any]]:
