@@ -441,7 +441,11 @@ def surge_chart(result: SurgeResult, settings: SurgeSettings, path: Path) -> Non
             summary = next(s for s in run.pairs if s.pair == load.pair)
             label = (
                 f"{load.pair} (prio {load.priority}): {summary.failed}/{summary.requests} failed, "
-                f"p99 {summary.p99_ms:.0f} ms"
+                + (
+                    f"p99 {summary.p99_ms:.0f} ms"
+                    if summary.failed < summary.requests
+                    else "none answered"
+                )
             )
             ax.scatter(
                 [o.at_s for o in ok],
