@@ -1,6 +1,7 @@
 """A small HTTP JSON API over the controller (used by `qkdsdn controller ...`) on `listen.api`.
 
-GET /live (the live view page; /live/state, /live/events: controller/web/), /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id};
+GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id}, and the live
+view /live, /live/state, /live/events (controller/web/);
 POST /admit, /intents (a key request); DELETE /intents/{id}.
 Every call but GET needs `Authorization: Bearer <token>` (controller/api_token.py): 401
 without it, 403 with a wrong one; reads stay open.
