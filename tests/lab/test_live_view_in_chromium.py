@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.lab,
+    pytest.mark.timeout(600),  # a twin, a browser and a controller restart on a busy machine
     pytest.mark.skipif(chromium_executable() is None, reason="needs chromium (make setup)"),
 ]
 
