@@ -9,6 +9,7 @@ without it, 403 with a wrong one; reads stay open.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -96,7 +97,10 @@ def decision_json(decision: Decision, snapshot: TopologySnapshot) -> dict[str, A
 
 
 def build_app(
-    controller: Controller, token: ApiToken, steering: SteeringService | None = None
+    controller: Controller,
+    token: ApiToken,
+    steering: SteeringService | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> FastAPI:
     app = FastAPI(title="qkd-sdn controller", docs_url=None, redoc_url=None)
 
@@ -208,7 +212,7 @@ def build_app(
     if steering is not None:
         steering.listeners.add(feed.on_steering)
     app.state.live_feed = feed
-    app.include_router(live_router(controller, feed, steering))
+    app.include_router(live_router(controller, feed, steering, stopping=stopping))
     return app
 
 
@@ -220,12 +224,18 @@ def api_server(
 ) -> uvicorn.Server:
     """The HTTP server on `address`; run with `await server.serve()`. State-changing calls
     need `token`; `steering` (data-driven control, if on) shows its decisions in /live."""
+    servers: list[uvicorn.Server] = []  # the live view's streams end when it stops
+
+    def stopping() -> bool:
+        return bool(servers) and servers[0].should_exit
+
     config = uvicorn.Config(
-        build_app(controller, token, steering),
+        build_app(controller, token, steering, stopping),
         host=address.host,
         port=address.port,
         log_level="warning",
         lifespan="off",
-        timeout_graceful_shutdown=1,  # live view streams never end by themselves
+        timeout_graceful_shutdown=2,  # a stream still open then is cut
     )
-    return uvicorn.Server(config)
+    servers.append(uvicorn.Server(config))
+    return servers[0]

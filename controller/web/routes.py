@@ -51,8 +51,11 @@ def live_router(
     feed: LiveFeed,
     steering: SteeringService | None = None,
     period: float = 0.5,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> APIRouter:
-    """Read-only routes; a frame goes out every `period` seconds (at least once a second)."""
+    """Read-only routes; a frame goes out every `period` seconds (at least once a second).
+    Streams end by themselves once `stopping()` says the server is shutting down (the
+    browser then reconnects to whatever serves next)."""
     if not 0 < period <= 1.0:
         raise ValueError(f"live view period must be in (0, 1] s, got {period}")
     router = APIRouter()
@@ -70,7 +73,7 @@ def live_router(
     async def events(request: Request) -> StreamingResponse:
         async def stream() -> AsyncIterator[str]:
             yield f"retry: {RETRY_MS}\n\n"
-            while not await request.is_disconnected():
+            while not stopping() and not await request.is_disconnected():
                 yield sse("state", frame_of(controller, feed, steering))
                 await asyncio.sleep(period)
 
