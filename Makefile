@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-SYSPKG := libyang2-dev libyang2-tools gcc pkg-config iproute2 prometheus
+SYSPKG := libyang2-dev libyang2-tools gcc pkg-config iproute2 prometheus chromium
 
 .PHONY: setup demo test lint types unit bindings protos check-generated clean
 

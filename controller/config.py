@@ -14,6 +14,7 @@ from typing import Any
 
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import node_uuid
+from controller.steering import SteeringSettings
 
 __all__ = ["ConfigError", "ControllerConfig", "ManagedNode", "load"]
 
@@ -30,8 +31,20 @@ FIELDS = (
     "poll_interval_s",
     "api_tokens",
     "audit_log",
+    "steering",
 )
 API_ROLES = ("viewer", "operator", "admin")
+STEERING_FIELDS = (
+    "mode",
+    "interval_s",
+    "hold_s",
+    "drop_ratio",
+    "recover_ratio",
+    "drain_ratio",
+    "drain_clear_ratio",
+    "priorities",
+)
+STEERING_MODES = ("static", "data-driven")
 POLICIES = ("fewest-hops", "key-aware")
 RELAY_MODES = ("aes-gcm", "otp")
 
@@ -60,6 +73,20 @@ class RelayDefaults:
 
 
 @dataclass(frozen=True)
+class SteeringConfig:
+    """`steering`: static (react to link down only, as before) or data-driven (controller/
+    steering.py moves associations off degraded or draining links, by priority)."""
+
+    mode: str = "static"
+    interval_s: float = 1.0  # how often the data-driven steering looks at the network
+    settings: SteeringSettings = field(default_factory=SteeringSettings)
+
+    @property
+    def data_driven(self) -> bool:
+        return self.mode == "data-driven"
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     file: Path
     api: Address
@@ -77,6 +104,7 @@ class ControllerConfig:
     api_tokens: Mapping[str, Path] = field(default_factory=dict)
     audit_log: Path | None = None  # append-only audit of API changes (None: not recorded)
     metrics: Address | None = None  # Prometheus /metrics (None: not served)
+    steering: SteeringConfig = field(default_factory=SteeringConfig)
 
     @property
     def api_url(self) -> str:
@@ -135,6 +163,7 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
         api_tokens=_api_tokens(r, top.get("api_tokens")),
         audit_log=r.path(top, "audit_log", "") if top.get("audit_log") is not None else None,
         metrics=r.optional_address(listen, "metrics", "listen"),
+        steering=_steering(r, top.get("steering")),
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")
@@ -188,3 +217,38 @@ def _forced_paths(r: Reader, data: Any, names: set[str]) -> dict[str, tuple[str,
         else:
             found[pair] = tuple(path)
     return found
+
+
+def _steering(r: Reader, data: Any) -> SteeringConfig:
+    top = r.mapping(data, "steering", STEERING_FIELDS)
+    defaults = SteeringSettings()
+    priorities: dict[str, int] = {}
+    raw = top.get("priorities") or {}
+    if not isinstance(raw, dict):
+        r.error("steering.priorities", "must be a mapping of SAE name to priority")
+        raw = {}
+    for sae, value in raw.items():
+        if not isinstance(sae, str) or isinstance(value, bool) or not isinstance(value, int):
+            r.error(f"steering.priorities.{sae}", f"must be an integer priority, not {value!r}")
+        elif not 0 <= value <= 0xFFFFFFFF:
+            r.error(f"steering.priorities.{sae}", f"must be a uint32, not {value}")
+        else:
+            priorities[sae] = value
+    ratios = {
+        name: r.number(top, name, "steering", getattr(defaults, name))
+        for name in ("drop_ratio", "recover_ratio", "drain_ratio", "drain_clear_ratio")
+    }
+    try:
+        settings = SteeringSettings(
+            hold_s=r.number(top, "hold_s", "steering", defaults.hold_s, positive=False),
+            priorities=priorities,
+            **ratios,
+        )
+    except ValueError as error:
+        r.error("steering", str(error).removeprefix("steering: "))
+        settings = defaults
+    return SteeringConfig(
+        r.choice(top, "mode", "steering", STEERING_MODES, "static"),
+        r.number(top, "interval_s", "steering", 1.0),
+        settings,
+    )

@@ -17,6 +17,7 @@ from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
 from controller.metrics import ControllerMetrics
 from controller.rest import api_server
+from controller.steering_service import SteeringService
 from controller.topology.events import TopologyEvent, TopologyEventType
 
 log = logging.getLogger("controller")
@@ -94,15 +95,26 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await controller.start()
-    server = api_server(controller, config.api, tokens, audit)
+    steering: SteeringService | None = None
+    steering_task: asyncio.Task[None] | None = None
+    if config.steering.data_driven:
+        steering = SteeringService(
+            controller.topology,
+            controller.intent_service,
+            config.steering.settings,
+            config.steering.interval_s,
+        )
+        steering_task = asyncio.create_task(steering.run())
+    server = api_server(controller, config.api, tokens, audit, steering)
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
-        "controller up: %d/%d nodes, %d intents rebuilt, API %s",
+        "controller up: %d/%d nodes, %d intents rebuilt, API %s, %s control",
         connected,
         len(config.nodes),
         len(controller.intents()),
         config.api_url,
+        config.steering.mode,
     )
     try:
         done, _ = await asyncio.wait(
@@ -111,6 +123,9 @@ async def serve(
         if http in done:
             http.result()  # the API could not start (port taken): say so
     finally:
+        if steering_task is not None:
+            steering_task.cancel()
+            await asyncio.gather(steering_task, return_exceptions=True)
         server.should_exit = True
         await asyncio.gather(http, return_exceptions=True)
         await controller.stop()

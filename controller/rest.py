@@ -1,15 +1,19 @@
 """A small HTTP JSON API over the controller (used by `qkdsdn controller ...`) on `listen.api`.
 
-GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id}, /whoami;
+GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id}, /whoami, and the
+live view /live, /live/state, /live/events (controller/web/);
 POST /admit, /intents (a key request); DELETE /intents/{id}; PUT /policy {"policy": NAME}.
 Every call needs `Authorization: Bearer <token>` of a role allowed to make it
 (controller/api_token.py: viewer reads, operator installs and withdraws, admin sets the
-policy): 401 without a known token, 403 with a role too low. Intent installs and withdrawals,
-policy changes and every refused change are recorded in the audit log (common/audit.py).
+policy): 401 without a known token, 403 with a role too low. The live view's pages may carry
+the viewer's token as `?token=` instead (a browser's EventSource cannot send headers).
+Intent installs and withdrawals, policy changes and every refused change are recorded in the
+audit log (common/audit.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -31,6 +35,9 @@ from controller.api_token import (
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
 from controller.paths import POLICIES, policy_named
+from controller.steering_service import SteeringService
+from controller.web.feed import LiveFeed
+from controller.web.routes import live_router
 
 UINT32 = 0xFFFFFFFF
 
@@ -117,8 +124,21 @@ def _action(method: str, path: str) -> str:
     return f"{method.lower()} {path}"
 
 
+def _credential(request: Request) -> str | None:
+    """The Authorization header, or for the live view's pages a `?token=` query parameter."""
+    header = request.headers.get("authorization")
+    if header or not request.url.path.startswith("/live"):
+        return header
+    token = request.query_params.get("token")
+    return f"Bearer {token}" if token else None
+
+
 def build_app(
-    controller: Controller, tokens: ApiTokens | ApiToken, audit: AuditLog | None = None
+    controller: Controller,
+    tokens: ApiTokens | ApiToken,
+    audit: AuditLog | None = None,
+    steering: SteeringService | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> FastAPI:
     """The API app. A single ApiToken (the former one-token setup) is accepted as admin."""
     if isinstance(tokens, ApiToken):
@@ -129,7 +149,7 @@ def build_app(
     @app.middleware("http")
     async def require_role(request: Request, call_next: Any) -> Response:
         method, path = request.method, request.url.path
-        checked = check_request(method, path, request.headers.get("authorization"), tokens)
+        checked = check_request(method, path, _credential(request), tokens)
         if isinstance(checked, Refusal):
             if method.upper() not in READ_METHODS and path != "/admit":
                 who = checked.caller.name if checked.caller else "anonymous"
@@ -270,6 +290,13 @@ def build_app(
         record(http, "policy.set", body.policy, "ok", f"was {before}")
         return {"policy": policy.name}
 
+    feed = LiveFeed(controller.topology)
+    controller.topology_events.add(feed.on_topology)
+    controller.intent_events.add(feed.on_intent)
+    if steering is not None:
+        steering.listeners.add(feed.on_steering)
+    app.state.live_feed = feed
+    app.include_router(live_router(controller, feed, steering, stopping=stopping))
     return app
 
 
@@ -278,14 +305,23 @@ def api_server(
     address: Address,
     tokens: ApiTokens | ApiToken,
     audit: AuditLog | None = None,
+    steering: SteeringService | None = None,
 ) -> uvicorn.Server:
     """The HTTP server on `address`; run with `await server.serve()`. Calls need a token of
-    `tokens` with a role high enough (controller/api_token.py)."""
+    `tokens` with a role high enough (controller/api_token.py); `steering` (data-driven
+    control, if on) shows its decisions in /live."""
+    servers: list[uvicorn.Server] = []  # the live view's streams end when it stops
+
+    def stopping() -> bool:
+        return bool(servers) and servers[0].should_exit
+
     config = uvicorn.Config(
-        build_app(controller, tokens, audit),
+        build_app(controller, tokens, audit, steering, stopping),
         host=address.host,
         port=address.port,
         log_level="warning",
         lifespan="off",
+        timeout_graceful_shutdown=2,  # a stream still open then is cut
     )
-    return uvicorn.Server(config)
+    servers.append(uvicorn.Server(config))
+    return servers[0]

@@ -326,6 +326,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Piped or in CI, rich would assume 80 columns and fold the timeline into many lines.
     console = terminal()
+    if args.scenario == "surge":  # two runs (static, data-driven): lab/scenarios/surge.py
+        from lab.scenarios.surge import surge_command
+
+        console.print(f"[bold]scenario surge[/]: {SCENARIOS['surge'].description}")
+        return surge_command(args.out, args.state_dir, console)
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         console.print(f"[red]unknown scenario {args.scenario!r}[/]; known: {', '.join(SCENARIOS)}")

@@ -210,6 +210,26 @@ class IntentService:
                 if intent is not None and intent.state is IntentState.INSTALLED:
                     await self._reroute(intent, reason)
 
+    async def move_if_better(self, intent_id: IntentId, reason: str) -> bool:
+        """Moves an installed intent to the policy's best admissible path when that is another
+        one; unlike `reroute`, an intent with no other admissible path stays where it is (it
+        still works there). True if it moved (controller/steering_service.py)."""
+        async with self._queue:
+            intent = self._intents.get(intent_id)
+            if intent is None or intent.state is not IntentState.INSTALLED or intent.path is None:
+                return False
+            decision = admit(
+                self._topology(),
+                self.reservations().without(intent_id),
+                intent.request,
+                self.policy,
+            )
+            if not decision.admitted or decision.path is None or decision.path == intent.path:
+                return False
+            await self._move(intent, decision.path, decision.bandwidth, reason)
+            moved = self._intents[intent_id]
+            return moved.state is IntentState.INSTALLED and moved.path == decision.path
+
     async def retry_waiting(self) -> None:
         """After a link or node came back, or rate was freed: try again every intent that
         failed or was rejected (a node announces an application only once while its app

@@ -57,5 +57,19 @@ SCENARIOS: dict[str, Scenario] = {
             pairs=(),  # filled from the topology: consecutive apps pair up
             requests=3,
         ),
+        Scenario(
+            name="surge",
+            topology="metro-surge",
+            description=(
+                "Poisson key requests on a 9-node metro twin; a spur loses 90 % of its key rate "
+                "and a second application starts consuming hard; static vs data-driven control "
+                "in the same run (lab/scenarios/surge.py)."
+            ),
+            pairs=(
+                ("hospital-a", "hospital-b"),
+                ("bank-hq", "bank-dc"),
+                ("office-central", "campus-upm"),
+            ),
+        ),
     )
 }

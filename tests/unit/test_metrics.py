@@ -9,10 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
-from agents.channel import LinkStatus
 from prometheus_client import CollectorRegistry, generate_latest
 
 from agents import config as agent_config
+from agents.emulator.channel import LinkStatus
 from agents.metrics import AgentMetrics, _kind
 from agents.node import QkdNode, Site
 from common.config import ConfigError

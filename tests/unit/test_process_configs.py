@@ -246,3 +246,31 @@ def test_a_bad_environment_override_is_named_like_a_bad_field(tmp_path: Path) ->
     path = _write(tmp_path, "agent.yaml", agent_data())
     with pytest.raises(ConfigError, match=r"listen\.grpc: port '99999'"):
         agent_config.load(path, env={"QKDSDN_LISTEN__GRPC": "127.0.0.1:99999"})
+
+
+def test_controller_steering_defaults_to_static_and_reads_data_driven_settings(
+    tmp_path: Path,
+) -> None:
+    _files(tmp_path)
+    config = controller_config.load(_write(tmp_path, "c.yaml", controller_data()), env={})
+    assert config.steering.mode == "static" and not config.steering.data_driven
+    data = dict(controller_data(), steering={"hold_s": 3, "priorities": {"app1": 10}})
+    env = {"QKDSDN_STEERING__MODE": "data-driven"}
+    config = controller_config.load(_write(tmp_path, "c.yaml", data), env=env)
+    assert config.steering.data_driven
+    assert config.steering.settings.hold_s == 3.0
+    assert config.steering.settings.priorities == {"app1": 10}
+
+
+def test_bad_controller_steering_settings_are_each_named(tmp_path: Path) -> None:
+    _files(tmp_path)
+    data = dict(
+        controller_data(),
+        steering={"mode": "smart", "priorities": {"app1": "high"}, "drop_ratio": 0.9},
+    )
+    with pytest.raises(ConfigError) as error:
+        controller_config.load(_write(tmp_path, "c.yaml", data), env={})
+    text = str(error.value)
+    assert "steering.mode" in text and "'smart'" in text
+    assert "steering.priorities.app1" in text
+    assert "drop_ratio" in text

@@ -1,0 +1,1 @@
+"""The controller's live view: a read-only web page fed by server-sent events."""
