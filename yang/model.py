@@ -1758,7 +1758,7 @@ def _HopKeyManager_from_json(value: object, path: str, ignore_unknown: bool) -> 
     v = o.get('qkdn_id', _ABSENT)
     if v is _ABSENT:
         raise _s.missing(path, 'qkdn_id')
-    f_qkdn_id = v if type(v) is str and _P0.fullmatch(v) is not None else _s.string_json(v, path, 'qkdn_id', (_P0,))
+    f_qkdn_id = v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'qkdn_id', (_P0,))
     v = o.get('relay_address', _ABSENT)
     f_relay_address = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'relay_address', ())
     made = object.__new__(HopKeyManager)
@@ -1788,7 +1788,7 @@ def _HopKeyManager_from_xml(element: etree._Element, path: str, ignore_unknown: 
     e = one.get('qkdn_id')
     if e is None:
         raise _s.missing(path, 'qkdn_id')
-    f_qkdn_id = (t if _P0.fullmatch(t := e.text or '') is not None else _s.string_json(t, path, 'qkdn_id', (_P0,)))
+    f_qkdn_id = (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('relay_address')
     f_relay_address = None if e is None else (e.text or '')
     made = object.__new__(HopKeyManager)
@@ -1845,9 +1845,9 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     v = o.get('qkdsdn-node:hop_key_manager', _ABSENT)
     f_hop_key_manager = () if v is _ABSENT else tuple([
         _HopKeyManager_from_json(x, f"{path}/qkdsdn-node:hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(_s.array(v, path, 'qkdsdn-node:hop_key_manager'))
+        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'))
     ])
-    if len(f_hop_key_manager) > 1:
+    if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'qkdsdn-node:hop_key_manager')
     made = object.__new__(QkdLink)
     _QkdLink_set_qkdl_id(made, f_qkdl_id)
@@ -1918,7 +1918,7 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
         _HopKeyManager_from_xml(x, f"{path}/hop_key_manager[{i}]", ignore_unknown)
         for i, x in enumerate(many.get('hop_key_manager', ()))
     ])
-    if len(f_hop_key_manager) > 1:
+    if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'hop_key_manager')
     made = object.__new__(QkdLink)
     _QkdLink_set_qkdl_id(made, f_qkdl_id)
