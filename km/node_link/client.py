@@ -39,7 +39,7 @@ class NodeLinkClient:
         on_view: Callable[[NodeView], None],
         *,
         tls: TlsMaterial,
-        rpc_timeout: float = 5.0,
+        rpc_timeout: float = 10.0,  # a loaded agents process (50 nodes) answered after 5 s
     ) -> None:
         self.address = address
         self._credentials = channel_credentials(tls)  # the agent admits only its node's KM
