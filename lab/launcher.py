@@ -594,17 +594,28 @@ def discovery_pending(plan: LabPlan, topology: dict[str, object]) -> list[str]:
     return missing
 
 
+def viewer_token(plan: LabPlan) -> str:
+    """The controller API's viewer token of the twin ("" when the plan has none)."""
+    if not plan.controller_token_file:
+        return ""
+    path = Path(controller_role_tokens(plan.controller_token_file)["viewer"])
+    return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+
 def wait_discovered(plan: LabPlan, timeout: float, process: subprocess.Popen[bytes]) -> None:
     """Waits until the controller has discovered every node and PHYS link of the plan (its
     `GET /topology`), so that the first request after `lab up` finds a complete topology."""
     deadline = time.monotonic() + timeout
-    url = f"{plan.controller.url}/topology"
+    request = urllib.request.Request(f"{plan.controller.url}/topology")
+    token = viewer_token(plan)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     pending = ["the controller's answer"]
     while True:
         if process.poll() is not None:
             raise LabError(f"controller exited with code {process.returncode} during discovery")
         try:
-            with urllib.request.urlopen(url, timeout=5.0) as reply:
+            with urllib.request.urlopen(request, timeout=5.0) as reply:
                 pending = discovery_pending(plan, json.loads(reply.read()))
         except (OSError, ValueError) as exc:
             pending = [f"the controller's answer ({exc})"]

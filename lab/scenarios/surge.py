@@ -32,7 +32,7 @@ import httpx
 
 from agents.emulator.physics import link_rate
 from lab import faults
-from lab.launcher import LabError, make_plan, running_lab
+from lab.launcher import LabError, make_plan, running_lab, viewer_token
 from lab.plan import LabPlan
 from lab.topology import LinkSpec, Topology, load_topology, topology_path
 
@@ -287,7 +287,9 @@ def _reason(reply: httpx.Response) -> str:
 def _live_events(plan: LabPlan) -> list[dict[str, Any]]:
     """The controller's recent alarms and decisions (its live view's log)."""
     try:
-        frame = httpx.get(f"{plan.controller.url}/live/state", timeout=10.0).json()
+        token = viewer_token(plan)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        frame = httpx.get(f"{plan.controller.url}/live/state", headers=headers, timeout=10.0).json()
     except (httpx.HTTPError, ValueError):
         return []
     return list(frame.get("feed", []))
