@@ -106,7 +106,9 @@ class LinkSync:
                     await self.sync(pool, SYNC_RPC_TIMEOUT_S, why="position jumped")
                     break
                 except RelayFailure as exc:
-                    log.debug("%s: resync after a jump not done: %s", pool.link.label(), exc.message)
+                    log.debug(
+                        "%s: resync after a jump not done: %s", pool.link.label(), exc.message
+                    )
                 await asyncio.sleep(delay)
             await asyncio.sleep(JUMP_RESYNC_INTERVAL_S)
 

@@ -72,7 +72,7 @@ class _LosingStub:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
-    def GetKeyBatch(self, request: Any, timeout: float | None = None) -> Any:  # noqa: N802
+    def GetKeyBatch(self, request: Any, timeout: float | None = None) -> Any:
         call = self._real.GetKeyBatch(request, timeout=timeout)
         if not self._armed:
             return call
@@ -116,7 +116,9 @@ def test_a_lost_batch_at_one_end_is_resynchronised_before_any_relay_is_refused(
     async def run() -> None:
         stores = {n: KeyStore(tmp_path / f"{n}.sqlite") for n in NODES}
         kms = {
-            n: RelayComponent(km_config_of(plan, n), stores[n], timeouts=TIMEOUTS, tracer=tracers[n])
+            n: RelayComponent(
+                km_config_of(plan, n), stores[n], timeouts=TIMEOUTS, tracer=tracers[n]
+            )
             for n in NODES
         }
         try:
@@ -135,15 +137,16 @@ def test_a_lost_batch_at_one_end_is_resynchronised_before_any_relay_is_refused(
                 # qnode1 finds its module's stream past the lost keys and tells qnode2: within
                 # a bound, qnode2 holds no key qnode1 lacks, and no relay had to fail for it.
                 await wait_until(
-                    lambda: near.located
-                    and min(near.position.even, near.position.odd) > max(lost)
-                    and near.jumps > 0
-                    and far.synced
-                    and not near.needs_resync(),
+                    lambda: (
+                        near.located
+                        and min(near.position.even, near.position.odd) > max(lost)
+                        and near.jumps > 0
+                        and far.synced
+                        and not near.needs_resync()
+                    ),
                     what="qnode2 resynchronised with qnode1 after the lost batch",
                     timeout=RESYNC_BOUND_S,
                 )
-                print("lost", min(lost), max(lost), len(lost), near.position, far.position, near.jumps, near.link.sends_even)
                 for _ in range(5):
                     for source, target in (("qnode2", "qnode1"), ("qnode1", "qnode2")):
                         supplier = kms[source].supplier
@@ -161,9 +164,6 @@ def test_a_lost_batch_at_one_end_is_resynchronised_before_any_relay_is_refused(
                 tracer.close()
 
     asyncio.run(run())
-    for e in read_events(traces):
-        if e.event in ("link_key.resync", "link_key.used"):
-            print(e.event, e.fields)
     refused = [r.getMessage() for r in caplog.records if "relay refused" in r.getMessage()]
     assert refused == []
     used = Counter(
@@ -172,8 +172,5 @@ def test_a_lost_batch_at_one_end_is_resynchronised_before_any_relay_is_refused(
         if e.event == "link_key.used"
     )
     assert used and [k for k, count in used.items() if count > 1] == []
-    for e in read_events(traces):
-        if e.event in ("link_key.resync", "link_key.used"):
-            print(e.process if hasattr(e, "process") else "", e.event, e.fields)
     resyncs = [e.fields for e in read_events(traces) if e.event == "link_key.resync"]
     assert any(f.get("reason") == "position jumped" for f in resyncs)
