@@ -594,17 +594,31 @@ def discovery_pending(plan: LabPlan, topology: dict[str, object]) -> list[str]:
     return missing
 
 
+def _viewer_authorization(plan: LabPlan) -> dict[str, str]:
+    """The header with the lab's viewer token for the controller's API (reads need a role),
+    or none when the lab made no tokens."""
+    if not plan.controller_token_file:
+        return {}
+    path = Path(controller_role_tokens(plan.controller_token_file)["viewer"])
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise LabError(f"cannot read the controller's viewer token {path}: {exc}") from None
+    return {"Authorization": f"Bearer {token}"}
+
+
 def wait_discovered(plan: LabPlan, timeout: float, process: subprocess.Popen[bytes]) -> None:
     """Waits until the controller has discovered every node and PHYS link of the plan (its
     `GET /topology`), so that the first request after `lab up` finds a complete topology."""
     deadline = time.monotonic() + timeout
     url = f"{plan.controller.url}/topology"
+    request = urllib.request.Request(url, headers=_viewer_authorization(plan))
     pending = ["the controller's answer"]
     while True:
         if process.poll() is not None:
             raise LabError(f"controller exited with code {process.returncode} during discovery")
         try:
-            with urllib.request.urlopen(url, timeout=5.0) as reply:
+            with urllib.request.urlopen(request, timeout=5.0) as reply:
                 pending = discovery_pending(plan, json.loads(reply.read()))
         except (OSError, ValueError) as exc:
             pending = [f"the controller's answer ({exc})"]
