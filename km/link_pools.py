@@ -204,6 +204,11 @@ class LinkKeyPool:
         self.synced = not sync_before_sending
         self._ignored = 0  # indices the module handed out that this end could not use
         self._ignored_logged_at = -IGNORED_LOG_INTERVAL_S
+        # Set when this end's position jumped after it had agreed with the peer (a lost batch,
+        # a module floor that moved, indices an earlier module process consumed): the peer
+        # holds keys this end can no longer match, so the two must resynchronise at once.
+        self._jumped = asyncio.Event()
+        self.jumps = 0  # how many times the position jumped that way (a count, for reports)
 
     def __repr__(self) -> str:
         return (
@@ -396,30 +401,58 @@ class LinkKeyPool:
         return True
 
     def mark_gone(self, index: int) -> None:
-        """The module will never deliver `index` at this end (consumed or expired)."""
+        """The module will never deliver `index` at this end (consumed or expired): after
+        the first agreement with the peer, a jump (the peer may hold that key)."""
         if self._fetchable(index):
             if index == self._cursor[index % 2]:
                 self._advance_cursor(index % 2, index + 2)
             else:
                 self._fetched_ahead.add(index)
             self._wanted.discard(index)
+            self._position_jumped()
             self._notify()
 
     def advance_frontier(self, index: int) -> None:
-        """The module's oldest unconsumed index is `index`: lower ones are gone at this end."""
+        """The module's oldest unconsumed index is `index`: lower ones are gone at this end.
+
+        After the first agreement with the peer, a move is a jump (see `wait_jump`)."""
+        before = self.position
         for parity in (0, 1):
             self._skip_to(parity, index)
         self.located = True
+        if self.position != before:
+            self._position_jumped()
         self._notify()
 
-    def resync(self, peer: Position) -> ResyncOutcome:
-        """The resynchronisation rule, applied at each end with the other end's position:
-        both move to the larger position of each parity, drop the keys they hold below it
-        and fetch nothing below it any more. Both ends compute the same `agreed` position.
+    def needs_resync(self) -> bool:
+        """This end's position jumped since the last resynchronisation."""
+        return self._jumped.is_set()
 
-        Returns what this end discarded (counts only). Marks the pool synced."""
+    async def wait_jump(self) -> None:
+        """Returns once this end's position jumped (after the first agreement with the peer)
+        since the last resynchronisation, which clears it."""
+        await self._jumped.wait()
+
+    def _position_jumped(self) -> None:
+        if self.synced:  # before the first agreement, the start-up exchange covers it
+            self.jumps += 1
+            self._jumped.set()
+
+    def resync(
+        self, peer: Position, *, answered: bool = False, jumps_seen: int | None = None
+    ) -> ResyncOutcome:
+        """The resynchronisation rule. The answerer applies it with the caller's position:
+        the agreed position is the larger of the two, per parity; it drops the keys it holds
+        below it, fetches nothing below it any more, and answers it. The caller applies the
+        answer (`answered`) as it is: it drops exactly what lies below the answer, even if its
+        own cursor moved on during the exchange (the keys it fetched meanwhile are held at the
+        answerer too: dropping them here alone made the ends drift apart on a fast link).
+
+        Returns what this end discarded (counts only). Marks the pool synced, and its jumps
+        known to the peer unless it jumped again since `jumps_seen` (the caller's count when
+        it read the position it sent)."""
         before = self.position
-        agreed = before.at_least(peer)
+        agreed = peer if answered else before.at_least(peer)
         dropped = [0, 0]  # by parity
         for heap in (self._own, self._peer):
             kept: list[int] = []
@@ -439,6 +472,8 @@ class LinkKeyPool:
             self._skip_to(parity, target)
         self._wanted = {i for i in self._wanted if self._fetchable(i)}
         self.synced = True
+        if jumps_seen is None or jumps_seen == self.jumps:
+            self._jumped.clear()  # the peer knows this end's position now
         self._need.set()  # fetching in order may begin
         self._notify()
         own = 0 if self.link.sends_even else 1

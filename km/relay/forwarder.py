@@ -337,7 +337,9 @@ class Forwarder:
                 log.info("%s: peer cannot match the link-key index; resynchronising", where)
                 remaining = deadline - time.monotonic() - HOP_MARGIN_S
                 try:
-                    await self.link_sync.sync(pool, max(0.01, remaining))
+                    await self.link_sync.sync(
+                        pool, max(0.01, remaining), why="the peer refused an index"
+                    )
                 except RelayFailure as sync_failure:
                     raise RelayFailure(
                         FailureKind.UNAVAILABLE, f"{exc.message}; {sync_failure.message}"

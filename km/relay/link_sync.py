@@ -2,8 +2,9 @@
 
 The caller sends its position, the answerer applies `LinkKeyPool.resync` with it and returns
 the agreed position, the caller applies the same rule with that. A KM runs it for every link
-when it starts (retried with bounded backoff until the peer answers) and again before it
-retries a hop the peer refused for a link-key index. docs/relay.md states the protocol.
+when it starts (retried with bounded backoff until the peer answers), again at once whenever
+a pool's position jumps (a lost batch, a module floor that moved), and before it retries a
+hop the peer refused for a link-key index. docs/relay.md states the protocol.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ SYNC_RPC_TIMEOUT_S = 2.0
 # How long an answerer waits to learn its own position from its module before it says
 # UNAVAILABLE (the caller retries).
 LOCATE_WAIT_S = 1.0
+# After a jump, one exchange at most this often per link (a module floor moving all the time
+# would otherwise call the peer for every batch); retried with STARTUP_BACKOFF until answered.
+JUMP_RESYNC_INTERVAL_S = 0.2
 
 
 class LinkSync:
@@ -48,6 +52,7 @@ class LinkSync:
         self.name_of = name_of
         self.tracer = tracer
         self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: list[asyncio.Task[None]] = []
 
     # ---------------------------------------------------------------- caller
 
@@ -58,14 +63,20 @@ class LinkSync:
                 asyncio.create_task(self._until_synced(pool), name=f"sync {pool.link.label()}")
                 for pool in self.pools.pools
             ]
+            self._watchers = [
+                asyncio.create_task(self._after_jumps(pool), name=f"jumps {pool.link.label()}")
+                for pool in self.pools.pools
+            ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._watchers]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        self._watchers = []
 
     @property
     def starting(self) -> bool:
@@ -83,7 +94,25 @@ class LinkSync:
                 log.debug("%s: resync not done yet: %s", pool.link.label(), exc.message)
             await asyncio.sleep(delay)
 
-    async def sync(self, pool: LinkKeyPool, timeout: float) -> ResyncOutcome:
+    async def _after_jumps(self, pool: LinkKeyPool) -> None:
+        """Whenever this end's position jumps, tells the peer at once (SyncLink) instead of
+        leaving it to learn from a refused relay; retried until the peer answered."""
+        while True:
+            await pool.wait_jump()
+            for delay in STARTUP_BACKOFF.delays():
+                if not pool.needs_resync():  # the peer's own exchange reached us meanwhile
+                    break
+                try:
+                    await self.sync(pool, SYNC_RPC_TIMEOUT_S, why="position jumped")
+                    break
+                except RelayFailure as exc:
+                    log.debug(
+                        "%s: resync after a jump not done: %s", pool.link.label(), exc.message
+                    )
+                await asyncio.sleep(delay)
+            await asyncio.sleep(JUMP_RESYNC_INTERVAL_S)
+
+    async def sync(self, pool: LinkKeyPool, timeout: float, why: str = "") -> ResyncOutcome:
         """One exchange with the peer KM; raises RelayFailure if it did not answer."""
         deadline = time.monotonic() + timeout
         link = pool.link
@@ -91,6 +120,7 @@ class LinkSync:
         # No lock across the call: both KMs may call each other at once, and the rule is
         # monotonic (positions only grow), so interleaved exchanges still agree.
         await _located(pool, deadline, where)
+        jumps = pool.jumps
         mine = pool.position
         request = pb.LinkPosition(
             qkdl_id=link.qkdl_id, sender=self.qkdn_id, next_even=mine.even, next_odd=mine.odd
@@ -99,8 +129,10 @@ class LinkSync:
         answer = await self.client.sync_link(link.peer_node, request, remaining, where)
         if answer.qkdl_id != link.qkdl_id or answer.sender != link.peer_qkdn_id:
             raise RelayFailure(FailureKind.TAMPERED, f"{where}: answer for another link")
-        outcome = pool.resync(Position.of(answer.next_even, answer.next_odd))
-        self._report(pool, outcome, "caller")
+        outcome = pool.resync(
+            Position.of(answer.next_even, answer.next_odd), answered=True, jumps_seen=jumps
+        )
+        self._report(pool, outcome, "caller", why)
         return outcome
 
     # ---------------------------------------------------------------- answerer
@@ -131,13 +163,17 @@ class LinkSync:
             next_odd=outcome.agreed.odd,
         )
 
-    def _report(self, pool: LinkKeyPool, outcome: ResyncOutcome, role: str) -> None:
-        log.info("%s: resynchronised (%s) %s", pool.link.label(), role, outcome.describe())
+    def _report(self, pool: LinkKeyPool, outcome: ResyncOutcome, role: str, why: str = "") -> None:
+        because = f" ({why})" if why else ""
+        log.info(
+            "%s: resynchronised (%s)%s %s", pool.link.label(), role, because, outcome.describe()
+        )
         self.tracer.emit(
             "link_key.resync",
             qkdl_id=pool.link.qkdl_id,
             peer=pool.link.peer_node,
             role=role,
+            reason=why or "start-up or refused hop",
             next_even=outcome.agreed.even,
             next_odd=outcome.agreed.odd,
             dropped_own=outcome.dropped_own,

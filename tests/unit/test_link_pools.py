@@ -324,3 +324,43 @@ def test_a_full_half_is_left_alone_until_it_falls_below_its_low_water_mark() -> 
         assert pool.next_batch(100) == [8, 10, 12]
 
     asyncio.run(run())
+
+
+def test_a_caller_that_fetched_during_the_exchange_keeps_what_the_answerer_keeps() -> None:
+    """A sends (20, 21); while the call is out it fetches 20..39. B, at (30, 31), answers
+    (30, 31): A must drop nothing at or above it, or B would send with 31 and A refuse it."""
+
+    async def run() -> None:
+        caller, answerer = filled(EVEN, 20), filled(ODD, 20)
+        sent = caller.position
+        _held(caller, range(20, 40))  # fetched while the exchange was in flight
+        _held(answerer, range(20, 30))
+        answer = answerer.resync(sent).agreed
+        outcome = caller.resync(answer, answered=True)
+        assert outcome.agreed == answer == Position(30, 31)
+        assert (outcome.dropped_own, outcome.dropped_peer) == (15, 15)  # 0..29 only
+        assert caller.position == Position(40, 41)  # its cursor stays where it was
+        _held(answerer, range(30, 40))
+        index, key = await answerer.take_for_sending(0.1)
+        assert index == 31 and await caller.take_index(index, 0.1) == key
+        index, key = await caller.take_for_sending(0.1)
+        assert index == 30 and await answerer.take_index(index, 0.1) == key
+
+    asyncio.run(run())
+
+
+def test_a_position_that_jumps_after_the_first_agreement_asks_for_a_resync() -> None:
+    pool = LinkKeyPool(EVEN, 256 * 100, sync_before_sending=True)
+    pool.advance_frontier(4)  # locating the stream before the first agreement is no jump
+    assert not pool.needs_resync() and pool.jumps == 0
+    pool.resync(Position(4, 5))
+    pool.advance_frontier(4)  # the same place: nothing moved
+    assert not pool.needs_resync()
+    pool.advance_frontier(40)  # a lost batch: the module's oldest key lies further on
+    assert pool.needs_resync() and pool.jumps == 1
+    seen = pool.jumps
+    pool.mark_gone(41)  # another jump while the exchange is in flight
+    pool.resync(Position(40, 41), answered=True, jumps_seen=seen)
+    assert pool.needs_resync()  # the peer has not heard of the second jump yet
+    pool.resync(Position(40, 43), answered=True, jumps_seen=pool.jumps)
+    assert not pool.needs_resync()
