@@ -167,7 +167,9 @@ class KeyManager:
                         max_key_size_bits=settings.max_key_size_bits,
                     ),
                 )
-                self.skip = MutualTlsServer(create_skip_app(skip), config.tls, config.listen.skip)
+                self.skip = MutualTlsServer(
+                    create_skip_app(skip), config.tls, config.listen.skip, "SKIP"
+                )
                 await self.skip.start()
             tls = config.tls
             self.grpc_server, self.grpc_port = await start_app_server(

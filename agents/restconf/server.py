@@ -11,29 +11,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
-import socket
 import ssl
 import time
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
-
-import uvicorn
 
 from agents.access.users import Accounts
 from agents.restconf.protocol import Request, Response, Restconf
 from common.config import Address, TlsFiles
+from common.https_server import HttpsServer
 
 log = logging.getLogger(__name__)
 
 AUTH_CACHE_S = 60.0
 MAX_BODY_BYTES = 1024 * 1024
-STOP_GRACE_S = 0.5
 
 
 class BasicAuth:
@@ -121,75 +116,8 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the agents' process owns SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class RestconfServer:
+class RestconfServer(HttpsServer):
     """uvicorn serving a `RestconfApp` over HTTPS on `address`; start(), stop()."""
 
     def __init__(self, app: RestconfApp, files: TlsFiles, address: Address) -> None:
-        family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-        self._sock = socket.socket(family, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # uvicorn writes a response's head and body apart: without NODELAY (inherited by
-        # accepted sockets) Nagle holds the body back for the client's delayed ACK, ~40 ms.
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind((address.host, address.port))
-        self._sock.listen(1024)
-        self._sock.setblocking(False)
-        self.host = address.host
-        self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            host=address.host,
-            port=self.port,
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            ssl_certfile=str(files.cert),
-            ssl_context_factory=lambda _config, _default: tls_context(files),
-            timeout_keep_alive=30,
-            timeout_graceful_shutdown=2,
-        )
-        self._server = _Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return Address(self.host, self.port).url("https")
-
-    async def start(self, timeout: float = 10.0) -> None:
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the RESTCONF server stopped while starting")
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("the RESTCONF server did not start in time")
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        if self._task is None:
-            self._sock.close()
-            return
-        self._server.should_exit = True
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
-        except TimeoutError:
-            for connection in list(self._server.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
-        self._sock.close()
+        super().__init__(app, address, str(files.cert), lambda: tls_context(files), "RESTCONF")

@@ -12,20 +12,15 @@ so a connection without one, or with one from another CA, fails in the handshake
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import ssl
-from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from common.config import Address, TlsFiles
-
-STOP_GRACE_S = 0.5  # time given to requests in progress when the server stops
+from common.https_server import HttpsServer, bind_socket
 
 ASGIApp = Any  # an ASGI 3 application: (scope, receive, send) -> awaitable
 
@@ -181,83 +176,18 @@ def client_tls_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-def bind_socket(address: Address) -> socket.socket:
-    """A listening TCP socket on `address` (IPv4 or IPv6; port 0: any free port)."""
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (with
-    # proto 0, every response waits ~40 ms for a delayed ACK).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((address.host, address.port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
+class MutualTlsServer(HttpsServer):
+    """uvicorn serving `app` on `address` with mutual TLS; `await start()`, `await stop()`.
+    The client's certificate reaches the app in the ASGI scope (`PeerCertH11Protocol`)."""
 
-
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: the process (km/main.py) owns SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-class MutualTlsServer:
-    """uvicorn serving `app` on `address` with mutual TLS; `await start()`, `await stop()`."""
-
-    def __init__(self, app: ASGIApp, files: TlsFiles, address: Address) -> None:
-        self._sock = bind_socket(address)
-        self.host = address.host
-        self.port: int = self._sock.getsockname()[1]
-        config = uvicorn.Config(
+    def __init__(
+        self, app: ASGIApp, files: TlsFiles, address: Address, name: str = "ETSI 014"
+    ) -> None:
+        super().__init__(
             app,
-            host=address.host,
-            port=self.port,
+            address,
+            str(files.cert),
+            lambda: server_tls_context(files),
+            name,
             http=PeerCertH11Protocol,
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            ssl_certfile=str(files.cert),
-            ssl_context_factory=lambda _config, _default: server_tls_context(files),
-            timeout_keep_alive=30,
-            # an idle client that never answers the TLS close_notify would hold shutdown 30 s
-            timeout_graceful_shutdown=2,
         )
-        self._server = _Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def url(self) -> str:
-        return Address(self.host, self.port).url("https")
-
-    async def start(self, timeout: float = 10.0) -> None:
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("the ETSI 014 server stopped while starting")
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError("the ETSI 014 server did not start in time")
-            await asyncio.sleep(0.01)
-
-    async def stop(self) -> None:
-        if self._task is None:
-            self._sock.close()
-            return
-        self._server.should_exit = True
-        try:
-            await asyncio.wait_for(asyncio.shield(self._task), STOP_GRACE_S)
-        except TimeoutError:
-            # Idle keep-alive clients that never answer the TLS close_notify: drop them.
-            for connection in list(self._server.server_state.connections):
-                transport = getattr(connection, "transport", None)
-                if transport is not None:
-                    transport.abort()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
-        self._sock.close()
