@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from agents.access.paths import split_steps
+
 # One step: an optional module, a name, and its predicates (quoted values may hold anything).
 _STEP = re.compile(
     r"""(?:(?P<module>[^\W\d][\w.\-]*):)?(?P<name>[^\W\d][\w.\-]*|\*)
@@ -51,7 +53,7 @@ def error_path(path: str, modules: Mapping[str, str], default_module: str) -> Er
     used: dict[str, str] = {}
     steps: list[str] = []
     module = default_module
-    for raw in _split(path[1:]):
+    for raw in split_steps(path[1:]):
         match = _STEP.fullmatch(raw)
         if match is None:
             return None
@@ -64,30 +66,6 @@ def error_path(path: str, modules: Mapping[str, str], default_module: str) -> Er
             return None
         steps.append(f"{module}:{match.group('name')}{predicates}")
     return ErrorPath("/" + "/".join(steps), tuple(sorted(used.items())))
-
-
-def _split(path: str) -> list[str]:
-    """Steps of a path without its leading '/': slashes inside predicates do not split."""
-    steps: list[str] = []
-    current: list[str] = []
-    depth = 0
-    quote: str | None = None
-    for char in path:
-        if quote is not None:
-            quote = None if char == quote else quote
-        elif char in "'\"":
-            quote = char
-        elif char == "[":
-            depth += 1
-        elif char == "]":
-            depth -= 1
-        elif char == "/" and depth == 0:
-            steps.append("".join(current))
-            current = []
-            continue
-        current.append(char)
-    steps.append("".join(current))
-    return steps
 
 
 def _predicates(
