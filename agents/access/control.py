@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from agents.access import nacm
@@ -15,7 +16,7 @@ class RunningSource(Protocol):
 
     revision: int
 
-    def running_json(self) -> dict[str, Any]: ...
+    def running_view(self) -> Mapping[str, Any]: ...
 
 
 class AccessControl:
@@ -26,7 +27,9 @@ class AccessControl:
         self._running = running
         self._standard = nacm.standard(accounts.group_members())
         self._lock = threading.Lock()
-        self._cached: tuple[int, nacm.Nacm] | None = None
+        # (revision, running's /nacm as read, the rules made of it): a commit that leaves
+        # /nacm as it was (nearly all of them) keeps the rules without reading them again.
+        self._cached: tuple[int, object, nacm.Nacm] | None = None
         self.denied_operations = 0
         self.denied_data_writes = 0
         self.denied_notifications = 0
@@ -41,8 +44,13 @@ class AccessControl:
         with self._lock:
             cached = self._cached
         if cached is not None and cached[0] == revision:
-            return cached[1]
-        found = nacm.from_json(self._running.running_json()) or self._standard
+            return cached[2]
+        running = self._running.running_view()
+        part = running.get(nacm.ROOT)
+        if cached is not None and part == cached[1]:
+            found = cached[2]
+        else:
+            found = nacm.from_json(running) or self._standard
         with self._lock:
-            self._cached = (revision, found)
+            self._cached = (revision, part, found)
         return found

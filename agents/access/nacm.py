@@ -156,6 +156,28 @@ class Nacm:
                 return False
         return not any(may_reach_below(deny, node) for deny in DENY_ALL_NODES)
 
+    def permits_subtree(self, user: str, node: Path, access: Access) -> bool:
+        """Whether `user` has `access` to `node` and to every node below it, whatever module
+        they belong to: then an edit inside the subtree needs no node-by-node check.
+        Conservative: False whenever a rule might decide some descendant otherwise."""
+        if not self.enabled:
+            return True
+        for rule in self._rules(user):
+            if access not in rule.access:
+                continue
+            if rule.rpc_name is not None or rule.notification_name is not None:
+                continue
+            if rule.path is not None and may_reach_below(rule.path, node):
+                return False  # it may decide part of the subtree on its own
+            if rule.path is not None and not covers(rule.path, node):
+                continue  # elsewhere in the tree
+            if rule.module_name != "*":
+                if rule.action is Action.DENY:
+                    return False  # denies that module's nodes, wherever they sit below
+                continue  # permits that module's nodes; the others go on to the next rules
+            return rule.action is Action.PERMIT  # it decides every node left, /nacm too
+        return False  # some node would fall to the defaults: check node by node
+
     def _data_decision(self, user: str, node: Path, access: Access) -> Action:
         if not self.enabled or not node:
             return Action.PERMIT

@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -165,6 +165,19 @@ class Datastore:
             text = self._running_json_text
         return dict(json.loads(text))
 
+    def running_view(self) -> Mapping[str, Any]:
+        """Running as RFC 7951 JSON, decoded once per revision and shared by every reader of
+        that revision: read it, never change it (`running_json` gives a copy to change)."""
+        with self._lock:
+            return self._running_decoded()
+
+    def _running_decoded(self) -> dict[str, Any]:
+        state_input = self._state_input  # the caller holds the lock
+        if state_input is None or state_input[0] != self.revision:
+            state_input = (self.revision, json.loads(self._running_json_text))
+            self._state_input = state_input
+        return state_input[1]
+
     def config(self, name: DatastoreName) -> etree._Element:
         """A copy of the <data> wrapper of a datastore (operational: see `operational`)."""
         if name is DatastoreName.OPERATIONAL:
@@ -192,11 +205,8 @@ class Datastore:
             running = self._running
             running_text = self._running_text
             revision = self.revision
-            state_input = self._state_input
-            if state_input is None or state_input[0] != revision:
-                state_input = (revision, json.loads(self._running_json_text))
-                self._state_input = state_input
-        state = self._backend.operational(state_input[1])
+            decoded = self._running_decoded()
+        state = self._backend.operational(decoded)
         # State changes far slower than reads arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from agents.access.nacm import (
@@ -183,3 +185,76 @@ def test_passwords_are_kept_as_scrypt_hashes_and_checked_in_constant_form() -> N
     assert not accounts.password_ok("nobody", "correct horse")
     assert accounts.group_members() == {"admin": ("a",), "monitor": ("k",)}
     assert "correct" not in repr(accounts.users())
+
+
+def test_a_whole_subtree_is_granted_only_when_no_rule_can_decide_part_of_it() -> None:
+    node = parse_path(f"/{NODE}:qkd_node")
+    links = parse_path(f"/{NODE}:qkd_node/qkd_links")
+    for access in (Access.CREATE, Access.UPDATE, Access.DELETE):
+        assert RULES.permits_subtree("root", node, access)
+        assert RULES.permits_subtree("ctl", node, access)
+        assert not RULES.permits_subtree("ops", node, access)  # only its links
+        assert RULES.permits_subtree("ops", links, access)
+        assert not RULES.permits_subtree("mon", node, access)
+        assert not RULES.permits_subtree("nobody", node, access)
+    nacm_root = parse_path("/ietf-netconf-acm:nacm")
+    assert not RULES.permits_subtree("ctl", nacm_root, Access.UPDATE)
+    assert RULES.permits_subtree("root", nacm_root, Access.UPDATE)
+
+
+_MODULES = ("m1", "m2")
+_TREE = tuple(
+    parse_path(text)
+    for text in (
+        "/m1:top",
+        "/m1:top/a",
+        "/m1:top/a/x",
+        "/m1:top/m2:aug",
+        "/m1:top/m2:aug/y",
+        "/m1:top/b",
+        "/m2:other",
+    )
+)
+
+
+@st.composite
+def _rule_sets(draw: st.DrawFn) -> Nacm:
+    rules = []
+    for number in range(draw(st.integers(0, 5))):
+        path = draw(st.sampled_from((None, *_TREE)))
+        rules.append(
+            Rule(
+                f"r{number}",
+                draw(st.sampled_from(tuple(Action))),
+                module_name=draw(st.sampled_from(("*", *_MODULES))),
+                path=path,
+                access=frozenset(draw(st.sets(st.sampled_from(tuple(Access)), min_size=1))),
+            )
+        )
+    return Nacm(groups=(("g", ("u",)),), rule_lists=(RuleList("l", ("g",), tuple(rules)),))
+
+
+def test_a_module_denied_below_a_permitted_subtree_withholds_the_subtree() -> None:
+    top, augment = _TREE[0], _TREE[3]
+    rules = Nacm(
+        groups=(("g", ("u",)),),
+        rule_lists=(
+            RuleList(
+                "l",
+                ("g",),
+                (Rule("no-m2", Action.DENY, module_name="m2"), Rule("all", Action.PERMIT)),
+            ),
+        ),
+    )
+    assert not rules.may_access("u", augment, Access.CREATE)
+    assert not rules.permits_subtree("u", top, Access.CREATE)
+
+
+@settings(max_examples=400)
+@given(_rule_sets(), st.sampled_from(_TREE), st.sampled_from((Access.CREATE, Access.DELETE)))
+def test_a_granted_subtree_never_holds_a_node_the_rules_deny(
+    rules: Nacm, node: tuple[Step, ...], access: Access
+) -> None:
+    if rules.permits_subtree("u", node, access):
+        below = [other for other in _TREE if other[: len(node)] == node]
+        assert all(rules.may_access("u", other, access) for other in below)
