@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from km.relay.hop_crypto import RelayMode
 from km.supply import SupplyError
-from yang.model import AdmissionState, ModelError, QkdApp, QkdNode
+from yang.model import AdmissionState, ModelError, QkdApp, QkdNode, View
 from yang.model import RelayMode as ModelRelayMode
 from yang.virt_link import VirtLink, virt_links
 
@@ -125,9 +125,12 @@ def empty_view(qkdn_id: str) -> NodeView:
 
 
 def parse_node_config(text: str, revision: int = 0) -> NodeView:
-    """RFC 7951 JSON of `qkd_node` → NodeView. Raises ConfigError naming the bad field."""
+    """RFC 7951 JSON of `qkd_node` → NodeView. Raises ConfigError naming the bad field.
+
+    Read through the key manager's view of the model: what `node_view` reads, with every
+    check; the parts it never reads (interfaces, QoS, statistics...) are not parsed."""
     try:
-        node = QkdNode.from_json_text(text)
+        node = QkdNode.from_json_text(text, view=View.KEY_MANAGER)
     except ModelError as exc:
         raise ConfigError(f"node configuration: {exc}") from None
     return node_view(node, revision)
