@@ -141,13 +141,18 @@ def node_view(node: QkdNode, revision: int = 0) -> NodeView:
     links = {virt.qkdl_id: virt for virt in virt_links(node)}
     associations = tuple(_association(app, links) for app in node.qkd_applications.qkd_app)
     relays = {hop: address for virt in links.values() for hop, address in virt.hop_relays}
-    relays.pop(node.qkdn_id, None)
+    if relays:
+        relays.pop(node.qkdn_id, None)
     return NodeView(node.qkdn_id, revision, associations, links, relays)
 
 
 def _association(app: QkdApp, links: Mapping[str, VirtLink]) -> Association:
     admission, relay = app.admission, app.relay
-    virt = next((links[b] for b in app.backing_qkdl_id if b in links), None)
+    virt = None
+    for backing in app.backing_qkdl_id:
+        if backing in links:
+            virt = links[backing]
+            break
     return Association(
         app_id=app.app_id,
         master=app.server_app_id or "",

@@ -8,11 +8,11 @@ A `View` reads only what one consumer uses (the views are declared in the genera
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat as _repeat
 from typing import Any
 
 from lxml import etree
@@ -21,6 +21,7 @@ from yang import model_support as _s
 from yang.model_support import ModelError as ModelError
 
 _ABSENT: Any = object()
+_STRINGS = frozenset({str})
 _new = object.__new__
 
 _P0 = re.compile('[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}')
@@ -528,8 +529,9 @@ class QkdNode:
         cls, doc: object, *, ignore_unknown: bool = False, view: View = View.FULL
     ) -> QkdNode:
         """The tree of an RFC 7951 document `{"etsi-qkd-sdn-node:qkd_node": {...}}` (see View for `view`)."""
-        top = _s.obj(doc, "/")
-        _s.check_members(top, frozenset({'etsi-qkd-sdn-node:qkd_node'}), "/", ignore_unknown)
+        top = doc if type(doc) is dict else _s.obj(doc, "/")
+        if not ignore_unknown and not _TOP_MEMBERS.issuperset(top):
+            _s.check_members(top, _TOP_MEMBERS, "/", ignore_unknown)
         if 'etsi-qkd-sdn-node:qkd_node' not in top:
             raise _s.missing("", 'etsi-qkd-sdn-node:qkd_node')
         return _FROM_JSON[view](top['etsi-qkd-sdn-node:qkd_node'], '/etsi-qkd-sdn-node:qkd_node', ignore_unknown)
@@ -539,11 +541,7 @@ class QkdNode:
         cls, text: str | bytes, *, ignore_unknown: bool = False, view: View = View.FULL
     ) -> QkdNode:
         """The tree of an RFC 7951 JSON text."""
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise ModelError("/", f"not JSON: {exc}") from None
-        return cls.from_json(doc, ignore_unknown=ignore_unknown, view=view)
+        return cls.from_json(_s.json_document(text), ignore_unknown=ignore_unknown, view=view)
 
     @classmethod
     def from_xml(
@@ -925,10 +923,14 @@ def _AppStatistics_from_json(value: object, path: str, ignore_unknown: bool) -> 
     if not ignore_unknown and not _AppStatistics_MEMBERS.issuperset(o):
         _s.check_members(o, _AppStatistics_MEMBERS, path, ignore_unknown)
     v = o.get('statistics', _ABSENT)
-    f_statistics = () if v is _ABSENT else tuple([
-        _Statistics_from_json(x, f"{path}/statistics[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'statistics'))
-    ])
+    if v is _ABSENT:
+        f_statistics: tuple[Statistics, ...] = ()
+    else:
+        try:
+            f_statistics = tuple(map(_Statistics_from_json, v if type(v) is list else _s.array(v, path, 'statistics'), _repeat(path + '/statistics'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_Statistics_from_json, v, path + '/statistics', ignore_unknown)
+            raise
     if len(f_statistics) > 1 and len({x.end_time for x in f_statistics}) != len(f_statistics):
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
     made = _new(_AppStatistics_B)
@@ -955,10 +957,15 @@ def _AppStatistics_from_xml(element: etree._Element, path: str, ignore_unknown: 
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_statistics = tuple([
-        _Statistics_from_xml(x, f"{path}/statistics[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('statistics', ()))
-    ])
+    x = many.get('statistics')
+    if x is None:
+        f_statistics: tuple[Statistics, ...] = ()
+    else:
+        try:
+            f_statistics = tuple(map(_Statistics_from_xml, x, _repeat(path + '/statistics'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_Statistics_from_xml, x, path + '/statistics', ignore_unknown)
+            raise
     if len(f_statistics) > 1 and len({x.end_time for x in f_statistics}) != len(f_statistics):
         _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
     made = _new(_AppStatistics_B)
@@ -1074,7 +1081,7 @@ def _Admission_from_json(value: object, path: str, ignore_unknown: bool) -> Admi
     v = o.get('reason', _ABSENT)
     f_reason = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'reason', ())
     v = o.get('path', _ABSENT)
-    f_path = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'path', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'path'))])
+    f_path = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'path', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'path'))])
     made = _new(_Admission_B)
     made.state = f_state
     made.reason = f_reason
@@ -1199,7 +1206,7 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     v = o.get('server_app_id', _ABSENT)
     f_server_app_id = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'server_app_id', ())
     v = o.get('client_app_id', _ABSENT)
-    f_client_app_id = () if v is _ABSENT else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
+    f_client_app_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
     v = o.get('app_priority', _ABSENT)
     f_app_priority = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'app_priority', 0, 4294967295)
     v = o.get('creation_time', _ABSENT)
@@ -1211,7 +1218,7 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     v = o.get('app_qos', _ABSENT)
     f_app_qos = _EMPTY_AppQos if v is _ABSENT else _AppQos_from_json(v, path + '/app_qos', ignore_unknown)
     v = o.get('backing_qkdl_id', _ABSENT)
-    f_backing_qkdl_id = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
+    f_backing_qkdl_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
     v = o.get('local_qkdn_id', _ABSENT)
     f_local_qkdn_id = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'local_qkdn_id', (_P0,))
     v = o.get('remote_qkdn_id', _ABSENT)
@@ -1354,10 +1361,14 @@ def _QkdApplications_from_json(value: object, path: str, ignore_unknown: bool) -
     if not ignore_unknown and not _QkdApplications_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApplications_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_app', _ABSENT)
-    f_qkd_app = () if v is _ABSENT else tuple([
-        _QkdApp_from_json(x, f"{path}/qkd_app[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_app'))
-    ])
+    if v is _ABSENT:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        try:
+            f_qkd_app = tuple(map(_QkdApp_from_json, v if type(v) is list else _s.array(v, path, 'qkd_app'), _repeat(path + '/qkd_app'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdApp_from_json, v, path + '/qkd_app', ignore_unknown)
+            raise
     if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = _new(_QkdApplications_B)
@@ -1384,10 +1395,15 @@ def _QkdApplications_from_xml(element: etree._Element, path: str, ignore_unknown
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_app = tuple([
-        _QkdApp_from_xml(x, f"{path}/qkd_app[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_app', ()))
-    ])
+    x = many.get('qkd_app')
+    if x is None:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        try:
+            f_qkd_app = tuple(map(_QkdApp_from_xml, x, _repeat(path + '/qkd_app'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdApp_from_xml, x, path + '/qkd_app', ignore_unknown)
+            raise
     if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = _new(_QkdApplications_B)
@@ -1624,10 +1640,14 @@ def _QkdInterfaces_from_json(value: object, path: str, ignore_unknown: bool) -> 
     if not ignore_unknown and not _QkdInterfaces_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdInterfaces_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_interface', _ABSENT)
-    f_qkd_interface = () if v is _ABSENT else tuple([
-        _QkdInterface_from_json(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_interface'))
-    ])
+    if v is _ABSENT:
+        f_qkd_interface: tuple[QkdInterface, ...] = ()
+    else:
+        try:
+            f_qkd_interface = tuple(map(_QkdInterface_from_json, v if type(v) is list else _s.array(v, path, 'qkd_interface'), _repeat(path + '/qkd_interface'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdInterface_from_json, v, path + '/qkd_interface', ignore_unknown)
+            raise
     if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = _new(_QkdInterfaces_B)
@@ -1654,10 +1674,15 @@ def _QkdInterfaces_from_xml(element: etree._Element, path: str, ignore_unknown: 
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_interface = tuple([
-        _QkdInterface_from_xml(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_interface', ()))
-    ])
+    x = many.get('qkd_interface')
+    if x is None:
+        f_qkd_interface: tuple[QkdInterface, ...] = ()
+    else:
+        try:
+            f_qkd_interface = tuple(map(_QkdInterface_from_xml, x, _repeat(path + '/qkd_interface'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdInterface_from_xml, x, path + '/qkd_interface', ignore_unknown)
+            raise
     if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = _new(_QkdInterfaces_B)
@@ -1858,10 +1883,14 @@ def _QkdlPerformance_from_json(value: object, path: str, ignore_unknown: bool) -
     v = o.get('eskr', _ABSENT)
     f_eskr = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'eskr', 0, 4294967295)
     v = o.get('phys_perf', _ABSENT)
-    f_phys_perf = () if v is _ABSENT else tuple([
-        _PhysPerf_from_json(x, f"{path}/phys_perf[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'phys_perf'))
-    ])
+    if v is _ABSENT:
+        f_phys_perf: tuple[PhysPerf, ...] = ()
+    else:
+        try:
+            f_phys_perf = tuple(map(_PhysPerf_from_json, v if type(v) is list else _s.array(v, path, 'phys_perf'), _repeat(path + '/phys_perf'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_PhysPerf_from_json, v, path + '/phys_perf', ignore_unknown)
+            raise
     if len(f_phys_perf) > 1 and len({x.perf_type for x in f_phys_perf}) != len(f_phys_perf):
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = _new(_QkdlPerformance_B)
@@ -1897,10 +1926,15 @@ def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown
     f_skr = None if e is None else _s.int_xml(e, path, 'skr', 0, 4294967295)
     e = one.get('eskr')
     f_eskr = None if e is None else _s.int_xml(e, path, 'eskr', 0, 4294967295)
-    f_phys_perf = tuple([
-        _PhysPerf_from_xml(x, f"{path}/phys_perf[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('phys_perf', ()))
-    ])
+    x = many.get('phys_perf')
+    if x is None:
+        f_phys_perf: tuple[PhysPerf, ...] = ()
+    else:
+        try:
+            f_phys_perf = tuple(map(_PhysPerf_from_xml, x, _repeat(path + '/phys_perf'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_PhysPerf_from_xml, x, path + '/phys_perf', ignore_unknown)
+            raise
     if len(f_phys_perf) > 1 and len({x.perf_type for x in f_phys_perf}) != len(f_phys_perf):
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = _new(_QkdlPerformance_B)
@@ -2006,11 +2040,11 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     v = o.get('qkdl_type', _ABSENT)
     f_qkdl_type = None if v is _ABSENT else (_QkdLinkTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdLinkTypes_JSON, v, path, 'qkdl_type')
     v = o.get('qkdl_applications', _ABSENT)
-    f_qkdl_applications = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'qkdl_applications', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'qkdl_applications'))])
+    f_qkdl_applications = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'qkdl_applications', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'qkdl_applications'))])
     v = o.get('virt_prev_hop', _ABSENT)
     f_virt_prev_hop = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'virt_prev_hop', (_P0,))
     v = o.get('virt_next_hop', _ABSENT)
-    f_virt_next_hop = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
+    f_virt_next_hop = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
     v = o.get('virt_bandwidth', _ABSENT)
     f_virt_bandwidth = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'virt_bandwidth', 0, 4294967295)
     v = o.get('phys_channel_att', _ABSENT)
@@ -2022,10 +2056,14 @@ def _QkdLink_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLin
     v = o.get('qkdl_performance', _ABSENT)
     f_qkdl_performance = _EMPTY_QkdlPerformance if v is _ABSENT else _QkdlPerformance_from_json(v, path + '/qkdl_performance', ignore_unknown)
     v = o.get('qkdsdn-node:hop_key_manager', _ABSENT)
-    f_hop_key_manager = () if v is _ABSENT else tuple([
-        _HopKeyManager_from_json(x, f"{path}/qkdsdn-node:hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'))
-    ])
+    if v is _ABSENT:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        try:
+            f_hop_key_manager = tuple(map(_HopKeyManager_from_json, v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'), _repeat(path + '/qkdsdn-node:hop_key_manager'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_HopKeyManager_from_json, v, path + '/qkdsdn-node:hop_key_manager', ignore_unknown)
+            raise
     if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'qkdsdn-node:hop_key_manager')
     made = _new(_QkdLink_B)
@@ -2094,10 +2132,15 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     f_phys_qkd_role = None if e is None else _s.identity_xml(_QkdRoleTypes_XML, e, path, 'phys_qkd_role')
     e = one.get('qkdl_performance')
     f_qkdl_performance = _EMPTY_QkdlPerformance if e is None else _QkdlPerformance_from_xml(e, path + '/qkdl_performance', ignore_unknown)
-    f_hop_key_manager = tuple([
-        _HopKeyManager_from_xml(x, f"{path}/hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('hop_key_manager', ()))
-    ])
+    x = many.get('hop_key_manager')
+    if x is None:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        try:
+            f_hop_key_manager = tuple(map(_HopKeyManager_from_xml, x, _repeat(path + '/hop_key_manager'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_HopKeyManager_from_xml, x, path + '/hop_key_manager', ignore_unknown)
+            raise
     if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'hop_key_manager')
     made = _new(_QkdLink_B)
@@ -2165,10 +2208,14 @@ def _QkdLinks_from_json(value: object, path: str, ignore_unknown: bool) -> QkdLi
     if not ignore_unknown and not _QkdLinks_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdLinks_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_link', _ABSENT)
-    f_qkd_link = () if v is _ABSENT else tuple([
-        _QkdLink_from_json(x, f"{path}/qkd_link[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_link'))
-    ])
+    if v is _ABSENT:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        try:
+            f_qkd_link = tuple(map(_QkdLink_from_json, v if type(v) is list else _s.array(v, path, 'qkd_link'), _repeat(path + '/qkd_link'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdLink_from_json, v, path + '/qkd_link', ignore_unknown)
+            raise
     if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = _new(_QkdLinks_B)
@@ -2195,10 +2242,15 @@ def _QkdLinks_from_xml(element: etree._Element, path: str, ignore_unknown: bool)
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_link = tuple([
-        _QkdLink_from_xml(x, f"{path}/qkd_link[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_link', ()))
-    ])
+    x = many.get('qkd_link')
+    if x is None:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        try:
+            f_qkd_link = tuple(map(_QkdLink_from_xml, x, _repeat(path + '/qkd_link'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdLink_from_xml, x, path + '/qkd_link', ignore_unknown)
+            raise
     if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = _new(_QkdLinks_B)
@@ -2411,14 +2463,14 @@ def _QkdApp_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: bool
     v = o.get('server_app_id', _ABSENT)
     f_server_app_id = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'server_app_id', ())
     v = o.get('client_app_id', _ABSENT)
-    f_client_app_id = () if v is _ABSENT else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
+    f_client_app_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
     f_app_priority = None
     f_creation_time = None
     f_expiration_time = None
     f_app_statistics = _EMPTY_AppStatistics
     f_app_qos = _EMPTY_AppQos
     v = o.get('backing_qkdl_id', _ABSENT)
-    f_backing_qkdl_id = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
+    f_backing_qkdl_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
     f_local_qkdn_id = None
     v = o.get('remote_qkdn_id', _ABSENT)
     f_remote_qkdn_id = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'remote_qkdn_id', (_P0,))
@@ -2510,10 +2562,14 @@ def _QkdApplications_from_json_KEY_MANAGER(value: object, path: str, ignore_unkn
     if not ignore_unknown and not _QkdApplications_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApplications_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_app', _ABSENT)
-    f_qkd_app = () if v is _ABSENT else tuple([
-        _QkdApp_from_json_KEY_MANAGER(x, f"{path}/qkd_app[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_app'))
-    ])
+    if v is _ABSENT:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        try:
+            f_qkd_app = tuple(map(_QkdApp_from_json_KEY_MANAGER, v if type(v) is list else _s.array(v, path, 'qkd_app'), _repeat(path + '/qkd_app'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdApp_from_json_KEY_MANAGER, v, path + '/qkd_app', ignore_unknown)
+            raise
     if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = _new(_QkdApplications_B)
@@ -2539,10 +2595,15 @@ def _QkdApplications_from_xml_KEY_MANAGER(element: etree._Element, path: str, ig
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_app = tuple([
-        _QkdApp_from_xml_KEY_MANAGER(x, f"{path}/qkd_app[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_app', ()))
-    ])
+    x = many.get('qkd_app')
+    if x is None:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        try:
+            f_qkd_app = tuple(map(_QkdApp_from_xml_KEY_MANAGER, x, _repeat(path + '/qkd_app'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdApp_from_xml_KEY_MANAGER, x, path + '/qkd_app', ignore_unknown)
+            raise
     if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = _new(_QkdApplications_B)
@@ -2653,7 +2714,7 @@ def _QkdLink_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: boo
     v = o.get('virt_prev_hop', _ABSENT)
     f_virt_prev_hop = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'virt_prev_hop', (_P0,))
     v = o.get('virt_next_hop', _ABSENT)
-    f_virt_next_hop = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
+    f_virt_next_hop = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
     v = o.get('virt_bandwidth', _ABSENT)
     f_virt_bandwidth = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'virt_bandwidth', 0, 4294967295)
     f_phys_channel_att = None
@@ -2661,10 +2722,14 @@ def _QkdLink_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: boo
     f_phys_qkd_role = None
     f_qkdl_performance = _EMPTY_QkdlPerformance
     v = o.get('qkdsdn-node:hop_key_manager', _ABSENT)
-    f_hop_key_manager = () if v is _ABSENT else tuple([
-        _HopKeyManager_from_json(x, f"{path}/qkdsdn-node:hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'))
-    ])
+    if v is _ABSENT:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        try:
+            f_hop_key_manager = tuple(map(_HopKeyManager_from_json, v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'), _repeat(path + '/qkdsdn-node:hop_key_manager'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_HopKeyManager_from_json, v, path + '/qkdsdn-node:hop_key_manager', ignore_unknown)
+            raise
     if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'qkdsdn-node:hop_key_manager')
     made = _new(_QkdLink_B)
@@ -2726,10 +2791,15 @@ def _QkdLink_from_xml_KEY_MANAGER(element: etree._Element, path: str, ignore_unk
     f_phys_wavelength = None
     f_phys_qkd_role = None
     f_qkdl_performance = _EMPTY_QkdlPerformance
-    f_hop_key_manager = tuple([
-        _HopKeyManager_from_xml(x, f"{path}/hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('hop_key_manager', ()))
-    ])
+    x = many.get('hop_key_manager')
+    if x is None:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        try:
+            f_hop_key_manager = tuple(map(_HopKeyManager_from_xml, x, _repeat(path + '/hop_key_manager'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_HopKeyManager_from_xml, x, path + '/hop_key_manager', ignore_unknown)
+            raise
     if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'hop_key_manager')
     made = _new(_QkdLink_B)
@@ -2757,10 +2827,14 @@ def _QkdLinks_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: bo
     if not ignore_unknown and not _QkdLinks_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdLinks_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_link', _ABSENT)
-    f_qkd_link = () if v is _ABSENT else tuple([
-        _QkdLink_from_json_KEY_MANAGER(x, f"{path}/qkd_link[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_link'))
-    ])
+    if v is _ABSENT:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        try:
+            f_qkd_link = tuple(map(_QkdLink_from_json_KEY_MANAGER, v if type(v) is list else _s.array(v, path, 'qkd_link'), _repeat(path + '/qkd_link'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdLink_from_json_KEY_MANAGER, v, path + '/qkd_link', ignore_unknown)
+            raise
     if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = _new(_QkdLinks_B)
@@ -2786,10 +2860,15 @@ def _QkdLinks_from_xml_KEY_MANAGER(element: etree._Element, path: str, ignore_un
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_link = tuple([
-        _QkdLink_from_xml_KEY_MANAGER(x, f"{path}/qkd_link[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_link', ()))
-    ])
+    x = many.get('qkd_link')
+    if x is None:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        try:
+            f_qkd_link = tuple(map(_QkdLink_from_xml_KEY_MANAGER, x, _repeat(path + '/qkd_link'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdLink_from_xml_KEY_MANAGER, x, path + '/qkd_link', ignore_unknown)
+            raise
     if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = _new(_QkdLinks_B)
@@ -2954,7 +3033,7 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     v = o.get('server_app_id', _ABSENT)
     f_server_app_id = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'server_app_id', ())
     v = o.get('client_app_id', _ABSENT)
-    f_client_app_id = () if v is _ABSENT else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
+    f_client_app_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
     v = o.get('app_priority', _ABSENT)
     f_app_priority = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'app_priority', 0, 4294967295)
     f_creation_time = None
@@ -2963,7 +3042,7 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     v = o.get('app_qos', _ABSENT)
     f_app_qos = _EMPTY_AppQos if v is _ABSENT else _AppQos_from_json_CONTROLLER(v, path + '/app_qos', ignore_unknown)
     v = o.get('backing_qkdl_id', _ABSENT)
-    f_backing_qkdl_id = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
+    f_backing_qkdl_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
     v = o.get('local_qkdn_id', _ABSENT)
     f_local_qkdn_id = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'local_qkdn_id', (_P0,))
     v = o.get('remote_qkdn_id', _ABSENT)
@@ -3058,10 +3137,14 @@ def _QkdApplications_from_json_CONTROLLER(value: object, path: str, ignore_unkno
     if not ignore_unknown and not _QkdApplications_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApplications_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_app', _ABSENT)
-    f_qkd_app = () if v is _ABSENT else tuple([
-        _QkdApp_from_json_CONTROLLER(x, f"{path}/qkd_app[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_app'))
-    ])
+    if v is _ABSENT:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        try:
+            f_qkd_app = tuple(map(_QkdApp_from_json_CONTROLLER, v if type(v) is list else _s.array(v, path, 'qkd_app'), _repeat(path + '/qkd_app'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdApp_from_json_CONTROLLER, v, path + '/qkd_app', ignore_unknown)
+            raise
     if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = _new(_QkdApplications_B)
@@ -3087,10 +3170,15 @@ def _QkdApplications_from_xml_CONTROLLER(element: etree._Element, path: str, ign
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_app = tuple([
-        _QkdApp_from_xml_CONTROLLER(x, f"{path}/qkd_app[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_app', ()))
-    ])
+    x = many.get('qkd_app')
+    if x is None:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        try:
+            f_qkd_app = tuple(map(_QkdApp_from_xml_CONTROLLER, x, _repeat(path + '/qkd_app'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdApp_from_xml_CONTROLLER, x, path + '/qkd_app', ignore_unknown)
+            raise
     if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
         _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
     made = _new(_QkdApplications_B)
@@ -3165,10 +3253,14 @@ def _QkdInterfaces_from_json_CONTROLLER(value: object, path: str, ignore_unknown
     if not ignore_unknown and not _QkdInterfaces_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdInterfaces_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_interface', _ABSENT)
-    f_qkd_interface = () if v is _ABSENT else tuple([
-        _QkdInterface_from_json_CONTROLLER(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_interface'))
-    ])
+    if v is _ABSENT:
+        f_qkd_interface: tuple[QkdInterface, ...] = ()
+    else:
+        try:
+            f_qkd_interface = tuple(map(_QkdInterface_from_json_CONTROLLER, v if type(v) is list else _s.array(v, path, 'qkd_interface'), _repeat(path + '/qkd_interface'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdInterface_from_json_CONTROLLER, v, path + '/qkd_interface', ignore_unknown)
+            raise
     if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = _new(_QkdInterfaces_B)
@@ -3194,10 +3286,15 @@ def _QkdInterfaces_from_xml_CONTROLLER(element: etree._Element, path: str, ignor
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_interface = tuple([
-        _QkdInterface_from_xml_CONTROLLER(x, f"{path}/qkd_interface[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_interface', ()))
-    ])
+    x = many.get('qkd_interface')
+    if x is None:
+        f_qkd_interface: tuple[QkdInterface, ...] = ()
+    else:
+        try:
+            f_qkd_interface = tuple(map(_QkdInterface_from_xml_CONTROLLER, x, _repeat(path + '/qkd_interface'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdInterface_from_xml_CONTROLLER, x, path + '/qkd_interface', ignore_unknown)
+            raise
     if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
         _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
     made = _new(_QkdInterfaces_B)
@@ -3310,7 +3407,7 @@ def _QkdLink_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool
     v = o.get('virt_prev_hop', _ABSENT)
     f_virt_prev_hop = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'virt_prev_hop', (_P0,))
     v = o.get('virt_next_hop', _ABSENT)
-    f_virt_next_hop = () if v is _ABSENT else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
+    f_virt_next_hop = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
     v = o.get('virt_bandwidth', _ABSENT)
     f_virt_bandwidth = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'virt_bandwidth', 0, 4294967295)
     f_phys_channel_att = None
@@ -3319,10 +3416,14 @@ def _QkdLink_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool
     v = o.get('qkdl_performance', _ABSENT)
     f_qkdl_performance = _EMPTY_QkdlPerformance if v is _ABSENT else _QkdlPerformance_from_json(v, path + '/qkdl_performance', ignore_unknown)
     v = o.get('qkdsdn-node:hop_key_manager', _ABSENT)
-    f_hop_key_manager = () if v is _ABSENT else tuple([
-        _HopKeyManager_from_json(x, f"{path}/qkdsdn-node:hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'))
-    ])
+    if v is _ABSENT:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        try:
+            f_hop_key_manager = tuple(map(_HopKeyManager_from_json, v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'), _repeat(path + '/qkdsdn-node:hop_key_manager'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_HopKeyManager_from_json, v, path + '/qkdsdn-node:hop_key_manager', ignore_unknown)
+            raise
     if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'qkdsdn-node:hop_key_manager')
     made = _new(_QkdLink_B)
@@ -3387,10 +3488,15 @@ def _QkdLink_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkn
     f_phys_qkd_role = None
     e = one.get('qkdl_performance')
     f_qkdl_performance = _EMPTY_QkdlPerformance if e is None else _QkdlPerformance_from_xml(e, path + '/qkdl_performance', ignore_unknown)
-    f_hop_key_manager = tuple([
-        _HopKeyManager_from_xml(x, f"{path}/hop_key_manager[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('hop_key_manager', ()))
-    ])
+    x = many.get('hop_key_manager')
+    if x is None:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        try:
+            f_hop_key_manager = tuple(map(_HopKeyManager_from_xml, x, _repeat(path + '/hop_key_manager'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_HopKeyManager_from_xml, x, path + '/hop_key_manager', ignore_unknown)
+            raise
     if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
         _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'hop_key_manager')
     made = _new(_QkdLink_B)
@@ -3418,10 +3524,14 @@ def _QkdLinks_from_json_CONTROLLER(value: object, path: str, ignore_unknown: boo
     if not ignore_unknown and not _QkdLinks_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdLinks_MEMBERS, path, ignore_unknown)
     v = o.get('qkd_link', _ABSENT)
-    f_qkd_link = () if v is _ABSENT else tuple([
-        _QkdLink_from_json_CONTROLLER(x, f"{path}/qkd_link[{i}]", ignore_unknown)
-        for i, x in enumerate(v if type(v) is list else _s.array(v, path, 'qkd_link'))
-    ])
+    if v is _ABSENT:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        try:
+            f_qkd_link = tuple(map(_QkdLink_from_json_CONTROLLER, v if type(v) is list else _s.array(v, path, 'qkd_link'), _repeat(path + '/qkd_link'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdLink_from_json_CONTROLLER, v, path + '/qkd_link', ignore_unknown)
+            raise
     if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = _new(_QkdLinks_B)
@@ -3447,10 +3557,15 @@ def _QkdLinks_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unk
             raise _s.xml_duplicate(path, name)
         else:
             one[name] = child
-    f_qkd_link = tuple([
-        _QkdLink_from_xml_CONTROLLER(x, f"{path}/qkd_link[{i}]", ignore_unknown)
-        for i, x in enumerate(many.get('qkd_link', ()))
-    ])
+    x = many.get('qkd_link')
+    if x is None:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        try:
+            f_qkd_link = tuple(map(_QkdLink_from_xml_CONTROLLER, x, _repeat(path + '/qkd_link'), _repeat(ignore_unknown)))
+        except ModelError:
+            _s.locate(_QkdLink_from_xml_CONTROLLER, x, path + '/qkd_link', ignore_unknown)
+            raise
     if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
         _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
     made = _new(_QkdLinks_B)
@@ -3587,6 +3702,7 @@ def _QkdNode_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkn
     return made  # type: ignore[return-value]
 
 
+_TOP_MEMBERS = frozenset({'etsi-qkd-sdn-node:qkd_node'})
 _FROM_JSON: dict[View, Callable[[object, str, bool], QkdNode]] = {
     View.FULL: _QkdNode_from_json,
     View.KEY_MANAGER: _QkdNode_from_json_KEY_MANAGER,

@@ -125,6 +125,7 @@ class Scalar:
     json_out: str  # expression template: {x} the Python value
     literal: Any  # (yang default text) -> Python literal source
     json_fast: str = ""  # inline expression for the valid case, else json_in (which raises)
+    json_all: str = ""  # a test that every item of the JSON array {v} is valid as it is
 
     def json_expr(self, value: str, name: str) -> str:
         slow = self.json_in.format(v=value, p="path", n=name)
@@ -278,6 +279,13 @@ class Generator:
                 if reader != "string_json"
                 else f"{{v}} if type({{v}}) is str{checks} else {{slow}}"
             )
+            # In C: every item a str (so hashable), every item seen matching each pattern.
+            every = (
+                ""
+                if reader != "string_json"
+                else "_STRINGS.issuperset(map(type, {v}))"
+                + "".join(f" and {self.patterns[p]}_SEEN.issuperset({{v}})" for p in patterns)
+            )
             xml_checks = " and ".join(
                 f"({'(t := {e}.text or ' + repr('') + ')' if i == 0 else 't'}"
                 f" in {self.patterns[p]}_SEEN or _s.matches({self.patterns[p]},"
@@ -298,6 +306,7 @@ class Generator:
                 "{x}",
                 lambda text: repr(text),
                 fast,
+                every,
             )
         if base in INT_RANGES:
             low, high = INT_RANGES[base]
@@ -515,7 +524,8 @@ class Generator:
     def dispatch(
         self, root_cls: ClassDef, skipped: dict[str, dict[str, frozenset[str]]]
     ) -> list[str]:
-        lines = []
+        top = f"{ROOT_MODULE}:{ROOT_NAME}"
+        lines = [f"_TOP_MEMBERS = frozenset({{{top!r}}})"]
         for fmt, source in (("json", "object"), ("xml", "etree._Element")):
             callable_type = f"Callable[[{source}, str, bool], {root_cls.name}]"
             lines.append(f"_FROM_{fmt.upper()}: dict[View, {callable_type}] = {{")
@@ -616,10 +626,16 @@ class Generator:
             elif fld.kind == "list":
                 reader = self.reader(fld.cls, "json", view, skips)
                 lines += [
-                    f"    {attr} = () if v is _ABSENT else tuple([",
-                    f'        {reader}(x, f"{{path}}/{fld.json_key}[{{i}}]", ignore_unknown)',
-                    f"        for i, x in enumerate(v if type(v) is list else _s.array(v, path, {name}))",
-                    "    ])",
+                    "    if v is _ABSENT:",
+                    f"        {attr}: tuple[{fld.cls}, ...] = ()",
+                    "    else:",
+                    *self.read_entries(
+                        attr,
+                        reader,
+                        f"v if type(v) is list else _s.array(v, path, {name})",
+                        "v",
+                        fld.json_key,
+                    ),
                     f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
@@ -627,8 +643,13 @@ class Generator:
                 assert fld.scalar is not None
                 if fld.kind == "leaf-list":
                     item = fld.scalar.json_expr("x", name)
+                    every = (
+                        f"tuple(v) if type(v) is list and {fld.scalar.json_all.format(v='v')} else "
+                        if fld.scalar.json_all
+                        else ""
+                    )
                     lines.append(
-                        f"    {attr} = () if v is _ABSENT else "
+                        f"    {attr} = () if v is _ABSENT else {every}"
                         f"tuple([{item} for x in (v if type(v) is list else _s.array(v, path, {name}))])"
                     )
                 elif fld.required:
@@ -701,10 +722,11 @@ class Generator:
             elif fld.kind == "list":
                 reader = self.reader(fld.cls, "xml", view, skips)
                 lines += [
-                    f"    {attr} = tuple([",
-                    f'        {reader}(x, f"{{path}}/{fld.name}[{{i}}]", ignore_unknown)',
-                    f"        for i, x in enumerate(many.get({fld.attr!r}, ()))",
-                    "    ])",
+                    f"    x = many.get({fld.attr!r})",
+                    "    if x is None:",
+                    f"        {attr}: tuple[{fld.cls}, ...] = ()",
+                    "    else:",
+                    *self.read_entries(attr, reader, "x", "x", fld.name),
                     f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
@@ -724,6 +746,19 @@ class Generator:
                         lines.append(f"    {attr} = None if e is None else {conv.format(e='e')}")
         lines += self.construct(cdef)
         return lines
+
+    @staticmethod
+    def read_entries(attr: str, reader: str, items: str, raw: str, name: str) -> list[str]:
+        """A list's entries read by map() (no comprehension, no path per entry); on an error
+        the entries are read again one by one with their index in the path, to name it."""
+        return [
+            "        try:",
+            f"            {attr} = tuple(map({reader}, {items}, _repeat(path + {'/' + name!r}),"
+            " _repeat(ignore_unknown)))",
+            "        except ModelError:",
+            f"            _s.locate({reader}, {raw}, path + {'/' + name!r}, ignore_unknown)",
+            "            raise",
+        ]
 
     @staticmethod
     def construct(cdef: ClassDef) -> list[str]:
@@ -795,8 +830,9 @@ def root_methods(cdef: ClassDef, root: Any) -> list[str]:
         "        cls, doc: object, *, ignore_unknown: bool = False, view: View = View.FULL",
         "    ) -> " + cdef.name + ":",
         f'        """The tree of an RFC 7951 document `{{"{top}": {{...}}}}` (see View for `view`)."""',
-        '        top = _s.obj(doc, "/")',
-        f'        _s.check_members(top, frozenset({{{top!r}}}), "/", ignore_unknown)',
+        '        top = doc if type(doc) is dict else _s.obj(doc, "/")',
+        "        if not ignore_unknown and not _TOP_MEMBERS.issuperset(top):",
+        '            _s.check_members(top, _TOP_MEMBERS, "/", ignore_unknown)',
         f"        if {top!r} not in top:",
         f'            raise _s.missing("", {top!r})',
         f"        return _FROM_JSON[view](top[{top!r}], {'/' + top!r}, ignore_unknown)",
@@ -806,11 +842,7 @@ def root_methods(cdef: ClassDef, root: Any) -> list[str]:
         "        cls, text: str | bytes, *, ignore_unknown: bool = False, view: View = View.FULL",
         "    ) -> " + cdef.name + ":",
         '        """The tree of an RFC 7951 JSON text."""',
-        "        try:",
-        "            doc = json.loads(text)",
-        "        except ValueError as exc:",
-        '            raise ModelError("/", f"not JSON: {exc}") from None',
-        "        return cls.from_json(doc, ignore_unknown=ignore_unknown, view=view)",
+        "        return cls.from_json(_s.json_document(text), ignore_unknown=ignore_unknown, view=view)",
         "",
         "    @classmethod",
         "    def from_xml(",
@@ -850,11 +882,11 @@ A `View` reads only what one consumer uses (the views are declared in the genera
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat as _repeat
 from typing import Any
 
 from lxml import etree
@@ -863,5 +895,6 @@ from yang import model_support as _s
 from yang.model_support import ModelError as ModelError
 
 _ABSENT: Any = object()
+_STRINGS = frozenset({str})
 _new = object.__new__
 '''
