@@ -824,11 +824,11 @@ def _QkdnCapabilities_from_xml(element: etree._Element, path: str, ignore_unknow
         else:
             one[name] = child
     e = one.get('link_stats_support')
-    f_link_stats_support = None if e is None else _s.bool_xml(e, path, 'link_stats_support')
+    f_link_stats_support = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'link_stats_support'))
     e = one.get('application_stats_support')
-    f_application_stats_support = None if e is None else _s.bool_xml(e, path, 'application_stats_support')
+    f_application_stats_support = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'application_stats_support'))
     e = one.get('key_relay_mode_enable')
-    f_key_relay_mode_enable = None if e is None else _s.bool_xml(e, path, 'key_relay_mode_enable')
+    f_key_relay_mode_enable = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'key_relay_mode_enable'))
     made = _new(_QkdnCapabilities_B)
     made.link_stats_support = f_link_stats_support
     made.application_stats_support = f_application_stats_support
@@ -896,7 +896,7 @@ def _Statistics_from_xml(element: etree._Element, path: str, ignore_unknown: boo
     e = one.get('start_time')
     f_start_time = None if e is None else _s.date_and_time_json(e.text or '', path, 'start_time', (_P1,))
     e = one.get('consumed_bits')
-    f_consumed_bits = None if e is None else _s.int_xml(e, path, 'consumed_bits', 0, 4294967295)
+    f_consumed_bits = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'consumed_bits', 0, 4294967295))
     made = _new(_Statistics_B)
     made.end_time = f_end_time
     made.start_time = f_start_time
@@ -1030,17 +1030,17 @@ def _AppQos_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
         else:
             one[name] = child
     e = one.get('max_bandwidth')
-    f_max_bandwidth = None if e is None else _s.int_xml(e, path, 'max_bandwidth', 0, 4294967295)
+    f_max_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'max_bandwidth', 0, 4294967295))
     e = one.get('min_bandwidth')
-    f_min_bandwidth = None if e is None else _s.int_xml(e, path, 'min_bandwidth', 0, 4294967295)
+    f_min_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'min_bandwidth', 0, 4294967295))
     e = one.get('jitter')
-    f_jitter = None if e is None else _s.int_xml(e, path, 'jitter', 0, 4294967295)
+    f_jitter = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'jitter', 0, 4294967295))
     e = one.get('ttl')
-    f_ttl = None if e is None else _s.int_xml(e, path, 'ttl', 0, 4294967295)
+    f_ttl = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'ttl', 0, 4294967295))
     e = one.get('clients_shared_path_enable')
-    f_clients_shared_path_enable = None if e is None else _s.bool_xml(e, path, 'clients_shared_path_enable')
+    f_clients_shared_path_enable = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'clients_shared_path_enable'))
     e = one.get('clients_shared_keys_required')
-    f_clients_shared_keys_required = None if e is None else _s.bool_xml(e, path, 'clients_shared_keys_required')
+    f_clients_shared_keys_required = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'clients_shared_keys_required'))
     made = _new(_AppQos_B)
     made.max_bandwidth = f_max_bandwidth
     made.min_bandwidth = f_min_bandwidth
@@ -1171,7 +1171,7 @@ def _Relay_from_xml(element: etree._Element, path: str, ignore_unknown: bool) ->
     e = one.get('mode')
     f_mode = None if e is None else _s.enum_json(_RelayMode_JSON, _s.text(e), path, 'mode')
     e = one.get('buffer')
-    f_buffer = None if e is None else _s.int_xml(e, path, 'buffer', 0, 4294967295)
+    f_buffer = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'buffer', 0, 4294967295))
     made = _new(_Relay_B)
     made.mode = f_mode
     made.buffer = f_buffer
@@ -1277,7 +1277,7 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_server_app_id = None if e is None else (e.text or '')
     f_client_app_id = tuple([(x.text or '') for x in many.get('client_app_id', ())])
     e = one.get('app_priority')
-    f_app_priority = None if e is None else _s.int_xml(e, path, 'app_priority', 0, 4294967295)
+    f_app_priority = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'app_priority', 0, 4294967295))
     e = one.get('creation_time')
     f_creation_time = None if e is None else _s.date_and_time_json(e.text or '', path, 'creation_time', (_P1,))
     e = one.get('expiration_time')
@@ -1458,7 +1458,7 @@ def _QkdiAttPoint_from_xml(element: etree._Element, path: str, ignore_unknown: b
     e = one.get('device')
     f_device = None if e is None else (e.text or '')
     e = one.get('port')
-    f_port = None if e is None else _s.int_xml(e, path, 'port', 0, 4294967295)
+    f_port = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'port', 0, 4294967295))
     made = _new(_QkdiAttPoint_B)
     made.device = f_device
     made.port = f_port
@@ -1519,7 +1519,7 @@ def _QkdiCapabilities_from_xml(element: etree._Element, path: str, ignore_unknow
     e = one.get('wavelength_range')
     f_wavelength_range = None if e is None else (t if ((t := e.text or '') in _P2_SEEN or _s.matches(_P2, _P2_SEEN, t)) else _s.string_json(t, path, 'wavelength_range', (_P2,)))
     e = one.get('max_absorption')
-    f_max_absorption = None if e is None else _s.decimal_text(_s.text(e), path, 'max_absorption', 3)
+    f_max_absorption = None if e is None else _s.decimal_json(_s.text(e), path, 'max_absorption', 3)
     made = _new(_QkdiCapabilities_B)
     made.role_support = f_role_support
     made.wavelength_range = f_wavelength_range
@@ -1592,7 +1592,7 @@ def _QkdInterface_from_xml(element: etree._Element, path: str, ignore_unknown: b
     e = one.get('qkdi_id')
     if e is None:
         raise _s.missing(path, 'qkdi_id')
-    f_qkdi_id = _s.int_xml(e, path, 'qkdi_id', 0, 4294967295)
+    f_qkdi_id = (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295))
     e = one.get('qkdi_model')
     f_qkdi_model = None if e is None else (e.text or '')
     e = one.get('qkdi_type')
@@ -1737,7 +1737,7 @@ def _QkdlLocal_from_xml(element: etree._Element, path: str, ignore_unknown: bool
     e = one.get('qkdn_id')
     f_qkdn_id = None if e is None else (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('qkdi_id')
-    f_qkdi_id = None if e is None else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295)
+    f_qkdi_id = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295))
     made = _new(_QkdlLocal_B)
     made.qkdn_id = f_qkdn_id
     made.qkdi_id = f_qkdi_id
@@ -1793,7 +1793,7 @@ def _QkdlRemote_from_xml(element: etree._Element, path: str, ignore_unknown: boo
     e = one.get('qkdn_id')
     f_qkdn_id = None if e is None else (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'qkdn_id', (_P0,)))
     e = one.get('qkdi_id')
-    f_qkdi_id = None if e is None else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295)
+    f_qkdi_id = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295))
     made = _new(_QkdlRemote_B)
     made.qkdn_id = f_qkdn_id
     made.qkdi_id = f_qkdi_id
@@ -1853,7 +1853,7 @@ def _PhysPerf_from_xml(element: etree._Element, path: str, ignore_unknown: bool)
         raise _s.missing(path, 'perf_type')
     f_perf_type = _s.identity_xml(_PhysPerfTypes_XML, e, path, 'perf_type')
     e = one.get('value')
-    f_value = None if e is None else _s.decimal_text(_s.text(e), path, 'value', 3)
+    f_value = None if e is None else _s.decimal_json(_s.text(e), path, 'value', 3)
     made = _new(_PhysPerf_B)
     made.perf_type = f_perf_type
     made.value = f_value
@@ -1891,7 +1891,7 @@ def _QkdlPerformance_from_json(value: object, path: str, ignore_unknown: bool) -
         except ModelError:
             _s.locate(_PhysPerf_from_json, v, path + '/phys_perf', ignore_unknown)
             raise
-    if len(f_phys_perf) > 1 and len({x.perf_type for x in f_phys_perf}) != len(f_phys_perf):
+    if len(f_phys_perf) > 1 and len({id(x.perf_type) for x in f_phys_perf}) != len(f_phys_perf):
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = _new(_QkdlPerformance_B)
     made.expected_consumption = f_expected_consumption
@@ -1921,11 +1921,11 @@ def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown
         else:
             one[name] = child
     e = one.get('expected_consumption')
-    f_expected_consumption = None if e is None else _s.int_xml(e, path, 'expected_consumption', 0, 4294967295)
+    f_expected_consumption = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'expected_consumption', 0, 4294967295))
     e = one.get('skr')
-    f_skr = None if e is None else _s.int_xml(e, path, 'skr', 0, 4294967295)
+    f_skr = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'skr', 0, 4294967295))
     e = one.get('eskr')
-    f_eskr = None if e is None else _s.int_xml(e, path, 'eskr', 0, 4294967295)
+    f_eskr = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'eskr', 0, 4294967295))
     x = many.get('phys_perf')
     if x is None:
         f_phys_perf: tuple[PhysPerf, ...] = ()
@@ -1935,7 +1935,7 @@ def _QkdlPerformance_from_xml(element: etree._Element, path: str, ignore_unknown
         except ModelError:
             _s.locate(_PhysPerf_from_xml, x, path + '/phys_perf', ignore_unknown)
             raise
-    if len(f_phys_perf) > 1 and len({x.perf_type for x in f_phys_perf}) != len(f_phys_perf):
+    if len(f_phys_perf) > 1 and len({id(x.perf_type) for x in f_phys_perf}) != len(f_phys_perf):
         _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
     made = _new(_QkdlPerformance_B)
     made.expected_consumption = f_expected_consumption
@@ -2111,7 +2111,7 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     e = one.get('qkdl_status')
     f_qkdl_status = None if e is None else _s.identity_xml(_LinkStatusTypes_XML, e, path, 'qkdl_status')
     e = one.get('qkdl_enable')
-    f_qkdl_enable = None if e is None else _s.bool_xml(e, path, 'qkdl_enable')
+    f_qkdl_enable = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'qkdl_enable'))
     e = one.get('qkdl_local')
     f_qkdl_local = _EMPTY_QkdlLocal if e is None else _QkdlLocal_from_xml(e, path + '/qkdl_local', ignore_unknown)
     e = one.get('qkdl_remote')
@@ -2123,9 +2123,9 @@ def _QkdLink_from_xml(element: etree._Element, path: str, ignore_unknown: bool) 
     f_virt_prev_hop = None if e is None else (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'virt_prev_hop', (_P0,)))
     f_virt_next_hop = tuple([(t if ((t := x.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'virt_next_hop', (_P0,))) for x in many.get('virt_next_hop', ())])
     e = one.get('virt_bandwidth')
-    f_virt_bandwidth = None if e is None else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295)
+    f_virt_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295))
     e = one.get('phys_channel_att')
-    f_phys_channel_att = None if e is None else _s.decimal_text(_s.text(e), path, 'phys_channel_att', 3)
+    f_phys_channel_att = None if e is None else _s.decimal_json(_s.text(e), path, 'phys_channel_att', 3)
     e = one.get('phys_wavelength')
     f_phys_wavelength = None if e is None else (t if ((t := e.text or '') in _P3_SEEN or _s.matches(_P3, _P3_SEEN, t)) else _s.string_json(t, path, 'phys_wavelength', (_P3,)))
     e = one.get('phys_qkd_role')
@@ -2786,7 +2786,7 @@ def _QkdLink_from_xml_KEY_MANAGER(element: etree._Element, path: str, ignore_unk
     f_virt_prev_hop = None if e is None else (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'virt_prev_hop', (_P0,)))
     f_virt_next_hop = tuple([(t if ((t := x.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'virt_next_hop', (_P0,))) for x in many.get('virt_next_hop', ())])
     e = one.get('virt_bandwidth')
-    f_virt_bandwidth = None if e is None else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295)
+    f_virt_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295))
     f_phys_channel_att = None
     f_phys_wavelength = None
     f_phys_qkd_role = None
@@ -2999,13 +2999,13 @@ def _AppQos_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
         else:
             one[name] = child
     e = one.get('max_bandwidth')
-    f_max_bandwidth = None if e is None else _s.int_xml(e, path, 'max_bandwidth', 0, 4294967295)
+    f_max_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'max_bandwidth', 0, 4294967295))
     e = one.get('min_bandwidth')
-    f_min_bandwidth = None if e is None else _s.int_xml(e, path, 'min_bandwidth', 0, 4294967295)
+    f_min_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'min_bandwidth', 0, 4294967295))
     e = one.get('jitter')
-    f_jitter = None if e is None else _s.int_xml(e, path, 'jitter', 0, 4294967295)
+    f_jitter = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'jitter', 0, 4294967295))
     e = one.get('ttl')
-    f_ttl = None if e is None else _s.int_xml(e, path, 'ttl', 0, 4294967295)
+    f_ttl = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'ttl', 0, 4294967295))
     f_clients_shared_path_enable = None
     f_clients_shared_keys_required = None
     made = _new(_AppQos_B)
@@ -3098,7 +3098,7 @@ def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
     f_server_app_id = None if e is None else (e.text or '')
     f_client_app_id = tuple([(x.text or '') for x in many.get('client_app_id', ())])
     e = one.get('app_priority')
-    f_app_priority = None if e is None else _s.int_xml(e, path, 'app_priority', 0, 4294967295)
+    f_app_priority = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'app_priority', 0, 4294967295))
     f_creation_time = None
     f_expiration_time = None
     f_app_statistics = _EMPTY_AppStatistics
@@ -3231,7 +3231,7 @@ def _QkdInterface_from_xml_CONTROLLER(element: etree._Element, path: str, ignore
     e = one.get('qkdi_id')
     if e is None:
         raise _s.missing(path, 'qkdi_id')
-    f_qkdi_id = _s.int_xml(e, path, 'qkdi_id', 0, 4294967295)
+    f_qkdi_id = (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'qkdi_id', 0, 4294967295))
     f_qkdi_model = None
     f_qkdi_type = None
     f_qkdi_att_point = _EMPTY_QkdiAttPoint
@@ -3470,7 +3470,7 @@ def _QkdLink_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkn
     e = one.get('qkdl_status')
     f_qkdl_status = None if e is None else _s.identity_xml(_LinkStatusTypes_XML, e, path, 'qkdl_status')
     e = one.get('qkdl_enable')
-    f_qkdl_enable = None if e is None else _s.bool_xml(e, path, 'qkdl_enable')
+    f_qkdl_enable = None if e is None else (True if (u := e.text) == 'true' else False if u == 'false' else _s.bool_xml(e, path, 'qkdl_enable'))
     e = one.get('qkdl_local')
     f_qkdl_local = _EMPTY_QkdlLocal if e is None else _QkdlLocal_from_xml_CONTROLLER(e, path + '/qkdl_local', ignore_unknown)
     e = one.get('qkdl_remote')
@@ -3482,7 +3482,7 @@ def _QkdLink_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkn
     f_virt_prev_hop = None if e is None else (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'virt_prev_hop', (_P0,)))
     f_virt_next_hop = tuple([(t if ((t := x.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'virt_next_hop', (_P0,))) for x in many.get('virt_next_hop', ())])
     e = one.get('virt_bandwidth')
-    f_virt_bandwidth = None if e is None else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295)
+    f_virt_bandwidth = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'virt_bandwidth', 0, 4294967295))
     f_phys_channel_att = None
     f_phys_wavelength = None
     f_phys_qkd_role = None

@@ -313,7 +313,12 @@ class Generator:
             return Scalar(
                 "int",
                 f"_s.int_json({{v}}, {{p}}, {{n}}, {low}, {high})",
-                f"_s.int_xml({{e}}, {{p}}, {{n}}, {low}, {high})",
+                # Inline for plain ASCII digits in range; anything else (sign, spaces, junk)
+                # goes to int_xml, which reads it or raises.
+                f"(n if (u := {{e}}.text) and len(u) <= {len(str(high))} and u.isascii()"
+                " and u.isdigit()"
+                f" and {low} <= (n := int(u)) <= {high}"
+                f" else _s.int_xml({{e}}, {{p}}, {{n}}, {low}, {high}))",
                 "{x}",
                 lambda text: str(int(text)),
                 f"{{v}} if type({{v}}) is int and {low} <= {{v}} <= {high} else {{slow}}",
@@ -322,7 +327,8 @@ class Generator:
             return Scalar(
                 "bool",
                 "_s.bool_json({v}, {p}, {n})",
-                "_s.bool_xml({e}, {p}, {n})",
+                "(True if (u := {e}.text) == 'true' else False if u == 'false'"
+                " else _s.bool_xml({e}, {p}, {n}))",
                 "{x}",
                 lambda text: str(text == "true"),
                 "{v} if type({v}) is bool else {slow}",
@@ -332,7 +338,7 @@ class Generator:
             return Scalar(
                 "Decimal",
                 f"_s.decimal_json({{v}}, {{p}}, {{n}}, {digits})",
-                f"_s.decimal_text(_s.text({{e}}), {{p}}, {{n}}, {digits})",
+                f"_s.decimal_json(_s.text({{e}}), {{p}}, {{n}}, {digits})",  # remembered texts
                 "_s.decimal_out({x})",
                 lambda text: f"Decimal({text!r})",
             )
@@ -363,12 +369,16 @@ class Generator:
             f"(_{name}_JSON.get({{v}}) if type({{v}}) is str else None) or {{slow}}",
         )
 
-    @staticmethod
-    def keys_differ(attr: str, keys: tuple[str, ...]) -> str:
-        """A set comprehension ruling out duplicate keys inline (the check names the pair)."""
-        if len(keys) != 1:
+    def keys_differ(self, attr: str, fld: Field) -> str:
+        """A set comprehension ruling out duplicate keys inline (the check names the pair).
+        An enum key is compared by identity (members are singletons; Enum.__hash__ is slow)."""
+        if len(fld.keys) != 1:
             return ""
-        return f" and len({{x.{keys[0]} for x in {attr}}}) != len({attr})"
+        entry = next(c for c in self.classes if c.name == fld.cls)
+        key = next(f for f in entry.fields if f.name == fld.keys[0])
+        plain = key.scalar is not None and key.scalar.py_type in ("str", "int", "bool", "Decimal")
+        item = f"x.{key.attr}" if plain else f"id(x.{key.attr})"
+        return f" and len({{{item} for x in {attr}}}) != len({attr})"
 
     def pattern_set(self, patterns: tuple[str, ...]) -> str:
         if patterns not in self.pattern_sets:
@@ -636,7 +646,7 @@ class Generator:
                         "v",
                         fld.json_key,
                     ),
-                    f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
+                    f"    if len({attr}) > 1{self.keys_differ(attr, fld)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
             else:
@@ -727,7 +737,7 @@ class Generator:
                     f"        {attr}: tuple[{fld.cls}, ...] = ()",
                     "    else:",
                     *self.read_entries(attr, reader, "x", "x", fld.name),
-                    f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
+                    f"    if len({attr}) > 1{self.keys_differ(attr, fld)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
             else:
