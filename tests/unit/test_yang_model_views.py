@@ -221,7 +221,7 @@ def test_an_object_the_reader_builds_is_a_frozen_value_like_one_built_by_hand() 
 
 def test_json_text_that_is_not_json_is_refused_at_the_root() -> None:
     for text in ("{", '{"a": NaN}', b"\xff"):
-        with pytest.raises(ModelError, match="^/: not JSON"):
+        with pytest.raises(ModelError, match=r"^/: not JSON"):
             QkdNode.from_json_text(text)
 
 
