@@ -266,6 +266,12 @@ def identity_xml(
     A prefix declared nowhere (ElementTree and other tools drop declarations used only in
     text) is read by the identity's name alone; a prefix bound to another namespace is not.
     """
+    raw = element.text
+    if raw:  # the usual case first: no spaces, the prefix declared
+        prefix, _, local = raw.rpartition(":")
+        member = table.get((element.nsmap.get(prefix or None) or "", local))
+        if member is not None:
+            return member
     value = text(element)
     prefix, _, local = value.rpartition(":")
     namespace = element.nsmap.get(prefix or None)
