@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from controller.errors import NodeDataError
 from controller.model import DeviceId, LinkId, LinkStatus
-from yang.model import ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode
+from yang.model import ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode, View
 from yang.virt_link import VirtLink, is_virt
 
 __all__ = ["AppEntry", "LinkHalf", "NodeData", "VirtLink", "parse_node"]
@@ -108,9 +108,12 @@ def _app(app: QkdApp) -> AppEntry:
 
 
 def parse_node(xml: str) -> NodeData:
-    """The node's own view: id, interfaces, PHYS link halves, VIRT links and applications."""
+    """The node's own view: id, interfaces, PHYS link halves, VIRT links and applications.
+
+    Read through the controller's view of the model: what `node_data` reads, with every
+    check; the parts it never reads (capabilities, statistics...) are not parsed."""
     try:
-        node = QkdNode.from_xml(xml, ignore_unknown=True)
+        node = QkdNode.from_xml(xml, ignore_unknown=True, view=View.CONTROLLER)
     except ModelError as exc:
         raise NodeDataError(f"node data: {exc}") from None
     return node_data(node)

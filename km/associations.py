@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from km.relay.hop_crypto import RelayMode
 from km.supply import SupplyError
-from yang.model import AdmissionState, ModelError, QkdApp, QkdNode
+from yang.model import AdmissionState, ModelError, QkdApp, QkdNode, View
 from yang.model import RelayMode as ModelRelayMode
 from yang.virt_link import VirtLink, virt_links
 
@@ -125,9 +125,12 @@ def empty_view(qkdn_id: str) -> NodeView:
 
 
 def parse_node_config(text: str, revision: int = 0) -> NodeView:
-    """RFC 7951 JSON of `qkd_node` → NodeView. Raises ConfigError naming the bad field."""
+    """RFC 7951 JSON of `qkd_node` → NodeView. Raises ConfigError naming the bad field.
+
+    Read through the key manager's view of the model: what `node_view` reads, with every
+    check; the parts it never reads (interfaces, QoS, statistics...) are not parsed."""
     try:
-        node = QkdNode.from_json_text(text)
+        node = QkdNode.from_json_text(text, view=View.KEY_MANAGER)
     except ModelError as exc:
         raise ConfigError(f"node configuration: {exc}") from None
     return node_view(node, revision)
@@ -138,13 +141,18 @@ def node_view(node: QkdNode, revision: int = 0) -> NodeView:
     links = {virt.qkdl_id: virt for virt in virt_links(node)}
     associations = tuple(_association(app, links) for app in node.qkd_applications.qkd_app)
     relays = {hop: address for virt in links.values() for hop, address in virt.hop_relays}
-    relays.pop(node.qkdn_id, None)
+    if relays:
+        relays.pop(node.qkdn_id, None)
     return NodeView(node.qkdn_id, revision, associations, links, relays)
 
 
 def _association(app: QkdApp, links: Mapping[str, VirtLink]) -> Association:
     admission, relay = app.admission, app.relay
-    virt = next((links[b] for b in app.backing_qkdl_id if b in links), None)
+    virt = None
+    for backing in app.backing_qkdl_id:
+        if backing in links:
+            virt = links[backing]
+            break
     return Association(
         app_id=app.app_id,
         master=app.server_app_id or "",

@@ -23,18 +23,17 @@ class VirtLink:
 
     @classmethod
     def of(cls, link: QkdLink) -> VirtLink:
+        # Positional, and no generator for the usual empty hop list: read once per link on
+        # every push of the running configuration.
+        hops = link.hop_key_manager
         return cls(
-            qkdl_id=link.qkdl_id,
-            local=link.qkdl_local.qkdn_id or "",
-            remote=link.qkdl_remote.qkdn_id or "",
-            prev_hop=link.virt_prev_hop,
-            next_hops=link.virt_next_hop,
-            bandwidth=link.virt_bandwidth or 0,
-            hop_relays=tuple(
-                (hop.qkdn_id, hop.relay_address)
-                for hop in link.hop_key_manager
-                if hop.relay_address
-            ),
+            link.qkdl_id,
+            link.qkdl_local.qkdn_id or "",
+            link.qkdl_remote.qkdn_id or "",
+            link.virt_prev_hop,
+            link.virt_next_hop,
+            link.virt_bandwidth or 0,
+            tuple((h.qkdn_id, h.relay_address) for h in hops if h.relay_address) if hops else (),
         )
 
 

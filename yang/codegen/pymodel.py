@@ -28,6 +28,62 @@ INT_RANGES = {
 }
 STRING_TYPES = frozenset({"string"})
 DATE_AND_TIME = ("ietf-yang-types", "date-and-time")
+# Consumer views: the parts of the tree a reader never looks at, left out when it parses
+# through the view (`QkdNode.from_json(doc, view=View.KEY_MANAGER)`). A path is YANG names
+# below qkd_node (augments without their prefix); a last step `*` is every child but the
+# list keys and mandatory leaves. Written as exclusions so that a leaf added to the model is
+# read by every view until a view says otherwise.
+VIEWS: dict[str, tuple[str, ...]] = {
+    # km/associations.py: applications (ids, SAEs, backing links, admission, relay) and the
+    # VIRT links' hops.
+    "KEY_MANAGER": (
+        "qkdn_version",
+        "qkdn_location_id",
+        "qkdn_capabilities",
+        "qkd_interfaces",
+        "key_manager",
+        "qkd_applications/qkd_app/app_status",
+        "qkd_applications/qkd_app/app_type",
+        "qkd_applications/qkd_app/app_priority",
+        "qkd_applications/qkd_app/creation_time",
+        "qkd_applications/qkd_app/expiration_time",
+        "qkd_applications/qkd_app/app_statistics",
+        "qkd_applications/qkd_app/app_qos",
+        "qkd_applications/qkd_app/local_qkdn_id",
+        "qkd_links/qkd_link/qkdl_status",
+        "qkd_links/qkd_link/qkdl_enable",
+        "qkd_links/qkd_link/qkdl_local/qkdi_id",
+        "qkd_links/qkd_link/qkdl_remote/qkdi_id",
+        "qkd_links/qkd_link/qkdl_applications",
+        "qkd_links/qkd_link/phys_channel_att",
+        "qkd_links/qkd_link/phys_wavelength",
+        "qkd_links/qkd_link/phys_qkd_role",
+        "qkd_links/qkd_link/qkdl_performance",
+    ),
+    # controller/nodedata.py: links (ends, status, rates, QBER, hops), applications with
+    # their QoS and admission, the interfaces' ids and the key manager's relay address.
+    "CONTROLLER": (
+        "qkdn_status",
+        "qkdn_version",
+        "qkdn_capabilities",
+        "qkd_interfaces/qkd_interface/*",
+        "key_manager/etsi014_url",
+        "key_manager/etsi004_address",
+        "qkd_applications/qkd_app/app_status",
+        "qkd_applications/qkd_app/creation_time",
+        "qkd_applications/qkd_app/expiration_time",
+        "qkd_applications/qkd_app/app_statistics",
+        "qkd_applications/qkd_app/app_qos/clients_shared_path_enable",
+        "qkd_applications/qkd_app/app_qos/clients_shared_keys_required",
+        "qkd_applications/qkd_app/relay",
+        "qkd_links/qkd_link/qkdl_local/qkdi_id",
+        "qkd_links/qkd_link/qkdl_remote/qkdi_id",
+        "qkd_links/qkd_link/qkdl_applications",
+        "qkd_links/qkd_link/phys_channel_att",
+        "qkd_links/qkd_link/phys_wavelength",
+        "qkd_links/qkd_link/phys_qkd_role",
+    ),
+}
 
 
 class UnsupportedYang(Exception):
@@ -69,6 +125,7 @@ class Scalar:
     json_out: str  # expression template: {x} the Python value
     literal: Any  # (yang default text) -> Python literal source
     json_fast: str = ""  # inline expression for the valid case, else json_in (which raises)
+    json_all: str = ""  # a test that every item of the JSON array {v} is valid as it is
 
     def json_expr(self, value: str, name: str) -> str:
         slow = self.json_in.format(v=value, p="path", n=name)
@@ -222,6 +279,13 @@ class Generator:
                 if reader != "string_json"
                 else f"{{v}} if type({{v}}) is str{checks} else {{slow}}"
             )
+            # In C: every item a str (so hashable), every item seen matching each pattern.
+            every = (
+                ""
+                if reader != "string_json"
+                else "_STRINGS.issuperset(map(type, {v}))"
+                + "".join(f" and {self.patterns[p]}_SEEN.issuperset({{v}})" for p in patterns)
+            )
             xml_checks = " and ".join(
                 f"({'(t := {e}.text or ' + repr('') + ')' if i == 0 else 't'}"
                 f" in {self.patterns[p]}_SEEN or _s.matches({self.patterns[p]},"
@@ -242,13 +306,19 @@ class Generator:
                 "{x}",
                 lambda text: repr(text),
                 fast,
+                every,
             )
         if base in INT_RANGES:
             low, high = INT_RANGES[base]
             return Scalar(
                 "int",
                 f"_s.int_json({{v}}, {{p}}, {{n}}, {low}, {high})",
-                f"_s.int_xml({{e}}, {{p}}, {{n}}, {low}, {high})",
+                # Inline for plain ASCII digits in range; anything else (sign, spaces, junk)
+                # goes to int_xml, which reads it or raises.
+                f"(n if (u := {{e}}.text) and len(u) <= {len(str(high))} and u.isascii()"
+                " and u.isdigit()"
+                f" and {low} <= (n := int(u)) <= {high}"
+                f" else _s.int_xml({{e}}, {{p}}, {{n}}, {low}, {high}))",
                 "{x}",
                 lambda text: str(int(text)),
                 f"{{v}} if type({{v}}) is int and {low} <= {{v}} <= {high} else {{slow}}",
@@ -257,7 +327,8 @@ class Generator:
             return Scalar(
                 "bool",
                 "_s.bool_json({v}, {p}, {n})",
-                "_s.bool_xml({e}, {p}, {n})",
+                "(True if (u := {e}.text) == 'true' else False if u == 'false'"
+                " else _s.bool_xml({e}, {p}, {n}))",
                 "{x}",
                 lambda text: str(text == "true"),
                 "{v} if type({v}) is bool else {slow}",
@@ -267,7 +338,7 @@ class Generator:
             return Scalar(
                 "Decimal",
                 f"_s.decimal_json({{v}}, {{p}}, {{n}}, {digits})",
-                f"_s.decimal_text(_s.text({{e}}), {{p}}, {{n}}, {digits})",
+                f"_s.decimal_json(_s.text({{e}}), {{p}}, {{n}}, {digits})",  # remembered texts
                 "_s.decimal_out({x})",
                 lambda text: f"Decimal({text!r})",
             )
@@ -298,12 +369,16 @@ class Generator:
             f"(_{name}_JSON.get({{v}}) if type({{v}}) is str else None) or {{slow}}",
         )
 
-    @staticmethod
-    def keys_differ(attr: str, keys: tuple[str, ...]) -> str:
-        """A set comprehension ruling out duplicate keys inline (the check names the pair)."""
-        if len(keys) != 1:
+    def keys_differ(self, attr: str, fld: Field) -> str:
+        """A set comprehension ruling out duplicate keys inline (the check names the pair).
+        An enum key is compared by identity (members are singletons; Enum.__hash__ is slow)."""
+        if len(fld.keys) != 1:
             return ""
-        return f" and len({{x.{keys[0]} for x in {attr}}}) != len({attr})"
+        entry = next(c for c in self.classes if c.name == fld.cls)
+        key = next(f for f in entry.fields if f.name == fld.keys[0])
+        plain = key.scalar is not None and key.scalar.py_type in ("str", "int", "bool", "Decimal")
+        item = f"x.{key.attr}" if plain else f"id(x.{key.attr})"
+        return f" and len({{{item} for x in {attr}}}) != len({attr})"
 
     def pattern_set(self, patterns: tuple[str, ...]) -> str:
         if patterns not in self.pattern_sets:
@@ -380,28 +455,101 @@ class Generator:
     # -- output --------------------------------------------------------------------------
 
     def emit(self, root: Any, root_cls: ClassDef) -> str:
+        skipped = {view: self.resolve_view(view, paths, root_cls) for view, paths in VIEWS.items()}
         out = [HEADER]
         for pattern, const in self.patterns.items():
             out.append(f"{const} = re.compile({pattern!r})")
             out.append(f"{const}_SEEN: set[str] = set()  # values known to match {const}")
         out += ["", ""]
+        out += view_enum(list(VIEWS))
         for lines in self.enums.values():
             out += [*lines, "", ""]
         for cdef in self.classes:
             out += self.emit_class(cdef, cdef is root_cls, root)
         for cdef in self.classes:
-            out += self.setters(cdef)
+            out += self.builder(cdef)
         for cdef in self.classes:
             if self.defaultable(cdef):
                 out.append(f"_EMPTY_{cdef.name} = {cdef.name}()  # an absent container (immutable)")
         out += ["", ""]
         for cdef in self.classes:
-            out += self.emit_json_in(cdef)
-            out += self.emit_xml_in(cdef)
+            out += self.emit_json_in(cdef, "", frozenset())
+            out += self.emit_xml_in(cdef, "", frozenset())
             out += self.emit_json_out(cdef)
+        for view, skips in skipped.items():
+            for cdef in self.classes:
+                if self.differs(cdef, skips):
+                    out += self.emit_json_in(cdef, view, skips.get(cdef.name, frozenset()), skips)
+                    out += self.emit_xml_in(cdef, view, skips.get(cdef.name, frozenset()), skips)
+        out += self.dispatch(root_cls, skipped)
         while out[-1] == "":
             out.pop()
         return "\n".join(out) + "\n"
+
+    # -- views ---------------------------------------------------------------------------
+
+    def resolve_view(
+        self, view: str, paths: tuple[str, ...], root_cls: ClassDef
+    ) -> dict[str, frozenset[str]]:
+        """Class name -> the attributes the view leaves out (an unknown path stops generation)."""
+        by_name = {cdef.name: cdef for cdef in self.classes}
+        skips: dict[str, set[str]] = {}
+        for path in paths:
+            cdef, steps = root_cls, path.split("/")
+            for step in steps[:-1]:
+                fld = next((f for f in cdef.fields if f.name == step and f.cls), None)
+                if fld is None:
+                    raise UnsupportedYang(f"view {view}: {path}: no container or list {step!r}")
+                cdef = by_name[fld.cls]
+            last = steps[-1]
+            if last == "*":
+                names = [f.attr for f in cdef.fields if not f.required]
+            else:
+                found = next((f for f in cdef.fields if f.name == last), None)
+                if found is None:
+                    raise UnsupportedYang(f"view {view}: {path}: the model has no {last!r} there")
+                if found.required:
+                    raise UnsupportedYang(f"view {view}: {path}: a key or mandatory leaf is read")
+                names = [found.attr]
+            skips.setdefault(cdef.name, set()).update(names)
+        return {name: frozenset(attrs) for name, attrs in skips.items()}
+
+    def differs(self, cdef: ClassDef, skips: dict[str, frozenset[str]]) -> bool:
+        """The view reads `cdef` (or something below it) differently from the full parse."""
+        if skips.get(cdef.name):
+            return True
+        by_name = {c.name: c for c in self.classes}
+        return any(
+            f.cls and f.attr not in skips.get(cdef.name, ()) and self.differs(by_name[f.cls], skips)
+            for f in cdef.fields
+        )
+
+    def reader(self, cls: str, fmt: str, view: str, skips: dict[str, frozenset[str]] | None) -> str:
+        """The function that reads a `cls` in `view` (the full one where the view reads all)."""
+        by_name = {c.name: c for c in self.classes}
+        if view and skips is not None and self.differs(by_name[cls], skips):
+            return f"_{cls}_from_{fmt}_{view}"
+        return f"_{cls}_from_{fmt}"
+
+    def dispatch(
+        self, root_cls: ClassDef, skipped: dict[str, dict[str, frozenset[str]]]
+    ) -> list[str]:
+        top = f"{ROOT_MODULE}:{ROOT_NAME}"
+        lines = [f"_TOP_MEMBERS = frozenset({{{top!r}}})"]
+        for fmt, source in (("json", "object"), ("xml", "etree._Element")):
+            callable_type = f"Callable[[{source}, str, bool], {root_cls.name}]"
+            lines.append(f"_FROM_{fmt.upper()}: dict[View, {callable_type}] = {{")
+            lines.append(f"    View.FULL: _{root_cls.name}_from_{fmt},")
+            for view, skips in skipped.items():
+                lines.append(f"    View.{view}: {self.reader(root_cls.name, fmt, view, skips)},")
+            lines.append("}")
+        return lines
+
+    @staticmethod
+    def skipped_value(fld: Field) -> str:
+        if fld.kind == "container":
+            return f"_EMPTY_{fld.cls}"
+        return "()" if fld.kind in ("list", "leaf-list") else "None"
 
     def defaultable(self, cdef: ClassDef) -> bool:
         return cdef.kind == "container" and all(
@@ -454,41 +602,64 @@ class Generator:
             lines += root_methods(cdef, root)
         return [*lines, "", ""]
 
-    def emit_json_in(self, cdef: ClassDef) -> list[str]:
+    def emit_json_in(
+        self,
+        cdef: ClassDef,
+        view: str,
+        skip: frozenset[str],
+        skips: dict[str, frozenset[str]] | None = None,
+    ) -> list[str]:
         known = ", ".join(repr(f.json_key) for f in cdef.fields)
         const = f"_{cdef.name}_MEMBERS"
+        suffix = f"_{view}" if view else ""
+        head = [f"{const} = frozenset({{{known}}})", "", ""] if not view else []
+        what = f"  # view {view}: leaves out {', '.join(sorted(skip))}" if skip else ""
         lines = [
-            f"{const} = frozenset({{{known}}})",
-            "",
-            "",
-            f"def _{cdef.name}_from_json(value: object, path: str, ignore_unknown: bool) -> {cdef.name}:",
+            *head,
+            f"def _{cdef.name}_from_json{suffix}(value: object, path: str, ignore_unknown: bool) -> {cdef.name}:{what}",
             "    o = value if type(value) is dict else _s.obj(value, path)",
             f"    if not ignore_unknown and not {const}.issuperset(o):",
             f"        _s.check_members(o, {const}, path, ignore_unknown)",
         ]
         for fld in cdef.fields:
             key, name, attr = repr(fld.json_key), repr(fld.json_key), "f_" + fld.attr
+            if fld.attr in skip:
+                lines.append(f"    {attr} = {self.skipped_value(fld)}")
+                continue
             lines.append(f"    v = o.get({key}, _ABSENT)")
             if fld.kind == "container":
+                reader = self.reader(fld.cls, "json", view, skips)
                 lines.append(
                     f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else "
-                    f"_{fld.cls}_from_json(v, path + {'/' + fld.json_key!r}, ignore_unknown)"
+                    f"{reader}(v, path + {'/' + fld.json_key!r}, ignore_unknown)"
                 )
             elif fld.kind == "list":
+                reader = self.reader(fld.cls, "json", view, skips)
                 lines += [
-                    f"    {attr} = () if v is _ABSENT else tuple([",
-                    f'        _{fld.cls}_from_json(x, f"{{path}}/{fld.json_key}[{{i}}]", ignore_unknown)',
-                    f"        for i, x in enumerate(v if type(v) is list else _s.array(v, path, {name}))",
-                    "    ])",
-                    f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
+                    "    if v is _ABSENT:",
+                    f"        {attr}: tuple[{fld.cls}, ...] = ()",
+                    "    else:",
+                    *self.read_entries(
+                        attr,
+                        reader,
+                        f"v if type(v) is list else _s.array(v, path, {name})",
+                        "v",
+                        fld.json_key,
+                    ),
+                    f"    if len({attr}) > 1{self.keys_differ(attr, fld)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
             else:
                 assert fld.scalar is not None
                 if fld.kind == "leaf-list":
                     item = fld.scalar.json_expr("x", name)
+                    every = (
+                        f"tuple(v) if type(v) is list and {fld.scalar.json_all.format(v='v')} else "
+                        if fld.scalar.json_all
+                        else ""
+                    )
                     lines.append(
-                        f"    {attr} = () if v is _ABSENT else "
+                        f"    {attr} = () if v is _ABSENT else {every}"
                         f"tuple([{item} for x in (v if type(v) is list else _s.array(v, path, {name}))])"
                     )
                 elif fld.required:
@@ -504,23 +675,41 @@ class Generator:
         lines += self.construct(cdef)
         return lines
 
-    def emit_xml_in(self, cdef: ClassDef) -> list[str]:
-        tags = ", ".join(f"{f.xml_tag!r}: {f.attr!r}" for f in cdef.fields)
+    def emit_xml_in(
+        self,
+        cdef: ClassDef,
+        view: str,
+        skip: frozenset[str],
+        skips: dict[str, frozenset[str]] | None = None,
+    ) -> list[str]:
+        # A tag the view leaves out maps to "": known (not refused), not read.
+        tags = ", ".join(
+            f"{f.xml_tag!r}: {'' if f.attr in skip else f.attr!r}" for f in cdef.fields
+        )
         many = ", ".join(repr(f.attr) for f in cdef.fields if f.kind in ("list", "leaf-list"))
+        suffix = f"_{view}" if view else ""
+        what = f"  # view {view}: leaves out {', '.join(sorted(skip))}" if skip else ""
+        head = (
+            [
+                f"_{cdef.name}_MANY = frozenset({{{many}}})"
+                if many
+                else f"_{cdef.name}_MANY: frozenset[str] = frozenset()",
+            ]
+            if not view
+            else []
+        )
         lines = [
-            f"_{cdef.name}_TAGS = {{{tags}}}",
-            f"_{cdef.name}_MANY = frozenset({{{many}}})"
-            if many
-            else f"_{cdef.name}_MANY: frozenset[str] = frozenset()",
+            f"_{cdef.name}_TAGS{suffix}: dict[str, str] = {{{tags}}}",
+            *head,
             "",
             "",
-            f"def _{cdef.name}_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -> {cdef.name}:",
+            f"def _{cdef.name}_from_xml{suffix}(element: etree._Element, path: str, ignore_unknown: bool) -> {cdef.name}:{what}",
             "    one: dict[str, etree._Element] = {}",
             "    many: dict[str, list[etree._Element]] = {}",
             "    for child in element:  # inline: one call less per element",
-            f"        name = _{cdef.name}_TAGS.get(child.tag)",
-            "        if name is None:",
-            "            if not ignore_unknown:",
+            f"        name = _{cdef.name}_TAGS{suffix}.get(child.tag)",
+            "        if not name:",
+            "            if name is None and not ignore_unknown:",
             "                raise _s.xml_unknown(child, path)",
             f"        elif name in _{cdef.name}_MANY:",
             "            many.setdefault(name, []).append(child)",
@@ -531,19 +720,24 @@ class Generator:
         ]
         for fld in cdef.fields:
             name, attr = repr(fld.name), "f_" + fld.attr
-            if fld.kind == "container":
+            if fld.attr in skip:
+                lines.append(f"    {attr} = {self.skipped_value(fld)}")
+            elif fld.kind == "container":
+                reader = self.reader(fld.cls, "xml", view, skips)
                 lines += [
                     f"    e = one.get({fld.attr!r})",
                     f"    {attr} = _EMPTY_{fld.cls} if e is None else "
-                    f"_{fld.cls}_from_xml(e, path + {'/' + fld.name!r}, ignore_unknown)",
+                    f"{reader}(e, path + {'/' + fld.name!r}, ignore_unknown)",
                 ]
             elif fld.kind == "list":
+                reader = self.reader(fld.cls, "xml", view, skips)
                 lines += [
-                    f"    {attr} = tuple([",
-                    f'        _{fld.cls}_from_xml(x, f"{{path}}/{fld.name}[{{i}}]", ignore_unknown)',
-                    f"        for i, x in enumerate(many.get({fld.attr!r}, ()))",
-                    "    ])",
-                    f"    if len({attr}) > 1{self.keys_differ(attr, fld.keys)}:",
+                    f"    x = many.get({fld.attr!r})",
+                    "    if x is None:",
+                    f"        {attr}: tuple[{fld.cls}, ...] = ()",
+                    "    else:",
+                    *self.read_entries(attr, reader, "x", "x", fld.name),
+                    f"    if len({attr}) > 1{self.keys_differ(attr, fld)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
             else:
@@ -564,19 +758,41 @@ class Generator:
         return lines
 
     @staticmethod
-    def construct(cdef: ClassDef) -> list[str]:
-        """Build the frozen instance through its slot descriptors: a frozen dataclass's
-        __init__ goes through object.__setattr__ per field, several times slower."""
-        lines = [f"    made = object.__new__({cdef.name})"]
-        lines += [f"    _{cdef.name}_set_{f.attr}(made, f_{f.attr})" for f in cdef.fields]
-        return [*lines, "    return made", "", ""]
+    def read_entries(attr: str, reader: str, items: str, raw: str, name: str) -> list[str]:
+        """A list's entries read by map() (no comprehension, no path per entry); on an error
+        the entries are read again one by one with their index in the path, to name it."""
+        return [
+            "        try:",
+            f"            {attr} = tuple(map({reader}, {items}, _repeat(path + {'/' + name!r}),"
+            " _repeat(ignore_unknown)))",
+            "        except ModelError:",
+            f"            _s.locate({reader}, {raw}, path + {'/' + name!r}, ignore_unknown)",
+            "            raise",
+        ]
 
     @staticmethod
-    def setters(cdef: ClassDef) -> list[str]:
-        return [
-            f"_{cdef.name}_set_{f.attr} = {cdef.name}.__dict__[{f.attr!r}].__set__"
-            for f in cdef.fields
+    def construct(cdef: ClassDef) -> list[str]:
+        """Fill a builder (same slots, not frozen: plain attribute stores), then make it the
+        frozen class. A frozen dataclass's __init__ goes through object.__setattr__ per field
+        and a slot descriptor's __set__ is a call per field: both several times slower."""
+        lines = [f"    made = _new(_{cdef.name}_B)"]
+        lines += [f"    made.{f.attr} = f_{f.attr}" for f in cdef.fields]
+        lines += [
+            f"    made.__class__ = {cdef.name}  # type: ignore[assignment]",
+            "    return made  # type: ignore[return-value]",
         ]
+        return [*lines, "", ""]
+
+    def builder(self, cdef: ClassDef) -> list[str]:
+        lines = [
+            f"class _{cdef.name}_B:",
+            f'    """Builds a {cdef.name}: its slots, not frozen; it becomes a {cdef.name} when full."""',
+            "",
+            f"    __slots__ = {cdef.name}.__slots__",
+        ]
+        for fld in cdef.fields:
+            lines.append(f"    {fld.attr}: {self.annotation(fld)[0]}")
+        return [*lines, "", ""]
 
     def emit_json_out(self, cdef: ClassDef) -> list[str]:
         lines = [
@@ -620,35 +836,32 @@ def root_methods(cdef: ClassDef, root: Any) -> list[str]:
     return [
         "",
         "    @classmethod",
-        "    def from_json(cls, doc: object, *, ignore_unknown: bool = False) -> "
-        + cdef.name
-        + ":",
-        f'        """The tree of an RFC 7951 document `{{"{top}": {{...}}}}`."""',
-        '        top = _s.obj(doc, "/")',
-        f'        _s.check_members(top, frozenset({{{top!r}}}), "/", ignore_unknown)',
+        "    def from_json(",
+        "        cls, doc: object, *, ignore_unknown: bool = False, view: View = View.FULL",
+        "    ) -> " + cdef.name + ":",
+        f'        """The tree of an RFC 7951 document `{{"{top}": {{...}}}}` (see View for `view`)."""',
+        '        top = doc if type(doc) is dict else _s.obj(doc, "/")',
+        "        if not ignore_unknown and not _TOP_MEMBERS.issuperset(top):",
+        '            _s.check_members(top, _TOP_MEMBERS, "/", ignore_unknown)',
         f"        if {top!r} not in top:",
         f'            raise _s.missing("", {top!r})',
-        f"        return _{cdef.name}_from_json(top[{top!r}], {'/' + top!r}, ignore_unknown)",
+        f"        return _FROM_JSON[view](top[{top!r}], {'/' + top!r}, ignore_unknown)",
         "",
         "    @classmethod",
-        "    def from_json_text(cls, text: str | bytes, *, ignore_unknown: bool = False) -> "
-        + cdef.name
-        + ":",
+        "    def from_json_text(",
+        "        cls, text: str | bytes, *, ignore_unknown: bool = False, view: View = View.FULL",
+        "    ) -> " + cdef.name + ":",
         '        """The tree of an RFC 7951 JSON text."""',
-        "        try:",
-        "            doc = json.loads(text)",
-        "        except ValueError as exc:",
-        '            raise ModelError("/", f"not JSON: {exc}") from None',
-        "        return cls.from_json(doc, ignore_unknown=ignore_unknown)",
+        "        return cls.from_json(_s.json_document(text), ignore_unknown=ignore_unknown, view=view)",
         "",
         "    @classmethod",
-        "    def from_xml(cls, xml: str | bytes, *, ignore_unknown: bool = False) -> "
-        + cdef.name
-        + ":",
+        "    def from_xml(",
+        "        cls, xml: str | bytes, *, ignore_unknown: bool = False, view: View = View.FULL",
+        "    ) -> " + cdef.name + ":",
         f'        """The `{root.arg}` of NETCONF XML: the element itself or inside <rpc-reply>, <data>'
         ' or <config>."""',
         f"        element = _s.find_root(xml, {tag!r}, {'/' + root.arg!r})",
-        f"        return _{cdef.name}_from_xml(element, {'/' + root.arg!r}, ignore_unknown)",
+        f"        return _FROM_XML[view](element, {'/' + root.arg!r}, ignore_unknown)",
         "",
         "    def to_json(self) -> dict[str, Any]:",
         '        """The RFC 7951 document of this tree (unset leaves and empty containers left out)."""',
@@ -656,19 +869,34 @@ def root_methods(cdef: ClassDef, root: Any) -> list[str]:
     ]
 
 
+def view_enum(views: list[str]) -> list[str]:
+    lines = [
+        "class View(enum.Enum):",
+        '    """What a parse reads: FULL the whole tree; a consumer\'s view leaves out what that',
+        "    consumer never reads (those parts come back empty: such a tree is for reading the",
+        '    view\'s parts only, never for writing back). Every part read keeps all its checks."""',
+        "",
+        "    FULL = 'full'",
+    ]
+    lines += [f"    {view} = {view.lower()!r}" for view in views]
+    return [*lines, "", ""]
+
+
 HEADER = '''"""Typed model of the qkd_node tree (etsi-qkd-sdn-node with the qkdsdn-node augments).
 
 Generated by `python -m yang.generate` (pyang plugin yang/codegen/pymodel.py): do not edit.
 Leaves with a YANG default are None when unset; `<leaf>_or_default` gives the effective value.
+A `View` reads only what one consumer uses (the views are declared in the generator).
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import repeat as _repeat
 from typing import Any
 
 from lxml import etree
@@ -677,4 +905,6 @@ from yang import model_support as _s
 from yang.model_support import ModelError as ModelError
 
 _ABSENT: Any = object()
+_STRINGS = frozenset({str})
+_new = object.__new__
 '''
