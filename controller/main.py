@@ -103,6 +103,7 @@ async def serve(
             controller.intent_service,
             config.steering.settings,
             config.steering.interval_s,
+            consumption=controller.consumption.rates,
         )
         steering_task = asyncio.create_task(steering.run())
     server = api_server(controller, config.api, tokens, audit, steering)
