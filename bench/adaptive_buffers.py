@@ -32,17 +32,23 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def qkdsdn(env: dict[str, str], *args: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "lab.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"qkdsdn {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+def qkdsdn(env: dict[str, str], *args: str, attempts: int = 1) -> None:
+    """Runs a `qkdsdn` command; a `lab up` that lost a free port to another process on this
+    shared machine (the twin is stopped again) is tried `attempts` times in all."""
+    for attempt in range(1, attempts + 1):
+        done = subprocess.run(
+            [sys.executable, "-m", "lab.cli", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode == 0:
+            return
+        if attempt < attempts:
+            print(f"qkdsdn {' '.join(args)} failed, again: {done.stderr[-200:]}", file=sys.stderr)
+    raise SystemExit(f"qkdsdn {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -70,7 +76,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         QKDSDN_BUFFERS__HORIZON_S=str(args.horizon),
         PYTHONPATH=str(ROOT),
     )
-    qkdsdn(env, "lab", "up", "triangle", "--state-dir", str(state))
+    qkdsdn(env, "lab", "up", "triangle", "--state-dir", str(state), attempts=3)
     try:
         endpoints = json.loads((state / "endpoints.json").read_text())
         km1 = endpoints["nodes"]["qnode1"]["km"]["etsi014_url"]
@@ -124,7 +130,10 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=20.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    results = [run_mode(mode, args) for mode in ("fixed", "adaptive")]
+    results = []
+    for mode in ("fixed", "adaptive"):
+        results.append(run_mode(mode, args))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     for result in results:
         print(
             f"{result['mode']:>8}: {result['requests_measured']} requests, "
