@@ -2,7 +2,8 @@
 
 RegisterApplication raises `sdqkdn_application_new` through the node; WatchConfig streams
 the running configuration (RFC 7951 JSON) at once and after every change, until the node
-stops or the key manager goes away.
+stops or the key manager goes away; ReportConsumption takes the key manager's delivered bits
+per SAE pair (the 015 app_statistics).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, cast
 import grpc
 
 from agents.node import QkdNode
+from agents.node.consumption import PairReport
 from agents.notifications import AppRequest
 from common.protos import node_link_pb2 as pb
 from common.protos import node_link_pb2_grpc as pb_grpc
@@ -42,6 +44,18 @@ class NodeLinkService:
             )
         )
         return pb.AppRegistrationReply(accepted=accepted, message=message)
+
+    async def ReportConsumption(
+        self, request: pb.ConsumptionReport, context: Context
+    ) -> pb.ConsumptionReply:
+        problem = self.node.report_consumption(
+            request.km_run,
+            [
+                PairReport(p.server_app_id, p.client_app_id, p.delivered_keys, p.delivered_bits)
+                for p in request.pairs
+            ],
+        )
+        return pb.ConsumptionReply(accepted=not problem, message=problem or "taken")
 
     async def WatchConfig(
         self, request: pb.WatchRequest, context: Context

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from controller.config import ControllerConfig
+from controller.consumption import ConsumptionBook, source_readings
 from controller.devices.service import DeviceEvent, DeviceEventType, DeviceService
 from controller.devices.session import DeviceAddress, host_key_b64
 from controller.errors import NodeDataError
@@ -152,6 +154,9 @@ class Controller:
         self.topology_events.add(self._react)
         self.intent_events.add(self._freed)
         self._initial: dict[DeviceId, NodeData] = {}
+        # Key bits each association's source node reports it consumed (015 app_statistics).
+        self.consumption = ConsumptionBook()
+        self._clock = time.monotonic
         self._started = False
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -295,6 +300,7 @@ class Controller:
             data = event.data
             known = self._store.device(data.qkdn_id)
             self._post(self._store.device_seen(data.qkdn_id, event.name, data))
+            self._observe_consumption(data)
             if (
                 self._started
                 and known is not None
@@ -313,6 +319,16 @@ class Controller:
                 self._on_notification(device_id, parse_notification(event.xml))
             except NodeDataError as error:
                 log.warning("notification from %s: %s", event.name, error)
+
+    def _observe_consumption(self, data: NodeData) -> None:
+        """Reads what the node reports its associations consumed (as their source node)."""
+        intents = self.intents()
+        sources = {i.intent_id: i.request.src for i in intents}
+        now = self._clock()
+        readings = ((a.app_id, a.consumed_bits) for a in data.apps)
+        for intent_id, bits in source_readings(data.qkdn_id, readings, sources):
+            self.consumption.observe(intent_id, bits, now)
+        self.consumption.keep_only(sources)
 
     def _on_notification(self, device_id: DeviceId | None, notification: object) -> None:
         match notification:

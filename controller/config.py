@@ -14,6 +14,7 @@ from typing import Any
 
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import node_uuid
+from controller.buffers import BufferSettings
 from controller.steering import SteeringSettings
 
 __all__ = ["ConfigError", "ControllerConfig", "ManagedNode", "load"]
@@ -32,7 +33,10 @@ FIELDS = (
     "api_tokens",
     "audit_log",
     "steering",
+    "buffers",
 )
+BUFFER_FIELDS = ("mode", "interval_s", "min", "max", "horizon_s", "key_bits", "hold_s")
+BUFFER_MODES = ("fixed", "adaptive")
 API_ROLES = ("viewer", "operator", "admin")
 STEERING_FIELDS = (
     "mode",
@@ -87,6 +91,20 @@ class SteeringConfig:
 
 
 @dataclass(frozen=True)
+class BufferConfig:
+    """`buffers`: fixed (every association keeps `relay.e2e_buffer` keys ready) or adaptive
+    (controller/buffers.py sizes each association's relay/buffer from its consumption)."""
+
+    mode: str = "fixed"
+    interval_s: float = 1.0  # how often the adaptive sizing looks at the measured rates
+    settings: BufferSettings = field(default_factory=BufferSettings)
+
+    @property
+    def adaptive(self) -> bool:
+        return self.mode == "adaptive"
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     file: Path
     api: Address
@@ -105,6 +123,7 @@ class ControllerConfig:
     audit_log: Path | None = None  # append-only audit of API changes (None: not recorded)
     metrics: Address | None = None  # Prometheus /metrics (None: not served)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
+    buffers: BufferConfig = field(default_factory=BufferConfig)
 
     @property
     def api_url(self) -> str:
@@ -164,6 +183,7 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
         audit_log=r.path(top, "audit_log", "") if top.get("audit_log") is not None else None,
         metrics=r.optional_address(listen, "metrics", "listen"),
         steering=_steering(r, top.get("steering")),
+        buffers=_buffers(r, top.get("buffers")),
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")
@@ -250,5 +270,26 @@ def _steering(r: Reader, data: Any) -> SteeringConfig:
     return SteeringConfig(
         r.choice(top, "mode", "steering", STEERING_MODES, "static"),
         r.number(top, "interval_s", "steering", 1.0),
+        settings,
+    )
+
+
+def _buffers(r: Reader, data: Any) -> BufferConfig:
+    top = r.mapping(data, "buffers", BUFFER_FIELDS)
+    defaults = BufferSettings()
+    try:
+        settings = BufferSettings(
+            minimum=r.integer(top, "min", "buffers", defaults.minimum, minimum=0),
+            maximum=r.integer(top, "max", "buffers", defaults.maximum, minimum=0),
+            horizon_s=r.number(top, "horizon_s", "buffers", defaults.horizon_s),
+            key_bits=r.integer(top, "key_bits", "buffers", defaults.key_bits),
+            hold_s=r.number(top, "hold_s", "buffers", defaults.hold_s, positive=False),
+        )
+    except ValueError as error:
+        r.error("buffers", str(error).removeprefix("buffers: "))
+        settings = defaults
+    return BufferConfig(
+        r.choice(top, "mode", "buffers", BUFFER_MODES, "fixed"),
+        r.number(top, "interval_s", "buffers", 1.0),
         settings,
     )

@@ -13,6 +13,7 @@ from common.metrics import CollectorRegistry, MetricsServer
 from common.tracing import Tracer
 from controller.api import Controller
 from controller.api_token import ApiRole, ApiTokens, TokenError, load_api_token
+from controller.buffer_service import BufferService
 from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
 from controller.metrics import ControllerMetrics
@@ -84,9 +85,11 @@ async def serve(
     controller.intent_events.add(lambda event: trace_intent(controller, tracer, event))
     controller.topology_events.add(log_topology)
     metrics = None
+    metrics_family: ControllerMetrics | None = None
     if config.metrics is not None:
+        metrics_family = ControllerMetrics(CollectorRegistry(auto_describe=True), controller)
         metrics = MetricsServer.start(
-            ControllerMetrics(CollectorRegistry(auto_describe=True), controller).registry,
+            metrics_family.registry,
             config.metrics,
         )
         print(f"metrics {metrics.url}", flush=True)
@@ -103,18 +106,33 @@ async def serve(
             controller.intent_service,
             config.steering.settings,
             config.steering.interval_s,
+            consumption=controller.consumption.rates,
         )
         steering_task = asyncio.create_task(steering.run())
-    server = api_server(controller, config.api, tokens, audit, steering)
+    buffers: BufferService | None = None
+    buffers_task: asyncio.Task[None] | None = None
+    if config.buffers.adaptive:
+        buffers = BufferService(
+            controller.topology,
+            controller.intent_service,
+            controller.consumption.rates,
+            config.buffers.settings,
+            config.buffers.interval_s,
+        )
+        if metrics_family is not None:
+            buffers.listeners.add(metrics_family.on_buffer)
+        buffers_task = asyncio.create_task(buffers.run())
+    server = api_server(controller, config.api, tokens, audit, steering, buffers)
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
-        "controller up: %d/%d nodes, %d intents rebuilt, API %s, %s control",
+        "controller up: %d/%d nodes, %d intents rebuilt, API %s, %s control, %s buffers",
         connected,
         len(config.nodes),
         len(controller.intents()),
         config.api_url,
         config.steering.mode,
+        config.buffers.mode,
     )
     try:
         done, _ = await asyncio.wait(
@@ -123,9 +141,10 @@ async def serve(
         if http in done:
             http.result()  # the API could not start (port taken): say so
     finally:
-        if steering_task is not None:
-            steering_task.cancel()
-            await asyncio.gather(steering_task, return_exceptions=True)
+        for task in (steering_task, buffers_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         server.should_exit = True
         await asyncio.gather(http, return_exceptions=True)
         await controller.stop()

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from controller.api import Controller
+from controller.buffer_service import BufferDecision
 from controller.intents.service import IntentEvent, IntentEventType
 from controller.model import IntentState
 
@@ -86,6 +87,12 @@ class ControllerMetrics:
             buckets=INSTALL_BUCKETS,
             registry=registry,
         )
+        self.buffer_resizes = Counter(
+            "qkdsdn_controller_buffer_resizes",
+            "Adaptive relay buffer changes, by direction (grow, shrink) and outcome",
+            ("direction", "outcome"),
+            registry=registry,
+        )
         registry.register(_StateCollector(controller))
         controller.intent_events.add(self.on_intent)
         controller.intent_service.install_observers.append(self.on_install)
@@ -94,6 +101,10 @@ class ControllerMetrics:
         self.decisions.labels(event.type.value, reason_class(event.intent.reason)).inc()
         if event.type is IntentEventType.REROUTED:
             self.reroutes.inc()
+
+    def on_buffer(self, decision: BufferDecision) -> None:
+        outcome = "committed" if decision.done else "failed"
+        self.buffer_resizes.labels(decision.direction.value, outcome).inc()
 
     def on_install(self, seconds: float, committed: bool) -> None:
         self.install.labels("committed" if committed else "failed").observe(seconds)

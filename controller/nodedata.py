@@ -49,6 +49,10 @@ class AppEntry:
     admission_state: str | None  # our augment: pending/admitted/rejected/failed
     admission_reason: str
     admission_path: tuple[DeviceId, ...]
+    # 015 app_statistics: key bits the node's key manager handed to the app's SAEs (the
+    # latest interval's; None when the node reports none) and our relay/buffer augment.
+    consumed_bits: int | None = None
+    relay_buffer: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,17 @@ def _app(app: QkdApp) -> AppEntry:
         admission_state=None if admission.state is None else admission.state.value,
         admission_reason=admission.reason or "",
         admission_path=admission.path,
+        consumed_bits=_consumed(app),
+        relay_buffer=app.relay.buffer,
     )
+
+
+def _consumed(app: QkdApp) -> int | None:
+    """consumed_bits of the latest statistics entry (by end_time), if any."""
+    entries = [s for s in app.app_statistics.statistics if s.consumed_bits is not None]
+    if not entries:
+        return None
+    return max(entries, key=lambda s: s.end_time).consumed_bits
 
 
 def parse_node(xml: str) -> NodeData:

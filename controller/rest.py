@@ -32,6 +32,7 @@ from controller.api_token import (
     Refusal,
     check_request,
 )
+from controller.buffer_service import BufferService
 from controller.errors import ControllerError, UnknownIntent
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
 from controller.paths import POLICIES, policy_named
@@ -139,6 +140,7 @@ def build_app(
     audit: AuditLog | None = None,
     steering: SteeringService | None = None,
     stopping: Callable[[], bool] = lambda: False,
+    buffers: BufferService | None = None,
 ) -> FastAPI:
     """The API app. A single ApiToken (the former one-token setup) is accepted as admin."""
     if isinstance(tokens, ApiToken):
@@ -295,6 +297,8 @@ def build_app(
     controller.intent_events.add(feed.on_intent)
     if steering is not None:
         steering.listeners.add(feed.on_steering)
+    if buffers is not None:
+        buffers.listeners.add(feed.on_buffer)
     app.state.live_feed = feed
     app.include_router(live_router(controller, feed, steering, stopping=stopping))
     return app
@@ -306,6 +310,7 @@ def api_server(
     tokens: ApiTokens | ApiToken,
     audit: AuditLog | None = None,
     steering: SteeringService | None = None,
+    buffers: BufferService | None = None,
 ) -> uvicorn.Server:
     """The HTTP server on `address`; run with `await server.serve()`. Calls need a token of
     `tokens` with a role high enough (controller/api_token.py); `steering` (data-driven
@@ -316,7 +321,7 @@ def api_server(
         return bool(servers) and servers[0].should_exit
 
     config = uvicorn.Config(
-        build_app(controller, tokens, audit, steering, stopping),
+        build_app(controller, tokens, audit, steering, stopping, buffers),
         host=address.host,
         port=address.port,
         log_level="warning",

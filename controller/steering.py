@@ -97,7 +97,7 @@ def _demand(link: Link, reserved: int) -> int:
     return max(link.skr - link.eskr, reserved, link.expected_consumption, 0)
 
 
-def _pressure(demand: int, skr: int) -> float:
+def _pressure(demand: float, skr: int) -> float:
     if skr <= 0:
         return math.inf if demand > 0 else 0.0
     return demand / skr
@@ -237,6 +237,7 @@ def plan_actions(
     memory: Memory,
     now: float,
     settings: SteeringSettings,
+    consumption: Mapping[IntentId, float] | None = None,
 ) -> list[Action]:
     """What to do now, most important first.
 
@@ -245,8 +246,16 @@ def plan_actions(
     give way (lowest first); when all are equal, the one reserving most moves. An association
     that left a link comes back once that link is healthy again. Nothing moves twice within
     `hold_s`. An association returns only if the link can take it back without draining
-    again: its share is estimated as the link's demand when it left minus the demand now (at
-    least its reservation), so a heavy consumer is not brought back onto the link it drained."""
+    again: its share is what it was measured to consume (`consumption`: bit/s per association,
+    from the 015 app_statistics of its source node), else estimated as the link's demand when
+    it left minus the demand now; at least its reservation either way, so a heavy consumer is
+    not brought back onto the link it drained. Among equals on a draining link, the one
+    measured to consume most moves (its reservation when not measured)."""
+    measured = consumption or {}
+
+    def draw(intent: Intent) -> float:
+        return measured.get(intent.intent_id, float(intent.bandwidth))
+
     installed = [i for i in intents if i.state is IntentState.INSTALLED and i.path is not None]
     held = {
         i.intent_id
@@ -266,7 +275,7 @@ def plan_actions(
             top = priority_of(ranked[0], settings) if ranked else 0
             leaving = [i for i in reversed(ranked) if priority_of(i, settings) < top]
             if not leaving and len(ranked) > 1:
-                leaving = [max(ranked, key=lambda i: (i.bandwidth, i.intent_id))]
+                leaving = [max(ranked, key=lambda i: (draw(i), i.intent_id))]
         for intent in leaving:
             if intent.intent_id in held or intent.intent_id in chosen:
                 continue
@@ -293,7 +302,8 @@ def plan_actions(
         back = health.get(left_link)
         if back is None or back.troubled:
             continue
-        share = max(intent.bandwidth, demand_then - back.demand)
+        used = measured.get(intent.intent_id)
+        share = max(intent.bandwidth, demand_then - back.demand if used is None else used)
         if _pressure(back.demand + share, back.skr) < settings.drain_clear_ratio:
             returns.append(
                 Action(

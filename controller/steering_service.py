@@ -61,7 +61,9 @@ class SteeringService:
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        consumption: Callable[[], Mapping[IntentId, float]] | None = None,
     ) -> None:
+        """`consumption`: measured bit/s per association (controller/consumption.py)."""
         if interval_s <= 0:
             raise ValueError(f"steering interval must be > 0 s, got {interval_s}")
         self._topology = topology
@@ -70,6 +72,7 @@ class SteeringService:
         self.interval_s = interval_s
         self._clock = clock
         self._wall = wall
+        self._consumption = consumption
         self._health: dict[LinkId, LinkHealth] = {}
         self._memory = Memory()
         self.decisions: deque[SteeringDecision] = deque(maxlen=500)
@@ -97,8 +100,9 @@ class SteeringService:
                     health.demand,
                 )
         self._intents.policy = steered_policy(self._health, self.settings)
+        measured = self._consumption() if self._consumption is not None else None
         actions = plan_actions(
-            self._health, self._intents.intents(), self._memory, now, self.settings
+            self._health, self._intents.intents(), self._memory, now, self.settings, measured
         )
         taken = [await self._carry_out(action, now) for action in actions]
         recovered = [

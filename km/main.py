@@ -30,6 +30,7 @@ from common.metrics import CollectorRegistry, MetricsServer
 from common.tracing import Tracer
 from km.access import AccessControl, AccessPolicy
 from km.config import ConfigError, KmConfig, load
+from km.consumption import ConsumptionLedger, report_forever
 from km.etsi004.app_service import KeyStreamService, StreamLimits, start_app_server
 from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer
@@ -107,6 +108,7 @@ class KeyManager:
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.tracer = Tracer.from_env(f"km:{config.node}")  # the process's trace file, shared
+        self.consumption: ConsumptionLedger | None = None  # bits delivered per SAE pair
         self._tasks: list[asyncio.Task[None]] = []
 
     def _audit_reload(self, trigger: str, replaced: bool, detail: str) -> None:
@@ -137,6 +139,15 @@ class KeyManager:
             relay.forwarder.metrics = recorder
             self.metrics.watch_pools(config.node, lambda: relay.pools.pools)
             self._tasks.append(asyncio.create_task(_purge_forever(store, recorder.expired)))
+            self.consumption = ledger = ConsumptionLedger()
+            node_link = relay.node_link
+            self._tasks.append(
+                asyncio.create_task(
+                    report_forever(
+                        ledger, node_link.report_consumption, lambda: node_link.generation
+                    )
+                )
+            )
             service = Etsi014Service(
                 supply,
                 self.access,
@@ -145,6 +156,7 @@ class KeyManager:
                 tracer=self.tracer,
                 origins=modes.origins,
                 metrics=recorder,
+                consumption=ledger,
             )
             streams = KeyStreamService(
                 supply,

@@ -20,6 +20,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "agent": ("agents.main", "run the NETCONF agents of one or more nodes (--config)"),
     "km": ("km.main", "run one or more key managers (--config)"),
     "audit": ("lab.audit_cli", "the merged audit log of a state directory's processes"),
+    "top": ("lab.top", "the controller's live view in the terminal: links, associations, alarms"),
 }
 
 

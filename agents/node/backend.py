@@ -13,6 +13,7 @@ from typing import Any
 from agents.config_feed import ConfigFeed
 from agents.emulator.hardware import NodeHardware
 from agents.node import state, veto
+from agents.node.consumption import ConsumptionLedger
 from agents.node.events import LinkEvents
 from agents.node.registrations import Registrations
 from agents.node.state import AppRecord
@@ -34,8 +35,10 @@ class ConfigBackend:
         registrations: Registrations,
         feed: ConfigFeed,
         emit: Callable[[list[str]], None],
+        consumption: ConsumptionLedger | None = None,
     ) -> None:
         self._hardware = hardware
+        self.consumption = consumption or ConsumptionLedger()
         self._events = events
         self._registrations = registrations
         self._feed = feed
@@ -92,12 +95,9 @@ class ConfigBackend:
         apps = {app.app_id: app for app in tree.qkd_applications.qkd_app}
         for app_id in [a for a in self._apps if a not in apps]:
             del self._apps[app_id]
-        links = state.links_by_id(tree)
-        modules = self._hardware.modules
         for app_id, app in apps.items():
             if app_id not in self._apps:
-                under = state.phys_under(self._hardware, links, app)
-                baseline = {q: modules[q].stats().consumed_bits for q in under}
+                baseline = state.delivered_bits(self.consumption, app)
                 self._apps[app_id] = AppRecord(state.now_text(), baseline)
             self._registrations.configured(app.server_app_id, app.client_app_id)
 
@@ -105,7 +105,7 @@ class ConfigBackend:
         """State leaves of <get>: statuses, link performance, application status and use."""
         tree = self._tree_of(running)
         with self._hardware.lock:
-            return state.operational_state(tree, self._hardware, self._apps)
+            return state.operational_state(tree, self._hardware, self._apps, self.consumption)
 
     def expected_consumption(self, qkdl_id: str, running: dict[str, Any] | None = None) -> int:
         """bit/s the configuration (running unless given) plans to draw from PHYS link `qkdl_id`."""

@@ -8,7 +8,7 @@ NodeLink registrations (registrations.py) and ETSI 015 notifications (events.py)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from agents.emulator.qkd_module import KeyResult, OpenResult, QkdModule, Status
 from agents.emulator.site import Site
 from agents.initial_config import initial_running
 from agents.node.backend import ConfigBackend
+from agents.node.consumption import PairReport
 from agents.node.events import LinkEvents
 from agents.node.key_streams import KeyStreams
 from agents.node.registrations import Registrations
@@ -157,6 +158,10 @@ class QkdNode:
 
     def register_application(self, request: AppRequest) -> tuple[bool, str]:
         return self.registrations.register(request)
+
+    def report_consumption(self, run: str, pairs: Iterable[PairReport]) -> str:
+        """The key manager's delivered bits per SAE pair ("" taken, else why not)."""
+        return self.backend.consumption.report(run, pairs)
 
     # ---- notifications (agents/node/events.py) ------------------------------------------------
 

@@ -7,7 +7,7 @@ typed model (`yang.model.QkdNode`), the state goes out as RFC 7951 JSON for the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +15,7 @@ from agents.emulator.channel import LinkStatus
 from agents.emulator.hardware import NodeHardware, NodeStatus, combined_status
 from agents.emulator.qkd_module import ModuleStats, QkdModule
 from agents.initial_config import QKD_NODE, decimal3, identity
+from agents.node.consumption import ConsumptionLedger
 from agents.node.events import u32
 from yang.model import QkdApp, QkdLink, QkdLinkTypes, QkdNode
 
@@ -23,10 +24,11 @@ PHYS = identity("PHYS")
 
 @dataclass(frozen=True)
 class AppRecord:
-    """When an application appeared here and what its links had consumed by then."""
+    """When an application appeared here and how many bits the key manager had delivered to
+    its SAEs by then (its statistics count from there)."""
 
     created: str
-    baseline: Mapping[str, int] = field(default_factory=dict)  # consumed bits per PHYS link
+    delivered_baseline: int = 0
 
 
 def now_text() -> str:
@@ -43,17 +45,6 @@ def hop_modules(hardware: NodeHardware, link: QkdLink | None) -> list[QkdModule]
         return []
     hops = [link.virt_prev_hop] if link.virt_prev_hop is not None else []
     return hardware.hop_modules([*hops, *link.virt_next_hop])
-
-
-def phys_under(hardware: NodeHardware, links: Mapping[str, QkdLink], app: QkdApp) -> list[str]:
-    """PHYS links of this node that carry `app` (directly or under its VIRT link)."""
-    found: list[str] = []
-    for backing in app.backing_qkdl_id:
-        if backing in hardware.modules:
-            found.append(backing)
-        else:
-            found += [m.end.qkdl_id for m in hop_modules(hardware, links.get(backing))]
-    return list(dict.fromkeys(found))
 
 
 def expected_consumption(tree: QkdNode, qkdl_id: str, peer_qkdn_id: str) -> int:
@@ -76,9 +67,13 @@ def expected_consumption(tree: QkdNode, qkdl_id: str, peer_qkdn_id: str) -> int:
 
 
 def operational_state(
-    tree: QkdNode, hardware: NodeHardware, apps: Mapping[str, AppRecord]
+    tree: QkdNode,
+    hardware: NodeHardware,
+    apps: Mapping[str, AppRecord],
+    consumption: ConsumptionLedger | None = None,
 ) -> dict[str, Any]:
-    """State leaves of <get>: statuses, link performance, application status and use.
+    """State leaves of <get>: statuses, link performance, application status and use
+    (`consumption`: what the key manager reported it delivered per SAE pair).
 
     One snapshot of each module's counters and one clock reading serve the whole report.
     """
@@ -98,8 +93,9 @@ def operational_state(
     link_states = [_link_state(tree, hardware, stats, link) for link in links.values()]
     if link_states:
         state["qkd_links"] = {"qkd_link": link_states}
+    usage = consumption or ConsumptionLedger()
     app_states = [
-        _app_state(hardware, stats, now, links, apps, app) for app in tree.qkd_applications.qkd_app
+        _app_state(hardware, now, links, apps, usage, app) for app in tree.qkd_applications.qkd_app
     ]
     if app_states:
         state["qkd_applications"] = {"qkd_app": app_states}
@@ -144,12 +140,19 @@ def _link_state(
     return entry
 
 
+def delivered_bits(consumption: ConsumptionLedger, app: QkdApp) -> int:
+    """Bits the key manager reported delivering to `app`'s SAEs (over all its runs)."""
+    if not app.server_app_id:
+        return 0
+    return consumption.bits(app.server_app_id, app.client_app_id)
+
+
 def _app_state(
     hardware: NodeHardware,
-    stats: Mapping[str, ModuleStats],
     now: str,
     links: Mapping[str, QkdLink],
     apps: Mapping[str, AppRecord],
+    consumption: ConsumptionLedger,
     app: QkdApp,
 ) -> dict[str, Any]:
     record = apps.get(app.app_id) or AppRecord(now)
@@ -161,9 +164,9 @@ def _app_state(
     status = "ON" if all(s is LinkStatus.ACTIVE for s in statuses) else "DISCONNECTED"
     if _expired(app.expiration_time):
         status = "OUT-OF-TIME"
-    consumed = sum(
-        stats[q].consumed_bits - record.baseline.get(q, 0) for q in phys_under(hardware, links, app)
-    )
+    # Key bits handed to the application's SAEs by this node's key manager since the app
+    # appeared here (0 on a node that only relays for it).
+    consumed = delivered_bits(consumption, app) - record.delivered_baseline
     return {
         "app_id": app.app_id,
         "app_status": identity(status),

@@ -1,8 +1,8 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -49,3 +49,33 @@ class NodeConfig(_message.Message):
     revision: int
     qkd_node_json: str
     def __init__(self, revision: _Optional[int] = ..., qkd_node_json: _Optional[str] = ...) -> None: ...
+
+class PairConsumption(_message.Message):
+    __slots__ = ("server_app_id", "client_app_id", "delivered_keys", "delivered_bits")
+    SERVER_APP_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_APP_ID_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_BITS_FIELD_NUMBER: _ClassVar[int]
+    server_app_id: str
+    client_app_id: str
+    delivered_keys: int
+    delivered_bits: int
+    def __init__(self, server_app_id: _Optional[str] = ..., client_app_id: _Optional[str] = ..., delivered_keys: _Optional[int] = ..., delivered_bits: _Optional[int] = ...) -> None: ...
+
+class ConsumptionReport(_message.Message):
+    __slots__ = ("km_id", "km_run", "pairs")
+    KM_ID_FIELD_NUMBER: _ClassVar[int]
+    KM_RUN_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_FIELD_NUMBER: _ClassVar[int]
+    km_id: str
+    km_run: str
+    pairs: _containers.RepeatedCompositeFieldContainer[PairConsumption]
+    def __init__(self, km_id: _Optional[str] = ..., km_run: _Optional[str] = ..., pairs: _Optional[_Iterable[_Union[PairConsumption, _Mapping]]] = ...) -> None: ...
+
+class ConsumptionReply(_message.Message):
+    __slots__ = ("accepted", "message")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    message: str
+    def __init__(self, accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...

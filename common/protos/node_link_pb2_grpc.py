@@ -44,6 +44,11 @@ class NodeLinkStub:
                 request_serializer=common_dot_protos_dot_node__link__pb2.WatchRequest.SerializeToString,
                 response_deserializer=common_dot_protos_dot_node__link__pb2.NodeConfig.FromString,
                 _registered_method=True)
+        self.ReportConsumption = channel.unary_unary(
+                '/qkdsdn.node_link.NodeLink/ReportConsumption',
+                request_serializer=common_dot_protos_dot_node__link__pb2.ConsumptionReport.SerializeToString,
+                response_deserializer=common_dot_protos_dot_node__link__pb2.ConsumptionReply.FromString,
+                _registered_method=True)
 
 
 class NodeLinkServicer:
@@ -61,6 +66,12 @@ class NodeLinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportConsumption(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeLinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +84,11 @@ def add_NodeLinkServicer_to_server(servicer, server):
                     servicer.WatchConfig,
                     request_deserializer=common_dot_protos_dot_node__link__pb2.WatchRequest.FromString,
                     response_serializer=common_dot_protos_dot_node__link__pb2.NodeConfig.SerializeToString,
+            ),
+            'ReportConsumption': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportConsumption,
+                    request_deserializer=common_dot_protos_dot_node__link__pb2.ConsumptionReport.FromString,
+                    response_serializer=common_dot_protos_dot_node__link__pb2.ConsumptionReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +145,33 @@ class NodeLink:
             '/qkdsdn.node_link.NodeLink/WatchConfig',
             common_dot_protos_dot_node__link__pb2.WatchRequest.SerializeToString,
             common_dot_protos_dot_node__link__pb2.NodeConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportConsumption(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qkdsdn.node_link.NodeLink/ReportConsumption',
+            common_dot_protos_dot_node__link__pb2.ConsumptionReport.SerializeToString,
+            common_dot_protos_dot_node__link__pb2.ConsumptionReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,7 @@ class EditKind(enum.Enum):
     INSTALL = "install"
     WITHDRAW = "withdraw"
     REJECT = "reject"
+    BUFFER = "buffer"  # only an installed app's qkdsdn:relay/buffer
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,19 @@ def compile_rejection(
             _config(request.src, entries[1]),
         )
     }
+
+
+def compile_buffer(intent_id: IntentId, device: DeviceId, buffer: int) -> DeviceEdit:
+    """Sets an installed app's `qkdsdn:relay/buffer` on one node (a merge: nothing else of
+    the app changes); its key manager keeps that many relayed keys ready."""
+    if not 0 <= buffer <= 0xFFFFFFFF:
+        raise CompileError(f"relay buffer {buffer} is not a uint32")
+    entry = element(
+        "qkd_app",
+        element("app_id", text=intent_id),
+        element("relay", element("buffer", text=buffer), xmlns=SDN_NS),
+    )
+    return DeviceEdit(device, EditKind.BUFFER, _config(device, entry), None)
 
 
 def check_edits(edits: Mapping[DeviceId, DeviceEdit], validate: Validator | None) -> None:

@@ -23,6 +23,7 @@ from controller.intents.compile import (
     RelaySettings,
     Validator,
     check_edits,
+    compile_buffer,
     compile_install,
     compile_rejection,
     compile_withdraw,
@@ -94,6 +95,9 @@ class IntentService:
         self._forced_path = forced_path
         self._intents: dict[IntentId, Intent] = {}
         self._placements: Placements = {}
+        # relay/buffer per association when not the default (adaptive buffers, controller/
+        # buffer_service.py); every install and re-route writes it.
+        self._buffers: dict[IntentId, int] = {}
         self._queue = asyncio.Lock()  # FIFO: one change at a time
         self.history = 1000  # withdrawn intents remembered
         self.listeners: ListenerRegistry[IntentEvent] = ListenerRegistry()
@@ -113,6 +117,18 @@ class IntentService:
 
     def placements(self, intent_id: IntentId) -> dict[DeviceId, Placement]:
         return dict(self._placements.get(intent_id, {}))
+
+    @property
+    def default_buffer(self) -> int:
+        return self._relay.buffer
+
+    def buffers(self) -> dict[IntentId, int]:
+        """relay/buffer of every installed association (the default unless resized)."""
+        return {
+            i.intent_id: self._buffers.get(i.intent_id, self._relay.buffer)
+            for i in self._intents.values()
+            if i.state is IntentState.INSTALLED
+        }
 
     def reservations(self) -> Reservations:
         return Reservations(
@@ -230,6 +246,30 @@ class IntentService:
             moved = self._intents[intent_id]
             return moved.state is IntentState.INSTALLED and moved.path == decision.path
 
+    async def resize_buffer(self, intent_id: IntentId, buffer: int) -> bool:
+        """Sets an installed association's relay/buffer on its source node, as a transaction
+        (the old value restored on failure). True if the node committed it."""
+        async with self._queue:
+            intent = self._intents.get(intent_id)
+            if intent is None or intent.state is not IntentState.INSTALLED or intent.path is None:
+                return False
+            src = intent.request.src
+            old = self._buffers.get(intent_id, self._relay.buffer)
+            if old == buffer:
+                return True
+            edit = {src: compile_buffer(intent_id, src, buffer)}
+            undo = {src: compile_buffer(intent_id, src, old)}
+            try:
+                await apply_transaction(self._devices.run_steps, edit, undo, self._name)
+            except (InstallError, CompileError) as error:
+                log.warning("relay buffer of %s not resized: %s", intent_id, error)
+                return False
+            if buffer == self._relay.buffer:
+                self._buffers.pop(intent_id, None)
+            else:
+                self._buffers[intent_id] = buffer
+            return True
+
     async def retry_waiting(self) -> None:
         """After a link or node came back, or rate was freed: try again every intent that
         failed or was rejected (a node announces an application only once while its app
@@ -262,6 +302,17 @@ class IntentService:
             if intent_id not in self._intents:
                 self._intents[intent_id] = intent
             self._placements.setdefault(intent_id, {}).update(placements.get(intent_id, {}))
+        for device, node in data.items():  # adaptive buffers as the source nodes hold them
+            for app in node.apps:
+                adopted = self._intents.get(app.app_id)
+                if (
+                    adopted is not None
+                    and adopted.state is IntentState.INSTALLED
+                    and adopted.request.src == device
+                    and app.relay_buffer is not None
+                    and app.relay_buffer != self._relay.buffer
+                ):
+                    self._buffers[app.app_id] = app.relay_buffer
         return list(intents.values())
 
     async def repair(self, device: DeviceId, data: NodeData) -> None:
@@ -334,10 +385,15 @@ class IntentService:
             for d in self._topology().devices.values()
             if d.km_relay_address
         }
-        return compile_install(intent_id, request, path, bandwidth, self._relay, relays)
+        relay = self._relay
+        if intent_id in self._buffers:
+            relay = replace(relay, buffer=self._buffers[intent_id])
+        return compile_install(intent_id, request, path, bandwidth, relay, relays)
 
     def _set(self, intent: Intent, event: IntentEventType | None) -> Intent:
         self._intents[intent.intent_id] = intent
+        if intent.state is not IntentState.INSTALLED and intent.state is not IntentState.INSTALLING:
+            self._buffers.pop(intent.intent_id, None)  # a new install starts at the default
         if intent.state is IntentState.WITHDRAWN:
             self._forget_old_withdrawals()
         if event is not None:

@@ -7,11 +7,13 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from controller.buffer_service import BufferDecision
 from controller.intents.service import IntentEvent, IntentEventType
-from controller.model import TopologySnapshot
+from controller.model import IntentId, TopologySnapshot
 from controller.steering_service import SteeringDecision
 from controller.topology.events import TopologyEvent, TopologyEventType
 
+FAILURES_KEPT = 2000  # associations whose failures are counted (the oldest forgotten first)
 ALARMS = {
     TopologyEventType.LINK_DOWN: "link down",
     TopologyEventType.LINK_UP: "link up",
@@ -45,6 +47,8 @@ class LiveFeed:
         self._clock = clock
         self._entries: deque[FeedEntry] = deque(maxlen=size)
         self._seq = 0
+        # Times each association was refused or failed (install, re-route), for `top`.
+        self.failures: dict[IntentId, int] = {}
 
     @property
     def seq(self) -> int:
@@ -85,6 +89,13 @@ class LiveFeed:
         if event.type is not IntentEventType.INSTALLED and intent.reason:
             text += f" ({intent.reason})"
         self.add("decision", text)
+        if event.type in (IntentEventType.FAILED, IntentEventType.REJECTED):
+            if len(self.failures) >= FAILURES_KEPT and intent.intent_id not in self.failures:
+                self.failures.pop(next(iter(self.failures)))  # the oldest association counted
+            self.failures[intent.intent_id] = self.failures.get(intent.intent_id, 0) + 1
 
     def on_steering(self, decision: SteeringDecision) -> None:
         self.add("steering", decision.text)
+
+    def on_buffer(self, decision: BufferDecision) -> None:
+        self.add("buffer", decision.text)

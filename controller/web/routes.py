@@ -38,6 +38,9 @@ def frame_of(
         feed.entries(),
         now(),
         steering.health if steering is not None else None,
+        controller.consumption.usage(),
+        controller.intent_service.buffers(),
+        feed.failures,
     )
 
 

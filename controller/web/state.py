@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.model import Intent, IntentState, LinkId, Reservations, TopologySnapshot
+from controller.consumption import Usage
+from controller.model import (
+    Intent,
+    IntentId,
+    IntentState,
+    LinkId,
+    Reservations,
+    TopologySnapshot,
+)
 from controller.steering import LinkHealth
 from controller.web.feed import FeedEntry
 
@@ -24,9 +32,17 @@ def live_state(
     feed: Iterable[FeedEntry],
     now: float,
     health: Mapping[LinkId, LinkHealth] | None = None,
+    usage: Mapping[IntentId, Usage] | None = None,
+    buffers: Mapping[IntentId, int] | None = None,
+    failures: Mapping[IntentId, int] | None = None,
 ) -> dict[str, Any]:
     """One frame of the live view; names, never key material. `health`: data-driven
-    steering's view of the links (None: static control)."""
+    steering's view of the links (None: static control); `usage`: the measured consumption
+    of the associations, `buffers` their relay buffers, `failures` how often each failed or
+    was refused."""
+    usage = usage or {}
+    buffers = buffers or {}
+    failures = failures or {}
     name = snapshot.name_of
     nodes = sorted(
         (
@@ -61,6 +77,7 @@ def live_state(
         if intent.state not in SHOWN_STATES:
             continue
         request = intent.request
+        used = usage.get(intent.intent_id)
         shown.append(
             {
                 "id": intent.intent_id,
@@ -74,6 +91,10 @@ def live_state(
                 "bandwidth": intent.bandwidth,
                 "priority": request.qos.priority,
                 "reason": intent.reason,
+                "consumed_bits": used.bits if used else None,
+                "rate_bps": round(used.rate_bps, 1) if used and used.rate_bps is not None else None,
+                "buffer": buffers.get(intent.intent_id),
+                "failures": failures.get(intent.intent_id, 0),
             }
         )
     shown.sort(key=lambda i: (str(i["pair"]), str(i["id"])))

@@ -17,6 +17,7 @@ from uuid import UUID
 
 from common.tracing import Tracer
 from km.access import AccessControl, AccessDenied, Refusal
+from km.consumption import ConsumptionLedger
 from km.etsi014.schemas import KeyRequest, Status
 from km.key_store import KeyBatch, StoredKey
 from km.metrics import KmMetrics, NodeMetrics
@@ -85,6 +86,8 @@ class Etsi014Service:
         return self.origins.extensions(_key_ids(keys), default)
 
     metrics: NodeMetrics = field(default_factory=lambda: KmMetrics.off().for_node("-"))
+    # Bits handed out per (master, slave), reported to the agent (None: not counted).
+    consumption: ConsumptionLedger | None = None
 
     def status(self, caller: str, slave: str) -> Status:
         self._known_caller(caller)
@@ -126,6 +129,8 @@ class Etsi014Service:
         bits = _bits(keys)
         elapsed = time.perf_counter() - started
         self.metrics.delivered("enc_keys", caller, slave, len(keys), bits, elapsed)
+        if self.consumption is not None:
+            self.consumption.add(caller, slave, len(keys), bits)
         return keys
 
     async def _enc_keys(self, caller: str, slave: str, request: KeyRequest) -> Sequence[StoredKey]:
@@ -162,6 +167,8 @@ class Etsi014Service:
         bits = _bits(keys)
         elapsed = time.perf_counter() - started
         self.metrics.delivered("dec_keys", master, caller, len(keys), bits, elapsed)
+        if self.consumption is not None:
+            self.consumption.add(master, caller, len(keys), bits)
         return keys
 
     def _dec_keys(self, caller: str, master: str, key_ids: Sequence[UUID]) -> list[StoredKey]:

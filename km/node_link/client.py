@@ -19,6 +19,7 @@ from common.protos import node_link_pb2 as pb
 from common.protos import node_link_pb2_grpc as pb_grpc
 from common.roles import TlsMaterial, channel_credentials
 from km.associations import AppRequest, ConfigError, NodeView, parse_node_config
+from km.consumption import PairUsage
 from km.link_pools import FAST_RECONNECT
 from km.supply import SupplyError
 
@@ -50,6 +51,7 @@ class NodeLinkClient:
         self._stub: Any = None
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()  # set while a WatchConfig stream is open
+        self.generation = 0  # grows each time a WatchConfig stream opens (agent (re)started)
 
     async def start(self) -> None:
         if self._channel is not None:
@@ -91,12 +93,41 @@ class NodeLinkClient:
         if not reply.accepted:
             raise SupplyError(503, f"node refused to register the application: {reply.message}")
 
+    async def report_consumption(self, run: str, pairs: tuple[PairUsage, ...]) -> bool:
+        """Sends the key bits delivered per (master, slave) pair (km/consumption.py) to the
+        agent; True if it took them. False while not connected or when the agent refused."""
+        if self._stub is None or not self.connected.is_set():
+            return False
+        message = pb.ConsumptionReport(
+            km_id=self.km_id,
+            km_run=run,
+            pairs=[
+                pb.PairConsumption(
+                    server_app_id=p.master,
+                    client_app_id=p.slave,
+                    delivered_keys=p.keys,
+                    delivered_bits=p.bits,
+                )
+                for p in pairs
+            ],
+        )
+        try:
+            reply = await self._stub.ReportConsumption(message, timeout=self._rpc_timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.debug("consumption report to %s: %s", self.address, exc.code().name)
+            return False
+        if not reply.accepted:
+            log.warning("agent refused the consumption report: %s", reply.message)
+        return bool(reply.accepted)
+
     async def _watch(self) -> None:
         delay = RECONNECT_FIRST_S
         while True:
             try:
                 stream = self._stub.WatchConfig(pb.WatchRequest(km_id=self.km_id))
                 async for config in stream:
+                    if not self.connected.is_set():
+                        self.generation += 1
                     self.connected.set()
                     delay = RECONNECT_FIRST_S
                     self._deliver(config.qkd_node_json, config.revision)

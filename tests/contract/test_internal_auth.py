@@ -187,7 +187,19 @@ def test_node_link_is_only_for_the_nodes_own_key_manager(tmp_path: Path) -> None
                 stream = stub.WatchConfig(nl.WatchRequest(km_id="a"))
                 error = await refused(stream.read())
                 assert error.code() is grpc.StatusCode.PERMISSION_DENIED
+                report = nl.ConsumptionReport(
+                    km_id="a",
+                    km_run="forged",
+                    pairs=[
+                        nl.PairConsumption(
+                            server_app_id="app1", client_app_id="app2", delivered_bits=256
+                        )
+                    ],
+                )
+                error = await refused(stub.ReportConsumption(report))
+                assert error.code() is grpc.StatusCode.PERMISSION_DENIED
         assert a.node.status.name == "OPERATING"
+        assert a.node.backend.consumption.bits("app1", ["app2"]) == 0
         own = TlsMaterial.from_files(*plan.node_certs["a"], plan.credentials.ca_cert)
         async with channel_as(a.grpc_address, own, plan) as channel:
             stub = nl_grpc.NodeLinkStub(channel)

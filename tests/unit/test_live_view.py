@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 
 from controller.api import Controller
 from controller.api_token import ApiToken
+from controller.buffer_service import BufferDecision
+from controller.consumption import Usage
 from controller.intents.service import IntentEvent, IntentEventType
 from controller.model import (
     Intent,
@@ -140,3 +142,36 @@ def test_the_api_serves_the_page_and_a_frame_and_404s_unknown_live_paths() -> No
     assert frame.status_code == 200 and frame.json()["nodes"] == []
     assert client.get("/live/nothing-here", params={"token": token}).status_code == 404
     assert client.post("/live/state", params={"token": token}).status_code == 405  # read-only
+
+
+def test_a_frame_gives_each_association_its_consumption_buffer_and_failures() -> None:
+    snap, ids = triangle()
+    intent = relayed(snap, ids)
+    usage = {"i-1": Usage(5120, 10.0, 512.04)}
+    frame = live_state(snap, Reservations(), [intent], [], 0.0, None, usage, {"i-1": 9}, {})
+    [shown] = frame["intents"]
+    assert (shown["consumed_bits"], shown["rate_bps"], shown["buffer"], shown["failures"]) == (
+        5120,
+        512.0,
+        9,
+        0,
+    )
+    bare = live_state(snap, Reservations(), [intent], [], 0.0)["intents"][0]
+    assert (bare["consumed_bits"], bare["rate_bps"], bare["buffer"]) == (None, None, None)
+
+
+def test_the_feed_counts_each_associations_failures_and_shows_buffer_changes() -> None:
+    snap, ids = triangle()
+    feed = LiveFeed(lambda: snap)
+    intent = relayed(snap, ids)
+    feed.on_intent(IntentEvent(IntentEventType.INSTALLED, intent))
+    for _ in range(2):
+        feed.on_intent(
+            IntentEvent(
+                IntentEventType.FAILED, replace(intent, state=IntentState.FAILED, reason="x")
+            )
+        )
+    assert feed.failures == {"i-1": 2}
+    feed.on_buffer(BufferDecision(0.0, "i-1", "app1>app2", 3, 8, "measured 2048 bit/s", True))
+    assert feed.entries()[-1].kind == "buffer"
+    assert feed.entries()[-1].text == "buffer app1>app2: 3 → 8 keys, measured 2048 bit/s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,33 @@ def test_bad_controller_steering_settings_are_each_named(tmp_path: Path) -> None
     assert "steering.mode" in text and "'smart'" in text
     assert "steering.priorities.app1" in text
     assert "drop_ratio" in text
+
+
+def test_controller_buffers_default_to_fixed_and_read_adaptive_settings(tmp_path: Path) -> None:
+    _files(tmp_path)
+    config = controller_config.load(_write(tmp_path, "c.yaml", controller_data()), env={})
+    assert config.buffers.mode == "fixed" and not config.buffers.adaptive
+    data = dict(controller_data(), buffers={"max": 32, "horizon_s": 2, "key_bits": 512})
+    env = {"QKDSDN_BUFFERS__MODE": "adaptive"}
+    config = controller_config.load(_write(tmp_path, "c.yaml", data), env=env)
+    assert config.buffers.adaptive
+    settings = config.buffers.settings
+    assert (settings.minimum, settings.maximum, settings.horizon_s, settings.key_bits) == (
+        1,
+        32,
+        2.0,
+        512,
+    )
+
+
+def test_bad_controller_buffer_settings_are_each_named(tmp_path: Path) -> None:
+    _files(tmp_path)
+    for buffers, named in (
+        ({"mode": "elastic"}, "buffers.mode"),
+        ({"min": 10, "max": 2}, "minimum (10) <= maximum (2)"),
+        ({"horizon_s": 0}, "buffers.horizon_s"),
+        ({"size": 3}, "size"),
+    ):
+        data = dict(controller_data(), buffers=buffers)
+        with pytest.raises(ConfigError, match=re.escape(named)):
+            controller_config.load(_write(tmp_path, "c.yaml", data), env={})

@@ -191,6 +191,37 @@ def test_an_association_returns_when_its_link_recovers_but_not_onto_a_link_it_wo
     assert intent.intent_id not in Memory().after(back, moved=True, now=30.0).left
 
 
+def test_among_equals_on_a_draining_link_the_measured_heaviest_consumer_moves() -> None:
+    snap, ids = triangle()
+    lid = link_id(snap, ids, "n1", "n3")
+    big = direct_intent(snap, ids, "big-reservation", 3, bandwidth=4000)
+    heavy = direct_intent(snap, ids, "heavy-user", 3, bandwidth=1000)
+    health = assess({}, with_link(snap, lid, eskr=0), Reservations(), 0.0, SETTINGS)
+    # Unmeasured: the reservations decide (the bigger one moves).
+    [guess] = plan_actions(health, [big, heavy], Memory(), 0.0, SETTINGS)
+    assert guess.intent_id == big.intent_id
+    # Measured: the one that really draws most moves.
+    measured = {big.intent_id: 200.0, heavy.intent_id: 30_000.0}
+    [move] = plan_actions(health, [big, heavy], Memory(), 0.0, SETTINGS, measured)
+    assert move.intent_id == heavy.intent_id
+
+
+def test_a_return_is_judged_on_the_measured_consumption_not_the_demand_it_left() -> None:
+    snap, ids = triangle()
+    lid = link_id(snap, ids, "n1", "n3")
+    intent = direct_intent(snap, ids, "bulk", 1)
+    moved = replace(intent, path=Path((ids["n1"], ids["n2"], ids["n3"]), ("x", "y")))
+    quiet = assess({}, with_link(snap, lid, eskr=60_000), Reservations(), 30.0, SETTINGS)
+    # The guess (demand when it left 100 %, now 40 %: a 60 % share) keeps it away...
+    memory = Memory({intent.intent_id: 0.0}, {intent.intent_id: (lid, 100_000)})
+    assert plan_actions(quiet, [moved], memory, 30.0, SETTINGS) == []
+    # ...but it was measured drawing 5 kbit/s: 45 % with it, below the clear mark: back.
+    [back] = plan_actions(quiet, [moved], memory, 30.0, SETTINGS, {intent.intent_id: 5_000.0})
+    assert back.kind is ActionKind.RETURN
+    # Measured heavy: stays away.
+    assert plan_actions(quiet, [moved], memory, 30.0, SETTINGS, {intent.intent_id: 40_000.0}) == []
+
+
 def test_the_steered_policy_routes_around_a_troubled_link_when_a_detour_exists() -> None:
     snap, ids = triangle()
     lid = link_id(snap, ids, "n1", "n3")
