@@ -3019,7 +3019,7 @@ def _AppQos_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
     return made  # type: ignore[return-value]
 
 
-def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool) -> QkdApp:  # view CONTROLLER: leaves out app_statistics, app_status, creation_time, expiration_time, relay
+def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool) -> QkdApp:  # view CONTROLLER: leaves out app_status, creation_time, expiration_time
     o = value if type(value) is dict else _s.obj(value, path)
     if not ignore_unknown and not _QkdApp_MEMBERS.issuperset(o):
         _s.check_members(o, _QkdApp_MEMBERS, path, ignore_unknown)
@@ -3038,7 +3038,8 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     f_app_priority = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'app_priority', 0, 4294967295)
     f_creation_time = None
     f_expiration_time = None
-    f_app_statistics = _EMPTY_AppStatistics
+    v = o.get('app_statistics', _ABSENT)
+    f_app_statistics = _EMPTY_AppStatistics if v is _ABSENT else _AppStatistics_from_json(v, path + '/app_statistics', ignore_unknown)
     v = o.get('app_qos', _ABSENT)
     f_app_qos = _EMPTY_AppQos if v is _ABSENT else _AppQos_from_json_CONTROLLER(v, path + '/app_qos', ignore_unknown)
     v = o.get('backing_qkdl_id', _ABSENT)
@@ -3049,7 +3050,8 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     f_remote_qkdn_id = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'remote_qkdn_id', (_P0,))
     v = o.get('qkdsdn-node:admission', _ABSENT)
     f_admission = _EMPTY_Admission if v is _ABSENT else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
-    f_relay = _EMPTY_Relay
+    v = o.get('qkdsdn-node:relay', _ABSENT)
+    f_relay = _EMPTY_Relay if v is _ABSENT else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -3070,10 +3072,10 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     return made  # type: ignore[return-value]
 
 
-_QkdApp_TAGS_CONTROLLER: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': ''}
+_QkdApp_TAGS_CONTROLLER: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay'}
 
 
-def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unknown: bool) -> QkdApp:  # view CONTROLLER: leaves out app_statistics, app_status, creation_time, expiration_time, relay
+def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unknown: bool) -> QkdApp:  # view CONTROLLER: leaves out app_status, creation_time, expiration_time
     one: dict[str, etree._Element] = {}
     many: dict[str, list[etree._Element]] = {}
     for child in element:  # inline: one call less per element
@@ -3101,7 +3103,8 @@ def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
     f_app_priority = None if e is None else (n if (u := e.text) and len(u) <= 10 and u.isascii() and u.isdigit() and 0 <= (n := int(u)) <= 4294967295 else _s.int_xml(e, path, 'app_priority', 0, 4294967295))
     f_creation_time = None
     f_expiration_time = None
-    f_app_statistics = _EMPTY_AppStatistics
+    e = one.get('app_statistics')
+    f_app_statistics = _EMPTY_AppStatistics if e is None else _AppStatistics_from_xml(e, path + '/app_statistics', ignore_unknown)
     e = one.get('app_qos')
     f_app_qos = _EMPTY_AppQos if e is None else _AppQos_from_xml_CONTROLLER(e, path + '/app_qos', ignore_unknown)
     f_backing_qkdl_id = tuple([(t if ((t := x.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'backing_qkdl_id', (_P0,))) for x in many.get('backing_qkdl_id', ())])
@@ -3111,7 +3114,8 @@ def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
     f_remote_qkdn_id = None if e is None else (t if ((t := e.text or '') in _P0_SEEN or _s.matches(_P0, _P0_SEEN, t)) else _s.string_json(t, path, 'remote_qkdn_id', (_P0,)))
     e = one.get('admission')
     f_admission = _EMPTY_Admission if e is None else _Admission_from_xml(e, path + '/admission', ignore_unknown)
-    f_relay = _EMPTY_Relay
+    e = one.get('relay')
+    f_relay = _EMPTY_Relay if e is None else _Relay_from_xml(e, path + '/relay', ignore_unknown)
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status

@@ -61,7 +61,8 @@ VIEWS: dict[str, tuple[str, ...]] = {
         "qkd_links/qkd_link/qkdl_performance",
     ),
     # controller/nodedata.py: links (ends, status, rates, QBER, hops), applications with
-    # their QoS and admission, the interfaces' ids and the key manager's relay address.
+    # their QoS, admission, relay buffer and consumption (app_statistics), the interfaces'
+    # ids and the key manager's relay address.
     "CONTROLLER": (
         "qkdn_status",
         "qkdn_version",
@@ -72,10 +73,8 @@ VIEWS: dict[str, tuple[str, ...]] = {
         "qkd_applications/qkd_app/app_status",
         "qkd_applications/qkd_app/creation_time",
         "qkd_applications/qkd_app/expiration_time",
-        "qkd_applications/qkd_app/app_statistics",
         "qkd_applications/qkd_app/app_qos/clients_shared_path_enable",
         "qkd_applications/qkd_app/app_qos/clients_shared_keys_required",
-        "qkd_applications/qkd_app/relay",
         "qkd_links/qkd_link/qkdl_local/qkdi_id",
         "qkd_links/qkd_link/qkdl_remote/qkdi_id",
         "qkd_links/qkd_link/qkdl_applications",
