@@ -76,9 +76,6 @@ def _compare(
             if (before.text or "").strip() != (after.text or "").strip():
                 edits.append(Edit(ChangeType.REPLACE, path, copy.deepcopy(after)))
             continue
-        if not before_children or not after_children:
-            edits.append(Edit(ChangeType.REPLACE, path, copy.deepcopy(after)))
-            continue
         namespace = etree.QName(after).namespace
         _compare(before_children, after_children, path, namespace, keys_of, modules, edits)
 

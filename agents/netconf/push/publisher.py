@@ -62,6 +62,9 @@ class Publisher:
         self._timers: dict[int, Cancellable] = {}
         self._started: dict[int, datetime] = {}
         self._last: dict[int, list[etree._Element]] = {}  # on-change: the view last pushed
+        # on-change: the datastore tree that view came from; the datastore keeps the same
+        # tree object while neither running nor the state changed, so nothing to compare.
+        self._source: dict[int, etree._Element] = {}
         self._patches: dict[int, int] = {}
         self.updates_sent = 0  # push-update and push-change-update notifications
         self.suspensions = 0
@@ -189,6 +192,7 @@ class Publisher:
     def _forget(self, subscription_id: int) -> None:
         self._cancel(subscription_id)
         self._last.pop(subscription_id, None)
+        self._source.pop(subscription_id, None)
         self._started.pop(subscription_id, None)
         self._patches.pop(subscription_id, None)
         if self.table.get(subscription_id) is not None:
@@ -237,9 +241,13 @@ class Publisher:
         trigger: OnChange,
         sync: bool,
     ) -> None:
-        view = self._view(subscription, session, target)
+        source = self._agent.datastore.operational_view()
         last = self._last.get(subscription_id)
+        if last is not None and self._source.get(subscription_id) is source:
+            return
+        view = self._view(subscription, session, target, source)
         self._last[subscription_id] = view
+        self._source[subscription_id] = source
         if last is None:
             if sync:
                 self._send_update(session, messages.push_update(subscription_id, view))
@@ -268,11 +276,16 @@ class Publisher:
         return subscription, session, subscription.target
 
     def _view(
-        self, subscription: PushSubscription, session: SessionHandle, target: DatastoreTarget
+        self,
+        subscription: PushSubscription,
+        session: SessionHandle,
+        target: DatastoreTarget,
+        source: etree._Element | None = None,
     ) -> list[etree._Element]:
         """The selected operational data that the subscriber may read (copies)."""
         datastore = self._agent.datastore
-        wrapper = datastore.operational_view()  # shared: never modified here
+        # Shared with other readers: never modified here.
+        wrapper = source if source is not None else datastore.operational_view()
         selection = target.selection
         if selection.xpath is not None:
             nsmap = dict(selection.xpath.nsmap)
