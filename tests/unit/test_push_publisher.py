@@ -301,3 +301,24 @@ def test_modify_subscription_changes_the_period_from_then_on() -> None:
     assert alice.notifications() == []
     b.scheduler.advance(0.1)
     assert len(alice.notifications()) == 1
+
+
+def test_resync_sends_the_whole_selection_now_and_only_for_ones_own_on_change() -> None:
+    b = bench()
+    alice = Receiver(b.agent)
+    on_change = alice.establish("<yp:on-change/>")
+    every_second = alice.establish(periodic(100))
+    b.scheduler.advance(0.0)
+    alice.notifications()
+    reply = alice.rpc(
+        f'<resync-subscription xmlns="{YP_NS}"><id>{on_change}</id></resync-subscription>'
+    )
+    assert reply.find(f"{{{BASE_NS}}}ok") is not None
+    b.scheduler.advance(0.0)
+    assert [etree.QName(n).localname for n in alice.notifications()] == ["push-update"]
+    refused = alice.rpc(
+        f'<resync-subscription xmlns="{YP_NS}"><id>{every_second}</id></resync-subscription>'
+    )
+    assert refused.findtext(f"{{{BASE_NS}}}rpc-error/{{{BASE_NS}}}error-app-tag") == (
+        "ietf-yang-push:no-such-subscription-resync"
+    )

@@ -55,7 +55,9 @@ UNSUPPORTABLE_VOLUME = Identity("ietf-subscribed-notifications", "unsupportable-
 class Publisher:
     """The dynamic subscriptions of one agent (`AgentState.push`)."""
 
-    def __init__(self, agent: AgentState, scheduler: Scheduler, limits: Limits | None = None):
+    def __init__(
+        self, agent: AgentState, scheduler: Scheduler, limits: Limits | None = None
+    ) -> None:
         self._agent = agent
         self._scheduler = scheduler
         self.table = SubscriptionTable(limits or Limits())
@@ -113,12 +115,17 @@ class Publisher:
 
     def resync(self, session: SessionHandle, subscription_id: int) -> None:
         """A push-update with the whole selection of an on-change subscription, at once."""
-        subscription = self.table.owned(session.session_id, subscription_id, ErrorInfo.RESYNC)
-        target = subscription.target
-        if not isinstance(target, DatastoreTarget) or not isinstance(target.trigger, OnChange):
+        subscription = self.table.get(subscription_id)
+        target = subscription.target if subscription is not None else None
+        if (
+            subscription is None
+            or subscription.session_id != session.session_id
+            or not isinstance(target, DatastoreTarget)
+            or not isinstance(target.trigger, OnChange)
+        ):
             raise SubscriptionError(
                 NO_SUCH_SUBSCRIPTION_RESYNC,
-                f"subscription {subscription_id} is not an on-change subscription",
+                f"this session has no on-change subscription {subscription_id}",
                 ErrorInfo.RESYNC,
             )
         self._last.pop(subscription_id, None)
