@@ -40,6 +40,13 @@ IMPLEMENTED_MODULES = (
     "qkdsdn-node",
     "ietf-netconf-acm",
 )
+# The agents' NETCONF subscriptions (RFC 8639 dynamic subscriptions, RFC 8641 YANG-push):
+# implemented after the modules above, each with the features the agents support (the
+# capabilities advertise them); their imports (ietf-datastores, ietf-yang-patch) come along.
+SUBSCRIPTION_MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ietf-subscribed-notifications", ("encode-xml", "subtree", "xpath")),
+    ("ietf-yang-push", ("on-change",)),
+)
 NODE_MODULE = "etsi-qkd-sdn-node"
 ROOT_NAME = "qkd_node"
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
@@ -253,6 +260,8 @@ class Schema:
             self._ctx = _Context(str(yang_dir))
             for name in IMPLEMENTED_MODULES:
                 self._ctx.load_module(name)
+            for name, features in SUBSCRIPTION_MODULES:
+                _load_with_features(self._ctx, name, features)
         except libyang.LibyangError as exc:
             raise SchemaError(f"cannot load the YANG modules from {yang_dir}: {exc}") from None
         self._texts = self._read_module_texts()
@@ -395,9 +404,13 @@ class Schema:
     def capabilities(self) -> list[str]:
         """NETCONF module capability URIs (`ns?module=name&revision=date`)."""
         uris = []
+        features = dict(SUBSCRIPTION_MODULES)
         for name, revision in sorted(self._texts):
             namespace = _module_namespace(self._ctx.get_module(name))
-            uris.append(f"{namespace}?module={name}&revision={revision}")
+            uri = f"{namespace}?module={name}&revision={revision}"
+            if features.get(name):
+                uri += "&features=" + ",".join(features[name])
+            uris.append(uri)
         return uris
 
     # -- internals --------------------------------------------------------------------
@@ -476,6 +489,15 @@ class Schema:
             )
             stack.extend(((*path, child.name()), child) for child in _schema_children(node))
         return nodes
+
+
+def _load_with_features(ctx: libyang.Context, name: str, features: Sequence[str]) -> None:
+    """Implements module `name` with exactly `features` enabled (the bindings' load_module
+    enables none, and enabling them one by one afterwards would replace each by the next)."""
+    names = [ffi.new("char[]", feature.encode()) for feature in features]
+    array = ffi.new("char *[]", [*names, ffi.NULL])
+    if lib.ly_ctx_load_module(ctx.cdata, name.encode(), ffi.NULL, array) == ffi.NULL:
+        raise ctx.error(f"cannot load module {name}")
 
 
 def _errors_of(exc: libyang.LibyangError) -> tuple[ValidationError, ...]:

@@ -18,7 +18,11 @@ NETCONF_MODULE = "ietf-netconf"
 # RFC 6241's ietf-netconf): only an explicit permit rule opens them.
 DENY_ALL_NODES: tuple[Path, ...] = ((Step(MODULE, "nacm"),),)
 DENY_ALL_OPERATIONS = frozenset(
-    {(NETCONF_MODULE, "kill-session"), (NETCONF_MODULE, "delete-config")}
+    {
+        (NETCONF_MODULE, "kill-session"),
+        (NETCONF_MODULE, "delete-config"),
+        ("ietf-subscribed-notifications", "kill-subscription"),  # RFC 8639
+    }
 )
 ALWAYS_PERMITTED = frozenset({(NETCONF_MODULE, "close-session")})  # RFC 8341 §3.4.4
 

@@ -13,6 +13,7 @@ from agents.access.writes import Change, edit_changes, replace_changes
 from agents.netconf.error_path import error_path
 from agents.netconf.errors import BASE_NS, ErrorTag, ErrorType, NetconfError
 from agents.netconf.monitoring import MONITORING_NS
+from agents.netconf.push.model import SN_MODULE, SN_NS, YP_MODULE, YP_NS
 from agents.netconf.state import AgentState, SessionHandle
 
 NOTIFICATION_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
@@ -21,6 +22,8 @@ OPERATION_MODULES = {
     BASE_NS: "ietf-netconf",
     NOTIFICATION_NS: "notifications",
     MONITORING_NS: "ietf-netconf-monitoring",
+    SN_NS: SN_MODULE,
+    YP_NS: YP_MODULE,
 }
 
 

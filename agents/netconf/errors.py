@@ -66,6 +66,8 @@ class RpcError:
     app_tag: str | None = None
     info: tuple[tuple[str, str], ...] = field(default=())
     path_namespaces: tuple[tuple[str, str], ...] = field(default=())
+    # Whole elements (serialized) for <error-info>, e.g. RFC 8639's error yang-data.
+    extra_info: tuple[bytes, ...] = field(default=())
 
     def to_element(self) -> etree._Element:
         error = base_element("rpc-error")
@@ -80,10 +82,12 @@ class RpcError:
             element.text = self.path
         message = _child(error, "error-message", self.message)
         message.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
-        if self.info:
+        if self.info or self.extra_info:
             info = _child(error, "error-info", None)
             for name, text in self.info:
                 _child(info, name, text)
+            for extra in self.extra_info:
+                info.append(etree.fromstring(extra))
         return error
 
 

@@ -34,6 +34,8 @@ from agents.netconf.monitoring import (
     netconf_state_xml,
 )
 from agents.netconf.monitoring import keys_of as monitoring_keys_of
+from agents.netconf.push.rpcs import HANDLERS as PUSH_HANDLERS
+from agents.netconf.push.rpcs import PushHandler
 from agents.netconf.state import CloseReason, SessionHandle
 from agents.netconf.subscription import Subscription, XPathSelect
 from agents.netconf.subtree import filter_subtree
@@ -604,6 +606,14 @@ def _create_subscription(session: SessionHandle, operation: etree._Element) -> R
         raise NetconfError.of(
             ErrorType.PROTOCOL, ErrorTag.IN_USE, "this session already has a subscription"
         )
+    push = session.agent.push
+    if push is not None and push.has_subscriptions(session.session_id):
+        raise NetconfError.of(
+            ErrorType.PROTOCOL,
+            ErrorTag.OPERATION_NOT_SUPPORTED,
+            "this session has RFC 8639 subscriptions: a session holds either those or one "
+            "RFC 5277 subscription (RFC 8640 §3)",
+        )
     filter_element = params.get("filter")
     if filter_element is not None and filter_element.get("type") == "xpath":
         select = _xpath_select(session, filter_element)
@@ -667,3 +677,13 @@ _HANDLERS: dict[str, Handler] = {
     f"{{{NOTIFICATION_NS}}}create-subscription": _create_subscription,
     f"{{{MONITORING_NS}}}get-schema": _get_schema,
 }
+
+
+def _replying(handler: PushHandler) -> Handler:
+    def run(session: SessionHandle, operation: etree._Element) -> Reply:
+        return Reply(handler(session, operation))
+
+    return run
+
+
+_HANDLERS.update({tag: _replying(handler) for tag, handler in PUSH_HANDLERS.items()})

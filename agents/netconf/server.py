@@ -29,6 +29,8 @@ from agents.netconf import authz
 from agents.netconf.confirmed import CONFIRMED_COMMIT_CAPABILITY
 from agents.netconf.errors import base_element
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
+from agents.netconf.push.model import Limits
+from agents.netconf.push.publisher import Publisher
 from agents.netconf.rpcs import MONITORING_NS, NOTIFICATION_NS
 from agents.netconf.session import BASE_1_0, BASE_1_1, Session, SessionState
 from agents.netconf.state import AgentState
@@ -118,6 +120,10 @@ class _Channel:
     def close(self) -> None:
         self._channel.close()
 
+    def pending(self) -> int:
+        """Bytes written to the channel that SSH has not sent yet (the client is slow)."""
+        return self._channel.get_write_buffer_size()
+
 
 class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
     """Accepts only the `netconf` subsystem and feeds a `Session`."""
@@ -149,11 +155,13 @@ class _NetconfSSHSession(asyncssh.SSHServerSession[bytes]):
                 self._channel.close()
             return
         peer = self._channel.get_extra_info("peername")
+        channel = _Channel(self._channel)
         self._session = Session(
             self._agent,
-            _Channel(self._channel),
+            channel,
             username=str(self._channel.get_extra_info("username") or ""),
             source_host=str(peer[0]) if peer else None,
+            backlog=channel.pending,
         )
         self._session.start()
         # A client that never says hello must not hold a session forever.
@@ -251,10 +259,12 @@ class NetconfServer:
         hello_timeout_s: float = 30.0,
         accounts: Accounts | None = None,
         audit: AuditLog | None = None,
+        push_limits: Limits | None = None,
     ) -> None:
         """With `accounts`, users log in with their own password or keys and NACM
         (RFC 8341) decides what each may do; without, `credentials` names the one user, who
-        may do everything. `audit` records every configuration change."""
+        may do everything. `audit` records every configuration change. `push_limits` bound
+        the RFC 8639/8641 dynamic subscriptions (defaults: `push.model.Limits`)."""
         schema = datastore.schema
         self.access = AccessControl(accounts, datastore) if accounts is not None else None
         self._user_keys = _user_keys(accounts) if accounts is not None else None
@@ -272,6 +282,8 @@ class NetconfServer:
             access=self.access,
             audit=audit,
         )
+        self._push = Publisher(self._agent, _LoopScheduler(), push_limits)
+        self._agent.push = self._push
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self.port = 0
 
@@ -283,6 +295,11 @@ class NetconfServer:
             if holder is not None:
                 return holder
         return None
+
+    @property
+    def push(self) -> Publisher:
+        """The agent's dynamic subscriptions (RFC 8639/8641)."""
+        return self._push
 
     @property
     def session_count(self) -> int:
@@ -317,7 +334,9 @@ class NetconfServer:
         self._loop = asyncio.get_running_loop()
 
     async def stop(self) -> None:
-        """Close every session and stop listening."""
+        """Tell every dynamic subscriber its subscriptions end, close every session and stop
+        listening."""
+        self.push.stop()
         for session in list(self._agent.sessions.values()):
             session.close()
         if self._acceptor is not None:
@@ -348,15 +367,20 @@ class NetconfServer:
             self._loop.call_soon_threadsafe(self._deliver, event_time, event)
 
     def _deliver(self, event_time: str, event: etree._Element) -> None:
+        push = self.push
         for session in list(self._agent.sessions.values()):
             subscription = session.subscription
-            if subscription is None:
+            if subscription is None and not push.has_subscriptions(session.session_id):
                 continue
             try:
                 if not authz.may_receive(session, event):
                     continue
-                content = subscription.content_of(event, self._agent.datastore.schema)
-                if content is not None:
+                contents = push.stream_events(session, event)  # RFC 8639 stream subscriptions
+                if subscription is not None:  # the RFC 5277 one
+                    content = subscription.content_of(event, self._agent.datastore.schema)
+                    if content is not None:
+                        contents.append(content)
+                for content in contents:
                     session.send_notification(_notification(event_time, content))
             except Exception:  # one subscriber's failure must not cost the others the event
                 log.exception(

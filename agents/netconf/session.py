@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from lxml import etree
@@ -51,8 +52,10 @@ class Session:
         transport: Transport,
         username: str = "",
         source_host: str | None = None,
+        backlog: Callable[[], int] | None = None,
     ) -> None:
-        """`username` and `source_host` are what the transport authenticated (for RFC 6022)."""
+        """`username` and `source_host` are what the transport authenticated (for RFC 6022);
+        `backlog` tells how many written bytes the transport has not sent yet."""
         self.agent = agent
         self.session_id = agent.new_session_id()
         self.state = SessionState.AWAITING_HELLO
@@ -60,6 +63,7 @@ class Session:
         self.info = SessionInfo(self.session_id, username, source_host, agent.clock())
         self.counters = Counters()  # this session's RFC 6022 counters
         self._transport = transport
+        self._backlog = backlog
         self._decoder = FrameDecoder(agent.max_message_size)
         # One parser per session: building one costs more than parsing a small <rpc>.
         self._parser = message_parser()
@@ -98,6 +102,9 @@ class Session:
         if self.state is SessionState.ESTABLISHED:
             self._count(Counter.OUT_NOTIFICATIONS)
             self._transport.write(encode_message(notification, self._mode))
+
+    def pending_bytes(self) -> int:
+        return self._backlog() if self._backlog is not None else 0
 
     def close(self, reason: CloseReason = CloseReason.DROPPED) -> None:
         """End the session: release its locks (and roll back its unconfirmed commit),

@@ -66,6 +66,19 @@ class SessionHandle(Protocol):
     def close(self, reason: CloseReason = CloseReason.DROPPED) -> None:
         """End the session: release its locks, forget it, close its transport."""
 
+    def pending_bytes(self) -> int:
+        """Output written but not yet sent to the client (0 when unknown)."""
+
+
+class PushService(Protocol):
+    """What the agent and RFC 5277 see of the dynamic subscriptions (`push.Publisher`)."""
+
+    def has_subscriptions(self, session_id: int) -> bool:
+        """Whether the session holds RFC 8639 subscriptions."""
+
+    def session_ended(self, session_id: int) -> None:
+        """The session's subscriptions end with it."""
+
 
 class AgentState:
     """What every session of one agent shares: datastore, locks, sessions, capabilities,
@@ -108,6 +121,8 @@ class AgentState:
         self._lock_times: dict[DatastoreName, datetime] = {}
         self.sessions: dict[int, SessionHandle] = {}
         self.confirmed = ConfirmedCommit(datastore, scheduler)
+        # RFC 8639/8641 dynamic subscriptions; the server sets it (None: not offered).
+        self.push: PushService | None = None
         self._next_session_id = 1
 
     def keys_of_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -146,3 +161,5 @@ class AgentState:
         """Locks die with the session, and so does its non-persistent confirmed commit."""
         self.release_locks(session_id)
         self.confirmed.session_ended(session_id)
+        if self.push is not None:
+            self.push.session_ended(session_id)

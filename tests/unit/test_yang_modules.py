@@ -37,6 +37,10 @@ def test_all_modules_are_present() -> None:
         "ietf-yang-types",
         "ietf-inet-types",
         "ietf-netconf-acm",
+        "ietf-subscribed-notifications",
+        "ietf-yang-push",
+        "ietf-datastores",
+        "ietf-yang-patch",
     }
 
 

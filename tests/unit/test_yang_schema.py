@@ -317,6 +317,10 @@ def test_module_texts_and_capabilities(schema: Schema) -> None:
         ("ietf-yang-types", "2013-07-15"),
         ("ietf-inet-types", "2013-07-15"),
         ("ietf-netconf-acm", "2018-02-14"),
+        ("ietf-subscribed-notifications", "2019-09-09"),
+        ("ietf-yang-push", "2019-09-09"),
+        ("ietf-datastores", "2018-02-14"),
+        ("ietf-yang-patch", "2017-02-22"),
     }
     assert texts[("etsi-qkd-sdn-node", "2022-01-30")].startswith("module etsi-qkd-sdn-node {")
     capabilities = schema.capabilities()
@@ -326,6 +330,16 @@ def test_module_texts_and_capabilities(schema: Schema) -> None:
     )
     assert "urn:qkdsdn:yang:qkdsdn-node?module=qkdsdn-node&revision=2026-11-26" in capabilities
     assert len(capabilities) == len(texts)
+    # The subscription modules advertise exactly the features the agents implement.
+    assert (
+        "urn:ietf:params:xml:ns:yang:ietf-yang-push?module=ietf-yang-push&revision=2019-09-09"
+        "&features=on-change" in capabilities
+    )
+    assert (
+        "urn:ietf:params:xml:ns:yang:ietf-subscribed-notifications"
+        "?module=ietf-subscribed-notifications&revision=2019-09-09"
+        "&features=encode-xml,subtree,xpath" in capabilities
+    )
 
 
 def test_missing_models_raise_schema_error(tmp_path: Path) -> None:
