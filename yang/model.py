@@ -123,6 +123,20 @@ _RelayMode_JSON: dict[str, RelayMode] = {member.value: member for member in Rela
 _RelayMode_OUT = {member: member.value for member in RelayMode}
 
 
+class KeyMode(enum.Enum):
+    """The enumeration of qkd_node/qkd_applications/qkd_app/key_mode."""
+
+    QKD_ONLY = 'qkd-only'
+    QKD_PREFERRED = 'qkd-preferred'
+    PQC_ONLY = 'pqc-only'
+    HYBRID_STRICT = 'hybrid-strict'
+    HYBRID_EITHER = 'hybrid-either'
+
+
+_KeyMode_JSON: dict[str, KeyMode] = {member.value: member for member in KeyMode}
+_KeyMode_OUT = {member: member.value for member in KeyMode}
+
+
 class QkdTechnologyTypes(enum.Enum):
     """Identities derived from etsi-qkd-node-types:QKD-TECHNOLOGY-TYPES."""
 
@@ -357,11 +371,17 @@ class QkdApp:
     remote_qkdn_id: str | None = None
     admission: Admission = Admission()
     relay: Relay = Relay()
+    key_mode: KeyMode | None = None
 
     @property
     def app_priority_or_default(self) -> int:
         """`app_priority`, or the model's default 0 when unset."""
         return 0 if self.app_priority is None else self.app_priority
+
+    @property
+    def key_mode_or_default(self) -> KeyMode:
+        """`key_mode`, or the model's default KeyMode.QKD_PREFERRED when unset."""
+        return KeyMode.QKD_PREFERRED if self.key_mode is None else self.key_mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -572,6 +592,7 @@ _QkdApp_set_local_qkdn_id = QkdApp.__dict__['local_qkdn_id'].__set__
 _QkdApp_set_remote_qkdn_id = QkdApp.__dict__['remote_qkdn_id'].__set__
 _QkdApp_set_admission = QkdApp.__dict__['admission'].__set__
 _QkdApp_set_relay = QkdApp.__dict__['relay'].__set__
+_QkdApp_set_key_mode = QkdApp.__dict__['key_mode'].__set__
 _QkdApplications_set_qkd_app = QkdApplications.__dict__['qkd_app'].__set__
 _QkdiAttPoint_set_device = QkdiAttPoint.__dict__['device'].__set__
 _QkdiAttPoint_set_port = QkdiAttPoint.__dict__['port'].__set__
@@ -1024,7 +1045,7 @@ def _Relay_to_json(o: Relay) -> dict[str, Any]:
     return d
 
 
-_QkdApp_MEMBERS = frozenset({'app_id', 'app_status', 'app_type', 'server_app_id', 'client_app_id', 'app_priority', 'creation_time', 'expiration_time', 'app_statistics', 'app_qos', 'backing_qkdl_id', 'local_qkdn_id', 'remote_qkdn_id', 'qkdsdn-node:admission', 'qkdsdn-node:relay'})
+_QkdApp_MEMBERS = frozenset({'app_id', 'app_status', 'app_type', 'server_app_id', 'client_app_id', 'app_priority', 'creation_time', 'expiration_time', 'app_statistics', 'app_qos', 'backing_qkdl_id', 'local_qkdn_id', 'remote_qkdn_id', 'qkdsdn-node:admission', 'qkdsdn-node:relay', 'qkdsdn-node:key_mode'})
 
 
 def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
@@ -1063,6 +1084,8 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     f_admission = _EMPTY_Admission if v is _ABSENT else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
     v = o.get('qkdsdn-node:relay', _ABSENT)
     f_relay = _EMPTY_Relay if v is _ABSENT else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
+    v = o.get('qkdsdn-node:key_mode', _ABSENT)
+    f_key_mode = None if v is _ABSENT else (_KeyMode_JSON.get(v) if type(v) is str else None) or _s.enum_json(_KeyMode_JSON, v, path, 'qkdsdn-node:key_mode')
     made = object.__new__(QkdApp)
     _QkdApp_set_app_id(made, f_app_id)
     _QkdApp_set_app_status(made, f_app_status)
@@ -1079,10 +1102,11 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     _QkdApp_set_remote_qkdn_id(made, f_remote_qkdn_id)
     _QkdApp_set_admission(made, f_admission)
     _QkdApp_set_relay(made, f_relay)
+    _QkdApp_set_key_mode(made, f_key_mode)
     return made
 
 
-_QkdApp_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': 'app_status', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': 'creation_time', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': 'expiration_time', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay'}
+_QkdApp_TAGS = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': 'app_status', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': 'creation_time', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': 'expiration_time', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay', '{urn:qkdsdn:yang:qkdsdn-node}key_mode': 'key_mode'}
 _QkdApp_MANY = frozenset({'client_app_id', 'backing_qkdl_id'})
 
 
@@ -1130,6 +1154,8 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_admission = _EMPTY_Admission if e is None else _Admission_from_xml(e, path + '/admission', ignore_unknown)
     e = one.get('relay')
     f_relay = _EMPTY_Relay if e is None else _Relay_from_xml(e, path + '/relay', ignore_unknown)
+    e = one.get('key_mode')
+    f_key_mode = None if e is None else _s.enum_json(_KeyMode_JSON, _s.text(e), path, 'key_mode')
     made = object.__new__(QkdApp)
     _QkdApp_set_app_id(made, f_app_id)
     _QkdApp_set_app_status(made, f_app_status)
@@ -1146,6 +1172,7 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     _QkdApp_set_remote_qkdn_id(made, f_remote_qkdn_id)
     _QkdApp_set_admission(made, f_admission)
     _QkdApp_set_relay(made, f_relay)
+    _QkdApp_set_key_mode(made, f_key_mode)
     return made
 
 
@@ -1184,6 +1211,8 @@ def _QkdApp_to_json(o: QkdApp) -> dict[str, Any]:
     c = _Relay_to_json(o.relay)
     if c:
         d['qkdsdn-node:relay'] = c
+    if o.key_mode is not None:
+        d['qkdsdn-node:key_mode'] = _KeyMode_OUT[o.key_mode]
     return d
 
 
