@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from controller.errors import NodeDataError
 from controller.model import DeviceId, LinkId, LinkStatus
-from yang.model import ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode
+from yang.model import KeyMode, ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode
 from yang.virt_link import VirtLink, is_virt
 
 __all__ = ["AppEntry", "LinkHalf", "NodeData", "VirtLink", "parse_node"]
@@ -49,6 +49,7 @@ class AppEntry:
     admission_state: str | None  # our augment: pending/admitted/rejected/failed
     admission_reason: str
     admission_path: tuple[DeviceId, ...]
+    key_mode: KeyMode = KeyMode.QKD_PREFERRED  # our augment (its default when unset)
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ def _app(app: QkdApp) -> AppEntry:
         admission_state=None if admission.state is None else admission.state.value,
         admission_reason=admission.reason or "",
         admission_path=admission.path,
+        key_mode=app.key_mode_or_default,
     )
 
 
