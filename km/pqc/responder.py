@@ -86,8 +86,12 @@ class Responder:
             )
         if offer.origin is Origin.HYBRID and len(offer.slaves) != 1:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "hybrid keys serve one slave SAE")
+        # The node's tree, not the offer, says whether post-quantum keys are allowed here at
+        # all: qkd-only (written by the controller from the master's registration) forbids
+        # them. Any other mode in the tree may lag a policy change by one install: the offer's
+        # mode (authenticated, bound into the transcript) is the one recorded.
         here = self.mode_here(offer.master, offer.slaves)
-        if here is not None and here is not offer.mode:
+        if here is KeyMode.QKD_ONLY and offer.mode is not KeyMode.QKD_ONLY:
             raise Refused(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"key mode {offer.mode.value} offered for {offer.master}→"
