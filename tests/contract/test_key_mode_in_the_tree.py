@@ -23,7 +23,16 @@ from controller.model import Path as RoutePath
 from lab.pki import create_lab_pki
 from tests.harness.agents import make_test_plan, running_agents
 from tests.harness.configs import controller_from_plan
-from tests.harness.netconf import LINK_ID, NODE_ID, NS, PASSWORD, USERNAME, connect, running_agent
+from tests.harness.netconf import (
+    LINK_ID,
+    NODE_ID,
+    NS,
+    PASSWORD,
+    USERNAME,
+    connect,
+    netconf_console_output,
+    running_agent,
+)
 from yang.model import KeyMode
 
 T = TypeVar("T")
@@ -67,6 +76,15 @@ def test_the_key_mode_the_controller_writes_is_read_back_over_netconf_and_restco
                 id=intent,
             )
             assert modes == ["hybrid-either"]
+        # netconf-console2, with the XPath filter docs/yang.md gives
+        output = netconf_console_output(
+            agent,
+            "--ns", f"q={NS}", "--ns", f"s={SDN_NS}",
+            "--get", "--filter", "/q:qkd_node/q:qkd_applications/q:qkd_app/s:key_mode",
+        )  # fmt: skip
+        reply = etree.fromstring(output.split("?>", 1)[-1].strip().encode())
+        assert [e.text for e in reply.iter(f"{{{SDN_NS}}}key_mode")] == ["hybrid-either"]
+        assert not list(reply.iter(f"{{{SDN_NS}}}relay"))  # only what the filter selects
         context = ssl.create_default_context(cafile=str(tls.ca))
         with httpx.Client(
             base_url=agent.restconf_url, verify=context, auth=(USERNAME, PASSWORD), timeout=10
