@@ -114,14 +114,13 @@ class KeyModes:
 
     async def _register_mode(self, assoc: Association, mode: KeyMode) -> None:
         assert assoc.destination is not None
+        ttl = self.relay.supplier.key_ttl_s
         request = AppRequest(
             master=assoc.master,
             slaves=assoc.slaves,
             remote_qkdn_id=assoc.destination,
             min_bandwidth=self.config.settings.key_size_bits,  # as a first registration asks
-            ttl_s=0
-            if self.relay.supplier.key_ttl_s is None
-            else int(self.relay.supplier.key_ttl_s),
+            ttl_s=0 if ttl is None else int(ttl),
             key_mode=mode,
         )
         self.relay.tracer.emit(

@@ -36,10 +36,6 @@ Health = Callable[[str, Sequence[str], str], QkdHealth]  # (master, slaves, slav
 Admit = Callable[[str, Sequence[str], str, int, float], Awaitable[object]]
 
 
-async def _never_admitted(*_: object) -> object:
-    raise SupplyError(503, "no admission to wait for")
-
-
 # A path whose relay failed is tried again after this long even if the controller did not
 # reinstall it (a KM on it restarted, a pool refilled): one request then pays the retry.
 RETRY_FAILED_PATH_S = 5.0
@@ -54,10 +50,10 @@ class KeyModeSupplier:
         health: Health,
         origins: OriginBook,
         *,
+        admit: Admit,
+        admission_wait_s: float,
         installed: Callable[[str, Sequence[str], str], PathIdentity | None] = lambda *_: None,
         tracer: Tracer | None = None,
-        admit: Admit = _never_admitted,
-        admission_wait_s: float = 0.0,
     ) -> None:
         self.qkd = qkd
         self.pqc = pqc
