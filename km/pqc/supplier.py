@@ -65,6 +65,9 @@ class KeyModeSupplier:
         self.admission_wait_s = admission_wait_s
         self.tracer = tracer or Tracer("km", None)
         self._failed_paths: dict[PathIdentity, float] = {}
+        # Associations whose admission was waited for in vain (no decision in time): later
+        # requests register again but do not wait, until the node's tree shows a decision.
+        self._undecided: set[tuple[str, tuple[str, ...], str]] = set()
         self.switches = 0  # requests served by another source than their first choice
 
     def failed_paths(self) -> frozenset[PathIdentity]:
@@ -95,6 +98,8 @@ class KeyModeSupplier:
         health = self.health(master, slaves, slave_node)
         if waits_for_admission(mode, health):
             health = await self._admission(master, slaves, slave_node, size_bits)
+        elif not health.pending:
+            self._undecided.discard((master, tuple(slaves), slave_node))
         source = first_choice(mode, health)
         if source is Source.HYBRID and len(slaves) > 1:
             source = after_failure(mode, Source.HYBRID, Source.PQC)
@@ -130,11 +135,19 @@ class KeyModeSupplier:
         size_bits: int,
     ) -> QkdHealth:
         """Waits at most `admission_wait_s` for the admission of a new association: healthy
-        once admitted; a refusal, a failure or an unreachable node ends the wait at once."""
+        once admitted; a refusal, a failure or an unreachable node ends the wait at once. Once
+        a wait ran out, the association's next requests only register it again (no wait)."""
+        key = (master, tuple(slaves), slave_node)
+        wait = 0.0 if key in self._undecided else self.admission_wait_s
         try:
-            await self.admit(master, slaves, slave_node, size_bits, self.admission_wait_s)
+            await self.admit(master, slaves, slave_node, size_bits, wait)
         except SupplyError as exc:
+            if self.health(master, slaves, slave_node).pending:  # no decision (yet)
+                self._undecided.add(key)
+            else:
+                self._undecided.discard(key)
             return QkdHealth(False, exc.message)
+        self._undecided.discard(key)
         health = self.health(master, slaves, slave_node)
         return QkdHealth.ok() if health.pending else health
 

@@ -80,7 +80,7 @@ def test_a_refused_admission_ends_the_wait_at_once(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_no_decision_in_time_serves_post_quantum_keys_then_qkd_once_admitted(
+def test_no_decision_in_time_serves_post_quantum_keys_without_waiting_again_then_qkd(
     tmp_path: Path,
 ) -> None:
     async def run() -> None:
@@ -93,11 +93,20 @@ def test_no_decision_in_time_serves_post_quantum_keys_then_qkd_once_admitted(
             assert time.monotonic() - started >= 0.4
             assert lab.origin("qnode1", first[0]) is Origin.PQC
             assert len(lab.agents["qnode1"].registrations) == 1
+            # still no decision: the next request registers again but does not wait again
+            modes.supplier.admission_wait_s = 60.0
+            started = time.monotonic()
+            second = await lab.enc()
+            assert time.monotonic() - started < 30.0
+            assert lab.origin("qnode1", second[0]) is Origin.PQC
+            assert len(lab.agents["qnode1"].registrations) == 2
             install_path(lab.agents, PATH, buffer=0, key_mode="qkd-preferred")
             await wait_until(lambda: modes.health("app1", ["app2"], "qnode3").usable)
             after = await lab.enc()
             assert lab.origin("qnode1", after[0]) is Origin.QKD
-            assert lab.claim(first + after) == [first[0].material, after[0].material]
+            assert lab.claim([*first, *second, *after]) == [
+                k.material for k in (*first, *second, *after)
+            ]
 
     asyncio.run(run())
 
