@@ -41,6 +41,7 @@ class NodeLinkService:
                 max_bandwidth=request.max_bandwidth,
                 jitter=request.jitter,
                 ttl=request.ttl,
+                key_mode=request.key_mode,
             )
         )
         return pb.AppRegistrationReply(accepted=accepted, message=message)

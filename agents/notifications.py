@@ -46,6 +46,7 @@ class AppRequest:
     max_bandwidth: int = 0
     jitter: int = 0
     ttl: int = 0
+    key_mode: str = ""  # qkdsdn-node key-mode asked by the key manager; "": the model default
 
 
 def _element(name: str) -> etree._Element:
@@ -120,6 +121,8 @@ def application_new(app: AppRequest) -> str:
     _leaf(qos, "ttl", app.ttl)
     remote = etree.SubElement(body, f"{{{QKDSDN_NS}}}remote_qkdn_id", nsmap={"qkdsdn": QKDSDN_NS})
     remote.text = app.remote_qkdn_id
+    if app.key_mode:
+        etree.SubElement(body, f"{{{QKDSDN_NS}}}key_mode").text = app.key_mode
     return _text(root)
 
 

@@ -364,7 +364,12 @@ class Controller:
             return
         try:
             request = KeyRequest(
-                src, new.remote_qkdn_id, new.server_app_id, new.client_app_ids, new.qos
+                src,
+                new.remote_qkdn_id,
+                new.server_app_id,
+                new.client_app_ids,
+                new.qos,
+                key_mode=new.key_mode,
             )
         except ValueError as error:
             log.warning("sdqkdn_application_new refused: %s", error)

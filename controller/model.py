@@ -14,6 +14,8 @@ from functools import cached_property
 
 import networkx as nx
 
+from yang.model import KeyMode
+
 # A link whose reported QBER is above this carries no key for anyone: BB84 distils no secret
 # key above about 11 % (an eavesdropper). The agents already report such a link OFF; a device
 # that still calls itself ACTIVE is not trusted either.
@@ -158,6 +160,12 @@ class KeyRequest:
     client_app_ids: tuple[str, ...] = ()  # slave SAE(s)
     qos: QoS = QoS()
     forced_path: tuple[DeviceId, ...] | None = None
+    # qkdsdn-node key-mode, from the master's key manager; pqc-only needs no QKD path.
+    key_mode: KeyMode = KeyMode.QKD_PREFERRED
+
+    @property
+    def needs_qkd(self) -> bool:
+        return self.key_mode is not KeyMode.PQC_ONLY
 
     def __post_init__(self) -> None:
         if self.src == self.dst:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from controller.errors import NodeDataError
 from controller.model import DeviceId, LinkId, LinkStatus
-from yang.model import ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode, View
+from yang.model import KeyMode, ModelError, PhysPerfTypes, QkdApp, QkdLink, QkdNode, View
 from yang.virt_link import VirtLink, is_virt
 
 __all__ = ["AppEntry", "LinkHalf", "NodeData", "VirtLink", "parse_node"]
@@ -53,6 +53,7 @@ class AppEntry:
     # latest interval's; None when the node reports none) and our relay/buffer augment.
     consumed_bits: int | None = None
     relay_buffer: int | None = None
+    key_mode: KeyMode = KeyMode.QKD_PREFERRED  # our augment (its default when unset)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def _app(app: QkdApp) -> AppEntry:
         admission_path=admission.path,
         consumed_bits=_consumed(app),
         relay_buffer=app.relay.buffer,
+        key_mode=app.key_mode_or_default,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from controller.errors import NodeDataError
 from controller.model import LinkStatus, QoS
 from controller.names import NOTIF_NS, QKD_NS, SDN_NS, identity_name, q
+from yang.model import KeyMode
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class ApplicationNew:
     local_qkdn_id: str
     remote_qkdn_id: str
     qos: QoS
+    key_mode: KeyMode = KeyMode.QKD_PREFERRED  # qkdsdn-node:key_mode (its default when absent)
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,17 @@ def _app_qos(app: ET.Element | None, name: str) -> QoS:
         raise NodeDataError(f"{name}: {error}") from None
 
 
+def _key_mode(app: ET.Element | None, name: str) -> KeyMode:
+    text = _t(app, "key_mode", SDN_NS)
+    if not text:
+        return KeyMode.QKD_PREFERRED
+    try:
+        return KeyMode(text)
+    except ValueError:
+        known = ", ".join(mode.value for mode in KeyMode)
+        raise NodeDataError(f"{name}: key_mode {text!r} is not one of {known}") from None
+
+
 def parse_notification(xml: str) -> Notification:
     try:
         root = ET.fromstring(xml)
@@ -127,6 +140,7 @@ def parse_notification(xml: str) -> Notification:
             local_qkdn_id=_t(app, "local_qkdn_id"),
             remote_qkdn_id=_t(app, "remote_qkdn_id", SDN_NS),
             qos=app_qos,
+            key_mode=_key_mode(app, name),
         )
     if event.tag == q("sdqkdn_link_down"):
         link = event.find(q("qkd_link"))

@@ -191,6 +191,8 @@ class AccessControl:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # Told of every reload attempt: (trigger, replaced, detail); the KM's audit log listens.
     on_reload: Callable[[str, bool, str], None] | None = None
+    # Called after a policy was replaced (km/pqc writes changed key modes into the tree).
+    replaced_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     @staticmethod
     def from_file(path: Path, clock: Callable[[], float] = time.monotonic) -> AccessControl:
@@ -219,6 +221,8 @@ class AccessControl:
         log.info("access policy reloaded from %s (%d SAEs)", self.source, len(policy.rules))
         if self.on_reload is not None:
             self.on_reload(trigger, True, f"{len(policy.rules)} SAEs")
+        for listener in self.replaced_listeners:
+            listener()
         return True
 
     def maybe_reload(self) -> None:

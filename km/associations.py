@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from km.pqc.mode import KeyMode
 from km.relay.hop_crypto import RelayMode
 from km.supply import SupplyError
 from yang.model import AdmissionState, ModelError, QkdApp, QkdNode, View
@@ -60,6 +61,7 @@ class Association:
     mode: RelayMode
     buffer: int
     remote_qkdn_id: str | None
+    key_mode: KeyMode | None = None  # qkdsdn-node:key_mode as written (None: not written)
 
     @property
     def destination(self) -> str | None:
@@ -96,6 +98,18 @@ class NodeView:
             and (not assoc.path or assoc.path[0] == self.qkdn_id)
         ]
         return min(candidates, key=lambda a: _PREFERENCE[a.state], default=None)
+
+    def destination_association(self, master: str, slaves: Sequence[str]) -> Association | None:
+        """The admitted association that ends at this node for (master → slaves)."""
+        for assoc in self.associations:
+            if (
+                assoc.serves(master, slaves)
+                and assoc.state is AdmissionState.ADMITTED
+                and assoc.path
+                and assoc.path[-1] == self.qkdn_id
+            ):
+                return assoc
+        return None
 
     def forwarding_entry(self, virt_link_id: str, sender: str) -> Association | None:
         """The admitted association whose VIRT link here has `sender` as previous hop."""
@@ -166,6 +180,7 @@ def _association(app: QkdApp, links: Mapping[str, VirtLink]) -> Association:
         mode=_RELAY_MODES[relay.mode_or_default],
         buffer=relay.buffer_or_default,
         remote_qkdn_id=app.remote_qkdn_id,
+        key_mode=None if app.key_mode is None else KeyMode(app.key_mode.value),
     )
 
 
@@ -181,6 +196,7 @@ class AppRequest:
     remote_qkdn_id: str
     min_bandwidth: int
     ttl_s: int
+    key_mode: KeyMode | None = None  # from the master's access policy (None: not said)
 
 
 Register = Callable[[AppRequest], Awaitable[None]]

@@ -42,6 +42,7 @@ SETTINGS = (
     "pqc_kem",
     "pqc_batch",
     "pqc_rekey_s",
+    "admission_wait_s",
 )
 RELAY_MODES = ("aes-gcm", "otp")
 PQC_KEMS = ("ML-KEM-768", "ML-KEM-1024")
@@ -79,6 +80,9 @@ class KmSettings:
     pqc_kem: str = "ML-KEM-768"  # or "ML-KEM-1024": post-quantum exchange between end KMs
     pqc_batch: int = 32  # keys derived per ML-KEM encapsulation
     pqc_rekey_s: float = 120.0  # keys of an older exchange are never handed out
+    # A mode with a fallback (qkd-preferred, hybrid-either) waits this long at most for the
+    # admission of a new association before serving post-quantum keys (0: never waits).
+    admission_wait_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,13 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
             pqc_kem=r.choice(settings, "pqc_kem", "settings", PQC_KEMS, defaults.pqc_kem),
             pqc_batch=r.integer(settings, "pqc_batch", "settings", defaults.pqc_batch, 1),
             pqc_rekey_s=r.number(settings, "pqc_rekey_s", "settings", defaults.pqc_rekey_s),
+            admission_wait_s=r.number(
+                settings,
+                "admission_wait_s",
+                "settings",
+                defaults.admission_wait_s,
+                positive=False,
+            ),
         ),
         key_managers=_key_managers(r, top),
         metrics=r.optional_address(listen, "metrics", "listen"),

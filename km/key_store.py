@@ -31,7 +31,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import overload
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 AUTO_CHECKPOINT_PAGES = 16384  # 64 MiB of WAL at most between two checkpoints
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS batches (
     live INTEGER NOT NULL,           -- keys some slave (ready: the master) may still get
     expires_at REAL,
     ready_for_master INTEGER NOT NULL,
-    ready_slave TEXT                 -- the single slave of keys relayed ahead, else NULL
+    ready_slave TEXT,                -- the single slave of keys relayed ahead, else NULL
+    origin TEXT,                     -- qkd / pqc / hybrid (km/pqc/origins.py), NULL: unsaid
+    key_mode TEXT                    -- key mode the keys were drawn under, NULL: unsaid
 );
 CREATE INDEX IF NOT EXISTS batches_ready ON batches (master, ready_slave, size_bits)
     WHERE ready_for_master = 1;
@@ -57,12 +59,12 @@ CREATE INDEX IF NOT EXISTS batches_expiry ON batches (expires_at) WHERE expires_
 """
 _COLUMNS = (
     "seq, first_id, count, material, size_bits, master, slaves, pending, live, expires_at,"
-    " ready_for_master"
+    " ready_for_master, origin, key_mode"
 )
 _INSERT = (
     "INSERT INTO batches (first_id, last_id, count, material, size_bits, master, slaves,"
-    " pending, live, expires_at, ready_for_master, ready_slave)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " pending, live, expires_at, ready_for_master, ready_slave, origin, key_mode)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 OVERLAP_CHECK_CHUNK = 256  # new rows per overlap query (2 parameters each)
 _KEY_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -92,12 +94,16 @@ class StoredKey:
     master: str
     slaves: tuple[str, ...]
     expires_at: float | None
+    # Where the key came from and under which key mode (km/pqc), kept with the key so that a
+    # restarted KM still reports them at dec_keys; None: not said (a relayed key without mode).
+    origin: str | None = None
+    key_mode: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"StoredKey(key_id={self.key_id!r}, size_bits={self.size_bits}, "
             f"master={self.master!r}, slaves={self.slaves!r}, expires_at={self.expires_at!r}, "
-            "material=<hidden>)"
+            f"origin={self.origin!r}, key_mode={self.key_mode!r}, material=<hidden>)"
         )
 
     __str__ = __repr__
@@ -116,6 +122,8 @@ class KeyBatch(Sequence[StoredKey]):
     master: str
     slaves: tuple[str, ...]
     expires_at: float | None
+    origin: str | None = None
+    key_mode: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -156,6 +164,8 @@ class KeyBatch(Sequence[StoredKey]):
             self.master,
             self.slaves,
             self.expires_at,
+            self.origin,
+            self.key_mode,
         )
 
     def key_ids(self) -> list[str]:
@@ -198,17 +208,21 @@ def batches_of(keys: Sequence[StoredKey]) -> list[KeyBatch]:
             run[0].master,
             run[0].slaves,
             run[0].expires_at,
+            run[0].origin,
+            run[0].key_mode,
         )
         for first, run in runs
     ]
 
 
 def _same_batch(a: StoredKey, b: StoredKey) -> bool:
-    return (a.size_bits, a.master, a.slaves, a.expires_at) == (
+    return (a.size_bits, a.master, a.slaves, a.expires_at, a.origin, a.key_mode) == (
         b.size_bits,
         b.master,
         b.slaves,
         b.expires_at,
+        b.origin,
+        b.key_mode,
     )
 
 
@@ -243,13 +257,16 @@ class KeyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         (version,) = self._db.execute("PRAGMA user_version").fetchone()
-        if version not in (0, 2, SCHEMA_VERSION):
+        if version not in (0, 2, 3, SCHEMA_VERSION):
             self._db.close()
             raise ValueError(f"{path}: key store schema {version}, expected {SCHEMA_VERSION}")
         self._db.executescript(_SCHEMA)
         if version == 2:
             with self._transaction() as db:
                 _migrate_from_v2(db)
+        if version == 3:
+            with self._transaction() as db:
+                _migrate_from_v3(db)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         # Checkpoints (which fsync) are meant to run in `checkpoint()`, off the event loop;
         # the automatic one stays as a bound on the WAL's size if nobody calls it.
@@ -453,13 +470,16 @@ class _Stored:
     pending: list[int]  # per distinct slave, bit i: key first_id + i still to be claimed
     expires_at: float | None
     ready_for_master: bool
+    origin: str | None = None
+    key_mode: str | None = None
 
     def __repr__(self) -> str:
         return f"_Stored(seq={self.seq}, count={self.count}, material=<hidden>)"
 
     @staticmethod
     def of(row: tuple[object, ...]) -> _Stored:
-        seq, first, count, material, size_bits, master, slaves, pending, _, expires, ready = row
+        seq, first, count, material, size_bits, master, slaves, pending, _, expires, *rest = row
+        ready, origin, key_mode = rest
         assert isinstance(first, bytes) and isinstance(material, bytes)
         assert isinstance(slaves, str) and isinstance(pending, bytes)
         n = int(str(count))
@@ -481,6 +501,8 @@ class _Stored:
             ],
             expires_at=None if expires is None else float(str(expires)),
             ready_for_master=bool(ready),
+            origin=None if origin is None else str(origin),
+            key_mode=None if key_mode is None else str(key_mode),
         )
 
     def live_mask(self) -> int:
@@ -502,6 +524,8 @@ class _Stored:
             self.master,
             self.slaves,
             self.expires_at,
+            self.origin,
+            self.key_mode,
         )
 
     def batch(self) -> KeyBatch:
@@ -513,6 +537,8 @@ class _Stored:
             self.master,
             self.slaves,
             self.expires_at,
+            self.origin,
+            self.key_mode,
         )
 
 
@@ -614,6 +640,8 @@ def _batch_rows(batches: Sequence[KeyBatch], ready_for_master: bool) -> list[tup
                 batch.expires_at,
                 int(ready_for_master),
                 slaves[0] if ready_for_master else None,
+                batch.origin,
+                batch.key_mode,
             )
         )
     return rows
@@ -645,6 +673,14 @@ def _check_batch(batch: KeyBatch, ready_for_master: bool) -> None:
     if problem is not None:
         first = format_key_id(batch.first_id) if 0 <= batch.first_id < _ID_LIMIT else "?"
         raise ValueError(f"keys from {first}: {problem}")
+
+
+def _migrate_from_v3(db: sqlite3.Connection) -> None:
+    """Schema 3 had no origin and key mode: both NULL (not said) for the keys it holds."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    for column in ("origin", "key_mode"):
+        if column not in columns:
+            db.execute(f"ALTER TABLE batches ADD COLUMN {column} TEXT")
 
 
 def _migrate_from_v2(db: sqlite3.Connection) -> None:

@@ -137,6 +137,20 @@ _RelayMode_JSON: dict[str, RelayMode] = {member.value: member for member in Rela
 _RelayMode_OUT = {member: member.value for member in RelayMode}
 
 
+class KeyMode(enum.Enum):
+    """The enumeration of qkd_node/qkd_applications/qkd_app/key_mode."""
+
+    QKD_ONLY = 'qkd-only'
+    QKD_PREFERRED = 'qkd-preferred'
+    PQC_ONLY = 'pqc-only'
+    HYBRID_STRICT = 'hybrid-strict'
+    HYBRID_EITHER = 'hybrid-either'
+
+
+_KeyMode_JSON: dict[str, KeyMode] = {member.value: member for member in KeyMode}
+_KeyMode_OUT = {member: member.value for member in KeyMode}
+
+
 class QkdTechnologyTypes(enum.Enum):
     """Identities derived from etsi-qkd-node-types:QKD-TECHNOLOGY-TYPES."""
 
@@ -371,11 +385,17 @@ class QkdApp:
     remote_qkdn_id: str | None = None
     admission: Admission = Admission()
     relay: Relay = Relay()
+    key_mode: KeyMode | None = None
 
     @property
     def app_priority_or_default(self) -> int:
         """`app_priority`, or the model's default 0 when unset."""
         return 0 if self.app_priority is None else self.app_priority
+
+    @property
+    def key_mode_or_default(self) -> KeyMode:
+        """`key_mode`, or the model's default KeyMode.QKD_PREFERRED when unset."""
+        return KeyMode.QKD_PREFERRED if self.key_mode is None else self.key_mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -629,6 +649,7 @@ class _QkdApp_B:
     remote_qkdn_id: str | None
     admission: Admission
     relay: Relay
+    key_mode: KeyMode | None
 
 
 class _QkdApplications_B:
@@ -1188,7 +1209,7 @@ def _Relay_to_json(o: Relay) -> dict[str, Any]:
     return d
 
 
-_QkdApp_MEMBERS = frozenset({'app_id', 'app_status', 'app_type', 'server_app_id', 'client_app_id', 'app_priority', 'creation_time', 'expiration_time', 'app_statistics', 'app_qos', 'backing_qkdl_id', 'local_qkdn_id', 'remote_qkdn_id', 'qkdsdn-node:admission', 'qkdsdn-node:relay'})
+_QkdApp_MEMBERS = frozenset({'app_id', 'app_status', 'app_type', 'server_app_id', 'client_app_id', 'app_priority', 'creation_time', 'expiration_time', 'app_statistics', 'app_qos', 'backing_qkdl_id', 'local_qkdn_id', 'remote_qkdn_id', 'qkdsdn-node:admission', 'qkdsdn-node:relay', 'qkdsdn-node:key_mode'})
 
 
 def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
@@ -1227,6 +1248,8 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     f_admission = _EMPTY_Admission if v is _ABSENT else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
     v = o.get('qkdsdn-node:relay', _ABSENT)
     f_relay = _EMPTY_Relay if v is _ABSENT else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
+    v = o.get('qkdsdn-node:key_mode', _ABSENT)
+    f_key_mode = None if v is _ABSENT else (_KeyMode_JSON.get(v) if type(v) is str else None) or _s.enum_json(_KeyMode_JSON, v, path, 'qkdsdn-node:key_mode')
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -1243,11 +1266,12 @@ def _QkdApp_from_json(value: object, path: str, ignore_unknown: bool) -> QkdApp:
     made.remote_qkdn_id = f_remote_qkdn_id
     made.admission = f_admission
     made.relay = f_relay
+    made.key_mode = f_key_mode
     made.__class__ = QkdApp  # type: ignore[assignment]
     return made  # type: ignore[return-value]
 
 
-_QkdApp_TAGS: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': 'app_status', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': 'creation_time', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': 'expiration_time', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay'}
+_QkdApp_TAGS: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': 'app_status', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': 'creation_time', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': 'expiration_time', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay', '{urn:qkdsdn:yang:qkdsdn-node}key_mode': 'key_mode'}
 _QkdApp_MANY = frozenset({'client_app_id', 'backing_qkdl_id'})
 
 
@@ -1295,6 +1319,8 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     f_admission = _EMPTY_Admission if e is None else _Admission_from_xml(e, path + '/admission', ignore_unknown)
     e = one.get('relay')
     f_relay = _EMPTY_Relay if e is None else _Relay_from_xml(e, path + '/relay', ignore_unknown)
+    e = one.get('key_mode')
+    f_key_mode = None if e is None else _s.enum_json(_KeyMode_JSON, _s.text(e), path, 'key_mode')
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -1311,6 +1337,7 @@ def _QkdApp_from_xml(element: etree._Element, path: str, ignore_unknown: bool) -
     made.remote_qkdn_id = f_remote_qkdn_id
     made.admission = f_admission
     made.relay = f_relay
+    made.key_mode = f_key_mode
     made.__class__ = QkdApp  # type: ignore[assignment]
     return made  # type: ignore[return-value]
 
@@ -1350,6 +1377,8 @@ def _QkdApp_to_json(o: QkdApp) -> dict[str, Any]:
     c = _Relay_to_json(o.relay)
     if c:
         d['qkdsdn-node:relay'] = c
+    if o.key_mode is not None:
+        d['qkdsdn-node:key_mode'] = _KeyMode_OUT[o.key_mode]
     return d
 
 
@@ -2478,6 +2507,8 @@ def _QkdApp_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: bool
     f_admission = _EMPTY_Admission if v is _ABSENT else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
     v = o.get('qkdsdn-node:relay', _ABSENT)
     f_relay = _EMPTY_Relay if v is _ABSENT else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
+    v = o.get('qkdsdn-node:key_mode', _ABSENT)
+    f_key_mode = None if v is _ABSENT else (_KeyMode_JSON.get(v) if type(v) is str else None) or _s.enum_json(_KeyMode_JSON, v, path, 'qkdsdn-node:key_mode')
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -2494,11 +2525,12 @@ def _QkdApp_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: bool
     made.remote_qkdn_id = f_remote_qkdn_id
     made.admission = f_admission
     made.relay = f_relay
+    made.key_mode = f_key_mode
     made.__class__ = QkdApp  # type: ignore[assignment]
     return made  # type: ignore[return-value]
 
 
-_QkdApp_TAGS_KEY_MANAGER: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': '', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': '', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': '', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': '', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay'}
+_QkdApp_TAGS_KEY_MANAGER: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': '', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': '', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': '', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': '', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay', '{urn:qkdsdn:yang:qkdsdn-node}key_mode': 'key_mode'}
 
 
 def _QkdApp_from_xml_KEY_MANAGER(element: etree._Element, path: str, ignore_unknown: bool) -> QkdApp:  # view KEY_MANAGER: leaves out app_priority, app_qos, app_statistics, app_status, app_type, creation_time, expiration_time, local_qkdn_id
@@ -2537,6 +2569,8 @@ def _QkdApp_from_xml_KEY_MANAGER(element: etree._Element, path: str, ignore_unkn
     f_admission = _EMPTY_Admission if e is None else _Admission_from_xml(e, path + '/admission', ignore_unknown)
     e = one.get('relay')
     f_relay = _EMPTY_Relay if e is None else _Relay_from_xml(e, path + '/relay', ignore_unknown)
+    e = one.get('key_mode')
+    f_key_mode = None if e is None else _s.enum_json(_KeyMode_JSON, _s.text(e), path, 'key_mode')
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -2553,6 +2587,7 @@ def _QkdApp_from_xml_KEY_MANAGER(element: etree._Element, path: str, ignore_unkn
     made.remote_qkdn_id = f_remote_qkdn_id
     made.admission = f_admission
     made.relay = f_relay
+    made.key_mode = f_key_mode
     made.__class__ = QkdApp  # type: ignore[assignment]
     return made  # type: ignore[return-value]
 
@@ -3052,6 +3087,8 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     f_admission = _EMPTY_Admission if v is _ABSENT else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
     v = o.get('qkdsdn-node:relay', _ABSENT)
     f_relay = _EMPTY_Relay if v is _ABSENT else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
+    v = o.get('qkdsdn-node:key_mode', _ABSENT)
+    f_key_mode = None if v is _ABSENT else (_KeyMode_JSON.get(v) if type(v) is str else None) or _s.enum_json(_KeyMode_JSON, v, path, 'qkdsdn-node:key_mode')
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -3068,11 +3105,12 @@ def _QkdApp_from_json_CONTROLLER(value: object, path: str, ignore_unknown: bool)
     made.remote_qkdn_id = f_remote_qkdn_id
     made.admission = f_admission
     made.relay = f_relay
+    made.key_mode = f_key_mode
     made.__class__ = QkdApp  # type: ignore[assignment]
     return made  # type: ignore[return-value]
 
 
-_QkdApp_TAGS_CONTROLLER: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay'}
+_QkdApp_TAGS_CONTROLLER: dict[str, str] = {'{urn:etsi:qkd:yang:etsi-qkd-node}app_id': 'app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_status': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_type': 'app_type', '{urn:etsi:qkd:yang:etsi-qkd-node}server_app_id': 'server_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}client_app_id': 'client_app_id', '{urn:etsi:qkd:yang:etsi-qkd-node}app_priority': 'app_priority', '{urn:etsi:qkd:yang:etsi-qkd-node}creation_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}expiration_time': '', '{urn:etsi:qkd:yang:etsi-qkd-node}app_statistics': 'app_statistics', '{urn:etsi:qkd:yang:etsi-qkd-node}app_qos': 'app_qos', '{urn:etsi:qkd:yang:etsi-qkd-node}backing_qkdl_id': 'backing_qkdl_id', '{urn:etsi:qkd:yang:etsi-qkd-node}local_qkdn_id': 'local_qkdn_id', '{urn:etsi:qkd:yang:etsi-qkd-node}remote_qkdn_id': 'remote_qkdn_id', '{urn:qkdsdn:yang:qkdsdn-node}admission': 'admission', '{urn:qkdsdn:yang:qkdsdn-node}relay': 'relay', '{urn:qkdsdn:yang:qkdsdn-node}key_mode': 'key_mode'}
 
 
 def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unknown: bool) -> QkdApp:  # view CONTROLLER: leaves out app_status, creation_time, expiration_time
@@ -3116,6 +3154,8 @@ def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
     f_admission = _EMPTY_Admission if e is None else _Admission_from_xml(e, path + '/admission', ignore_unknown)
     e = one.get('relay')
     f_relay = _EMPTY_Relay if e is None else _Relay_from_xml(e, path + '/relay', ignore_unknown)
+    e = one.get('key_mode')
+    f_key_mode = None if e is None else _s.enum_json(_KeyMode_JSON, _s.text(e), path, 'key_mode')
     made = _new(_QkdApp_B)
     made.app_id = f_app_id
     made.app_status = f_app_status
@@ -3132,6 +3172,7 @@ def _QkdApp_from_xml_CONTROLLER(element: etree._Element, path: str, ignore_unkno
     made.remote_qkdn_id = f_remote_qkdn_id
     made.admission = f_admission
     made.relay = f_relay
+    made.key_mode = f_key_mode
     made.__class__ = QkdApp  # type: ignore[assignment]
     return made  # type: ignore[return-value]
 

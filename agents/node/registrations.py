@@ -9,8 +9,10 @@ from agents import notifications
 from agents.emulator.hardware import NodeHardware, NodeStatus
 from agents.notifications import AppRequest
 from common.tracing import Tracer
+from yang.model import KeyMode
 
-RegistrationKey = tuple[str, tuple[str, ...], str]
+RegistrationKey = tuple[str, tuple[str, ...], str, str]  # ..., remote node, key mode
+KEY_MODES = tuple(mode.value for mode in KeyMode)
 
 
 class Registrations:
@@ -38,7 +40,12 @@ class Registrations:
         hardware = self._hardware
         if hardware.status is NodeStatus.DOWN:
             return False, "the node is stopped"
-        key = (request.server_app_id, tuple(sorted(request.client_app_ids)), request.remote_qkdn_id)
+        key = (
+            request.server_app_id,
+            tuple(sorted(request.client_app_ids)),
+            request.remote_qkdn_id,
+            request.key_mode,
+        )
         now = hardware.site.clock()
         with hardware.lock:
             last = self._pending.get(key)
@@ -51,6 +58,7 @@ class Registrations:
             server_app_id=request.server_app_id,
             client_app_ids=list(request.client_app_ids),
             remote_qkdn_id=request.remote_qkdn_id,
+            key_mode=request.key_mode or KeyMode.QKD_PREFERRED.value,
         )
         try:
             self._emit([notifications.application_new(request)], True)
@@ -78,4 +86,6 @@ def registration_problem(request: AppRequest) -> str:
         uuid.UUID(request.remote_qkdn_id)
     except ValueError:
         return f"remote_qkdn_id {request.remote_qkdn_id!r} is not a UUID"
+    if request.key_mode and request.key_mode not in KEY_MODES:
+        return f"key_mode {request.key_mode!r} is not one of {', '.join(KEY_MODES)}"
     return ""

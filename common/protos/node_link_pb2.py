@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ommon/protos/node_link.proto\x12\x10qkdsdn.node_link\"\xca\x01\n\x0f\x41ppRegistration\x12\x15\n\rserver_app_id\x18\x01 \x01(\t\x12\x15\n\rclient_app_id\x18\x02 \x03(\t\x12\x16\n\x0eremote_qkdn_id\x18\x03 \x01(\t\x12\x10\n\x08\x61pp_type\x18\x04 \x01(\t\x12\x14\n\x0c\x61pp_priority\x18\x05 \x01(\r\x12\x15\n\rmin_bandwidth\x18\x06 \x01(\r\x12\x15\n\rmax_bandwidth\x18\x07 \x01(\r\x12\x0e\n\x06jitter\x18\x08 \x01(\r\x12\x0b\n\x03ttl\x18\t \x01(\r\"9\n\x14\x41ppRegistrationReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x1d\n\x0cWatchRequest\x12\r\n\x05km_id\x18\x01 \x01(\t\"5\n\nNodeConfig\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x15\n\rqkd_node_json\x18\x02 \x01(\t\"o\n\x0fPairConsumption\x12\x15\n\rserver_app_id\x18\x01 \x01(\t\x12\x15\n\rclient_app_id\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65livered_keys\x18\x03 \x01(\x04\x12\x16\n\x0e\x64\x65livered_bits\x18\x04 \x01(\x04\"d\n\x11\x43onsumptionReport\x12\r\n\x05km_id\x18\x01 \x01(\t\x12\x0e\n\x06km_run\x18\x02 \x01(\t\x12\x30\n\x05pairs\x18\x03 \x03(\x0b\x32!.qkdsdn.node_link.PairConsumption\"5\n\x10\x43onsumptionReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t2\x99\x02\n\x08NodeLink\x12`\n\x13RegisterApplication\x12!.qkdsdn.node_link.AppRegistration\x1a&.qkdsdn.node_link.AppRegistrationReply\x12M\n\x0bWatchConfig\x12\x1e.qkdsdn.node_link.WatchRequest\x1a\x1c.qkdsdn.node_link.NodeConfig0\x01\x12\\\n\x11ReportConsumption\x12#.qkdsdn.node_link.ConsumptionReport\x1a\".qkdsdn.node_link.ConsumptionReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63ommon/protos/node_link.proto\x12\x10qkdsdn.node_link\"\xdc\x01\n\x0f\x41ppRegistration\x12\x15\n\rserver_app_id\x18\x01 \x01(\t\x12\x15\n\rclient_app_id\x18\x02 \x03(\t\x12\x16\n\x0eremote_qkdn_id\x18\x03 \x01(\t\x12\x10\n\x08\x61pp_type\x18\x04 \x01(\t\x12\x14\n\x0c\x61pp_priority\x18\x05 \x01(\r\x12\x15\n\rmin_bandwidth\x18\x06 \x01(\r\x12\x15\n\rmax_bandwidth\x18\x07 \x01(\r\x12\x0e\n\x06jitter\x18\x08 \x01(\r\x12\x0b\n\x03ttl\x18\t \x01(\r\x12\x10\n\x08key_mode\x18\n \x01(\t\"9\n\x14\x41ppRegistrationReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x1d\n\x0cWatchRequest\x12\r\n\x05km_id\x18\x01 \x01(\t\"5\n\nNodeConfig\x12\x10\n\x08revision\x18\x01 \x01(\x04\x12\x15\n\rqkd_node_json\x18\x02 \x01(\t\"o\n\x0fPairConsumption\x12\x15\n\rserver_app_id\x18\x01 \x01(\t\x12\x15\n\rclient_app_id\x18\x02 \x01(\t\x12\x16\n\x0e\x64\x65livered_keys\x18\x03 \x01(\x04\x12\x16\n\x0e\x64\x65livered_bits\x18\x04 \x01(\x04\"d\n\x11\x43onsumptionReport\x12\r\n\x05km_id\x18\x01 \x01(\t\x12\x0e\n\x06km_run\x18\x02 \x01(\t\x12\x30\n\x05pairs\x18\x03 \x03(\x0b\x32!.qkdsdn.node_link.PairConsumption\"5\n\x10\x43onsumptionReply\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t2\x99\x02\n\x08NodeLink\x12`\n\x13RegisterApplication\x12!.qkdsdn.node_link.AppRegistration\x1a&.qkdsdn.node_link.AppRegistrationReply\x12M\n\x0bWatchConfig\x12\x1e.qkdsdn.node_link.WatchRequest\x1a\x1c.qkdsdn.node_link.NodeConfig0\x01\x12\\\n\x11ReportConsumption\x12#.qkdsdn.node_link.ConsumptionReport\x1a\".qkdsdn.node_link.ConsumptionReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,19 +32,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.protos.node_link_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APPREGISTRATION']._serialized_start=52
-  _globals['_APPREGISTRATION']._serialized_end=254
-  _globals['_APPREGISTRATIONREPLY']._serialized_start=256
-  _globals['_APPREGISTRATIONREPLY']._serialized_end=313
-  _globals['_WATCHREQUEST']._serialized_start=315
-  _globals['_WATCHREQUEST']._serialized_end=344
-  _globals['_NODECONFIG']._serialized_start=346
-  _globals['_NODECONFIG']._serialized_end=399
-  _globals['_PAIRCONSUMPTION']._serialized_start=401
-  _globals['_PAIRCONSUMPTION']._serialized_end=512
-  _globals['_CONSUMPTIONREPORT']._serialized_start=514
-  _globals['_CONSUMPTIONREPORT']._serialized_end=614
-  _globals['_CONSUMPTIONREPLY']._serialized_start=616
-  _globals['_CONSUMPTIONREPLY']._serialized_end=669
-  _globals['_NODELINK']._serialized_start=672
-  _globals['_NODELINK']._serialized_end=953
+  _globals['_APPREGISTRATION']._serialized_end=272
+  _globals['_APPREGISTRATIONREPLY']._serialized_start=274
+  _globals['_APPREGISTRATIONREPLY']._serialized_end=331
+  _globals['_WATCHREQUEST']._serialized_start=333
+  _globals['_WATCHREQUEST']._serialized_end=362
+  _globals['_NODECONFIG']._serialized_start=364
+  _globals['_NODECONFIG']._serialized_end=417
+  _globals['_PAIRCONSUMPTION']._serialized_start=419
+  _globals['_PAIRCONSUMPTION']._serialized_end=530
+  _globals['_CONSUMPTIONREPORT']._serialized_start=532
+  _globals['_CONSUMPTIONREPORT']._serialized_end=632
+  _globals['_CONSUMPTIONREPLY']._serialized_start=634
+  _globals['_CONSUMPTIONREPLY']._serialized_end=687
+  _globals['_NODELINK']._serialized_start=690
+  _globals['_NODELINK']._serialized_end=971
 # @@protoc_insertion_point(module_scope)

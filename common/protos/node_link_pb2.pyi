@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class AppRegistration(_message.Message):
-    __slots__ = ("server_app_id", "client_app_id", "remote_qkdn_id", "app_type", "app_priority", "min_bandwidth", "max_bandwidth", "jitter", "ttl")
+    __slots__ = ("server_app_id", "client_app_id", "remote_qkdn_id", "app_type", "app_priority", "min_bandwidth", "max_bandwidth", "jitter", "ttl", "key_mode")
     SERVER_APP_ID_FIELD_NUMBER: _ClassVar[int]
     CLIENT_APP_ID_FIELD_NUMBER: _ClassVar[int]
     REMOTE_QKDN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,7 @@ class AppRegistration(_message.Message):
     MAX_BANDWIDTH_FIELD_NUMBER: _ClassVar[int]
     JITTER_FIELD_NUMBER: _ClassVar[int]
     TTL_FIELD_NUMBER: _ClassVar[int]
+    KEY_MODE_FIELD_NUMBER: _ClassVar[int]
     server_app_id: str
     client_app_id: _containers.RepeatedScalarFieldContainer[str]
     remote_qkdn_id: str
@@ -26,7 +27,8 @@ class AppRegistration(_message.Message):
     max_bandwidth: int
     jitter: int
     ttl: int
-    def __init__(self, server_app_id: _Optional[str] = ..., client_app_id: _Optional[_Iterable[str]] = ..., remote_qkdn_id: _Optional[str] = ..., app_type: _Optional[str] = ..., app_priority: _Optional[int] = ..., min_bandwidth: _Optional[int] = ..., max_bandwidth: _Optional[int] = ..., jitter: _Optional[int] = ..., ttl: _Optional[int] = ...) -> None: ...
+    key_mode: str
+    def __init__(self, server_app_id: _Optional[str] = ..., client_app_id: _Optional[_Iterable[str]] = ..., remote_qkdn_id: _Optional[str] = ..., app_type: _Optional[str] = ..., app_priority: _Optional[int] = ..., min_bandwidth: _Optional[int] = ..., max_bandwidth: _Optional[int] = ..., jitter: _Optional[int] = ..., ttl: _Optional[int] = ..., key_mode: _Optional[str] = ...) -> None: ...
 
 class AppRegistrationReply(_message.Message):
     __slots__ = ("accepted", "message")

@@ -2,7 +2,7 @@
 
 On every node of the path: a VIRT `qkd_link` (`qkdl_id` = intent id) with `virt_prev_hop`,
 `virt_next_hop`, `virt_bandwidth`, and a `qkd_app` (`app_id` = intent id) backed by it, with
-our `qkdsdn:admission` and `qkdsdn:relay` augments. Entries are written with
+our `qkdsdn:admission`, `qkdsdn:relay` and `qkdsdn:key_mode` augments. Entries are written with
 `operation="replace"` so that re-installing (re-routing) an intent rewrites them whole, and
 withdrawn with `operation="delete"`, so a withdrawal removes exactly what was installed.
 """
@@ -142,6 +142,10 @@ def _app(
     return element("qkd_app", *parts, **_op(operation))
 
 
+def _key_mode(request: KeyRequest) -> str:
+    return element("key_mode", text=request.key_mode.value, xmlns=SDN_NS)
+
+
 def _install_entries(
     intent_id: IntentId,
     request: KeyRequest,
@@ -163,6 +167,7 @@ def _install_entries(
             element("buffer", text=relay.buffer),
             xmlns=SDN_NS,
         ),
+        _key_mode(request),
     ]
     link = _virt_link(intent_id, path, index, bandwidth, operation, km_relays)
     app = _app(
@@ -257,7 +262,7 @@ def compile_rejection(
             "CLIENT",
             request.src,
             request.dst,
-            [_admission(state, reason=reason)],
+            [_admission(state, reason=reason), _key_mode(request)],
             operation,
             backing=False,
         )

@@ -73,7 +73,9 @@ def _hop_links(
 def _request(app: AppEntry, src: DeviceId, dst: DeviceId) -> KeyRequest | None:
     try:
         qos = QoS(app.min_bandwidth, app.max_bandwidth, app.priority, app.ttl, app.jitter)
-        return KeyRequest(src, dst, app.server_app_id, app.client_app_ids, qos)
+        return KeyRequest(
+            src, dst, app.server_app_id, app.client_app_ids, qos, key_mode=app.key_mode
+        )
     except ValueError:
         return None
 

@@ -161,12 +161,24 @@ class IntentService:
         async with self._queue:
             return await self._submit(request, intent_id or Intent.new_id())
 
-    async def submit_once(self, request: KeyRequest) -> Intent:
+    async def submit_once(self, request: KeyRequest) -> Intent | None:
         """As `submit`, unless an intent for the same applications and nodes is already
-        installed when its turn comes (a node may announce the same application twice)."""
+        installed when its turn comes (a node may announce the same application twice).
+
+        Announced with another key mode (the operator changed the master's policy), the
+        installed intent takes the new mode, rewritten on every node of its path. A pqc-only
+        request needs no QKD path (its keys come from the two end key managers' exchange, no
+        trusted node carries them): nothing is admitted or installed, an installed intent of
+        the same applications is withdrawn (its rate freed), and None is returned."""
         async with self._queue:
             active = self.find_active(request)
+            if not request.needs_qkd:
+                if active is not None:
+                    await self._drop_for_pqc_only(active, request)
+                return None
             if active is not None:
+                if active.request.key_mode is not request.key_mode:
+                    return await self._change_mode(active, request)
                 return active
             return await self._submit(request, Intent.new_id())
 
@@ -473,6 +485,35 @@ class IntentService:
             failed = replace(intent, state=IntentState.FAILED, path=None, bandwidth=0)
             return await self._record_outcome(replace(failed, reason=f"install failed: {error}"))
         return self._set(replace(intent, state=IntentState.INSTALLED), IntentEventType.INSTALLED)
+
+    async def _change_mode(self, intent: Intent, request: KeyRequest) -> Intent:
+        """The installed intent with `request`'s key mode, rewritten on its path."""
+        changed = replace(intent, request=replace(intent.request, key_mode=request.key_mode))
+        path = changed.path
+        if path is not None:
+            edits = self._install_edits(intent.intent_id, changed.request, path, intent.bandwidth)
+            try:
+                await self._apply(
+                    intent.intent_id, edits, {}, {d: Placement(True, True) for d in path.nodes}
+                )
+            except (InstallError, CompileError) as error:
+                log.warning("key mode of %s not rewritten: %s", intent.intent_id, error)
+                return intent
+        return self._set(changed, None)
+
+    async def _drop_for_pqc_only(self, intent: Intent, request: KeyRequest) -> None:
+        try:
+            await self._remove_everywhere(intent, restore=True)
+        except (InstallError, CompileError) as error:
+            log.warning("intent %s (now pqc-only) not withdrawn: %s", intent.intent_id, error)
+            return
+        gone = replace(
+            intent,
+            request=replace(intent.request, key_mode=request.key_mode),
+            state=IntentState.WITHDRAWN,
+            reason="key mode pqc-only: no QKD path needed",
+        )
+        self._set(gone, IntentEventType.WITHDRAWN)
 
     async def _record_outcome(self, intent: Intent) -> Intent:
         """A rejection or failure: written on the source node for its key manager (best effort:

@@ -83,7 +83,7 @@ class Etsi014Service:
         default = KeyOrigin(Origin.LOCAL if local else Origin.QKD, None)
         if local:
             self.origins.counted(Origin.LOCAL, len(keys))
-        return self.origins.extensions(_key_ids(keys), default)
+        return self.origins.of_keys(keys, default)
 
     metrics: NodeMetrics = field(default_factory=lambda: KmMetrics.off().for_node("-"))
     # Bits handed out per (master, slave), reported to the agent (None: not counted).

@@ -83,6 +83,7 @@ class NodeLinkClient:
             app_type="CLIENT",
             min_bandwidth=request.min_bandwidth,
             ttl=request.ttl_s,
+            key_mode="" if request.key_mode is None else request.key_mode.value,
         )
         try:
             reply = await self._stub.RegisterApplication(message, timeout=self._rpc_timeout)

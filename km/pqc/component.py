@@ -11,10 +11,12 @@ path of each association from the node's configuration, the link-key pools and r
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 
 from km.access import AccessControl
-from km.associations import AdmissionState, NodeView
+from km.associations import AdmissionState, AppRequest, Association, NodeView
 from km.config import KmConfig
 from km.key_store import KeyStore
 from km.link_pools import LinkKeyError
@@ -27,6 +29,9 @@ from km.pqc.provider import PqcProvider, PqcSettings
 from km.pqc.responder import Responder, add_to_server
 from km.pqc.supplier import KeyModeSupplier
 from km.relay.component import RelayComponent
+from km.supply import SupplyError
+
+log = logging.getLogger(__name__)
 
 
 class KeyModes:
@@ -60,15 +65,81 @@ class KeyModes:
             self.origins,
             installed=self.installed,
             tracer=relay.tracer,
+            admit=self._admit,
+            admission_wait_s=settings.admission_wait_s,
         )
-        self.responder = Responder(config, store, self.origins)
+        relay.supplier.key_mode_of = self.supplier.mode  # registered with new associations
+        self.responder = Responder(config, store, self.origins, mode_here=self.mode_here)
         relay.on_server(lambda server: add_to_server(server, self.responder))
         relay.associations.listeners.append(self._on_view)
+        access.replaced_listeners.append(self.sync_modes)
+        # app_id -> the mode registered because the tree gave another one (asked once)
+        self._mode_asked: dict[str, KeyMode] = {}
+        self._mode_tasks: set[asyncio.Task[None]] = set()
+
+    async def _admit(
+        self, master: str, slaves: Sequence[str], slave_node: str, size_bits: int, wait: float
+    ) -> object:
+        return await self.relay.supplier.ensure(master, slaves, slave_node, size_bits, wait)
+
+    def mode_here(self, master: str, slaves: Sequence[str]) -> KeyMode | None:
+        """The key mode this node's tree gives (master → slaves) ending here (the slaves'
+        side): what the controller wrote, never the master's policy; None when not written."""
+        assoc = self.relay.associations.view.destination_association(master, slaves)
+        return None if assoc is None else assoc.key_mode
+
+    def sync_modes(self) -> None:
+        """Re-registers every admitted association this node originates whose key mode in the
+        tree is not the policy's (a policy reload, or a policy changed while the KM was down):
+        the controller then rewrites it on the path (pqc-only: withdraws the path)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for assoc in self.relay.associations.view.associations:
+            if assoc.prev_hop is not None or assoc.state is not AdmissionState.ADMITTED:
+                continue
+            if not assoc.slaves or assoc.master not in self.config.applications:
+                continue
+            wanted = self.supplier.mode(assoc.master, assoc.slaves)
+            if (assoc.key_mode or KeyMode.QKD_PREFERRED) is wanted:
+                self._mode_asked.pop(assoc.app_id, None)
+                continue
+            if self._mode_asked.get(assoc.app_id) is wanted or assoc.destination is None:
+                continue
+            self._mode_asked[assoc.app_id] = wanted
+            task = loop.create_task(self._register_mode(assoc, wanted))
+            self._mode_tasks.add(task)
+            task.add_done_callback(self._mode_tasks.discard)
+
+    async def _register_mode(self, assoc: Association, mode: KeyMode) -> None:
+        assert assoc.destination is not None
+        ttl = self.relay.supplier.key_ttl_s
+        request = AppRequest(
+            master=assoc.master,
+            slaves=assoc.slaves,
+            remote_qkdn_id=assoc.destination,
+            min_bandwidth=self.config.settings.key_size_bits,  # as a first registration asks
+            ttl_s=0 if ttl is None else int(ttl),
+            key_mode=mode,
+        )
+        self.relay.tracer.emit(
+            "keys.mode_changed", master=assoc.master, slaves=list(assoc.slaves), mode=mode.value
+        )
+        try:
+            await self.relay.node_link.register(request)
+        except SupplyError as exc:
+            self._mode_asked.pop(assoc.app_id, None)
+            log.warning(
+                "key mode %s of %s→%s not registered: %s",
+                mode.value, assoc.master, ",".join(assoc.slaves), exc.message,
+            )  # fmt: skip
 
     def _on_view(self, old: NodeView, new: NodeView) -> None:
         """The controller changed an association this node originates: say so on the timeline
         and, when QKD is lost for a mode with a fallback, start the post-quantum exchange now,
         so the next request finds keys ready."""
+        self.sync_modes()
         before = {a.app_id: a for a in old.associations if a.prev_hop is None}
         for assoc in new.associations:
             if assoc.prev_hop is not None or not assoc.slaves:
@@ -133,4 +204,7 @@ class KeyModes:
         )  # fmt: skip
 
     async def close(self) -> None:
+        for task in list(self._mode_tasks):
+            task.cancel()
+        await asyncio.gather(*self._mode_tasks, return_exceptions=True)
         await self.provider.close()

@@ -42,13 +42,17 @@ def qkd_health(
     next hop (None: unknown); `failed_paths`: installations whose relay failed."""
     assoc = view.source_association(master, slaves, slave_qkdn_id)
     pair = f"{master}→{','.join(slaves)}"
-    if assoc is None:
-        return QkdHealth(True)  # never asked for: registering it is the QKD path's first step
+    if assoc is None:  # never asked for: registering it is the QKD path's first step
+        return QkdHealth(
+            False, f"key association {pair} not registered yet", may_wait=True, pending=True
+        )
     if assoc.state in (AdmissionState.FAILED, AdmissionState.REJECTED):
         reason = assoc.reason or "no reason given"
         return QkdHealth(False, f"key association {pair} {assoc.state.value}: {reason}")
     if assoc.state is AdmissionState.PENDING:
-        return QkdHealth(False, f"key association {pair} not admitted yet", may_wait=True)
+        return QkdHealth(
+            False, f"key association {pair} not admitted yet", may_wait=True, pending=True
+        )
     if PathIdentity.of(assoc) in failed_paths:
         return QkdHealth(False, f"relay of key association {pair} failed on its installed path")
     if ready == 0 and first_hop_keys == 0:

@@ -56,6 +56,9 @@ class QkdHealth:
     # QKD may still come if waited for (admission not decided yet, link-key pool refilling):
     # a mode without fallback (qkd-only, hybrid-strict) waits; the others switch at once.
     may_wait: bool = False
+    # The association is not admitted yet (not registered, or the controller has not
+    # decided): the decision is coming, a mode with a fallback waits for it (bounded).
+    pending: bool = False
 
     @staticmethod
     def ok() -> QkdHealth:
@@ -73,6 +76,13 @@ def first_choice(mode: KeyMode, qkd: QkdHealth) -> Source:
     if mode is KeyMode.HYBRID_STRICT:
         return Source.HYBRID if qkd.usable or qkd.may_wait else Source.REFUSE
     return Source.HYBRID if qkd.usable else Source.PQC
+
+
+def waits_for_admission(mode: KeyMode, qkd: QkdHealth) -> bool:
+    """Whether a mode with a fallback first waits (bounded) for the admission decision of a
+    new association, instead of switching at once: its first keys are then QKD keys when the
+    network admits it in time. A mode without fallback waits anyway (`may_wait`)."""
+    return qkd.pending and mode in (KeyMode.QKD_PREFERRED, KeyMode.HYBRID_EITHER)
 
 
 def after_failure(mode: KeyMode, tried: Source, failed: Source) -> Source:

@@ -1,9 +1,10 @@
 """Where each delivered key came from (origin and key mode), by key_ID, for the ETSI 014 answers.
 
 The master's KM records what it hands out; the slaves' KM records the post-quantum and hybrid
-keys it derived, so `dec_keys` reports the same origin. Held in memory with each key's expiry
-(a restarted KM reports keys it did not record as `unknown`). `counts` is the hook for metrics:
-keys delivered per origin.
+keys it derived, so `dec_keys` reports the same origin. Held in memory with each key's expiry;
+the keys waiting for the slaves also carry their origin and mode in the key store
+(`StoredKey.origin`, `key_mode`), so a restarted KM still reports them (`of_keys`).
+`counts` is the hook for metrics: keys delivered per origin.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import functools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from km.key_store import KeyBatch, StoredKey
 from km.pqc.mode import KeyMode, Origin
 
 DEFAULT_KEEP_S = 3600.0
@@ -30,6 +32,21 @@ class KeyOrigin:
     def extension(self) -> Mapping[str, str]:
         """The ETSI 014 key_extension object (one shared object per origin and mode)."""
         return _extension(self.origin, self.mode)
+
+    @staticmethod
+    def saved(origin: str | None, mode: str | None) -> KeyOrigin | None:
+        """What the key store kept with a key; None when it kept nothing it knows."""
+        return _saved(origin, mode)
+
+
+_ORIGINS = {o.value: o for o in Origin}
+_MODES = {m.value: m for m in KeyMode}
+
+
+@functools.cache
+def _saved(origin: str | None, mode: str | None) -> KeyOrigin | None:
+    found = _ORIGINS.get(origin or "")
+    return None if found is None else KeyOrigin(found, _MODES.get(mode or ""))
 
 
 @functools.cache
@@ -82,6 +99,21 @@ class OriginBook:
             found = self.of(key_id) or default
             if found is not None:
                 out[key_id] = found.extension()
+        return out
+
+    def of_keys(
+        self, keys: Sequence[StoredKey], default: KeyOrigin | None
+    ) -> Mapping[str, Mapping[str, str]]:
+        """key_extension per key_ID: as recorded here, else as kept in the key store with the
+        key (after a restart), else `default`."""
+        if isinstance(keys, KeyBatch):  # one stored origin for the run: no per-key objects
+            fallback = KeyOrigin.saved(keys.origin, keys.key_mode) or default
+            return self.extensions(keys.key_ids(), fallback)
+        out: dict[str, Mapping[str, str]] = {}
+        for key in keys:
+            found = self.of(key.key_id) or KeyOrigin.saved(key.origin, key.key_mode) or default
+            if found is not None:
+                out[key.key_id] = found.extension()
         return out
 
     def _purge(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -19,7 +19,7 @@ from km.config import KmConfig
 from km.key_store import KeyClaimError, KeyStore, StoredKey
 from km.pqc import exchange, wire
 from km.pqc.exchange import ExchangeError, Offer
-from km.pqc.mode import Origin
+from km.pqc.mode import KeyMode, Origin
 from km.pqc.origins import KeyOrigin, OriginBook
 from km.relay.servicer import key_manager_peer
 
@@ -40,11 +40,14 @@ class Responder:
         store: KeyStore,
         origins: OriginBook,
         clock: Callable[[], float] = time.time,
+        mode_here: Callable[[str, Sequence[str]], KeyMode | None] = lambda *_: None,
     ) -> None:
         self.config = config
         self.store = store
         self.origins = origins
         self.clock = clock
+        # The key mode this node's tree gives the association (None: not written here).
+        self.mode_here = mode_here
 
     def _check(self, offer: Offer, caller: str) -> None:
         config = self.config
@@ -83,6 +86,17 @@ class Responder:
             )
         if offer.origin is Origin.HYBRID and len(offer.slaves) != 1:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, "hybrid keys serve one slave SAE")
+        # The node's tree, not the offer, says whether post-quantum keys are allowed here at
+        # all: qkd-only (written by the controller from the master's registration) forbids
+        # them. Any other mode in the tree may lag a policy change by one install: the offer's
+        # mode (authenticated, bound into the transcript) is the one recorded.
+        here = self.mode_here(offer.master, offer.slaves)
+        if here is KeyMode.QKD_ONLY and offer.mode is not KeyMode.QKD_ONLY:
+            raise Refused(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"key mode {offer.mode.value} offered for {offer.master}→"
+                f"{','.join(offer.slaves)}, the tree of {config.node} says {here.value}",
+            )
 
     def answer(self, offer: Offer, caller: str) -> exchange.Answer:
         """Derives and stores the keys; raises Refused (nothing stored) when it must refuse."""
@@ -100,7 +114,14 @@ class Responder:
             raise Refused(grpc.StatusCode.INVALID_ARGUMENT, exc.message) from None
         stored = [
             StoredKey(
-                key_id, material, offer.size_bits, offer.master, offer.slaves, offer.expires_at
+                key_id,
+                material,
+                offer.size_bits,
+                offer.master,
+                offer.slaves,
+                offer.expires_at,
+                offer.origin.value,
+                offer.mode.value,
             )
             for key_id, material in zip(offer.key_ids, keys, strict=True)
         ]

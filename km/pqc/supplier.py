@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from common.tracing import Tracer
 from km.key_store import StoredKey
 from km.pqc.health import PathIdentity
-from km.pqc.mode import KeyMode, Origin, QkdHealth, Source, after_failure, first_choice
+from km.pqc.mode import (
+    KeyMode,
+    Origin,
+    QkdHealth,
+    Source,
+    after_failure,
+    first_choice,
+    waits_for_admission,
+)
 from km.pqc.origins import KeyOrigin, OriginBook
 from km.pqc.provider import PqcProvider, PqcSideFailed, QkdSideFailed
 from km.supply import RemoteSupplier, SupplyError
@@ -23,6 +31,10 @@ from km.supply import RemoteSupplier, SupplyError
 log = logging.getLogger(__name__)
 
 Health = Callable[[str, Sequence[str], str], QkdHealth]  # (master, slaves, slave node)
+# (master, slaves, slave node, size_bits, timeout): registers the association if needed and
+# returns once admitted; raises SupplyError when refused, failed or not admitted in time.
+Admit = Callable[[str, Sequence[str], str, int, float], Awaitable[object]]
+
 
 # A path whose relay failed is tried again after this long even if the controller did not
 # reinstall it (a KM on it restarted, a pool refilled): one request then pays the retry.
@@ -38,6 +50,8 @@ class KeyModeSupplier:
         health: Health,
         origins: OriginBook,
         *,
+        admit: Admit,
+        admission_wait_s: float,
         installed: Callable[[str, Sequence[str], str], PathIdentity | None] = lambda *_: None,
         tracer: Tracer | None = None,
     ) -> None:
@@ -47,8 +61,13 @@ class KeyModeSupplier:
         self.health = health
         self.origins = origins
         self.installed = installed
+        self.admit = admit
+        self.admission_wait_s = admission_wait_s
         self.tracer = tracer or Tracer("km", None)
         self._failed_paths: dict[PathIdentity, float] = {}
+        # Associations whose admission was waited for in vain (no decision in time): later
+        # requests register again but do not wait, until the node's tree shows a decision.
+        self._undecided: set[tuple[str, tuple[str, ...], str]] = set()
         self.switches = 0  # requests served by another source than their first choice
 
     def failed_paths(self) -> frozenset[PathIdentity]:
@@ -77,6 +96,10 @@ class KeyModeSupplier:
             return placed
         mode = self._mode(master, slaves)
         health = self.health(master, slaves, slave_node)
+        if waits_for_admission(mode, health):
+            health = await self._admission(master, slaves, slave_node, size_bits)
+        elif not health.pending:
+            self._undecided.discard((master, tuple(slaves), slave_node))
         source = first_choice(mode, health)
         if source is Source.HYBRID and len(slaves) > 1:
             source = after_failure(mode, Source.HYBRID, Source.PQC)
@@ -103,6 +126,30 @@ class KeyModeSupplier:
         reason = "; ".join(r for r in reasons if r) or "no source of keys"
         self.tracer.emit("keys.refused", master=master, slaves=list(slaves), mode=mode.value)
         raise SupplyError(503, f"key mode {mode.value}: {reason}")
+
+    async def _admission(
+        self,
+        master: str,
+        slaves: Sequence[str],
+        slave_node: str,
+        size_bits: int,
+    ) -> QkdHealth:
+        """Waits at most `admission_wait_s` for the admission of a new association: healthy
+        once admitted; a refusal, a failure or an unreachable node ends the wait at once. Once
+        a wait ran out, the association's next requests only register it again (no wait)."""
+        key = (master, tuple(slaves), slave_node)
+        wait = 0.0 if key in self._undecided else self.admission_wait_s
+        try:
+            await self.admit(master, slaves, slave_node, size_bits, wait)
+        except SupplyError as exc:
+            if self.health(master, slaves, slave_node).pending:  # no decision (yet)
+                self._undecided.add(key)
+            else:
+                self._undecided.discard(key)
+            return QkdHealth(False, exc.message)
+        self._undecided.discard(key)
+        health = self.health(master, slaves, slave_node)
+        return QkdHealth.ok() if health.pending else health
 
     def mode(self, master: str, slaves: Sequence[str]) -> KeyMode:
         """The key mode of keys for all of `slaves`."""

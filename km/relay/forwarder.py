@@ -220,7 +220,7 @@ class Forwarder:
             "relay.hop.received", hop=header.hop, sender=sender_name, key_ids=list(header.key_ids)
         )
         if entry.next_hop is None:
-            return self._store(header, payload, where)
+            return self._store(header, payload, where, entry)
         return await self._send(entry, header.hop + 1, Batch.received(header, payload), deadline)
 
     def _check_size(self, header: HopHeader, where: str) -> None:
@@ -290,7 +290,12 @@ class Forwarder:
             )
         return entry
 
-    def _store(self, header: HopHeader, payload: bytes, where: str) -> pb.RelayAck:
+    def _store(
+        self, header: HopHeader, payload: bytes, where: str, entry: Association
+    ) -> pb.RelayAck:
+        """Stores the keys for the slaves, with their origin (relayed over QKD) and the key
+        mode this node's tree gives the association (kept across a restart of this KM)."""
+        mode = None if entry.key_mode is None else entry.key_mode.value
         keys = [
             StoredKey(
                 key_id=key_id,
@@ -299,6 +304,8 @@ class Forwarder:
                 master=header.master,
                 slaves=header.slaves,
                 expires_at=header.expires_at,
+                origin="qkd",
+                key_mode=mode,
             )
             for key_id, material in zip(
                 header.key_ids, split_materials(header, payload), strict=True

@@ -20,6 +20,7 @@ from km.associations import AppRequest, Association, Associations
 from km.config import KmConfig
 from km.key_store import KeyStore, StoredKey
 from km.minting import DEFAULT_KEY_TTL_S, KeyMint
+from km.pqc.mode import KeyMode
 from km.relay.errors import RelayFailure
 from km.relay.forwarder import Forwarder
 from km.supply import SupplyError
@@ -58,6 +59,8 @@ class RelayedKeys:
         self.tracer = tracer or Tracer(f"km:{node}", None)
         self.buffer_size_bits = config.settings.key_size_bits
         self._refills: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # The key mode registered with a new association (km/pqc sets it from the policy).
+        self.key_mode_of: Callable[[str, Sequence[str]], KeyMode | None] = lambda *_: None
 
     # ---------------------------------------------------------------- RemoteSupplier
 
@@ -107,8 +110,15 @@ class RelayedKeys:
     # ---------------------------------------------------------------- pieces
 
     async def ensure(
-        self, master: str, slaves: Sequence[str], slave_node: str, size_bits: int
+        self,
+        master: str,
+        slaves: Sequence[str],
+        slave_node: str,
+        size_bits: int,
+        timeout: float | None = None,
     ) -> Association:
+        """The admitted association, registering it if needed; SupplyError(503) when refused
+        or not admitted within `timeout` (default: `admission_timeout_s`)."""
         if slave_node == self.node:
             raise SupplyError(400, f"SAEs {', '.join(slaves)} are local to {self.node}: no relay")
         try:
@@ -121,9 +131,11 @@ class RelayedKeys:
             remote_qkdn_id=slave_qkdn_id,
             min_bandwidth=DEFAULT_MIN_BANDWIDTH_PER_KEY * size_bits,
             ttl_s=0 if self.key_ttl_s is None else int(self.key_ttl_s),
+            key_mode=self.key_mode_of(master, slaves),
         )
         known = self.associations.view.source_association(master, slaves, slave_qkdn_id)
-        assoc = await self.associations.ensure(request, self.admission_timeout_s)
+        wait = self.admission_timeout_s if timeout is None else timeout
+        assoc = await self.associations.ensure(request, wait)
         if known is None or known.state is not assoc.state:
             self.tracer.emit(
                 "association.admitted", app_id=assoc.app_id, master=master, slaves=list(slaves)

@@ -245,8 +245,10 @@ def install_path(
     buffer: int = 3,
     skip_nodes: Sequence[str] = (),
     intent: str | None = None,
+    key_mode: str = "",
 ) -> str:
-    """Installs an admitted association along `path` (node names); returns its id."""
+    """Installs an admitted association along `path` (node names); returns its id.
+    `key_mode`: the qkdsdn-node:key_mode written on every node ("": none)."""
     intent = intent or str(uuid.uuid4())
     ids = [node_uuid(n) for n in path]
     for index, name in enumerate(path):
@@ -275,6 +277,8 @@ def install_path(
             "qkdsdn-node:admission": {"state": "admitted", "path": ids},
             "qkdsdn-node:relay": {"mode": mode, "buffer": buffer},
         }
+        if key_mode:
+            app["qkdsdn-node:key_mode"] = key_mode
         agents[name].push(_with(agents[name].config, link, app))
     return intent
 

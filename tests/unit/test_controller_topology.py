@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agents import notifications as agent_notifications
@@ -19,6 +21,8 @@ from controller.notifications import (
 )
 from controller.topology.events import TopologyEventType as T
 from controller.topology.store import Perf, TopologyStore
+from yang.model import KeyMode
+from yang.schema import Schema
 
 N1 = "11111111-1111-4111-8111-111111111111"
 N2 = "22222222-2222-4222-8222-222222222222"
@@ -143,6 +147,21 @@ def test_parses_the_notifications_the_agents_raise() -> None:
     assert parse_notification(wrap('<foo xmlns="urn:x"/>')) == Other("foo")
     with pytest.raises(NodeDataError, match="not an RFC 5277"):
         parse_notification("<notification/>")
+
+
+def test_the_key_mode_of_a_new_application_is_parsed_and_an_unknown_one_refused() -> None:
+    request = agent_notifications.AppRequest("app1", ("app2",), N1, N3, key_mode="pqc-only")
+    new = agent_notifications.application_new(request)
+    assert Schema.default().validate_notification_xml(new) == []
+    parsed = parse_notification(wrap(new))
+    assert isinstance(parsed, ApplicationNew) and parsed.key_mode is KeyMode.PQC_ONLY
+    plain = agent_notifications.application_new(replace(request, key_mode=""))
+    assert "key_mode" not in plain  # the agent leaves the model's default implicit
+    parsed = parse_notification(wrap(plain))
+    assert isinstance(parsed, ApplicationNew) and parsed.key_mode is KeyMode.QKD_PREFERRED
+    bad = new.replace(">pqc-only<", ">pqc-maybe<")
+    with pytest.raises(NodeDataError, match="key_mode 'pqc-maybe' is not one of"):
+        parse_notification(wrap(bad))
 
 
 def test_parses_a_qos_update() -> None:

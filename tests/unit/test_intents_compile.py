@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 
 import pytest
 
@@ -20,6 +21,7 @@ from controller.intents.compile import (
 from controller.model import KeyRequest, Path, QoS
 from controller.names import NC_NS, QKD_NS, q
 from controller.nodedata import parse_node
+from yang.model import KeyMode
 from yang.schema import Schema
 
 N1, N2, N3, N4 = (str(uuid.uuid5(uuid.NAMESPACE_URL, f"n{i}")) for i in range(1, 5))
@@ -134,3 +136,22 @@ def test_namespaces_are_the_etsi_ones() -> None:
     edit = compile_install(INTENT, REQUEST, PATH, 1)[N1]
     assert f'<qkd_node xmlns="{QKD_NS}">' in edit.config
     assert '<admission xmlns="urn:qkdsdn:yang:qkdsdn-node">' in edit.config
+
+
+def test_the_key_mode_is_written_on_every_node_and_in_a_rejection() -> None:
+    hybrid = replace(REQUEST, key_mode=KeyMode.HYBRID_EITHER)
+    edits = compile_install(INTENT, hybrid, PATH, 3_000)
+    check_edits(edits, validator)
+    for edit in edits.values():
+        assert edit.data is not None
+        [app] = parse_node(edit.data).apps
+        assert app.key_mode is KeyMode.HYBRID_EITHER
+    default = compile_install(INTENT, REQUEST, PATH, 3_000)[N2].data
+    assert default is not None and ">qkd-preferred</key_mode>" in default  # always written
+    rejection = compile_rejection(INTENT, replace(REQUEST, key_mode=KeyMode.QKD_ONLY), "full")
+    check_edits(rejection, validator)
+    assert list(rejection) == [N1]
+    data = rejection[N1].data
+    assert data is not None
+    [app] = parse_node(data).apps
+    assert app.key_mode is KeyMode.QKD_ONLY

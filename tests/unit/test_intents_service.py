@@ -26,6 +26,7 @@ from controller.names import NC_NS, q
 from controller.nodedata import parse_node
 from controller.paths import FewestHops
 from controller.topology.synthetic import snapshot_from_graph
+from yang.model import KeyMode
 
 T = TypeVar("T")
 Entry = tuple[str, str]  # ("link" | "app", id)
@@ -454,3 +455,32 @@ def test_a_link_that_goes_down_while_an_intent_moves_onto_it_is_left_again() -> 
     run(both_cuts())
     final = net.service.get(intent.intent_id)
     assert final.state is IntentState.FAILED and "second link down" in final.reason
+
+
+def test_a_changed_key_mode_rewrites_the_installed_intent_on_its_path() -> None:
+    net = Net()
+    first = run(net.service.submit_once(net.request("a", "c")))
+    assert first is not None and first.path is not None
+    assert first.request.key_mode is KeyMode.QKD_PREFERRED
+    hybrid = replace(net.request("a", "c"), key_mode=KeyMode.HYBRID_STRICT)
+    changed = run(net.service.submit_once(hybrid))
+    assert changed is not None and changed.intent_id == first.intent_id
+    assert changed.path == first.path and changed.request.key_mode is KeyMode.HYBRID_STRICT
+    for device in first.path.nodes:
+        app = net.devices.nodes[device].running[("app", first.intent_id)]
+        assert ">hybrid-strict</" in app
+    assert run(net.service.submit_once(hybrid)) == changed  # the same mode again: no change
+
+
+def test_pqc_only_installs_nothing_and_withdraws_a_path_of_the_same_apps() -> None:
+    net = Net()
+    pqc = replace(net.request("a", "c"), key_mode=KeyMode.PQC_ONLY)
+    assert run(net.service.submit_once(pqc)) is None
+    assert net.service.intents() == [] and all(not e for e in net.entries().values())
+    installed = run(net.service.submit_once(net.request("a", "c")))
+    assert installed is not None and installed.state is IntentState.INSTALLED
+    assert run(net.service.submit_once(pqc)) is None
+    [gone] = net.service.intents()
+    assert gone.state is IntentState.WITHDRAWN and "pqc-only" in gone.reason
+    assert all(not e for e in net.entries().values())
+    assert net.service.reservations().by_intent == {}

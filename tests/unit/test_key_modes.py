@@ -13,7 +13,15 @@ from km.associations import parse_node_config
 from km.etsi014.service import key_container_json
 from km.key_store import StoredKey
 from km.pqc.health import PathIdentity, qkd_health
-from km.pqc.mode import KeyMode, Origin, QkdHealth, Source, after_failure, first_choice
+from km.pqc.mode import (
+    KeyMode,
+    Origin,
+    QkdHealth,
+    Source,
+    after_failure,
+    first_choice,
+    waits_for_admission,
+)
 from km.pqc.origins import KeyOrigin, OriginBook
 from lab.plan import node_uuid
 from tests.harness.relay import empty_config, install_path, reject
@@ -38,6 +46,25 @@ def test_each_mode_picks_its_first_source_from_the_qkd_health(
     assert first_choice(mode, QkdHealth.ok()) is up
     assert first_choice(mode, DOWN) is down
     assert first_choice(mode, PENDING) is pending
+
+
+@pytest.mark.parametrize(
+    ("mode", "waits"),
+    [
+        (KeyMode.QKD_ONLY, False),  # waits anyway (no fallback), as long as admission takes
+        (KeyMode.QKD_PREFERRED, True),
+        (KeyMode.PQC_ONLY, False),
+        (KeyMode.HYBRID_STRICT, False),
+        (KeyMode.HYBRID_EITHER, True),
+    ],
+)
+def test_modes_with_a_fallback_wait_for_a_pending_admission_but_not_for_a_refusal(
+    mode: KeyMode, waits: bool
+) -> None:
+    assert waits_for_admission(mode, QkdHealth(False, "x", may_wait=True, pending=True)) is waits
+    assert not waits_for_admission(mode, DOWN)
+    assert not waits_for_admission(mode, QkdHealth(False, "pool empty", may_wait=True))
+    assert not waits_for_admission(mode, QkdHealth.ok())
 
 
 def test_fallbacks_follow_the_mode() -> None:
@@ -69,7 +96,8 @@ def test_health_follows_what_the_node_configuration_and_pools_say() -> None:
     dst = node_uuid("qnode3")
     never = qkd_health(_view(src), "app1", ["app2"], dst, ready=0, first_hop_keys=None,  # type: ignore[arg-type]
                        failed_paths=frozenset())  # fmt: skip
-    assert never.usable  # first request: registering is the QKD path's first step
+    # first request: registering is the QKD path's first step, the decision is coming
+    assert not never.usable and never.may_wait and never.pending
     reject(src, "qnode3", "no path with 256 bit/s free")  # type: ignore[arg-type]
     refused = qkd_health(_view(src), "app1", ["app2"], dst, ready=0, first_hop_keys=None,  # type: ignore[arg-type]
                          failed_paths=frozenset())  # fmt: skip

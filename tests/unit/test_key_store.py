@@ -6,6 +6,7 @@ import secrets
 import sqlite3
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from km.key_store import (
+    SCHEMA_VERSION,
     ClaimFailure,
     KeyBatch,
     KeyClaimError,
     KeyStore,
     StoredKey,
     batches_of,
+    format_key_id,
 )
 
 
@@ -283,7 +286,65 @@ def test_schema_2_store_is_migrated(tmp_path: Path) -> None:
     assert store.take_ready("A", "B", 1, 256)[0].material == ready.material
     store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (3,)
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def test_the_origin_and_mode_of_a_key_survive_reopening_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite"
+    store = KeyStore(path)
+    pqc = [replace(make_key(), origin="pqc", key_mode="qkd-preferred") for _ in range(3)]
+    relayed = replace(make_key(), origin="qkd", key_mode="hybrid-either")
+    plain = make_key()
+    store.add([*pqc, relayed, plain], ready_for_master=False)
+    store.close()
+    again = KeyStore(path)
+    got = again.claim("B", "A", [k.key_id for k in [*pqc, relayed, plain]])
+    assert [(k.origin, k.key_mode) for k in got] == [("pqc", "qkd-preferred")] * 3 + [
+        ("qkd", "hybrid-either"),
+        (None, None),
+    ]
+    assert [k.material for k in got] == [k.material for k in [*pqc, relayed, plain]]
+    again.close()
+
+
+def test_consecutive_keys_of_another_origin_are_not_merged_into_one_row(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    first = int(uuid.uuid4()) & ~0xFF
+    keys = [
+        StoredKey(format_key_id(first + i), secrets.token_bytes(32), 256, "A", ("B",), None,
+                  "pqc" if i < 2 else "hybrid", "hybrid-either")
+        for i in range(4)
+    ]  # fmt: skip
+    assert [len(b) for b in batches_of(keys)] == [2, 2]
+    store.add(keys, ready_for_master=False)
+    got = store.claim("B", "A", [k.key_id for k in keys])
+    assert [k.origin for k in got] == ["pqc", "pqc", "hybrid", "hybrid"]
+    store.close()
+
+
+def test_schema_3_store_gains_origin_columns_and_keeps_its_keys(tmp_path: Path) -> None:
+    path = tmp_path / "keys.sqlite"
+    key = make_key()
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE batches (seq INTEGER PRIMARY KEY, first_id BLOB NOT NULL UNIQUE,"
+            " last_id BLOB NOT NULL, count INTEGER NOT NULL, material BLOB NOT NULL,"
+            " size_bits INTEGER NOT NULL, master TEXT NOT NULL, slaves TEXT NOT NULL,"
+            " pending BLOB NOT NULL, live INTEGER NOT NULL, expires_at REAL,"
+            " ready_for_master INTEGER NOT NULL, ready_slave TEXT); PRAGMA user_version=3;"
+        )
+        first = uuid.UUID(key.key_id).bytes
+        db.execute(
+            "INSERT INTO batches VALUES (1, ?, ?, 1, ?, 256, 'A', '[\"B\"]', x'01', 1, NULL, 0,"
+            " NULL)",
+            (first, first, key.material),
+        )
+    store = KeyStore(path)
+    (got,) = store.claim("B", "A", [key.key_id])
+    assert (got.material, got.origin, got.key_mode) == (key.material, None, None)
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 @settings(

@@ -79,3 +79,44 @@ def test_hybrid_replaces_the_relayed_qkd_keys_by_the_combined_ones(responder: Re
     got = responder.store.claim("app2", "app1", list(offer.key_ids))
     assert [k.material for k in got] == ours
     assert all(h != q.material for h, q in zip(ours, qkd, strict=True))
+
+
+def test_stored_keys_carry_their_origin_and_mode_into_a_reopened_store(
+    responder: Responder, tmp_path: Path
+) -> None:
+    _, offer = _offer()
+    responder.answer(offer, "qnode1")
+    responder.store.close()
+    reopened = KeyStore(tmp_path / "q3.sqlite")  # the restarted KM: a new, empty OriginBook
+    got = reopened.claim("app2", "app1", list(offer.key_ids))
+    assert {(k.origin, k.key_mode) for k in got} == {("pqc", "hybrid-either")}
+    reported = OriginBook().of_keys(got, None)
+    assert [dict(e) for e in reported.values()] == [
+        {"origin": "pqc", "key_mode": "hybrid-either"}
+    ] * len(got)
+    reopened.close()
+
+
+def test_post_quantum_keys_for_an_association_the_tree_says_is_qkd_only_are_refused(
+    tmp_path: Path,
+) -> None:
+    plan = make_plan(
+        tmp_path, ["qnode1", "qnode2", "qnode3"], [("qnode1", "qnode2"), ("qnode2", "qnode3")]
+    )
+    tree: dict[tuple[str, tuple[str, ...]], KeyMode] = {("app1", ("app2",)): KeyMode.QKD_ONLY}
+    responder = Responder(
+        km_config_of(plan, "qnode3"),
+        KeyStore(tmp_path / "q3.sqlite"),
+        OriginBook(),
+        mode_here=lambda master, slaves: tree.get((master, tuple(slaves))),
+    )
+    _, offer = _offer()  # hybrid-either, while the tree here says qkd-only
+    with pytest.raises(Refused) as info:
+        responder.answer(offer, "qnode1")
+    assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "hybrid-either" in info.value.message and "qkd-only" in info.value.message
+    assert len(responder.store) == 0
+    tree[("app1", ("app2",))] = KeyMode.QKD_PREFERRED  # the controller rewrote it (may lag)
+    private, agreed = _offer()
+    exchange.finish(private, agreed, responder.answer(agreed, "qnode1"))  # type: ignore[arg-type]
+    assert len(responder.store) == 2

@@ -73,7 +73,7 @@ def test_tree_matches_the_golden_file() -> None:
             "etsi-qkdn-types",
             ("2022-01-30", "2020-09-30"),
         ),
-        ("qkdsdn-node", "urn:qkdsdn:yang:qkdsdn-node", "qkdsdn", ("2026-11-26",)),
+        ("qkdsdn-node", "urn:qkdsdn:yang:qkdsdn-node", "qkdsdn", ("2026-12-03", "2026-11-26")),
     ],
 )
 def test_module_header(name: str, namespace: str, prefix: str, revisions: tuple[str, ...]) -> None:

@@ -313,7 +313,7 @@ def test_module_texts_and_capabilities(schema: Schema) -> None:
     assert set(texts) == {
         ("etsi-qkd-sdn-node", "2022-01-30"),
         ("etsi-qkd-node-types", "2022-01-30"),
-        ("qkdsdn-node", "2026-11-26"),
+        ("qkdsdn-node", "2026-12-03"),
         ("ietf-yang-types", "2013-07-15"),
         ("ietf-inet-types", "2013-07-15"),
         ("ietf-netconf-acm", "2018-02-14"),
@@ -328,7 +328,7 @@ def test_module_texts_and_capabilities(schema: Schema) -> None:
         "urn:etsi:qkd:yang:etsi-qkd-node?module=etsi-qkd-sdn-node&revision=2022-01-30"
         in capabilities
     )
-    assert "urn:qkdsdn:yang:qkdsdn-node?module=qkdsdn-node&revision=2026-11-26" in capabilities
+    assert "urn:qkdsdn:yang:qkdsdn-node?module=qkdsdn-node&revision=2026-12-03" in capabilities
     assert len(capabilities) == len(texts)
     # The subscription modules advertise exactly the features the agents implement.
     assert (

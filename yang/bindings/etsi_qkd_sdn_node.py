@@ -1051,7 +1051,7 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
 
   YANG Description: One application (key association).
   """
-  __slots__ = ('_path_helper', '_extmethods', '__app_id','__app_status','__app_type','__server_app_id','__client_app_id','__app_priority','__creation_time','__expiration_time','__app_statistics','__app_qos','__backing_qkdl_id','__local_qkdn_id','__remote_qkdn_id','__admission','__relay',)
+  __slots__ = ('_path_helper', '_extmethods', '__app_id','__app_status','__app_type','__server_app_id','__client_app_id','__app_priority','__creation_time','__expiration_time','__app_statistics','__app_qos','__backing_qkdl_id','__local_qkdn_id','__remote_qkdn_id','__admission','__relay','__key_mode',)
 
   _yang_name = 'qkd_app'
   _yang_namespace = 'urn:etsi:qkd:yang:etsi-qkd-node'
@@ -1078,6 +1078,7 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
     self.__remote_qkdn_id = YANGDynClass(base=RestrictedClassType(base_type=str, restriction_dict={'pattern': '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}'}), is_leaf=True, yang_name="remote_qkdn_id", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:etsi:qkd:yang:etsi-qkd-node', defining_module='etsi-qkd-sdn-node', yang_type='yang:uuid', is_config=True)
     self.__admission = YANGDynClass(base=yc_admission_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_admission, is_container='container', yang_name="admission", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='container', is_config=True)
     self.__relay = YANGDynClass(base=yc_relay_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_relay, is_container='container', yang_name="relay", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='container', is_config=True)
+    self.__key_mode = YANGDynClass(base=RestrictedClassType(base_type=str,                                     restriction_type="dict_key",                                     restriction_arg={'qkd-only': {}, 'qkd-preferred': {}, 'pqc-only': {}, 'hybrid-strict': {}, 'hybrid-either': {}},), default=str("qkd-preferred"), is_leaf=True, yang_name="key_mode", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='key-mode', is_config=True)
 
     load = kwargs.pop("load", None)
     if args:
@@ -1665,6 +1666,47 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
   def _unset_relay(self):
     self.__relay = YANGDynClass(base=yc_relay_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app_relay, is_container='container', yang_name="relay", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, extensions=None, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='container', is_config=True)
 
+
+  def _get_key_mode(self):
+    """
+    Getter method for key_mode, mapped from YANG variable /qkd_node/qkd_applications/qkd_app/key_mode (key-mode)
+
+    YANG Description: The key mode of this application, as the operator set it in
+the access policy of the master SAE's key manager; written by
+the controller on every node that holds the application.
+    """
+    return self.__key_mode
+      
+  def _set_key_mode(self, v, load=False):
+    """
+    Setter method for key_mode, mapped from YANG variable /qkd_node/qkd_applications/qkd_app/key_mode (key-mode)
+    If this variable is read-only (config: false) in the
+    source YANG file, then _set_key_mode is considered as a private
+    method. Backends looking to populate this variable should
+    do so via calling thisObj._set_key_mode() directly.
+
+    YANG Description: The key mode of this application, as the operator set it in
+the access policy of the master SAE's key manager; written by
+the controller on every node that holds the application.
+    """
+    if hasattr(v, "_utype"):
+      v = v._utype(v)
+    try:
+      t = YANGDynClass(v,base=RestrictedClassType(base_type=str,                                     restriction_type="dict_key",                                     restriction_arg={'qkd-only': {}, 'qkd-preferred': {}, 'pqc-only': {}, 'hybrid-strict': {}, 'hybrid-either': {}},), default=str("qkd-preferred"), is_leaf=True, yang_name="key_mode", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='key-mode', is_config=True)
+    except (TypeError, ValueError):
+      raise ValueError({
+          'error-string': """key_mode must be of a type compatible with key-mode""",
+          'defined-type': "qkdsdn-node:key-mode",
+          'generated-type': """YANGDynClass(base=RestrictedClassType(base_type=str,                                     restriction_type="dict_key",                                     restriction_arg={'qkd-only': {}, 'qkd-preferred': {}, 'pqc-only': {}, 'hybrid-strict': {}, 'hybrid-either': {}},), default=str("qkd-preferred"), is_leaf=True, yang_name="key_mode", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='key-mode', is_config=True)""",
+        })
+
+    self.__key_mode = t
+    if hasattr(self, '_set'):
+      self._set()
+
+  def _unset_key_mode(self):
+    self.__key_mode = YANGDynClass(base=RestrictedClassType(base_type=str,                                     restriction_type="dict_key",                                     restriction_arg={'qkd-only': {}, 'qkd-preferred': {}, 'pqc-only': {}, 'hybrid-strict': {}, 'hybrid-either': {}},), default=str("qkd-preferred"), is_leaf=True, yang_name="key_mode", parent=self, path_helper=self._path_helper, extmethods=self._extmethods, register_paths=True, namespace='urn:qkdsdn:yang:qkdsdn-node', defining_module='qkdsdn-node', yang_type='key-mode', is_config=True)
+
   app_id = __builtin__.property(_get_app_id, _set_app_id)
   app_status = __builtin__.property(_get_app_status)
   app_type = __builtin__.property(_get_app_type, _set_app_type)
@@ -1680,9 +1722,10 @@ class yc_qkd_app_etsi_qkd_sdn_node__qkd_node_qkd_applications_qkd_app(PybindBase
   remote_qkdn_id = __builtin__.property(_get_remote_qkdn_id, _set_remote_qkdn_id)
   admission = __builtin__.property(_get_admission, _set_admission)
   relay = __builtin__.property(_get_relay, _set_relay)
+  key_mode = __builtin__.property(_get_key_mode, _set_key_mode)
 
 
-  _pyangbind_elements = OrderedDict([('app_id', app_id), ('app_status', app_status), ('app_type', app_type), ('server_app_id', server_app_id), ('client_app_id', client_app_id), ('app_priority', app_priority), ('creation_time', creation_time), ('expiration_time', expiration_time), ('app_statistics', app_statistics), ('app_qos', app_qos), ('backing_qkdl_id', backing_qkdl_id), ('local_qkdn_id', local_qkdn_id), ('remote_qkdn_id', remote_qkdn_id), ('admission', admission), ('relay', relay), ])
+  _pyangbind_elements = OrderedDict([('app_id', app_id), ('app_status', app_status), ('app_type', app_type), ('server_app_id', server_app_id), ('client_app_id', client_app_id), ('app_priority', app_priority), ('creation_time', creation_time), ('expiration_time', expiration_time), ('app_statistics', app_statistics), ('app_qos', app_qos), ('backing_qkdl_id', backing_qkdl_id), ('local_qkdn_id', local_qkdn_id), ('remote_qkdn_id', remote_qkdn_id), ('admission', admission), ('relay', relay), ('key_mode', key_mode), ])
 
 
 class yc_qkd_applications_etsi_qkd_sdn_node__qkd_node_qkd_applications(PybindBase):
@@ -4627,8 +4670,9 @@ class qkdsdn_node(PybindBase):
   YANG Description: What qkd-sdn adds to the ETSI GS QKD 015 node model: where the
 node's key manager listens, the admission decision and path of
 each application, how keys are relayed (and where the key
-managers of a VIRT link's hops relay), and the remote node of
-a new application.
+managers of a VIRT link's hops relay), the key mode of each
+application, and the remote node and key mode of a new
+application.
   """
   _pyangbind_elements = {}
 
