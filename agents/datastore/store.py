@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -151,6 +151,8 @@ class Datastore:
         self._candidate: etree._Element | None = None  # None: candidate equals running
         # The candidate's check while it is known valid (None: not checked since its edit).
         self._candidate_checked: _Checked | None = None
+        # More state beside the backend's (other top-level nodes: NACM's counters).
+        self._state_sources: list[Callable[[], dict[str, Any]]] = []
         if persist_path is not None and source != str(persist_path):
             self._persist(checked.text)
         if restored is not None:
@@ -197,6 +199,10 @@ class Datastore:
                 state_input = (revision, json.loads(self._running_json_text))
                 self._state_input = state_input
         state = self._backend.operational(state_input[1])
+        if self._state_sources:
+            state = {**state}
+            for source in self._state_sources:
+                state.update(source())
         # State changes far slower than reads arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged
@@ -210,6 +216,11 @@ class Datastore:
             cached = _Merged(revision, kept, tree, etree.tostring(tree))
             self._merged = cached
         return cached
+
+    def add_state_source(self, source: Callable[[], dict[str, Any]]) -> None:
+        """`source()` (RFC 7951 JSON of state leaves of top-level nodes other than the
+        backend's, e.g. NACM's counters) is merged into operational at every read."""
+        self._state_sources.append(source)
 
     def _merge_state(
         self, running: etree._Element, running_text: str, state_json: str

@@ -257,6 +257,8 @@ class NetconfServer:
         may do everything. `audit` records every configuration change."""
         schema = datastore.schema
         self.access = AccessControl(accounts, datastore) if accounts is not None else None
+        if self.access is not None:
+            datastore.add_state_source(self.access.state_json)  # /nacm's counters
         self._user_keys = _user_keys(accounts) if accounts is not None else None
         self._hello_timeout_s = hello_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
