@@ -75,6 +75,23 @@ class NodeBackend(Protocol):
         """
 
 
+class _WithState:
+    """A backend whose operational state also holds `source()`'s top-level nodes."""
+
+    def __init__(self, backend: NodeBackend, source: Callable[[], dict[str, Any]]) -> None:
+        self._backend = backend
+        self._source = source
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return self._backend.veto(new_running)
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        self._backend.apply(new_running)
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return {**self._backend.operational(running), **self._source()}
+
+
 @dataclass(frozen=True)
 class _Merged:
     """Running merged with one state report, and its serialization."""
@@ -151,8 +168,6 @@ class Datastore:
         self._candidate: etree._Element | None = None  # None: candidate equals running
         # The candidate's check while it is known valid (None: not checked since its edit).
         self._candidate_checked: _Checked | None = None
-        # More state beside the backend's (other top-level nodes: NACM's counters).
-        self._state_sources: list[Callable[[], dict[str, Any]]] = []
         if persist_path is not None and source != str(persist_path):
             self._persist(checked.text)
         if restored is not None:
@@ -199,10 +214,6 @@ class Datastore:
                 state_input = (revision, json.loads(self._running_json_text))
                 self._state_input = state_input
         state = self._backend.operational(state_input[1])
-        if self._state_sources:
-            state = {**state}
-            for source in self._state_sources:
-                state.update(source())
         # State changes far slower than reads arrive: reuse the last merge while neither
         # running nor the state changed.
         cached = self._merged
@@ -220,7 +231,7 @@ class Datastore:
     def add_state_source(self, source: Callable[[], dict[str, Any]]) -> None:
         """`source()` (RFC 7951 JSON of state leaves of top-level nodes other than the
         backend's, e.g. NACM's counters) is merged into operational at every read."""
-        self._state_sources.append(source)
+        self._backend = _WithState(self._backend, source)
 
     def _merge_state(
         self, running: etree._Element, running_text: str, state_json: str
