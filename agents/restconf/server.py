@@ -81,8 +81,8 @@ class _WithPeer:
         self.peer = peer
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            scope = {**scope, "extensions": {**scope.get("extensions", {}), _PEER: self.peer}}
+        if scope["type"] == "http":  # uvicorn makes each request's scope: add to it
+            scope.setdefault("extensions", {})[_PEER] = self.peer
         await self.app(scope, receive, send)
 
 
