@@ -1,4 +1,5 @@
-"""RESTCONF with XML bodies (application/yang-data+xml) on a real agent, beside NETCONF."""
+"""RESTCONF with XML bodies (application/yang-data+xml) on a real agent, beside NETCONF;
+raw HTTPS requests that log in with a client certificate."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import httpx
 import pytest
 from lxml import etree
 
+from agents.access.cert_names import CertNames, CertRule
 from agents.restconf.errors import RESTCONF_NS
 from common.config import TlsFiles
-from lab.pki import create_lab_pki
+from lab.pki import LabPki, create_lab_pki
 from tests.harness.netconf import (
     LINK_ID,
     NS,
-    PASSWORD,
     TYPES_NS,
     USERNAME,
     AgentThread,
@@ -32,20 +33,21 @@ E = {"q": NS, "r": RESTCONF_NS}
 
 
 @pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    pki = create_lab_pki(tmp_path_factory.mktemp("pki"), ["n1"], [])
-    return TlsFiles(pki.agents["n1"].cert, pki.agents["n1"].key, pki.ca.cert)
+def pki(tmp_path_factory: pytest.TempPathFactory) -> LabPki:
+    return create_lab_pki(tmp_path_factory.mktemp("pki"), ["n1"], [])
 
 
 @contextmanager
-def _agent(tmp_path: Path, tls: TlsFiles) -> Iterator[tuple[AgentThread, httpx.Client]]:
-    trust = ssl.create_default_context(cafile=str(tls.ca))
+def _agent(tmp_path: Path, pki: LabPki) -> Iterator[tuple[AgentThread, httpx.Client]]:
+    tls = TlsFiles(pki.agents["n1"].cert, pki.agents["n1"].key, pki.ca.cert)
+    operator = ssl.create_default_context(cafile=str(pki.ca.cert))
+    operator.load_cert_chain(str(pki.operator.cert), str(pki.operator.key))
+    certs = CertNames([CertRule(USERNAME, san="urn:qkdsdn:operator:lab")])
     with (
-        running_agent(tmp_path, restconf_tls=tls) as agent,
+        running_agent(tmp_path, restconf_tls=tls, restconf_certs=certs) as agent,
         httpx.Client(
             base_url=agent.restconf_url,
-            verify=trust,
-            auth=(USERNAME, PASSWORD),
+            verify=operator,  # the client certificate is the credential: no Authorization
             headers={"content-type": XML, "accept": XML},
             timeout=10,
         ) as client,
@@ -81,10 +83,10 @@ def _bandwidth(agent: AgentThread, link_id: str) -> str | None:
 
 
 def test_xml_bodies_put_patch_and_post_the_same_edits_as_json_and_netconf_sees_them(
-    tmp_path: Path, tls: TlsFiles
+    tmp_path: Path, pki: LabPki
 ) -> None:
     entry = f"{NODE}/qkd_links/qkd_link={OTHER}"
-    with _agent(tmp_path, tls) as (agent, client):
+    with _agent(tmp_path, pki) as (agent, client):
         assert client.put(entry, content=_link(OTHER, 10)).status_code == 201
         assert _bandwidth(agent, OTHER) == "10"
         merge = f'<qkd_link xmlns="{NS}"><qkdl_id>{OTHER}</qkdl_id><virt_bandwidth>20'
@@ -158,9 +160,9 @@ def test_xml_bodies_put_patch_and_post_the_same_edits_as_json_and_netconf_sees_t
     ],
 )
 def test_bad_xml_bodies_get_the_rfc_8040_error_in_xml_and_change_nothing(
-    tmp_path: Path, tls: TlsFiles, body: bytes, status: int, tag: str, named: str
+    tmp_path: Path, pki: LabPki, body: bytes, status: int, tag: str, named: str
 ) -> None:
-    with _agent(tmp_path, tls) as (agent, client):
+    with _agent(tmp_path, pki) as (agent, client):
         assert agent.datastore is not None
         before = agent.datastore.running_json()
         for method in ("PUT", "POST"):
@@ -173,9 +175,9 @@ def test_bad_xml_bodies_get_the_rfc_8040_error_in_xml_and_change_nothing(
 
 
 def test_without_accept_the_answer_follows_the_body_and_json_still_wins_when_asked(
-    tmp_path: Path, tls: TlsFiles
+    tmp_path: Path, pki: LabPki
 ) -> None:
-    with _agent(tmp_path, tls) as (_, client):
+    with _agent(tmp_path, pki) as (_, client):
         bad = client.put(f"{NODE}/qkdn_location_id", content=b"<oops", headers={"accept": "*/*"})
         assert bad.status_code == 400 and _error(bad)[0] == "malformed-message"
         as_json = client.put(
