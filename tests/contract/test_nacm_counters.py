@@ -107,6 +107,8 @@ def test_refusals_of_both_faces_are_counted_under_nacm_and_read_over_netconf(
         expected = {"denied-operations": 1, "denied-data-writes": 2, "denied-notifications": 1}
         assert _counters(root.get().data_ele) == expected
         assert _counters(root.get(filter=nacm_filter).data_ele) == expected
+        by_xpath = root.get(filter=("xpath", "/nacm/denied-data-writes")).data_ele
+        assert [e.text for e in by_xpath.iter(f"{{{NACM_NS}}}denied-data-writes")] == ["2"]
         # RESTCONF shows them too, as state (content=nonconfig).
         with httpx.Client(verify=trust, auth=("root", "pw-admin"), timeout=10) as rest:
             state = rest.get(
