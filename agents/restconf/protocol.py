@@ -361,7 +361,7 @@ class Restconf:
         else:
             assert target is not None
             parent = target.segments[:-1]
-        name, value = self._body(request, parent)
+        name, value = _body(request, self._xml_member(parent))
         if method == "POST":
             return self._post(request, target, name, value)
         assert target is not None
@@ -432,32 +432,15 @@ class Restconf:
         new = (*parent, Segment(module, local, keys))
         return Response(201, (("location", f"{DATA}/{location(new)}"),))
 
-    def _body(self, request: Request, parent: tuple[Segment, ...]) -> tuple[str, Any]:
-        """The one top-level member of a request body (JSON, or XML as the same JSON) and
-        its value; `parent`: the resource the body's element sits in."""
-        media = _media(request)
-        if not request.body.strip():
-            raise RestconfError.of("protocol", "malformed-message", "the request has no body")
-        if media in (JSON, "application/json"):
-            try:
-                doc = json.loads(request.body)
-            except ValueError as error:
-                raise RestconfError.of(
-                    "protocol", "malformed-message", f"not JSON: {error}"
-                ) from None
-            if not isinstance(doc, dict) or len(doc) != 1:
-                raise RestconfError.of(
-                    "protocol", "malformed-message", "the body must be an object with one member"
-                )
-            ((name, value),) = doc.items()
-            return str(name), value
-        if media in (XML, "application/xml"):
+    def _xml_member(self, parent: tuple[Segment, ...]) -> Callable[[bytes], tuple[str, Any]]:
+        """An XML body's element, below the resource `parent`, as the JSON member."""
+
+        def member(body: bytes) -> tuple[str, Any]:
             return xml_body.member(
-                request.body, parent, self._namespaces, self._info, self._schema.xml_to_json
+                body, parent, self._namespaces, self._info, self._schema.xml_to_json
             )
-        raise RestconfError.of(
-            "protocol", "invalid-value", f"unsupported content type {media!r}", status=415
-        )
+
+        return member
 
     def _check_keys(self, target: Target, value: Any) -> Any:
         """A PUT/PATCH of a list entry: the body's keys must be the URI's (RFC 8040 §4.5)."""
@@ -527,6 +510,30 @@ def _wants_xml(accept: str, sent: str = JSON) -> bool:
         if media in (JSON, "application/json"):
             return False
     return sent in (XML, "application/xml")
+
+
+def _body(request: Request, xml_member: Callable[[bytes], tuple[str, Any]]) -> tuple[str, Any]:
+    """The one top-level member of a request body (JSON, or XML through `xml_member`) and
+    its value."""
+    media = _media(request)
+    if not request.body.strip():
+        raise RestconfError.of("protocol", "malformed-message", "the request has no body")
+    if media in (JSON, "application/json"):
+        try:
+            doc = json.loads(request.body)
+        except ValueError as error:
+            raise RestconfError.of("protocol", "malformed-message", f"not JSON: {error}") from None
+        if not isinstance(doc, dict) or len(doc) != 1:
+            raise RestconfError.of(
+                "protocol", "malformed-message", "the body must be an object with one member"
+            )
+        ((name, value),) = doc.items()
+        return str(name), value
+    if media in (XML, "application/xml"):
+        return xml_member(request.body)
+    raise RestconfError.of(
+        "protocol", "invalid-value", f"unsupported content type {media!r}", status=415
+    )
 
 
 def _media(request: Request) -> str:
