@@ -114,6 +114,8 @@ def test_refusals_of_both_faces_are_counted_under_nacm_and_read_over_netconf(
             state = rest.get(
                 f"{agent.restconf_url}/restconf/data", params={"content": "nonconfig"}
             ).json()
+            rules = rest.get(f"{agent.restconf_url}/restconf/data/ietf-netconf-acm:nacm").json()
         assert state["ietf-restconf:data"]["ietf-netconf-acm:nacm"] == expected
+        assert expected.items() <= rules["ietf-netconf-acm:nacm"].items()  # beside the rules
         # A monitor does not see /nacm at all (default-deny-all), counters included.
         assert not list(mon.get().data_ele.iter(f"{{{NACM_NS}}}nacm"))
