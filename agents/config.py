@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.access.cert_names import CertNameError, CertRule, parse_fingerprint
 from agents.access.nacm import ADMIN, GROUPS
 from agents.access.users import PasswordHashError, check_hash
 from agents.emulator.physics import PRESETS
@@ -62,6 +63,8 @@ class NetconfServerFiles:
     host_key: Path  # the agent's SSH host key (private)
     group: str = ADMIN  # the NACM group of `username` (the controller's own: "controller")
     users: tuple[NetconfUser, ...] = ()  # more accounts, each with its own group
+    # RESTCONF client certificate → account (RFC 7589 cert-to-name), first match wins
+    cert_to_name: tuple[CertRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -155,7 +158,15 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
     nc = r.mapping(
         r.required(top, "netconf", ""),
         "netconf",
-        ("username", "password_file", "authorized_keys_file", "host_key", "group", "users"),
+        (
+            "username",
+            "password_file",
+            "authorized_keys_file",
+            "host_key",
+            "group",
+            "users",
+            "cert_to_name",
+        ),
     )
     km = r.mapping(
         r.required(top, "key_manager", ""), "key_manager", ("etsi014_url", "etsi004", "relay")
@@ -183,6 +194,11 @@ def parse(data: dict[str, Any], path: Path) -> AgentConfig:
             r.file(nc, "host_key", "netconf"),
             r.choice(nc, "group", "netconf", GROUPS, ADMIN),
             tuple(_user(r, where, item) for where, item in r.items(nc, "users", "netconf")),
+            tuple(
+                rule
+                for where, item in r.items(nc, "cert_to_name", "netconf")
+                if (rule := _cert_rule(r, where, item)) is not None
+            ),
         ),
         tls=r.tls(top, "tls", ""),
         data_dir=r.path(top, "data_dir", ""),
@@ -222,6 +238,29 @@ def _user(r: Reader, where: str, item: Any) -> NetconfUser:
         password_hash,
         keys,
     )
+
+
+def _cert_rule(r: Reader, where: str, item: Any) -> CertRule | None:
+    rule = r.mapping(item, where, ("user", "fingerprint", "san", "cn"))
+    user = r.text(rule, "user", where)
+    fingerprint: bytes | None = None
+    text = r.optional_text(rule, "fingerprint", where)
+    if text is not None:
+        try:
+            fingerprint = parse_fingerprint(text)
+        except CertNameError as error:
+            r.error(f"{where}.fingerprint", str(error))
+            return None
+    try:
+        return CertRule(
+            user,
+            fingerprint,
+            r.optional_text(rule, "san", where),
+            r.optional_text(rule, "cn", where),
+        )
+    except CertNameError as error:
+        r.error(where, str(error))
+        return None
 
 
 def _link(r: Reader, node: str, where: str, item: Any) -> AgentLink:
@@ -282,6 +321,12 @@ def _check_unique(r: Reader, config: AgentConfig) -> None:
         if user.name in names:
             r.error(f"netconf.users[{index}].name", f"user {user.name!r} appears twice")
         names.append(user.name)
+    for index, rule in enumerate(config.netconf.cert_to_name):
+        if rule.user not in names:
+            r.error(
+                f"netconf.cert_to_name[{index}].user",
+                f"{rule.user!r} is not an account (netconf.username or netconf.users)",
+            )
     seen_links: set[str] = set()
     seen_qkdi: set[int] = set()
     for index, link in enumerate(config.links):

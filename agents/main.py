@@ -23,6 +23,7 @@ from typing import Any
 import grpc
 
 from agents import control_service, etsi004_service, node_link_service
+from agents.access.cert_names import CertNames
 from agents.access.nacm import Nacm
 from agents.access.nacm import standard as standard_rules
 from agents.access.nacm import to_json as nacm_json
@@ -166,7 +167,7 @@ def _restconf(
     if address is None or config.tls is None:
         return None
     restconf = Restconf(store, netconf.access, audit, netconf.lock_holder)
-    app = RestconfApp(restconf, BasicAuth(users))
+    app = RestconfApp(restconf, BasicAuth(users), CertNames(config.netconf.cert_to_name))
     bound = address if configured_ports else Address(address.host, 0)
     return RestconfServer(app, config.tls, bound)
 

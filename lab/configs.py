@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from common.config import Address
+from lab.pki import OPERATOR
 from lab.plan import LabPlan, LinkPlan, NodePlan, controller_role_tokens
 
 DEFAULT_HOST = "127.0.0.1"
@@ -188,6 +189,12 @@ def _agent(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
                         "password_hash": creds.admin_password_hash,
                     }
                 ]
+                if creds.admin_password_hash
+                else []
+            ),
+            # RESTCONF: the lab's operator certificate logs in as that admin account.
+            "cert_to_name": (
+                [{"san": OPERATOR.uri, "user": creds.admin_username}]
                 if creds.admin_password_hash
                 else []
             ),

@@ -1,5 +1,6 @@
-"""The access control of one agent: its accounts and the NACM rules in force (running's
-/nacm, or the standard rules for the configured users while running has none)."""
+"""The access control of one agent: its accounts, the NACM rules in force (running's
+/nacm, or the standard rules for the configured users while running has none) and the
+counters of what they refused."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, Protocol
 
 from agents.access import nacm
 from agents.access.users import Accounts
+
+COUNTER32 = 2**32  # yang:zero-based-counter32 wraps
 
 
 class RunningSource(Protocol):
@@ -33,6 +36,17 @@ class AccessControl:
         self.denied_operations = 0
         self.denied_data_writes = 0
         self.denied_notifications = 0
+
+    def state_json(self) -> dict[str, Any]:
+        """The RFC 8341 §3.3.4 counters (config false leaves of /nacm) as RFC 7951 JSON;
+        the faces increment them at each refused operation, write and notification."""
+        return {
+            nacm.ROOT: {
+                "denied-operations": self.denied_operations % COUNTER32,
+                "denied-data-writes": self.denied_data_writes % COUNTER32,
+                "denied-notifications": self.denied_notifications % COUNTER32,
+            }
+        }
 
     @property
     def standard(self) -> nacm.Nacm:

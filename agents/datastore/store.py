@@ -21,7 +21,7 @@ import enum
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +73,23 @@ class NodeBackend(Protocol):
 
         `running` is shared by every call until running changes: read it, never modify it.
         """
+
+
+class _WithState:
+    """A backend whose operational state also holds `source()`'s top-level nodes."""
+
+    def __init__(self, backend: NodeBackend, source: Callable[[], dict[str, Any]]) -> None:
+        self._backend = backend
+        self._source = source
+
+    def veto(self, new_running: dict[str, Any]) -> str | None:
+        return self._backend.veto(new_running)
+
+    def apply(self, new_running: dict[str, Any]) -> None:
+        self._backend.apply(new_running)
+
+    def operational(self, running: dict[str, Any]) -> dict[str, Any]:
+        return {**self._backend.operational(running), **self._source()}
 
 
 @dataclass(frozen=True)
@@ -220,6 +237,11 @@ class Datastore:
             cached = _Merged(revision, kept, tree, etree.tostring(tree))
             self._merged = cached
         return cached
+
+    def add_state_source(self, source: Callable[[], dict[str, Any]]) -> None:
+        """`source()` (RFC 7951 JSON of state leaves of top-level nodes other than the
+        backend's, e.g. NACM's counters) is merged into operational at every read."""
+        self._backend = _WithState(self._backend, source)
 
     def _merge_state(
         self, running: etree._Element, running_text: str, state_json: str

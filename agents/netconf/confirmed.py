@@ -8,7 +8,8 @@ confirmation (the datastore keeps it on disk meanwhile). Every rollback is a who
 replacement of running through the datastore's validate → veto → apply path.
 
 Time is injected: a `Scheduler` runs the expiry (the server's event loop in production, a
-hand-driven fake in tests).
+hand-driven fake in tests). Each rollback is reported (`RolledBack`: who made the commit,
+why it went) to `on_rolled_back`, which the agent records in its audit log.
 """
 
 from __future__ import annotations
@@ -50,8 +51,29 @@ class CommitRequest:
 
 
 @dataclass(frozen=True)
+class RolledBack:
+    """A confirmed commit undone (or that failed to be): its maker, why, and the outcome."""
+
+    user: str  # who issued the (last) confirmed commit
+    session_id: int  # from which session
+    why: str  # "confirm timeout", "session 3 ended", "cancel-commit by alice"
+    ok: bool  # running is the configuration from before again
+    error: str = ""  # why the rollback failed
+
+    @property
+    def detail(self) -> str:
+        if self.ok:
+            return f"rolled back: {self.why}"
+        return f"not rolled back ({self.why}): {self.error}"
+
+
+RollbackListener = Callable[[RolledBack], None]
+
+
+@dataclass(frozen=True)
 class _Pending:
     owner: int  # the session that issued the (last) confirmed commit
+    user: str  # the user of that session
     persist: str | None
     previous: etree._Element  # running before the first confirmed commit of the chain
     token: object  # tells this commit's timer from those of earlier ones
@@ -61,9 +83,15 @@ class _Pending:
 class ConfirmedCommit:
     """The confirmed commit of one agent: at most one is pending."""
 
-    def __init__(self, datastore: Datastore, scheduler: Scheduler | None) -> None:
+    def __init__(
+        self,
+        datastore: Datastore,
+        scheduler: Scheduler | None,
+        on_rolled_back: RollbackListener | None = None,
+    ) -> None:
         self._datastore = datastore
         self._scheduler = scheduler
+        self._on_rolled_back = on_rolled_back
         self._pending: _Pending | None = None
 
     @property
@@ -74,8 +102,8 @@ class ConfirmedCommit:
     def owner(self) -> int | None:
         return self._pending.owner if self._pending is not None else None
 
-    def commit(self, session_id: int, request: CommitRequest) -> None:
-        """<commit>: plain, confirmed, follow-up confirmed or confirming."""
+    def commit(self, session_id: int, request: CommitRequest, user: str = "-") -> None:
+        """<commit>: plain, confirmed, follow-up confirmed or confirming (`user`: who)."""
         pending = self._pending
         if pending is not None:
             self._check_may_follow(pending, session_id, request.persist_id, "commit")
@@ -102,12 +130,13 @@ class ConfirmedCommit:
         if previous is not None and request.confirmed:
             token = object()
             timer = self._schedule(request.timeout_s, token)
-            self._pending = _Pending(session_id, request.persist, previous, token, timer)
+            self._pending = _Pending(session_id, user, request.persist, previous, token, timer)
         elif pending is not None:
             self._datastore.drop_rollback()  # confirmed
 
-    def cancel(self, session_id: int, persist_id: str | None) -> None:
-        """<cancel-commit>: roll back now; a failed rollback keeps the commit pending."""
+    def cancel(self, session_id: int, persist_id: str | None, user: str = "-") -> None:
+        """<cancel-commit> by `user`: roll back now; a failed rollback keeps the commit
+        pending (and the error goes to the caller)."""
         pending = self._pending
         if pending is None:
             raise NetconfError.of(
@@ -117,6 +146,7 @@ class ConfirmedCommit:
         self._datastore.copy_config(DatastoreName.RUNNING, pending.previous)
         self._forget(pending)
         self._datastore.drop_rollback()
+        self._report(RolledBack(pending.user, pending.owner, f"cancel-commit by {user}", True))
 
     def session_ended(self, session_id: int) -> None:
         pending = self._pending
@@ -126,7 +156,7 @@ class ConfirmedCommit:
     def expire(self) -> None:
         """The timeout passed without a confirming commit."""
         if self._pending is not None:
-            self._roll_back(self._pending, "the confirm timeout expired")
+            self._roll_back(self._pending, "confirm timeout")
 
     # ---- internals -------------------------------------------------------------------------
 
@@ -170,10 +200,20 @@ class ConfirmedCommit:
         except DatastoreError as error:
             # Nobody is waiting for an answer: the unconfirmed configuration stays.
             log.error("confirmed commit not rolled back (%s): %s", why, error)
+            self._report(RolledBack(pending.user, pending.owner, why, False, str(error)))
             return
         finally:
             self._datastore.drop_rollback()
         log.info("confirmed commit rolled back: %s", why)
+        self._report(RolledBack(pending.user, pending.owner, why, True))
+
+    def _report(self, event: RolledBack) -> None:
+        if self._on_rolled_back is None:
+            return
+        try:
+            self._on_rolled_back(event)
+        except Exception:  # a listener's failure (a full disk) must not undo the rollback
+            log.exception("confirmed commit rollback not reported: %s", event.detail)
 
     def _forget(self, pending: _Pending) -> None:
         if pending.timer is not None:

@@ -473,14 +473,16 @@ def _commit(session: SessionHandle, operation: etree._Element) -> Reply:
         persist_id=_text_param(params, "persist-id"),
     )
     _check_not_locked(session, DatastoreName.RUNNING, DatastoreName.CANDIDATE)
-    session.agent.confirmed.commit(session.session_id, request)
+    session.agent.confirmed.commit(session.session_id, request, session.info.username or "-")
     return Reply()
 
 
 def _cancel_commit(session: SessionHandle, operation: etree._Element) -> Reply:
     params = _params(operation, ("persist-id",))
     _check_not_locked(session, DatastoreName.RUNNING)
-    session.agent.confirmed.cancel(session.session_id, _text_param(params, "persist-id"))
+    session.agent.confirmed.cancel(
+        session.session_id, _text_param(params, "persist-id"), session.info.username or "-"
+    )
     return Reply()
 
 

@@ -267,6 +267,8 @@ class NetconfServer:
         the RFC 8639/8641 dynamic subscriptions (defaults: `push.model.Limits`)."""
         schema = datastore.schema
         self.access = AccessControl(accounts, datastore) if accounts is not None else None
+        if self.access is not None:
+            datastore.add_state_source(self.access.state_json)  # /nacm's counters
         self._user_keys = _user_keys(accounts) if accounts is not None else None
         self._hello_timeout_s = hello_timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None

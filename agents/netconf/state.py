@@ -11,7 +11,7 @@ from typing import Protocol
 
 from agents.access.control import AccessControl
 from agents.datastore import Datastore, DatastoreName
-from agents.netconf.confirmed import ConfirmedCommit, Scheduler
+from agents.netconf.confirmed import ConfirmedCommit, RolledBack, Scheduler
 from agents.netconf.framing import DEFAULT_MAX_MESSAGE_SIZE
 from agents.netconf.monitoring import (
     MONITORING_MODULE,
@@ -120,10 +120,22 @@ class AgentState:
         self.locks: dict[DatastoreName, int] = {}
         self._lock_times: dict[DatastoreName, datetime] = {}
         self.sessions: dict[int, SessionHandle] = {}
-        self.confirmed = ConfirmedCommit(datastore, scheduler)
+        self.confirmed = ConfirmedCommit(datastore, scheduler, self._audit_rollback)
         # RFC 8639/8641 dynamic subscriptions; the server sets it (None: not offered).
         self.push: PushService | None = None
         self._next_session_id = 1
+
+    def _audit_rollback(self, event: RolledBack) -> None:
+        """A confirmed commit undone, in the audit log under the user who made it."""
+        if self.audit is None:
+            return
+        role = "-"
+        if self.access is not None:
+            role = ",".join(sorted(self.access.rules().groups_of(event.user))) or "-"
+        outcome = "ok" if event.ok else "failed"
+        self.audit.record(
+            event.user, role, "confirmed-commit-rollback", "running", outcome, event.detail
+        )
 
     def keys_of_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """The key names of the list at `names` (element names from the top); () if none."""

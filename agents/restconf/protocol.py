@@ -21,7 +21,7 @@ from agents.access.reads import prune
 from agents.access.writes import edit_changes
 from agents.datastore import Datastore, DatastoreError, DatastoreName, Operation
 from agents.datastore.tree import serialize
-from agents.restconf import tree
+from agents.restconf import tree, xml_body
 from agents.restconf.errors import RestconfError, error_document, from_datastore
 from agents.restconf.query import Content, ReadQuery, limit_depth, parse_query, select_fields
 from agents.restconf.uri import Segment, Target, location, parse_target
@@ -93,7 +93,7 @@ class Restconf:
     # ---- entry -----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response:
-        xml = _wants_xml(request.headers.get("accept", ""))
+        xml = _wants_xml(request.headers.get("accept", ""), _media(request))
         try:
             return self._route(request, xml)
         except RestconfError as error:
@@ -356,7 +356,12 @@ class Restconf:
             element.set(tree.OPERATION, Operation.DELETE.value)
             self._apply(request, config)
             return Response(204)
-        name, value = _body(request)
+        if method == "POST":
+            parent = target.segments if target is not None else ()
+        else:
+            assert target is not None
+            parent = target.segments[:-1]
+        name, value = _body(request, self._xml_member(parent))
         if method == "POST":
             return self._post(request, target, name, value)
         assert target is not None
@@ -427,6 +432,16 @@ class Restconf:
         new = (*parent, Segment(module, local, keys))
         return Response(201, (("location", f"{DATA}/{location(new)}"),))
 
+    def _xml_member(self, parent: tuple[Segment, ...]) -> Callable[[bytes], tuple[str, Any]]:
+        """An XML body's element, below the resource `parent`, as the JSON member."""
+
+        def member(body: bytes) -> tuple[str, Any]:
+            return xml_body.member(
+                body, parent, self._namespaces, self._info, self._schema.xml_to_json
+            )
+
+        return member
+
     def _check_keys(self, target: Target, value: Any) -> Any:
         """A PUT/PATCH of a list entry: the body's keys must be the URI's (RFC 8040 §4.5)."""
         last = target.segments[-1]
@@ -485,20 +500,22 @@ def _only(method: str, allowed: str) -> None:
         )
 
 
-def _wants_xml(accept: str) -> bool:
-    """XML when the client asks for it before (or instead of) JSON."""
-    ranked = [part.split(";")[0].strip() for part in accept.split(",") if part.strip()]
+def _wants_xml(accept: str, sent: str = JSON) -> bool:
+    """XML when the client asks for it before (or instead of) JSON; with no preference
+    (no Accept, or only wildcards), the media type of the request's body (RFC 8040 §5.2)."""
+    ranked = [part.split(";")[0].strip().lower() for part in accept.split(",") if part.strip()]
     for media in ranked:
         if media in (XML, "application/xml"):
             return True
-        if media in (JSON, "application/json", "*/*", "application/*"):
+        if media in (JSON, "application/json"):
             return False
-    return False
+    return sent in (XML, "application/xml")
 
 
-def _body(request: Request) -> tuple[str, Any]:
-    """The one top-level member of a request body (JSON or XML) and its value."""
-    media = request.headers.get("content-type", JSON).split(";")[0].strip()
+def _body(request: Request, xml_member: Callable[[bytes], tuple[str, Any]]) -> tuple[str, Any]:
+    """The one top-level member of a request body (JSON, or XML through `xml_member`) and
+    its value."""
+    media = _media(request)
     if not request.body.strip():
         raise RestconfError.of("protocol", "malformed-message", "the request has no body")
     if media in (JSON, "application/json"):
@@ -513,15 +530,14 @@ def _body(request: Request) -> tuple[str, Any]:
         ((name, value),) = doc.items()
         return str(name), value
     if media in (XML, "application/xml"):
-        raise RestconfError.of(
-            "protocol",
-            "invalid-value",
-            "XML request bodies are not supported yet: send application/yang-data+json",
-            status=415,
-        )
+        return xml_member(request.body)
     raise RestconfError.of(
         "protocol", "invalid-value", f"unsupported content type {media!r}", status=415
     )
+
+
+def _media(request: Request) -> str:
+    return request.headers.get("content-type", JSON).split(";")[0].strip().lower()
 
 
 def _nonconfig(

@@ -21,11 +21,14 @@ from typing import Any
 import yaml
 
 from lab.configs import CONTROLLER, agent_name, km_name, process_configs
-from lab.plan import LabPlan
+from lab.plan import LabPlan, controller_role_tokens
 from lab.topology import Topology, load_topology
 
 CONTAINER_ROOT = PurePosixPath("/var/lib/qkdsdn")
-TOKEN_FILE = PurePosixPath("secrets/controller-token")
+# The one controller API token of a deployment (role admin); the lab's per-role files are not
+# left beside it (an operator reaching for "the token" finds only this one).
+TOKEN_FILE = PurePosixPath("secrets/controller-token-admin")
+LAB_TOKEN_FILE = PurePosixPath("secrets/controller-token")  # the lab's operator-role file
 LOOPBACK = "127.0.0.1"
 
 
@@ -39,6 +42,7 @@ class Ports:
     etsi004: int = 8303
     relay: int = 8304
     skip: int = 8305
+    restconf: int = 8306
     controller_api: int = 8500
 
 
@@ -164,7 +168,10 @@ def plan_export(
     )
     token = state_dir / TOKEN_FILE
     if not token.exists():
-        _write_secret(token, secrets.token_urlsafe(24).encode())
+        _write_secret(token, secrets.token_urlsafe(32).encode())
+    for path in controller_role_tokens(str(state_dir / LAB_TOKEN_FILE)).values():
+        if Path(path) != token:
+            Path(path).unlink(missing_ok=True)
     folder = state_dir / "config"
     configs = deployment_configs(
         process_configs(plan, address.hosts, listen="0.0.0.0", folder=folder),
@@ -190,6 +197,7 @@ def _fixed_ports(plan: LabPlan) -> LabPlan:
                 km_etsi004_port=PORTS.etsi004,
                 km_relay_port=PORTS.relay,
                 km_skip_port=PORTS.skip if node.km_skip_port else 0,
+                restconf_port=PORTS.restconf if node.restconf_port else 0,
             )
             for node in plan.nodes
         ),
@@ -282,7 +290,7 @@ def paths_of(value: Any, name: str = "") -> Iterator[tuple[str, Path]]:
 
 def _public_ports(role: str) -> dict[str, int]:
     if role == "agent":
-        return {"netconf": PORTS.netconf}
+        return {"netconf": PORTS.netconf, "restconf": PORTS.restconf}
     if role == "km":
         return {"etsi014": PORTS.etsi014, "etsi004": PORTS.etsi004, "relay": PORTS.relay}
     return {"api": PORTS.controller_api}

@@ -21,7 +21,7 @@ import yaml
 
 from km.etsi014.server import TlsFiles, client_tls_context
 from lab.export.containerlab import STATE, containerlab_addressing, write_containerlab
-from lab.export.network import CONTAINER_ROOT, plan_export
+from lab.export.network import CONTAINER_ROOT, TOKEN_FILE, plan_export
 from lab.topology import topology_path
 from tests.harness.etsi014 import read_ready_line
 
@@ -122,7 +122,7 @@ def test_an_exported_agent_key_manager_and_controller_start_from_their_files_and
     )
     deadline = time.monotonic() + START_TIMEOUT_S
     devices: list[dict[str, Any]] = []
-    token = (tmp_path / STATE / "secrets" / "controller-token").read_text().strip()
+    token = (tmp_path / STATE / TOKEN_FILE).read_text().strip()
     bearer = {"Authorization": f"Bearer {token}"}  # every call needs a role's token
     while time.monotonic() < deadline and controller.poll() is None:
         try:

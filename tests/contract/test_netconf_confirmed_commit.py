@@ -9,8 +9,10 @@ from ncclient.operations import RPCError
 
 from agents.datastore import DatastoreName
 from agents.netconf.errors import BASE_NS
+from common.audit import AuditLog, read_log
 from tests.harness.netconf import (
     NS,
+    USERNAME,
     AgentThread,
     connect,
     running_agent,
@@ -99,3 +101,49 @@ def test_a_restart_before_the_confirmation_restores_the_old_configuration(
         with pytest.raises(RPCError) as caught:
             session.commit(persist_id="survives-the-session")  # nothing pending any more
         assert caught.value.tag == "invalid-value"
+
+
+def _rollbacks(log: Path) -> list[tuple[str, str, str, str]]:
+    if not log.exists():
+        return []
+    return [
+        (entry.who, entry.action, entry.outcome, entry.detail)
+        for entry in read_log(log)
+        if entry.action == "confirmed-commit-rollback"
+    ]
+
+
+def test_a_timed_out_or_cancelled_confirmed_commit_is_audited_under_its_maker(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    audit = AuditLog("agent:test", log)
+    with running_agent(tmp_path, audit=audit) as agent, connect(agent) as session:
+        session.edit_config(target="candidate", config=_edit("trial"))
+        session.commit(confirmed=True, timeout="1")
+        wait_until(lambda: bool(_rollbacks(log)), "the timed-out commit in the audit log")
+        assert _rollbacks(log) == [
+            (USERNAME, "confirmed-commit-rollback", "ok", "rolled back: confirm timeout")
+        ]
+        assert _location(agent) == "lab"
+        session.edit_config(target="candidate", config=_edit("again"))
+        session.commit(confirmed=True, timeout="600")
+        session.cancel_commit()
+        assert _rollbacks(log)[1:] == [
+            (
+                USERNAME,
+                "confirmed-commit-rollback",
+                "ok",
+                f"rolled back: cancel-commit by {USERNAME}",
+            )
+        ]
+    actions = [(entry.action, entry.outcome) for entry in read_log(log)]
+    assert actions == [
+        ("edit-config", "ok"),
+        ("confirmed-commit", "ok"),
+        ("confirmed-commit-rollback", "ok"),
+        ("edit-config", "ok"),
+        ("confirmed-commit", "ok"),
+        ("confirmed-commit-rollback", "ok"),
+        ("cancel-commit", "ok"),
+    ]

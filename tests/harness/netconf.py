@@ -24,6 +24,7 @@ import ncclient.transport.session
 from lxml import etree
 from ncclient import manager
 
+from agents.access.cert_names import CertNames
 from agents.access.users import Accounts, User, hash_password
 from agents.datastore import Datastore
 from agents.netconf.framing import FrameDecoder
@@ -113,9 +114,11 @@ class AgentThread:
         audit: AuditLog | None = None,
         initial_running: str = INITIAL_RUNNING,
         restconf_tls: TlsFiles | None = None,
+        restconf_certs: CertNames | None = None,
     ) -> None:
         self.directory = directory
         self.restconf_tls = restconf_tls
+        self.restconf_certs = restconf_certs
         self.restconf: RestconfServer | None = None
         self.accounts = accounts
         self.audit = audit
@@ -161,7 +164,7 @@ class AgentThread:
             restconf = Restconf(
                 self.datastore, self.server.access, self.audit, self.server.lock_holder
             )
-            app = RestconfApp(restconf, BasicAuth(logins))
+            app = RestconfApp(restconf, BasicAuth(logins), self.restconf_certs)
             self.restconf = RestconfServer(app, self.restconf_tls, Address("127.0.0.1", 0))
             await self.restconf.start()
 
@@ -212,9 +215,11 @@ def running_agent(
     audit: AuditLog | None = None,
     initial_running: str = INITIAL_RUNNING,
     restconf_tls: TlsFiles | None = None,
+    restconf_certs: CertNames | None = None,
 ) -> Iterator[AgentThread]:
     """`accounts`: per-user logins and NACM (none: USERNAME may do everything);
-    `restconf_tls`: also serve RESTCONF over HTTPS with this certificate."""
+    `restconf_tls`: also serve RESTCONF over HTTPS with this certificate; `restconf_certs`:
+    the client certificates it maps to accounts."""
     agent = AgentThread(
         directory,
         backend or FakeBackend(),
@@ -224,6 +229,7 @@ def running_agent(
         audit,
         initial_running,
         restconf_tls,
+        restconf_certs,
     )
     agent.start()
     try:

@@ -15,6 +15,7 @@ from agents.netconf.framing import FramingMode, encode_message
 from agents.netconf.server import BASE_CAPABILITIES
 from agents.netconf.session import Session
 from agents.netconf.state import AgentState
+from common.audit import AuditLog, read_log
 from tests.harness.netconf import CLIENT_HELLO_1_1, FakeBackend, MemoryTransport
 from yang.schema import Schema
 
@@ -317,3 +318,28 @@ def test_an_unusable_rollback_file_is_set_aside(tmp_path: Path) -> None:
     assert _location(restarted) == "before"
     assert (tmp_path / "running.rollback.stale.xml").exists()
     assert not (tmp_path / "running.rollback.xml").exists()
+
+
+def test_a_rollback_is_audited_under_the_user_who_made_the_commit_and_a_failed_one_too(
+    tmp_path: Path,
+) -> None:
+    agent, scheduler, backend = _agent()
+    agent.audit = AuditLog("agent:test", tmp_path / "audit.jsonl")
+    client = Client(agent)
+    client.set_location("after")
+    client.ok("<commit><confirmed/></commit>")
+    client.session.close()  # no persist: the session's end undoes it
+    second = Client(agent)
+    second.set_location("after")
+    second.ok("<commit><confirmed/></commit>")
+    backend.veto_reason = "the node cannot go back"
+    scheduler.live()[0].callback()
+    rollbacks = [
+        (entry.action, entry.outcome, entry.detail)
+        for entry in read_log(tmp_path / "audit.jsonl")
+        if entry.action == "confirmed-commit-rollback"
+    ]
+    assert rollbacks[0] == ("confirmed-commit-rollback", "ok", "rolled back: session 1 ended")
+    _, outcome, detail = rollbacks[1]
+    assert outcome == "failed" and detail.startswith("not rolled back (confirm timeout)")
+    assert "cannot go back" in detail and len(rollbacks) == 2

@@ -126,6 +126,7 @@ def test_each_node_is_one_pod_of_agent_and_key_manager_ready_on_their_real_ports
         assert km_file["agent"] == agent_file["listen"]["grpc"] == f"127.0.0.1:{PORTS.agent_grpc}"
         listens = {
             "netconf": agent_file["listen"]["netconf"],
+            "restconf": agent_file["listen"]["restconf"],
             **{name: km_file["listen"][name] for name in ("etsi014", "etsi004", "relay")},
         }
         assert all(address.startswith("0.0.0.0:") for address in listens.values())
