@@ -529,6 +529,14 @@ def _read_borders(
         if pair in seen:
             reader.add(at, f"duplicate border {a}–{b} (also borders[{seen[pair]}])")
             continue
+        taken = [node for node in ends if any(node in other for other in seen)]
+        if taken:
+            reader.add(
+                at,
+                f"node {taken[0]!r} is already at a border site: a border node meets one "
+                "peer domain (add another border node for another)",
+            )
+            continue
         seen[pair] = index
         borders.append(BorderSpec(a=a, b=b))
     return tuple(borders)
