@@ -104,8 +104,8 @@ def print_summary(topology: Topology, path: Path, console: Console) -> None:
     for node in topology.nodes:
         degree = sum(node.name in (link.a, link.b) for link in topology.links)
         apps = ", ".join(app.sae_id for app in topology.apps if app.node == node.name)
-        domain = (node.domain,) if topology.domains else ()
-        nodes.add_row(node.name, *domain, Text(node.location), str(degree), apps)
+        in_domain: tuple[str, ...] = (node.domain,) if topology.domains else ()
+        nodes.add_row(node.name, *in_domain, Text(node.location), str(degree), apps)
     links = Table(
         title="links", caption="SKR and QBER from the physical model; * given in the file"
     )

@@ -435,12 +435,13 @@ def _read_domains(reader: _Reader, value: object) -> tuple[DomainSpec, ...]:
         where = _join("domains", name)
         if reader.text(name, where, DOMAIN_NAME) is None:
             continue
-        description, trusts = "", []
+        trusts: list[str] = []
         attributes = {} if body is None else reader.mapping(body, where, f"domain {name!r}")
         if attributes is None:
             continue
         reader.known_keys(attributes, DOMAIN_KEYS, where)
         description = reader.text(attributes.get("description", ""), _join(where, "description"))
+        description = description or ""
         raw = attributes.get("trusts", [])
         at = _join(where, "trusts")
         if not isinstance(raw, list):
