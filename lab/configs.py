@@ -157,6 +157,8 @@ def _domain_section(plan: LabPlan, name: str, place: _Place) -> dict[str, Any]:
     return {
         "name": name,
         "borders": dict(sorted(domain.borders.items())),
+        # its own SAEs and the node serving each (what its abstract view announces)
+        "saes": {app.sae_id: app.node for app in plan.apps if app.node in domain.nodes},
         "peers": peers,
         "reservation_ttl_s": RESERVATION_TTL_S,
         "peer_timeout_s": PEER_TIMEOUT_S,

@@ -341,6 +341,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Piped or in CI, rich would assume 80 columns and fold the timeline into many lines.
     console = terminal()
+    if args.scenario == "domains":  # two twins (three domains, one): lab/scenarios/domains.py
+        from lab.scenarios.domains import domains_command
+
+        console.print(f"[bold]scenario domains[/]: {SCENARIOS['domains'].description}")
+        return domains_command(args.out, args.state_dir, console, args.requests)
     if args.scenario == "surge":  # two runs (static, data-driven): lab/scenarios/surge.py
         from lab.scenarios.surge import surge_command
 

@@ -243,3 +243,11 @@ def run_scenario(
     )
     (out_dir / "results.json").write_text(json.dumps(asdict(result), indent=2))
     return result
+
+
+# The building blocks the other scenarios share (lab/scenarios/domains.py).
+sae_client = _client
+key_request = _one_request
+wait_buffer = _wait_buffer
+median = _median
+fingerprint = _fingerprint

@@ -137,6 +137,7 @@ def test_controllers_know_their_borders_and_peers_with_crossed_token_files(
     section = {d.name: configs[d.process]["domain"] for d in plan.domains}
     assert section["B"]["borders"] == {"b_a": "A", "b_c": "C"}
     assert section["A"]["borders"] == {"a_b": "B"}
+    assert section["C"]["saes"] == {"app-c": "c2", "app-c1": "c1"}
     assert [p["name"] for p in section["B"]["peers"]] == ["A", "C"]
     assert [p["name"] for p in section["A"]["peers"]] == ["B"]
     a_to_b = section["A"]["peers"][0]
