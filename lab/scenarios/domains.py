@@ -137,7 +137,7 @@ def _reservations(plan: LabPlan) -> dict[str, int]:
         live = [
             r
             for r in (items if isinstance(items, list) else [])
-            if not isinstance(r, dict) or r.get("state") in ("reserved", None)
+            if isinstance(r, dict) and r.get("state") in ("reserved", "committing")
         ]
         held[domain.process] = len(live) if body is not None else -1
     return held
