@@ -732,6 +732,51 @@ def wait_discovered(plan: LabPlan, timeout: float, process: subprocess.Popen[byt
         time.sleep(0.2)
 
 
+def views_pending(plan: LabPlan, domain: str, view: dict[str, object]) -> list[str]:
+    """The SAEs of other domains that domain `domain`'s controller (its `GET
+    /interdomain/view` answer) cannot reach yet, though a border route leads to them. Pure."""
+    reach = view.get("reach")
+    known = set(reach) if isinstance(reach, dict) else set()
+    return [
+        app.sae_id
+        for app in plan.apps
+        if (other := plan.node(app.node).domain) != domain
+        and plan.domain_route(domain, other)
+        and app.sae_id not in known
+    ]
+
+
+def wait_views(
+    plan: LabPlan, timeout: float, processes: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    """Waits until every domain's controller has learned, from its peers' abstract views,
+    every SAE of the other domains it can reach: before that, a request across domains
+    would be refused (no route yet)."""
+    deadline = time.monotonic() + timeout
+    for domain in plan.domains:
+        view = plan.view(domain.name)
+        request = urllib.request.Request(f"{domain.controller.url}/interdomain/view")
+        request.add_header("Authorization", f"Bearer {viewer_token(view)}")
+        while True:
+            process = processes.get(domain.process)
+            if process is not None and process.poll() is not None:
+                raise LabError(f"{domain.process} exited with code {process.returncode}")
+            try:
+                with urllib.request.urlopen(request, timeout=5.0) as reply:
+                    pending = views_pending(plan, domain.name, json.loads(reply.read()))
+            except (OSError, ValueError) as exc:
+                pending = [f"its answer ({exc})"]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                shown = ", ".join(pending[:8])
+                raise LabError(
+                    f"{domain.process} has not learned the other domains after "
+                    f"{timeout:.0f} s: {shown}"
+                )
+            time.sleep(0.2)
+
+
 def wait_listening(plan: LabPlan, process: ManagedProcess, timeout: float) -> None:
     """Waits until a process that is not our child (restarted) listens on all its ports."""
     deadline = time.monotonic() + timeout
@@ -791,6 +836,9 @@ def launch(
             if is_controller(proc.name):
                 view = plan.controller_view(proc.name)
                 wait_discovered(view, max(0.0, deadline - time.monotonic()), popen)
+        controllers = {p.name: o for p, o in started if is_controller(p.name)}
+        if plan.domains and len(controllers) == len(plan.domains):  # their views converge
+            wait_views(plan, max(0.0, deadline - time.monotonic()), controllers)
     except BaseException:
         stop_processes([p for p, _ in started])
         _pid_file(state_dir).unlink(missing_ok=True)

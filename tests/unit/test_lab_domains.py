@@ -202,3 +202,15 @@ def test_fault_kill_sigkills_a_recorded_process_by_name(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_a_controller_is_ready_once_its_view_reaches_every_other_domains_sae(
+    plan: LabPlan,
+) -> None:
+    from lab.launcher import views_pending
+
+    partial = {"domain": "A", "reach": {"app-b1": ["B"], "app-b2": ["B"]}}
+    assert views_pending(plan, "A", partial) == ["app-c", "app-c1"]
+    full = {"reach": {sae: ["B"] for sae in ("app-b1", "app-b2", "app-c", "app-c1")}}
+    assert views_pending(plan, "A", full) == []
+    assert views_pending(plan, "B", {"reach": {}}) == ["app-a", "app-c", "app-a2", "app-c1"]
