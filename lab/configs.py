@@ -139,11 +139,12 @@ def _interdomain(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]
 
 def _domain_section(plan: LabPlan, name: str, place: _Place) -> dict[str, Any]:
     """A domain controller's `domain` section: its border nodes and its peer controllers,
-    each with the token to send and the token to accept."""
+    each with the token to send and the token to accept. Every other domain is a peer, not
+    only the neighbours: the origin of a request reserves in each domain on its path."""
     domain = plan.domain(name)
     secrets_dir = Path(domain.token_file).parent
     peers = []
-    for peer in sorted(set(domain.borders.values())):
+    for peer in sorted(d.name for d in plan.domains if d.name != name):
         other = plan.domain(peer).controller
         peers.append(
             {

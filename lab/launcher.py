@@ -379,18 +379,18 @@ def _domain_plans(
     topology: Topology, state_dir: Path, ports: Iterator[int], host: str
 ) -> tuple[DomainPlan, ...]:
     """Each domain's CA and certificate paths, controller port and tokens (written here:
-    the operator token files of its API and a peer token per neighbouring domain)."""
+    the operator token files of its API and a peer token per ordered pair of domains: the
+    origin of a request reserves in every domain on its path, neighbour or not)."""
     pki_dir, secrets_dir = state_dir / "pki", state_dir / "secrets"
     partner = {s.a: s.b for s in topology.borders} | {s.b: s.a for s in topology.borders}
     plans = []
     for domain in topology.domains:
         nodes = tuple(n.name for n in topology.nodes if n.domain == domain.name)
         borders = {n: topology.domain_of(partner[n]) for n in nodes if n in partner}
-        for peer in sorted(set(borders.values())):
-            for sender, receiver in ((domain.name, peer), (peer, domain.name)):
-                token = Path(peer_token_file(secrets_dir, sender, receiver))
-                if not token.exists():
-                    _write_secret(token, secrets.token_urlsafe(32).encode())
+        for peer in (d.name for d in topology.domains if d.name != domain.name):
+            token = Path(peer_token_file(secrets_dir, domain.name, peer))
+            if not token.exists():
+                _write_secret(token, secrets.token_urlsafe(32).encode())
         name = domain.name
         plans.append(
             DomainPlan(

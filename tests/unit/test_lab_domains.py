@@ -139,7 +139,7 @@ def test_controllers_know_their_borders_and_peers_with_crossed_token_files(
     assert section["A"]["borders"] == {"a_b": "B"}
     assert section["C"]["saes"] == {"app-c": "c2", "app-c1": "c1"}
     assert [p["name"] for p in section["B"]["peers"]] == ["A", "C"]
-    assert [p["name"] for p in section["A"]["peers"]] == ["B"]
+    assert [p["name"] for p in section["A"]["peers"]] == ["B", "C"]  # the origin reserves in C too
     a_to_b = section["A"]["peers"][0]
     b_from_a = section["B"]["peers"][0]
     assert a_to_b["url"] == plan.domain("B").controller.url
