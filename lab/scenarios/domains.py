@@ -40,7 +40,13 @@ ROUNDS = 8
 TARGET_RATIO = 2.0  # warm p50 across domains within 2x of the one-domain path
 # Events of other parts than the intra-domain relay: the controllers' reservations and the
 # ETSI 020 hand-offs between border KMs (named by their prefixes).
-CROSS_DOMAIN_PREFIXES = ("interdomain.", "etsi020.", "ext_keys", "handoff.", "reservation.")
+CROSS_DOMAIN_PREFIXES = (
+    "relay.handed_off",  # the border KM handed the batch to the next domain's (ETSI 020)
+    "interdomain.",
+    "etsi020.",
+    "ext_keys",
+    "reservation.",
+)
 
 
 def shown(event: str) -> bool:
@@ -67,6 +73,9 @@ class TwinRun:
     requests: list[KeyRequest]
     first_key_ms: float
     warm_p50_ms: float
+    # From the master KM's first link key for a key to its relay.done (the whole chain's
+    # acknowledgement): the relay itself, whether or not the request found it buffered.
+    relay_p50_ms: float
     all_keys_match: bool
     key_ids_served_twice: int
     reservations_left: dict[str, int]  # controller process -> reservations it still holds
@@ -114,6 +123,17 @@ def journey(events: list[TimelineEvent], key_id: str, t0: float, t1: float) -> l
             {"t_ms": round(e.t_ms - t0, 3), "source": e.source, "event": e.event, **fields}
         )
     return picked
+
+
+def relay_ms(request: KeyRequest, master_km: str) -> float | None:
+    """How long the relay of this request's key took, seen at the master's KM: its first
+    `relay.link_key` to its `relay.done` (None when the trace lacks either)."""
+    at_master = [e for e in request.events if e["source"] == master_km]
+    starts = [e["t_ms"] for e in at_master if e["event"] == "relay.link_key"]
+    ends = [e["t_ms"] for e in at_master if e["event"] == "relay.done"]
+    if not starts or not ends or max(ends) < min(starts):
+        return None
+    return round(float(max(ends)) - float(min(starts)), 3)
 
 
 def _reservations(plan: LabPlan) -> dict[str, int]:
@@ -184,6 +204,8 @@ def run_twin(
         for index, key_id, k_master, k_slave, t0, t1, t2 in timings
     ]
     served = Counter(r.key_id for r in requests)
+    master_km = f"km:{plan.app(MASTER).node}"
+    relays = [ms for r in requests if (ms := relay_ms(r, master_km)) is not None]
     return TwinRun(
         twin=label,
         topology=str(topology_file) if not plan.domains else topology.name,
@@ -191,6 +213,7 @@ def run_twin(
         requests=requests,
         first_key_ms=requests[0].enc_ms if requests else 0.0,
         warm_p50_ms=median([r.enc_ms for r in requests[1:]]),
+        relay_p50_ms=median(relays),
         all_keys_match=bool(requests) and all(r.keys_match for r in requests),
         key_ids_served_twice=sum(1 for count in served.values() if count > 1),
         reservations_left=reservations,
@@ -289,7 +312,8 @@ def domains_chart(result: DomainsResult, path: Path) -> None:
     ax.set_title(
         f"first key {result.domains.first_key_ms:.0f} vs {result.single.first_key_ms:.0f} ms; "
         f"warm p50 {result.domains.warm_p50_ms:.1f} vs {result.single.warm_p50_ms:.1f} ms "
-        f"(×{result.warm_ratio:.2f}, target ≤ ×{result.target_ratio:g}); "
+        f"(×{result.warm_ratio:.2f}, target ≤ ×{result.target_ratio:g}); relay p50 "
+        f"{result.domains.relay_p50_ms:.0f} vs {result.single.relay_p50_ms:.0f} ms; "
         f"{result.domains.qkd_hops} QKD hops either way"
     )
     ax.legend(fontsize=8)
@@ -314,7 +338,8 @@ def domains_command(
     for run in (result.domains, result.single):
         console.print(
             f"{run.twin}: {len(run.requests)} requests, first key {run.first_key_ms:.1f} ms, "
-            f"warm p50 {run.warm_p50_ms:.1f} ms, keys equal: {run.all_keys_match}, "
+            f"warm p50 {run.warm_p50_ms:.1f} ms, relay p50 {run.relay_p50_ms:.1f} ms, "
+            f"keys equal: {run.all_keys_match}, "
             f"key_IDs served twice: {run.key_ids_served_twice}"
             + (f", reservations left {run.reservations_left}" if run.reservations_left else "")
         )

@@ -54,7 +54,7 @@ def _run(label: str, enc: list[float]) -> TwinRun:
         )
         for i, ms in enumerate(enc)
     ]
-    return TwinRun(label, "t", 4, requests, enc[0], sorted(enc[1:])[1], True, 0, {})
+    return TwinRun(label, "t", 4, requests, enc[0], sorted(enc[1:])[1], 50.0, True, 0, {})
 
 
 def test_the_chart_is_drawn_from_a_result(tmp_path: Path) -> None:
@@ -72,3 +72,18 @@ def test_the_chart_is_drawn_from_a_result(tmp_path: Path) -> None:
     chart = tmp_path / "timeline.png"
     domains_chart(result, chart)
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_relay_time_runs_from_the_masters_first_link_key_to_its_relay_done() -> None:
+    from lab.scenarios.domains import relay_ms
+
+    events = [
+        {"t_ms": -120.0, "source": "km:a1", "event": "relay.link_key"},
+        {"t_ms": -110.0, "source": "km:a_b", "event": "relay.handed_off"},
+        {"t_ms": -100.0, "source": "km:a1", "event": "relay.link_key"},
+        {"t_ms": -20.5, "source": "km:a1", "event": "relay.done"},
+        {"t_ms": -10.0, "source": "km:c2", "event": "relay.done"},
+    ]
+    request = KeyRequest(1, "k", "ab", True, 5.0, 1.0, events)
+    assert relay_ms(request, "km:a1") == 99.5
+    assert relay_ms(request, "km:b1") is None
