@@ -66,6 +66,12 @@ PORTS_PER_NODE = 7
 class LabError(RuntimeError):
     """The twin could not be started or stopped; the message says which process and why."""
 
+    @property
+    def port_taken(self) -> bool:
+        """A planned port was taken by someone else between planning and binding (other
+        twins on a shared machine): a new plan, with other ports, may well start."""
+        return "Address already in use" in str(self)
+
 
 # ---------------------------------------------------------------- plan
 

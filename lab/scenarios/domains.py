@@ -14,6 +14,7 @@ import json
 import tempfile
 from collections import Counter
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import networkx as nx
 from rich.console import Console
 
-from lab.launcher import make_plan, running_lab, viewer_token
+from lab.launcher import LabError, make_plan, running_lab, viewer_token
 from lab.plan import LabPlan
 from lab.scenarios.runner import (
     MILESTONES,
@@ -37,6 +38,7 @@ from lab.topology import Topology, load_topology, single_domain, topology_path
 TOPOLOGY = "three-domains"
 MASTER, SLAVE = "app-a", "app-c"
 ROUNDS = 8
+START_S = 240.0  # 9 KMs, 3 agents processes and 3 controllers on a busy 2-core machine
 TARGET_RATIO = 2.0  # warm p50 across domains within 2x of the one-domain path
 # Events of other parts than the intra-domain relay: the controllers' reservations and the
 # ETSI 020 hand-offs between border KMs (named by their prefixes).
@@ -172,10 +174,10 @@ def run_twin(
     say: Callable[[str], None],
 ) -> TwinRun:
     """Starts one twin, serves `rounds` app-a → app-c requests, stops it."""
-    plan = make_plan(topology, topology_file, state)
     timings = []
     reservations: dict[str, int] = {}
-    with running_lab(plan, progress=lambda name: say(f"{label}: started {name}")):
+    with ExitStack() as stack:
+        plan = _started(stack, topology, topology_file, state, label, say)
         say(f"{label}: twin ready")
         clients = {sae: sae_client(plan, sae) for sae in (MASTER, SLAVE)}
         try:
@@ -218,6 +220,32 @@ def run_twin(
         key_ids_served_twice=sum(1 for count in served.values() if count > 1),
         reservations_left=reservations,
     )
+
+
+def _started(
+    stack: ExitStack,
+    topology: Topology,
+    topology_file: Path,
+    state: Path,
+    label: str,
+    say: Callable[[str], None],
+    attempts: int = 3,
+) -> LabPlan:
+    """A running twin (stopped when `stack` closes); planned again with other ports when
+    another twin on this machine took one of them before it was bound."""
+    for attempt in range(1, attempts + 1):
+        plan = make_plan(topology, topology_file, state)
+        try:
+            stack.enter_context(
+                running_lab(plan, START_S, progress=lambda name: say(f"{label}: started {name}"))
+            )
+        except LabError as error:
+            if not error.port_taken or attempt == attempts:
+                raise
+            say(f"{label}: a port was taken meanwhile; planning again ({attempt}/{attempts})")
+            continue
+        return plan
+    raise AssertionError("unreachable")
 
 
 def run_domains(

@@ -20,6 +20,7 @@ import pytest
 from lab.control import restart_process
 from lab.faults import kill_process
 from lab.launcher import (
+    LabError,
     make_plan,
     recorded_status,
     start_supervised,
@@ -41,8 +42,14 @@ START_S = 240.0  # a busy 2-core machine starts 9 KMs, 3 agents and 3 controller
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPlan]:
     state = tmp_path_factory.mktemp("three-domains")
     path = topology_path("three-domains")
-    plan = make_plan(load_topology(path), path, state)
-    start_supervised(plan, timeout=START_S, policy=RestartPolicy(limit=5, window_s=60.0))
+    for attempt in range(3):  # another twin on this machine may take a planned port first
+        plan = make_plan(load_topology(path), path, state)
+        try:
+            start_supervised(plan, timeout=START_S, policy=RestartPolicy(limit=5, window_s=60.0))
+            break
+        except LabError as error:
+            if not error.port_taken or attempt == 2:
+                raise
     try:
         yield plan
     finally:
