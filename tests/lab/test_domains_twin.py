@@ -33,7 +33,7 @@ from lab.restarts import RestartPolicy
 from lab.scenarios.runner import sae_client
 from lab.topology import load_topology, topology_path
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]  # 15 processes on a busy 2-core machine
 
 START_S = 240.0  # a busy 2-core machine starts 9 KMs, 3 agents and 3 controllers
 
