@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import networkx as nx
 from rich.console import Console
 
@@ -65,6 +67,9 @@ class KeyRequest:
     enc_ms: float
     dec_ms: float
     events: list[dict[str, Any]]
+    # enc_keys answers other than 200 before this one (each retried after 0.2 s, as an
+    # application would); the timings are those of the served call
+    refused_before: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -140,8 +145,6 @@ def relay_ms(request: KeyRequest, master_km: str) -> float | None:
 
 def _reservations(plan: LabPlan) -> dict[str, int]:
     """How many reservations each domain controller still holds (GET, viewer role)."""
-    import httpx
-
     held: dict[str, int] = {}
     for domain in plan.domains:
         view = plan.view(domain.name)
@@ -184,8 +187,9 @@ def run_twin(
             for index in range(rounds):
                 if index > 0:
                     wait_buffer(plan, clients, MASTER, SLAVE)
-                key_id, k_master, k_slave, t0, t1, _, t2 = key_request(plan, clients, MASTER, SLAVE)
-                timings.append((index, key_id, k_master, k_slave, t0, t1, t2))
+                answer, refused = _served(plan, clients)
+                key_id, k_master, k_slave, t0, t1, _, t2 = answer
+                timings.append((index, key_id, k_master, k_slave, t0, t1, t2, refused))
                 say(f"{label} #{index + 1}: {t1 - t0:.1f} ms enc, {t2 - t1:.1f} ms dec")
             if plan.domains:
                 reservations = _reservations(plan)
@@ -202,8 +206,9 @@ def run_twin(
             enc_ms=round(t1 - t0, 3),
             dec_ms=round(t2 - t1, 3),
             events=journey(events, key_id, t0, t2),
+            refused_before=refused,
         )
-        for index, key_id, k_master, k_slave, t0, t1, t2 in timings
+        for index, key_id, k_master, k_slave, t0, t1, t2, refused in timings
     ]
     served = Counter(r.key_id for r in requests)
     master_km = f"km:{plan.app(MASTER).node}"
@@ -220,6 +225,26 @@ def run_twin(
         key_ids_served_twice=sum(1 for count in served.values() if count > 1),
         reservations_left=reservations,
     )
+
+
+RETRY_S = 60.0  # how long a request is retried while the KM refuses it (503)
+
+
+def _served(
+    plan: LabPlan, clients: dict[str, httpx.Client]
+) -> tuple[tuple[str, bytes, bytes, float, float, float, float], list[str]]:
+    """One app-a → app-c request, asked again while the master's KM refuses it (a link pool
+    still resynchronising, say); returns the served request and the refusals before it."""
+    refused: list[str] = []
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        try:
+            return key_request(plan, clients, MASTER, SLAVE), refused
+        except RuntimeError as error:
+            if not str(error).startswith("enc_keys") or time.monotonic() > deadline:
+                raise
+            refused.append(str(error)[:200])
+        time.sleep(0.2)
 
 
 def _started(
@@ -368,6 +393,7 @@ def domains_command(
             f"{run.twin}: {len(run.requests)} requests, first key {run.first_key_ms:.1f} ms, "
             f"warm p50 {run.warm_p50_ms:.1f} ms, relay p50 {run.relay_p50_ms:.1f} ms, "
             f"keys equal: {run.all_keys_match}, "
+            f"refused then served: {sum(len(r.refused_before) for r in run.requests)}, "
             f"key_IDs served twice: {run.key_ids_served_twice}"
             + (f", reservations left {run.reservations_left}" if run.reservations_left else "")
         )
