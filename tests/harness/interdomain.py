@@ -110,6 +110,15 @@ def peer_client(
 def two_borders(tmp: Path, pki: DomainPki) -> tuple[KmConfig, KmConfig]:
     """a_b (domain A) and b_a (domain B) at one border site: app-a is A's, app-b is B's and
     served by b_a itself."""
+    a, b = two_border_data(tmp, pki)
+    return (
+        km_config.parse(a, tmp / "km-a_b.yaml"),
+        km_config.parse(b, tmp / "km-b_a.yaml"),
+    )
+
+
+def two_border_data(tmp: Path, pki: DomainPki) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The km.yaml mappings of `two_borders`."""
     port_a, port_b = free_ports(2)
     a = Border(
         node="a_b",
@@ -141,4 +150,4 @@ def two_borders(tmp: Path, pki: DomainPki) -> tuple[KmConfig, KmConfig]:
         ],
         trusts=["A"],
     )
-    return border_config(tmp, pki, a), border_config(tmp, pki, b)
+    return border_data(tmp, pki, a), border_data(tmp, pki, b)
