@@ -105,6 +105,7 @@ class Journal:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # a wiped value leaves no copy in the file
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
