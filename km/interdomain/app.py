@@ -94,7 +94,7 @@ def create_app(
     )
     allowed = frozenset(peers)
 
-    def caller(http: Request) -> str:
+    async def caller(http: Request) -> str:  # async: no worker thread per request
         return caller_of(http.scope, allowed, on_refused)
 
     # A dependency: solved before the body is read, so a stranger learns nothing from a 400.

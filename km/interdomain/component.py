@@ -200,8 +200,7 @@ class Interdomain:
             for key_id in key_ids:
                 if self._waiters.get(key_id) is waiters[key_id]:
                     del self._waiters[key_id]
-        self.journal.set_outgoing(key_ids, OutState.RELAYED, only_from=[OutState.SENT])
-        log.info("%s: %d key(s) relayed on", where, len(keys))
+        log.info("%s: %d key(s) relayed on", where, len(keys))  # journaled by `ack`
 
     async def supply_hand_off(self, keys: Sequence[StoredKey]) -> None:
         """`hand_off` for the key supply (an SAE of this very node asks keys for a foreign
