@@ -103,6 +103,7 @@ class Interdomain:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._maintenance: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def url(self) -> str:
@@ -125,6 +126,7 @@ class Interdomain:
         self._maintenance = asyncio.create_task(self._maintain(), name=f"020 {self.node}")
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks = [*self._tasks, *self._forwarding.values()]
         if self._maintenance is not None:
             tasks.append(self._maintenance)
@@ -183,9 +185,8 @@ class Interdomain:
                 ) from None
             remaining = limit - time.monotonic()
             try:
-                acks = await asyncio.wait_for(
-                    asyncio.gather(*waiters.values()), max(remaining, 0.001)
-                )
+                async with asyncio.timeout(max(remaining, 0.001)):
+                    acks = await asyncio.gather(*waiters.values())
             except TimeoutError:
                 raise self._give_up(
                     key_ids, FailureKind.UNAVAILABLE, f"{where}: no ack within the deadline"
@@ -412,9 +413,12 @@ class Interdomain:
 
     async def _maintain(self) -> None:
         """Sends the voids and acks still owed (after a failure or a restart), until stopped."""
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancellation that
+            # comes as its timeout fires, and this loop would never end (measured in a test).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), MAINTENANCE_S)
+                async with asyncio.timeout(MAINTENANCE_S):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self._send_voids()
