@@ -196,3 +196,27 @@ def test_a_far_domain_without_its_segment_fails_the_request_and_keeps_no_key(
             assert lab.borders["b_a"].journal.counts() == {"incoming.voided": 1}
 
     asyncio.run(run())
+
+
+def test_the_end_km_takes_a_resumed_relay_of_identical_keys_once_and_refuses_another_value(
+    tmp_path: Path,
+) -> None:
+    """What a border KM resuming its journal after a crash does: relay the same keys again."""
+
+    async def run() -> None:
+        async with two_domains(tmp_path) as lab:
+            lab.install("app1")
+            await _links_ready(lab)
+            supplier = lab.kms["b_a"].supplier
+            keys = supplier.mint.keys("app1", ["appC"], 2, 256)
+            await supplier.enc_keys("app1", ["appC"], "b2", 2, 256, keys=keys)
+            await supplier.enc_keys("app1", ["appC"], "b2", 2, 256, keys=keys)  # resumed
+            assert len(lab.stores["b2"]) == 2
+            forged = [dataclasses.replace(k, material=bytes(32)) for k in keys]
+            with pytest.raises(SupplyError, match="hop b_a→b2: a key_ID is already in the store"):
+                await supplier.enc_keys("app1", ["appC"], "b2", 2, 256, keys=forged)
+            far = lab.stores["b2"].claim("appC", "app1", [k.key_id for k in keys])
+            assert [k.material for k in far] == [k.material for k in keys]
+            assert len(lab.stores["b2"]) == 0
+
+    asyncio.run(run())

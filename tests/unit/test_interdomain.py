@@ -16,7 +16,7 @@ from km import config as km_config
 from km.interdomain.core import Route, WireError, parse_hand_off, route_of, to_wire
 from km.interdomain.journal import InState, Journal, OutState
 from km.interdomain.wire import ExtKeys
-from km.key_store import StoredKey
+from km.key_store import KeyStore, StoredKey
 from tests.harness.interdomain import DomainPki, two_border_data
 
 
@@ -193,3 +193,15 @@ def test_outgoing_states_only_move_forward_where_asked(tmp_path: Path) -> None:
     assert journal.set_outgoing(ids, OutState.RELAYED, only_from=[OutState.SENT]) == []
     assert journal.voids_owed() == {"b_a": ids}
     journal.close()
+
+
+def test_the_key_store_finds_and_discards_unclaimed_keys(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.sqlite")
+    keys = list(parse_hand_off(_body()).keys)
+    store.add(keys, ready_for_master=False)
+    assert store.lookup([k.key_id for k in keys]) == {k.key_id: k for k in keys}
+    store.claim("app-b", "app-a", [keys[0].key_id])
+    assert list(store.lookup([k.key_id for k in keys])) == [keys[1].key_id]
+    assert store.discard([k.key_id for k in keys] + [str(uuid.uuid4())]) == 1
+    assert store.lookup([k.key_id for k in keys]) == {} and len(store) == 0
+    store.close()
