@@ -404,29 +404,38 @@ class Interdomain:
             deadline = time.monotonic() + self.settings.ack_timeout_s
             try:
                 await self.client.post(callback, ack, deadline)
-            except (PeerRefused, PeerUnreachable) as exc:
+            except PeerRefused as exc:  # answered: asking again would not change the answer
+                log.error("ack %s of %d key(s) refused by the sender: %s", state, len(ids), exc)
+            except PeerUnreachable as exc:
                 log.warning("ack %s of %d key(s) not delivered: %s", state, len(ids), exc)
                 all_sent = False
+                self._wake.set()  # owed now: the maintenance loop retries it
                 continue
             self.journal.mark_acked(ids, state)
         return all_sent
 
     async def _maintain(self) -> None:
-        """Sends the voids and acks still owed (after a failure or a restart), until stopped."""
+        """Sends the voids and acks still owed (after a failure or a restart), until stopped.
+        Idle (nothing owed): it sleeps until woken; else it retries every MAINTENANCE_S."""
+        owed = True  # a restart may have left some
         while not self._stopping:
             # asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancellation that
             # comes as its timeout fires, and this loop would never end (measured in a test).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(MAINTENANCE_S):
+                async with asyncio.timeout(MAINTENANCE_S if owed else None):
                     await self._wake.wait()
             self._wake.clear()
             try:
                 await self._send_voids()
-                owed = [r for r in self.journal.unacked() if not self._in_flight(r.batch)]
-                if owed:
-                    await self._send_acks(owed)
+                acks = [r for r in self.journal.unacked() if not self._in_flight(r.batch)]
+                if acks:
+                    await self._send_acks(acks)
+                owed = bool(self.journal.voids_owed()) or any(
+                    not self._in_flight(r.batch) for r in self.journal.unacked()
+                )
             except Exception as exc:  # keep going: one bad round must not end the loop
                 log.error("interdomain maintenance failed: %s", type(exc).__name__)
+                owed = True
 
     async def _send_voids(self) -> None:
         for kme_id, ids in self.journal.voids_owed().items():

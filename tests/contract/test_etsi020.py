@@ -12,7 +12,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -26,7 +26,13 @@ from km.interdomain.journal import InState
 from km.key_store import KeyClaimError, KeyStore, StoredKey
 from km.relay.errors import RelayFailure
 from tests.harness.interdomain import DomainPki, peer_client, two_borders
-from tests.harness.relay import wait_until
+from tests.harness.relay import wait_until as _wait_until
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """tests.harness.relay.wait_until with a deadline for a machine shared with others."""
+    await _wait_until(condition, timeout, what)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,14 @@ from km.supply import KeySupply, SupplyError
 from lab.launcher import free_ports
 from lab.plan import LabPlan
 from tests.harness.configs import km_config_of
-from tests.harness.relay import FakeAgent, install_path, make_plan, wait_until
+from tests.harness.relay import FakeAgent, install_path, make_plan
+from tests.harness.relay import wait_until as _wait_until
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """tests.harness.relay.wait_until with a deadline for a machine shared with others."""
+    await _wait_until(condition, timeout, what)
+
 
 FAST = RelayTimeouts(link_key_s=0.5, per_hop_s=1.5, entry_s=0.5, connect_s=0.5)
 # app1 at a1 and app0 at the border a_b (domain A); appC at b2 (domain B)
