@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 from common.audit import AuditLog
 from common.config import Address
@@ -250,6 +251,7 @@ class Interdomain:
             hand_off = parse_hand_off(body, max_size_bits=self.config.settings.max_key_size_bits)
             for target in hand_off.targets:
                 route_of(target, self.node, self.config.applications, self.settings)
+            self._check_callback(hand_off.callback, caller)
             received = self.journal.receive(hand_off, caller, self.clock())
         except WireError as exc:
             log.info("ext_keys from %s refused: %s", caller, exc)
@@ -266,6 +268,13 @@ class Interdomain:
         if received.duplicates:
             self._retried(hand_off, received.duplicates)
         return ExtKeysResult(key_ids=list(received.new), duplicates=list(received.duplicates))
+
+    def _check_callback(self, callback: str, caller: str) -> None:
+        """This KM POSTs acks with its own certificate: only to the calling peer's host."""
+        peer = self.settings.peer_named(caller)
+        assert peer is not None  # the app admits configured peers only
+        if urlsplit(callback).hostname != urlsplit(peer.url).hostname:
+            raise WireError("ack_callback_url", f"not on the host of {caller} ({peer.url})")
 
     def _retried(self, hand_off: HandOff, duplicates: Sequence[str]) -> None:
         """A retried hand-off: keys still in flight are left to their task; keys whose fate is

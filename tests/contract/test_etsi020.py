@@ -271,6 +271,7 @@ def test_an_allowed_ca_naming_a_km_not_in_peers_is_401_audited_and_logged(
         ({"initiator_sae_id": None}, "initiator_sae_id"),
         ({"target_sae_ids": []}, "target_sae_ids"),
         ({"ack_callback_url": "http://127.0.0.1:1/ack"}, "ack_callback_url"),
+        ({"ack_callback_url": "https://192.0.2.1:1/ack"}, "ack_callback_url"),
         ({"target_sae_ids": ["app-nowhere"]}, "target_sae_ids"),
         ({"keys": [{"key_id": "ABC", "value": "AAAA"}]}, "keys[0].key_id"),
         (
