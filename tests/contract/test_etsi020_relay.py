@@ -34,7 +34,7 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what:
     await _wait_until(condition, timeout, what)
 
 
-FAST = RelayTimeouts(link_key_s=0.5, per_hop_s=1.5, entry_s=0.5, connect_s=0.5)
+FAST = RelayTimeouts(link_key_s=1.0, per_hop_s=3.0, entry_s=1.0, connect_s=1.0)
 # app1 at a1 and app0 at the border a_b (domain A); appC at b2 (domain B)
 APPS_A = {"app1": "a1", "app0": "a_b", "appC": "a_b"}
 APPS_B = {"appC": "b2", "app1": "b_a", "app0": "b_a"}
@@ -98,7 +98,7 @@ async def two_domains(tmp: Path) -> AsyncIterator[TwoDomains]:
     agents = {n: FakeAgent(plans[d], n) for n, d in domain_of.items()}
     stores = {n: KeyStore(tmp / f"{n}.sqlite") for n in domain_of}
     kms = {
-        n: RelayComponent(configs[n], stores[n], timeouts=FAST, admission_timeout_s=3.0)
+        n: RelayComponent(configs[n], stores[n], timeouts=FAST, admission_timeout_s=1.0)
         for n in domain_of
     }
 
