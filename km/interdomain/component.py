@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 
 JOURNAL_NAME = "interdomain.sqlite"  # in the KM's data_dir
 MAINTENANCE_S = 0.5  # pause between two rounds of owed voids and acks
+# Settled journal rows are kept this long: a retried hand-off is recognised by key_ID only
+# while its row exists (retries last seconds), and then purged every PURGE_INTERVAL_S.
+JOURNAL_KEEP_S = 86400.0
+PURGE_INTERVAL_S = 600.0
 
 # Relays `keys` (one master, one set of slaves, all at `node`) along this domain's association.
 RelayKeys = Callable[[Sequence[StoredKey], str], Awaitable[None]]
@@ -425,16 +429,21 @@ class Interdomain:
 
     async def _maintain(self) -> None:
         """Sends the voids and acks still owed (after a failure or a restart), until stopped.
-        Idle (nothing owed): it sleeps until woken; else it retries every MAINTENANCE_S."""
+        Idle (nothing owed): it sleeps until woken (or the next purge of old journal rows);
+        else it retries every MAINTENANCE_S."""
         owed = True  # a restart may have left some
+        purged = 0.0
         while not self._stopping:
             # asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancellation that
             # comes as its timeout fires, and this loop would never end (measured in a test).
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(MAINTENANCE_S if owed else None):
+                async with asyncio.timeout(MAINTENANCE_S if owed else PURGE_INTERVAL_S):
                     await self._wake.wait()
             self._wake.clear()
             try:
+                if time.monotonic() - purged >= PURGE_INTERVAL_S:
+                    purged = time.monotonic()
+                    self.journal.purge(self.clock() - JOURNAL_KEEP_S)
                 await self._send_voids()
                 acks = [r for r in self.journal.unacked() if not self._in_flight(r.batch)]
                 if acks:

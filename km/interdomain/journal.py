@@ -321,6 +321,22 @@ class Journal:
             owed.setdefault(str(peer), []).append(str(key_id))
         return owed
 
+    def purge(self, before: float) -> int:
+        """Forgets settled rows created before `before` (incoming: acked; outgoing: no void
+        owed); a row still `received`, `sent` or `voiding` stays. Returns how many went.
+        A key_ID forgotten is no longer recognised as a retry: keep rows far longer than any
+        retry lasts."""
+        with self._transaction() as db:
+            gone = db.execute(
+                "DELETE FROM incoming WHERE created < ? AND acked = 1 AND state != ?",
+                (before, InState.RECEIVED.value),
+            ).rowcount
+            gone += db.execute(
+                "DELETE FROM outgoing WHERE created < ? AND state IN (?, ?, ?)",
+                (before, OutState.RELAYED.value, OutState.FAILED.value, OutState.VOIDED.value),
+            ).rowcount
+        return int(gone)
+
     def counts(self) -> dict[str, int]:
         """Rows per table and state, e.g. {"incoming.received": 3} (tests, status)."""
         found: dict[str, int] = {}

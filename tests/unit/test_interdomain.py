@@ -205,3 +205,21 @@ def test_the_key_store_finds_and_discards_unclaimed_keys(tmp_path: Path) -> None
     assert store.discard([k.key_id for k in keys] + [str(uuid.uuid4())]) == 1
     assert store.lookup([k.key_id for k in keys]) == {} and len(store) == 0
     store.close()
+
+
+def test_the_journal_forgets_only_settled_rows_older_than_asked(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    old, new = parse_hand_off(_body()), parse_hand_off(_body())
+    journal.receive(old, "a_b", 100.0)
+    journal.receive(new, "a_b", 200.0)
+    ids = list(old.key_ids)
+    journal.settle(ids[:1], InState.RELAYED)
+    journal.mark_acked(ids[:1], InState.RELAYED)
+    journal.sent(new.keys, "b_a", 100.0)
+    journal.set_outgoing([new.keys[0].key_id], OutState.VOIDED)
+    assert journal.purge(150.0) == 2  # one acked incoming, one voided outgoing
+    assert journal.counts() == {
+        "incoming.received": 3,  # the other old key is still to be forwarded
+        "outgoing.sent": 1,
+    }
+    journal.close()
