@@ -194,7 +194,13 @@ class KeyManager:
                 first.master, first.slaves, node, len(keys), first.size_bits, keys=keys
             )
 
-        border = Interdomain(self.config, relay.forwarder.store, relay=relay_keys, audit=self.audit)
+        border = Interdomain(
+            self.config,
+            relay.forwarder.store,
+            relay=relay_keys,
+            audit=self.audit,
+            tracer=self.tracer,
+        )
         relay.forwarder.hand_offs = border
         supply.foreign = border
         return border

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from common.audit import AuditLog
 from common.config import Address
 from common.https_server import HttpsServer
+from common.tracing import Tracer
 from km.config import KmConfig, KmInterdomain, KmInterdomainPeer
 from km.etsi014.server import PeerCertH11Protocol
 from km.interdomain.app import Etsi020Error, create_app
@@ -81,6 +82,7 @@ class Interdomain:
         relay: RelayKeys | None = None,
         audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
+        tracer: Tracer | None = None,
     ) -> None:
         if config.interdomain is None:
             raise ValueError(f"key manager {config.node} has no interdomain section")
@@ -91,6 +93,7 @@ class Interdomain:
         self.relay = relay
         self.audit = audit
         self.clock = clock
+        self.tracer = tracer or Tracer(f"km:{config.node}", None)
         self.journal = Journal(config.data_dir / JOURNAL_NAME)
         tls, cas = config.tls, self.settings.trusted_cas
         self.client = Etsi020Client(client_context(tls, cas))
@@ -173,6 +176,7 @@ class Interdomain:
         key_ids = [k.key_id for k in keys]
         limit = min(deadline, time.monotonic() + self.settings.ack_timeout_s)
         self.journal.sent(keys, peer.kme_id, self.clock())
+        self.tracer.emit("interdomain.handoff.sent", peer=peer.kme_id, key_ids=key_ids)
         loop = asyncio.get_running_loop()
         waiters = {k: self._waiters.setdefault(k, loop.create_future()) for k in key_ids}
         try:
@@ -207,6 +211,7 @@ class Interdomain:
                 if self._waiters.get(key_id) is waiters[key_id]:
                     del self._waiters[key_id]
         log.info("%s: %d key(s) relayed on", where, len(keys))  # journaled by `ack`
+        self.tracer.emit("interdomain.handoff.acked", peer=peer.kme_id, key_ids=key_ids)
 
     async def supply_hand_off(self, keys: Sequence[StoredKey]) -> None:
         """`hand_off` for the key supply (an SAE of this very node asks keys for a foreign
@@ -264,6 +269,12 @@ class Interdomain:
             "ext_keys from %s: %d new, %d duplicate key(s) for %s",
             caller, len(received.new), len(received.duplicates), ",".join(hand_off.targets),
         )  # fmt: skip
+        self.tracer.emit(
+            "interdomain.received",
+            peer=caller,
+            key_ids=list(received.new),
+            duplicates=list(received.duplicates),
+        )
         if received.new:
             fresh = set(received.new)
             self._forward_later(
@@ -322,6 +333,7 @@ class Interdomain:
             await self._send_acks(list(self.journal.incoming(key_ids).values()), message)
             return
         moved = set(self.journal.settle(key_ids, InState.RELAYED))
+        self.tracer.emit("interdomain.delivered", key_ids=key_ids)
         voided = [k for k in key_ids if k not in moved]
         if voided:  # a void came while the keys travelled on: take them back
             await self._void_downstream(voided)

@@ -24,6 +24,7 @@ from km.relay.forwarder import RelayTimeouts
 from km.supply import KeySupply, SupplyError
 from lab.launcher import free_ports
 from lab.plan import LabPlan
+from lab.timeline import Tracer, read_events
 from tests.harness.configs import km_config_of
 from tests.harness.relay import FakeAgent, install_path, make_plan
 from tests.harness.relay import wait_until as _wait_until
@@ -111,8 +112,10 @@ async def two_domains(tmp: Path) -> AsyncIterator[TwoDomains]:
 
         return relay
 
+    (tmp / "traces").mkdir()
+    tracers = {n: Tracer(f"km:{n}", str(tmp / "traces" / f"{n}.jsonl")) for n in ("a_b", "b_a")}
     borders = {
-        n: Interdomain(configs[n], stores[n], relay=relay_from(n))  # type: ignore[arg-type]
+        n: Interdomain(configs[n], stores[n], relay=relay_from(n), tracer=tracers[n])  # type: ignore[arg-type]
         for n in ("a_b", "b_a")
     }
     for node, border in borders.items():
@@ -134,6 +137,8 @@ async def two_domains(tmp: Path) -> AsyncIterator[TwoDomains]:
             await agent.stop()
         for store in stores.values():
             store.close()
+        for tracer in tracers.values():
+            tracer.close()
 
 
 async def _links_ready(lab: TwoDomains) -> None:
@@ -165,6 +170,12 @@ def test_keys_from_domain_a_reach_domain_b_through_the_border_hand_off(tmp_path:
                 lab.stores["b2"].claim("appC", "app1", [k.key_id for k in keys])
 
     asyncio.run(run())
+    # the lab timeline shows the hand-off at the border site, key_IDs only
+    events = [(e.source, e.event) for e in read_events(tmp_path / "traces")]
+    assert ("km:a_b", "interdomain.handoff.sent") in events
+    assert ("km:b_a", "interdomain.received") in events
+    assert ("km:b_a", "interdomain.delivered") in events
+    assert ("km:a_b", "interdomain.handoff.acked") in events
 
 
 def test_an_application_at_the_border_node_gets_keys_for_the_other_domain(
