@@ -102,6 +102,7 @@ class IntentService:
         # Rate held outside the intents (inter-domain reservations not yet committed): counted
         # by admission like an intent's; an intent with the same id replaces its hold.
         self.holds: Callable[[], Reservations] = Reservations
+        self._elsewhere: set[IntentId] = set()  # rejections decided by others: not retried here
 
     # ------------------------------------------------------------ reads
 
@@ -162,10 +163,13 @@ class IntentService:
 
     async def reject(self, request: KeyRequest, reason: str) -> Intent:
         """Records a request refused elsewhere (e.g. by another domain) as REJECTED, written on
-        its source node as any rejection, so its key manager learns why."""
+        its source node as any rejection, so its key manager learns why; `retry_waiting`
+        leaves it to whoever refused it."""
         async with self._queue:
+            intent_id = Intent.new_id()
+            self._elsewhere.add(intent_id)  # retry_waiting must not install it alone
             return await self._record_outcome(
-                Intent(Intent.new_id(), request, IntentState.REJECTED, reason=reason)
+                Intent(intent_id, request, IntentState.REJECTED, reason=reason)
             )
 
     async def withdraw(self, intent_id: IntentId) -> Intent:
@@ -250,6 +254,8 @@ class IntentService:
         entry, here the rejection record, exists)."""
         async with self._queue:
             for intent in list(self._intents.values()):
+                if intent.intent_id in self._elsewhere:
+                    continue
                 if intent.state in (IntentState.FAILED, IntentState.REJECTED):
                     await self._retry(intent)
 
@@ -334,6 +340,7 @@ class IntentService:
         ]
         for intent_id in withdrawn[: max(0, len(withdrawn) - self.history)]:
             del self._intents[intent_id]
+            self._elsewhere.discard(intent_id)
             self._placements.pop(intent_id, None)
 
     def _name(self, device: DeviceId) -> str:

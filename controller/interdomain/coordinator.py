@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from controller.errors import ControllerError, UnknownIntent
 from controller.intents.service import IntentEvent, IntentEventType, IntentService
 from controller.interdomain.client import PeerAnswer
 from controller.interdomain.reservations import Hold, HoldState, Refusal, ReservationRequest
 from controller.interdomain.route import DomainRoute, plan_route
 from controller.interdomain.service import DomainService
 from controller.interdomain.view import DomainView, ViewError
-from controller.model import KeyRequest, TopologySnapshot
+from controller.model import IntentState, KeyRequest, TopologySnapshot
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ class Coordinator:
         self.key_mode = key_mode
         self._clock = clock
         self.sessions: dict[str, Session] = {}  # committed inter-domain associations from here
+        self.refused: dict[str, KeyRequest] = {}  # rejection record id -> request, retried
+        self._retried = clock()
         self._pending: set[tuple[str, str]] = set()
         self._seen: dict[str, float] = {}  # peer -> when its view was last fetched
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -104,19 +107,42 @@ class Coordinator:
 
     # ------------------------------------------------------------ the two phases
 
-    async def submit(self, request: KeyRequest) -> Outcome:
-        """Reserve in every domain of the best path, then commit everywhere; or release all."""
+    async def submit(self, request: KeyRequest, retry_of: str | None = None) -> Outcome:
+        """Reserve in every domain of the best path, then commit everywhere; or release all.
+        `retry_of`: the rejection record of an earlier attempt (replaced on success, kept as
+        it is on another refusal)."""
         master, slave = request.server_app_id, request.client_app_ids[0]
         key = (master, slave)
         if key in self._pending:
             return Outcome("", False, reason="a request for the same SAEs is under way")
         self._pending.add(key)
         try:
-            return await self._submit(request, master, slave)
+            outcome = await self._submit(request, master, slave, retry_of)
         finally:
             self._pending.discard(key)
+        if outcome.committed and retry_of is not None:
+            self.refused.pop(retry_of, None)
+            try:
+                await self._intents.withdraw(retry_of)
+            except ControllerError as error:
+                log.warning("removing the rejection record %s: %s", retry_of, error)
+        return outcome
 
-    async def _submit(self, request: KeyRequest, master: str, slave: str) -> Outcome:
+    async def retry_refused(self) -> None:
+        """Tries the refused requests again (rate may have come free in another domain)."""
+        for old, request in list(self.refused.items()):
+            try:
+                state = self._intents.get(old).state
+            except UnknownIntent:
+                state = IntentState.WITHDRAWN
+            if state is not IntentState.REJECTED:  # withdrawn meanwhile: the app is gone
+                self.refused.pop(old, None)
+                continue
+            await self.submit(request, retry_of=old)
+
+    async def _submit(
+        self, request: KeyRequest, master: str, slave: str, retry_of: str | None
+    ) -> Outcome:
         for ident, session in self.sessions.items():
             if session.request == request:
                 return Outcome(ident, True, session.route.domains, "already installed")
@@ -126,19 +152,21 @@ class Coordinator:
         )
         ident = str(uuid.uuid4())
         if isinstance(route, str):
-            return await self._refuse(request, ident, [], route)
+            return await self._refuse(request, ident, [], route, retry_of)
         mine = ReservationRequest(
             ident, master, slave, None, egress, request.qos.wanted, self.key_mode, self.own
         )
         local = self.domain.reserve_local(mine, request.src, request.dst)
         if isinstance(local, Refusal):
-            return await self._refuse(request, ident, [], f"domain {self.own}: {local.reason}")
+            return await self._refuse(
+                request, ident, [], f"domain {self.own}: {local.reason}", retry_of
+            )
         reached: list[str] = []
         for segment in route.segments:
             peer = self.peers.get(segment.domain)
             if peer is None:
                 reason = f"domain {segment.domain} is not a peer of domain {self.own}"
-                return await self._refuse(request, ident, reached, reason)
+                return await self._refuse(request, ident, reached, reason, retry_of)
             reached.append(segment.domain)  # a peer that did not answer may still hold it
             asked = ReservationRequest(
                 ident,
@@ -153,16 +181,16 @@ class Coordinator:
             answer = await self._bounded(peer.reserve(asked))
             if answer.status not in (200, 201) or answer.state != HoldState.RESERVED.value:
                 reason = _refusal(segment.domain, "reserve", answer)
-                return await self._refuse(request, ident, reached, reason)
+                return await self._refuse(request, ident, reached, reason, retry_of)
         for segment in reversed(route.segments):  # far end first: keys flow once A installs
             answer = await self._bounded(self.peers[segment.domain].commit(ident))
             if answer.status != 200 or answer.state != HoldState.COMMITTED.value:
                 reason = _refusal(segment.domain, "commit", answer)
-                return await self._refuse(request, ident, reached, reason)
+                return await self._refuse(request, ident, reached, reason, retry_of)
         committed = await self.domain.commit(self.own, ident)
         if isinstance(committed, Refusal):
             reason = f"domain {self.own}: {committed.reason}"
-            return await self._refuse(request, ident, reached, reason)
+            return await self._refuse(request, ident, reached, reason, retry_of)
         self.sessions[ident] = Session(request, route)
         log.info("inter-domain %s %s>%s over %s committed", ident, master, slave, route.domains)
         return Outcome(ident, True, route.domains)
@@ -175,14 +203,22 @@ class Coordinator:
             return PeerAnswer(0, {"detail": f"no answer within {self.timeout_s:g} s"})
 
     async def _refuse(
-        self, request: KeyRequest, ident: str, reached: list[str], reason: str
+        self,
+        request: KeyRequest,
+        ident: str,
+        reached: list[str],
+        reason: str,
+        retry_of: str | None,
     ) -> Outcome:
-        """Release everywhere (at once, each bounded), then say why on the source node."""
+        """Release everywhere (at once, each bounded), then say why on the source node (a
+        retry keeps the record of the first refusal)."""
         log.warning("inter-domain %s refused: %s", ident or "-", reason)
         await self._release_at(ident, reached)
         if self.domain.book.get(ident) is not None:
             await self.domain.release(self.own, ident, reason)
-        await self._intents.reject(request, f"inter-domain: {reason}")
+        if retry_of is None:
+            rejected = await self._intents.reject(request, f"inter-domain: {reason}")
+            self.refused[rejected.intent_id] = request
         return Outcome(ident, False, tuple(reached), reason)
 
     async def _release_at(self, ident: str, domains: list[str]) -> None:
@@ -234,12 +270,17 @@ class Coordinator:
             return await self.peers[name].view()
 
     async def run_views(self) -> None:
+        """Fetches the views every `view_interval_s`; retries refused requests every five."""
+        interval = self.domain.config.view_interval_s
         while True:
             try:
                 await self.refresh_views()
             except ViewError as error:
                 log.warning("peer view: %s", error)
-            await asyncio.sleep(self.domain.config.view_interval_s)
+            if self.refused and self._clock() - self._retried >= 5 * interval:
+                self._retried = self._clock()
+                await self.retry_refused()
+            await asyncio.sleep(interval)
 
 
 def _refusal(domain: str, step: str, answer: PeerAnswer) -> str:

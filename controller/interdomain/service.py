@@ -144,8 +144,7 @@ class DomainService:
             hold.request.master_sae,
             (hold.request.slave_sae,),
             QoS(hold.request.rate_bps, hold.request.rate_bps),
-            forced_path=hold.path.nodes,
-        )
+        )  # not pinned to the held path: the intent may be re-routed inside the domain later
         try:
             intent = await self._intents.submit(request, intent_id=ident)
         except ControllerError as error:

@@ -154,3 +154,32 @@ def test_a_domain_without_the_views_refuses_saying_so(tmp_path: Path) -> None:
     outcome = run(coordinator(a).submit(a_to_c(a)))
     assert not outcome.committed and "no domain through B reaches SAE app-c" in outcome.reason
     assert nothing_live(*domains.values())
+
+
+def test_a_refused_request_is_retried_as_a_whole_never_installed_alone(tmp_path: Path) -> None:
+    domains = chain(tmp_path, Clock())
+    a, b, c = domains["A"], domains["B"], domains["C"]
+
+    async def scenario() -> None:
+        await exchange_views(domains)
+        local_c = KeyRequest(c.ids["c_b"], c.ids["gammainner"], "x", ("y",), QoS(9000, 9000))
+        busy = await c.intents.submit(local_c)
+        assert busy.state is IntentState.INSTALLED
+        outcome = await coordinator(a).submit(a_to_c(a, 2000))
+        assert not outcome.committed
+        [record] = list(coordinator(a).refused)
+        await a.intents.retry_waiting()  # rate came free in A: still nothing installed alone
+        assert [i.state for i in a.intents.intents()] == [IntentState.REJECTED]
+        await coordinator(a).retry_refused()  # C still full: the same one record
+        assert list(coordinator(a).refused) == [record]
+        assert len(a.intents.intents()) == 1 and a.entries()["alphainner"] == {("app", record)}
+        await c.intents.withdraw(busy.intent_id)
+        await coordinator(a).retry_refused()
+        assert coordinator(a).refused == {}
+        [ident] = list(coordinator(a).sessions)
+        for domain in (a, b, c):
+            assert domain.intents.get(ident).state is IntentState.INSTALLED
+        assert a.intents.get(record).state is IntentState.WITHDRAWN
+        assert a.entries()["alphainner"] == {("link", ident), ("app", ident)}
+
+    run(scenario())
