@@ -147,12 +147,14 @@ class DomainService:
         )  # not pinned to the held path: the intent may be re-routed inside the domain later
         try:
             intent = await self._intents.submit(request, intent_id=ident)
-        except ControllerError as error:
-            self.book.release(ident, f"install failed: {error}")
+        except ControllerError as error:  # the details name internal nodes: kept here
+            log.warning("segment of reservation %s not installed: %s", ident, error)
+            self.book.release(ident, "install failed")
             return Refusal(502, f"install failed in domain {self.name}")
         if intent.state is not IntentState.INSTALLED:
+            log.warning("segment of reservation %s not installed: %s", ident, intent.reason)
             await self._drop_intent(ident)
-            self.book.release(ident, f"install failed: {intent.reason}")
+            self.book.release(ident, "install failed")
             status = 409 if intent.state is IntentState.REJECTED else 502
             return Refusal(status, f"the segment could not be installed in domain {self.name}")
         return self.book.committed(ident)
