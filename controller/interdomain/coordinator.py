@@ -23,7 +23,7 @@ from controller.interdomain.client import PeerAnswer
 from controller.interdomain.reservations import Hold, HoldState, Refusal, ReservationRequest
 from controller.interdomain.route import DomainRoute, plan_route
 from controller.interdomain.service import DomainService
-from controller.interdomain.view import DomainView, ViewError
+from controller.interdomain.view import DomainView
 from controller.model import IntentState, KeyRequest, TopologySnapshot
 
 log = logging.getLogger(__name__)
@@ -275,11 +275,11 @@ class Coordinator:
         while True:
             try:
                 await self.refresh_views()
-            except ViewError as error:
-                log.warning("peer view: %s", error)
-            if self.refused and self._clock() - self._retried >= 5 * interval:
-                self._retried = self._clock()
-                await self.retry_refused()
+                if self.refused and self._clock() - self._retried >= 5 * interval:
+                    self._retried = self._clock()
+                    await self.retry_refused()
+            except Exception:  # the loop must outlive any one round
+                log.exception("inter-domain views or retries")
             await asyncio.sleep(interval)
 
 

@@ -16,15 +16,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 
 from agents.main import AgentHandle
 from agents.notifications import AppRequest
 from common.audit import AuditLog, read_log
 from common.config import Address
 from controller.api import Controller
-from controller.api_token import ApiRole, ApiTokens
+from controller.api_token import ApiRole, ApiTokens, load_api_token
 from controller.config import DomainConfig, PeerDomain
+from controller.interdomain.client import HttpPeer
 from controller.interdomain.runtime import Interdomain, accepted_tokens
+from controller.interdomain.view import ViewError
 from controller.model import IntentState
 from controller.rest import api_server
 from lab.launcher import free_ports
@@ -316,5 +319,36 @@ def test_interdomain_routes_take_a_peer_token_only_and_name_bad_fields(tmp_path:
                 assert (await http.delete(unknown, headers=peer)).status_code == 404
             refusals = [e for e in read_log(b.audit) if e.outcome == "refused"]
             assert {e.who for e in refusals} >= {"token:viewer", "peer:A", "peer:C"}
+
+    run(scenario())
+
+
+def test_a_peer_controller_that_accepts_but_never_answers_costs_one_timeout(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)  # reads nothing, answers nothing
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        token = tmp_path / "token"
+        write_token(token)
+        peer = HttpPeer("C", f"http://127.0.0.1:{port}", load_api_token(token), 0.3)
+        try:
+            started = time.monotonic()
+            answer = await peer.release("6f1e0a4c-0000-4222-8333-944455556666")
+            assert answer.status == 0 and "did not answer" in answer.detail
+            assert time.monotonic() - started < 2.0
+            with pytest.raises(ViewError, match="did not answer"):
+                await peer.view()
+        finally:
+            await peer.close()
+            for writer in held:
+                writer.close()
+            server.close()
+            await server.wait_closed()
 
     run(scenario())
