@@ -1,5 +1,6 @@
 """The HTTP client of a peer domain's controller (`/interdomain/*`, bearer token of role peer);
-every call bounded by `peer_timeout_s`, a peer that does not answer is status 0."""
+every call bounded by `peer_timeout_s` (a commit, which installs over NETCONF, by
+COMMIT_FACTOR times that); a peer that does not answer is status 0."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import httpx
 from controller.api_token import ApiToken
 from controller.interdomain.reservations import ReservationRequest
 from controller.interdomain.view import DomainView, ViewError
+
+COMMIT_FACTOR = 3.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class HttpPeer:
 
     def __init__(self, name: str, url: str, token: ApiToken, timeout_s: float) -> None:
         self.name = name
+        self.timeout_s = timeout_s
         self._client = httpx.AsyncClient(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {token.value.decode()}"},
@@ -44,9 +48,13 @@ class HttpPeer:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def _call(self, method: str, path: str, body: Any = None) -> PeerAnswer:
+    async def _call(
+        self, method: str, path: str, body: Any = None, factor: float = 1.0
+    ) -> PeerAnswer:
         try:
-            response = await self._client.request(method, path, json=body)
+            response = await self._client.request(
+                method, path, json=body, timeout=self.timeout_s * factor
+            )
         except httpx.HTTPError as error:
             return PeerAnswer(
                 0, {"detail": f"domain {self.name} did not answer: {type(error).__name__}"}
@@ -70,7 +78,9 @@ class HttpPeer:
         return await self._call("POST", "/interdomain/reservations", request.to_json())
 
     async def commit(self, ident: str) -> PeerAnswer:
-        return await self._call("POST", f"/interdomain/reservations/{ident}/commit")
+        return await self._call(
+            "POST", f"/interdomain/reservations/{ident}/commit", factor=COMMIT_FACTOR
+        )
 
     async def release(self, ident: str) -> PeerAnswer:
         return await self._call("DELETE", f"/interdomain/reservations/{ident}")

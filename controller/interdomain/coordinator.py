@@ -1,7 +1,8 @@
 """The origin's side of an inter-domain request: domain path on the peers' views, reserve here
 and at every domain on it, then commit everywhere (far end first) or release everywhere.
 
-A refusal, a peer that does not answer within `peer_timeout_s`, or a commit failing after
+A refusal, a peer that does not answer within `peer_timeout_s` (a commit, which installs over
+NETCONF, within three times that), or a commit failing after
 others committed: every domain reached is released (a committed segment is withdrawn), and
 the refusal is written on the source node like any rejection. Withdrawing the origin's own
 intent releases the other domains' segments. Views are fetched from every peer periodically.
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 from controller.errors import ControllerError, UnknownIntent
 from controller.intents.service import IntentEvent, IntentEventType, IntentService
-from controller.interdomain.client import PeerAnswer
+from controller.interdomain.client import COMMIT_FACTOR, PeerAnswer
 from controller.interdomain.reservations import Hold, HoldState, Refusal, ReservationRequest
 from controller.interdomain.route import DomainRoute, plan_route
 from controller.interdomain.service import DomainService
@@ -183,7 +184,8 @@ class Coordinator:
                 reason = _refusal(segment.domain, "reserve", answer)
                 return await self._refuse(request, ident, reached, reason, retry_of)
         for segment in reversed(route.segments):  # far end first: keys flow once A installs
-            answer = await self._bounded(self.peers[segment.domain].commit(ident))
+            commit = self.peers[segment.domain].commit(ident)
+            answer = await self._bounded(commit, COMMIT_FACTOR)
             if answer.status != 200 or answer.state != HoldState.COMMITTED.value:
                 reason = _refusal(segment.domain, "commit", answer)
                 return await self._refuse(request, ident, reached, reason, retry_of)
@@ -195,12 +197,13 @@ class Coordinator:
         log.info("inter-domain %s %s>%s over %s committed", ident, master, slave, route.domains)
         return Outcome(ident, True, route.domains)
 
-    async def _bounded(self, call: Awaitable[PeerAnswer]) -> PeerAnswer:
+    async def _bounded(self, call: Awaitable[PeerAnswer], factor: float = 1.0) -> PeerAnswer:
+        bound = self.timeout_s * factor
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(bound):
                 return await call
         except TimeoutError:
-            return PeerAnswer(0, {"detail": f"no answer within {self.timeout_s:g} s"})
+            return PeerAnswer(0, {"detail": f"no answer within {bound:g} s"})
 
     async def _refuse(
         self,
