@@ -74,6 +74,9 @@ class HttpPeer:
             raise ViewError(answer.detail or f"HTTP {answer.status}")
         return DomainView.from_json(answer.body)
 
+    async def push_view(self, view: DomainView) -> PeerAnswer:
+        return await self._call("POST", "/interdomain/view", view.to_json())
+
     async def reserve(self, request: ReservationRequest) -> PeerAnswer:
         return await self._call("POST", "/interdomain/reservations", request.to_json())
 

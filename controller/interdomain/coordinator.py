@@ -5,7 +5,8 @@ A refusal, a peer that does not answer within `peer_timeout_s` (a commit, which 
 NETCONF, within three times that), or a commit failing after
 others committed: every domain reached is released (a committed segment is withdrawn), and
 the refusal is written on the source node like any rejection. Withdrawing the origin's own
-intent releases the other domains' segments. Views are fetched from every peer periodically.
+intent releases the other domains' segments. Views are fetched from every peer periodically,
+and this domain's view is pushed to every peer when it may have changed.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class PeerClient(Protocol):
     """What the coordinator needs of a peer domain's controller (client.HttpPeer has it)."""
 
     async def view(self) -> DomainView: ...
+    async def push_view(self, view: DomainView) -> PeerAnswer: ...
     async def reserve(self, request: ReservationRequest) -> PeerAnswer: ...
     async def commit(self, ident: str) -> PeerAnswer: ...
     async def release(self, ident: str) -> PeerAnswer: ...
@@ -80,6 +82,10 @@ class Coordinator:
         self._seen: dict[str, float] = {}  # peer -> when its view was last fetched
         self._tasks: set[asyncio.Task[Any]] = set()
         intents.listeners.add(self._on_intent)
+        intents.listeners.add(lambda event: self.push_soon())  # free rates changed
+        domain.on_change.append(self.push_soon)
+        self._pushing: asyncio.Task[None] | None = None
+        self._dirty = False
 
     @property
     def own(self) -> str:
@@ -267,6 +273,30 @@ class Coordinator:
                 self._seen[name] = now
             elif now - self._seen.get(name, now - stale - 1) > stale:
                 self.domain.peer_views.pop(name, None)
+
+    def push_soon(self) -> None:
+        """Sends this domain's view to every peer (at most one push under way; a change
+        meanwhile makes one more)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving: nobody to tell
+        if self._pushing is not None and not self._pushing.done():
+            self._dirty = True
+            return
+        self._pushing = loop.create_task(self._push())
+
+    async def _push(self) -> None:
+        self._dirty = True
+        while self._dirty:
+            self._dirty = False
+            view = self.domain.view()
+            calls = [self._bounded(peer.push_view(view)) for peer in self.peers.values()]
+            await asyncio.gather(*calls)
+
+    async def settle_pushes(self) -> None:
+        while self._pushing is not None and not self._pushing.done():
+            await asyncio.gather(self._pushing, return_exceptions=True)
 
     async def _fetch(self, name: str) -> DomainView:
         async with asyncio.timeout(self.timeout_s):

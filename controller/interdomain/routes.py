@@ -1,7 +1,8 @@
 """The `/interdomain/*` routes of the controller API (a peer domain's controller calls them
 with its `peer` token; viewers may read the view and the reservations).
 
-GET /interdomain/view; GET /interdomain/reservations (a peer sees only its own);
+GET /interdomain/view; POST /interdomain/view (a peer pushes its own view when it changed);
+GET /interdomain/reservations (a peer sees only its own);
 POST /interdomain/reservations → 201 reserved | 400 field | 403 policy | 409 capacity;
 POST /interdomain/reservations/{id}/commit → 200 committed | 404 | 409 | 502;
 DELETE /interdomain/reservations/{id} → 200 released | 404.
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse
 from controller.api_token import ApiRole, Caller
 from controller.interdomain.reservations import Refusal, ReservationRequest
 from controller.interdomain.service import DomainService, answer
+from controller.interdomain.view import DomainView
 
 
 def peer_domain(caller: Caller) -> str | None:
@@ -42,6 +44,19 @@ def interdomain_router(service: DomainService) -> APIRouter:
     @router.get("/view")
     def view() -> dict[str, Any]:
         return service.view().to_json()
+
+    @router.post("/view")
+    async def pushed(request: Request) -> JSONResponse:
+        domain = caller_domain(request)
+        try:
+            view = DomainView.from_json(json.loads(await request.body()))
+        except ValueError as error:
+            detail = str(error) if not isinstance(error, json.JSONDecodeError) else "not JSON"
+            return respond(400, {"detail": detail})
+        result = service.accept_view(domain, view)
+        if isinstance(result, Refusal):
+            return respond(result.status, {"detail": result.reason})
+        return respond(200, {"domain": result.domain, "accepted": True})
 
     @router.get("/reservations")
     def reservations(request: Request) -> list[dict[str, Any]]:

@@ -53,6 +53,7 @@ class Interdomain:
         ]
 
     async def stop(self) -> None:
+        await self.coordinator.settle_pushes()
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -48,6 +48,7 @@ class DomainService:
         self._clock = clock
         self.book = ReservationBook(config.reservation_ttl_s)
         self.peer_views: dict[str, DomainView] = {}  # the latest view of each peer domain
+        self.on_change: list[Callable[[], None]] = []  # called when the view may have changed
         intents.holds = self.book.held
 
     @property
@@ -66,6 +67,22 @@ class DomainService:
             self.peer_views,
             self._clock(),
         )
+
+    def accept_view(self, caller: str, view: DomainView) -> DomainView | Refusal:
+        """A view a peer pushed (`POST /interdomain/view`): only its own domain's."""
+        if view.domain != caller:
+            return Refusal(403, f"domain {caller} may only send its own view, not {view.domain}'s")
+        if self.config.peer(caller) is None:
+            return Refusal(403, f"domain {caller} is not a peer of domain {self.name}")
+        self.peer_views[caller] = view
+        return view
+
+    def _changed(self) -> None:
+        for listener in list(self.on_change):
+            try:
+                listener()
+            except Exception:
+                log.exception("inter-domain change listener")
 
     def holds_of(self, caller: str | None) -> list[Hold]:
         """The reservations `caller` (a peer domain) made here; all of them for None."""
@@ -197,6 +214,8 @@ class DomainService:
             self._audit.record(
                 who(hold.origin), "peer", "interdomain.expire", hold.id, "ok", hold.reason
             )
+        if expired:
+            self._changed()
         return expired
 
     async def expire_every(self, interval_s: float) -> None:
@@ -212,6 +231,8 @@ class DomainService:
     def _record(
         self, caller: str, action: str, ident: str, result: Hold | Refusal, detail: str = ""
     ) -> None:
+        if not isinstance(result, Refusal):
+            self._changed()
         if isinstance(result, Refusal):
             outcome = "refused" if result.status < 500 else "failed"
             text = f"{result.status} {result.reason}"

@@ -299,6 +299,18 @@ def test_interdomain_routes_take_a_peer_token_only_and_name_bad_fields(tmp_path:
                     "/interdomain/reservations", json=body | {"rate_bps": -5}, headers=peer
                 )
                 assert bad.status_code == 400 and bad.json()["detail"].startswith("rate_bps")
+                own_view = (await http.get("/interdomain/view", headers=viewer)).json()
+                pushed = await http.post("/interdomain/view", json=own_view, headers=viewer)
+                assert pushed.status_code == 403  # only a peer pushes, and only its own view
+                posing = await http.post("/interdomain/view", json=own_view, headers=peer)
+                assert posing.status_code == 403 and "only send its own view" in posing.text
+                a_view = domains["A"].interdomain.service.view().to_json()
+                accepted = await http.post("/interdomain/view", json=a_view, headers=peer)
+                assert accepted.status_code == 200
+                bad_view = await http.post(
+                    "/interdomain/view", json=a_view | {"saes": "app-a"}, headers=peer
+                )
+                assert bad_view.status_code == 400 and "saes" in bad_view.json()["detail"]
                 garbage = await http.post(
                     "/interdomain/reservations", content=b"{not json", headers=peer
                 )

@@ -118,6 +118,11 @@ class LocalPeer:
         await self._maybe_hang()
         return self.service.view()
 
+    async def push_view(self, view: DomainView) -> PeerAnswer:
+        await self._maybe_hang()
+        result = self.service.accept_view(self.caller, view)
+        return PeerAnswer(200 if isinstance(result, DomainView) else 403, {})
+
     async def reserve(self, request: ReservationRequest) -> PeerAnswer:
         self.calls.append("reserve")
         await self._maybe_hang()

@@ -21,6 +21,14 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+async def settled(domains: dict[str, Domain], work: Coroutine[Any, Any, T]) -> T:
+    """`work`, then every view push it caused."""
+    result = await work
+    for domain in domains.values():
+        await coordinator(domain).settle_pushes()
+    return result
+
+
 def coordinator(domain: Domain) -> Coordinator:
     assert domain.coordinator is not None
     return domain.coordinator
@@ -76,7 +84,7 @@ def test_a_request_for_an_sae_of_c_installs_a_segment_in_every_domain(tmp_path: 
                 await asyncio.sleep(0.01)
         assert all(not any(e.values()) for e in (a.entries(), b.entries(), c.entries()))
 
-    run(scenario())
+    run(settled(domains, scenario()))
 
 
 def test_a_refusal_in_c_leaves_nothing_reserved_in_a_and_b(tmp_path: Path) -> None:
@@ -99,7 +107,7 @@ def test_a_refusal_in_c_leaves_nothing_reserved_in_a_and_b(tmp_path: Path) -> No
         assert a.entries()["alphainner"] == {("app", rejected.intent_id)}
         assert peer(domains, "A", "B").calls == ["reserve", "release"]
 
-    run(scenario())
+    run(settled(domains, scenario()))
 
 
 def test_a_peer_that_stops_answering_leaves_nothing_held_within_bounded_time(
@@ -119,7 +127,7 @@ def test_a_peer_that_stops_answering_leaves_nothing_held_within_bounded_time(
         assert elapsed < 3 * coordinator(a).timeout_s + 1.0  # reserve and release, each bounded
         assert nothing_live(a, b, c)
 
-    run(scenario())
+    run(settled(domains, scenario()))
 
 
 def test_a_commit_failing_after_c_committed_withdraws_c(tmp_path: Path) -> None:
@@ -135,7 +143,7 @@ def test_a_commit_failing_after_c_committed_withdraws_c(tmp_path: Path) -> None:
         assert nothing_live(a, b, c)
         assert not any(c.entries().values())  # C had installed its segment: gone again
 
-    run(scenario())
+    run(settled(domains, scenario()))
 
 
 def test_only_requests_toward_a_foreign_sae_through_a_border_are_claimed(tmp_path: Path) -> None:
@@ -151,7 +159,7 @@ def test_only_requests_toward_a_foreign_sae_through_a_border_are_claimed(tmp_pat
 def test_a_domain_without_the_views_refuses_saying_so(tmp_path: Path) -> None:
     domains = chain(tmp_path, Clock())
     a = domains["A"]
-    outcome = run(coordinator(a).submit(a_to_c(a)))
+    outcome = run(settled(domains, coordinator(a).submit(a_to_c(a))))
     assert not outcome.committed and "no domain through B reaches SAE app-c" in outcome.reason
     assert nothing_live(*domains.values())
 
@@ -182,4 +190,24 @@ def test_a_refused_request_is_retried_as_a_whole_never_installed_alone(tmp_path:
         assert a.intents.get(record).state is IntentState.WITHDRAWN
         assert a.entries()["alphainner"] == {("link", ident), ("app", ident)}
 
-    run(scenario())
+    run(settled(domains, scenario()))
+
+
+def test_a_domain_pushes_its_view_to_its_peers_when_its_rates_change(tmp_path: Path) -> None:
+    domains = chain(tmp_path, Clock())
+    a, b = domains["A"], domains["B"]
+
+    async def scenario() -> None:
+        await exchange_views(domains)
+        before = b.service.peer_views["A"].rate("a_b", "app-a")
+        assert before == 10_000
+        outcome = await coordinator(a).submit(a_to_c(a, 2000))
+        assert outcome.committed
+        for domain in domains.values():
+            await coordinator(domain).settle_pushes()
+        # no poll in between: A told B itself
+        assert b.service.peer_views["A"].rate("a_b", "app-a") == before - 2000
+        posing = b.service.accept_view("A", domains["C"].service.view())
+        assert posing.status == 403  # type: ignore[union-attr]
+
+    run(settled(domains, scenario()))
