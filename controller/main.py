@@ -15,6 +15,7 @@ from controller.api import Controller
 from controller.api_token import ApiRole, ApiTokens, TokenError, load_api_token
 from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
+from controller.interdomain.runtime import Interdomain, accepted_tokens
 from controller.metrics import ControllerMetrics
 from controller.rest import api_server
 from controller.steering_service import SteeringService
@@ -75,9 +76,14 @@ async def serve(
     allow_preemption: bool | None = None,
 ) -> None:
     tokens = api_tokens_of(config)  # before anything connects
+    if config.domain is not None:
+        tokens = tokens.with_peers(accepted_tokens(config.domain))
     audit = AuditLog("controller", config.audit_log)
     controller = Controller.from_config(
         config, policy=policy, force_path=force_path, allow_preemption=allow_preemption
+    )
+    interdomain = (
+        Interdomain.of(config.domain, controller, audit) if config.domain is not None else None
     )
     controller.intent_events.add(lambda event: log_intent(controller, event))
     tracer = Tracer.from_env("controller")
@@ -105,7 +111,16 @@ async def serve(
             config.steering.interval_s,
         )
         steering_task = asyncio.create_task(steering.run())
-    server = api_server(controller, config.api, tokens, audit, steering)
+    server = api_server(
+        controller,
+        config.api,
+        tokens,
+        audit,
+        steering,
+        interdomain.service if interdomain is not None else None,
+    )
+    if interdomain is not None:
+        interdomain.start()
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
@@ -128,6 +143,8 @@ async def serve(
             await asyncio.gather(steering_task, return_exceptions=True)
         server.should_exit = True
         await asyncio.gather(http, return_exceptions=True)
+        if interdomain is not None:
+            await interdomain.stop()
         await controller.stop()
         if metrics is not None:
             await asyncio.to_thread(metrics.stop)  # off the loop: a scrape may wait for it
