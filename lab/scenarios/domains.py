@@ -356,9 +356,9 @@ def domains_chart(result: DomainsResult, path: Path) -> None:
         if labelled:
             ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     ax = axes[2]
-    for offset, run in ((0, result.domains), (1, result.single)):
+    for run in (result.domains, result.single):
         xs = [r.index + 1 for r in run.requests]
-        ax.plot(xs, [r.enc_ms for r in run.requests], marker="o", label=f"{run.twin} ({offset})")
+        ax.plot(xs, [r.enc_ms for r in run.requests], marker="o", label=run.twin)
     ax.set_yscale("log")
     ax.set_xlabel("request")
     ax.set_ylabel("enc_keys ms")
