@@ -193,7 +193,7 @@ def test_a_void_removes_the_key_on_the_other_side(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_a_failed_delivery_fails_the_hand_off_naming_the_peer_and_voids_the_keys(
+def test_an_unreachable_peer_fails_the_hand_off_naming_it_and_gets_the_owed_void_later(
     tmp_path: Path,
 ) -> None:
     async def run() -> None:
