@@ -25,7 +25,8 @@ from km.interdomain.component import Interdomain, RelayKeys
 from km.interdomain.journal import InState
 from km.key_store import KeyClaimError, KeyStore, StoredKey
 from km.relay.errors import RelayFailure
-from tests.harness.interdomain import DomainPki, peer_client, two_borders
+from lab.launcher import free_ports
+from tests.harness.interdomain import Border, DomainPki, border_config, peer_client, two_borders
 from tests.harness.relay import wait_until as _wait_until
 
 
@@ -192,7 +193,7 @@ def test_a_void_removes_the_key_on_the_other_side(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
-def test_a_failed_delivery_fails_the_hand_off_naming_the_peer_and_voids_the_keys(
+def test_an_unreachable_peer_fails_the_hand_off_naming_it_and_gets_the_owed_void_later(
     tmp_path: Path,
 ) -> None:
     async def run() -> None:
@@ -437,3 +438,56 @@ def _with_foreign(config: KmConfig, sae: str) -> KmConfig:
     return dataclasses.replace(
         config, interdomain=interdomain, applications={**config.applications, sae: config.node}
     )
+
+
+def test_a_border_km_meeting_two_domains_hands_off_again_and_forwards_a_void(
+    tmp_path: Path,
+) -> None:
+    """a_b (A) → b_a (B, also the border toward C) → c_b (C), which serves app-c: the ack
+    comes back only once C stored the keys; a void from A reaches C through B."""
+    pki = DomainPki(tmp_path / "pki")
+    port_a, port_b, port_c = free_ports(3)
+
+    def url(port: int) -> str:
+        return f"https://127.0.0.1:{port}/kmapi/v1"
+
+    borders = [
+        Border("a_b", "A", port_a, {"app-a": "a_b", "app-c": "a_b"},
+               [{"domain": "B", "kme_id": "b_a", "url": url(port_b), "saes": ["app-c"]}], ["B"]),
+        Border("b_a", "B", port_b, {"app-a": "b_a", "app-c": "b_a"},
+               [{"domain": "A", "kme_id": "a_b", "url": url(port_a), "saes": ["app-a"]},
+                {"domain": "C", "kme_id": "c_b", "url": url(port_c), "saes": ["app-c"]}],
+               ["A", "C"]),
+        Border("c_b", "C", port_c, {"app-a": "c_b", "app-c": "c_b"},
+               [{"domain": "B", "kme_id": "b_a", "url": url(port_b), "saes": ["app-a"]}], ["B"]),
+    ]  # fmt: skip
+
+    async def run() -> None:
+        kms: dict[str, Interdomain] = {}
+        stores: dict[str, KeyStore] = {}
+        try:
+            for border in borders:
+                config = border_config(tmp_path, pki, border)
+                stores[border.node] = KeyStore(tmp_path / f"{border.node}.sqlite")
+                kms[border.node] = Interdomain(config, stores[border.node])
+                await kms[border.node].start()
+            keys = keys_for("app-a", "app-c", 2)
+            await kms["a_b"].hand_off(keys, time.monotonic() + 5)
+            # acknowledged: C holds them already, B and A keep nothing
+            assert len(stores["c_b"]) == 2 and len(stores["b_a"]) == 0 and len(stores["a_b"]) == 0
+            assert kms["b_a"].journal.counts() == {"incoming.relayed": 2, "outgoing.relayed": 2}
+            with peer_client(pki, "A", "a_b", ["B"]) as a:
+                answer = await post(
+                    a, kms["b_a"].url + "/ext_keys/void", {"key_ids": [keys[0].key_id]}
+                )
+            assert answer.json()["key_ids"] == [keys[0].key_id]
+            await wait_until(lambda: len(stores["c_b"]) == 1, what="the void forwarded to C")
+            await wait_until(lambda: "outgoing.voiding" not in kms["b_a"].journal.counts())
+            assert claim(stores["c_b"], "app-c", "app-a", keys[1:]) == [keys[1].material]
+        finally:
+            for km in kms.values():
+                await km.stop()
+            for store in stores.values():
+                store.close()
+
+    asyncio.run(run())
