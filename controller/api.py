@@ -17,7 +17,7 @@ import time
 from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from controller.config import ControllerConfig
 from controller.consumption import ConsumptionBook, source_readings
@@ -123,6 +123,15 @@ def addresses_from_config(config: ControllerConfig) -> list[DeviceAddress]:
     ]
 
 
+class ForeignRequests(Protocol):
+    """Takes the application requests this domain cannot serve alone (controller/interdomain/
+    coordinator.py)."""
+
+    def claims(self, request: KeyRequest) -> bool: ...
+
+    async def submit(self, request: KeyRequest) -> object: ...
+
+
 class Controller:
     """Composition of the device, topology and intent services (see controller/main.py)."""
 
@@ -160,6 +169,7 @@ class Controller:
         self._started = False
         self._stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.foreign: ForeignRequests | None = None  # several domains: the coordinator
 
     @property
     def intent_events(self) -> ListenerRegistry[IntentEvent]:
@@ -373,6 +383,9 @@ class Controller:
             )
         except ValueError as error:
             log.warning("sdqkdn_application_new refused: %s", error)
+            return
+        if self.foreign is not None and self.foreign.claims(request):
+            self._spawn(self.foreign.submit(request))
             return
         self._spawn(self.intent_service.submit_once(request))
 

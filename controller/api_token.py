@@ -1,7 +1,9 @@
 """Who may call the controller's HTTP API: bearer tokens read from files, each with a role.
 
 Roles, lowest first: viewer (every read), operator (also install and withdraw intents), admin
-(also the controller's policy and configuration). Every call needs a credential:
+(also the controller's policy and configuration). Beside them, `peer` (caller `peer:NAME`) is
+a peer domain's controller: it may call `/interdomain/*` and nothing else, and of
+`/interdomain/*` the other roles may only read the view and the reservations. Every call needs a credential:
 `Authorization: Bearer <token>`. No token, a malformed header or an unknown token gives 401;
 a known token whose role is too low for the call gives 403; both with a reason. Comparisons
 take the same time whatever the token sent (hmac.compare_digest, every token compared).
@@ -20,6 +22,7 @@ READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class ApiRole(enum.IntEnum):
+    PEER = 0  # a peer domain's controller: /interdomain/* only (not above or below the others)
     VIEWER = 1
     OPERATOR = 2
     ADMIN = 3
@@ -82,6 +85,17 @@ class ApiTokens:
             raise TokenError("the same token is given for two roles: each role needs its own")
         return ApiTokens(entries)
 
+    def with_peers(self, peers: Mapping[str, ApiToken]) -> ApiTokens:
+        """These tokens plus one `peer` token per peer domain (caller `peer:NAME`); ValueError
+        when a token is given twice."""
+        entries = self.entries + tuple(
+            (token, Caller(f"peer:{name}", ApiRole.PEER)) for name, token in sorted(peers.items())
+        )
+        values = [token.value for token, _ in entries]
+        if len(set(values)) != len(values):
+            raise TokenError("a peer domain's token is also given for another caller")
+        return ApiTokens(entries)
+
     def caller(self, given: bytes) -> Caller | None:
         found: Caller | None = None
         for token, caller in self.entries:  # all compared: the time does not tell which
@@ -108,8 +122,27 @@ class Refusal:
     caller: Caller | None = None  # the authenticated caller of a 403
 
 
+INTERDOMAIN = "/interdomain"
+INTERDOMAIN_READS = frozenset({"/interdomain/view", "/interdomain/reservations"})
+
+
+def is_interdomain(path: str) -> bool:
+    return path == INTERDOMAIN or path.startswith(INTERDOMAIN + "/")
+
+
+def interdomain_refusal(caller: Caller, method: str, path: str) -> str:
+    """Why `caller` may not make this call across the peer boundary; "" when it may. Pure."""
+    if caller.role is ApiRole.PEER:
+        return "" if is_interdomain(path) else f"a peer domain may only call {INTERDOMAIN}/*"
+    if not is_interdomain(path):
+        return ""
+    if method.upper() in READ_METHODS and path in INTERDOMAIN_READS:
+        return ""
+    return f"role {caller.role.label} may not {method.upper()} {path}: it needs peer"
+
+
 def required_role(method: str, path: str) -> ApiRole:
-    """The lowest role that may make this call. Pure."""
+    """The lowest role that may make this call (the `peer` role aside). Pure."""
     method = method.upper()
     if method in READ_METHODS or (method == "POST" and path == "/admit"):  # admit: what-if
         return ApiRole.VIEWER
@@ -130,6 +163,9 @@ def check_request(
     caller = tokens.caller(given.strip().encode("utf-8"))
     if caller is None:
         return Refusal(401, "unknown API token")
+    if caller.role is ApiRole.PEER or is_interdomain(path):
+        refused = interdomain_refusal(caller, method, path)
+        return Refusal(403, refused, caller) if refused else caller
     needed = required_role(method, path)
     if caller.role < needed:
         return Refusal(

@@ -17,7 +17,14 @@ from common.ids import node_uuid
 from controller.buffers import BufferSettings
 from controller.steering import SteeringSettings
 
-__all__ = ["ConfigError", "ControllerConfig", "ManagedNode", "load"]
+__all__ = [
+    "ConfigError",
+    "ControllerConfig",
+    "DomainConfig",
+    "ManagedNode",
+    "PeerDomain",
+    "load",
+]
 
 FIELDS = (
     "listen",
@@ -34,6 +41,7 @@ FIELDS = (
     "audit_log",
     "steering",
     "buffers",
+    "domain",
 )
 BUFFER_FIELDS = ("mode", "interval_s", "min", "max", "horizon_s", "key_bits", "hold_s")
 BUFFER_MODES = ("fixed", "adaptive")
@@ -50,6 +58,25 @@ STEERING_FIELDS = (
 )
 STEERING_MODES = ("static", "data-driven")
 POLICIES = ("fewest-hops", "key-aware")
+DOMAIN_FIELDS = (
+    "name",
+    "borders",
+    "saes",
+    "peers",
+    "reservation_ttl_s",
+    "peer_timeout_s",
+    "view_interval_s",
+)
+PEER_FIELDS = (
+    "name",
+    "url",
+    "token_file",
+    "accept_token_file",
+    "allow_saes",
+    "rate_cap_bps",
+    "key_modes",
+)
+KEY_MODES = ("qkd-only", "qkd-preferred", "pqc-only", "hybrid-strict", "hybrid-either")
 RELAY_MODES = ("aes-gcm", "otp")
 
 
@@ -105,6 +132,35 @@ class BufferConfig:
 
 
 @dataclass(frozen=True)
+class PeerDomain:
+    """`domain.peers[]`: a peer domain's controller and what this domain allows it."""
+
+    name: str
+    url: str  # the peer controller's API, e.g. http://127.0.0.1:8600
+    token_file: Path  # what we send to the peer (its `peer` token for us)
+    accept_token_file: Path  # what the peer must send us
+    allow_saes: tuple[str, ...] = ("*",)  # globs of our SAEs the peer may reach
+    rate_cap_bps: int = 1_000_000  # the most key rate its live reservations may hold here
+    key_modes: tuple[str, ...] = ("qkd-only", "qkd-preferred")
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """`domain`: this controller's domain among several (docs/cross-domain.md)."""
+
+    name: str
+    borders: Mapping[str, str] = field(default_factory=dict)  # border node -> peer domain
+    saes: Mapping[str, str] = field(default_factory=dict)  # own SAE -> the node serving it
+    peers: tuple[PeerDomain, ...] = ()
+    reservation_ttl_s: float = 10.0
+    peer_timeout_s: float = 3.0
+    view_interval_s: float = 2.0  # how often the peers' abstract views are fetched
+
+    def peer(self, name: str) -> PeerDomain | None:
+        return next((p for p in self.peers if p.name == name), None)
+
+
+@dataclass(frozen=True)
 class ControllerConfig:
     file: Path
     api: Address
@@ -124,6 +180,7 @@ class ControllerConfig:
     metrics: Address | None = None  # Prometheus /metrics (None: not served)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
     buffers: BufferConfig = field(default_factory=BufferConfig)
+    domain: DomainConfig | None = None  # None: a single-domain controller
 
     @property
     def api_url(self) -> str:
@@ -184,6 +241,7 @@ def parse(data: dict[str, Any], path: Path) -> ControllerConfig:
         metrics=r.optional_address(listen, "metrics", "listen"),
         steering=_steering(r, top.get("steering")),
         buffers=_buffers(r, top.get("buffers")),
+        domain=_domain(r, top.get("domain"), {n.name for n in nodes}),
     )
     if config.netconf.password_file is None and config.netconf.client_key is None:
         r.error("netconf", "give password_file or client_key (or both)")
@@ -293,3 +351,69 @@ def _buffers(r: Reader, data: Any) -> BufferConfig:
         r.number(top, "interval_s", "buffers", 1.0),
         settings,
     )
+
+
+def _domain(r: Reader, data: Any, names: set[str]) -> DomainConfig | None:
+    if data is None:
+        return None
+    top = r.mapping(data, "domain", DOMAIN_FIELDS)
+    name = r.text(top, "name", "domain")
+    borders = r.names(top, "borders", "domain", lambda peer: peer != name)
+    for node in borders:
+        if node not in names:
+            r.error(f"domain.borders.{node}", "not one of the managed nodes")
+    saes = r.names(top, "saes", "domain", lambda node: node in names)
+    peers = tuple(_peer(r, where, item, name) for where, item in r.items(top, "peers", "domain"))
+    seen: set[str] = set()
+    for index, peer in enumerate(peers):
+        if peer.name in seen:
+            r.error(f"domain.peers[{index}].name", f"{peer.name} appears twice")
+        seen.add(peer.name)
+    for node, peer_name in borders.items():
+        if peer_name not in seen:
+            r.error(f"domain.borders.{node}", f"peer domain {peer_name} is not in domain.peers")
+    return DomainConfig(
+        name,
+        borders,
+        saes,
+        peers,
+        r.number(top, "reservation_ttl_s", "domain", 10.0),
+        r.number(top, "peer_timeout_s", "domain", 3.0),
+        r.number(top, "view_interval_s", "domain", 2.0),
+    )
+
+
+def _peer(r: Reader, where: str, item: Any, own: str) -> PeerDomain:
+    data = r.mapping(item, where, PEER_FIELDS)
+    name = r.text(data, "name", where)
+    if name == own:
+        r.error(f"{where}.name", f"{name} is this domain itself")
+    url = r.text(data, "url", where)
+    if url and not url.startswith(("http://", "https://")):
+        r.error(f"{where}.url", f"{url!r} is not an http(s) URL")
+    allow = _strings(r, data, "allow_saes", where, ("*",))
+    modes = _strings(r, data, "key_modes", where, ("qkd-only", "qkd-preferred"))
+    for mode in modes:
+        if mode not in KEY_MODES:
+            r.error(f"{where}.key_modes", f"{mode!r} is not one of {', '.join(KEY_MODES)}")
+    return PeerDomain(
+        name,
+        url.rstrip("/"),
+        r.file(data, "token_file", where),
+        r.file(data, "accept_token_file", where),
+        allow,
+        r.integer(data, "rate_cap_bps", where, 1_000_000, minimum=0),
+        modes,
+    )
+
+
+def _strings(
+    r: Reader, data: Mapping[str, Any], key: str, where: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    value = data.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        r.error(f"{where}.{key}", "must be a list of non-empty strings")
+        return default
+    return tuple(value)

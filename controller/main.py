@@ -16,6 +16,7 @@ from controller.api_token import ApiRole, ApiTokens, TokenError, load_api_token
 from controller.buffer_service import BufferService
 from controller.config import ConfigError, ControllerConfig, load
 from controller.intents.service import IntentEvent
+from controller.interdomain.runtime import Interdomain, accepted_tokens
 from controller.metrics import ControllerMetrics
 from controller.rest import api_server
 from controller.steering_service import SteeringService
@@ -76,9 +77,14 @@ async def serve(
     allow_preemption: bool | None = None,
 ) -> None:
     tokens = api_tokens_of(config)  # before anything connects
+    if config.domain is not None:
+        tokens = tokens.with_peers(accepted_tokens(config.domain))
     audit = AuditLog("controller", config.audit_log)
     controller = Controller.from_config(
         config, policy=policy, force_path=force_path, allow_preemption=allow_preemption
+    )
+    interdomain = (
+        Interdomain.of(config.domain, controller, audit) if config.domain is not None else None
     )
     controller.intent_events.add(lambda event: log_intent(controller, event))
     tracer = Tracer.from_env("controller")
@@ -122,7 +128,17 @@ async def serve(
         if metrics_family is not None:
             buffers.listeners.add(metrics_family.on_buffer)
         buffers_task = asyncio.create_task(buffers.run())
-    server = api_server(controller, config.api, tokens, audit, steering, buffers)
+    server = api_server(
+        controller,
+        config.api,
+        tokens,
+        audit,
+        steering,
+        buffers,
+        interdomain.service if interdomain is not None else None,
+    )
+    if interdomain is not None:
+        interdomain.start()
     http = asyncio.create_task(server.serve())
     connected = sum(1 for _, _, up in controller.device_status() if up)
     log.info(
@@ -147,6 +163,8 @@ async def serve(
                 await asyncio.gather(task, return_exceptions=True)
         server.should_exit = True
         await asyncio.gather(http, return_exceptions=True)
+        if interdomain is not None:
+            await interdomain.stop()
         await controller.stop()
         if metrics is not None:
             await asyncio.to_thread(metrics.stop)  # off the loop: a scrape may wait for it

@@ -1,7 +1,8 @@
 """A small HTTP JSON API over the controller (used by `qkdsdn controller ...`) on `listen.api`.
 
 GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id}, /whoami, and the
-live view /live, /live/state, /live/events (controller/web/);
+live view /live, /live/state, /live/events (controller/web/); with a `domain` section, the
+controller-to-controller routes /interdomain/* (controller/interdomain/routes.py);
 POST /admit, /intents (a key request); DELETE /intents/{id}; PUT /policy {"policy": NAME}.
 Every call needs `Authorization: Bearer <token>` of a role allowed to make it
 (controller/api_token.py: viewer reads, operator installs and withdraws, admin sets the
@@ -34,6 +35,8 @@ from controller.api_token import (
 )
 from controller.buffer_service import BufferService
 from controller.errors import ControllerError, UnknownIntent
+from controller.interdomain.routes import interdomain_router
+from controller.interdomain.service import DomainService
 from controller.model import Decision, Intent, KeyRequest, Path, QoS, TopologySnapshot
 from controller.paths import POLICIES, policy_named
 from controller.steering_service import SteeringService
@@ -141,8 +144,10 @@ def build_app(
     steering: SteeringService | None = None,
     stopping: Callable[[], bool] = lambda: False,
     buffers: BufferService | None = None,
+    interdomain: DomainService | None = None,
 ) -> FastAPI:
-    """The API app. A single ApiToken (the former one-token setup) is accepted as admin."""
+    """The API app. A single ApiToken (the former one-token setup) is accepted as admin;
+    `interdomain` (a controller of several domains) adds the `/interdomain/*` routes."""
     if isinstance(tokens, ApiToken):
         tokens = ApiTokens.single(tokens)
     log = audit or AuditLog("controller", None)
@@ -301,6 +306,8 @@ def build_app(
         buffers.listeners.add(feed.on_buffer)
     app.state.live_feed = feed
     app.include_router(live_router(controller, feed, steering, stopping=stopping))
+    if interdomain is not None:
+        app.include_router(interdomain_router(interdomain))
     return app
 
 
@@ -311,6 +318,7 @@ def api_server(
     audit: AuditLog | None = None,
     steering: SteeringService | None = None,
     buffers: BufferService | None = None,
+    interdomain: DomainService | None = None,
 ) -> uvicorn.Server:
     """The HTTP server on `address`; run with `await server.serve()`. Calls need a token of
     `tokens` with a role high enough (controller/api_token.py); `steering` (data-driven
@@ -321,7 +329,7 @@ def api_server(
         return bool(servers) and servers[0].should_exit
 
     config = uvicorn.Config(
-        build_app(controller, tokens, audit, steering, stopping, buffers),
+        build_app(controller, tokens, audit, steering, stopping, buffers, interdomain),
         host=address.host,
         port=address.port,
         log_level="warning",

@@ -15,7 +15,15 @@ from typing import Any
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import link_uuid, node_uuid
 
-__all__ = ["ConfigError", "KmConfig", "KmPeer", "KmSettings", "load"]
+__all__ = [
+    "ConfigError",
+    "KmConfig",
+    "KmInterdomain",
+    "KmInterdomainPeer",
+    "KmPeer",
+    "KmSettings",
+    "load",
+]
 
 FIELDS = (
     "node",
@@ -30,7 +38,10 @@ FIELDS = (
     "nodes",
     "settings",
     "key_managers",
+    "interdomain",
 )
+INTERDOMAIN = ("domain", "listen", "trusted_cas", "peers", "ack_timeout_s")
+INTERDOMAIN_PEER = ("domain", "kme_id", "url", "saes")
 SETTINGS = (
     "key_size_bits",
     "relay_mode",
@@ -86,6 +97,43 @@ class KmSettings:
 
 
 @dataclass(frozen=True)
+class KmInterdomainPeer:
+    """The co-located key manager of another domain at a trusted border site (ETSI 020)."""
+
+    domain: str
+    kme_id: str  # its node name: its certificate names urn:qkdsdn:km:<kme_id>
+    url: str  # its ETSI 020 base, e.g. https://127.0.0.1:8410/kmapi/v1
+    saes: tuple[str, ...]  # SAEs reached by handing keys to it
+
+
+@dataclass(frozen=True)
+class KmInterdomain:
+    """A border key manager's ETSI 020 face toward other domains' KMs (absent: no border)."""
+
+    domain: str
+    listen: Address  # the ETSI 020 server (HTTPS, mutual TLS)
+    trusted_cas: tuple[Path, ...]  # peer domains' CAs this operator allows (own CA: tls.ca)
+    peers: tuple[KmInterdomainPeer, ...]
+    ack_timeout_s: float = 5.0
+
+    def peer_for(self, sae: str) -> KmInterdomainPeer | None:
+        """The peer that reaches `sae`, or None when no peer does."""
+        for peer in self.peers:
+            if sae in peer.saes:
+                return peer
+        return None
+
+    def peer_named(self, kme_id: str) -> KmInterdomainPeer | None:
+        for peer in self.peers:
+            if peer.kme_id == kme_id:
+                return peer
+        return None
+
+    def foreign_saes(self) -> frozenset[str]:
+        return frozenset(sae for peer in self.peers for sae in peer.saes)
+
+
+@dataclass(frozen=True)
 class KmConfig:
     file: Path
     node: str
@@ -103,6 +151,7 @@ class KmConfig:
     # far ends of post-quantum exchanges. Neighbours are reached at their `peers` address.
     key_managers: Mapping[str, Address] = field(default_factory=dict)
     metrics: Address | None = None  # Prometheus /metrics (None: not served)
+    interdomain: KmInterdomain | None = None  # ETSI 020 hand-offs (None: not a border KM)
 
     @property
     def key_store_file(self) -> Path:
@@ -215,6 +264,7 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
         ),
         key_managers=_key_managers(r, top),
         metrics=r.optional_address(listen, "metrics", "listen"),
+        interdomain=_interdomain(r, top, node),
     )
     if config.settings.pqc_batch > 1024:
         r.error(
@@ -227,6 +277,62 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
         seen.add(peer.node)
     r.done()
     return config
+
+
+def _interdomain(r: Reader, top: dict[str, Any], node: str) -> KmInterdomain | None:
+    if top.get("interdomain") is None:
+        return None
+    section = r.mapping(top["interdomain"], "interdomain", INTERDOMAIN)
+    domain = r.text(section, "domain", "interdomain")
+    cas: list[Path] = []
+    for where, item in r.items(section, "trusted_cas", "interdomain"):
+        if not isinstance(item, str) or not item:
+            r.error(where, f"must be a path to a CA certificate, not {item!r}")
+            continue
+        found = (r.base / Path(item).expanduser()).resolve()
+        if not found.is_file():
+            r.error(where, f"no such file: {found}")
+        cas.append(found)
+    peers: list[KmInterdomainPeer] = []
+    for where, item in r.items(section, "peers", "interdomain"):
+        fields = r.mapping(item, where, INTERDOMAIN_PEER)
+        peer_domain = r.text(fields, "domain", where)
+        if peer_domain and peer_domain == domain:
+            r.error(f"{where}.domain", f"a peer is in another domain than {domain}")
+        kme_id = r.text(fields, "kme_id", where)
+        if kme_id and kme_id == node:
+            r.error(f"{where}.kme_id", "a key manager is not its own interdomain peer")
+        url = r.text(fields, "url", where)
+        if url and not url.startswith("https://"):
+            r.error(f"{where}.url", f"must be an https:// URL (mutual TLS), not {url!r}")
+        saes: list[str] = []
+        for sae_where, sae in r.items(fields, "saes", where):
+            if not isinstance(sae, str) or not sae:
+                r.error(sae_where, f"must be an SAE_ID, not {sae!r}")
+            else:
+                saes.append(sae)
+        peers.append(KmInterdomainPeer(peer_domain, kme_id, url.rstrip("/"), tuple(saes)))
+    seen: dict[str, str] = {}
+    for index, peer in enumerate(peers):
+        for sae in peer.saes:
+            if sae in seen and seen[sae] != peer.kme_id:
+                r.error(
+                    f"interdomain.peers[{index}].saes",
+                    f"{sae} is reached through {seen[sae]} already",
+                )
+            seen[sae] = peer.kme_id
+    names = [p.kme_id for p in peers]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        r.error("interdomain.peers", f"kme_id {name} appears twice")
+    if not peers:
+        r.error("interdomain.peers", "a border key manager needs at least one peer")
+    return KmInterdomain(
+        domain=domain,
+        listen=r.address(section, "listen", "interdomain"),
+        trusted_cas=tuple(cas),
+        peers=tuple(peers),
+        ack_timeout_s=r.number(section, "ack_timeout_s", "interdomain", 5.0),
+    )
 
 
 def _key_managers(r: Reader, top: dict[str, Any]) -> dict[str, Address]:

@@ -436,6 +436,43 @@ class KeyStore:
                     )
         return claimed
 
+    def lookup(self, key_ids: Sequence[str]) -> dict[str, StoredKey]:
+        """The keys of `key_ids` still held for some slave (or the master); others are absent.
+
+        The returned keys carry their material: callers compare it, never log it."""
+        found: dict[str, StoredKey] = {}
+        with self._lock:
+            touched: dict[int, _Stored] = {}
+            for key_id in key_ids:
+                stored, offset = _find(self._db, touched, key_id)
+                if stored is not None and stored.live_mask() >> offset & 1:
+                    found[key_id] = stored.key(offset, key_id)
+        return found
+
+    def discard(self, key_ids: Sequence[str]) -> int:
+        """Removes the keys of `key_ids` that a slave (or the master) could still get: a void.
+        Returns how many were removed; unknown or fully claimed key_IDs are skipped."""
+        removed = 0
+        with self._transaction() as db:
+            touched: dict[int, _Stored] = {}
+            for key_id in key_ids:
+                stored, offset = _find(db, touched, key_id)
+                if stored is None or not stored.live_mask() >> offset & 1:
+                    continue
+                for index in range(len(stored.pending)):
+                    stored.pending[index] &= ~(1 << offset)
+                removed += 1
+            for stored in touched.values():
+                live = stored.live_mask().bit_count()
+                if live == 0:
+                    db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
+                else:
+                    db.execute(
+                        "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",
+                        (stored.pending_blob(), live, stored.seq),
+                    )
+        return removed
+
     def purge_expired(self, now: float) -> int:
         """Deletes every key whose `expires_at` is at or before `now`; returns how many."""
         with self._transaction() as db:

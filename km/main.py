@@ -35,7 +35,8 @@ from km.etsi004.app_service import KeyStreamService, StreamLimits, start_app_ser
 from km.etsi014.app import create_app
 from km.etsi014.server import MutualTlsServer
 from km.etsi014.service import Etsi014Limits, Etsi014Service
-from km.key_store import KeyStore
+from km.interdomain.component import Interdomain
+from km.key_store import KeyStore, StoredKey
 from km.metrics import KmMetrics
 from km.pqc.component import KeyModes
 from km.relay.component import RelayComponent
@@ -105,6 +106,7 @@ class KeyManager:
         self.modes: KeyModes | None = None
         self.http: MutualTlsServer | None = None
         self.skip: MutualTlsServer | None = None
+        self.interdomain: Interdomain | None = None
         self.grpc_server: grpc.aio.Server | None = None
         self.grpc_port = 0
         self.tracer = Tracer.from_env(f"km:{config.node}")  # the process's trace file, shared
@@ -167,6 +169,9 @@ class KeyManager:
                 ),
             )
             await relay.start()
+            if config.interdomain is not None:
+                self.interdomain = self._border(relay, supply)
+                await self.interdomain.start()
             self.http = MutualTlsServer(create_app(service), config.tls, config.listen.etsi014)
             await self.http.start()
             if config.listen.skip is not None:
@@ -191,12 +196,35 @@ class KeyManager:
             await self.stop()
             raise
 
+    def _border(self, relay: RelayComponent, supply: KeySupply) -> Interdomain:
+        """The ETSI 020 face of a border KM, hooked into the relay's segment end and the
+        key supply (keys for SAEs of other domains are handed off, not stored here)."""
+
+        async def relay_keys(keys: Sequence[StoredKey], node: str) -> None:
+            first = keys[0]
+            await relay.supplier.enc_keys(
+                first.master, first.slaves, node, len(keys), first.size_bits, keys=keys
+            )
+
+        border = Interdomain(
+            self.config,
+            relay.forwarder.store,
+            relay=relay_keys,
+            audit=self.audit,
+            tracer=self.tracer,
+        )
+        relay.forwarder.hand_offs = border
+        supply.foreign = border
+        return border
+
     @property
     def ready_line(self) -> str:
         config = self.config
         etsi014 = self.http.url if self.http is not None else "-"
         etsi004 = Address(config.listen.etsi004.host, self.grpc_port)
         line = f"ready km {config.node} etsi014={etsi014} etsi004={etsi004} relay={config.listen.relay}"
+        if self.interdomain is not None:
+            line = f"{line} etsi020={self.interdomain.url}"
         return line if self.skip is None else f"{line} skip={self.skip.url}"
 
     async def stop(self) -> None:
@@ -213,6 +241,9 @@ class KeyManager:
         https = [server for server in (self.http, self.skip) if server is not None]
         await asyncio.gather(*(server.stop() for server in https))
         self.http = self.skip = None
+        if self.interdomain is not None:
+            await self.interdomain.stop()
+            self.interdomain = None
         if self.modes is not None:
             await self.modes.close()
             self.modes = None

@@ -71,6 +71,17 @@ class RemoteSupplier(Protocol):
         ...
 
 
+class ForeignSupplier(Protocol):
+    """SAEs of other domains reached from this node by handing keys to a peer domain's KM
+    (ETSI 020, `km/interdomain/`); the border KM's application map names this node for them."""
+
+    def reaches(self, slaves: Sequence[str]) -> bool: ...
+
+    async def supply_hand_off(self, keys: Sequence[StoredKey]) -> None:
+        """Hands exactly `keys` on; returns once relayed on. Raises SupplyError."""
+        ...
+
+
 class KeySupply:
     """Composition of the key sources of one KM; the ETSI 014 and 004 front ends call it."""
 
@@ -92,6 +103,7 @@ class KeySupply:
         self.clock = clock
         self.mint = KeyMint(key_ttl_s, clock)
         self._commits = CommitGroup(store)
+        self.foreign: ForeignSupplier | None = None  # set by km/main.py on a border KM
 
     def node_of(self, sae_id: str) -> str:
         try:
@@ -115,6 +127,10 @@ class KeySupply:
         for slave in dict.fromkeys(slaves):
             by_node.setdefault(self.node_of(slave), []).append(slave)
         remote_nodes = [n for n in by_node if n != self.node]
+        if self._foreign(by_node.get(self.node, ())):
+            keys = self.mint.keys(master, list(dict.fromkeys(slaves)), number, size_bits)
+            await self.place_keys(keys)
+            return keys
         if remote_nodes and self.remote is None:
             raise SupplyError(503, f"no key relay toward node(s) {', '.join(remote_nodes)}")
         if not remote_nodes:
@@ -155,8 +171,28 @@ class KeySupply:
                 first.master, node_slaves, node, len(copies), first.size_bits, keys=copies
             )
         if self.node in by_node:
-            local = tuple(by_node[self.node])
-            self.store.add([replace(k, slaves=local) for k in keys], ready_for_master=False)
+            foreign = self._foreign(by_node[self.node])
+            for group in self._foreign_groups(foreign):
+                assert self.foreign is not None
+                await self.foreign.supply_hand_off([replace(k, slaves=group) for k in keys])
+            local = tuple(s for s in by_node[self.node] if s not in foreign)
+            if local:
+                self.store.add([replace(k, slaves=local) for k in keys], ready_for_master=False)
+
+    def _foreign(self, slaves: Sequence[str]) -> list[str]:
+        """The slaves among `slaves` that are SAEs of another domain (handed off from here)."""
+        if self.foreign is None:
+            return []
+        return [s for s in slaves if self.foreign.reaches([s])]
+
+    def _foreign_groups(self, foreign: Sequence[str]) -> list[tuple[str, ...]]:
+        """Foreign slaves in hand-offs: all in one when one peer reaches them, else one each."""
+        if not foreign:
+            return []
+        assert self.foreign is not None
+        if self.foreign.reaches(foreign):
+            return [tuple(foreign)]
+        return [(s,) for s in foreign]
 
     def dec_keys(self, slave: str, master: str, key_ids: Sequence[str]) -> list[StoredKey]:
         if self.node_of(slave) != self.node:

@@ -84,15 +84,28 @@ def print_summary(topology: Topology, path: Path, console: Console) -> None:
         f"keys {settings.key_size_bits} bits, relay {settings.relay_mode}, "
         f"{settings.e2e_buffer} keys relayed ahead, link pools {settings.link_pool_bits} bits"
     )
+    for domain in topology.domains:
+        trusts = ", ".join(domain.trusts) or "no other domain"
+        about = f" ({domain.description})" if domain.description else ""
+        console.print(f"domain {domain.name}{about}: trusts {trusts}", markup=False)
+    for border in topology.borders:
+        console.print(
+            f"border site: {border.a} ({topology.domain_of(border.a)}) – "
+            f"{border.b} ({topology.domain_of(border.b)})",
+            markup=False,
+        )
     nodes = Table(title="nodes")
     nodes.add_column("node")
+    if topology.domains:
+        nodes.add_column("domain")
     nodes.add_column("location")
     nodes.add_column("links", justify="right")
     nodes.add_column("applications")
     for node in topology.nodes:
         degree = sum(node.name in (link.a, link.b) for link in topology.links)
         apps = ", ".join(app.sae_id for app in topology.apps if app.node == node.name)
-        nodes.add_row(node.name, Text(node.location), str(degree), apps)
+        in_domain: tuple[str, ...] = (node.domain,) if topology.domains else ()
+        nodes.add_row(node.name, *in_domain, Text(node.location), str(degree), apps)
     links = Table(
         title="links", caption="SKR and QBER from the physical model; * given in the file"
     )

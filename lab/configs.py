@@ -7,6 +7,9 @@ cluster's service names); `listen` overrides the host the servers bind (e.g. "0.
 container) while the others still reach them at `hosts`. `write_process_configs` writes them.
 `peer_relays=False` (or QKDSDN_LAB_PEER_RELAYS=learn for `lab up`) leaves the peers' relay
 addresses out of the key managers' files: they learn them from the network instead.
+A twin of several domains (docs/cross-domain.md) is configured domain by domain from the
+plan's view of each: its CA, its controller ("controller-<domain>", with a `domain`
+section), its border KMs' `interdomain` section; a foreign SAE maps to the border toward it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import yaml
 
 from common.config import Address
 from lab.pki import OPERATOR
-from lab.plan import LabPlan, LinkPlan, NodePlan, controller_role_tokens
+from lab.plan import LabPlan, LinkPlan, NodePlan, controller_role_tokens, peer_token_file
 
 DEFAULT_HOST = "127.0.0.1"
 CONTROLLER = "controller"
@@ -55,6 +58,8 @@ def process_configs(
     `hosts`: node name (or "controller") -> host; a missing name is 127.0.0.1.
     `peer_relays=False`: the key managers' peers carry no relay address (learned)."""
     hosts = dict(hosts or {})
+    if plan.domains:
+        return _domain_configs(plan, hosts, listen, folder or config_dir(plan), peer_relays)
     place = _Place(plan, hosts, listen, folder or config_dir(plan), peer_relays)
     configs: dict[str, dict[str, Any]] = {}
     for node in plan.nodes:
@@ -63,6 +68,103 @@ def process_configs(
         configs[km_name(node.name)] = _km(plan, node, place)
     configs[CONTROLLER] = _controller(plan, place)
     return configs
+
+
+# The `interdomain` and `domain` sections' timers (docs/cross-domain.md).
+ACK_TIMEOUT_S = 5.0
+RESERVATION_TTL_S = 10.0
+PEER_TIMEOUT_S = 3.0
+
+
+def _domain_configs(
+    plan: LabPlan, hosts: dict[str, str], listen: str | None, folder: Path, peer_relays: bool
+) -> dict[str, dict[str, Any]]:
+    """Every process's configuration in a twin of several domains, domain by domain."""
+    configs: dict[str, dict[str, Any]] = {}
+    for domain in plan.domains:
+        view = plan.view(domain.name)
+        place = _Place(view, hosts, listen, folder, peer_relays)
+        for node in view.nodes:
+            configs[agent_name(node.name)] = _agent(view, node, place)
+        for node in view.nodes:
+            km = _km(view, node, place)
+            km["applications"] = foreign_applications(plan, domain.name) | km["applications"]
+            if node.name in domain.borders:
+                km["interdomain"] = _interdomain(plan, node, place)
+            configs[km_name(node.name)] = km
+        controller = _controller(view, place)
+        audit = Path(plan.state_dir) / domain.process / "audit.jsonl"
+        controller["audit_log"] = place.path(audit)  # each operator's own
+        controller["domain"] = _domain_section(plan, domain.name, place)
+        configs[domain.process] = controller
+    return configs
+
+
+def foreign_applications(plan: LabPlan, domain: str) -> dict[str, str]:
+    """Every SAE of another domain -> `domain`'s border node toward that domain (on the
+    border KM itself, the border node is itself); SAEs no border leads to are left out."""
+    mapped: dict[str, str] = {}
+    for app in plan.apps:
+        other = plan.node(app.node).domain
+        border = plan.border_toward(domain, other) if other != domain else None
+        if border is not None:
+            mapped[app.sae_id] = border
+    return mapped
+
+
+def _interdomain(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]:
+    """A border KM's ETSI 020 section: its listen address, the peer domains' CAs its
+    operator allows, the co-located KM of the other domain and the SAEs reached through it."""
+    domain = plan.domain(node.domain)
+    partner = plan.node(plan.border_partner(node.name) or "")
+    reached = sorted(
+        sae
+        for sae, border in foreign_applications(plan, domain.name).items()
+        if border == node.name
+    )
+    return {
+        "domain": domain.name,
+        "listen": place.bind(node.name, node.km_etsi020_port),
+        "trusted_cas": [place.path(plan.domain(peer).ca_cert) for peer in domain.trusts],
+        "peers": [
+            {
+                "domain": partner.domain,
+                "kme_id": partner.name,
+                "url": f"https://{place.address(partner.name, partner.km_etsi020_port)}/kmapi/v1",
+                "saes": reached,
+            }
+        ],
+        "ack_timeout_s": ACK_TIMEOUT_S,
+    }
+
+
+def _domain_section(plan: LabPlan, name: str, place: _Place) -> dict[str, Any]:
+    """A domain controller's `domain` section: its border nodes and its peer controllers,
+    each with the token to send and the token to accept. Every other domain is a peer, not
+    only the neighbours: the origin of a request reserves in each domain on its path."""
+    domain = plan.domain(name)
+    secrets_dir = Path(domain.token_file).parent
+    peers = []
+    for peer in sorted(d.name for d in plan.domains if d.name != name):
+        other = plan.domain(peer).controller
+        peers.append(
+            {
+                "name": peer,
+                "url": f"http://{Address(_bare(place.host(CONTROLLER)), other.api_port)}",
+                "token_file": place.path(peer_token_file(secrets_dir, name, peer)),
+                "accept_token_file": place.path(peer_token_file(secrets_dir, peer, name)),
+                "allow_saes": ["*"],
+            }
+        )
+    return {
+        "name": name,
+        "borders": dict(sorted(domain.borders.items())),
+        # its own SAEs and the node serving each (what its abstract view announces)
+        "saes": {app.sae_id: app.node for app in plan.apps if app.node in domain.nodes},
+        "peers": peers,
+        "reservation_ttl_s": RESERVATION_TTL_S,
+        "peer_timeout_s": PEER_TIMEOUT_S,
+    }
 
 
 def write_process_configs(

@@ -333,7 +333,7 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
             node=app.node,
             cert=app.cert,
             key=app.key,
-            ca=credentials.ca_cert,
+            ca=plan.view_of_node(app.node).credentials.ca_cert,  # its domain's CA
             km_etsi014_url=plan.node(app.node).km_etsi014_url,
             km_etsi004_address=plan.node(app.node).km_etsi004_address,
             km_skip_url=plan.node(app.node).km_skip_url,
@@ -357,7 +357,11 @@ def _monitoring(plan: LabPlan) -> MonitoringEndpoints:
     """Each process's /metrics URL (by the process names `lab status` shows)."""
     from lab.launcher import agents_processes, km_processes
 
-    urls = {"controller": _metrics_url(plan.controller.host, plan.metrics_ports["controller"])}
+    urls = {
+        name: _metrics_url(plan.controller_view(name).controller.host, plan.metrics_ports[name])
+        for name in plan.controller_processes()
+        if name in plan.metrics_ports
+    }
     for prefix, groups in (("agent-", agents_processes(plan)), ("km-", km_processes(plan))):
         for process, nodes in groups:
             port = plan.metrics_ports.get(f"{prefix}{nodes[0]}")

@@ -1,5 +1,6 @@
 """Fault injection into a running twin through each agent's AgentControl service.
 
+`kill` SIGKILLs one of the twin's processes by name (a crash; the supervisor restarts it).
 A fibre fault concerns both ends of a link: it is applied at both agents, so that both
 modules stop (or resume) producing key together. A partition cuts a node's classical network
 instead (a twin started with `--hosts netns`: the node's veth goes down), see `partition`.
@@ -9,6 +10,8 @@ refuse AgentControl to anyone else.
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import grpc
@@ -16,9 +19,11 @@ import grpc
 from common.protos import control_pb2, control_pb2_grpc
 from common.roles import TlsMaterial
 from lab.plan import LabPlan, LinkPlan
+from lab.processes import is_ours
 
 KINDS = ("cut", "restore", "eavesdrop", "stop-node")
 NETWORK_KINDS = ("partition", "heal")  # a node's classical network, in a namespace lab
+PROCESS_KINDS = ("kill",)  # a process of the twin, by the name `lab status` shows
 
 
 class FaultError(RuntimeError):
@@ -68,9 +73,11 @@ def inject(plan: LabPlan, kind: str, target: str, fraction: float = 0.25) -> str
         node = plan.node(target) if target in {n.name for n in plan.nodes} else None
         if node is None:
             raise FaultError(f"no node {target!r} in the twin")
+        plan = plan.view_of_node(node.name)  # the operator certificate of the node's domain
         reply = _call(plan, node.agent_grpc_address, "StopNode", control_pb2.StopNodeRequest())
         return str(getattr(reply, "message", "stopped"))
     link = find_link(plan, target)
+    plan = plan.view_of_node(link.a)  # a link stays within a domain
     if kind in ("cut", "restore"):
         request: object = control_pb2.SetLinkRequest(qkdl_id=link.qkdl_id, up=kind == "restore")
         method = "SetLink"
@@ -87,6 +94,29 @@ def inject(plan: LabPlan, kind: str, target: str, fraction: float = 0.25) -> str
         state = reply.link  # type: ignore[attr-defined]
         states.append(f"{end}: {state.status} skr={state.skr_bps:.0f} bit/s qber={state.qber:.3f}")
     return "; ".join(states)
+
+
+def kill_process(state_dir: Path, name: str) -> str:
+    """SIGKILLs process `name` of a running twin (as `lab status` names it, e.g. km-b_a):
+    a crash, with no chance to clean up. The supervisor, if any, restarts it."""
+    from lab.launcher import recorded_status
+
+    records = {r.process.name: r.process for r in recorded_status(state_dir)}
+    process = records.get(name)
+    if process is None:
+        known = ", ".join(records) or "none"
+        raise FaultError(f"no process {name!r} in {state_dir}; known: {known}")
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except OSError:
+        raise FaultError(f"{name} (pid {process.pid}) is not running") from None
+    try:  # opened, then checked: a reused PID is never signalled
+        if not is_ours(process):
+            raise FaultError(f"{name} (pid {process.pid}) is not running")
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        os.close(pidfd)
+    return f"{name} (pid {process.pid}) killed with SIGKILL"
 
 
 def partition(state_dir: Path, node: str, cut: bool) -> str:

@@ -33,6 +33,7 @@ from lab.plan import (
     AppPlan,
     ControllerPlan,
     Credentials,
+    DomainPlan,
     LabPlan,
     LinkPlan,
     NodePlan,
@@ -40,6 +41,7 @@ from lab.plan import (
     controller_role_tokens,
     link_uuid,
     node_uuid,
+    peer_token_file,
 )
 from lab.processes import (
     ManagedProcess as ManagedProcess,  # re-exported: tests and tools import them here
@@ -63,6 +65,12 @@ PORTS_PER_NODE = 7
 
 class LabError(RuntimeError):
     """The twin could not be started or stopped; the message says which process and why."""
+
+    @property
+    def port_taken(self) -> bool:
+        """A planned port was taken by someone else between planning and binding (other
+        twins on a shared machine): a new plan, with other ports, may well start."""
+        return "Address already in use" in str(self)
 
 
 # ---------------------------------------------------------------- plan
@@ -142,10 +150,10 @@ def _admin_account(state_dir: Path) -> tuple[Path, str]:
     return path, hashed.read_text(encoding="utf-8").strip()
 
 
-def _controller_token(state_dir: Path) -> Path:
+def _controller_token(state_dir: Path, name: str = "controller-token") -> Path:
     """STATE_DIR/secrets/controller-token (mode 0600): the bearer token of the controller's
-    API, generated once per state dir."""
-    path = state_dir / "secrets" / "controller-token"
+    API, generated once per state dir (`name`: another controller's, in a multi-domain twin)."""
+    path = state_dir / "secrets" / name
     for role_file in controller_role_tokens(str(path)).values():  # viewer, operator, admin
         if not Path(role_file).exists():
             _write_secret(Path(role_file), secrets.token_urlsafe(32).encode())
@@ -206,16 +214,28 @@ def make_plan(
     nodes and the controller (default: all on 127.0.0.1; in namespaces, one agents process
     per node). `metrics` gives every process a /metrics port; `monitoring` (`lab up
     --monitoring`) adds a Prometheus that scrapes them (lab/monitoring.py)."""
-    from lab.pki import create_lab_pki, load_ca
+    from lab.pki import create_domain_pki, create_lab_pki, load_ca
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
+    if topology.domains and (ca is not None or monitoring or (hosts is not None and hosts.nodes)):
+        raise LabError(
+            "a twin of several domains makes one CA per domain and runs on this host's "
+            "loopback: --ca-cert, --monitoring and --hosts netns are for one domain"
+        )
     if hosts is not None and hosts.nodes:
         agent_processes = len(topology.nodes)  # a node's agent runs on the node's own host
     address = (hosts or Hosts("local")).node
-    # Node servers and the API, then (at most) a metrics port per process and Prometheus's.
-    metric_ports = 2 * len(topology.nodes) + 2 if metrics or monitoring else 0
-    ports = iter(free_ports(PORTS_PER_NODE * len(topology.nodes) + 1 + metric_ports))
+    border_nodes = {node for site in topology.borders for node in (site.a, site.b)}
+    controllers = max(1, len(topology.domains))
+    # Node servers, border KMs' ETSI 020 servers and the APIs, then (at most) a metrics
+    # port per process and Prometheus's.
+    metric_ports = 2 * len(topology.nodes) + controllers + 1 if metrics or monitoring else 0
+    ports = iter(
+        free_ports(
+            PORTS_PER_NODE * len(topology.nodes) + len(border_nodes) + controllers + metric_ports
+        )
+    )
     nodes = tuple(
         NodePlan(
             name=node.name,
@@ -229,6 +249,8 @@ def make_plan(
             host=address(node.name).address,
             km_skip_port=next(ports),
             restconf_port=next(ports),
+            domain=node.domain,
+            km_etsi020_port=next(ports) if node.name in border_nodes else 0,
         )
         for node in topology.nodes
     )
@@ -260,7 +282,23 @@ def make_plan(
     admin_password, admin_hash = _admin_account(state_dir)
     pki_dir = state_dir / "pki"
     sae_ids = [app.sae_id for app in topology.apps]
-    if with_pki:
+    domains = _domain_plans(
+        topology, state_dir, ports, (hosts or Hosts("local")).controller.address
+    )
+    if with_pki and domains:
+        for domain in domains:
+            create_domain_pki(
+                state_dir,
+                domain.name,
+                domain.nodes,
+                [
+                    app.sae_id
+                    for app in topology.apps
+                    if topology.domain_of(app.node) == domain.name
+                ],
+                km_hosts={n: [address(n).address] for n in domain.nodes},
+            )
+    elif with_pki:
         own_ca = load_ca(*ca) if ca is not None else None
         create_lab_pki(
             state_dir,
@@ -297,7 +335,9 @@ def make_plan(
             admin_password_file=str(admin_password),
             admin_password_hash=admin_hash,
         ),
-        controller=ControllerPlan(
+        controller=domains[0].controller
+        if domains
+        else ControllerPlan(
             host=(hosts or Hosts("local")).controller.address,
             api_port=next(ports),
             cert=str(pki_dir / "controller.pem"),
@@ -308,14 +348,30 @@ def make_plan(
             for n in topology.nodes
         },
         forced_paths=dict(forced_paths or {}),
-        agent_groups=agent_groups([n.name for n in topology.nodes], agent_processes),
+        agent_groups=(
+            tuple(d.nodes for d in domains)  # one agents process per operator
+            if domains and agent_processes is None
+            else agent_groups([n.name for n in topology.nodes], agent_processes)
+        ),
         agent_certs={
             n.name: (str(pki_dir / f"agent-{n.name}.pem"), str(pki_dir / f"agent-{n.name}.key"))
             for n in topology.nodes
         },
         operator_cert=(str(pki_dir / "operator.pem"), str(pki_dir / "operator.key")),
-        controller_token_file=str(_controller_token(state_dir)),
+        controller_token_file=domains[0].token_file
+        if domains
+        else str(_controller_token(state_dir)),
+        domains=domains,
+        border_sites=tuple((site.a, site.b) for site in topology.borders),
     )
+    if domains:
+        plan = replace(
+            plan,
+            credentials=replace(
+                plan.credentials, ca_cert=domains[0].ca_cert, ca_key=domains[0].ca_key
+            ),
+            operator_cert=domains[0].operator_cert,
+        )
     if not (metrics or monitoring):
         return plan
     return replace(
@@ -325,9 +381,51 @@ def make_plan(
     )
 
 
+def _domain_plans(
+    topology: Topology, state_dir: Path, ports: Iterator[int], host: str
+) -> tuple[DomainPlan, ...]:
+    """Each domain's CA and certificate paths, controller port and tokens (written here:
+    the operator token files of its API and a peer token per ordered pair of domains: the
+    origin of a request reserves in every domain on its path, neighbour or not)."""
+    pki_dir, secrets_dir = state_dir / "pki", state_dir / "secrets"
+    partner = {s.a: s.b for s in topology.borders} | {s.b: s.a for s in topology.borders}
+    plans = []
+    for domain in topology.domains:
+        nodes = tuple(n.name for n in topology.nodes if n.domain == domain.name)
+        borders = {n: topology.domain_of(partner[n]) for n in nodes if n in partner}
+        for peer in (d.name for d in topology.domains if d.name != domain.name):
+            token = Path(peer_token_file(secrets_dir, domain.name, peer))
+            if not token.exists():
+                _write_secret(token, secrets.token_urlsafe(32).encode())
+        name = domain.name
+        plans.append(
+            DomainPlan(
+                name=name,
+                nodes=nodes,
+                trusts=domain.trusts,
+                ca_cert=str(pki_dir / f"ca-{name}.pem"),
+                ca_key=str(pki_dir / f"ca-{name}.key"),
+                controller=ControllerPlan(
+                    host=host,
+                    api_port=next(ports),
+                    cert=str(pki_dir / f"controller-{name}.pem"),
+                    key=str(pki_dir / f"controller-{name}.key"),
+                ),
+                token_file=str(_controller_token(state_dir, f"controller-{name}-token")),
+                operator_cert=(
+                    str(pki_dir / f"operator-{name}.pem"),
+                    str(pki_dir / f"operator-{name}.key"),
+                ),
+                borders=borders,
+                description=domain.description,
+            )
+        )
+    return tuple(plans)
+
+
 def metrics_ports(plan: LabPlan, ports: Iterator[int]) -> dict[str, int]:
     """A /metrics port per process, shared by the configs of the nodes it hosts."""
-    found = {CONTROLLER: next(ports)}
+    found = {name: next(ports) for name in plan.controller_processes()}
     for make, groups in ((agent_name, agents_processes(plan)), (km_name, km_processes(plan))):
         for _, nodes in groups:
             port = next(ports)
@@ -357,7 +455,8 @@ def process_commands(plan: LabPlan) -> list[tuple[str, tuple[str, ...]]]:
     for name, group in km_processes(plan):
         hosted = [argument for node in group for argument in ("--config", files[km_name(node)])]
         commands.append((name, _cli("km", "run", *hosted)))
-    commands.append(("controller", _cli("controller", "run", "--config", files[CONTROLLER])))
+    for name in plan.controller_processes():  # "controller", or one per domain
+        commands.append((name, _cli("controller", "run", "--config", files[name])))
     if plan.prometheus_port:
         from lab import monitoring
 
@@ -510,17 +609,29 @@ def readiness_ports(plan: LabPlan, name: str) -> list[tuple[str, int]]:
     if is_agents(name):
         hosted = [plan.node(n) for n in dict(agents_processes(plan))[name]]
         return [(n.host, p) for n in hosted for p in (n.netconf_port, n.agent_grpc_port)]
-    if name == "controller":
-        return [(plan.controller.host, plan.controller.api_port)]
+    if is_controller(name):
+        controller = plan.controller_view(name).controller
+        return [(controller.host, controller.api_port)]
     if name == "prometheus":
         return [(plan.controller.host, plan.prometheus_port)]
     nodes = [plan.node(n) for n in km_nodes(plan, name)]
     return [
         (node.host, p)
         for node in nodes
-        for p in (node.km_etsi014_port, node.km_etsi004_port, node.km_relay_port, node.km_skip_port)
+        for p in (
+            node.km_etsi014_port,
+            node.km_etsi004_port,
+            node.km_relay_port,
+            node.km_skip_port,
+            node.km_etsi020_port,  # a border KM's ETSI 020 server
+        )
         if p
     ]
+
+
+def is_controller(name: str) -> bool:
+    """A controller process: "controller", or "controller-<domain>" in a multi-domain twin."""
+    return name == CONTROLLER or name.startswith(f"{CONTROLLER}-")
 
 
 def spawn_on(
@@ -534,7 +645,7 @@ def spawn_on(
 
 def process_host(plan: LabPlan, hosts: Hosts, name: str) -> Host:
     """Where process `name` runs: its node's host (an agents process: its nodes' one host)."""
-    if name in ("controller", "prometheus"):
+    if is_controller(name) or name == "prometheus":
         return hosts.controller
     if is_agents(name):
         placed = {hosts.node(node) for node in dict(agents_processes(plan))[name]}
@@ -627,6 +738,51 @@ def wait_discovered(plan: LabPlan, timeout: float, process: subprocess.Popen[byt
         time.sleep(0.2)
 
 
+def views_pending(plan: LabPlan, domain: str, view: dict[str, object]) -> list[str]:
+    """The SAEs of other domains that domain `domain`'s controller (its `GET
+    /interdomain/view` answer) cannot reach yet, though a border route leads to them. Pure."""
+    reach = view.get("reach")
+    known = set(reach) if isinstance(reach, dict) else set()
+    return [
+        app.sae_id
+        for app in plan.apps
+        if (other := plan.node(app.node).domain) != domain
+        and plan.domain_route(domain, other)
+        and app.sae_id not in known
+    ]
+
+
+def wait_views(
+    plan: LabPlan, timeout: float, processes: dict[str, subprocess.Popen[bytes]]
+) -> None:
+    """Waits until every domain's controller has learned, from its peers' abstract views,
+    every SAE of the other domains it can reach: before that, a request across domains
+    would be refused (no route yet)."""
+    deadline = time.monotonic() + timeout
+    for domain in plan.domains:
+        view = plan.view(domain.name)
+        request = urllib.request.Request(f"{domain.controller.url}/interdomain/view")
+        request.add_header("Authorization", f"Bearer {viewer_token(view)}")
+        while True:
+            process = processes.get(domain.process)
+            if process is not None and process.poll() is not None:
+                raise LabError(f"{domain.process} exited with code {process.returncode}")
+            try:
+                with urllib.request.urlopen(request, timeout=5.0) as reply:
+                    pending = views_pending(plan, domain.name, json.loads(reply.read()))
+            except (OSError, ValueError) as exc:
+                pending = [f"its answer ({exc})"]
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                shown = ", ".join(pending[:8])
+                raise LabError(
+                    f"{domain.process} has not learned the other domains after "
+                    f"{timeout:.0f} s: {shown}"
+                )
+            time.sleep(0.2)
+
+
 def wait_listening(plan: LabPlan, process: ManagedProcess, timeout: float) -> None:
     """Waits until a process that is not our child (restarted) listens on all its ports."""
     deadline = time.monotonic() + timeout
@@ -677,14 +833,18 @@ def launch(
             )
             if last_agents:
                 wait_ready(plan, [(p, o) for p, o in started if is_agents(p.name)], timeout)
-            elif name == "controller":
+            elif is_controller(name):
                 wait_ready(plan, [(proc, popen)], timeout)
             if progress:
                 progress(name)
         wait_ready(plan, started, timeout)
-        controller = [popen for proc, popen in started if proc.name == CONTROLLER]
-        if controller:
-            wait_discovered(plan, max(0.0, deadline - time.monotonic()), controller[0])
+        for proc, popen in started:  # each controller has discovered its own domain
+            if is_controller(proc.name):
+                view = plan.controller_view(proc.name)
+                wait_discovered(view, max(0.0, deadline - time.monotonic()), popen)
+        controllers = {p.name: o for p, o in started if is_controller(p.name)}
+        if plan.domains and len(controllers) == len(plan.domains):  # their views converge
+            wait_views(plan, max(0.0, deadline - time.monotonic()), controllers)
     except BaseException:
         stop_processes([p for p, _ in started])
         _pid_file(state_dir).unlink(missing_ok=True)

@@ -87,10 +87,12 @@ def register_operations(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
     fault = commands.add_parser("fault", help="inject a fault into a running twin")
     fault.add_argument(
-        "kind", choices=["cut", "restore", "eavesdrop", "stop-node", "partition", "heal"]
+        "kind", choices=["cut", "restore", "eavesdrop", "stop-node", "partition", "heal", "kill"]
     )
     fault.add_argument(
-        "target", help="a link as NODE-NODE, or a node for stop-node, partition and heal"
+        "target",
+        help="a link as NODE-NODE, a node for stop-node, partition and heal, or a process as "
+        "`lab status` names it for kill (SIGKILL, e.g. km-b_a)",
     )
     fault.add_argument("--fraction", type=float, default=0.25, help="intercepted share (eavesdrop)")
     fault.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
@@ -275,7 +277,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     console = terminal()
     console.print(table)
     console.print(nodes)
-    console.print(f"controller: {plan.controller.url}")
+    if plan.domains:
+        for domain in plan.domains:
+            console.print(
+                f"{domain.process}: {domain.controller.url} (domain {domain.name}: "
+                f"{', '.join(domain.nodes)}; CA {domain.ca_cert})",
+                markup=False,
+            )
+    else:
+        console.print(f"controller: {plan.controller.url}")
     if plan.prometheus_port:
         from lab.monitoring import prometheus_url
 
@@ -287,10 +297,15 @@ def cmd_status(args: argparse.Namespace) -> int:
             + ", ".join(f"{name} in {host.namespace}" for name, host in hosts.nodes.items())
             + f", controller in {hosts.controller.namespace}"
         )
-    if plan.controller_token_file:  # every API call needs a role's token
-        tokens = controller_role_tokens(plan.controller_token_file)
+    token_files = {d.process: d.token_file for d in plan.domains} or {
+        "controller": plan.controller_token_file
+    }
+    for process, token_file in token_files.items():  # every API call needs a role's token
+        if not token_file:
+            continue
+        tokens = controller_role_tokens(token_file)
         console.print(
-            "controller API tokens: "
+            f"{process} API tokens: "
             + ", ".join(f"{role} {path}" for role, path in tokens.items() if Path(path).exists())
         )
     return 0
@@ -326,6 +341,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Piped or in CI, rich would assume 80 columns and fold the timeline into many lines.
     console = terminal()
+    if args.scenario == "domains":  # two twins (three domains, one): lab/scenarios/domains.py
+        from lab.scenarios.domains import domains_command
+
+        console.print(f"[bold]scenario domains[/]: {SCENARIOS['domains'].description}")
+        return domains_command(args.out, args.state_dir, console, args.requests)
     if args.scenario == "surge":  # two runs (static, data-driven): lab/scenarios/surge.py
         from lab.scenarios.surge import surge_command
 
@@ -392,12 +412,14 @@ def _run_outage(args: argparse.Namespace, scenario: Scenario, console: Console) 
 
 
 def cmd_fault(args: argparse.Namespace) -> int:
-    from lab.faults import NETWORK_KINDS, FaultError, inject, partition
+    from lab.faults import NETWORK_KINDS, PROCESS_KINDS, FaultError, inject, kill_process, partition
     from lab.plan import LabPlan
 
     state_dir: Path = args.state_dir.resolve()
     try:
-        if args.kind in NETWORK_KINDS:
+        if args.kind in PROCESS_KINDS:
+            message = kill_process(state_dir, args.target)
+        elif args.kind in NETWORK_KINDS:
             message = partition(state_dir, args.target, cut=args.kind == "partition")
         else:
             plan = LabPlan.load(state_dir / "plan.json")

@@ -12,6 +12,10 @@ The CN is the name; server certificates also carry SAN IP:127.0.0.1 and DNS:loca
 Private keys are written with mode 0600. `create_lab_pki` is idempotent: a certificate that
 exists, is signed by the CA, names the same identity and is valid for another day is kept.
 
+A twin of several domains (docs/cross-domain.md) has one CA per domain instead:
+`create_domain_pki` writes pki/ca-<D>.pem/.key, controller-<D>.pem and operator-<D>.pem
+(identities as above) and signs the domain's KM, agent and SAE certificates with it.
+
 An operator who has a CA of their own passes it: `create_lab_pki(..., ca=load_ca(cert, key))`;
 then `ca.pem` is a copy of that CA certificate and no CA key is written to the state directory.
 """
@@ -88,7 +92,42 @@ def create_lab_pki(
         ca = _load_or_create_lab_ca(ca_paths)
     else:
         _write_atomic(ca_paths.cert, ca.cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    nodes = list(nodes)
+    return _issue_leaves(ca, ca_paths, pki_dir, list(nodes), saes, km_hosts, "")
+
+
+def domain_ca_paths(state_dir: Path, domain: str) -> CertPaths:
+    """pki/ca-<domain>.pem and .key."""
+    return _pair(state_dir / "pki", f"ca-{domain}")
+
+
+def create_domain_pki(
+    state_dir: Path,
+    domain: str,
+    nodes: Iterable[str],
+    saes: Iterable[str],
+    *,
+    km_hosts: Mapping[str, Sequence[str]] | None = None,
+) -> LabPki:
+    """Creates (or completes) one domain's PKI: its own CA (pki/ca-<domain>.pem) signing
+    its nodes' KM and agent certificates, its SAEs', its controller's (controller-<domain>)
+    and the lab operator's for its agents (operator-<domain>). Idempotent like create_lab_pki."""
+    pki_dir = state_dir / "pki"
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    ca_paths = domain_ca_paths(state_dir, domain)
+    ca = _load_or_create_lab_ca(ca_paths, f"qkd-sdn domain {domain} CA")
+    return _issue_leaves(ca, ca_paths, pki_dir, list(nodes), saes, km_hosts or {}, f"-{domain}")
+
+
+def _issue_leaves(
+    ca: CertificateAuthority,
+    ca_paths: CertPaths,
+    pki_dir: Path,
+    nodes: list[str],
+    saes: Iterable[str],
+    km_hosts: Mapping[str, Sequence[str]],
+    suffix: str,
+) -> LabPki:
+    """Every leaf certificate signed by `ca`; `suffix` names the controller and operator files."""
     kms = {
         node: issue_certificate(
             ca,
@@ -120,9 +159,11 @@ def create_lab_pki(
         for sae in saes
     }
     controller = issue_certificate(
-        ca, CONTROLLER, _pair(pki_dir, "controller"), client=True, reuse=True
+        ca, CONTROLLER, _pair(pki_dir, f"controller{suffix}"), client=True, reuse=True
     )
-    operator = issue_certificate(ca, OPERATOR, _pair(pki_dir, "operator"), client=True, reuse=True)
+    operator = issue_certificate(
+        ca, OPERATOR, _pair(pki_dir, f"operator{suffix}"), client=True, reuse=True
+    )
     return LabPki(
         ca=ca_paths,
         kms=kms,
@@ -243,12 +284,14 @@ def common_name_of(cert: x509.Certificate) -> str:
     return str(attrs[0].value) if attrs else ""
 
 
-def _load_or_create_lab_ca(paths: CertPaths) -> CertificateAuthority:
+def _load_or_create_lab_ca(
+    paths: CertPaths, common_name: str = "qkd-sdn lab CA"
+) -> CertificateAuthority:
     if paths.cert.exists() and paths.key.exists():
         ca = load_ca(paths.cert, paths.key)
         if ca.cert.not_valid_after_utc - _now() > RENEW_BEFORE:
             return ca
-    return create_ca(paths)
+    return create_ca(paths, common_name)
 
 
 def _san_entries(hosts: Sequence[str]) -> list[x509.GeneralName]:

@@ -9,7 +9,8 @@ Identifiers are derived from names (uuid5), so a node keeps its `qkdn_id` across
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,12 @@ def controller_role_tokens(token_file: str) -> dict[str, str]:
     }
 
 
+def peer_token_file(secrets_dir: str | Path, sender: str, receiver: str) -> str:
+    """The bearer token domain `sender`'s controller presents to `receiver`'s (its `peer`
+    role token for `sender`), mode 0600, one per ordered pair of neighbouring domains."""
+    return str(Path(secrets_dir) / f"peer-token-{sender}-to-{receiver}")
+
+
 def host_port(host: str, port: int) -> str:
     """ "host:port", with an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -48,6 +55,15 @@ class NodePlan:
     host: str = HOST  # the node's address (its own network namespace in a netns lab)
     km_skip_port: int = 0  # HTTPS, mutual TLS, Cisco SKIP for applications (0: none)
     restconf_port: int = 0  # RESTCONF over HTTPS on the agent; 0: not served
+    domain: str = ""  # the node's domain ("" in a twin of one domain)
+    km_etsi020_port: int = 0  # HTTPS, mutual TLS, ETSI 020 KMS API of a border KM; 0: none
+
+    @property
+    def km_etsi020_url(self) -> str:
+        """https://host:port/kmapi/v1 of a border KM's ETSI 020 API ("" when not a border)."""
+        if not self.km_etsi020_port:
+            return ""
+        return f"https://{host_port(self.host, self.km_etsi020_port)}/kmapi/v1"
 
     @property
     def restconf_url(self) -> str:
@@ -139,6 +155,27 @@ class ControllerPlan:
 
 
 @dataclass(frozen=True)
+class DomainPlan:
+    """One operator's part of a multi-domain twin: its CA, its controller, its tokens."""
+
+    name: str
+    nodes: tuple[str, ...]
+    trusts: tuple[str, ...]  # peer domains whose CA this domain's border KMs allow
+    ca_cert: str  # the domain's CA: signs every certificate of the domain
+    ca_key: str
+    controller: ControllerPlan
+    token_file: str  # operator token of the domain controller's API (-viewer, -admin beside)
+    operator_cert: tuple[str, str]  # the lab operator's certificate from this domain's CA
+    borders: dict[str, str] = field(default_factory=dict)  # border node -> the peer domain
+    description: str = ""
+
+    @property
+    def process(self) -> str:
+        """The name of its controller process: "controller-<domain>"."""
+        return f"controller-{self.name}"
+
+
+@dataclass(frozen=True)
 class Settings:
     key_size_bits: int = 256
     relay_mode: str = "aes-gcm"  # or "otp"
@@ -174,6 +211,105 @@ class LabPlan:
     # "controller"); the configs of one process share its port. Empty: no metrics.
     metrics_ports: dict[str, int] = field(default_factory=dict)
     prometheus_port: int = 0  # `lab up --monitoring`: where Prometheus listens (0: none)
+    # Several operators (docs/cross-domain.md): each domain's CA, controller and tokens;
+    # empty: one domain, described by `credentials`, `controller` and `controller_token_file`.
+    domains: tuple[DomainPlan, ...] = ()
+    border_sites: tuple[tuple[str, str], ...] = ()  # the two nodes hosted at each border site
+
+    def domain(self, name: str) -> DomainPlan:
+        for domain in self.domains:
+            if domain.name == name:
+                return domain
+        raise KeyError(f"no domain {name!r} in the lab plan")
+
+    def controller_processes(self) -> tuple[str, ...]:
+        """ "controller", or "controller-<domain>" for each domain."""
+        return tuple(d.process for d in self.domains) or ("controller",)
+
+    def controller_view(self, process: str) -> LabPlan:
+        """The plan as the controller process `process` sees its domain (see `view`)."""
+        for domain in self.domains:
+            if domain.process == process:
+                return self.view(domain.name)
+        if process == "controller":
+            return self
+        raise KeyError(f"no controller process {process!r} in the lab plan")
+
+    def border_partner(self, node: str) -> str | None:
+        """The other domain's node at `node`'s border site, or None."""
+        for a, b in self.border_sites:
+            if node in (a, b):
+                return b if node == a else a
+        return None
+
+    def domain_route(self, start: str, goal: str) -> tuple[str, ...]:
+        """The domains from `start` to `goal` over border sites, fewest first (ties: by
+        name); () when `goal` cannot be reached."""
+        neighbours: dict[str, set[str]] = {d.name: set() for d in self.domains}
+        for a, b in self.border_sites:
+            da, db = self.node(a).domain, self.node(b).domain
+            neighbours[da].add(db)
+            neighbours[db].add(da)
+        came: dict[str, str | None] = {start: None}
+        queue = deque([start])
+        while queue:
+            here = queue.popleft()
+            for there in sorted(neighbours.get(here, ())):
+                if there not in came:
+                    came[there] = here
+                    queue.append(there)
+        if goal not in came:
+            return ()
+        route = [goal]
+        while (previous := came[route[-1]]) is not None:
+            route.append(previous)
+        return tuple(reversed(route))
+
+    def border_toward(self, domain: str, goal: str) -> str | None:
+        """`domain`'s border node toward domain `goal` (the first by name if several)."""
+        route = self.domain_route(domain, goal)
+        if len(route) < 2:
+            return None
+        candidates = sorted(
+            node for node, peer in self.domain(domain).borders.items() if peer == route[1]
+        )
+        return candidates[0] if candidates else None
+
+    def view(self, domain: str) -> LabPlan:
+        """Domain `domain` alone, as a plan of one domain: its nodes, links and applications,
+        its CA in `credentials`, its controller, token and operator certificate. What one
+        operator's processes are configured from (lab/configs.py)."""
+        own = self.domain(domain)
+        nodes = frozenset(own.nodes)
+        ports = dict(self.metrics_ports)
+        if own.process in ports:
+            ports["controller"] = ports[own.process]
+        return replace(
+            self,
+            nodes=tuple(n for n in self.nodes if n.name in nodes),
+            links=tuple(link for link in self.links if link.a in nodes),
+            apps=tuple(app for app in self.apps if app.node in nodes),
+            credentials=replace(self.credentials, ca_cert=own.ca_cert, ca_key=own.ca_key),
+            controller=own.controller,
+            controller_token_file=own.token_file,
+            operator_cert=own.operator_cert,
+            forced_paths={
+                pair: path for pair, path in self.forced_paths.items() if nodes.issuperset(path)
+            },
+            agent_groups=tuple(
+                kept
+                for group in self.agent_groups
+                if (kept := tuple(n for n in group if n in nodes))
+            ),
+            metrics_ports=ports,
+            domains=(),
+            border_sites=(),
+        )
+
+    def view_of_node(self, node: str) -> LabPlan:
+        """The view of `node`'s domain (the plan itself in a twin of one domain)."""
+        domain = self.node(node).domain
+        return self.view(domain) if self.domains and domain else self
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -232,6 +368,8 @@ class LabPlan:
             controller_token_file=data.get("controller_token_file", ""),
             metrics_ports={k: int(v) for k, v in data.get("metrics_ports", {}).items()},
             prometheus_port=int(data.get("prometheus_port", 0)),
+            domains=tuple(_domain_plan(d) for d in data.get("domains", [])),
+            border_sites=tuple((str(a), str(b)) for a, b in data.get("border_sites", [])),
         )
 
     @staticmethod
@@ -241,3 +379,18 @@ class LabPlan:
 
 def _pair(value: Any) -> tuple[str, str]:
     return (str(value[0]), str(value[1]))
+
+
+def _domain_plan(data: dict[str, Any]) -> DomainPlan:
+    return DomainPlan(
+        name=data["name"],
+        nodes=tuple(data["nodes"]),
+        trusts=tuple(data["trusts"]),
+        ca_cert=data["ca_cert"],
+        ca_key=data["ca_key"],
+        controller=ControllerPlan(**data["controller"]),
+        token_file=data["token_file"],
+        operator_cert=_pair(data["operator_cert"]),
+        borders=dict(data.get("borders", {})),
+        description=data.get("description", ""),
+    )

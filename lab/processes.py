@@ -98,13 +98,21 @@ def running_with(argvs: dict[tuple[str, ...], str]) -> list[ManagedProcess]:
     return found
 
 
+def _is_controller(name: str) -> bool:
+    return name == "controller" or name.startswith("controller-")
+
+
 def waves(processes: Sequence[ManagedProcess]) -> list[list[ManagedProcess]]:
-    """Stop order: the controller first (so it does not see the nodes die and re-route), then
-    the key managers, then the agents (and anything else)."""
+    """Stop order: the controllers first (so they do not see the nodes die and re-route),
+    then the key managers, then the agents (and anything else)."""
     return [
-        [p for p in processes if p.name == "controller"],
+        [p for p in processes if _is_controller(p.name)],
         [p for p in processes if p.name.startswith(("km-", "kms-"))],
-        [p for p in processes if p.name != "controller" and not p.name.startswith(("km-", "kms-"))],
+        [
+            p
+            for p in processes
+            if not _is_controller(p.name) and not p.name.startswith(("km-", "kms-"))
+        ],
     ]
 
 

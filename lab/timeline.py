@@ -10,10 +10,14 @@ from common.tracing import TRACE_ENV, TimelineEvent, Tracer
 __all__ = ["TRACE_ENV", "TimelineEvent", "Tracer", "read_events"]
 
 
-def read_events(folder: Path) -> list[TimelineEvent]:
-    """Every event of every `*.jsonl` file in `folder`, in time order; bad lines are skipped."""
+def read_events(folder: Path, *, controllers_by_file: bool = False) -> list[TimelineEvent]:
+    """Every event of every `*.jsonl` file in `folder`, in time order; bad lines are skipped.
+
+    `controllers_by_file`: a twin of several domains runs several controllers that all trace
+    as "controller"; their events are then named by their file ("controller-A")."""
     events: list[TimelineEvent] = []
     for path in sorted(folder.glob("*.jsonl")):
+        by_file = controllers_by_file and path.stem.startswith("controller-")
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 raw = json.loads(line)
@@ -22,6 +26,6 @@ def read_events(folder: Path) -> list[TimelineEvent]:
                 name = str(raw.pop("event"))
             except (ValueError, KeyError, TypeError, AttributeError):
                 continue
-            events.append(TimelineEvent(t_ms, source, name, raw))
+            events.append(TimelineEvent(t_ms, path.stem if by_file else source, name, raw))
     events.sort(key=lambda e: e.t_ms)
     return events

@@ -33,6 +33,8 @@ MAX_APPS = 1_000
 NODE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,62}")
 # SAE ids end up in ETSI 014 URL paths and file names.
 SAE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# Domain names end up in process names ("controller-A") and file names ("ca-A.pem").
+DOMAIN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,30}")
 TOPOLOGY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # Names of the twin's services and processes (certificates, log files, `lab status`): an
 # application may not take one, nor a node's name, so that no name means two things.
@@ -48,10 +50,22 @@ BUILTIN_LINK_DEFAULTS: Mapping[str, object] = {
     "qber": None,
 }
 
-TOP_KEYS = ("name", "description", "settings", "defaults", "nodes", "links", "apps")
+TOP_KEYS = (
+    "name",
+    "description",
+    "settings",
+    "defaults",
+    "domains",
+    "nodes",
+    "borders",
+    "links",
+    "apps",
+)
 LINK_KEYS = ("between", "length_km", "extra_loss_db", "preset", "skr_bps", "qber")
 DEFAULT_KEYS = LINK_KEYS[1:]
-NODE_KEYS = ("location",)
+NODE_KEYS = ("location", "domain")
+DOMAIN_KEYS = ("description", "trusts")
+BORDER_KEYS = ("between",)
 APP_KEYS = ("node", "key_mode")
 
 
@@ -73,6 +87,24 @@ SETTINGS_KEYS = tuple(f.name for f in fields(TopologySettings))
 class NodeSpec:
     name: str
     location: str = ""
+    domain: str = ""  # "" in a file without `domains`
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """One operator's part of the network: its own controller, CA and nodes."""
+
+    name: str
+    description: str = ""
+    trusts: tuple[str, ...] = ()  # peer domains whose CA this domain's border KMs allow
+
+
+@dataclass(frozen=True)
+class BorderSpec:
+    """A trusted site hosting a node of each of two domains (docs/cross-domain.md)."""
+
+    a: str
+    b: str
 
 
 @dataclass(frozen=True)
@@ -101,6 +133,15 @@ class Topology:
     links: tuple[LinkSpec, ...]
     apps: tuple[AppSpec, ...]
     description: str = ""
+    domains: tuple[DomainSpec, ...] = ()  # empty: one domain, as before domains existed
+    borders: tuple[BorderSpec, ...] = ()
+
+    def domain_of(self, node: str) -> str:
+        """The domain of `node` ("" in a file without domains)."""
+        for spec in self.nodes:
+            if spec.name == node:
+                return spec.domain
+        raise KeyError(f"no node {node!r} in the topology")
 
 
 @dataclass(frozen=True)
@@ -364,15 +405,142 @@ def _read_nodes(reader: _Reader, value: object) -> tuple[NodeSpec, ...]:
         where = _join("nodes", name)
         if reader.text(name, where, NODE_NAME) is None:
             continue
-        location = ""
+        location = domain = ""
         if body is not None:
             attributes = reader.mapping(body, where, f"node {name!r}")
             if attributes is not None:
                 reader.known_keys(attributes, NODE_KEYS, where)
                 raw = attributes.get("location", "")
                 location = reader.text(raw, _join(where, "location")) or ""
-        nodes.append(NodeSpec(name=name, location=location))
+                if "domain" in attributes:
+                    at = _join(where, "domain")
+                    domain = reader.text(attributes["domain"], at, DOMAIN_NAME) or ""
+        nodes.append(NodeSpec(name=name, location=location, domain=domain))
     return tuple(nodes)
+
+
+def _read_domains(reader: _Reader, value: object) -> tuple[DomainSpec, ...]:
+    """The `domains` section (empty when absent); trusts are checked against every name."""
+    if value is None:
+        return ()
+    entries = reader.mapping(value, "domains", "domains")
+    if entries is None:
+        return ()
+    if not entries:
+        reader.add("domains", "empty: leave `domains` out for a network of one domain")
+        return ()
+    names = frozenset(entries)
+    domains: list[DomainSpec] = []
+    for name, body in entries.items():
+        where = _join("domains", name)
+        if reader.text(name, where, DOMAIN_NAME) is None:
+            continue
+        trusts: list[str] = []
+        attributes = {} if body is None else reader.mapping(body, where, f"domain {name!r}")
+        if attributes is None:
+            continue
+        reader.known_keys(attributes, DOMAIN_KEYS, where)
+        description = reader.text(attributes.get("description", ""), _join(where, "description"))
+        description = description or ""
+        raw = attributes.get("trusts", [])
+        at = _join(where, "trusts")
+        if not isinstance(raw, list):
+            reader.add(at, f"must list peer domains, not {_type_name(raw)} {_show(raw)}")
+            raw = []
+        for index, peer in enumerate(raw):
+            if not isinstance(peer, str):
+                reader.add(f"{at}[{index}]", f"must be a domain name, not {_type_name(peer)}")
+            elif peer == name:
+                reader.add(f"{at}[{index}]", f"domain {name!r} trusts itself: its own CA always is")
+            elif peer not in names:
+                hint = _did_you_mean(peer, names)
+                reader.add(f"{at}[{index}]", f"trust of an unknown domain {peer!r}{hint}")
+            elif peer in trusts:
+                reader.add(f"{at}[{index}]", f"domain {peer!r} listed twice")
+            else:
+                trusts.append(peer)
+        domains.append(DomainSpec(name=name, description=description or "", trusts=tuple(trusts)))
+    return tuple(domains)
+
+
+def _check_node_domains(
+    reader: _Reader, nodes: tuple[NodeSpec, ...], domains: tuple[DomainSpec, ...]
+) -> None:
+    """With `domains`, every node names one of them and every domain has a node; without,
+    no node names a domain."""
+    names = [d.name for d in domains]
+    for node in nodes:
+        where = _join(_join("nodes", node.name), "domain")
+        if not domains and node.domain:
+            reader.add(
+                where,
+                f"node {node.name!r} names domain {node.domain!r} but the file "
+                "declares no `domains`",
+            )
+        elif domains and not node.domain:
+            reader.add(
+                _join("nodes", node.name),
+                f"node {node.name!r} has no domain; this file declares domains "
+                f"{', '.join(names)}: add `domain: ...`",
+            )
+        elif domains and node.domain not in names:
+            hint = _did_you_mean(node.domain, names)
+            reader.add(where, f"unknown domain {node.domain!r}{hint}; known: {', '.join(names)}")
+    used = {node.domain for node in nodes}
+    for domain in domains:
+        if domain.name not in used:
+            reader.add(_join("domains", domain.name), f"domain {domain.name!r} has no node")
+
+
+def _read_borders(
+    reader: _Reader, value: object, node_domains: Mapping[str, str], has_domains: bool
+) -> tuple[BorderSpec, ...]:
+    if value is None:
+        return ()
+    if not has_domains:
+        reader.add("borders", "borders join domains, but the file declares no `domains`")
+        return ()
+    if not isinstance(value, list):
+        reader.add("borders", f"borders must be a list, not {_type_name(value)}")
+        return ()
+    borders: list[BorderSpec] = []
+    seen: dict[frozenset[str], int] = {}
+    for index, item in enumerate(value):
+        where = f"borders[{index}]"
+        entries = reader.mapping(item, where, "a border")
+        if entries is None:
+            continue
+        reader.known_keys(entries, BORDER_KEYS, where)
+        if "between" not in entries:
+            reader.add(where, "missing 'between': the two nodes of the border site")
+            continue
+        at = _join(where, "between")
+        ends = _read_between(reader, entries["between"], at, frozenset(node_domains))
+        if ends is None:
+            continue
+        a, b = ends
+        if node_domains[a] and node_domains[a] == node_domains[b]:
+            reader.add(
+                at,
+                f"border between {a!r} and {b!r}, both in domain {node_domains[a]!r}: a border "
+                "joins two domains (within a domain, write a link)",
+            )
+            continue
+        pair = frozenset(ends)
+        if pair in seen:
+            reader.add(at, f"duplicate border {a}–{b} (also borders[{seen[pair]}])")
+            continue
+        taken = [node for node in ends if any(node in other for other in seen)]
+        if taken:
+            reader.add(
+                at,
+                f"node {taken[0]!r} is already at a border site: a border node meets one "
+                "peer domain (add another border node for another)",
+            )
+            continue
+        seen[pair] = index
+        borders.append(BorderSpec(a=a, b=b))
+    return tuple(borders)
 
 
 def _read_between(
@@ -400,7 +568,11 @@ def _read_between(
 
 
 def _read_links(
-    reader: _Reader, value: object, node_names: frozenset[str], defaults: Mapping[str, object]
+    reader: _Reader,
+    value: object,
+    node_names: frozenset[str],
+    defaults: Mapping[str, object],
+    node_domains: Mapping[str, str] | None = None,
 ) -> tuple[LinkSpec, ...]:
     if value is None:
         return ()
@@ -432,6 +604,15 @@ def _read_links(
             reader.add(at, f"duplicate link {ends[0]}–{ends[1]} (also links[{seen[pair]}])")
             continue
         seen[pair] = index
+        domains = node_domains or {}
+        one, other = domains.get(ends[0], ""), domains.get(ends[1], "")
+        if one and other and one != other:
+            reader.add(
+                at,
+                f"link {ends[0]}–{ends[1]} crosses domains {one!r} and {other!r}: links stay "
+                "within a domain; domains meet at `borders` (a site hosting a node of each)",
+            )
+            continue
         links.append(_link_spec(ends, attributes))
     return tuple(links)
 
@@ -511,8 +692,9 @@ def _name_clash(sae_id: str, node_names: frozenset[str]) -> str | None:
     return None
 
 
-def _components(nodes: Iterable[str], links: Iterable[LinkSpec]) -> dict[str, str]:
-    """Node → representative of its connected component (union-find, path halving)."""
+def _components(nodes: Iterable[str], links: Iterable[LinkSpec | BorderSpec]) -> dict[str, str]:
+    """Node → representative of its connected component over links and border sites
+    (union-find, path halving)."""
     parent = {node: node for node in nodes}
 
     def root(node: str) -> str:
@@ -527,7 +709,7 @@ def _components(nodes: Iterable[str], links: Iterable[LinkSpec]) -> dict[str, st
 
 
 def _check_reachability(reader: _Reader, topology: Topology) -> None:
-    component = _components((n.name for n in topology.nodes), topology.links)
+    component = _components((n.name for n in topology.nodes), (*topology.links, *topology.borders))
     apps_per_component: dict[str, int] = {}
     for app in topology.apps:
         key = component[app.node]
@@ -537,7 +719,7 @@ def _check_reachability(reader: _Reader, topology: Topology) -> None:
             reader.add(
                 _join("apps", app.sae_id),
                 f"disconnected: no other application is reachable from node {app.node!r} "
-                "over links",
+                "over links" + (" and borders" if topology.domains else ""),
             )
 
 
@@ -555,9 +737,13 @@ def _read(doc: object, source: str) -> tuple[Topology | None, list[Problem]]:
     settings = _read_settings(reader, entries.get("settings"))
     defaults = _read_defaults(reader, entries.get("defaults"))
     before_graph = len(reader.problems)
+    domains = _read_domains(reader, entries.get("domains"))
     nodes = _read_nodes(reader, entries.get("nodes"))
+    _check_node_domains(reader, nodes, domains)
     names = frozenset(node.name for node in nodes)
-    links = _read_links(reader, entries.get("links"), names, defaults)
+    node_domains = {node.name: node.domain for node in nodes}
+    borders = _read_borders(reader, entries.get("borders"), node_domains, bool(domains))
+    links = _read_links(reader, entries.get("links"), names, defaults, node_domains)
     graph_is_sound = len(reader.problems) == before_graph
     apps = _read_apps(reader, entries.get("apps"), names)
     topology = Topology(
@@ -567,6 +753,8 @@ def _read(doc: object, source: str) -> tuple[Topology | None, list[Problem]]:
         links=links,
         apps=apps,
         description=description,
+        domains=domains,
+        borders=borders,
     )
     if graph_is_sound:  # otherwise a dropped link would make apps look disconnected
         _check_reachability(reader, topology)
@@ -697,6 +885,38 @@ def load_topology(path: Path | str) -> Topology:
         located = [replace(p, line=_locate(p.where, lines)) for p in problems]
         raise TopologyError(sorted(located, key=lambda p: p.line or 0))  # stable: file order
     return topology
+
+
+def single_domain(topology: Topology) -> Topology:
+    """The same network run by one operator: each border site becomes one trusted node
+    (named after the border's first node) and the domains go. Its paths have the same QKD
+    hops as the multi-domain chain's, which makes it the baseline the `domains` scenario
+    compares against. A topology without domains is returned as it is."""
+    if not topology.domains:
+        return topology
+    merged = {border.b: border.a for border in topology.borders}
+
+    def site(node: str) -> str:
+        while node in merged:
+            node = merged[node]
+        return node
+
+    nodes = tuple(
+        NodeSpec(name=node.name, location=node.location)
+        for node in topology.nodes
+        if node.name not in merged
+    )
+    links = tuple(replace(link, a=site(link.a), b=site(link.b)) for link in topology.links)
+    apps = tuple(replace(app, node=site(app.node)) for app in topology.apps)
+    return replace(
+        topology,
+        name=f"{topology.name}-single",
+        nodes=nodes,
+        links=links,
+        apps=apps,
+        domains=(),
+        borders=(),
+    )
 
 
 def packaged_topologies() -> tuple[str, ...]:

@@ -103,6 +103,10 @@ class IntentService:
         self.listeners: ListenerRegistry[IntentEvent] = ListenerRegistry()
         # Called after each install transaction: (seconds it took, whether it committed).
         self.install_observers: list[Callable[[float, bool], None]] = []
+        # Rate held outside the intents (inter-domain reservations not yet committed): counted
+        # by admission like an intent's; an intent with the same id replaces its hold.
+        self.holds: Callable[[], Reservations] = Reservations
+        self._elsewhere: set[IntentId] = set()  # rejections decided by others: not retried here
 
     # ------------------------------------------------------------ reads
 
@@ -131,9 +135,12 @@ class IntentService:
         }
 
     def reservations(self) -> Reservations:
-        return Reservations(
-            {i.intent_id: r for i in self._intents.values() if (r := i.reservation()) is not None}
-        )
+        held = dict(self.holds().by_intent)
+        for intent in self._intents.values():
+            held.pop(intent.intent_id, None)
+            if (reservation := intent.reservation()) is not None:
+                held[intent.intent_id] = reservation
+        return Reservations(held)
 
     def find_active(self, request: KeyRequest) -> Intent | None:
         """An installed (or installing) intent for the same applications and nodes."""
@@ -181,6 +188,17 @@ class IntentService:
                     return await self._change_mode(active, request)
                 return active
             return await self._submit(request, Intent.new_id())
+
+    async def reject(self, request: KeyRequest, reason: str) -> Intent:
+        """Records a request refused elsewhere (e.g. by another domain) as REJECTED, written on
+        its source node as any rejection, so its key manager learns why; `retry_waiting`
+        leaves it to whoever refused it."""
+        async with self._queue:
+            intent_id = Intent.new_id()
+            self._elsewhere.add(intent_id)  # retry_waiting must not install it alone
+            return await self._record_outcome(
+                Intent(intent_id, request, IntentState.REJECTED, reason=reason)
+            )
 
     async def withdraw(self, intent_id: IntentId) -> Intent:
         async with self._queue:
@@ -288,6 +306,8 @@ class IntentService:
         entry, here the rejection record, exists)."""
         async with self._queue:
             for intent in list(self._intents.values()):
+                if intent.intent_id in self._elsewhere:
+                    continue
                 if intent.state in (IntentState.FAILED, IntentState.REJECTED):
                     await self._retry(intent)
 
@@ -383,6 +403,7 @@ class IntentService:
         ]
         for intent_id in withdrawn[: max(0, len(withdrawn) - self.history)]:
             del self._intents[intent_id]
+            self._elsewhere.discard(intent_id)
             self._placements.pop(intent_id, None)
 
     def _name(self, device: DeviceId) -> str:
@@ -460,7 +481,11 @@ class IntentService:
         snapshot = self._topology()
         request = self._with_forced_path(request, snapshot)
         decision = admit(
-            snapshot, self.reservations(), request, self.policy, self._allow_preemption
+            snapshot,
+            self.reservations().without(intent_id),  # its own hold, if any, is its to use
+            request,
+            self.policy,
+            self._allow_preemption,
         )
         if not decision.admitted or decision.path is None:
             return await self._record_outcome(

@@ -10,11 +10,13 @@ so the source learns that the far end stored the keys before it hands them to th
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from common.protos import relay_pb2 as pb
 from common.tracing import Tracer
@@ -111,6 +113,20 @@ class Batch:
         )
 
 
+class KeyHandOff(Protocol):
+    """The end of this domain's segment toward SAEs of another domain (km/interdomain/):
+    keys for them are handed to the peer domain's KM instead of being stored here."""
+
+    def reaches(self, slaves: Sequence[str]) -> bool: ...
+
+    async def hand_off(self, keys: Sequence[StoredKey], deadline: float) -> None:
+        """Returns once the peer acknowledged the keys relayed; RelayFailure otherwise."""
+        ...
+
+    @property
+    def ack_timeout_s(self) -> float: ...
+
+
 class Forwarder:
     def __init__(
         self,
@@ -134,6 +150,7 @@ class Forwarder:
         self.tracer = tracer or Tracer(f"km:{node}", None)
         self.link_sync = LinkSync(node, self.qkdn_id, pools, client, self.name_of, self.tracer)
         self.metrics: NodeMetrics = KmMetrics.off().for_node(node)  # set by km/main.py
+        self.hand_offs: KeyHandOff | None = None  # set by km/main.py on a border KM
 
     def name_of(self, qkdn_id: str) -> str:
         return self.config.name_of(qkdn_id)
@@ -154,6 +171,8 @@ class Forwarder:
         hops = max(len(assoc.path) - 1, 1)
         started = time.monotonic()
         deadline = started + hops * self.timeouts.per_hop_s
+        if self.hand_offs is not None and self.hand_offs.reaches(assoc.slaves):
+            deadline += self.hand_offs.ack_timeout_s  # the far end hands off to another domain
         slaves = ",".join(assoc.slaves)
         try:
             ack = await self._send(assoc, 1, batch, deadline)
@@ -220,6 +239,8 @@ class Forwarder:
             "relay.hop.received", hop=header.hop, sender=sender_name, key_ids=list(header.key_ids)
         )
         if entry.next_hop is None:
+            if self.hand_offs is not None and self.hand_offs.reaches(header.slaves):
+                return await self._hand_off(header, payload, deadline, entry)
             return self._store(header, payload, where, entry)
         return await self._send(entry, header.hop + 1, Batch.received(header, payload), deadline)
 
@@ -290,13 +311,11 @@ class Forwarder:
             )
         return entry
 
-    def _store(
-        self, header: HopHeader, payload: bytes, where: str, entry: Association
-    ) -> pb.RelayAck:
-        """Stores the keys for the slaves, with their origin (relayed over QKD) and the key
-        mode this node's tree gives the association (kept across a restart of this KM)."""
+    def _keys(self, header: HopHeader, payload: bytes, entry: Association) -> list[StoredKey]:
+        """The keys of a hop, with their origin (relayed over QKD) and the key mode this
+        node's tree gives the association (kept across a restart of this KM)."""
         mode = None if entry.key_mode is None else entry.key_mode.value
-        keys = [
+        return [
             StoredKey(
                 key_id=key_id,
                 material=material,
@@ -311,12 +330,41 @@ class Forwarder:
                 header.key_ids, split_materials(header, payload), strict=True
             )
         ]
+
+    async def _hand_off(
+        self, header: HopHeader, payload: bytes, deadline: float, entry: Association
+    ) -> pb.RelayAck:
+        """The end of this domain's segment: the keys go on to the next domain (ETSI 020)."""
+        assert self.hand_offs is not None
+        keys = self._keys(header, payload, entry)
+        await self.hand_offs.hand_off(keys, deadline - HOP_MARGIN_S)
+        self.tracer.emit("relay.handed_off", hops=header.hop, key_ids=list(header.key_ids))
+        return pb.RelayAck(stored_at=self.qkdn_id, hops=header.hop)
+
+    def _store(
+        self, header: HopHeader, payload: bytes, where: str, entry: Association
+    ) -> pb.RelayAck:
+        keys = self._keys(header, payload, entry)
         try:
             self.store.add(keys, ready_for_master=False)
         except ValueError as exc:  # a key_ID stored already: a replayed or duplicated batch
-            raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc}") from None
+            # ... unless every key is held already with the identical value: a border KM of
+            # another domain resuming a hand-off after a restart relays the same keys again.
+            if not self._held_identically(keys):
+                raise RelayFailure(FailureKind.TAMPERED, f"{where}: {exc}") from None
         self.tracer.emit("relay.stored", hops=header.hop, key_ids=list(header.key_ids))
         return pb.RelayAck(stored_at=self.qkdn_id, hops=header.hop)
+
+    def _held_identically(self, keys: Sequence[StoredKey]) -> bool:
+        held = self.store.lookup([k.key_id for k in keys])
+        if len(held) != len(keys):
+            return False
+        same = True
+        for key in keys:  # compare every key (constant time each), then decide
+            old = held[key.key_id]
+            same &= hmac.compare_digest(old.material, key.material)
+            same &= (old.master, old.slaves) == (key.master, key.slaves)
+        return same
 
     # ---------------------------------------------------------------- sending one hop
 

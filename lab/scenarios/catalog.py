@@ -71,5 +71,16 @@ SCENARIOS: dict[str, Scenario] = {
                 ("office-central", "campus-upm"),
             ),
         ),
+        Scenario(
+            name="domains",
+            topology="three-domains",
+            description=(
+                "Three operators' domains in a chain A – B – C: app-a (A) gets keys with app-c (C)"
+                " through two trusted border sites (ETSI 020 hand-offs), then the same network as"
+                " one domain in the same run (lab/scenarios/domains.py)."
+            ),
+            pairs=(("app-a", "app-c"),),
+            requests=8,
+        ),
     )
 }

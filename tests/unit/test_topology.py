@@ -423,7 +423,7 @@ def test_problems_from_a_file_carry_their_line(tmp_path: Path) -> None:
         "lines.yaml:7: links[0].length_km: must be ≥ 0, not -1",
         "lines.yaml:8: links[1].between: unknown node 'c'",
         "lines.yaml:9: bogus: unknown key 'bogus'; allowed: "
-        "name, description, settings, defaults, nodes, links, apps",
+        "name, description, settings, defaults, domains, nodes, borders, links, apps",
     ]
     assert caught.value.problems[1] == Problem(
         "lines.yaml", "links[0].length_km", "must be ≥ 0, not -1", line=7

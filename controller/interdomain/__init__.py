@@ -1,0 +1,1 @@
+"""Several domains, each its own operator: abstract views and two-phase reservations."""
