@@ -76,7 +76,7 @@ def check_edit(
     agent = session.agent
     if agent.access is None:
         return
-    if _permits_whole_edit(session, config):
+    if permits_whole_edit(session, config):
         return
     changes = edit_changes(
         target, config, default_operation, agent.namespace_modules, agent.keys_of_names
@@ -84,7 +84,7 @@ def check_edit(
     _check_changes(session, changes)
 
 
-def _permits_whole_edit(session: SessionHandle, config: etree._Element) -> bool:
+def permits_whole_edit(session: SessionHandle, config: etree._Element) -> bool:
     """Whether the user may create, change and delete anything under every top-level node
     the edit names (the controller's account on the node tree): no walk of the edit then."""
     rules = _rules(session.agent)

@@ -410,7 +410,7 @@ def _edit_config(session: SessionHandle, operation: etree._Element) -> Reply:
     error_option = _enum_param(params, "error-option", ErrorOption, ErrorOption.STOP_ON_ERROR)
     _check_not_locked(session, target)
     datastore = session.agent.datastore
-    if session.agent.access is not None:
+    if session.agent.access is not None and not authz.permits_whole_edit(session, config):
         authz.check_edit(session, datastore.config(target), config, default.value)
     datastore.edit(target, config, default, test_option, error_option)
     return Reply()
