@@ -77,6 +77,13 @@ class Responder:
                 raise Refused(
                     grpc.StatusCode.INVALID_ARGUMENT, f"slave SAE {slave!r} is not served here"
                 )
+            peer = config.interdomain.peer_for(slave) if config.interdomain else None
+            if peer is not None:  # a border KM: the slave's own KM is in another domain
+                raise Refused(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"slave SAE {slave!r} is in domain {peer.domain}: a post-quantum key made"
+                    f" at the border {config.node} could never reach it",
+                )
         limits = config.settings
         if not limits.min_key_size_bits <= offer.size_bits <= limits.max_key_size_bits:
             raise Refused(

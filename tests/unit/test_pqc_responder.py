@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
 
+from common.config import Address
+from km.config import KmInterdomain, KmInterdomainPeer
 from km.key_store import KeyStore, StoredKey
 from km.pqc import exchange
 from km.pqc.kem import Kem
@@ -120,3 +123,17 @@ def test_post_quantum_keys_for_an_association_the_tree_says_is_qkd_only_are_refu
     private, agreed = _offer()
     exchange.finish(private, agreed, responder.answer(agreed, "qnode1"))  # type: ignore[arg-type]
     assert len(responder.store) == 2
+
+
+def test_a_border_km_refuses_post_quantum_keys_for_an_sae_of_another_domain(
+    responder: Responder,
+) -> None:
+    peer = KmInterdomainPeer("B", "b_a", "https://127.0.0.1:1/kmapi/v1", ("app2",))
+    border = KmInterdomain("A", Address("127.0.0.1", 1), (), (peer,))
+    responder.config = replace(responder.config, interdomain=border)
+    _, offer = _offer()
+    with pytest.raises(Refused) as info:
+        responder.answer(offer, "qnode1")
+    assert info.value.code is grpc.StatusCode.FAILED_PRECONDITION
+    assert "domain B" in info.value.message
+    assert len(responder.store) == 0
