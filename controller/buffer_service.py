@@ -4,7 +4,6 @@ NETCONF transaction on the association's source node, logged with its reason."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -15,6 +14,7 @@ from controller.buffers import BufferSettings, Direction, Resize, plan_resizes
 from controller.events import ListenerRegistry
 from controller.intents.service import IntentService
 from controller.model import IntentId, TopologySnapshot
+from controller.periodic import every
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,7 @@ class BufferService:
         self._changed_at[resize.intent_id] = now  # tried: held either way
         request = self._intents.get(resize.intent_id).request
         snapshot = self._topology()
-        pair = f"{request.server_app_id or snapshot.name_of(request.src)}>" + (
-            ",".join(request.client_app_ids) or snapshot.name_of(request.dst)
-        )
+        pair = request.label(snapshot.name_of)
         decision = BufferDecision(
             self._wall(), resize.intent_id, pair, resize.old, resize.new, resize.reason, done
         )
@@ -102,11 +100,4 @@ class BufferService:
 
     async def run(self) -> None:
         """Steps every `interval_s` until cancelled; a failed step is logged, the next runs."""
-        while True:
-            try:
-                await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("buffer sizing step failed")
-            await asyncio.sleep(self.interval_s)
+        await every(self.interval_s, self.step, "buffer sizing step")

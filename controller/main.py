@@ -30,11 +30,10 @@ def log_intent(controller: Controller, event: IntentEvent) -> None:
     snapshot = controller.topology()
     path = " > ".join(snapshot.name_of(n) for n in intent.path.nodes) if intent.path else "-"
     log.info(
-        "intent %s %s: %s > %s, path %s, %d bit/s %s",
+        "intent %s %s: %s, path %s, %d bit/s %s",
         intent.intent_id,
         event.type.value,
-        intent.request.server_app_id or snapshot.name_of(intent.request.src),
-        ",".join(intent.request.client_app_ids) or snapshot.name_of(intent.request.dst),
+        intent.request.label(snapshot.name_of),
         path,
         intent.bandwidth,
         intent.reason,

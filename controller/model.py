@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -183,6 +183,11 @@ class KeyRequest:
     def pair(self) -> str:
         """`master>slave`, the key of `forced_paths` in the lab plan."""
         return f"{self.server_app_id}>{','.join(self.client_app_ids)}"
+
+    def label(self, name_of: Callable[[DeviceId], str]) -> str:
+        """`master>slave` for people: a node's name stands in for a missing SAE id."""
+        master = self.server_app_id or name_of(self.src)
+        return f"{master}>{','.join(self.client_app_ids) or name_of(self.dst)}"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ steering.py) with the controller's topology and intents, and carries out its mov
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 from controller.events import ListenerRegistry
 from controller.intents.service import IntentService
 from controller.model import IntentId, LinkId, TopologySnapshot
+from controller.periodic import every
 from controller.steering import (
     Action,
     ActionKind,
@@ -118,9 +118,7 @@ class SteeringService:
         intent = self._intents.get(action.intent_id)
         snapshot = self._topology()
         request = intent.request
-        pair = f"{request.server_app_id or snapshot.name_of(request.src)}>" + (
-            ",".join(request.client_app_ids) or snapshot.name_of(request.dst)
-        )
+        pair = request.label(snapshot.name_of)
         path = tuple(snapshot.name_of(n) for n in intent.path.nodes) if intent.path else ()
         decision = SteeringDecision(
             self._wall(), action.kind, action.intent_id, pair, action.reason, moved, path
@@ -132,11 +130,4 @@ class SteeringService:
 
     async def run(self) -> None:
         """Steps every `interval_s` until cancelled; a failed step is logged, the next runs."""
-        while True:
-            try:
-                await self.step()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("steering step failed")
-            await asyncio.sleep(self.interval_s)
+        await every(self.interval_s, self.step, "steering step")

@@ -81,9 +81,7 @@ class LiveFeed:
         intent = event.intent
         snapshot = self._topology()
         request = intent.request
-        pair = f"{request.server_app_id or snapshot.name_of(request.src)}>" + (
-            ",".join(request.client_app_ids) or snapshot.name_of(request.dst)
-        )
+        pair = request.label(snapshot.name_of)
         path = " > ".join(snapshot.name_of(n) for n in intent.path.nodes) if intent.path else "-"
         text = f"intent {event.type.value.lower()} {pair} path {path}"
         if event.type is not IntentEventType.INSTALLED and intent.reason:

@@ -18,12 +18,12 @@ from uuid import UUID
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from common.openapi import openapi_without_422
 from common.roles import Role, identity_of_pem
 from km.etsi014.schemas import Error, KeyContainer, KeyIds, KeyRequest, Status
 from km.etsi014.service import Etsi014Error, Etsi014Service, key_container_json
@@ -158,7 +158,7 @@ def create_app(service: Etsi014Service) -> FastAPI:
 
     _install_error_handlers(app)
     app.add_middleware(SimpleEncKeys, service=service)
-    app.openapi = lambda: _openapi_without_422(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_without_422(app)  # type: ignore[method-assign]
     return app
 
 
@@ -284,19 +284,3 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
             methods |= route.methods or set()
     order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
     return sorted(methods, key=lambda m: order.index(m) if m in order else len(order))
-
-
-def _openapi_without_422(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document with the 400 we answer instead of FastAPI's 422."""
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        for path in schema.get("paths", {}).values():
-            for operation in path.values():
-                operation.get("responses", {}).pop("422", None)
-        components = schema.get("components", {}).get("schemas", {})
-        components.pop("HTTPValidationError", None)
-        components.pop("ValidationError", None)
-        app.openapi_schema = schema
-    return app.openapi_schema
