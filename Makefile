@@ -19,7 +19,7 @@ demo: setup
 	$(VENV)/bin/qkdsdn lab run
 
 test: setup lint types
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 lint: setup
 	$(VENV)/bin/ruff check .
