@@ -54,6 +54,7 @@ STEERING_FIELDS = (
     "recover_ratio",
     "drain_ratio",
     "drain_clear_ratio",
+    "drain_after_s",
     "priorities",
 )
 STEERING_MODES = ("static", "data-driven")
@@ -319,6 +320,9 @@ def _steering(r: Reader, data: Any) -> SteeringConfig:
     try:
         settings = SteeringSettings(
             hold_s=r.number(top, "hold_s", "steering", defaults.hold_s, positive=False),
+            drain_after_s=r.number(
+                top, "drain_after_s", "steering", defaults.drain_after_s, positive=False
+            ),
             priorities=priorities,
             **ratios,
         )

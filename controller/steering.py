@@ -4,9 +4,10 @@ over it costs, and which key associations to move off it or bring back.
 A link is *degraded* when its secret key rate falls below `drop_ratio` of its reference (the
 best rate it reported over `reference_window_s`), and healthy again only above
 `recover_ratio` (hysteresis). It is *draining* when what is drawn from it (skr - eskr), what
-is reserved on it or what its nodes expect to consume reaches `drain_ratio` of its rate (the
-key pools of one relay direction, which has half of the rate, then empty), and clear again
-below `drain_clear_ratio`. An association is moved at
+is reserved on it or what its nodes expect to consume has stayed at `drain_ratio` of its rate
+or more for `drain_after_s` (the key pools of one relay direction, which has half of the
+rate, then empty; a short burst of pool filling is not draining), and clear again below
+`drain_clear_ratio`. An association is moved at
 most once per `hold_s`, so nothing flaps. Functions of their inputs and `now`; no I/O.
 """
 
@@ -40,6 +41,10 @@ class SteeringSettings:
     # one direction runs dry when the link as a whole is drawn at 50 %: draining from 45 %.
     drain_ratio: float = 0.45
     drain_clear_ratio: float = 0.3
+    # A link counts as draining only once its demand has stayed over drain_ratio this long:
+    # key managers filling their link-key pools (a twin starting, a KM restarted) draw hard
+    # for a few seconds, which is not an association's consumption to route around.
+    drain_after_s: float = 5.0
     hold_s: float = 10.0
     reference_window_s: float = 300.0
     avoid_cost: float = 8.0  # path cost multiplier of a degraded or draining link
@@ -56,7 +61,7 @@ class SteeringSettings:
                 f"steering: need 0 < drain_clear_ratio ({self.drain_clear_ratio}) < drain_ratio "
                 f"({self.drain_ratio})"
             )
-        for name in ("hold_s", "reference_window_s"):
+        for name in ("hold_s", "reference_window_s", "drain_after_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"steering: {name} must not be negative")
         if self.avoid_cost < 1:
@@ -77,6 +82,7 @@ class LinkHealth:
     degraded: bool
     draining: bool
     at: float
+    over_since: float | None = None  # since when demand has been over drain_ratio (None: not)
 
     @property
     def troubled(self) -> bool:
@@ -130,9 +136,14 @@ def assess(
         demand = _demand(link, reservations.reserved_on(link.qkdl_id))
         pressure = _pressure(demand, link.skr)
         was_draining = before is not None and before.draining
-        draining = pressure >= (
-            settings.drain_clear_ratio if was_draining else settings.drain_ratio
-        )
+        over_since: float | None = None
+        if pressure >= settings.drain_ratio:
+            earlier = before.over_since if before is not None else None
+            over_since = now if earlier is None else earlier
+        if was_draining:
+            draining = pressure >= settings.drain_clear_ratio
+        else:
+            draining = over_since is not None and now - over_since >= settings.drain_after_s
         health[link.qkdl_id] = LinkHealth(
             link.qkdl_id,
             f"{a}–{b}",
@@ -144,6 +155,7 @@ def assess(
             degraded,
             draining,
             now,
+            over_since,
         )
     return health
 

@@ -24,13 +24,15 @@ from controller.steering import (
     Memory,
     SteeringSettings,
     assess,
+    penalties,
     plan_actions,
     priority_of,
     steered_policy,
 )
 from controller.topology.synthetic import snapshot_from_graph
 
-SETTINGS = SteeringSettings(hold_s=10.0, drain_ratio=0.9, drain_clear_ratio=0.7)
+# Draining at once (drain_after_s=0): the tests below are about what follows from it.
+SETTINGS = SteeringSettings(hold_s=10.0, drain_ratio=0.9, drain_clear_ratio=0.7, drain_after_s=0.0)
 
 
 def triangle() -> tuple[TopologySnapshot, dict[str, str]]:
@@ -234,15 +236,33 @@ def test_the_steered_policy_routes_around_a_troubled_link_when_a_detour_exists()
     assert decision.path is not None and decision.path.nodes == (ids["n1"], ids["n2"], ids["n3"])
 
 
-def test_by_default_a_link_drawn_at_half_its_rate_drains_one_relay_direction() -> None:
+def test_by_default_a_link_drawn_at_half_its_rate_for_5_s_drains_one_relay_direction() -> None:
     snap, ids = triangle()
     lid = link_id(snap, ids, "n1", "n3")
-    health = assess({}, with_link(snap, lid, eskr=50_000), Reservations(), 0.0, SteeringSettings())
+    half = with_link(snap, lid, eskr=50_000)
+    health = assess({}, half, Reservations(), 0.0, SteeringSettings())
+    assert not health[lid].draining, "not yet: it must last drain_after_s"
+    health = assess(health, half, Reservations(), 4.0, SteeringSettings())
+    assert not health[lid].draining
+    health = assess(health, half, Reservations(), 5.0, SteeringSettings())
     assert health[lid].draining
     health = assess(
-        health, with_link(snap, lid, eskr=80_000), Reservations(), 1.0, SteeringSettings()
+        health, with_link(snap, lid, eskr=80_000), Reservations(), 6.0, SteeringSettings()
     )
     assert not health[lid].draining
+
+
+def test_a_burst_of_pool_filling_shorter_than_drain_after_s_never_drains_a_link() -> None:
+    snap, ids = triangle()
+    lid = link_id(snap, ids, "n1", "n3")
+    settings = SteeringSettings()
+    health = assess({}, with_link(snap, lid, eskr=5_000), Reservations(), 0.0, settings)
+    health = assess(health, with_link(snap, lid, eskr=5_000), Reservations(), 3.0, settings)
+    health = assess(health, with_link(snap, lid, eskr=90_000), Reservations(), 4.0, settings)
+    assert not health[lid].draining and health[lid].over_since is None
+    health = assess(health, with_link(snap, lid, eskr=5_000), Reservations(), 6.0, settings)
+    assert not health[lid].draining, "a new burst starts its own count"
+    assert penalties(health, settings) == {}
 
 
 def test_bad_steering_settings_are_refused_naming_the_field() -> None:
