@@ -173,9 +173,17 @@ async def load(
         keys = json.loads(body)["keys"] if status == 200 else []
         if len(keys) != number or len(base64.b64decode(keys[0]["key"])) * 8 != size:
             raise RuntimeError(f"{url}: unexpected answer {status} {body[:200]!r}")
+    return await timed_gets(connections, path, seconds, number * size, url)
+
+
+async def timed_gets(
+    connections: list[Connection], path: str, seconds: float, bits_each: int, what: str
+) -> LoadResult:
+    """GETs `path` on every connection at once until `seconds` or MAX_REQUESTS end; closes
+    them. Any answer but 200 stops the run naming `what`."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
-    per_client = MAX_REQUESTS // clients
+    per_client = MAX_REQUESTS // len(connections)
 
     async def worker(connection: Connection) -> None:
         for _ in range(per_client):
@@ -185,7 +193,7 @@ async def load(
             status, body = await connection.get(path)
             latencies.append(time.perf_counter() - start)
             if status != 200:
-                raise RuntimeError(f"{url}: HTTP {status} {body[:200]!r}")
+                raise RuntimeError(f"{what}: HTTP {status} {body[:200]!r}")
 
     began = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in connections))
@@ -199,7 +207,7 @@ async def load(
         req_per_s=len(latencies) / elapsed,
         p50_ms=statistics.median(latencies) * 1000,
         p99_ms=latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
-        bits=len(latencies) * number * size,
+        bits=len(latencies) * bits_each,
     )
 
 

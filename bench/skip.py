@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
-from bench.etsi014 import KM_RUN, Connection, LoadResult, median_result  # noqa: E402
+from bench.etsi014 import (  # noqa: E402
+    KM_RUN,
+    Connection,
+    LoadResult,
+    median_result,
+    timed_gets,
+)
 from km.etsi014.server import TlsFiles, client_tls_context  # noqa: E402
 from lab.configs import write_process_configs  # noqa: E402
 from lab.pki import create_lab_pki  # noqa: E402
@@ -41,7 +46,6 @@ from lab.plan import LabPlan  # noqa: E402
 from tests.harness.agents import make_test_plan  # noqa: E402
 from tests.harness.etsi014 import read_ready_line  # noqa: E402
 
-MAX_REQUESTS = 200_000
 START_TIMEOUT_S = 30.0
 PATHS = {
     "etsi014": "/api/v1/keys/b/enc_keys?number=1&size=256",
@@ -63,34 +67,7 @@ async def load(face: str, url: str, state: Path, clients: int, seconds: float) -
     connections = await asyncio.gather(*(Connection.open(url, context) for _ in range(clients)))
     for connection in connections:  # handshakes and a first request are not measured
         check(face, *(await connection.get(path)))
-    latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
-    per_client = MAX_REQUESTS // clients
-
-    async def worker(connection: Connection) -> None:
-        for _ in range(per_client):
-            if time.perf_counter() >= deadline:
-                return
-            start = time.perf_counter()
-            status, body = await connection.get(path)
-            latencies.append(time.perf_counter() - start)
-            if status != 200:
-                raise RuntimeError(f"{face}: HTTP {status} {body[:120]!r}")
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in connections))
-    elapsed = time.perf_counter() - began
-    for connection in connections:
-        connection.close()
-    latencies.sort()
-    return LoadResult(
-        requests=len(latencies),
-        seconds=elapsed,
-        req_per_s=len(latencies) / elapsed,
-        p50_ms=statistics.median(latencies) * 1000,
-        p99_ms=latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000,
-        bits=len(latencies) * 256,
-    )
+    return await timed_gets(connections, path, seconds, 256, face)
 
 
 def run_bench(seconds: float, clients: int, rounds: int) -> dict[str, Any]:

@@ -137,7 +137,7 @@ class PeerDomain:
     """`domain.peers[]`: a peer domain's controller and what this domain allows it."""
 
     name: str
-    url: str  # the peer controller's API, e.g. http://127.0.0.1:8600
+    url: str  # the peer controller's API, e.g. http://controller-b.example:8600
     token_file: Path  # what we send to the peer (its `peer` token for us)
     accept_token_file: Path  # what the peer must send us
     allow_saes: tuple[str, ...] = ("*",)  # globs of our SAEs the peer may reach

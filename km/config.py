@@ -102,7 +102,7 @@ class KmInterdomainPeer:
 
     domain: str
     kme_id: str  # its node name: its certificate names urn:qkdsdn:km:<kme_id>
-    url: str  # its ETSI 020 base, e.g. https://127.0.0.1:8410/kmapi/v1
+    url: str  # its ETSI 020 base, e.g. https://kms-b.example:8410/kmapi/v1
     saes: tuple[str, ...]  # SAEs reached by handing keys to it
 
 
