@@ -84,6 +84,11 @@ def _domain_configs(
     for domain in plan.domains:
         view = plan.view(domain.name)
         place = _Place(view, hosts, listen, folder, peer_relays)
+        policy = (
+            place.path(domain_policy_file(plan, domain.name))
+            if domain_policy_data(plan, domain.name) is not None
+            else None
+        )
         for node in view.nodes:
             configs[agent_name(node.name)] = _agent(view, node, place)
         for node in view.nodes:
@@ -91,6 +96,7 @@ def _domain_configs(
             km["applications"] = foreign_applications(plan, domain.name) | km["applications"]
             if node.name in domain.borders:
                 km["interdomain"] = _interdomain(plan, node, place)
+            km["policy"] = policy  # the domain's own file, never another's
             configs[km_name(node.name)] = km
         controller = _controller(view, place)
         audit = Path(plan.state_dir) / domain.process / "audit.jsonl"
@@ -188,9 +194,14 @@ def write_process_configs(
         tmp.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
         tmp.replace(path)
         written[name] = path
-    policy = policy_data(plan)
-    if policy is not None:
-        policy_file(plan).write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+    policies = (
+        {domain_policy_file(plan, d.name): domain_policy_data(plan, d.name) for d in plan.domains}
+        if plan.domains
+        else {policy_file(plan): policy_data(plan)}
+    )
+    for path, policy in policies.items():
+        if policy is not None:
+            path.write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
     return written
 
 
@@ -217,6 +228,27 @@ def policy_data(plan: LabPlan) -> dict[str, Any] | None:
     saes: dict[str, Any] = {}
     for app in plan.apps:
         saes[app.sae_id] = {"peers": "*"} | ({"key_mode": app.key_mode} if app.key_mode else {})
+    return {"saes": saes}
+
+
+def domain_policy_file(plan: LabPlan, domain: str) -> Path:
+    """Domain `domain`'s access policy, read by its key managers only:
+    STATE_DIR/config/access-policy-<domain>.yaml."""
+    return config_dir(plan) / f"access-policy-{domain}.yaml"
+
+
+def domain_policy_data(plan: LabPlan, domain: str) -> dict[str, Any] | None:
+    """Domain `domain`'s access policy (km/access.py) when an application has a key mode:
+    its own SAEs, and the foreign SAEs its borders lead to (what its operator allows: every
+    SAE reachable, each with the key mode its own domain gives it); an SAE of a domain no
+    border leads to is not in it. None when no application has a key mode."""
+    if all(app.key_mode is None for app in plan.apps):
+        return None
+    reached = foreign_applications(plan, domain)
+    saes: dict[str, Any] = {}
+    for app in plan.apps:
+        if plan.node(app.node).domain == domain or app.sae_id in reached:
+            saes[app.sae_id] = {"peers": "*"} | ({"key_mode": app.key_mode} if app.key_mode else {})
     return {"saes": saes}
 
 

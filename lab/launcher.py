@@ -39,6 +39,8 @@ from lab.plan import (
     NodePlan,
     Settings,
     controller_role_tokens,
+    domain_admin_password_file,
+    domain_ssh_dir,
     link_uuid,
     node_uuid,
     peer_token_file,
@@ -118,11 +120,12 @@ def _write_secret(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def _ssh_credentials(state_dir: Path) -> tuple[Path, Path, Path]:
-    """Host key, client key (with .pub) and NETCONF password, generated once per state dir."""
+def _ssh_credentials(state_dir: Path, ssh_dir: Path | None = None) -> tuple[Path, Path, Path]:
+    """Host key, client key (with .pub) and NETCONF password, generated once per state dir
+    in STATE_DIR/ssh (or `ssh_dir`: a domain's own, see lab.plan.domain_ssh_dir)."""
     import asyncssh
 
-    ssh_dir = state_dir / "ssh"
+    ssh_dir = ssh_dir or state_dir / "ssh"
     host_key, client_key, password = (
         ssh_dir / "host_key",
         ssh_dir / "client_key",
@@ -138,10 +141,11 @@ def _ssh_credentials(state_dir: Path) -> tuple[Path, Path, Path]:
     return host_key, client_key, password
 
 
-def _admin_account(state_dir: Path) -> tuple[Path, str]:
-    """STATE_DIR/secrets/netconf-admin-password (0600) and its scrypt hash (kept beside it),
-    generated once per state dir: the operators' NACM admin account on every agent."""
-    path = state_dir / "secrets" / "netconf-admin-password"
+def _admin_account(state_dir: Path, path: Path | None = None) -> tuple[Path, str]:
+    """STATE_DIR/secrets/netconf-admin-password (0600; or `path`: a domain's own) and its
+    scrypt hash (kept beside it), generated once per state dir: the operators' NACM admin
+    account on every agent."""
+    path = path or state_dir / "secrets" / "netconf-admin-password"
     hashed = path.with_suffix(".hash")
     if not path.exists() or not hashed.exists():
         password = secrets.token_urlsafe(18)
@@ -278,8 +282,6 @@ def make_plan(
         )
         next_qkdi[spec.a] += 1
         next_qkdi[spec.b] += 1
-    host_key, client_key, password = _ssh_credentials(state_dir)
-    admin_password, admin_hash = _admin_account(state_dir)
     pki_dir = state_dir / "pki"
     sae_ids = [app.sae_id for app in topology.apps]
     domains = _domain_plans(
@@ -324,16 +326,10 @@ def make_plan(
             )
             for app in topology.apps
         ),
-        credentials=Credentials(
-            netconf_username="qkdsdn",
-            password_file=str(password),
-            client_key=str(client_key),
-            host_key=str(host_key),
-            ca_cert=str(pki_dir / "ca.pem"),
-            ca_key=str(ca[1] if ca is not None else pki_dir / "ca.key"),
-            admin_username="admin",
-            admin_password_file=str(admin_password),
-            admin_password_hash=admin_hash,
+        credentials=(
+            domains[0].credentials or _domain_credentials(state_dir, domains[0].name)
+            if domains  # each operator its own; the plan's own are the first domain's
+            else _shared_credentials(state_dir, ca)
         ),
         controller=domains[0].controller
         if domains
@@ -367,9 +363,7 @@ def make_plan(
     if domains:
         plan = replace(
             plan,
-            credentials=replace(
-                plan.credentials, ca_cert=domains[0].ca_cert, ca_key=domains[0].ca_key
-            ),
+            credentials=plan.view(domains[0].name).credentials,
             operator_cert=domains[0].operator_cert,
         )
     if not (metrics or monitoring):
@@ -418,9 +412,50 @@ def _domain_plans(
                 ),
                 borders=borders,
                 description=domain.description,
+                credentials=_domain_credentials(state_dir, name),
             )
         )
     return tuple(plans)
+
+
+def _shared_credentials(state_dir: Path, ca: tuple[Path, Path] | None) -> Credentials:
+    """The NETCONF SSH keys, password, admin account and CA of a twin of one domain."""
+    pki_dir = state_dir / "pki"
+    return _credentials(
+        _ssh_credentials(state_dir),
+        _admin_account(state_dir),
+        pki_dir / "ca.pem",
+        ca[1] if ca is not None else pki_dir / "ca.key",
+    )
+
+
+def _domain_credentials(state_dir: Path, domain: str) -> Credentials:
+    """Domain `domain`'s own NETCONF SSH keys (STATE_DIR/ssh/<domain>/), password, operators'
+    admin account and CA: no other domain's agents accept its controller's key."""
+    pki_dir = state_dir / "pki"
+    return _credentials(
+        _ssh_credentials(state_dir, domain_ssh_dir(state_dir, domain)),
+        _admin_account(state_dir, domain_admin_password_file(state_dir, domain)),
+        pki_dir / f"ca-{domain}.pem",
+        pki_dir / f"ca-{domain}.key",
+    )
+
+
+def _credentials(
+    ssh: tuple[Path, Path, Path], admin: tuple[Path, str], ca_cert: Path, ca_key: Path
+) -> Credentials:
+    host_key, client_key, password = ssh
+    return Credentials(
+        netconf_username="qkdsdn",
+        password_file=str(password),
+        client_key=str(client_key),
+        host_key=str(host_key),
+        ca_cert=str(ca_cert),
+        ca_key=str(ca_key),
+        admin_username="admin",
+        admin_password_file=str(admin[0]),
+        admin_password_hash=admin[1],
+    )
 
 
 def metrics_ports(plan: LabPlan, ports: Iterator[int]) -> dict[str, int]:

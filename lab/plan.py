@@ -37,6 +37,19 @@ def peer_token_file(secrets_dir: str | Path, sender: str, receiver: str) -> str:
     return str(Path(secrets_dir) / f"peer-token-{sender}-to-{receiver}")
 
 
+def domain_ssh_dir(state_dir: str | Path, domain: str) -> Path:
+    """Where domain `domain`'s NETCONF SSH material lives: its agents' host key, the client
+    key only its controller holds (with .pub, the key its agents accept) and the password:
+    STATE_DIR/ssh/<domain>/ (a twin of one domain keeps STATE_DIR/ssh/)."""
+    return Path(state_dir) / "ssh" / domain
+
+
+def domain_admin_password_file(state_dir: str | Path, domain: str) -> Path:
+    """Domain `domain`'s operator admin password on its own agents (mode 0600, its scrypt
+    hash beside it as .hash): STATE_DIR/secrets/netconf-admin-password-<domain>."""
+    return Path(state_dir) / "secrets" / f"netconf-admin-password-{domain}"
+
+
 def host_port(host: str, port: int) -> str:
     """ "host:port", with an IPv6 address in brackets."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
@@ -168,6 +181,9 @@ class DomainPlan:
     operator_cert: tuple[str, str]  # the lab operator's certificate from this domain's CA
     borders: dict[str, str] = field(default_factory=dict)  # border node -> the peer domain
     description: str = ""
+    # The domain's own NETCONF SSH keys, password and admin account (its CA in ca_cert);
+    # None: the plan's shared `credentials` (a plan written before domains had their own).
+    credentials: Credentials | None = None
 
     @property
     def process(self) -> str:
@@ -289,7 +305,9 @@ class LabPlan:
             nodes=tuple(n for n in self.nodes if n.name in nodes),
             links=tuple(link for link in self.links if link.a in nodes),
             apps=tuple(app for app in self.apps if app.node in nodes),
-            credentials=replace(self.credentials, ca_cert=own.ca_cert, ca_key=own.ca_key),
+            credentials=replace(
+                own.credentials or self.credentials, ca_cert=own.ca_cert, ca_key=own.ca_key
+            ),
             controller=own.controller,
             controller_token_file=own.token_file,
             operator_cert=own.operator_cert,
@@ -393,4 +411,5 @@ def _domain_plan(data: dict[str, Any]) -> DomainPlan:
         operator_cert=_pair(data["operator_cert"]),
         borders=dict(data.get("borders", {})),
         description=data.get("description", ""),
+        credentials=Credentials(**data["credentials"]) if data.get("credentials") else None,
     )

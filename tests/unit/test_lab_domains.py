@@ -14,7 +14,15 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from lab.configs import foreign_applications, process_configs
+from km.access import AccessPolicy
+from lab.configs import (
+    domain_policy_data,
+    domain_policy_file,
+    foreign_applications,
+    policy_file,
+    process_configs,
+    write_process_configs,
+)
 from lab.faults import FaultError, kill_process
 from lab.launcher import (
     LabError,
@@ -24,7 +32,7 @@ from lab.launcher import (
     readiness_ports,
     record,
 )
-from lab.plan import LabPlan
+from lab.plan import LabPlan, domain_admin_password_file, domain_ssh_dir
 from lab.processes import ManagedProcess, is_ours, waves
 from lab.topology import load_topology, topology_path
 
@@ -79,6 +87,75 @@ def test_every_process_reads_its_own_domains_ca(
         controller = configs[domain.process]
         assert _file(plan, controller["tls"]["ca"]) == Path(domain.ca_cert)
         assert [n["name"] for n in controller["nodes"]] == list(domain.nodes)
+
+
+def test_each_domains_agents_accept_only_its_own_controllers_ssh_key_and_password(
+    plan: LabPlan, configs: dict[str, dict[str, Any]]
+) -> None:
+    state = Path(plan.state_dir)
+    keys = set()
+    for domain in plan.domains:
+        own = domain_ssh_dir(state, domain.name)
+        for node in domain.nodes:
+            netconf = configs[f"agent-{node}"]["netconf"]
+            for field in ("authorized_keys_file", "host_key", "password_file"):
+                assert _file(plan, netconf[field]).parent == own, (node, field)
+        controller = configs[domain.process]["netconf"]
+        for field in ("client_key", "known_host_key", "password_file"):
+            assert _file(plan, controller[field]).parent == own, (domain.name, field)
+        keys.add((own / "client_key.pub").read_text())
+        keys.add((own / "host_key.pub").read_text())
+        keys.add((own / "netconf_password").read_text())
+        assert oct((own / "client_key").stat().st_mode & 0o777) == "0o600"
+    assert len(keys) == 9  # no key nor password shared between two domains
+    assert not (state / "ssh" / "client_key").exists()  # no twin-wide key either
+
+
+def test_each_domain_has_its_own_admin_account_on_its_agents(
+    plan: LabPlan, configs: dict[str, dict[str, Any]]
+) -> None:
+    hashes = set()
+    for domain in plan.domains:
+        password = domain_admin_password_file(plan.state_dir, domain.name)
+        view = plan.view(domain.name)
+        assert view.credentials.admin_password_file == str(password)
+        for node in domain.nodes:
+            users = configs[f"agent-{node}"]["netconf"]["users"]
+            assert [u["password_hash"] for u in users] == [view.credentials.admin_password_hash]
+        hashes.add(view.credentials.admin_password_hash)
+    assert len(hashes) == 3
+
+
+def test_each_domains_key_managers_read_only_its_own_access_policy(
+    plan: LabPlan, configs: dict[str, dict[str, Any]]
+) -> None:
+    write_process_configs(plan)
+    assert not policy_file(plan).exists()  # no file shared by every domain
+    for domain in plan.domains:
+        own = domain_policy_file(plan, domain.name)
+        for node in domain.nodes:
+            assert _file(plan, configs[f"km-{node}"]["policy"]) == own
+        policy = AccessPolicy.load(own)  # km/access.py reads it
+        served = {a.sae_id for a in plan.apps if plan.node(a.node).domain == domain.name}
+        assert served | set(foreign_applications(plan, domain.name)) == set(policy.rules)
+        assert policy.mode_for("app-a", "app-c").value == "qkd-only"
+
+
+def test_a_domain_no_border_leads_to_is_not_in_the_access_policy(tmp_path: Path) -> None:
+    source = topology_path("three-domains").read_text()
+    alone = source.replace("  - {between: [b_c, c_b]}\n", "")  # C cut off: no border to it
+    path = tmp_path / "cut.yaml"
+    path.write_text(
+        alone.replace(
+            'B: {description: "metro B (transit)", trusts: [A, C]}',
+            'B: {description: "metro B", trusts: [A]}',
+        ).replace('C: {description: "metro C", trusts: [B]}', 'C: {description: "metro C"}')
+    )
+    plan = make_plan(load_topology(path), path, tmp_path / "state", with_pki=False)
+    a = domain_policy_data(plan, "A")
+    assert a is not None and "app-c" not in a["saes"] and "app-b1" in a["saes"]
+    c = domain_policy_data(plan, "C")
+    assert c is not None and set(c["saes"]) == {"app-c", "app-c1"}
 
 
 def test_a_foreign_sae_maps_to_the_domains_border_toward_it(
