@@ -5,6 +5,9 @@ key manager's ETSI 014/004 and relay addresses and the agent's gRPC address; per
 its node, certificate and key; the controller's URL; the lab CA. Paths, never secrets.
 Addresses are the real ones: each node's own in a namespace lab (`lab up --hosts netns`),
 whose `network` section then names the namespaces and the host's address on their bridge.
+A twin of several domains adds `domains` (per domain its controller URL and token files,
+CA, nodes, borders, admin password file), each node's `domain` and a border KM's ETSI 020
+URL; the top-level `ca` and `controller` are then the first domain's.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.hosts import Hosts
-from lab.plan import LabPlan, host_port
+from lab.plan import LabPlan, controller_role_tokens, host_port
 
 ENDPOINTS_VERSION = 1
 ENDPOINTS_FILE = "endpoints.json"
@@ -56,6 +59,7 @@ class KmEndpoint:
     cert: str  # the KM's certificate (server and client)
     key: str
     skip_url: str | None = None  # HTTPS, mutual TLS, Cisco SKIP (None: not served)
+    etsi020_url: str | None = None  # a border KM's ETSI 020 KMS API (None: not a border)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class NodeEndpoints:
     km: KmEndpoint
     agent_grpc: str  # ETSI 004 module side, NodeLink, AgentControl
     restconf: str = ""  # https URL of the agent's RESTCONF face (HTTP Basic); "" if none
+    domain: str = ""  # its domain in a twin of several ("" in a twin of one)
 
 
 @dataclass(frozen=True)
@@ -84,6 +89,19 @@ class AppEndpoints:
 @dataclass(frozen=True)
 class ControllerEndpoint:
     url: str
+
+
+@dataclass(frozen=True)
+class DomainEndpoints:
+    """One operator's part of a twin of several domains."""
+
+    name: str
+    ca: str  # the domain's CA: trust anchor of its KMs, agents and SAEs
+    controller_url: str
+    tokens: dict[str, str]  # API role (viewer, operator, admin) -> its token file (0600)
+    nodes: tuple[str, ...]
+    borders: dict[str, str]  # border node -> the domain it meets there
+    admin_password_file: str  # the NACM admin account on the domain's own agents (0600)
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,13 @@ class Endpoints:
     apps: tuple[AppEndpoints, ...]
     network: NetworkEndpoints | None = None
     monitoring: MonitoringEndpoints | None = None
+    domains: tuple[DomainEndpoints, ...] = ()  # empty: a twin of one domain
+
+    def domain(self, name: str) -> DomainEndpoints:
+        for domain in self.domains:
+            if domain.name == name:
+                return domain
+        raise KeyError(f"no domain {name!r} in the endpoints")
 
     def node(self, name: str) -> NodeEndpoints:
         for node in self.nodes:
@@ -131,6 +156,7 @@ class Endpoints:
         """JSON shape: nodes and apps keyed by name, so `jq .nodes.qnode1.km` works."""
         network = {} if self.network is None else {"network": asdict(self.network)}
         monitoring = {} if self.monitoring is None else {"monitoring": asdict(self.monitoring)}
+        domains = {"domains": {d.name: _domain_fields(d) for d in self.domains}}
         return {
             "version": ENDPOINTS_VERSION,
             "name": self.name,
@@ -143,9 +169,10 @@ class Endpoints:
                     "qkdn_id": n.qkdn_id,
                     "location": n.location,
                     "netconf": _fields(n.netconf),
-                    "km": _fields(n.km),
+                    "km": {k: v for k, v in _fields(n.km).items() if k != "etsi020_url" or v},
                     "agent_grpc": n.agent_grpc,
                     **({"restconf": n.restconf} if n.restconf else {}),
+                    **({"domain": n.domain} if n.domain else {}),
                 }
                 for n in self.nodes
             },
@@ -154,6 +181,7 @@ class Endpoints:
             },
             **network,
             **monitoring,
+            **(domains if self.domains else {}),
         }
 
     def to_json(self) -> str:
@@ -181,6 +209,16 @@ class Endpoints:
 
 def _fields(value: NetconfEndpoint | KmEndpoint | AppEndpoints) -> dict[str, Any]:
     return asdict(value)
+
+
+def _domain_fields(domain: DomainEndpoints) -> dict[str, Any]:
+    return {
+        "ca": domain.ca,
+        "controller": {"url": domain.controller_url, "tokens": dict(domain.tokens)},
+        "nodes": list(domain.nodes),
+        "borders": dict(domain.borders),
+        "admin_password_file": domain.admin_password_file,
+    }
 
 
 class _Decoder:
@@ -224,6 +262,33 @@ class _Decoder:
             apps=tuple(self.app(sae_id, body) for sae_id, body in apps.items()),
             network=self.network(top["network"]) if "network" in top else None,
             monitoring=self.monitoring(top["monitoring"]) if "monitoring" in top else None,
+            domains=tuple(
+                self.domain(name, body)
+                for name, body in self.mapping(top.get("domains", {}), "domains").items()
+            ),
+        )
+
+    def domain(self, name: str, body: object) -> DomainEndpoints:
+        where = f"domains.{name}"
+        data = self.mapping(body, where)
+        controller = self.mapping(data.get("controller"), f"{where}.controller")
+        tokens = self.mapping(controller.get("tokens"), f"{where}.controller.tokens")
+        borders = self.mapping(data.get("borders"), f"{where}.borders")
+        nodes = self.get(data, "nodes", where, list)
+        for index, value in enumerate(nodes):
+            if not isinstance(value, str):
+                raise self.fail(f"{where}.nodes[{index}]", "must be str")
+        for key, value in {**tokens, **borders}.items():
+            if not isinstance(value, str):
+                raise self.fail(f"{where}: {key}", "must be str")
+        return DomainEndpoints(
+            name=name,
+            ca=self.get(data, "ca", where, str),
+            controller_url=self.get(controller, "url", f"{where}.controller", str),
+            tokens=dict(tokens),
+            nodes=tuple(nodes),
+            borders=dict(borders),
+            admin_password_file=self.get(data, "admin_password_file", where, str),
         )
 
     def monitoring(self, body: object) -> MonitoringEndpoints:
@@ -273,9 +338,13 @@ class _Decoder:
                 cert=self.get(km, "cert", kw, str),
                 key=self.get(km, "key", kw, str),
                 skip_url=self.get(km, "skip_url", kw, str) if km.get("skip_url") else None,
+                etsi020_url=(
+                    self.get(km, "etsi020_url", kw, str) if km.get("etsi020_url") else None
+                ),
             ),
             agent_grpc=self.get(data, "agent_grpc", where, str),
             restconf=self.get(data, "restconf", where, str) if "restconf" in data else "",
+            domain=self.get(data, "domain", where, str) if "domain" in data else "",
         )
 
     def app(self, sae_id: str, body: object) -> AppEndpoints:
@@ -298,9 +367,9 @@ class _Decoder:
 def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
     """The user-facing endpoints of a lab plan (pure: no file is read or written); `hosts`
     (where the processes run) adds the `network` section."""
-    credentials = plan.credentials
     nodes = []
     for node in plan.nodes:
+        credentials = plan.view_of_node(node.name).credentials  # its domain's own
         cert, key = plan.node_certs.get(node.name, _default_km_cert(plan, node.name))
         nodes.append(
             NodeEndpoints(
@@ -322,9 +391,11 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
                     cert=cert,
                     key=key,
                     skip_url=node.km_skip_url,
+                    etsi020_url=node.km_etsi020_url or None,
                 ),
                 agent_grpc=node.agent_grpc_address,
                 restconf=node.restconf_url,
+                domain=node.domain if plan.domains else "",
             )
         )
     apps = tuple(
@@ -344,12 +415,26 @@ def endpoints_from_plan(plan: LabPlan, hosts: Hosts | None = None) -> Endpoints:
         name=plan.name,
         state_dir=plan.state_dir,
         topology_file=plan.topology_file,
-        ca=credentials.ca_cert,
+        ca=plan.credentials.ca_cert,
         controller=ControllerEndpoint(url=plan.controller.url),
         nodes=tuple(nodes),
         apps=apps,
         network=None if hosts is None else _network(hosts),
         monitoring=_monitoring(plan) if plan.metrics_ports else None,
+        domains=tuple(_domain(plan, d.name) for d in plan.domains),
+    )
+
+
+def _domain(plan: LabPlan, name: str) -> DomainEndpoints:
+    own, view = plan.domain(name), plan.view(name)
+    return DomainEndpoints(
+        name=name,
+        ca=own.ca_cert,
+        controller_url=own.controller.url,
+        tokens=controller_role_tokens(own.token_file),
+        nodes=own.nodes,
+        borders=dict(sorted(own.borders.items())),
+        admin_password_file=view.credentials.admin_password_file,
     )
 
 

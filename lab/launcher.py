@@ -222,10 +222,10 @@ def make_plan(
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    if topology.domains and (ca is not None or monitoring or (hosts is not None and hosts.nodes)):
+    if topology.domains and (ca is not None or (hosts is not None and hosts.nodes)):
         raise LabError(
             "a twin of several domains makes one CA per domain and runs on this host's "
-            "loopback: --ca-cert, --monitoring and --hosts netns are for one domain"
+            "loopback: --ca-cert and --hosts netns are for one domain"
         )
     if hosts is not None and hosts.nodes:
         agent_processes = len(topology.nodes)  # a node's agent runs on the node's own host

@@ -1,7 +1,8 @@
 """Prometheus for a twin (`lab up --monitoring`): its scrape configuration, checked, and its argv.
 
 `scrape_config` is pure: a job per part (agents, km, controller), one target per process
-(labelled `process`), scraped every SCRAPE_INTERVAL_S. `check_scrape_config` reads a file
+(labelled `process`, and `domain` in a twin of several domains: one Prometheus for every
+operator's processes), scraped every SCRAPE_INTERVAL_S. `check_scrape_config` reads a file
 back and names every bad field (file: field: why) before Prometheus is started with it.
 Prometheus runs as one more process of the twin ("prometheus"), its data under
 STATE_DIR/prometheus; the supervisor starts, restarts and stops it like the others.
@@ -48,16 +49,24 @@ def scrape_config(
         for process, nodes in groups:
             port = plan.metrics_ports.get(config_of(nodes[0])) if nodes else None
             if port is not None:
-                address = Address(plan.node(nodes[0]).host, port)
-                targets.append({"targets": [str(address)], "labels": {"process": process}})
+                node = plan.node(nodes[0])
+                address = Address(node.host, port)
+                labels = {"process": process} | ({"domain": node.domain} if node.domain else {})
+                targets.append({"targets": [str(address)], "labels": labels})
         if targets:
             jobs.append(_job(job, targets))
-    port = plan.metrics_ports.get(CONTROLLER)
-    if port is not None:
-        address = Address(plan.controller.host, port)
-        jobs.append(
-            _job("controller", [{"targets": [str(address)], "labels": {"process": CONTROLLER}}])
-        )
+    controllers = []
+    for process in plan.controller_processes():  # "controller", or one per domain
+        port = plan.metrics_ports.get(process)
+        if port is not None:
+            view = plan.controller_view(process)
+            address = Address(view.controller.host, port)
+            labels = {"process": process} | (
+                {"domain": process.removeprefix(f"{CONTROLLER}-")} if plan.domains else {}
+            )
+            controllers.append({"targets": [str(address)], "labels": labels})
+    if controllers:
+        jobs.append(_job("controller", controllers))
     interval = f"{round(interval_s * 1000)}ms"
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},

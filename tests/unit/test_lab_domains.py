@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
@@ -23,15 +24,19 @@ from lab.configs import (
     process_configs,
     write_process_configs,
 )
+from lab.endpoints import Endpoints, EndpointsError, endpoints_from_plan
 from lab.faults import FaultError, kill_process
 from lab.launcher import (
     LabError,
     ProcessRecord,
+    agents_processes,
+    km_processes,
     make_plan,
     process_commands,
     readiness_ports,
     record,
 )
+from lab.monitoring import check_scrape_config, scrape_config
 from lab.plan import LabPlan, domain_admin_password_file, domain_ssh_dir
 from lab.processes import ManagedProcess, is_ours, waves
 from lab.topology import load_topology, topology_path
@@ -291,3 +296,55 @@ def test_a_controller_is_ready_once_its_view_reaches_every_other_domains_sae(
     full = {"reach": {sae: ["B"] for sae in ("app-b1", "app-b2", "app-c", "app-c1")}}
     assert views_pending(plan, "A", full) == []
     assert views_pending(plan, "B", {"reach": {}}) == ["app-a", "app-c", "app-a2", "app-c1"]
+
+
+def test_endpoints_of_several_domains_name_each_domains_controller_tokens_ca_and_nodes(
+    plan: LabPlan, tmp_path: Path
+) -> None:
+    endpoints = endpoints_from_plan(plan)
+    data = endpoints.to_dict()
+    assert set(data["domains"]) == {"A", "B", "C"}
+    b = data["domains"]["B"]
+    own = plan.domain("B")
+    assert b["ca"] == own.ca_cert and b["controller"]["url"] == own.controller.url
+    assert set(b["controller"]["tokens"]) == {"viewer", "operator", "admin"}
+    assert all(Path(path).exists() for path in b["controller"]["tokens"].values())
+    assert b["nodes"] == ["b_a", "b1", "b_c"] and b["borders"] == {"b_a": "A", "b_c": "C"}
+    assert b["admin_password_file"].endswith("netconf-admin-password-B")
+    b1 = data["nodes"]["b1"]
+    assert b1["domain"] == "B" and "etsi020_url" not in b1["km"]
+    assert b1["netconf"]["client_key"] == str(domain_ssh_dir(plan.state_dir, "B") / "client_key")
+    b_a = data["nodes"]["b_a"]["km"]
+    assert b_a["etsi020_url"] == plan.node("b_a").km_etsi020_url
+    assert b_a["etsi020_url"].startswith("https://127.0.0.1:")
+    assert data["apps"]["app-c"]["ca"] == plan.domain("C").ca_cert
+    path = tmp_path / "endpoints.json"
+    endpoints.save(path)
+    assert Endpoints.load(path) == endpoints
+
+
+def test_endpoints_of_several_domains_name_a_bad_domain_field(plan: LabPlan) -> None:
+    data = endpoints_from_plan(plan).to_dict()
+    del data["domains"]["C"]["controller"]["url"]
+    with pytest.raises(EndpointsError, match=r"domains\.C\.controller\.url: missing"):
+        Endpoints.from_dict(data)
+
+
+def test_one_prometheus_scrapes_every_domains_processes_labelled_with_the_domain(
+    tmp_path: Path,
+) -> None:
+    path = topology_path("three-domains")
+    plan = make_plan(load_topology(path), path, tmp_path, with_pki=False, monitoring=True)
+    config = scrape_config(plan, agents_processes(plan), km_processes(plan))
+    labels = {
+        group["labels"]["process"]: group["labels"].get("domain")
+        for job in config["scrape_configs"]
+        for group in job["static_configs"]
+    }
+    assert labels["controller-A"] == "A" and labels["controller-C"] == "C"
+    assert labels["km-b_a"] == "B" and labels["km-c2"] == "C"
+    assert labels["agents-1"] == "A" and labels["agents-3"] == "C"
+    assert len(labels) == 3 + 9 + 3  # agents, key managers, controllers
+    file = tmp_path / "prometheus.yml"
+    file.write_text(yaml.safe_dump(config))
+    check_scrape_config(file)
