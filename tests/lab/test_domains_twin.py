@@ -2,11 +2,14 @@
 supervisor. app-a (domain A) gets keys with app-c (domain C) and dec_keys at C's KM returns
 them; a border KM SIGKILLed in the middle of a stream of requests is restarted and no key is
 delivered twice nor lost once acknowledged; with domain B's controller frozen, A's attempt to
-reserve a new path through B fails cleanly and leaves nothing reserved anywhere."""
+reserve a new path through B fails cleanly and leaves nothing reserved anywhere. Each domain
+is its own operator: controller A's NETCONF credentials are refused by a node of B, and one
+Prometheus (`monitoring=True`) scrapes every domain's processes with a `domain` label."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import signal
 import time
@@ -16,8 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
+from controller.devices.session import DeviceAddress, NetconfSession, host_key_b64
+from controller.errors import DeviceUnavailable
 from lab.control import restart_process
+from lab.endpoints import endpoints_from_plan
 from lab.faults import kill_process
 from lab.launcher import (
     LabError,
@@ -27,6 +34,7 @@ from lab.launcher import (
     stop,
     viewer_token,
 )
+from lab.monitoring import DASHBOARD, prometheus_url
 from lab.plan import LabPlan
 from lab.processes import ManagedProcess, is_ours
 from lab.restarts import RestartPolicy
@@ -43,7 +51,7 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPlan]:
     state = tmp_path_factory.mktemp("three-domains")
     path = topology_path("three-domains")
     for attempt in range(3):  # another twin on this machine may take a planned port first
-        plan = make_plan(load_topology(path), path, state)
+        plan = make_plan(load_topology(path), path, state, monitoring=True)
         try:
             start_supervised(plan, timeout=START_S, policy=RestartPolicy(limit=5, window_s=60.0))
             break
@@ -210,3 +218,74 @@ def test_with_bs_controller_frozen_a_new_path_through_b_fails_and_leaves_nothing
     assert left == [], sorted(set(seen))[:20]
     message = restart_process(Path(twin.state_dir), "controller-B", timeout=120.0)
     assert "listening" in message
+
+
+def _controller_address(plan: LabPlan, domain: str, node: str, *, pin: bool) -> DeviceAddress:
+    """How controller `domain` (its own config file) would log in to `node`'s agent."""
+    folder = Path(plan.state_dir) / "config"
+    netconf = yaml.safe_load((folder / f"controller-{domain}.yaml").read_text())["netconf"]
+    target = plan.node(node)
+    return DeviceAddress(
+        device_id=target.qkdn_id,
+        name=node,
+        host=target.host,
+        port=target.netconf_port,
+        username=netconf["username"],
+        password=(folder / netconf["password_file"]).read_text().strip(),
+        key_file=str(folder / netconf["client_key"]),
+        host_key_b64=host_key_b64(folder / netconf["known_host_key"]) if pin else None,
+    )
+
+
+def test_controller_as_netconf_credentials_are_refused_by_a_node_of_b(twin: LabPlan) -> None:
+    own = NetconfSession.open(_controller_address(twin, "A", "a1", pin=True), timeout=30.0)
+    try:  # its own domain's agent: accepted, host key as pinned
+        assert own.connected
+    finally:
+        own.close()
+    with pytest.raises(DeviceUnavailable, match="host key is not the one"):
+        NetconfSession.open(_controller_address(twin, "A", "b1", pin=True), timeout=30.0)
+    # even accepting any host key, B's agent takes neither A's client key nor A's password
+    with pytest.raises(DeviceUnavailable, match="authentication failed"):
+        NetconfSession.open(_controller_address(twin, "A", "b1", pin=False), timeout=30.0)
+
+
+def test_one_prometheus_scrapes_every_domains_processes_labelled_with_their_domain(
+    twin: LabPlan,
+) -> None:
+    endpoints = endpoints_from_plan(twin)
+    assert endpoints.monitoring is not None
+    processes = set(endpoints.monitoring.metrics)
+    assert {"controller-A", "controller-B", "controller-C", "km-b_a"} <= processes
+    url = prometheus_url(twin)
+
+    def query(promql: str) -> list[dict[str, Any]]:
+        body = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=10).json()
+        assert body["status"] == "success", f"{promql}: {body}"
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    deadline = time.monotonic() + 60.0
+
+    def wait(promql: str, label: str, expected: set[str]) -> list[dict[str, Any]]:
+        while True:
+            found = query(promql)
+            if {i["metric"].get(label) for i in found} == expected:
+                return found
+            assert time.monotonic() < deadline, (promql, found)
+            time.sleep(0.5)
+
+    up = wait("up == 1", "process", processes)
+    domains = {i["metric"]["process"]: i["metric"].get("domain") for i in up}
+    assert domains["controller-B"] == "B" and domains["km-a_b"] == "A"
+    assert domains["km-c2"] == "C" and domains["agents-2"] == "B"
+    # the dashboard's queries run as they are; per domain, its links and its controller
+    dashboard = json.loads(DASHBOARD.read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            query(target["expr"])
+    for promql in (
+        "count by (domain) (qkdsdn_link_skr_bps)",
+        "count by (domain) (qkdsdn_controller_devices_connected)",
+    ):
+        wait(promql, "domain", set("ABC"))
