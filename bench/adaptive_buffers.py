@@ -32,23 +32,19 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def qkdsdn(env: dict[str, str], *args: str, attempts: int = 1) -> None:
-    """Runs a `qkdsdn` command; a `lab up` that lost a free port to another process on this
-    shared machine (the twin is stopped again) is tried `attempts` times in all."""
-    for attempt in range(1, attempts + 1):
-        done = subprocess.run(
-            [sys.executable, "-m", "lab.cli", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if done.returncode == 0:
-            return
-        if attempt < attempts:
-            print(f"qkdsdn {' '.join(args)} failed, again: {done.stderr[-200:]}", file=sys.stderr)
-    raise SystemExit(f"qkdsdn {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+def qkdsdn(env: dict[str, str], *args: str) -> None:
+    """Runs a `qkdsdn` command (a `lab up` that lost a planned port to another process on
+    this shared machine plans its ports again itself)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "lab.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"qkdsdn {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -76,7 +72,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         QKDSDN_BUFFERS__HORIZON_S=str(args.horizon),
         PYTHONPATH=str(ROOT),
     )
-    qkdsdn(env, "lab", "up", "triangle", "--state-dir", str(state), attempts=3)
+    qkdsdn(env, "lab", "up", "triangle", "--state-dir", str(state))
     try:
         endpoints = json.loads((state / "endpoints.json").read_text())
         km1 = endpoints["nodes"]["qnode1"]["km"]["etsi014_url"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from agents.access.users import hash_password
 from common.config import ConfigError
@@ -63,6 +63,7 @@ from lab.restarts import RestartPolicy
 from lab.topology import Topology
 
 PORTS_PER_NODE = 7
+T = TypeVar("T")
 
 
 class LabError(RuntimeError):
@@ -72,7 +73,8 @@ class LabError(RuntimeError):
     def port_taken(self) -> bool:
         """A planned port was taken by someone else between planning and binding (other
         twins on a shared machine): a new plan, with other ports, may well start."""
-        return "Address already in use" in str(self)
+        text = str(self)  # Python's "Address already in use", asyncio's lowercase one
+        return "address already in use" in text.lower() or "[Errno 98]" in text
 
 
 # ---------------------------------------------------------------- plan
@@ -456,6 +458,35 @@ def _credentials(
         admin_password_file=str(admin[0]),
         admin_password_hash=admin[1],
     )
+
+
+def replan_ports(plan: LabPlan) -> LabPlan:
+    """The plan with a new free port for every port it uses (nothing else changes: ids,
+    secrets and certificates do not depend on ports)."""
+    used = plan.ports()
+    return plan.with_ports(dict(zip(used, free_ports(len(used)), strict=True)))
+
+
+def start_with_free_ports(
+    plan: LabPlan,
+    start_plan: Callable[[LabPlan], T],
+    attempts: int = 3,
+    say: Callable[[str], None] | None = None,
+) -> tuple[LabPlan, T]:
+    """`start_plan(plan)`; when a planned port was taken by another process between
+    planning and binding (LabError.port_taken: the twin was stopped again), with new ports
+    (`replan_ports`), `attempts` times in all. Returns the plan that started and what
+    `start_plan` returned: the caller must use that plan (its ports may differ)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return plan, start_plan(plan)
+        except LabError as error:
+            if not error.port_taken or attempt == attempts:
+                raise
+            if say is not None:
+                say(f"a port was taken meanwhile; planning again ({attempt}/{attempts})")
+            plan = replan_ports(plan)
+    raise AssertionError("unreachable")
 
 
 def metrics_ports(plan: LabPlan, ports: Iterator[int]) -> dict[str, int]:

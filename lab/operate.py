@@ -152,7 +152,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from lab.commands import print_problems
     from lab.endpoints import endpoints_from_plan
     from lab.hosts import make_hosts, remove_hosts
-    from lab.launcher import LabError, make_plan, start_supervised
+    from lab.launcher import LabError, make_plan, start_supervised, start_with_free_ports
     from lab.netns import NetnsError
     from lab.topology import TopologyError, load_topology, topology_path
 
@@ -196,12 +196,17 @@ def cmd_up(args: argparse.Namespace) -> int:
             monitoring=args.monitoring,
         )
         with console.status("starting the twin") as status:
-            # The supervisor starts the processes on the hosts `state_dir` records.
-            start_supervised(
+            # The supervisor starts the processes on the hosts `state_dir` records; a port
+            # taken meanwhile by another process: planned again with other ports.
+            plan, _ = start_with_free_ports(
                 plan,
-                timeout=args.timeout,
-                progress=lambda n: status.update(f"started {n}"),
-                policy=policy,
+                lambda planned: start_supervised(
+                    planned,
+                    timeout=args.timeout,
+                    progress=lambda n: status.update(f"started {n}"),
+                    policy=policy,
+                ),
+                say=status.update,
             )
     except (OSError, ValueError, LabError) as error:
         remove_hosts(state_dir)

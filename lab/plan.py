@@ -108,6 +108,19 @@ class NodePlan:
         return host_port(self.host, self.km_relay_port)
 
 
+# The NodePlan fields that are TCP ports (0: not served; LabPlan.with_ports moves each).
+_NODE_PORTS = (
+    "netconf_port",
+    "agent_grpc_port",
+    "km_etsi014_port",
+    "km_etsi004_port",
+    "km_relay_port",
+    "km_skip_port",
+    "restconf_port",
+    "km_etsi020_port",
+)
+
+
 @dataclass(frozen=True)
 class LinkPlan:
     """A physical QKD link: a pair of modules, one at each end."""
@@ -357,6 +370,51 @@ class LabPlan:
             if app.sae_id == sae_id:
                 return app
         raise KeyError(f"no application {sae_id!r} in the lab plan")
+
+    def ports(self) -> tuple[int, ...]:
+        """Every TCP port the plan gives a server, each once, in order (a /metrics port is
+        shared by the configs of one process)."""
+        found = [
+            port
+            for node in self.nodes
+            for name in _NODE_PORTS
+            if (port := int(getattr(node, name)))
+        ]
+        found += [self.controller.api_port, *(d.controller.api_port for d in self.domains)]
+        found += [*self.metrics_ports.values(), self.prometheus_port]
+        return tuple(dict.fromkeys(p for p in found if p))
+
+    def with_ports(self, moved: dict[int, int]) -> LabPlan:
+        """The same plan with port `p` replaced by `moved[p]` wherever it is used (ports not
+        in `moved` stay). Pure: what `lab up` does when a planned port was taken."""
+
+        def port(value: int) -> int:
+            return moved.get(value, value)
+
+        def controller(plan: ControllerPlan) -> ControllerPlan:
+            return replace(plan, api_port=port(plan.api_port))
+
+        return replace(
+            self,
+            nodes=tuple(
+                replace(
+                    node,
+                    netconf_port=port(node.netconf_port),
+                    agent_grpc_port=port(node.agent_grpc_port),
+                    km_etsi014_port=port(node.km_etsi014_port),
+                    km_etsi004_port=port(node.km_etsi004_port),
+                    km_relay_port=port(node.km_relay_port),
+                    km_skip_port=port(node.km_skip_port),
+                    restconf_port=port(node.restconf_port),
+                    km_etsi020_port=port(node.km_etsi020_port),
+                )
+                for node in self.nodes
+            ),
+            controller=controller(self.controller),
+            domains=tuple(replace(d, controller=controller(d.controller)) for d in self.domains),
+            metrics_ports={name: port(value) for name, value in self.metrics_ports.items()},
+            prometheus_port=port(self.prometheus_port),
+        )
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -24,7 +24,7 @@ import httpx
 import networkx as nx
 from rich.console import Console
 
-from lab.launcher import LabError, make_plan, running_lab, viewer_token
+from lab.launcher import make_plan, running_lab, start_with_free_ports, viewer_token
 from lab.plan import LabPlan
 from lab.scenarios.runner import (
     MILESTONES,
@@ -258,19 +258,15 @@ def _started(
 ) -> LabPlan:
     """A running twin (stopped when `stack` closes); planned again with other ports when
     another twin on this machine took one of them before it was bound."""
-    for attempt in range(1, attempts + 1):
-        plan = make_plan(topology, topology_file, state)
-        try:
-            stack.enter_context(
-                running_lab(plan, START_S, progress=lambda name: say(f"{label}: started {name}"))
-            )
-        except LabError as error:
-            if not error.port_taken or attempt == attempts:
-                raise
-            say(f"{label}: a port was taken meanwhile; planning again ({attempt}/{attempts})")
-            continue
-        return plan
-    raise AssertionError("unreachable")
+    plan, _ = start_with_free_ports(
+        make_plan(topology, topology_file, state),
+        lambda planned: stack.enter_context(
+            running_lab(planned, START_S, progress=lambda name: say(f"{label}: started {name}"))
+        ),
+        attempts,
+        say=lambda message: say(f"{label}: {message}"),
+    )
+    return plan
 
 
 def run_domains(

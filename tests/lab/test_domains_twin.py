@@ -27,10 +27,10 @@ from lab.control import restart_process
 from lab.endpoints import endpoints_from_plan
 from lab.faults import kill_process
 from lab.launcher import (
-    LabError,
     make_plan,
     recorded_status,
     start_supervised,
+    start_with_free_ports,
     stop,
     viewer_token,
 )
@@ -50,14 +50,12 @@ START_S = 240.0  # a busy 2-core machine starts 9 KMs, 3 agents and 3 controller
 def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPlan]:
     state = tmp_path_factory.mktemp("three-domains")
     path = topology_path("three-domains")
-    for attempt in range(3):  # another twin on this machine may take a planned port first
-        plan = make_plan(load_topology(path), path, state, monitoring=True)
-        try:
-            start_supervised(plan, timeout=START_S, policy=RestartPolicy(limit=5, window_s=60.0))
-            break
-        except LabError as error:
-            if not error.port_taken or attempt == 2:
-                raise
+    plan, _ = start_with_free_ports(  # another twin may take a planned port first
+        make_plan(load_topology(path), path, state, monitoring=True),
+        lambda planned: start_supervised(
+            planned, timeout=START_S, policy=RestartPolicy(limit=5, window_s=60.0)
+        ),
+    )
     try:
         yield plan
     finally:
