@@ -73,8 +73,10 @@ class LabError(RuntimeError):
     def port_taken(self) -> bool:
         """A planned port was taken by someone else between planning and binding (other
         twins on a shared machine): a new plan, with other ports, may well start."""
-        text = str(self)  # Python's "Address already in use", asyncio's lowercase one
-        return "address already in use" in text.lower() or "[Errno 98]" in text
+        # Python's "Address already in use", asyncio's lowercase one, and our gRPC servers'
+        # own words (gRPC only answers port 0)
+        text = str(self).lower()
+        return "address already in use" in text or "cannot listen on" in text
 
 
 # ---------------------------------------------------------------- plan

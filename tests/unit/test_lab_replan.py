@@ -80,6 +80,9 @@ def test_a_port_taken_is_recognised_in_the_words_of_each_server() -> None:
         "cannot start agents: [Errno 98] error while attempting to bind on address "
         "('127.0.0.1', 61689): address already in use"
     ).port_taken
+    assert LabError(
+        "km-a1 exited; log:\nOSError: cannot listen on 127.0.0.1:20001 for the relay of a1"
+    ).port_taken
     assert not LabError("controller-A exited with code 1; log:\nbad config").port_taken
 
 
