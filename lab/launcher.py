@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -90,15 +90,17 @@ def _ephemeral_range() -> tuple[int, int]:
         return 32768, 60999
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1, outside the kernel's ephemeral range.
+def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
+    """`count` distinct free TCP ports on 127.0.0.1, outside the kernel's ephemeral range
+    and not in `avoid`.
 
     Outside, because the twin's own processes open outgoing connections while others are
     still starting: an ephemeral port handed to one of them could be a port planned for a
     server that has not bound it yet.
     """
     low, high = _ephemeral_range()
-    candidates = [p for p in range(20000, 65000) if not low <= p <= high]
+    avoided = frozenset(avoid)
+    candidates = [p for p in range(20000, 65000) if not low <= p <= high and p not in avoided]
     rng = secrets.SystemRandom()
     rng.shuffle(candidates)
     ports: list[int] = []
@@ -463,10 +465,10 @@ def _credentials(
 
 
 def replan_ports(plan: LabPlan) -> LabPlan:
-    """The plan with a new free port for every port it uses (nothing else changes: ids,
-    secrets and certificates do not depend on ports)."""
+    """The plan with a new free port for every port it uses, none of the old ones (nothing
+    else changes: ids, secrets and certificates do not depend on ports)."""
     used = plan.ports()
-    return plan.with_ports(dict(zip(used, free_ports(len(used)), strict=True)))
+    return plan.with_ports(dict(zip(used, free_ports(len(used), avoid=used), strict=True)))
 
 
 def start_with_free_ports(
