@@ -3,13 +3,14 @@ with it, nothing else changes; the start is retried on a port taken only."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from lab.configs import process_configs
 from lab.launcher import LabError, make_plan, replan_ports, start_with_free_ports
-from lab.plan import LabPlan
+from lab.plan import LabPlan, NodePlan
 from lab.topology import load_topology, topology_path
 
 
@@ -37,6 +38,15 @@ def test_a_replanned_plan_moves_every_port_and_keeps_everything_else(plan: LabPl
         plan.credentials,
         plan.links,
     )
+
+
+def test_every_port_field_of_a_node_is_moved(plan: LabPlan) -> None:
+    again = replan_ports(plan)
+    for old, new in zip(plan.nodes, again.nodes, strict=True):
+        for field in fields(NodePlan):
+            if field.name.endswith("_port") and getattr(old, field.name):
+                assert getattr(new, field.name) != getattr(old, field.name), field.name
+                assert getattr(old, field.name) in plan.ports()
 
 
 def test_the_replanned_configs_name_only_the_new_ports(plan: LabPlan) -> None:
