@@ -3,7 +3,8 @@
 GET /status, /topology, /paths?a=&b=&k=&policy=, /intents, /intents/{id}, /whoami, and the
 live view /live, /live/state, /live/events (controller/web/); with a `domain` section, the
 controller-to-controller routes /interdomain/* (controller/interdomain/routes.py);
-POST /admit, /intents (a key request); DELETE /intents/{id}; PUT /policy {"policy": NAME}.
+POST /admit, /intents (a key request; optional `key_mode`, default qkd-preferred);
+DELETE /intents/{id}; PUT /policy {"policy": NAME}.
 Every call needs `Authorization: Bearer <token>` of a role allowed to make it
 (controller/api_token.py: viewer reads, operator installs and withdraws, admin sets the
 policy): 401 without a known token, 403 with a role too low. The live view's pages may carry
@@ -42,8 +43,10 @@ from controller.paths import POLICIES, policy_named
 from controller.steering_service import SteeringService
 from controller.web.feed import LiveFeed
 from controller.web.routes import live_router
+from yang.model import KeyMode
 
 UINT32 = 0xFFFFFFFF
+KEY_MODE_NAMES = tuple(mode.value for mode in KeyMode)
 
 
 class KeyRequestBody(BaseModel):
@@ -57,8 +60,13 @@ class KeyRequestBody(BaseModel):
     ttl: int = Field(0, ge=0, le=UINT32)
     jitter: int = Field(0, ge=0, le=UINT32)
     forced_path: list[str] | None = None
+    key_mode: str = Field(
+        KeyMode.QKD_PREFERRED.value,
+        description=f"qkdsdn-node key_mode of the association: {', '.join(KEY_MODE_NAMES)}",
+    )
 
     def to_request(self, snapshot: TopologySnapshot) -> KeyRequest:
+        mode = _key_mode(self.key_mode)
         forced = tuple(snapshot.resolve(n) for n in self.forced_path) if self.forced_path else None
         return KeyRequest(
             snapshot.resolve(self.src),
@@ -67,7 +75,16 @@ class KeyRequestBody(BaseModel):
             tuple(self.client_app_ids),
             QoS(self.min_bandwidth, self.max_bandwidth, self.priority, self.ttl, self.jitter),
             forced,
+            key_mode=mode,
         )
+
+
+def _key_mode(text: str) -> KeyMode:
+    """The key mode named `text`; ValueError naming the field and the known modes."""
+    for mode in KeyMode:
+        if mode.value == text:
+            return mode
+    raise ValueError(f"key_mode {text[:40]!r} is not one of {', '.join(KEY_MODE_NAMES)}")
 
 
 def path_json(path: Path | None, snapshot: TopologySnapshot) -> dict[str, Any] | None:
@@ -97,6 +114,7 @@ def intent_json(intent: Intent, snapshot: TopologySnapshot) -> dict[str, Any]:
             "ttl": request.qos.ttl,
             "jitter": request.qos.jitter,
         },
+        "key_mode": request.key_mode.value,
         "path": path_json(intent.path, snapshot),
         "bandwidth": intent.bandwidth,
         "reason": intent.reason,

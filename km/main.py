@@ -167,6 +167,7 @@ class KeyManager:
                     min_chunk_bytes=settings.min_key_size_bits // 8,
                     max_chunk_bytes=settings.max_key_size_bits // 8,
                 ),
+                consumption=ledger,
             )
             await relay.start()
             if config.interdomain is not None:
@@ -183,6 +184,7 @@ class KeyManager:
                         min_key_size_bits=settings.min_key_size_bits,
                         max_key_size_bits=settings.max_key_size_bits,
                     ),
+                    consumption=ledger,
                 )
                 self.skip = MutualTlsServer(
                     create_skip_app(skip), config.tls, config.listen.skip, "SKIP"

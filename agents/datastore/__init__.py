@@ -12,6 +12,7 @@ from agents.datastore.store import (
     DatastoreName,
     ErrorOption,
     NodeBackend,
+    RestartRollback,
     TestOption,
 )
 
@@ -24,6 +25,7 @@ __all__ = [
     "ErrorOption",
     "NodeBackend",
     "Operation",
+    "RestartRollback",
     "TestOption",
     "padded",
 ]

@@ -111,6 +111,17 @@ class _Checked:
     json_text: str  # RFC 7951 JSON, as the backend sees it
 
 
+@dataclass(frozen=True)
+class RestartRollback:
+    """A confirmed commit the agent undid as it started (it restarted before the
+    confirmation), or failed to undo: who made it, from which session, and the outcome."""
+
+    user: str  # "-" when the commit's maker was not recorded
+    session_id: int  # 0 when not recorded
+    ok: bool
+    error: str = ""
+
+
 class Datastore:
     """Running, candidate and operational data of one agent. Thread-safe."""
 
@@ -149,6 +160,10 @@ class Datastore:
                 raise DatastoreError.of(
                     ErrorKind.OPERATION_FAILED, f"cannot read {persist_path}: {error}"
                 ) from error
+        # A confirmed commit undone at this start, for the agent's audit log (taken once).
+        self._restart_rollback: RestartRollback | None = None
+        self._restart_rollback_failed: str | None = None  # why a saved one was not usable
+        maker = self._read_rollback_owner()
         restored = self._read_rollback()
         if restored is not None:
             source, xml = restored
@@ -172,7 +187,13 @@ class Datastore:
             self._persist(checked.text)
         if restored is not None:
             self.drop_rollback()
+            self._restart_rollback = RestartRollback(*maker, ok=True)
             log.warning("running restored from before an unconfirmed commit (%s)", source)
+        elif self._restart_rollback_failed is not None:
+            self._restart_rollback = RestartRollback(
+                *maker, ok=False, error=self._restart_rollback_failed
+            )
+            self.drop_rollback()
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -341,12 +362,32 @@ class Datastore:
     def drop_rollback(self) -> None:
         """The pending confirmed commit was confirmed or rolled back."""
         path = self._rollback_path()
-        if path is None or not path.exists():
+        if path is None:
+            return
+        owner = path.with_suffix(".owner.json")
+        if not path.exists() and not owner.exists():
             return
         with self._lock:
             path.unlink(missing_ok=True)
+            owner.unlink(missing_ok=True)
             if self._durable:
                 persist.fsync_directory(path.parent)
+
+    def note_rollback_owner(self, user: str, session_id: int) -> None:
+        """Who made the pending confirmed commit, kept beside its saved configuration so that
+        a rollback at the next start is audited under them. Nothing without a persist path."""
+        path = self._rollback_path()
+        if path is not None:
+            text = json.dumps({"user": user, "session_id": session_id})
+            with self._lock:
+                persist.replace(path.with_suffix(".owner.json"), text, durable=self._durable)
+
+    def take_restart_rollback(self) -> RestartRollback | None:
+        """The confirmed commit undone (or not) as this datastore started; None after the
+        first call, or when there was none."""
+        with self._lock:
+            taken, self._restart_rollback = self._restart_rollback, None
+        return taken
 
     def copy_config(self, target: DatastoreName, source: DatastoreName | etree._Element) -> None:
         """Replace `target` whole by a datastore or an inline config element.
@@ -450,8 +491,20 @@ class Datastore:
             stale = path.with_suffix(".stale.xml")
             log.error("%s is not usable (%s); moved to %s", path, error, stale)
             path.replace(stale)
+            self._restart_rollback_failed = f"{path.name} not usable, moved to {stale.name}"
             return None
         return str(path), xml
+
+    def _read_rollback_owner(self) -> tuple[str, int]:
+        """(user, session id) noted by `note_rollback_owner`; ("-", 0) when not known."""
+        path = self._rollback_path()
+        if path is None:
+            return "-", 0
+        try:
+            data = json.loads(path.with_suffix(".owner.json").read_text(encoding="utf-8"))
+            return str(data["user"]), int(data["session_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "-", 0
 
     def _raise_collected(self, collected: list[ErrorItem] | None) -> None:
         if collected:

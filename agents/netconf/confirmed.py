@@ -131,6 +131,7 @@ class ConfirmedCommit:
             token = object()
             timer = self._schedule(request.timeout_s, token)
             self._pending = _Pending(session_id, user, request.persist, previous, token, timer)
+            self._datastore.note_rollback_owner(user, session_id)  # audited after a restart
         elif pending is not None:
             self._datastore.drop_rollback()  # confirmed
 
@@ -147,6 +148,14 @@ class ConfirmedCommit:
         self._forget(pending)
         self._datastore.drop_rollback()
         self._report(RolledBack(pending.user, pending.owner, f"cancel-commit by {user}", True))
+
+    def restarted(self) -> None:
+        """Reports the confirmed commit the datastore undid as the agent started (the agent
+        restarted before its confirmation), if any: audited like every other rollback."""
+        undone = self._datastore.take_restart_rollback()
+        if undone is not None:
+            why = "agent restarted before the confirmation"
+            self._report(RolledBack(undone.user, undone.session_id, why, undone.ok, undone.error))
 
     def session_ended(self, session_id: int) -> None:
         pending = self._pending

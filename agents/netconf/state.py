@@ -121,6 +121,7 @@ class AgentState:
         self._lock_times: dict[DatastoreName, datetime] = {}
         self.sessions: dict[int, SessionHandle] = {}
         self.confirmed = ConfirmedCommit(datastore, scheduler, self._audit_rollback)
+        self.confirmed.restarted()
         # RFC 8639/8641 dynamic subscriptions; the server sets it (None: not offered).
         self.push: PushService | None = None
         self._next_session_id = 1

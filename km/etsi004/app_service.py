@@ -39,6 +39,7 @@ from common.protos import etsi004_pb2 as pb
 from common.protos import etsi004_pb2_grpc as pb_grpc
 from common.roles import Role, peer_identity
 from km.access import AccessControl, AccessDenied
+from km.consumption import ConsumptionLedger
 from km.key_store import StoredKey
 from km.supply import KeySupply, SupplyError
 
@@ -138,11 +139,15 @@ class KeyStreamService:
         access: AccessControl,
         limits: StreamLimits | None = None,
         draw: Callable[[int], bytes] = secrets.token_bytes,
+        consumption: ConsumptionLedger | None = None,
     ) -> None:
+        """`consumption`: where each key handed out is counted for the stream's (master,
+        slave) pair, as ETSI 014 counts enc_keys and dec_keys (None: not counted)."""
         self.supply = supply
         self.access = access
         self.limits = limits or StreamLimits()
         self.draw = draw
+        self.consumption = consumption
         self.streams: dict[str, _Stream] = {}
         self._lock = asyncio.Lock()
 
@@ -265,6 +270,9 @@ class KeyStreamService:
                 end.next_index = min(end.next_index, index)
             return pb.GetKeyResponse(status=status, index=index)
         end.consume(index)
+        if self.consumption is not None:
+            slave = stream.peer_of(stream.master).sae
+            self.consumption.add(stream.master, slave, 1, len(key) * 8)
         return pb.GetKeyResponse(
             status=Status.SUCCESSFUL, key_buffer=key, index=index, metadata=metadata
         )

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from km.access import AccessControl, AccessDenied, Refusal
+from km.consumption import ConsumptionLedger
 from km.key_store import StoredKey, key_id_value
 from km.supply import KeySupply, SupplyError
 
@@ -207,11 +208,18 @@ class SkipService:
     """The key provider of one KM for its SAEs, over the key supply ETSI 014 uses."""
 
     def __init__(
-        self, supply: KeySupply, access: AccessControl, limits: SkipLimits | None = None
+        self,
+        supply: KeySupply,
+        access: AccessControl,
+        limits: SkipLimits | None = None,
+        consumption: ConsumptionLedger | None = None,
     ) -> None:
+        """`consumption`: where the bits handed out are counted per (master, slave), as
+        ETSI 014 counts them (None: not counted)."""
         self.supply = supply
         self.access = access
         self.limits = limits or SkipLimits()
+        self.consumption = consumption
 
     async def respond(
         self, caller: str | None, method: str, path: str, query: bytes
@@ -278,6 +286,8 @@ class SkipService:
             keys = await self.supply.enc_keys(caller, [remote], 1, size)
         except SupplyError as exc:
             raise _supply_refusal(exc, unknown_key=400) from None
+        if self.consumption is not None:
+            self.consumption.add(caller, remote, 1, keys[0].size_bits)
         return keys[0]
 
     def key_by_id(self, caller: str, request: KeyById) -> StoredKey:
@@ -287,6 +297,8 @@ class SkipService:
             (key,) = self.supply.dec_keys(caller, remote, [request.key_id])
         except SupplyError as exc:
             raise _supply_refusal(exc, unknown_key=404) from None
+        if self.consumption is not None:
+            self.consumption.add(remote, caller, 1, key.size_bits)
         return key
 
     def _known_caller(self, caller: str | None) -> str:

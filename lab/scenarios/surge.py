@@ -66,6 +66,10 @@ class SurgeSettings:
     timeout_s: float = 15.0
     workers_per_pair: int = 6
     seed: int = 2026
+    # Start the data-driven run's twin while the static run's traffic flows (the tests: it
+    # saves a twin start; the static controller steers nothing whatever the load). Off for
+    # the figures: the second twin's start would load the machine under the static run.
+    overlap_starts: bool = False
     loads: tuple[PairLoad, ...] = (
         PairLoad("hospital-a", "hospital-b", 2.0, 16, 0.0, priority=10),
         PairLoad("bank-hq", "bank-dc", 1.0, 8, 0.0, priority=5),
@@ -295,15 +299,31 @@ def _live_events(plan: LabPlan) -> list[dict[str, Any]]:
     return list(frame.get("feed", []))
 
 
+@contextmanager
+def mode_twin(
+    mode: str, settings: SurgeSettings, state_dir: Path, say: Callable[[str], None]
+) -> Iterator[LabPlan]:
+    """A fresh twin whose controller runs under `mode` control (its processes read the mode
+    from the environment as they start: it is set only while they do)."""
+    topo_file = topology_path(settings.topology)
+    with ExitStack() as stack:
+        with controller_mode(mode, settings.loads):
+            plan = stack.enter_context(
+                _twin(load_topology(topo_file), topo_file, state_dir, mode, say)
+            )
+        yield plan
+
+
 def run_mode(
     mode: str,
     settings: SurgeSettings,
     state_dir: Path,
     say: Callable[[str], None],
+    plan: LabPlan | None = None,
 ) -> ModeResult:
-    """One run on a fresh twin under `mode` control."""
-    topo_file = topology_path(settings.topology)
-    topology = load_topology(topo_file)
+    """One run on a fresh twin under `mode` control (`plan`: one started by `mode_twin`,
+    which the caller stops; None: started and stopped here)."""
+    topology = load_topology(topology_path(settings.topology))
     drop_link = _topology_link(topology, settings.drop_link)
     fraction = eavesdrop_fraction(drop_link, settings.drop_factor)
     rng = random.Random(settings.seed)  # the same requests in both modes
@@ -316,8 +336,8 @@ def run_mode(
     lock = threading.Lock()
     drop = ""
     with ExitStack() as stack:
-        stack.enter_context(controller_mode(mode, settings.loads))
-        plan = stack.enter_context(_twin(topology, topo_file, state_dir, mode, say))
+        if plan is None:
+            plan = stack.enter_context(mode_twin(mode, settings, state_dir, say))
         clients = {
             sae: _client(plan, sae, settings.timeout_s)
             for load in settings.loads
@@ -411,11 +431,30 @@ def run_surge(
     out_dir.mkdir(parents=True, exist_ok=True)
     base = state_dir or Path(tempfile.mkdtemp(prefix="qkdsdn-surge-"))
     result = SurgeResult(asdict(chosen))
-    for mode in MODES:
-        result.runs.append(run_mode(mode, chosen, base / mode, say))
+    if chosen.overlap_starts:
+        result.runs.extend(_overlapped_runs(chosen, base, say))
+    else:
+        for mode in MODES:
+            result.runs.append(run_mode(mode, chosen, base / mode, say))
     (out_dir / "surge.json").write_text(json.dumps(asdict(result), indent=2))
     surge_chart(result, chosen, out_dir / "surge.png")
     return result
+
+
+def _overlapped_runs(
+    settings: SurgeSettings, base: Path, say: Callable[[str], None]
+) -> list[ModeResult]:
+    """Both runs, the data-driven twin starting (in a thread) once the static one is up,
+    while the static traffic flows; each twin stops as soon as its run is over."""
+    first, second = MODES
+    with ExitStack() as later, ThreadPoolExecutor(1) as starter:
+        with mode_twin(first, settings, base / first, say) as plan:
+            starting = starter.submit(
+                later.enter_context, mode_twin(second, settings, base / second, say)
+            )
+            runs = [run_mode(first, settings, base / first, say, plan)]
+        runs.append(run_mode(second, settings, base / second, say, starting.result()))
+    return runs
 
 
 # ------------------------------------------------------------------ the chart

@@ -147,3 +147,28 @@ def test_a_timed_out_or_cancelled_confirmed_commit_is_audited_under_its_maker(
         ("confirmed-commit-rollback", "ok"),
         ("cancel-commit", "ok"),
     ]
+
+
+def test_a_rollback_at_restart_is_audited_under_the_commits_maker(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    with (
+        running_agent(tmp_path, audit=AuditLog("agent:test", log)) as agent,
+        connect(agent) as session,
+    ):
+        session.edit_config(target="candidate", config=_edit("unconfirmed"))
+        session.commit(confirmed=True, persist="outlives-the-agent")
+    assert _rollbacks(log) == []
+    # Same state directory, new agent: running comes back, and the audit log says so once.
+    with running_agent(tmp_path, audit=AuditLog("agent:test", log)) as restarted:
+        assert _location(restarted) == "lab"
+    expected = (
+        USERNAME,
+        "confirmed-commit-rollback",
+        "ok",
+        "rolled back: agent restarted before the confirmation",
+    )
+    assert _rollbacks(log) == [expected]
+    with running_agent(tmp_path, audit=AuditLog("agent:test", log)) as again:
+        assert _location(again) == "lab"
+    assert _rollbacks(log) == [expected]  # nothing undone at the next start: nothing audited
+    assert not list(tmp_path.rglob("*.rollback.*"))  # the saved configuration and its maker

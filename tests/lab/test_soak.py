@@ -15,7 +15,7 @@ from lab.topology import load_topology, topology_path
 pytestmark = pytest.mark.lab
 
 
-@pytest.mark.timeout(300)  # a twin, 45 s of traffic and faults, on a shared 2-core machine
+@pytest.mark.timeout(300)  # a twin, 30 s of traffic and faults, on a shared 2-core machine
 def test_a_short_soak_delivers_every_key_once_and_reuses_no_link_key(tmp_path: Path) -> None:
     topo_file = topology_path("triangle")
     plan = launcher.make_plan(load_topology(topo_file), topo_file, tmp_path / "state")
@@ -24,9 +24,12 @@ def test_a_short_soak_delivers_every_key_once_and_reuses_no_link_key(tmp_path: P
         counts = run_soak(
             plan,
             [("app1", "app2")],
-            duration_s=45.0,
+            # Seed 3 at this pace: two cuts and their restores, SIGTERMs and a SIGKILL of key
+            # managers; the slave's KM is killed 13 s before the end (time for the supervisor
+            # to bring it back on a busy machine: the acknowledged keys are fetched after).
+            duration_s=30.0,
             seed=3,
-            fault_interval_s=6.0,
+            fault_interval_s=4.0,
             rate_per_pair=2.0,
             kinds=("cut", "kill-km", "term-km"),
         )
@@ -34,6 +37,7 @@ def test_a_short_soak_delivers_every_key_once_and_reuses_no_link_key(tmp_path: P
         report = launcher.stop(Path(plan.state_dir))
     assert report.killed == []
     assert sum(counts.faults.values()) >= 4, counts.faults
+    assert {"cut", "restore", "kill-km", "term-km"} <= set(counts.faults), counts.faults
     assert counts.outcomes.get("ok", 0) >= 20, counts.outcomes
     assert counts.delivered_twice == 0
     assert counts.mismatches == 0

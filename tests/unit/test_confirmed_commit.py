@@ -343,3 +343,48 @@ def test_a_rollback_is_audited_under_the_user_who_made_the_commit_and_a_failed_o
     _, outcome, detail = rollbacks[1]
     assert outcome == "failed" and detail.startswith("not rolled back (confirm timeout)")
     assert "cannot go back" in detail and len(rollbacks) == 2
+
+
+def test_a_restart_rollback_is_audited_under_the_maker_and_an_unusable_one_as_failed(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "audit.jsonl"
+
+    def restarted() -> AgentState:
+        store = Datastore(
+            Schema.default(),
+            FakeBackend(),
+            tmp_path / "running.xml",
+            f'<qkd_node xmlns="{NS}"><qkdn_id>{NODE_ID}</qkdn_id></qkd_node>',
+        )
+        return AgentState(store, BASE_CAPABILITIES, {}, audit=AuditLog("agent:test", log))
+
+    def rollbacks() -> list[tuple[str, str, str]]:
+        if not log.exists():
+            return []
+        return [
+            (e.who, e.outcome, e.detail)
+            for e in read_log(log)
+            if e.action == "confirmed-commit-rollback"
+        ]
+
+    agent, _ = _persisted_agent(tmp_path)
+    client = Client(agent)
+    client.set_location("unconfirmed")
+    client.ok("<commit><confirmed/><persist>p</persist></commit>")
+    maker = client.session.info.username or "-"
+    assert _location(restarted()) == "before"
+    assert rollbacks() == [(maker, "ok", "rolled back: agent restarted before the confirmation")]
+    assert _location(restarted()) == "before" and len(rollbacks()) == 1  # said once
+
+    client = Client(restarted())
+    client.set_location("again")
+    client.ok("<commit><confirmed/><persist>q</persist></commit>")
+    (tmp_path / "running.rollback.xml").write_text("<qkd_node>broken", encoding="utf-8")
+    assert _location(restarted()) == "again"  # nothing usable to go back to
+    who, outcome, detail = rollbacks()[-1]
+    assert (who, outcome) == (maker, "failed")
+    assert detail == (
+        "not rolled back (agent restarted before the confirmation): "
+        "running.rollback.xml not usable, moved to running.rollback.stale.xml"
+    )
