@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import select
 import socket
@@ -101,8 +102,7 @@ def free_ports(count: int, avoid: Collection[int] = ()) -> list[int]:
     low, high = _ephemeral_range()
     avoided = frozenset(avoid)
     candidates = [p for p in range(20000, 65000) if not low <= p <= high and p not in avoided]
-    rng = secrets.SystemRandom()
-    rng.shuffle(candidates)
+    random.Random().shuffle(candidates)  # spread, not secret: ~20x faster than SystemRandom
     ports: list[int] = []
     with ExitStack() as stack:
         for port in candidates:
