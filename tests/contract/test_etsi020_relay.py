@@ -115,7 +115,13 @@ async def two_domains(tmp: Path) -> AsyncIterator[TwoDomains]:
     (tmp / "traces").mkdir()
     tracers = {n: Tracer(f"km:{n}", str(tmp / "traces" / f"{n}.jsonl")) for n in ("a_b", "b_a")}
     borders = {
-        n: Interdomain(configs[n], stores[n], relay=relay_from(n), tracer=tracers[n])  # type: ignore[arg-type]
+        n: Interdomain(
+            configs[n],
+            stores[n],
+            relay=relay_from(n),  # type: ignore[arg-type]
+            void_relay=kms[n].supplier.void,
+            tracer=tracers[n],
+        )
         for n in ("a_b", "b_a")
     }
     for node, border in borders.items():
