@@ -47,7 +47,7 @@ from km.interdomain.core import (
     to_wire,
 )
 from km.interdomain.journal import Incoming, InState, Journal, OutState, VoidState
-from km.interdomain.tls import client_context, server_context
+from km.interdomain.tls import client_context, load_cas, server_context
 from km.interdomain.wire import (
     API_BASE,
     Ack,
@@ -110,7 +110,8 @@ class Interdomain:
         self.journal = Journal(config.data_dir / JOURNAL_NAME)
         tls, cas = config.tls, self.settings.trusted_cas
         self.client = Etsi020Client(client_context(tls, cas))
-        app = create_app(self, [p.kme_id for p in self.settings.peers], self._refused)
+        issuers = {p.kme_id: load_cas(p.ca) for p in self.settings.peers if p.ca is not None}
+        app = create_app(self, [p.kme_id for p in self.settings.peers], self._refused, issuers)
         self.server = HttpsServer(
             app,
             self.settings.listen,
@@ -389,7 +390,9 @@ class Interdomain:
                 raise RelayFailure(
                     FailureKind.TAMPERED, f"key {key.key_id} stored before with another value"
                 )
-        missing = [k for k in keys if k.key_id not in held]
+        # origin "qkd": end-to-end keys relayed to here (this also lets a void that comes after
+        # the slave claimed them learn that they were delivered)
+        missing = [replace(k, origin=k.origin or "qkd") for k in keys if k.key_id not in held]
         if missing:
             self.store.add(missing, ready_for_master=False)
 
