@@ -424,6 +424,13 @@ class Interdomain:
             "void from %s: %d key(s) voided, %d already delivered, %d not present",
             caller, len(voided), len(failed), len(not_present),
         )  # fmt: skip
+        self.tracer.emit(
+            "interdomain.voided",
+            peer=caller,
+            key_ids=voided,
+            failed=failed,
+            not_present=not_present,
+        )
         if failed and self.audit is not None:
             self.audit.record(
                 f"urn:qkdsdn:km:{caller}", "km", "interdomain.void", self.node, "failed",
