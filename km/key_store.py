@@ -535,6 +535,8 @@ class KeyStore:
                 live = stored.live_mask().bit_count()
                 if live == 0:
                     db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
+                    # its claimed keys are remembered (its voided ones are marked above)
+                    _record_spent(db, stored, now)
                 else:
                     db.execute(
                         "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",

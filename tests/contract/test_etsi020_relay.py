@@ -13,12 +13,14 @@ import dataclasses
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from common.config import Address
+from common.protos import relay_pb2
 from km.config import KmConfig, KmInterdomain, KmInterdomainPeer
 from km.interdomain.component import Interdomain
 from km.interdomain.journal import VoidState
@@ -362,5 +364,44 @@ def test_a_border_restarted_in_the_middle_of_a_void_finishes_it(tmp_path: Path) 
             )
             with pytest.raises(KeyClaimError):
                 lab.stores["b2"].claim("appC", "app1", ids)
+
+    asyncio.run(run())
+
+
+def test_a_relay_void_is_checked_as_a_relay_hop_and_a_refused_one_removes_nothing(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        async with two_domains(tmp_path) as lab:
+            keys = await _keys_at_b2(lab, 1)
+            b2 = lab.kms["b2"].forwarder
+            entry = b2.associations.view.destination_association("app1", ["appC"])
+            assert entry is not None and entry.virt_link_id is not None
+            b_a = lab.kms["b_a"].config.qkdn_id
+            msg = relay_pb2.RelayVoid(
+                virt_link_id=entry.virt_link_id,
+                hop=1,
+                sender=b_a,
+                receiver=b2.qkdn_id,
+                key_ids=[keys[0].key_id],
+                master="app1",
+                slaves=["appC"],
+            )
+            deadline = time.monotonic() + 3
+            with pytest.raises(RelayFailure, match="the TLS peer 'a_b' may not send as b_a"):
+                await b2.voids.receive(msg, "a_b", deadline)
+            other = relay_pb2.RelayVoid()
+            other.CopyFrom(msg)
+            other.master = "app0"  # the virtual link carries app1's keys only
+            with pytest.raises(RelayFailure, match="does not carry keys app0→appC"):
+                await b2.voids.receive(other, "b_a", deadline)
+            other.CopyFrom(msg)
+            other.virt_link_id = str(uuid.uuid4())
+            with pytest.raises(RelayFailure, match="no forwarding entry"):
+                await b2.voids.receive(other, "b_a", deadline)
+            assert len(lab.stores["b2"]) == 1
+            ack = await b2.voids.receive(msg, "b_a", deadline)  # the real previous hop
+            assert list(ack.voided) == [keys[0].key_id]
+            assert len(lab.stores["b2"]) == 0
 
     asyncio.run(run())
