@@ -279,9 +279,21 @@ def test_a_void_after_the_relay_inside_the_next_domain_removes_the_key_at_the_en
             assert sorted(result.voided) == sorted(ids)
             assert result.delivered == () and result.not_present == ()
             assert len(lab.stores["b2"]) == 0
-            with pytest.raises(KeyClaimError) as info:  # dec_keys: as for an unknown key_ID
+            with pytest.raises(KeyClaimError) as info:
                 lab.stores["b2"].claim("appC", "app1", ids[:1])
             assert info.value.reason is ClaimFailure.UNKNOWN_KEY
+            # appC's dec_keys at b2 (ETSI 014): the same answer as for a key_ID never issued
+            supply = KeySupply("b2", APPS_B, lab.stores["b2"], lab.kms["b2"].supplier)
+            never = str(uuid.uuid4())
+            answers = []
+            for key_id in (ids[0], never):
+                with pytest.raises(SupplyError) as refused:
+                    supply.dec_keys("appC", "app1", [key_id])
+                answers.append(
+                    (refused.value.status_code, str(refused.value).replace(key_id, "ID"))
+                )
+            assert answers[0] == answers[1] == (400, answers[1][1])
+            assert "unknown key_ID" in answers[0][1]
             rows = lab.borders["b_a"].journal.incoming(ids)
             assert {r.void for r in rows.values()} == {VoidState.VOIDED}
             assert lab.borders["a_b"].journal.counts() == {"outgoing.voided": 2}
