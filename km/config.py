@@ -7,10 +7,12 @@ docs/configuration.md for an example.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
 
 from common.config import Address, ConfigError, Reader, TlsFiles, is_uuid
 from common.ids import link_uuid, node_uuid
@@ -41,7 +43,7 @@ FIELDS = (
     "interdomain",
 )
 INTERDOMAIN = ("domain", "listen", "trusted_cas", "peers", "ack_timeout_s")
-INTERDOMAIN_PEER = ("domain", "kme_id", "url", "saes")
+INTERDOMAIN_PEER = ("domain", "kme_id", "url", "saes", "ca")
 SETTINGS = (
     "key_size_bits",
     "relay_mode",
@@ -104,6 +106,9 @@ class KmInterdomainPeer:
     kme_id: str  # its node name: its certificate names urn:qkdsdn:km:<kme_id>
     url: str  # its ETSI 020 base, e.g. https://kms-b.example:8410/kmapi/v1
     saes: tuple[str, ...]  # SAEs reached by handing keys to it
+    # The CA of its domain: its certificate must be issued by this CA (None: any trusted CA;
+    # the parser always sets it, see `_interdomain`).
+    ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -279,20 +284,72 @@ def parse(data: dict[str, Any], path: Path) -> KmConfig:
     return config
 
 
+def _ca_file(r: Reader, where: str, item: object) -> Path | None:
+    """A CA certificate file (PEM) named in the interdomain section; None (and an error)
+    when it is not one."""
+    if not isinstance(item, str) or not item:
+        r.error(where, f"must be a path to a CA certificate, not {item!r}")
+        return None
+    found = (r.base / Path(item).expanduser()).resolve()
+    if not found.is_file():
+        r.error(where, f"no such file: {found}")
+        return found
+    try:
+        x509.load_pem_x509_certificates(found.read_bytes())
+    except (OSError, ValueError):
+        r.error(where, f"not a PEM CA certificate: {found}")
+    return found
+
+
+def _trusted_cas(r: Reader, section: dict[str, Any]) -> tuple[list[Path], dict[str, Path]]:
+    """`trusted_cas`: a list of CA files, or a mapping peer domain -> its CA file.
+    Returns (every CA, the CA of each domain named)."""
+    value = section.get("trusted_cas")
+    if isinstance(value, dict):
+        per_domain: dict[str, Path] = {}
+        for domain, item in value.items():
+            found = _ca_file(r, f"interdomain.trusted_cas.{domain}", item)
+            if found is not None:
+                per_domain[str(domain)] = found
+        return list(dict.fromkeys(per_domain.values())), per_domain
+    cas: list[Path] = []
+    for where, item in r.items(section, "trusted_cas", "interdomain"):
+        found = _ca_file(r, where, item)
+        if found is not None:
+            cas.append(found)
+    return cas, {}
+
+
+def _peer_ca(
+    r: Reader,
+    fields: dict[str, Any],
+    where: str,
+    domain: str,
+    cas: Sequence[Path],
+    ca_of_domain: Mapping[str, Path],
+) -> Path | None:
+    """The CA a peer's certificate must be issued by: its own `ca`, else the one `trusted_cas`
+    names for its domain, else the only trusted CA; several and none named: an error."""
+    if fields.get("ca") is not None:
+        return _ca_file(r, f"{where}.ca", fields["ca"])
+    if domain in ca_of_domain:
+        return ca_of_domain[domain]
+    if len(cas) == 1:
+        return cas[0]
+    r.error(
+        f"{where}.ca",
+        "missing: the CA of the peer's domain (trusted_cas lists"
+        f" {len(cas)} CAs; or give trusted_cas as a mapping domain -> CA file)",
+    )
+    return None
+
+
 def _interdomain(r: Reader, top: dict[str, Any], node: str) -> KmInterdomain | None:
     if top.get("interdomain") is None:
         return None
     section = r.mapping(top["interdomain"], "interdomain", INTERDOMAIN)
     domain = r.text(section, "domain", "interdomain")
-    cas: list[Path] = []
-    for where, item in r.items(section, "trusted_cas", "interdomain"):
-        if not isinstance(item, str) or not item:
-            r.error(where, f"must be a path to a CA certificate, not {item!r}")
-            continue
-        found = (r.base / Path(item).expanduser()).resolve()
-        if not found.is_file():
-            r.error(where, f"no such file: {found}")
-        cas.append(found)
+    cas, ca_of_domain = _trusted_cas(r, section)
     peers: list[KmInterdomainPeer] = []
     for where, item in r.items(section, "peers", "interdomain"):
         fields = r.mapping(item, where, INTERDOMAIN_PEER)
@@ -311,7 +368,10 @@ def _interdomain(r: Reader, top: dict[str, Any], node: str) -> KmInterdomain | N
                 r.error(sae_where, f"must be an SAE_ID, not {sae!r}")
             else:
                 saes.append(sae)
-        peers.append(KmInterdomainPeer(peer_domain, kme_id, url.rstrip("/"), tuple(saes)))
+        ca = _peer_ca(r, fields, where, peer_domain, cas, ca_of_domain)
+        if ca is not None and ca not in cas:
+            cas.append(ca)
+        peers.append(KmInterdomainPeer(peer_domain, kme_id, url.rstrip("/"), tuple(saes), ca))
     seen: dict[str, str] = {}
     for index, peer in enumerate(peers):
         for sae in peer.saes:

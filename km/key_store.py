@@ -24,6 +24,7 @@ import json
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,7 +57,24 @@ CREATE INDEX IF NOT EXISTS batches_ready ON batches (master, ready_slave, size_b
 -- Keys expire in the order they were made: this index grows at its end, and the periodic
 -- purge (on the KM's event loop) reads only the expired rows instead of the whole table.
 CREATE INDEX IF NOT EXISTS batches_expiry ON batches (expires_at) WHERE expires_at IS NOT NULL;
+-- A void's mark per key_ID (km/interdomain: a key taken back): such a key_ID is never stored
+-- again, and a repeated void gets the same outcome. Kept until `keep_until`.
+CREATE TABLE IF NOT EXISTS voided (
+    key_id BLOB PRIMARY KEY,         -- 16 bytes big-endian
+    outcome TEXT NOT NULL,           -- voided | not present (when the void came)
+    keep_until REAL NOT NULL
+);
+-- Ranges of key_IDs whose row left the store because every slave claimed every key: a void
+-- coming later learns that they were delivered. No material.
+CREATE TABLE IF NOT EXISTS spent (
+    first_id BLOB PRIMARY KEY,
+    last_id BLOB NOT NULL,
+    keep_until REAL NOT NULL
+);
 """
+# How long a void's mark (and a spent range without expiry) is kept: far longer than a relay
+# or a void's retries last.
+VOID_KEEP_S = 86400.0
 _COLUMNS = (
     "seq, first_id, count, material, size_bits, master, slaves, pending, live, expires_at,"
     " ready_for_master, origin, key_mode"
@@ -236,6 +254,14 @@ class ClaimFailure(enum.Enum):
     DUPLICATE_REQUEST = "key_ID listed twice in one request"
 
 
+class VoidOutcome(enum.Enum):
+    """What a void did to one key_ID at this store."""
+
+    VOIDED = "voided"  # removed before any slave got it (or voided before)
+    DELIVERED = "delivered"  # a slave already claimed it: nothing was removed
+    NOT_PRESENT = "not present"  # never held here (or expired): it can no longer be stored
+
+
 class KeyClaimError(Exception):
     """A `claim` was refused; nothing changed. The message names the key_ID, never material."""
 
@@ -337,6 +363,8 @@ class KeyStore:
             with self._transaction() as db:
                 if _overlaps_stored(db, rows):
                     raise ValueError("a key_ID is already in the store")
+                if _overlaps_voided(db, rows):
+                    raise ValueError("a key_ID was voided")
                 db.executemany(_INSERT, rows)
         except sqlite3.IntegrityError as exc:
             raise ValueError("a key_ID is already in the store") from exc
@@ -429,6 +457,7 @@ class KeyStore:
                 live = stored.live_mask().bit_count()
                 if live == 0:
                     db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
+                    _record_spent(db, stored, now)
                 else:
                     db.execute(
                         "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",
@@ -473,9 +502,54 @@ class KeyStore:
                     )
         return removed
 
-    def purge_expired(self, now: float) -> int:
-        """Deletes every key whose `expires_at` is at or before `now`; returns how many."""
+    def void(self, key_ids: Sequence[str], now: float) -> dict[str, VoidOutcome]:
+        """Takes keys back (a void from the KM that relayed them), all in one transaction.
+
+        A key no slave claimed yet is removed (VOIDED); one a slave claimed stays as it is
+        (DELIVERED); one never held here is NOT_PRESENT. Every key_ID not delivered is marked:
+        it is never stored afterwards (a relay still on its way is refused) and a repeated
+        void answers the same. Unknown to dec_keys from then on, as any unknown key_ID."""
+        outcomes: dict[str, VoidOutcome] = {}
         with self._transaction() as db:
+            touched: dict[int, _Stored] = {}
+            for key_id in dict.fromkeys(key_ids):
+                value = key_id_value(key_id)
+                if value is None:
+                    raise ValueError(f"key_ID {key_id!r} is not a lower-case UUID string")
+                marked = db.execute(
+                    "SELECT outcome FROM voided WHERE key_id = ?", (_id_bytes(value),)
+                ).fetchone()
+                if marked is not None:
+                    outcomes[key_id] = VoidOutcome(str(marked[0]))
+                    continue
+                stored, offset = _find(db, touched, key_id)
+                outcome = _void_one(db, stored, offset, value)
+                outcomes[key_id] = outcome
+                if outcome is not VoidOutcome.DELIVERED:
+                    keep = max(now + VOID_KEEP_S, (stored.expires_at or 0.0) if stored else 0.0)
+                    db.execute(
+                        "INSERT INTO voided (key_id, outcome, keep_until) VALUES (?, ?, ?)",
+                        (_id_bytes(value), outcome.value, keep),
+                    )
+            for stored in touched.values():
+                live = stored.live_mask().bit_count()
+                if live == 0:
+                    db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
+                    # its claimed keys are remembered (its voided ones are marked above)
+                    _record_spent(db, stored, now)
+                else:
+                    db.execute(
+                        "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",
+                        (stored.pending_blob(), live, stored.seq),
+                    )
+        return outcomes
+
+    def purge_expired(self, now: float) -> int:
+        """Deletes every key whose `expires_at` is at or before `now`; returns how many.
+        Void marks and spent ranges kept until `now` go too."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM voided WHERE keep_until <= ?", (now,))
+            db.execute("DELETE FROM spent WHERE keep_until <= ?", (now,))
             (count,) = db.execute(
                 "SELECT COALESCE(SUM(live), 0) FROM batches"
                 " WHERE expires_at IS NOT NULL AND expires_at <= ?",
@@ -623,6 +697,51 @@ def _check_claim(
         raise KeyClaimError(ClaimFailure.EXPIRED, key_id)
     if not stored.pending[stored.distinct.index(slave)] >> offset & 1:
         raise KeyClaimError(ClaimFailure.ALREADY_CLAIMED, key_id)
+
+
+def _void_one(
+    db: sqlite3.Connection, stored: _Stored | None, offset: int, value: int
+) -> VoidOutcome:
+    """The void of one key (not marked yet) in `stored` (changed in place, written later)."""
+    if stored is not None:
+        live = [bits >> offset & 1 for bits in stored.pending]
+        if all(live):  # no slave has it: removed
+            for index in range(len(stored.pending)):
+                stored.pending[index] &= ~(1 << offset)
+            return VoidOutcome.VOIDED
+        return VoidOutcome.DELIVERED  # a slave claimed it (a void removes all slaves at once)
+    spent = db.execute(
+        "SELECT 1 FROM spent WHERE first_id = (SELECT MAX(first_id) FROM spent"
+        " WHERE first_id <= ?1) AND last_id >= ?1",
+        (_id_bytes(value),),
+    ).fetchone()
+    return VoidOutcome.NOT_PRESENT if spent is None else VoidOutcome.DELIVERED
+
+
+def _record_spent(db: sqlite3.Connection, stored: _Stored, now: float | None) -> None:
+    """Every key of `stored` was claimed: its key_IDs are remembered (no material), for keys
+    that came from another KM (relayed, exchanged: `origin` said) since only those can be
+    voided later; kept until they expire (a void after that changes nothing anyway)."""
+    if stored.origin is None or stored.ready_for_master:
+        return
+    at = time.time() if now is None else now
+    keep = at + VOID_KEEP_S if stored.expires_at is None else max(stored.expires_at, at)
+    db.execute(
+        "INSERT OR REPLACE INTO spent (first_id, last_id, keep_until) VALUES (?, ?, ?)",
+        (_id_bytes(stored.first_id), _id_bytes(stored.first_id + stored.count - 1), keep),
+    )
+
+
+def _overlaps_voided(db: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> bool:
+    """Whether a new row's key_ID range holds a key_ID marked by a void."""
+    if db.execute("SELECT 1 FROM voided LIMIT 1").fetchone() is None:
+        return False
+    return any(
+        db.execute(
+            "SELECT 1 FROM voided WHERE key_id BETWEEN ? AND ? LIMIT 1", (row[0], row[1])
+        ).fetchone()
+        for row in rows
+    )
 
 
 def _overlaps_stored(db: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> bool:

@@ -212,6 +212,7 @@ class KeyManager:
             self.config,
             relay.forwarder.store,
             relay=relay_keys,
+            void_relay=relay.supplier.void,
             audit=self.audit,
             tracer=self.tracer,
         )

@@ -138,6 +138,7 @@ def _interdomain(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]
                 "kme_id": partner.name,
                 "url": f"https://{place.address(partner.name, partner.km_etsi020_port)}/kmapi/v1",
                 "saes": reached,
+                "ca": place.path(plan.domain(partner.domain).ca_cert),  # the peer's own CA
             }
         ],
         "ack_timeout_s": ACK_TIMEOUT_S,

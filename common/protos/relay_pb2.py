@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/protos/relay.proto\x12\x0cqkdsdn.relay\"\xf3\x01\n\x08RelayHop\x12\x14\n\x0cvirt_link_id\x18\x01 \x01(\t\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x10\n\x08receiver\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x18\n\x10link_key_indices\x18\x06 \x03(\x04\x12\x0e\n\x06sealed\x18\x07 \x01(\x0c\x12\x0f\n\x07key_ids\x18\x08 \x03(\t\x12\x11\n\tsize_bits\x18\t \x01(\r\x12\x0e\n\x06master\x18\n \x01(\t\x12\x0e\n\x06slaves\x18\x0b \x03(\t\x12\x17\n\nexpires_at\x18\x0c \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_expires_at\"+\n\x08RelayAck\x12\x11\n\tstored_at\x18\x01 \x01(\t\x12\x0c\n\x04hops\x18\x02 \x01(\r\"T\n\x0cLinkPosition\x12\x0f\n\x07qkdl_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\tnext_even\x18\x03 \x01(\x04\x12\x10\n\x08next_odd\x18\x04 \x01(\x04\x32\x86\x01\n\x05Relay\x12\x39\n\x07\x46orward\x12\x16.qkdsdn.relay.RelayHop\x1a\x16.qkdsdn.relay.RelayAck\x12\x42\n\x08SyncLink\x12\x1a.qkdsdn.relay.LinkPosition\x1a\x1a.qkdsdn.relay.LinkPositionb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/protos/relay.proto\x12\x0cqkdsdn.relay\"\xf3\x01\n\x08RelayHop\x12\x14\n\x0cvirt_link_id\x18\x01 \x01(\t\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x10\n\x08receiver\x18\x04 \x01(\t\x12\x0c\n\x04mode\x18\x05 \x01(\t\x12\x18\n\x10link_key_indices\x18\x06 \x03(\x04\x12\x0e\n\x06sealed\x18\x07 \x01(\x0c\x12\x0f\n\x07key_ids\x18\x08 \x03(\t\x12\x11\n\tsize_bits\x18\t \x01(\r\x12\x0e\n\x06master\x18\n \x01(\t\x12\x0e\n\x06slaves\x18\x0b \x03(\t\x12\x17\n\nexpires_at\x18\x0c \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_expires_at\"+\n\x08RelayAck\x12\x11\n\tstored_at\x18\x01 \x01(\t\x12\x0c\n\x04hops\x18\x02 \x01(\r\"\x81\x01\n\tRelayVoid\x12\x14\n\x0cvirt_link_id\x18\x01 \x01(\t\x12\x0b\n\x03hop\x18\x02 \x01(\r\x12\x0e\n\x06sender\x18\x03 \x01(\t\x12\x10\n\x08receiver\x18\x04 \x01(\t\x12\x0f\n\x07key_ids\x18\x05 \x03(\t\x12\x0e\n\x06master\x18\x06 \x01(\t\x12\x0e\n\x06slaves\x18\x07 \x03(\t\"[\n\x0cRelayVoidAck\x12\x13\n\x0b\x61nswered_at\x18\x01 \x01(\t\x12\x0e\n\x06voided\x18\x02 \x03(\t\x12\x11\n\tdelivered\x18\x03 \x03(\t\x12\x13\n\x0bnot_present\x18\x04 \x03(\t\"T\n\x0cLinkPosition\x12\x0f\n\x07qkdl_id\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12\x11\n\tnext_even\x18\x03 \x01(\x04\x12\x10\n\x08next_odd\x18\x04 \x01(\x04\x32\xc3\x01\n\x05Relay\x12\x39\n\x07\x46orward\x12\x16.qkdsdn.relay.RelayHop\x1a\x16.qkdsdn.relay.RelayAck\x12\x42\n\x08SyncLink\x12\x1a.qkdsdn.relay.LinkPosition\x1a\x1a.qkdsdn.relay.LinkPosition\x12;\n\x04Void\x12\x17.qkdsdn.relay.RelayVoid\x1a\x1a.qkdsdn.relay.RelayVoidAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RELAYHOP']._serialized_end=287
   _globals['_RELAYACK']._serialized_start=289
   _globals['_RELAYACK']._serialized_end=332
-  _globals['_LINKPOSITION']._serialized_start=334
-  _globals['_LINKPOSITION']._serialized_end=418
-  _globals['_RELAY']._serialized_start=421
-  _globals['_RELAY']._serialized_end=555
+  _globals['_RELAYVOID']._serialized_start=335
+  _globals['_RELAYVOID']._serialized_end=464
+  _globals['_RELAYVOIDACK']._serialized_start=466
+  _globals['_RELAYVOIDACK']._serialized_end=557
+  _globals['_LINKPOSITION']._serialized_start=559
+  _globals['_LINKPOSITION']._serialized_end=643
+  _globals['_RELAY']._serialized_start=646
+  _globals['_RELAY']._serialized_end=841
 # @@protoc_insertion_point(module_scope)

@@ -42,6 +42,36 @@ class RelayAck(_message.Message):
     hops: int
     def __init__(self, stored_at: _Optional[str] = ..., hops: _Optional[int] = ...) -> None: ...
 
+class RelayVoid(_message.Message):
+    __slots__ = ("virt_link_id", "hop", "sender", "receiver", "key_ids", "master", "slaves")
+    VIRT_LINK_ID_FIELD_NUMBER: _ClassVar[int]
+    HOP_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECEIVER_FIELD_NUMBER: _ClassVar[int]
+    KEY_IDS_FIELD_NUMBER: _ClassVar[int]
+    MASTER_FIELD_NUMBER: _ClassVar[int]
+    SLAVES_FIELD_NUMBER: _ClassVar[int]
+    virt_link_id: str
+    hop: int
+    sender: str
+    receiver: str
+    key_ids: _containers.RepeatedScalarFieldContainer[str]
+    master: str
+    slaves: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, virt_link_id: _Optional[str] = ..., hop: _Optional[int] = ..., sender: _Optional[str] = ..., receiver: _Optional[str] = ..., key_ids: _Optional[_Iterable[str]] = ..., master: _Optional[str] = ..., slaves: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RelayVoidAck(_message.Message):
+    __slots__ = ("answered_at", "voided", "delivered", "not_present")
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    VOIDED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    NOT_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    answered_at: str
+    voided: _containers.RepeatedScalarFieldContainer[str]
+    delivered: _containers.RepeatedScalarFieldContainer[str]
+    not_present: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, answered_at: _Optional[str] = ..., voided: _Optional[_Iterable[str]] = ..., delivered: _Optional[_Iterable[str]] = ..., not_present: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class LinkPosition(_message.Message):
     __slots__ = ("qkdl_id", "sender", "next_even", "next_odd")
     QKDL_ID_FIELD_NUMBER: _ClassVar[int]

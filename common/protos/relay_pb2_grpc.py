@@ -44,6 +44,11 @@ class RelayStub:
                 request_serializer=common_dot_protos_dot_relay__pb2.LinkPosition.SerializeToString,
                 response_deserializer=common_dot_protos_dot_relay__pb2.LinkPosition.FromString,
                 _registered_method=True)
+        self.Void = channel.unary_unary(
+                '/qkdsdn.relay.Relay/Void',
+                request_serializer=common_dot_protos_dot_relay__pb2.RelayVoid.SerializeToString,
+                response_deserializer=common_dot_protos_dot_relay__pb2.RelayVoidAck.FromString,
+                _registered_method=True)
 
 
 class RelayServicer:
@@ -70,6 +75,15 @@ class RelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Void(self, request, context):
+        """Takes back relayed keys at the end of the path (each hop checks its forwarding entry and
+        passes it on); idempotent. Errors as Forward (PERMISSION_DENIED, INVALID_ARGUMENT,
+        UNAVAILABLE), details naming the hop ("void qnode2→qnode3: ...").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -82,6 +96,11 @@ def add_RelayServicer_to_server(servicer, server):
                     servicer.SyncLink,
                     request_deserializer=common_dot_protos_dot_relay__pb2.LinkPosition.FromString,
                     response_serializer=common_dot_protos_dot_relay__pb2.LinkPosition.SerializeToString,
+            ),
+            'Void': grpc.unary_unary_rpc_method_handler(
+                    servicer.Void,
+                    request_deserializer=common_dot_protos_dot_relay__pb2.RelayVoid.FromString,
+                    response_serializer=common_dot_protos_dot_relay__pb2.RelayVoidAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -138,6 +157,33 @@ class Relay:
             '/qkdsdn.relay.Relay/SyncLink',
             common_dot_protos_dot_relay__pb2.LinkPosition.SerializeToString,
             common_dot_protos_dot_relay__pb2.LinkPosition.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Void(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qkdsdn.relay.Relay/Void',
+            common_dot_protos_dot_relay__pb2.RelayVoid.SerializeToString,
+            common_dot_protos_dot_relay__pb2.RelayVoidAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,7 +3,8 @@
 The caller is the key manager named in its TLS client certificate's URI SAN
 (`urn:qkdsdn:km:<node>`); its chain was verified in the handshake against this KM's CA and the
 peer CAs its operator allowed (`km/interdomain/tls.py`). Only the `interdomain.peers[].kme_id`
-may call: any other certificate is answered 401 and reported to `on_refused` (audit, log).
+may call, each with a certificate issued by the CA of its own domain (`peers[].ca`): any other
+certificate is answered 401 and reported to `on_refused` (audit, log).
 Every error is an `Error` body (400 names the field; FastAPI's 422 is replaced by 400).
 """
 
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
+from cryptography import x509
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.openapi import openapi_without_422
 from common.roles import Role, identity_of_pem
+from km.interdomain.tls import issued_by
 from km.interdomain.wire import (
     API_BASE,
     VERSION,
@@ -60,17 +63,27 @@ class Etsi020Service(Protocol):
     async def void(self, body: VoidRequest, caller: str) -> AckResult: ...
 
 
-def caller_of(scope: Any, peers: Collection[str], on_refused: Callable[[str, str], None]) -> str:
-    """The kme_id of the calling KMS; Etsi020Error 401 (reported) for anyone else."""
+def caller_of(
+    scope: Any,
+    peers: Collection[str],
+    on_refused: Callable[[str, str], None],
+    issuers: Mapping[str, Sequence[x509.Certificate]] | None = None,
+) -> str:
+    """The kme_id of the calling KMS; Etsi020Error 401 (reported) for anyone else, and for a
+    peer whose certificate was not issued by the CA of its domain (`issuers`: kme_id -> CA)."""
     tls = scope.get("extensions", {}).get("tls") or {}
     chain = tls.get("client_cert_chain") or []
-    identity = identity_of_pem(str(chain[0]).encode("ascii")) if chain else None
+    leaf = str(chain[0]).encode("ascii") if chain else b""
+    identity = identity_of_pem(leaf) if chain else None
     if identity is None:
         who, why = str(tls.get("client_cert_name")), "the client certificate names no identity"
     elif identity.role is not Role.KM:
         who, why = identity.uri, f"{identity} is not a key manager"
     elif identity.name not in peers:
         who, why = identity.uri, f"key manager {identity.name!r} is not an interdomain peer"
+    elif issuers and identity.name in issuers and not issued_by(leaf, issuers[identity.name]):
+        who = identity.uri
+        why = f"the certificate of key manager {identity.name!r} is not issued by its domain's CA"
     else:
         return identity.name
     on_refused(who, why)
@@ -81,6 +94,7 @@ def create_app(
     service: Etsi020Service,
     peers: Collection[str],
     on_refused: Callable[[str, str], None] = lambda who, why: None,
+    issuers: Mapping[str, Sequence[x509.Certificate]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="qkd-sdn key manager — ETSI GS QKD 020 (interoperable KMS API, draft)",
@@ -95,7 +109,7 @@ def create_app(
     allowed = frozenset(peers)
 
     async def caller(http: Request) -> str:  # async: no worker thread per request
-        return caller_of(http.scope, allowed, on_refused)
+        return caller_of(http.scope, allowed, on_refused, issuers)
 
     # A dependency: solved before the body is read, so a stranger learns nothing from a 400.
     who_calls = Depends(caller)

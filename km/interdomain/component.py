@@ -10,6 +10,12 @@ known key_ID is refused), answered 200, then delivered on in the background — 
 target SAE of this node, relayed along this domain's association toward the target, or handed
 off again — and the ack (`relayed` or `failed`) is POSTed to the sender's callback. A restart
 resumes every journaled key not yet delivered, and sends every ack still owed.
+
+Voiding (`void`): the sender takes keys back. They are journaled voided, then taken back
+wherever they went — removed from the key store here, voided along this domain's
+association to the end KM (`void_relay`), or voided at the next border — and the answer says
+per key `voided` or `failed` (a slave SAE had claimed it). A void not finished within its
+time is answered 503 (the sender retries) and finished in the background, after a restart too.
 """
 
 from __future__ import annotations
@@ -40,8 +46,8 @@ from km.interdomain.core import (
     same_value,
     to_wire,
 )
-from km.interdomain.journal import Incoming, InState, Journal, OutState
-from km.interdomain.tls import client_context, server_context
+from km.interdomain.journal import Incoming, InState, Journal, OutState, VoidState
+from km.interdomain.tls import client_context, load_cas, server_context
 from km.interdomain.wire import (
     API_BASE,
     Ack,
@@ -51,8 +57,9 @@ from km.interdomain.wire import (
     ExtKeysResult,
     VoidRequest,
 )
-from km.key_store import KeyStore, StoredKey
+from km.key_store import KeyStore, StoredKey, VoidOutcome
 from km.relay.errors import FailureKind, RelayFailure
+from km.relay.voids import VoidResult
 from km.supply import SupplyError
 
 log = logging.getLogger(__name__)
@@ -66,6 +73,10 @@ PURGE_INTERVAL_S = 600.0
 
 # Relays `keys` (one master, one set of slaves, all at `node`) along this domain's association.
 RelayKeys = Callable[[Sequence[StoredKey], str], Awaitable[None]]
+# Voids keys relayed along this domain's association: (key_ids, master, slaves, node, deadline).
+VoidRelay = Callable[[Sequence[str], str, tuple[str, ...], str, float], Awaitable[VoidResult]]
+# Share of ack_timeout_s a void may take before it is answered 503 (the sender retries).
+VOID_SHARE = 0.6
 _ACK_STATE = {
     InState.RELAYED: AckStatus.RELAYED,
     InState.FAILED: AckStatus.FAILED,
@@ -80,6 +91,7 @@ class Interdomain:
         store: KeyStore,
         *,
         relay: RelayKeys | None = None,
+        void_relay: VoidRelay | None = None,
         audit: AuditLog | None = None,
         clock: Callable[[], float] = time.time,
         tracer: Tracer | None = None,
@@ -91,13 +103,15 @@ class Interdomain:
         self.node = config.node
         self.store = store
         self.relay = relay
+        self.void_relay = void_relay
         self.audit = audit
         self.clock = clock
         self.tracer = tracer or Tracer(f"km:{config.node}", None)
         self.journal = Journal(config.data_dir / JOURNAL_NAME)
         tls, cas = config.tls, self.settings.trusted_cas
         self.client = Etsi020Client(client_context(tls, cas))
-        app = create_app(self, [p.kme_id for p in self.settings.peers], self._refused)
+        issuers = {p.kme_id: load_cas(p.ca) for p in self.settings.peers if p.ca is not None}
+        app = create_app(self, [p.kme_id for p in self.settings.peers], self._refused, issuers)
         self.server = HttpsServer(
             app,
             self.settings.listen,
@@ -323,6 +337,15 @@ class Interdomain:
             del self._forwarding[batch]
 
     async def _forward(self, hand_off: HandOff) -> None:
+        rows = self.journal.incoming(hand_off.key_ids)
+        live = tuple(
+            k
+            for k in hand_off.keys
+            if k.key_id in rows and rows[k.key_id].state is InState.RECEIVED
+        )
+        if not live:  # voided before they left
+            return
+        hand_off = replace(hand_off, keys=live)
         key_ids = list(hand_off.key_ids)
         try:
             await self._deliver(hand_off)
@@ -332,11 +355,10 @@ class Interdomain:
             self.journal.settle(key_ids, InState.FAILED)
             await self._send_acks(list(self.journal.incoming(key_ids).values()), message)
             return
-        moved = set(self.journal.settle(key_ids, InState.RELAYED))
+        # A void that came while the keys travelled on took them back already (the end KM
+        # refuses a key_ID once voided): those stay voided.
+        self.journal.settle(key_ids, InState.RELAYED)
         self.tracer.emit("interdomain.delivered", key_ids=key_ids)
-        voided = [k for k in key_ids if k not in moved]
-        if voided:  # a void came while the keys travelled on: take them back
-            await self._void_downstream(voided)
         await self._send_acks(list(self.journal.incoming(key_ids).values()))
 
     async def _deliver(self, hand_off: HandOff) -> None:
@@ -368,42 +390,160 @@ class Interdomain:
                 raise RelayFailure(
                     FailureKind.TAMPERED, f"key {key.key_id} stored before with another value"
                 )
-        missing = [k for k in keys if k.key_id not in held]
+        # origin "qkd": end-to-end keys relayed to here (this also lets a void that comes after
+        # the slave claimed them learn that they were delivered)
+        missing = [replace(k, origin=k.origin or "qkd") for k in keys if k.key_id not in held]
         if missing:
             self.store.add(missing, ready_for_master=False)
 
     async def void(self, body: VoidRequest, caller: str) -> AckResult:
-        """The sender takes keys back: dropped here if not yet sent on, removed from the
-        local store if stored here and unclaimed, and voided at the next border if handed on."""
+        """The sender takes keys back: journaled voided at once, then taken back wherever they
+        went (key store here, end KM of this domain's association, next border). The answer
+        says per key: voided, failed (a slave SAE had claimed it), or not present (not handed
+        here by the caller). 503 when the keys sent on could not be reached in time: the void
+        goes on in the background, and the sender's retry gets the final answer."""
         ids = self._checked(body.key_ids)
         rows = self.journal.incoming(ids)
         known = [k for k in ids if k in rows and rows[k].peer == caller]
-        delivered = [k for k in known if rows[k].state is InState.RELAYED]
-        self.journal.void_incoming(known)
-        self.journal.mark_acked(known, InState.VOIDED)  # this answer is the ack
-        if delivered:
-            await self._void_downstream(delivered)
         not_present = [k for k in ids if k not in known]
-        log.info(
-            "void from %s: %d key(s) voided, %d not present", caller, len(known), len(not_present)
-        )
-        return AckResult(key_ids=known, ack_status=AckStatus.VOIDED, not_present=not_present)
-
-    async def _void_downstream(self, key_ids: Sequence[str]) -> None:
-        removed = self.store.discard(key_ids)
-        handed = self.journal.outgoing(key_ids)
-        if handed:
-            self.journal.set_outgoing(
-                list(handed), OutState.VOIDING, only_from=[OutState.SENT, OutState.RELAYED]
-            )
+        self.journal.begin_void(known)
+        if known:
+            deadline = time.monotonic() + self.settings.ack_timeout_s * VOID_SHARE
+            await self._finish_voids(known, deadline)
+        outcomes = {k: r.void for k, r in self.journal.incoming(known).items()}
+        owed = [k for k in known if outcomes.get(k) is VoidState.OWED]
+        if owed:
             self._wake.set()
-        rest = len(key_ids) - removed - len(handed)
-        if rest > 0:
-            log.warning(
-                "%d voided key(s) were relayed within the domain before the void came:"
-                " they expire unclaimed at their end KM",
-                rest,
+            log.warning("void from %s: %d key(s) not yet taken back: retry", caller, len(owed))
+            raise Etsi020Error(
+                503, f"void of {len(owed)} key(s) under way in domain {self.settings.domain}: retry"
             )
+        failed = [k for k in known if outcomes.get(k) is VoidState.DELIVERED]
+        voided = [k for k in known if k not in failed]
+        log.info(
+            "void from %s: %d key(s) voided, %d already delivered, %d not present",
+            caller, len(voided), len(failed), len(not_present),
+        )  # fmt: skip
+        self.tracer.emit(
+            "interdomain.voided",
+            peer=caller,
+            key_ids=voided,
+            failed=failed,
+            not_present=not_present,
+        )
+        if failed and self.audit is not None:
+            self.audit.record(
+                f"urn:qkdsdn:km:{caller}", "km", "interdomain.void", self.node, "failed",
+                f"{len(failed)} key(s) already delivered to their slave SAE",
+            )  # fmt: skip
+        return AckResult(
+            key_ids=voided, ack_status=AckStatus.VOIDED, not_present=not_present, failed=failed
+        )
+
+    async def _finish_voids(self, key_ids: Sequence[str], deadline: float) -> None:
+        """Takes back the keys of `key_ids` whose void is owed, wherever they were sent on; the
+        journal records each final outcome (keys still unreachable stay owed)."""
+        groups: dict[tuple[str, tuple[str, ...]], list[Incoming]] = {}
+        for row in self.journal.incoming(key_ids).values():
+            if row.void is VoidState.OWED:
+                groups.setdefault((row.master, row.targets), []).append(row)
+        for (master, targets), rows in groups.items():
+            ids = [r.key_id for r in rows]
+            outcomes, reached = await self._void_routes(ids, master, targets, deadline)
+            final: dict[str, VoidState] = {}
+            now = self.clock()
+            for row in rows:
+                outcome = outcomes.get(row.key_id, [])
+                if VoidOutcome.DELIVERED in outcome:
+                    final[row.key_id] = VoidState.DELIVERED
+                elif reached or (row.expires_at is not None and row.expires_at <= now):
+                    final[row.key_id] = VoidState.VOIDED  # removed, never arrived, or expired
+            self.journal.end_void(final)
+
+    async def _void_routes(
+        self, ids: list[str], master: str, targets: tuple[str, ...], deadline: float
+    ) -> tuple[dict[str, list[VoidOutcome]], bool]:
+        """Voids `ids` on every route their targets take from here; (outcomes per key, whether
+        every route answered)."""
+        routes: dict[tuple[Route, str], list[str]] = {}
+        for target in targets:
+            try:
+                route, where = route_of(target, self.node, self.config.applications, self.settings)
+            except WireError:
+                continue  # no longer reached from here: nothing was sent that way since
+            routes.setdefault((route, where), []).append(target)
+        outcomes: dict[str, list[VoidOutcome]] = {}
+        reached = True
+        for (route, where), slaves in routes.items():
+            try:
+                if route is Route.STORE:
+                    result = VoidResult.of(self.store.void(ids, self.clock()))
+                elif route is Route.RELAY:
+                    if self.void_relay is None:
+                        raise RelayFailure(FailureKind.REFUSED, f"{self.node} has no relay")
+                    result = await self.void_relay(ids, master, tuple(slaves), where, deadline)
+                else:
+                    result = await self._void_at_peer(where, ids, deadline)
+            except (RelayFailure, PeerUnreachable) as exc:
+                message = getattr(exc, "message", "") or str(exc)
+                log.warning(
+                    "void of %d key(s) toward %s not done yet: %s", len(ids), where, message
+                )
+                reached = False
+                continue
+            for key_id, outcome in result.outcomes().items():
+                outcomes.setdefault(key_id, []).append(outcome)
+        return outcomes, reached
+
+    async def _void_at_peer(self, kme_id: str, ids: Sequence[str], deadline: float) -> VoidResult:
+        """Voids at peer `kme_id` the keys of `ids` this KM handed to it (others: not present);
+        PeerUnreachable when it gives no final answer before `deadline`."""
+        handed = self.journal.outgoing(ids)
+        mine = [k for k in ids if k in handed and handed[k].peer == kme_id]
+        absent = tuple(k for k in ids if k not in mine)
+        peer = self.settings.peer_named(kme_id)
+        if not mine:
+            return VoidResult(not_present=absent)
+        self.journal.set_outgoing(
+            mine, OutState.VOIDING, only_from=[OutState.SENT, OutState.RELAYED, OutState.FAILED]
+        )
+        if peer is None:
+            log.error("void owed to %s, no longer a peer: dropped", kme_id)
+            self.journal.set_outgoing(mine, OutState.VOIDED)
+            return VoidResult(not_present=tuple(ids))
+        try:
+            answer = await self.client.post(
+                peer.url + "/ext_keys/void", {"key_ids": mine}, deadline
+            )
+        except PeerRefused as exc:  # answered: asking again would not change the answer
+            log.error("void of %d key(s) refused by %s: %s", len(mine), kme_id, exc)
+            answer = {}
+        self.journal.set_outgoing(mine, OutState.VOIDED, only_from=[OutState.VOIDING])
+        failed = tuple(k for k in _ids(answer.get("failed")) if k in mine)
+        if failed:
+            log.warning("void at %s: %d key(s) already delivered there", kme_id, len(failed))
+        voided = tuple(k for k in mine if k not in failed)
+        return VoidResult(voided=voided, delivered=failed, not_present=absent)
+
+    async def void_handed(self, key_ids: Sequence[str], deadline: float) -> VoidResult:
+        """A void relayed to this KM, the end of its domain's segment: the keys were handed
+        to a peer domain; void them there. RelayFailure when a peer does not answer in time."""
+        handed = self.journal.outgoing(key_ids)
+        by_peer: dict[str, list[str]] = {}
+        for key_id in key_ids:
+            if key_id in handed:
+                by_peer.setdefault(handed[key_id].peer, []).append(key_id)
+        outcomes = {k: VoidOutcome.NOT_PRESENT for k in key_ids if k not in handed}
+        for kme_id, ids in by_peer.items():
+            try:
+                result = await self._void_at_peer(kme_id, ids, deadline)
+            except PeerUnreachable as exc:
+                self._wake.set()  # the void stays owed to the peer: retried in the background
+                raise RelayFailure(
+                    FailureKind.UNAVAILABLE, f"void {self.node}→{kme_id}: no answer ({exc})"
+                ) from None
+            outcomes.update(result.outcomes())
+        return VoidResult.of(outcomes)
 
     # ================================================================ owed acks and voids
 
@@ -460,7 +600,7 @@ class Interdomain:
                 acks = [r for r in self.journal.unacked() if not self._in_flight(r.batch)]
                 if acks:
                     await self._send_acks(acks)
-                owed = bool(self.journal.voids_owed()) or any(
+                owed = bool(self.journal.voids_owed() or self.journal.voids_in_progress()) or any(
                     not self._in_flight(r.batch) for r in self.journal.unacked()
                 )
             except Exception as exc:  # keep going: one bad round must not end the loop
@@ -469,19 +609,14 @@ class Interdomain:
 
     async def _send_voids(self) -> None:
         for kme_id, ids in self.journal.voids_owed().items():
-            peer = self.settings.peer_named(kme_id)
-            if peer is None:
-                log.error("void owed to %s, no longer a peer: dropped", kme_id)
-                self.journal.set_outgoing(ids, OutState.VOIDED)
-                continue
             deadline = time.monotonic() + self.settings.ack_timeout_s
             try:
-                await self.client.post(peer.url + "/ext_keys/void", {"key_ids": ids}, deadline)
-            except PeerRefused as exc:
-                log.error("void of %d key(s) refused by %s: %s", len(ids), kme_id, exc)
+                await self._void_at_peer(kme_id, ids, deadline)
             except PeerUnreachable:
                 continue  # retried next round
-            self.journal.set_outgoing(ids, OutState.VOIDED, only_from=[OutState.VOIDING])
+        owed = [r.key_id for r in self.journal.voids_in_progress()]
+        if owed:
+            await self._finish_voids(owed, time.monotonic() + self.settings.ack_timeout_s)
 
     # ================================================================ helpers
 
@@ -504,3 +639,10 @@ class Interdomain:
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _ids(value: object) -> list[str]:
+    """A list of key_IDs from a peer's JSON answer (anything else: none)."""
+    if not isinstance(value, list):
+        return []
+    return [v for v in value if isinstance(v, str)]

@@ -4,6 +4,8 @@ incoming: one row per key handed to this KM — digest of its value, its state
 (received → relayed | failed | voided), the sending peer, whether the ack reached it. The value
 itself stays only while the key still has to be forwarded (a restart resumes it), and is wiped
 when the key leaves the state `received`.
+A void taken by this KM is journaled per key (`void`: owed → voided | delivered) until the
+keys it sent on were taken back too (a restart finishes it).
 outgoing: one row per key this KM handed off — the peer and its state
 (sent → relayed | failed | voiding → voided).
 Every method is one transaction: a kill -9 between two calls loses nothing acknowledged.
@@ -36,7 +38,8 @@ CREATE TABLE IF NOT EXISTS incoming (
     batch TEXT NOT NULL,            -- key_id of the first key of its hand-off
     state TEXT NOT NULL,
     acked INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    void TEXT                       -- NULL, or a void's progress: owed | voided | delivered
 );
 CREATE INDEX IF NOT EXISTS incoming_open ON incoming (state, acked);
 CREATE TABLE IF NOT EXISTS outgoing (
@@ -56,6 +59,14 @@ class InState(enum.StrEnum):
     RELAYED = "relayed"
     FAILED = "failed"
     VOIDED = "voided"
+
+
+class VoidState(enum.StrEnum):
+    """Where a void received for an incoming key stands (the journal's `void` column)."""
+
+    OWED = "owed"  # the keys sent on (relayed in this domain, handed off) are not back yet
+    VOIDED = "voided"  # gone everywhere they went (removed, never arrived, or expired)
+    DELIVERED = "delivered"  # a slave SAE had claimed it already: the void failed
 
 
 class OutState(enum.StrEnum):
@@ -78,6 +89,8 @@ class Incoming:
     batch: str
     state: InState
     acked: bool
+    void: VoidState | None = None
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,9 @@ class Journal:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA secure_delete=ON")  # a wiped value leaves no copy in the file
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(incoming)")}
+        if "void" not in columns:  # a journal from before voids travelled inside the domain
+            self._db.execute("ALTER TABLE incoming ADD COLUMN void TEXT")
 
     def close(self) -> None:
         self._db.close()
@@ -177,8 +193,7 @@ class Journal:
         found: dict[str, Incoming] = {}
         for key_id in key_ids:
             row = self._db.execute(
-                "SELECT key_id, peer, master, targets, callback, batch, state, acked"
-                " FROM incoming WHERE key_id = ?",
+                f"SELECT {_INCOMING} FROM incoming WHERE key_id = ?",
                 (key_id,),
             ).fetchone()
             if row is not None:
@@ -214,8 +229,7 @@ class Journal:
     def unacked(self) -> list[Incoming]:
         """Keys whose fate is settled (relayed, failed, voided) but whose ack did not arrive."""
         rows = self._db.execute(
-            "SELECT key_id, peer, master, targets, callback, batch, state, acked FROM incoming"
-            " WHERE state != ? AND acked = 0 ORDER BY rowid",
+            f"SELECT {_INCOMING} FROM incoming WHERE state != ? AND acked = 0 ORDER BY rowid",
             (InState.RECEIVED.value,),
         ).fetchall()
         return [_incoming(row) for row in rows]
@@ -236,14 +250,35 @@ class Journal:
                     moved.append(key_id)
         return moved
 
-    def void_incoming(self, key_ids: Sequence[str]) -> None:
-        """Any state -> voided (value wiped); the ack `voided` is owed."""
+    def begin_void(self, key_ids: Sequence[str]) -> None:
+        """A void came: any state -> voided (value wiped, the void's answer is the ack), and
+        the keys sent on are owed their void (unless a void of them began before)."""
         with self._transaction() as db:
             for key_id in key_ids:
                 db.execute(
-                    "UPDATE incoming SET state = ?, material = NULL, acked = 0 WHERE key_id = ?",
-                    (InState.VOIDED.value, key_id),
+                    "UPDATE incoming SET state = ?, material = NULL, acked = 1,"
+                    " void = COALESCE(void, ?) WHERE key_id = ?",
+                    (InState.VOIDED.value, VoidState.OWED.value, key_id),
                 )
+
+    def end_void(self, outcomes: dict[str, VoidState]) -> None:
+        """The void of these keys is over (voided or delivered); other keys are untouched."""
+        with self._transaction() as db:
+            for key_id, outcome in outcomes.items():
+                if outcome is VoidState.OWED:
+                    raise ValueError("end_void takes final outcomes only")
+                db.execute(
+                    "UPDATE incoming SET void = ? WHERE key_id = ? AND void = ?",
+                    (outcome.value, key_id, VoidState.OWED.value),
+                )
+
+    def voids_in_progress(self) -> list[Incoming]:
+        """Incoming keys whose void is still owed downstream (to finish after a restart)."""
+        rows = self._db.execute(
+            f"SELECT {_INCOMING} FROM incoming WHERE void = ? ORDER BY rowid",
+            (VoidState.OWED.value,),
+        ).fetchall()
+        return [_incoming(row) for row in rows]
 
     def mark_acked(self, key_ids: Sequence[str], state: InState) -> None:
         """The ack for `state` reached the sender (only rows still in `state`)."""
@@ -328,8 +363,9 @@ class Journal:
         retry lasts."""
         with self._transaction() as db:
             gone = db.execute(
-                "DELETE FROM incoming WHERE created < ? AND acked = 1 AND state != ?",
-                (before, InState.RECEIVED.value),
+                "DELETE FROM incoming WHERE created < ? AND acked = 1 AND state != ?"
+                " AND (void IS NULL OR void != ?)",
+                (before, InState.RECEIVED.value, VoidState.OWED.value),
             ).rowcount
             gone += db.execute(
                 "DELETE FROM outgoing WHERE created < ? AND state IN (?, ?, ?)",
@@ -348,6 +384,9 @@ class Journal:
         return found
 
 
+_INCOMING = "key_id, peer, master, targets, callback, batch, state, acked, void, expires_at"
+
+
 def _incoming(row: tuple[object, ...]) -> Incoming:
     return Incoming(
         key_id=str(row[0]),
@@ -358,4 +397,6 @@ def _incoming(row: tuple[object, ...]) -> Incoming:
         batch=str(row[5]),
         state=InState(str(row[6])),
         acked=bool(row[7]),
+        void=None if row[8] is None else VoidState(str(row[8])),
+        expires_at=None if row[9] is None else float(str(row[9])),
     )

@@ -73,6 +73,11 @@ class AckResult(BaseModel):
     not_present: list[str] = Field(
         default_factory=list, description="key_IDs this KMS does not hold ('key not present')"
     )
+    failed: list[str] = Field(
+        default_factory=list,
+        description="a void's key_IDs that a slave SAE had claimed already: not voided"
+        " (ack status 'failed' for them)",
+    )
 
 
 class ExtKeysResult(BaseModel):

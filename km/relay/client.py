@@ -110,6 +110,32 @@ class RelayClient:
             raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where, metadata) from None
         return ack
 
+    async def void(
+        self,
+        peer: str,
+        msg: pb.RelayVoid,
+        timeout: float,
+        where: str,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
+    ) -> pb.RelayVoidAck:
+        """Sends a void to `peer`'s KM; returns the answer from the end of the path."""
+        channel, stub = self._channel(peer)
+        if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
+            wait = min(connect_timeout, timeout)
+            try:
+                async with asyncio.timeout(wait):
+                    await channel.channel_ready()
+            except TimeoutError:
+                raise RelayFailure(
+                    FailureKind.UNAVAILABLE,
+                    f"{where}: key manager unreachable (no connection within {wait:.3g} s)",
+                ) from None
+        try:
+            ack: pb.RelayVoidAck = await stub.Void(msg, timeout=timeout, wait_for_ready=False)
+        except grpc.aio.AioRpcError as exc:
+            raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where) from None
+        return ack
+
     async def sync_link(
         self, peer: str, position: pb.LinkPosition, timeout: float, where: str
     ) -> pb.LinkPosition:

@@ -64,7 +64,7 @@ class RelayFailure(Exception):
             if frontier is None:
                 return RelayFailure(FailureKind.TAMPERED, details)
             return RelayFailure(kind, details, frontier)
-        if kind is not None and details.startswith(("hop ", "resync ")):
+        if kind is not None and details.startswith(("hop ", "resync ", "void ")):
             return RelayFailure(kind, details)
         if code is grpc.StatusCode.DEADLINE_EXCEEDED:
             return RelayFailure(FailureKind.UNAVAILABLE, f"{where}: no answer in time")

@@ -44,6 +44,7 @@ from km.relay.hop_crypto import (
     split_materials,
 )
 from km.relay.link_sync import LinkSync
+from km.relay.voids import RelayVoids, VoidResult
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,11 @@ class KeyHandOff(Protocol):
     @property
     def ack_timeout_s(self) -> float: ...
 
+    async def void_handed(self, key_ids: Sequence[str], deadline: float) -> VoidResult:
+        """Voids keys this KM handed to the peer domain (a void relayed to the segment's end);
+        RelayFailure when the peer gives no final answer before `deadline`."""
+        ...
+
 
 class Forwarder:
     def __init__(
@@ -151,6 +157,7 @@ class Forwarder:
         self.link_sync = LinkSync(node, self.qkdn_id, pools, client, self.name_of, self.tracer)
         self.metrics: NodeMetrics = KmMetrics.off().for_node(node)  # set by km/main.py
         self.hand_offs: KeyHandOff | None = None  # set by km/main.py on a border KM
+        self.voids = RelayVoids(self)  # takes relayed keys back along their path
 
     def name_of(self, qkdn_id: str) -> str:
         return self.config.name_of(qkdn_id)

@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable, Sequence
 
 from common.tracing import Tracer
-from km.associations import AppRequest, Association, Associations
+from km.associations import AdmissionState, AppRequest, Association, Associations
 from km.config import KmConfig
 from km.key_store import KeyStore, StoredKey
 from km.minting import DEFAULT_KEY_TTL_S, KeyMint
 from km.pqc.mode import KeyMode
-from km.relay.errors import RelayFailure
+from km.relay.errors import FailureKind, RelayFailure
 from km.relay.forwarder import Forwarder
+from km.relay.voids import VoidResult
 from km.supply import SupplyError
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,31 @@ class RelayedKeys:
                 "association.admitted", app_id=assoc.app_id, master=master, slaves=list(slaves)
             )
         return assoc
+
+    async def void(
+        self,
+        key_ids: Sequence[str],
+        master: str,
+        slaves: Sequence[str],
+        slave_node: str,
+        deadline: float,
+    ) -> VoidResult:
+        """Takes back keys this KM relayed for master → slaves at `slave_node` (a void along
+        the association's path). With no admitted association left, nothing can reach the
+        far end: the keys are reported not present there (they expire unclaimed, if any
+        arrived). RelayFailure when a KM on the path refuses or does not answer."""
+        try:
+            slave_qkdn_id = self.config.qkdn_id_of(slave_node)
+        except KeyError:
+            raise RelayFailure(FailureKind.REFUSED, f"unknown node {slave_node!r}") from None
+        assoc = self.associations.view.source_association(master, slaves, slave_qkdn_id)
+        if assoc is None or assoc.state is not AdmissionState.ADMITTED or assoc.next_hop is None:
+            log.warning(
+                "void of %d key(s) toward %s: no admitted association %s→%s left",
+                len(key_ids), slave_node, master, ",".join(slaves),
+            )  # fmt: skip
+            return VoidResult(not_present=tuple(key_ids))
+        return await self.forwarder.voids.originate(assoc, key_ids, master, slaves, deadline)
 
     async def _relay(self, assoc: Association, keys: list[StoredKey]) -> None:
         try:

@@ -1,4 +1,4 @@
-"""The `Relay` gRPC service of one key manager: thin adapters over its forwarder (both RPCs).
+"""The `Relay` gRPC service of one key manager: thin adapters over its forwarder (every RPC).
 
 The caller's identity is its TLS client certificate (mutual TLS with the lab CA): it must carry
 the role km (`urn:qkdsdn:km:<node>`, common/roles.py), and the forwarder checks that node
@@ -60,6 +60,21 @@ class RelayServicer:
         except RelayFailure as exc:
             log.info("relay refused: %s", exc.message)
             await context.abort(exc.grpc_code, exc.message, exc.trailing_metadata)
+            raise  # abort raises; this line is never reached
+
+    async def Void(
+        self,
+        request: pb.RelayVoid,
+        context: grpc.aio.ServicerContext[pb.RelayVoid, pb.RelayVoidAck],
+    ) -> pb.RelayVoidAck:
+        sender = await key_manager_peer(context)
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + (DEFAULT_DEADLINE_S if remaining is None else remaining)
+        try:
+            return await self.forwarder.voids.receive(request, sender, deadline)
+        except RelayFailure as exc:
+            log.info("void refused: %s", exc.message)
+            await context.abort(exc.grpc_code, exc.message)
             raise  # abort raises; this line is never reached
 
     async def SyncLink(

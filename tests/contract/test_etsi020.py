@@ -19,14 +19,23 @@ import httpx
 import pytest
 
 from common.audit import AuditLog
+from common.config import ConfigError
 from common.roles import Role
+from km import config as km_config
 from km.config import KmConfig
 from km.interdomain.component import Interdomain, RelayKeys
 from km.interdomain.journal import InState
-from km.key_store import KeyClaimError, KeyStore, StoredKey
+from km.key_store import ClaimFailure, KeyClaimError, KeyStore, StoredKey
 from km.relay.errors import RelayFailure
 from lab.launcher import free_ports
-from tests.harness.interdomain import Border, DomainPki, border_config, peer_client, two_borders
+from tests.harness.interdomain import (
+    Border,
+    DomainPki,
+    border_config,
+    peer_client,
+    two_border_data,
+    two_borders,
+)
 from tests.harness.relay import wait_until as _wait_until
 
 
@@ -182,6 +191,7 @@ def test_a_void_removes_the_key_on_the_other_side(tmp_path: Path) -> None:
                 "key_ids": [keys[0].key_id],
                 "ack_status": "voided",
                 "not_present": [],
+                "failed": [],
             }
             assert len(p.stores["b_a"]) == 1
             with pytest.raises(KeyClaimError):
@@ -324,7 +334,12 @@ def test_an_ack_or_void_naming_an_unknown_key_is_answered_key_not_present_and_ch
             assert p.kms["a_b"].journal.counts() == {"outgoing.relayed": 1}
             with p.as_a() as a:
                 void = await post(a, p.b_url() + "/ext_keys/void", {"key_ids": [unknown]})
-            assert void.json() == {"key_ids": [], "ack_status": "voided", "not_present": [unknown]}
+            assert void.json() == {
+                "key_ids": [],
+                "ack_status": "voided",
+                "not_present": [unknown],
+                "failed": [],
+            }
             assert len(p.stores["b_a"]) == 1
 
     asyncio.run(run())
@@ -489,5 +504,90 @@ def test_a_border_km_meeting_two_domains_hands_off_again_and_forwards_a_void(
                 await km.stop()
             for store in stores.values():
                 store.close()
+
+    asyncio.run(run())
+
+
+def test_a_peer_certificate_from_another_allowed_ca_is_refused_401_logged_and_audited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """b_a allows the CAs of A and C; a certificate naming a_b (A's KM) signed by C's CA
+    passes the handshake but not the binding of a_b to A's CA."""
+    pki = DomainPki(tmp_path / "pki")
+    port_a, port_b = free_ports(2)
+    b = Border(
+        "b_a", "B", port_b, {"app-b": "b_a", "app-a": "b_a"},
+        [{"domain": "A", "kme_id": "a_b", "url": f"https://127.0.0.1:{port_a}/kmapi/v1",
+          "saes": ["app-a"]}],
+        ["A", "C"],
+    )  # fmt: skip
+
+    async def run() -> None:
+        config = border_config(tmp_path, pki, b)
+        assert config.interdomain is not None
+        assert config.interdomain.peers[0].ca == pki.ca_file("A").resolve()
+        store = KeyStore(tmp_path / "b_a.sqlite")
+        km = Interdomain(config, store, audit=AuditLog("km:b_a", tmp_path / "audit.jsonl"))
+        await km.start()
+        try:
+            keys = keys_for("app-a", "app-b", 1)
+            callback = f"https://127.0.0.1:{port_a}/kmapi/v1/ext_keys/ack"
+            with peer_client(pki, "C", "a_b", ["B"]) as impostor:
+                refused = await post(impostor, km.url + "/ext_keys", body(keys, callback))
+                void = await post(impostor, km.url + "/ext_keys/void", {"key_ids": ["x"]})
+            with peer_client(pki, "A", "a_b", ["B"]) as genuine:
+                accepted = await post(genuine, km.url + "/ext_keys", body(keys, callback))
+            assert refused.status_code == 401 and void.status_code == 401
+            assert "not issued by its domain's CA" in refused.json()["message"]
+            assert accepted.status_code == 200
+            entries = [
+                json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()
+            ]
+            assert [e["outcome"] for e in entries] == ["refused", "refused"]
+            assert entries[0]["who"] == "urn:qkdsdn:km:a_b"
+            assert "ETSI 020 caller refused: urn:qkdsdn:km:a_b" in caplog.text
+        finally:
+            await km.stop()
+            store.close()
+
+    with caplog.at_level(logging.INFO):
+        asyncio.run(run())
+
+
+def test_a_peer_ca_file_that_does_not_exist_is_a_clear_error_at_start(tmp_path: Path) -> None:
+    pki = DomainPki(tmp_path / "pki")
+    a, _ = two_border_data(tmp_path, pki)
+    a["interdomain"]["peers"][0]["ca"] = str(tmp_path / "nowhere" / "ca-B.pem")
+    with pytest.raises(ConfigError, match=r"interdomain.peers\[0\].ca: no such file: .*ca-B.pem"):
+        km_config.parse(a, tmp_path / "km-a_b.yaml")
+    a["interdomain"]["peers"][0].pop("ca")
+    a["interdomain"]["trusted_cas"] = [str(pki.ca_file("B")), str(pki.ca_file("C"))]
+    with pytest.raises(ConfigError, match=r"interdomain.peers\[0\].ca: missing: the CA of"):
+        km_config.parse(a, tmp_path / "km-a_b.yaml")
+
+
+def test_a_void_of_a_key_claimed_at_the_border_answers_failed_and_a_retry_answers_the_same(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        async with pair(tmp_path) as p:
+            keys = keys_for("app-a", "app-b", 2)
+            await p.kms["a_b"].hand_off(keys, time.monotonic() + 5)
+            assert claim(p.stores["b_a"], "app-b", "app-a", keys[:1]) == [keys[0].material]
+            ids = [k.key_id for k in keys]
+            with p.as_a() as a:
+                first = await post(a, p.b_url() + "/ext_keys/void", {"key_ids": ids})
+                again = await post(a, p.b_url() + "/ext_keys/void", {"key_ids": ids})
+            expected = {
+                "key_ids": [keys[1].key_id],
+                "ack_status": "voided",
+                "not_present": [],
+                "failed": [keys[0].key_id],
+            }
+            assert first.json() == expected and again.json() == expected
+            assert len(p.stores["b_a"]) == 0
+            with pytest.raises(KeyClaimError) as info:  # as for a key_ID never issued
+                claim(p.stores["b_a"], "app-b", "app-a", keys[1:])
+            assert info.value.reason is ClaimFailure.UNKNOWN_KEY
 
     asyncio.run(run())

@@ -12,14 +12,23 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 from km import config as km_config
 from km.interdomain.component import Interdomain
+from km.interdomain.journal import Journal, VoidState
 from km.key_store import KeyClaimError, KeyStore, StoredKey
 from km.relay.errors import RelayFailure
+from lab.launcher import free_ports
 from tests.harness.etsi014 import read_ready_line
-from tests.harness.interdomain import DomainPki, two_border_data
+from tests.harness.interdomain import (
+    Border,
+    DomainPki,
+    border_config,
+    border_data,
+    two_border_data,
+)
 from tests.harness.relay import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +38,7 @@ KILL_AFTER = 8  # acknowledged hand-offs before the kill
 
 
 class Receiver:
-    """b_a as its own `qkdsdn km run` process."""
+    """A border KM (b_a) as its own `qkdsdn km run` process."""
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config
@@ -137,3 +146,99 @@ def test_kill_9_of_the_receiving_border_km_loses_no_acknowledged_key_and_doubles
         assert keys.lookup([k.key_id for k in failed]) == {}
     finally:
         keys.close()
+
+
+def test_kill_9_of_a_border_km_in_the_middle_of_a_void_and_a_restart_finishes_the_void(
+    tmp_path: Path,
+) -> None:
+    """a_b (A) → b_a (B, a real `qkdsdn km run`) → c_b (C). A void from a_b reaches b_a
+    while c_b is down: b_a journals it owed and answers 503. b_a is killed (-9) and
+    restarted; once c_b is back, the restarted b_a finishes the void there."""
+    pki = DomainPki(tmp_path / "pki")
+    port_a, port_b, port_c = free_ports(3)
+
+    def url(port: int) -> str:
+        return f"https://127.0.0.1:{port}/kmapi/v1"
+
+    a = Border(
+        "a_b",
+        "A",
+        port_a,
+        {"app-a": "a_b", "app-c": "a_b"},
+        [{"domain": "B", "kme_id": "b_a", "url": url(port_b), "saes": ["app-c"]}],
+        ["B"],
+    )
+    b = Border(
+        "b_a",
+        "B",
+        port_b,
+        {"app-a": "b_a", "app-c": "b_a"},
+        [
+            {"domain": "A", "kme_id": "a_b", "url": url(port_a), "saes": ["app-a"]},
+            {"domain": "C", "kme_id": "c_b", "url": url(port_c), "saes": ["app-c"]},
+        ],
+        ["A", "C"],
+    )
+    c = Border(
+        "c_b",
+        "C",
+        port_c,
+        {"app-a": "c_b", "app-c": "c_b"},
+        [{"domain": "B", "kme_id": "b_a", "url": url(port_b), "saes": ["app-a"]}],
+        ["B"],
+    )
+    b_file = tmp_path / "km-b_a.yaml"
+    b_file.write_text(yaml.safe_dump(border_data(tmp_path, pki, b)))
+    a_config, c_config = border_config(tmp_path, pki, a), border_config(tmp_path, pki, c)
+    receiver = Receiver(b_file, tmp_path / "b_a.log")
+    keys = [
+        StoredKey(str(uuid.uuid4()), os.urandom(32), 256, "app-a", ("app-c",), None)
+        for _ in range(2)
+    ]
+    ids = [k.key_id for k in keys]
+
+    async def run() -> None:
+        a_store, c_store = KeyStore(tmp_path / "a_b.sqlite"), KeyStore(tmp_path / "c_b.sqlite")
+        sender, far = Interdomain(a_config, a_store), Interdomain(c_config, c_store)
+        await sender.start()
+        await far.start()
+        try:
+            await sender.hand_off(keys, time.monotonic() + 10)
+            assert len(c_store) == 2  # acknowledged: C holds them
+            await far.stop()  # C's border is down: the void cannot reach it
+            with pytest.raises(RelayFailure, match="void a_b→b_a: no answer"):
+                await sender.void_handed(ids, time.monotonic() + 3)
+            receiver.kill9()  # b_a dies with the void owed in its journal
+            await asyncio.to_thread(receiver.start)
+            far = Interdomain(c_config, c_store)
+            await far.start()
+            await wait_until(lambda: len(c_store) == 0, timeout=30, what="the void finished at C")
+            await wait_until(
+                lambda: sender.journal.counts() == {"outgoing.voided": 2},
+                timeout=30,
+                what="a_b's owed void answered",
+            )
+        finally:
+            await sender.stop()
+            await far.stop()
+            a_store.close()
+            c_store.close()
+
+    receiver.start()
+    try:
+        asyncio.run(run())
+    finally:
+        receiver.terminate()
+    journal = Journal(tmp_path / "data-b_a" / "interdomain.sqlite")
+    try:
+        rows = journal.incoming(ids)
+        assert {r.void for r in rows.values()} == {VoidState.VOIDED}
+        assert journal.voids_in_progress() == []
+    finally:
+        journal.close()
+    c_keys = KeyStore(tmp_path / "c_b.sqlite")
+    try:
+        with pytest.raises(KeyClaimError):  # never delivered after its void
+            c_keys.claim("app-c", "app-a", ids[:1])
+    finally:
+        c_keys.close()

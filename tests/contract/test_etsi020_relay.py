@@ -10,16 +10,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
+import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from common.config import Address
+from common.protos import relay_pb2
 from km.config import KmConfig, KmInterdomain, KmInterdomainPeer
 from km.interdomain.component import Interdomain
-from km.key_store import KeyClaimError, KeyStore, StoredKey
+from km.interdomain.journal import VoidState
+from km.key_store import ClaimFailure, KeyClaimError, KeyStore, StoredKey
 from km.relay.component import RelayComponent
+from km.relay.errors import RelayFailure
 from km.relay.forwarder import RelayTimeouts
 from km.supply import KeySupply, SupplyError
 from lab.launcher import free_ports
@@ -115,7 +122,13 @@ async def two_domains(tmp: Path) -> AsyncIterator[TwoDomains]:
     (tmp / "traces").mkdir()
     tracers = {n: Tracer(f"km:{n}", str(tmp / "traces" / f"{n}.jsonl")) for n in ("a_b", "b_a")}
     borders = {
-        n: Interdomain(configs[n], stores[n], relay=relay_from(n), tracer=tracers[n])  # type: ignore[arg-type]
+        n: Interdomain(
+            configs[n],
+            stores[n],
+            relay=relay_from(n),  # type: ignore[arg-type]
+            void_relay=kms[n].supplier.void,
+            tracer=tracers[n],
+        )
         for n in ("a_b", "b_a")
     }
     for node, border in borders.items():
@@ -235,6 +248,172 @@ def test_the_end_km_takes_a_resumed_relay_of_identical_keys_once_and_refuses_ano
                 await supplier.enc_keys("app1", ["appC"], "b2", 2, 256, keys=forged)
             far = lab.stores["b2"].claim("appC", "app1", [k.key_id for k in keys])
             assert [k.material for k in far] == [k.material for k in keys]
+            assert len(lab.stores["b2"]) == 0
+
+    asyncio.run(run())
+
+
+async def _keys_at_b2(lab: TwoDomains, number: int) -> list[StoredKey]:
+    """app1 (a1, domain A) gets `number` keys for appC (b2, domain B): relayed in A, handed
+    off at the border site, relayed in B to b2, where they wait for appC."""
+    # no keys relayed ahead (buffer 0): only the request's keys travel
+    for domain_path in (["a1", "a_b"], ["b_a", "b2"]):
+        agents = {n: lab.agents[n] for n in domain_path}
+        install_path(agents, domain_path, "app1", ["appC"], buffer=0)
+    await _links_ready(lab)
+    keys = await lab.kms["a1"].supplier.enc_keys("app1", ["appC"], "a_b", number, 256)
+    assert len(lab.stores["b2"]) == number
+    await wait_until(lambda: not lab.borders["b_a"].journal.unacked(), what="acks sent")
+    return keys
+
+
+def test_a_void_after_the_relay_inside_the_next_domain_removes_the_key_at_the_end_km(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def run() -> None:
+        async with two_domains(tmp_path) as lab:
+            keys = await _keys_at_b2(lab, 2)
+            ids = [k.key_id for k in keys]
+            # a_b takes back what it handed to b_a: ETSI 020 void, then B's relay void to b2
+            result = await lab.borders["a_b"].void_handed(ids, time.monotonic() + 5)
+            assert sorted(result.voided) == sorted(ids)
+            assert result.delivered == () and result.not_present == ()
+            assert len(lab.stores["b2"]) == 0
+            with pytest.raises(KeyClaimError) as info:
+                lab.stores["b2"].claim("appC", "app1", ids[:1])
+            assert info.value.reason is ClaimFailure.UNKNOWN_KEY
+            # appC's dec_keys at b2 (ETSI 014): the same answer as for a key_ID never issued
+            supply = KeySupply("b2", APPS_B, lab.stores["b2"], lab.kms["b2"].supplier)
+            never = str(uuid.uuid4())
+            answers = []
+            for key_id in (ids[0], never):
+                with pytest.raises(SupplyError) as refused:
+                    supply.dec_keys("appC", "app1", [key_id])
+                answers.append(
+                    (refused.value.status_code, str(refused.value).replace(key_id, "ID"))
+                )
+            assert answers[0] == answers[1] == (400, answers[1][1])
+            assert "unknown key_ID" in answers[0][1]
+            rows = lab.borders["b_a"].journal.incoming(ids)
+            assert {r.void for r in rows.values()} == {VoidState.VOIDED}
+            assert lab.borders["a_b"].journal.counts() == {"outgoing.voided": 2}
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(run())
+    events = [(e.source, e.event) for e in read_events(tmp_path / "traces")]
+    assert ("km:b_a", "interdomain.voided") in events
+    for value in _values_in(caplog.text):
+        raise AssertionError(f"key material in the log: {value[:6]}...")
+
+
+def _values_in(text: str) -> list[str]:
+    """Anything in `text` that looks like a 256-bit key in base64 or hex."""
+    return re.findall(r"[A-Za-z0-9+/]{43}=|[0-9a-f]{64}", text)
+
+
+def test_a_void_of_a_key_already_delivered_reports_it_and_a_retry_answers_the_same(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        async with two_domains(tmp_path) as lab:
+            keys = await _keys_at_b2(lab, 2)
+            ids = [k.key_id for k in keys]
+            got = lab.stores["b2"].claim("appC", "app1", ids[:1])  # appC's dec_keys
+            assert [k.material for k in got] == [keys[0].material]
+            first = await lab.borders["a_b"].void_handed(ids, time.monotonic() + 5)
+            again = await lab.borders["a_b"].void_handed(ids, time.monotonic() + 5)
+            assert first == again
+            assert first.delivered == (ids[0],) and first.voided == (ids[1],)
+            assert len(lab.stores["b2"]) == 0
+            # the 020 answer said `failed` for the delivered key; b_a journaled it
+            rows = lab.borders["b_a"].journal.incoming(ids)
+            assert rows[ids[0]].void is VoidState.DELIVERED
+            assert rows[ids[1]].void is VoidState.VOIDED
+            # the voided key_ID is never stored again at b2 (a resumed relay is refused)
+            with pytest.raises(SupplyError, match="hop b_a→b2: a key_ID was voided"):
+                await lab.kms["b_a"].supplier.enc_keys(
+                    "app1", ["appC"], "b2", 1, 256, keys=keys[1:]
+                )
+
+    asyncio.run(run())
+
+
+def test_a_border_restarted_in_the_middle_of_a_void_finishes_it(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with two_domains(tmp_path) as lab:
+            keys = await _keys_at_b2(lab, 1)
+            ids = [keys[0].key_id]
+            b2_config = lab.kms["b2"].config
+            await lab.kms["b2"].stop()  # the end KM is down: the void cannot reach it
+            with pytest.raises(RelayFailure, match="void a_b→b_a: no answer"):
+                await lab.borders["a_b"].void_handed(ids, time.monotonic() + 3)
+            assert lab.borders["a_b"].journal.counts() == {"outgoing.voiding": 1}
+            owed = lab.borders["b_a"].journal.voids_in_progress()
+            assert [r.key_id for r in owed] == ids
+            # b_a stops in the middle (its journal holds the void owed) and starts again
+            old = lab.borders["b_a"]
+            await old.stop()
+            restarted = Interdomain(
+                old.config,
+                lab.stores["b_a"],
+                relay=old.relay,
+                void_relay=lab.kms["b_a"].supplier.void,
+            )
+            lab.borders["b_a"] = restarted
+            lab.kms["b_a"].forwarder.hand_offs = restarted
+            await restarted.start()
+            lab.kms["b2"] = RelayComponent(
+                b2_config, lab.stores["b2"], timeouts=FAST, admission_timeout_s=1.0
+            )
+            await lab.kms["b2"].start()
+            await wait_until(lambda: len(lab.stores["b2"]) == 0, what="the void finished at b2")
+            await wait_until(
+                lambda: not restarted.journal.voids_in_progress(), what="b_a's void journaled done"
+            )
+            await wait_until(
+                lambda: lab.borders["a_b"].journal.counts() == {"outgoing.voided": 1},
+                what="a_b's owed void answered",
+            )
+            with pytest.raises(KeyClaimError):
+                lab.stores["b2"].claim("appC", "app1", ids)
+
+    asyncio.run(run())
+
+
+def test_a_relay_void_is_checked_as_a_relay_hop_and_a_refused_one_removes_nothing(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        async with two_domains(tmp_path) as lab:
+            keys = await _keys_at_b2(lab, 1)
+            b2 = lab.kms["b2"].forwarder
+            entry = b2.associations.view.destination_association("app1", ["appC"])
+            assert entry is not None and entry.virt_link_id is not None
+            b_a = lab.kms["b_a"].config.qkdn_id
+            msg = relay_pb2.RelayVoid(
+                virt_link_id=entry.virt_link_id,
+                hop=1,
+                sender=b_a,
+                receiver=b2.qkdn_id,
+                key_ids=[keys[0].key_id],
+                master="app1",
+                slaves=["appC"],
+            )
+            deadline = time.monotonic() + 3
+            with pytest.raises(RelayFailure, match="the TLS peer 'a_b' may not send as b_a"):
+                await b2.voids.receive(msg, "a_b", deadline)
+            other = relay_pb2.RelayVoid()
+            other.CopyFrom(msg)
+            other.master = "app0"  # the virtual link carries app1's keys only
+            with pytest.raises(RelayFailure, match="does not carry keys app0→appC"):
+                await b2.voids.receive(other, "b_a", deadline)
+            other.CopyFrom(msg)
+            other.virt_link_id = str(uuid.uuid4())
+            with pytest.raises(RelayFailure, match="no forwarding entry"):
+                await b2.voids.receive(other, "b_a", deadline)
+            assert len(lab.stores["b2"]) == 1
+            ack = await b2.voids.receive(msg, "b_a", deadline)  # the real previous hop
+            assert list(ack.voided) == [keys[0].key_id]
             assert len(lab.stores["b2"]) == 0
 
     asyncio.run(run())

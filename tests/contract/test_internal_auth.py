@@ -263,6 +263,12 @@ def test_a_relay_hop_from_an_application_named_like_a_node_is_refused(tmp_path: 
                     error = await refused(stub.Forward(hop, timeout=DEADLINE_S))
                     assert error.code() is code, (error.code(), error.details())
                     assert "relay:" in (error.details() or "")
+                    void = relay_pb.RelayVoid(
+                        virt_link_id="v", hop=1, sender=hop.sender, receiver=hop.receiver
+                    )  # a void takes relayed keys back: the same check
+                    error = await refused(stub.Void(void, timeout=DEADLINE_S))
+                    assert error.code() is code, (error.code(), error.details())
+                    assert "relay:" in (error.details() or "")
         finally:
             await km.stop()
             await agent.stop()

@@ -82,7 +82,8 @@ def border_data(tmp: Path, pki: DomainPki, border: Border, **extra: Any) -> dict
         "interdomain": {
             "domain": border.domain,
             "listen": f"127.0.0.1:{border.port}",
-            "trusted_cas": [str(pki.ca_file(d)) for d in border.trusts],
+            # the CA of each peer domain by name: a peer is bound to its own domain's CA
+            "trusted_cas": {d: str(pki.ca_file(d)) for d in border.trusts},
             "peers": [dict(p) for p in border.peers],
             "ack_timeout_s": 3.0,
         },
