@@ -237,6 +237,10 @@ class LinkKeyPool:
     def position(self) -> Position:
         return Position(self._cursor[0], self._cursor[1])
 
+    def held(self) -> frozenset[int]:
+        """The indices whose keys this end holds now (indices only, never material)."""
+        return frozenset(self._keys)
+
     def ready_for_sending(self) -> int:
         """Indices of this end's parity held now."""
         return len(self._own)
