@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +24,16 @@ NODES = ["qnode1", "qnode2"]
 TIMEOUTS = RelayTimeouts(link_key_s=0.5, per_hop_s=1.5, entry_s=0.5)
 # Both KMs see every module reply this late (a starved machine: their loops run late), so a
 # pool fills more slowly than its module's store turns over and meets expired keys.
-REPLY_DELAY_S = 0.25
-SKR_BPS = 1_000_000.0  # ~3,900 keys/s; the module keeps 2,048 (4 pools): ~0.5 s of key
+REPLY_DELAY_S = 0.1
+SKR_BPS = 1_000_000.0  # ~3,900 keys/s, of which each module keeps 1 s (8 pools)
+MODULE_STORE_S = 1.0
 POOL_BITS = 256 * 512
-SETTLE_S = 20.0  # both pools full and no resync pending within this bound
+SETTLE_S = 30.0  # both pools full and no resync pending within this bound
 QUIET_S = 4.0  # then watched this long: a link at rest resyncs no more
-MAX_RESYNCS_TO_SETTLE = 12  # resync events (both ends, both roles) from start to settled
+# Resync events (both ends, both roles) from start to settled: each end meets the expiry edge
+# a few times while its lead past the edge doubles to what its pace needs (~log2(2,048 / 128)
+# each), each time one exchange (two events); before the fix the two never settled.
+MAX_RESYNCS_TO_SETTLE = 40
 
 
 class _LateCall:
@@ -70,7 +73,7 @@ class _LateStub:
 
 
 def _full(pool: LinkKeyPool) -> bool:
-    return pool.level_bits >= pool.max_bits * link_pools.LOW_WATER_FRACTION
+    return not pool.filling()  # both halves reached their high-water mark
 
 
 def test_two_late_kms_settle_after_one_expiry_instead_of_a_resync_storm(
@@ -109,7 +112,7 @@ def test_two_late_kms_settle_after_one_expiry_instead_of_a_resync_storm(
         }
         try:
             async with running_agents(
-                plan, persist=False, settings=NodeSettings(module_store_s=0.1)
+                plan, persist=False, settings=NodeSettings(module_store_s=MODULE_STORE_S)
             ):
                 for km in kms.values():
                     await km.start()
@@ -126,7 +129,6 @@ def test_two_late_kms_settle_after_one_expiry_instead_of_a_resync_storm(
                         and not far.needs_resync()
                     )
 
-                started = time.monotonic()
                 try:
                     await wait_until(settled, timeout=SETTLE_S, what="both pools full, agreed")
                 except AssertionError:
@@ -139,7 +141,6 @@ def test_two_late_kms_settle_after_one_expiry_instead_of_a_resync_storm(
                 await wait_until(
                     lambda: time.monotonic() - quiet_from >= QUIET_S, timeout=QUIET_S + 5
                 )
-                del started
                 return to_settle, resyncs() - to_settle, near.held(), far.held()
         finally:
             for km in kms.values():
@@ -150,7 +151,6 @@ def test_two_late_kms_settle_after_one_expiry_instead_of_a_resync_storm(
                 tracer.close()
 
     to_settle, while_quiet, near_held, far_held = asyncio.run(run())
-    roles = Counter(str(e.fields["role"]) for e in read_events(traces) if e.event == "link_key.resync")
-    assert to_settle <= MAX_RESYNCS_TO_SETTLE, (to_settle, roles)
-    assert while_quiet == 0, while_quiet
+    assert to_settle <= MAX_RESYNCS_TO_SETTLE, to_settle
+    assert while_quiet == 0, f"{while_quiet} resyncs on a link at rest"
     assert near_held == far_held  # no key one end holds that the other cannot match
