@@ -628,6 +628,9 @@ class LinkKeyPool:
             )
         if index in self._keys or self._fetchable(index):
             return
+        # The sender holds keys this end cannot match from here on (it will resynchronise):
+        # the exchange must not vouch for them, whatever made this end lose them.
+        self._lost(index % 2, index)
         raise LinkKeyUnavailable(
             f"{self.link.label()}: link-key index {index} already used or skipped (replay?)",
             frontier=self._next_matchable_after(index),

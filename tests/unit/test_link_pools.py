@@ -438,3 +438,22 @@ def test_an_answer_without_an_intact_bound_drops_every_held_key_below_it() -> No
     a = _agreed_at(EVEN, 0, range(40))
     outcome = a.resync(Position(40, 41), answered=True)
     assert outcome.kept_below == NOTHING_INTACT and a.held() == frozenset()
+
+
+def test_a_refused_peer_index_makes_the_next_resync_drop_from_it() -> None:
+    """B dropped A's stale indices below 58 when it received 90 (no loss recorded); when A
+    then sends with 0, B refuses it, and the resync A asks for drops every held even key
+    from 0 up at both ends, so A's retry uses an index B can match."""
+
+    async def run() -> None:
+        a, b = _agreed_at(EVEN, 0, range(100)), _agreed_at(ODD, 0, range(100))
+        await b.take_index(90, 0.1)  # A's hop with 90 overtook the others
+        with pytest.raises(LinkKeyUnavailable, match="already used or skipped"):
+            await b.take_index(0, 0.1)
+        sent, intact, jumps = a.for_exchange()
+        answer = b.resync(sent, peer_intact=intact)
+        a.resync(answer.agreed, peer_intact=answer.kept_below, answered=True, jumps_seen=jumps)
+        assert answer.kept_below == Position(0, 101)  # the odd stream lost nothing
+        assert a.held() == b.held() == frozenset(range(1, 100, 2))
+
+    asyncio.run(run())
