@@ -771,10 +771,12 @@ class _PoolFetcher:
         waits for a key."""
         pool = self.pool
         find_start = True
+        expired = False  # find_start because keys expired (not to locate, nor to probe)
         misses = 0
         while True:
             if find_start:  # first of all: where the module's stream stands (before sync)
-                find_start = not await self._find_start()
+                find_start = not await self._find_start(self.lead if expired else 0)
+                expired = expired and find_start
                 continue
             if not pool.filling():
                 self.lead = 0  # full again: the next fill starts afresh
@@ -800,7 +802,7 @@ class _PoolFetcher:
                 elif key.status == STATUS_INSUFFICIENT_KEY and key.message in GONE_MESSAGES:
                     pool.mark_gone(key.index)
                     if key.message == "expired" and key.index not in wanted and not find_start:
-                        find_start = True  # expired here: jump past the oldest key left
+                        find_start = expired = True  # expired here: jump past the oldest key
                         self.lead = min(EXPIRY_LEAD_LIMIT, max(EXPIRY_LEAD, 2 * self.lead))
                 else:
                     raise _LinkTrouble(f"GetKey status {key.status} {key.message}".rstrip())
@@ -817,9 +819,10 @@ class _PoolFetcher:
                     find_start = True  # a module that does not say why: probe its oldest key
             await self._pause()
 
-    async def _find_start(self) -> bool:
+    async def _find_start(self, lead: int = 0) -> bool:
         """GetKey without index: the module's oldest unconsumed key; below it nothing is
-        left at this end. False when the module had no key yet."""
+        left at this end, and the pool resumes `lead` indices past it. False when the module
+        had no key yet."""
         call = self.stub.GetKey(
             pb.GetKeyRequest(key_stream_id=self.pool.link.qkdl_id), timeout=self.rpc_timeout
         )
@@ -828,8 +831,8 @@ class _PoolFetcher:
             if not self.pool.link_up:
                 self.pool.set_link_up(True)
             self._past_lead = False
-            if self.lead:  # after an expiry: well past the edge, where keys last longer
-                self.pool.advance_frontier(reply.index + self.lead)
+            if lead:  # after an expiry: well past the edge, where keys last longer
+                self.pool.advance_frontier(reply.index + lead)
             else:
                 self.pool.advance_frontier(reply.index)
                 self.pool.put(reply.index, reply.key_buffer)
