@@ -31,8 +31,8 @@ POOL_BITS = 256 * 512
 SETTLE_S = 45.0  # both pools full and no resync pending within this bound
 QUIET_S = 4.0  # then watched this long: a link at rest resyncs no more
 # Resync events (both ends, both roles) from start to settled: each end meets the expiry edge
-# a few times while its lead past the edge doubles to what its pace needs (~log2(2,048 / 128)
-# each), each time one exchange (two events): 4-38 seen on a busy machine. Before the fix the
+# a few times while its lead past the edge doubles to what its pace needs (~log2 of the module store
+# / 128 each), each time one exchange (two events): 4-38 seen on a busy machine. Before the fix the
 # two never settled (526 events in 30 s, both pools empty).
 MAX_RESYNCS_TO_SETTLE = 60
 
@@ -77,7 +77,7 @@ def _full(pool: LinkKeyPool) -> bool:
     return not pool.filling()  # both halves reached their high-water mark
 
 
-def test_two_late_kms_settle_after_one_expiry_instead_of_a_resync_storm(
+def test_two_late_kms_settle_instead_of_resyncing_for_ever(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
     """Both KMs' module replies arrive late, so the pools fill more slowly than the modules
