@@ -65,6 +65,14 @@ CLOSE_TIMEOUT_S = 0.5  # for CLOSE of the module streams when the KM stops
 MESSAGE_METADATA = "qkdsdn-message"
 GONE_MESSAGES = frozenset({"consumed", "expired", "negative index"})
 PROBE_AFTER_MISSES = 8
+# A batch that found keys expired at the module fetched more slowly than the module's store
+# turns over: the pool resumes this many indices past the module's oldest key rather than at
+# the expiry edge, where the next batch would find keys expired again (and each time the peer
+# must resynchronise); doubled at each expiry met again while the pool fills (up to the
+# limit), halved when the first batch past it found no key generated yet, forgotten once the
+# pool is full.
+EXPIRY_LEAD = BATCH_KEYS
+EXPIRY_LEAD_LIMIT = 1 << 16
 # At most one "module handed out an index this end cannot use" line per link this often.
 IGNORED_LOG_INTERVAL_S = 30.0
 
@@ -131,6 +139,11 @@ class Position:
         return Position(even + even % 2, odd + (1 - odd % 2))
 
 
+# Before the first agreement an end vouches for nothing below its position (a restarted KM:
+# its predecessor's pool is gone), so the first resync drops every held key below it.
+NOTHING_INTACT = Position(0, 1)
+
+
 @dataclass(frozen=True)
 class ResyncOutcome:
     """What one end did in a resynchronisation: counts and indices, never material."""
@@ -140,11 +153,14 @@ class ResyncOutcome:
     dropped_own: int  # held keys of this end's parity discarded
     dropped_peer: int  # held keys of the peer's parity discarded
     skipped: int  # indices never fetched that this end will no longer fetch
+    # Held keys below this (per parity) were kept: both ends hold or used them.
+    kept_below: Position = NOTHING_INTACT
 
     def describe(self) -> str:
         return (
             f"at even {self.agreed.even}, odd {self.agreed.odd} (was {self.before.even},"
-            f" {self.before.odd}); discarded {self.dropped_own} own and {self.dropped_peer}"
+            f" {self.before.odd}); kept held keys below even {self.kept_below.even}, odd"
+            f" {self.kept_below.odd}; discarded {self.dropped_own} own and {self.dropped_peer}"
             f" peer keys, skipped {self.skipped} unfetched indices"
         )
 
@@ -209,6 +225,12 @@ class LinkKeyPool:
         # holds keys this end can no longer match, so the two must resynchronise at once.
         self._jumped = asyncio.Event()
         self.jumps = 0  # how many times the position jumped that way (a count, for reports)
+        # Per parity, the first index this end lost (will never hold, though the peer may)
+        # since it last agreed with the peer; None: none lost.
+        self._lost_from: list[int | None] = [None, None]
+        # Per parity, the first index lost since the caller's side read the pool for an
+        # exchange (`for_exchange`), None if none.
+        self._lost_since_read: list[int | None] = [None, None]
 
     def __repr__(self) -> str:
         return (
@@ -236,6 +258,29 @@ class LinkKeyPool:
     @property
     def position(self) -> Position:
         return Position(self._cursor[0], self._cursor[1])
+
+    @property
+    def intact(self) -> Position:
+        """Below it (per parity) this end lost nothing since it last agreed with the peer:
+        every index there it fetched is held or was used. Before the first agreement it
+        vouches for nothing (`NOTHING_INTACT`)."""
+        if not self.synced:
+            return NOTHING_INTACT
+        bounds = [
+            self._cursor[p] if lost is None else min(lost, self._cursor[p])
+            for p, lost in enumerate(self._lost_from)
+        ]
+        return Position(bounds[0], bounds[1])
+
+    def for_exchange(self) -> tuple[Position, Position, int]:
+        """What a caller of SyncLink sends: position, intact bound, and the jump count to
+        give back to `resync` with the answer."""
+        self._lost_since_read = [None, None]
+        return self.position, self.intact, self.jumps
+
+    def held(self) -> frozenset[int]:
+        """The indices whose keys this end holds now (indices only, never material)."""
+        return frozenset(self._keys)
 
     def ready_for_sending(self) -> int:
         """Indices of this end's parity held now."""
@@ -404,6 +449,7 @@ class LinkKeyPool:
         """The module will never deliver `index` at this end (consumed or expired): after
         the first agreement with the peer, a jump (the peer may hold that key)."""
         if self._fetchable(index):
+            self._lost(index % 2, index)
             if index == self._cursor[index % 2]:
                 self._advance_cursor(index % 2, index + 2)
             else:
@@ -418,6 +464,8 @@ class LinkKeyPool:
         After the first agreement with the peer, a move is a jump (see `wait_jump`)."""
         before = self.position
         for parity in (0, 1):
+            if self._cursor[parity] < index:
+                self._lost(parity, self._cursor[parity])
             self._skip_to(parity, index)
         self.located = True
         if self.position != before:
@@ -433,32 +481,55 @@ class LinkKeyPool:
         since the last resynchronisation, which clears it."""
         await self._jumped.wait()
 
+    def _lost(self, parity: int, index: int) -> None:
+        """This end will never hold `index` (of `parity`) nor any unfetched one above it that
+        it skips now: the peer must not keep its copies."""
+        first = self._lost_from[parity]
+        self._lost_from[parity] = index if first is None else min(first, index)
+        since = self._lost_since_read[parity]
+        self._lost_since_read[parity] = index if since is None else min(since, index)
+
     def _position_jumped(self) -> None:
         if self.synced:  # before the first agreement, the start-up exchange covers it
             self.jumps += 1
             self._jumped.set()
 
     def resync(
-        self, peer: Position, *, answered: bool = False, jumps_seen: int | None = None
+        self,
+        peer: Position,
+        *,
+        peer_intact: Position = NOTHING_INTACT,
+        answered: bool = False,
+        jumps_seen: int | None = None,
     ) -> ResyncOutcome:
-        """The resynchronisation rule. The answerer applies it with the caller's position:
-        the agreed position is the larger of the two, per parity; it drops the keys it holds
-        below it, fetches nothing below it any more, and answers it. The caller applies the
-        answer (`answered`) as it is: it drops exactly what lies below the answer, even if its
-        own cursor moved on during the exchange (the keys it fetched meanwhile are held at the
-        answerer too: dropping them here alone made the ends drift apart on a fast link).
+        """The resynchronisation rule. The answerer applies it with the caller's position
+        and intact bound: the agreed position is the larger of the two positions, the kept
+        bound the smaller of the two intact bounds (per parity); it drops the keys it holds
+        from the kept bound up to the agreed position (one end lost them, or the other never
+        fetched them), keeps those below (both ends hold or used them), fetches nothing below
+        the agreed position any more, and answers both. The caller applies the answer
+        (`answered`: `peer` is the agreed position, `peer_intact` the kept bound) as it is:
+        it drops exactly that range, even if its own cursor moved on during the exchange (the
+        keys it fetched meanwhile are held at the answerer too: dropping them here alone made
+        the ends drift apart on a fast link).
 
         Returns what this end discarded (counts only). Marks the pool synced, and its jumps
         known to the peer unless it jumped again since `jumps_seen` (the caller's count when
         it read the position it sent)."""
         before = self.position
-        agreed = peer if answered else before.at_least(peer)
+        if answered:
+            agreed, keep = peer, peer_intact
+        else:
+            agreed = before.at_least(peer)
+            mine = self.intact
+            keep = Position(min(mine.even, peer_intact.even), min(mine.odd, peer_intact.odd))
+        keep = Position(min(keep.even, agreed.even), min(keep.odd, agreed.odd))
         dropped = [0, 0]  # by parity
         for heap in (self._own, self._peer):
             kept: list[int] = []
             for index in heap:
-                limit = agreed.even if index % 2 == 0 else agreed.odd
-                if index >= limit:
+                low, limit = (keep.even, agreed.even) if index % 2 == 0 else (keep.odd, agreed.odd)
+                if index < low or index >= limit:
                     kept.append(index)
                 elif index in self._keys:
                     self._remove(index)
@@ -474,10 +545,15 @@ class LinkKeyPool:
         self.synced = True
         if jumps_seen is None or jumps_seen == self.jumps:
             self._jumped.clear()  # the peer knows this end's position now
+            self._lost_from = [None, None]  # the peer knows every loss now
+        else:  # lost again during the exchange: what lies below the agreement is settled
+            for parity, target in ((0, agreed.even), (1, agreed.odd)):
+                since = self._lost_since_read[parity]
+                self._lost_from[parity] = None if since is None else max(target, since)
         self._need.set()  # fetching in order may begin
         self._notify()
         own = 0 if self.link.sends_even else 1
-        return ResyncOutcome(before, agreed, dropped[own], dropped[1 - own], skipped)
+        return ResyncOutcome(before, agreed, dropped[own], dropped[1 - own], skipped, keep)
 
     def discard_own_below(self, frontier: int) -> int:
         """The peer can no longer match this end's indices below `frontier`: drops the held
@@ -552,6 +628,9 @@ class LinkKeyPool:
             )
         if index in self._keys or self._fetchable(index):
             return
+        # The sender holds keys this end cannot match from here on (it will resynchronise):
+        # the exchange must not vouch for them, whatever made this end lose them.
+        self._lost(index % 2, index)
         raise LinkKeyUnavailable(
             f"{self.link.label()}: link-key index {index} already used or skipped (replay?)",
             frontier=self._next_matchable_after(index),
@@ -639,6 +718,8 @@ class _PoolFetcher:
         self.rpc_timeout = rpc_timeout
         self.refill_pause = refill_pause
         self.batches = True  # until the module answers UNIMPLEMENTED
+        self.lead = 0  # indices skipped past the module's oldest key after an expiry
+        self._past_lead = False  # the pool has fetched a batch since it last jumped
 
     async def run(self) -> None:
         trouble = iter(LINK_TROUBLE.delays())
@@ -690,11 +771,15 @@ class _PoolFetcher:
         waits for a key."""
         pool = self.pool
         find_start = True
+        expired = False  # find_start because keys expired (not to locate, nor to probe)
         misses = 0
         while True:
             if find_start:  # first of all: where the module's stream stands (before sync)
-                find_start = not await self._find_start()
+                find_start = not await self._find_start(self.lead if expired else 0)
+                expired = expired and find_start
                 continue
+            if not pool.filling():
+                self.lead = 0  # full again: the next fill starts afresh
             await pool.wait_for_need()
             indices = pool.next_batch(BATCH_KEYS)
             if not indices:
@@ -716,10 +801,15 @@ class _PoolFetcher:
                     pool.put(key.index, key.key_buffer)
                 elif key.status == STATUS_INSUFFICIENT_KEY and key.message in GONE_MESSAGES:
                     pool.mark_gone(key.index)
-                    if key.message == "expired" and key.index not in wanted:
-                        find_start = True  # expired here: jump to the oldest key left
+                    if key.message == "expired" and key.index not in wanted and not find_start:
+                        find_start = expired = True  # expired here: jump past the oldest key
+                        self.lead = min(EXPIRY_LEAD_LIMIT, max(EXPIRY_LEAD, 2 * self.lead))
                 else:
                     raise _LinkTrouble(f"GetKey status {key.status} {key.message}".rstrip())
+            if any(key.status == STATUS_OK for key in reply.keys):
+                self._past_lead = True
+            elif not reply.keys and not self._past_lead and self.lead > EXPIRY_LEAD:
+                self.lead //= 2  # jumped past the newest key: less far next time
             if len(reply.keys) == len(indices):
                 misses = 0
                 continue
@@ -729,9 +819,10 @@ class _PoolFetcher:
                     find_start = True  # a module that does not say why: probe its oldest key
             await self._pause()
 
-    async def _find_start(self) -> bool:
+    async def _find_start(self, lead: int = 0) -> bool:
         """GetKey without index: the module's oldest unconsumed key; below it nothing is
-        left at this end. False when the module had no key yet."""
+        left at this end, and the pool resumes `lead` indices past it. False when the module
+        had no key yet."""
         call = self.stub.GetKey(
             pb.GetKeyRequest(key_stream_id=self.pool.link.qkdl_id), timeout=self.rpc_timeout
         )
@@ -739,8 +830,12 @@ class _PoolFetcher:
         if reply.status == STATUS_OK:
             if not self.pool.link_up:
                 self.pool.set_link_up(True)
-            self.pool.advance_frontier(reply.index)
-            self.pool.put(reply.index, reply.key_buffer)
+            self._past_lead = False
+            if lead:  # after an expiry: well past the edge, where keys last longer
+                self.pool.advance_frontier(reply.index + lead)
+            else:
+                self.pool.advance_frontier(reply.index)
+                self.pool.put(reply.index, reply.key_buffer)
             return True
         if reply.status == STATUS_INSUFFICIENT_KEY:
             if not self.pool.link_up:

@@ -73,13 +73,17 @@ class RelayVoidAck(_message.Message):
     def __init__(self, answered_at: _Optional[str] = ..., voided: _Optional[_Iterable[str]] = ..., delivered: _Optional[_Iterable[str]] = ..., not_present: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LinkPosition(_message.Message):
-    __slots__ = ("qkdl_id", "sender", "next_even", "next_odd")
+    __slots__ = ("qkdl_id", "sender", "next_even", "next_odd", "intact_even", "intact_odd")
     QKDL_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     NEXT_EVEN_FIELD_NUMBER: _ClassVar[int]
     NEXT_ODD_FIELD_NUMBER: _ClassVar[int]
+    INTACT_EVEN_FIELD_NUMBER: _ClassVar[int]
+    INTACT_ODD_FIELD_NUMBER: _ClassVar[int]
     qkdl_id: str
     sender: str
     next_even: int
     next_odd: int
-    def __init__(self, qkdl_id: _Optional[str] = ..., sender: _Optional[str] = ..., next_even: _Optional[int] = ..., next_odd: _Optional[int] = ...) -> None: ...
+    intact_even: int
+    intact_odd: int
+    def __init__(self, qkdl_id: _Optional[str] = ..., sender: _Optional[str] = ..., next_even: _Optional[int] = ..., next_odd: _Optional[int] = ..., intact_even: _Optional[int] = ..., intact_odd: _Optional[int] = ...) -> None: ...

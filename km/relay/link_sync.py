@@ -120,17 +120,24 @@ class LinkSync:
         # No lock across the call: both KMs may call each other at once, and the rule is
         # monotonic (positions only grow), so interleaved exchanges still agree.
         await _located(pool, deadline, where)
-        jumps = pool.jumps
-        mine = pool.position
+        mine, intact, jumps = pool.for_exchange()
         request = pb.LinkPosition(
-            qkdl_id=link.qkdl_id, sender=self.qkdn_id, next_even=mine.even, next_odd=mine.odd
+            qkdl_id=link.qkdl_id,
+            sender=self.qkdn_id,
+            next_even=mine.even,
+            next_odd=mine.odd,
+            intact_even=intact.even,
+            intact_odd=intact.odd,
         )
         remaining = max(0.01, deadline - time.monotonic())
         answer = await self.client.sync_link(link.peer_node, request, remaining, where)
         if answer.qkdl_id != link.qkdl_id or answer.sender != link.peer_qkdn_id:
             raise RelayFailure(FailureKind.TAMPERED, f"{where}: answer for another link")
         outcome = pool.resync(
-            Position.of(answer.next_even, answer.next_odd), answered=True, jumps_seen=jumps
+            Position.of(answer.next_even, answer.next_odd),
+            peer_intact=Position.of(answer.intact_even, answer.intact_odd),
+            answered=True,
+            jumps_seen=jumps,
         )
         self._report(pool, outcome, "caller", why)
         return outcome
@@ -154,13 +161,18 @@ class LinkSync:
                 f"{where}: no PHYS link {request.qkdl_id} between {sender} and {self.node}",
             )
         await _located(pool, time.monotonic() + LOCATE_WAIT_S, where)
-        outcome = pool.resync(Position.of(request.next_even, request.next_odd))
+        outcome = pool.resync(
+            Position.of(request.next_even, request.next_odd),
+            peer_intact=Position.of(request.intact_even, request.intact_odd),
+        )
         self._report(pool, outcome, "answerer")
         return pb.LinkPosition(
             qkdl_id=pool.link.qkdl_id,
             sender=self.qkdn_id,
             next_even=outcome.agreed.even,
             next_odd=outcome.agreed.odd,
+            intact_even=outcome.kept_below.even,
+            intact_odd=outcome.kept_below.odd,
         )
 
     def _report(self, pool: LinkKeyPool, outcome: ResyncOutcome, role: str, why: str = "") -> None:
@@ -176,6 +188,8 @@ class LinkSync:
             reason=why or "start-up or refused hop",
             next_even=outcome.agreed.even,
             next_odd=outcome.agreed.odd,
+            kept_below_even=outcome.kept_below.even,
+            kept_below_odd=outcome.kept_below.odd,
             dropped_own=outcome.dropped_own,
             dropped_peer=outcome.dropped_peer,
             skipped=outcome.skipped,

@@ -9,6 +9,7 @@ import secrets
 import pytest
 
 from km.link_pools import (
+    NOTHING_INTACT,
     LinkEnd,
     LinkKeyPool,
     LinkKeyTimeout,
@@ -364,3 +365,95 @@ def test_a_position_that_jumps_after_the_first_agreement_asks_for_a_resync() -> 
     assert pool.needs_resync()  # the peer has not heard of the second jump yet
     pool.resync(Position(40, 43), answered=True, jumps_seen=pool.jumps)
     assert not pool.needs_resync()
+
+
+def _agreed_at(link: LinkEnd, start: int, held: range) -> LinkKeyPool:
+    """A pool that agreed with its peer at (start, start + 1), then fetched `held`."""
+    pool = LinkKeyPool(link, 256 * 1000, sync_before_sending=True)
+    pool.advance_frontier(start)
+    pool.resync(Position(start, start + 1))
+    _held(pool, held)
+    return pool
+
+
+def test_a_km_that_never_agreed_vouches_for_no_key_below_its_position() -> None:
+    pool = LinkKeyPool(EVEN, 256 * 100, sync_before_sending=True)
+    pool.advance_frontier(40)
+    assert pool.intact == NOTHING_INTACT == Position(0, 1)
+    pool.resync(Position(40, 41))
+    assert pool.intact == Position(40, 41)  # nothing lost since: its whole position
+
+
+def test_a_resync_after_a_lost_batch_drops_only_from_the_first_lost_index() -> None:
+    """A and B agreed at (0, 1) and both fetched 0..39. A's next batch (40..71) was lost; B
+    fetched 40..59 meanwhile. One exchange: both drop B's 40..59 and skip to (72, 73), and
+    both keep 0..39, which either may still send with."""
+
+    async def run() -> None:
+        a, b = _agreed_at(EVEN, 0, range(40)), _agreed_at(ODD, 0, range(60))
+        a.advance_frontier(72)  # the module's oldest key lies past the lost batch
+        assert a.needs_resync() and a.intact == Position(40, 41)
+        sent, intact, jumps = a.for_exchange()
+        answer = b.resync(sent, peer_intact=intact)
+        assert (answer.agreed, answer.kept_below) == (Position(72, 73), Position(40, 41))
+        assert (answer.dropped_own, answer.dropped_peer, answer.skipped) == (10, 10, 12)
+        mine = a.resync(
+            answer.agreed, peer_intact=answer.kept_below, answered=True, jumps_seen=jumps
+        )
+        assert (mine.dropped_own, mine.dropped_peer) == (0, 0)
+        assert not a.needs_resync() and a.held() == b.held() == frozenset(range(40))
+        assert a.intact == b.intact == Position(72, 73)
+        index, key = await a.take_for_sending(0.1)
+        assert index == 0 and await b.take_index(index, 0.1) == key
+        index, key = await b.take_for_sending(0.1)
+        assert index == 1 and await a.take_index(index, 0.1) == key
+
+    asyncio.run(run())
+
+
+def test_the_answerer_keeps_only_below_the_first_loss_of_either_end() -> None:
+    a, b = _agreed_at(EVEN, 0, range(40)), _agreed_at(ODD, 0, range(40))
+    b.mark_gone(41)  # B lost one odd index it had not fetched yet...
+    a.advance_frontier(50)  # ...and A lost 40..49
+    sent, intact, _ = a.for_exchange()
+    answer = b.resync(sent, peer_intact=intact)
+    assert answer.kept_below == Position(40, 41) and answer.agreed == Position(50, 51)
+    assert b.intact == Position(50, 51) and not b.needs_resync()
+
+
+def test_a_loss_while_the_exchange_is_out_is_left_for_the_next_exchange() -> None:
+    a, b = _agreed_at(EVEN, 0, range(40)), _agreed_at(ODD, 0, range(40))
+    a.advance_frontier(50)
+    sent, intact, jumps = a.for_exchange()
+    answer = b.resync(sent, peer_intact=intact)
+    _held(a, range(50, 80))
+    a.mark_gone(81)  # lost while the call was out: B may hold 81 one day
+    a.resync(answer.agreed, peer_intact=answer.kept_below, answered=True, jumps_seen=jumps)
+    assert a.needs_resync() and a.intact == Position(80, 81)
+    assert a.held() == frozenset(range(40)) | frozenset(range(50, 80))
+
+
+def test_an_answer_without_an_intact_bound_drops_every_held_key_below_it() -> None:
+    """An older KM's answer carries no bound (0): the rule of before, nothing kept below."""
+    a = _agreed_at(EVEN, 0, range(40))
+    outcome = a.resync(Position(40, 41), answered=True)
+    assert outcome.kept_below == NOTHING_INTACT and a.held() == frozenset()
+
+
+def test_a_refused_peer_index_makes_the_next_resync_drop_from_it() -> None:
+    """B dropped A's stale indices below 58 when it received 90 (no loss recorded); when A
+    then sends with 0, B refuses it, and the resync A asks for drops every held even key
+    from 0 up at both ends, so A's retry uses an index B can match."""
+
+    async def run() -> None:
+        a, b = _agreed_at(EVEN, 0, range(100)), _agreed_at(ODD, 0, range(100))
+        await b.take_index(90, 0.1)  # A's hop with 90 overtook the others
+        with pytest.raises(LinkKeyUnavailable, match="already used or skipped"):
+            await b.take_index(0, 0.1)
+        sent, intact, jumps = a.for_exchange()
+        answer = b.resync(sent, peer_intact=intact)
+        a.resync(answer.agreed, peer_intact=answer.kept_below, answered=True, jumps_seen=jumps)
+        assert answer.kept_below == Position(0, 101)  # the odd stream lost nothing
+        assert a.held() == b.held() == frozenset(range(1, 100, 2))
+
+    asyncio.run(run())
