@@ -328,7 +328,7 @@ def _interdomain(section: Mapping[str, Any], node: str, hosts: Mapping[str, str]
         **section,
         "advertise": f"{hosts[node]}:{port}",
         "peers": [
-            {**peer, "url": f"https://{hosts.get(peer['kme_id'], '')}:{port}/kmapi/v1"}
+            {**peer, "url": f"https://{hosts[peer['kme_id']]}:{port}/kmapi/v1"}
             if peer["kme_id"] in hosts
             else peer
             for peer in section["peers"]
