@@ -350,6 +350,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.scenario == "domains":  # two twins (three domains, one): lab/scenarios/domains.py
         from lab.scenarios.domains import domains_command
 
+        if args.hosts != "local":  # its figures compare two loopback twins
+            console.print(
+                "[red]--hosts netns: the domains scenario runs on loopback;[/] "
+                "`qkdsdn lab up three-domains --hosts netns` runs the domains in namespaces"
+            )
+            return 2
+
         console.print(f"[bold]scenario domains[/]: {SCENARIOS['domains'].description}")
         return domains_command(args.out, args.state_dir, console, args.requests)
     if args.scenario == "surge":  # two runs (static, data-driven): lab/scenarios/surge.py

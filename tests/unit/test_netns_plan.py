@@ -302,3 +302,16 @@ def test_endpoints_of_a_three_domain_namespace_twin_name_every_controllers_names
         "controller-B": "qabc12-controller-B",
         "controller-C": "qabc12-controller-C",
     }
+
+
+def test_the_domains_scenario_in_namespaces_is_refused_naming_what_runs_domains_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.cli import main
+
+    status = main(
+        ["lab", "run", "--scenario", "domains", "--hosts", "netns", "--out", str(tmp_path / "o")]
+    )
+    assert status == 2
+    assert "lab up three-domains --hosts netns" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()  # nothing was started
