@@ -42,7 +42,7 @@ FIELDS = (
     "key_managers",
     "interdomain",
 )
-INTERDOMAIN = ("domain", "listen", "trusted_cas", "peers", "ack_timeout_s")
+INTERDOMAIN = ("domain", "listen", "trusted_cas", "peers", "ack_timeout_s", "advertise")
 INTERDOMAIN_PEER = ("domain", "kme_id", "url", "saes", "ca")
 SETTINGS = (
     "key_size_bits",
@@ -120,6 +120,9 @@ class KmInterdomain:
     trusted_cas: tuple[Path, ...]  # peer domains' CAs this operator allows (own CA: tls.ca)
     peers: tuple[KmInterdomainPeer, ...]
     ack_timeout_s: float = 5.0
+    # Where the peers reach this 020 server (host:port in its ack_callback_url) when `listen`
+    # is not it (0.0.0.0 in a container); None: `listen`.
+    advertise: Address | None = None
 
     def peer_for(self, sae: str) -> KmInterdomainPeer | None:
         """The peer that reaches `sae`, or None when no peer does."""
@@ -386,12 +389,16 @@ def _interdomain(r: Reader, top: dict[str, Any], node: str) -> KmInterdomain | N
         r.error("interdomain.peers", f"kme_id {name} appears twice")
     if not peers:
         r.error("interdomain.peers", "a border key manager needs at least one peer")
+    advertise = r.optional_address(section, "advertise", "interdomain")
+    if advertise is not None and advertise.is_wildcard:
+        r.error("interdomain.advertise", "must be where peers reach this KM, not 0.0.0.0 or ::")
     return KmInterdomain(
         domain=domain,
         listen=r.address(section, "listen", "interdomain"),
         trusted_cas=tuple(cas),
         peers=tuple(peers),
         ack_timeout_s=r.number(section, "ack_timeout_s", "interdomain", 5.0),
+        advertise=advertise,
     )
 
 

@@ -83,7 +83,9 @@ def _domain_configs(
     configs: dict[str, dict[str, Any]] = {}
     for domain in plan.domains:
         view = plan.view(domain.name)
-        place = _Place(view, hosts, listen, folder, peer_relays)
+        # "controller" is this domain's own (its host: hosts[domain.process] when given)
+        own = {**hosts, CONTROLLER: hosts.get(domain.process, hosts.get(CONTROLLER, DEFAULT_HOST))}
+        place = _Place(view, own, listen, folder, peer_relays)
         policy = (
             place.path(domain_policy_file(plan, domain.name))
             if domain_policy_data(plan, domain.name) is not None
@@ -153,11 +155,12 @@ def _domain_section(plan: LabPlan, name: str, place: _Place) -> dict[str, Any]:
     secrets_dir = Path(domain.token_file).parent
     peers = []
     for peer in sorted(d.name for d in plan.domains if d.name != name):
-        other = plan.domain(peer).controller
+        other = plan.domain(peer)
+        host = place.hosts.get(other.process, place.host(CONTROLLER))  # its own host if given
         peers.append(
             {
                 "name": peer,
-                "url": f"http://{Address(_bare(place.host(CONTROLLER)), other.api_port)}",
+                "url": f"http://{Address(_bare(host), other.controller.api_port)}",
                 "token_file": place.path(peer_token_file(secrets_dir, name, peer)),
                 "accept_token_file": place.path(peer_token_file(secrets_dir, peer, name)),
                 "allow_saes": ["*"],

@@ -466,6 +466,9 @@ def _network(hosts: Hosts) -> NetworkEndpoints:
     namespaces = {name: host.namespace for name, host in hosts.nodes.items() if host.namespace}
     if hosts.controller.namespace:
         namespaces["controller"] = hosts.controller.namespace
+    for name, host in hosts.controllers.items():  # each domain's controller ("controller-A")
+        if host.namespace:
+            namespaces[name] = host.namespace
     return NetworkEndpoints(hosts.kind, hosts.applications, namespaces)
 
 

@@ -2,7 +2,7 @@
 
 A `Host` says which address a process listens and is reached at, and how to run a program
 there (an argv prefix: none locally, `ip netns exec NS` in a namespace lab). `Hosts` maps the
-lab's nodes and its controller to their hosts; `hosts_of(state_dir)` reads which kind a
+lab's nodes and its controller (or each domain's, "controller-<domain>") to their hosts; `hosts_of(state_dir)` reads which kind a
 twin was started with (STATE_DIR/netns.json present: namespaces).
 """
 
@@ -39,15 +39,24 @@ class Hosts:
     nodes: Mapping[str, Host] = field(default_factory=dict)  # node name -> host; else LOCAL
     controller: Host = LOCAL
     applications: str = HOST  # the address the host's applications (SAEs) connect from
+    # Each domain's controller process ("controller-A") -> its host, in a twin of several
+    # domains (`controller` is then the first domain's); empty: one controller.
+    controllers: Mapping[str, Host] = field(default_factory=dict)
 
     def node(self, name: str) -> Host:
         return self.nodes.get(name, LOCAL)
 
+    def controller_of(self, process: str) -> Host:
+        """The host of controller process `process` ("controller", or "controller-<domain>")."""
+        return self.controllers.get(process, self.controller)
+
     def addresses(self) -> dict[str, str]:
-        """Node name (and "controller") -> address: what the plan and the configs need."""
+        """Node name (and "controller", and each "controller-<domain>") -> address: what the
+        plan and the configs need."""
         return {
             **{name: host.address for name, host in self.nodes.items()},
             CONTROLLER: self.controller.address,
+            **{name: host.address for name, host in self.controllers.items()},
         }
 
 
@@ -64,6 +73,9 @@ def from_netns(plan: netns.NetnsPlan) -> Hosts:
         nodes={slot.role: host(slot) for slot in plan.nodes},
         controller=host(plan.controller),
         applications=plan.host_address,
+        controllers={
+            slot.role: host(slot) for slot in plan.controllers if slot.role != netns.CONTROLLER
+        },
     )
 
 
@@ -73,13 +85,16 @@ def hosts_of(state_dir: Path) -> Hosts:
     return local() if plan is None else from_netns(plan)
 
 
-def make_hosts(kind: str, state_dir: Path, nodes: Sequence[str]) -> Hosts:
+def make_hosts(
+    kind: str, state_dir: Path, nodes: Sequence[str], domains: Sequence[str] = ()
+) -> Hosts:
     """The hosts of a new twin: "local" makes nothing; "netns" creates a namespace per node
-    and one for the controller (removed again by `remove_hosts`)."""
+    and one for the controller, or one per domain's controller when `domains` names them
+    (removed again by `remove_hosts`)."""
     if kind == "local":
         return local()
     if kind == "netns":
-        return from_netns(netns.create(state_dir, nodes))
+        return from_netns(netns.create(state_dir, nodes, netns.domain_controllers(domains)))
     raise ValueError(f"hosts {kind!r}: known kinds are {', '.join(KINDS)}")
 
 
@@ -89,9 +104,11 @@ def remove_hosts(state_dir: Path) -> list[str]:
 
 
 @contextmanager
-def hosts_for(kind: str, state_dir: Path, nodes: Sequence[str]) -> Iterator[Hosts]:
+def hosts_for(
+    kind: str, state_dir: Path, nodes: Sequence[str], domains: Sequence[str] = ()
+) -> Iterator[Hosts]:
     """The hosts of a twin for the duration of a `with` block."""
-    hosts = make_hosts(kind, state_dir, nodes)
+    hosts = make_hosts(kind, state_dir, nodes, domains)
     try:
         yield hosts
     finally:

@@ -228,10 +228,9 @@ def make_plan(
 
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    if topology.domains and (ca is not None or (hosts is not None and hosts.nodes)):
+    if topology.domains and ca is not None:
         raise LabError(
-            "a twin of several domains makes one CA per domain and runs on this host's "
-            "loopback: --ca-cert and --hosts netns are for one domain"
+            "a twin of several domains makes one CA per domain: --ca-cert is for one domain"
         )
     if hosts is not None and hosts.nodes:
         agent_processes = len(topology.nodes)  # a node's agent runs on the node's own host
@@ -290,9 +289,7 @@ def make_plan(
         next_qkdi[spec.b] += 1
     pki_dir = state_dir / "pki"
     sae_ids = [app.sae_id for app in topology.apps]
-    domains = _domain_plans(
-        topology, state_dir, ports, (hosts or Hosts("local")).controller.address
-    )
+    domains = _domain_plans(topology, state_dir, ports, hosts or Hosts("local"))
     if with_pki and domains:
         for domain in domains:
             create_domain_pki(
@@ -382,7 +379,7 @@ def make_plan(
 
 
 def _domain_plans(
-    topology: Topology, state_dir: Path, ports: Iterator[int], host: str
+    topology: Topology, state_dir: Path, ports: Iterator[int], hosts: Hosts
 ) -> tuple[DomainPlan, ...]:
     """Each domain's CA and certificate paths, controller port and tokens (written here:
     the operator token files of its API and a peer token per ordered pair of domains: the
@@ -406,7 +403,7 @@ def _domain_plans(
                 ca_cert=str(pki_dir / f"ca-{name}.pem"),
                 ca_key=str(pki_dir / f"ca-{name}.key"),
                 controller=ControllerPlan(
-                    host=host,
+                    host=hosts.controller_of(f"controller-{name}").address,  # its own namespace
                     api_port=next(ports),
                     cert=str(pki_dir / f"controller-{name}.pem"),
                     key=str(pki_dir / f"controller-{name}.key"),
@@ -716,7 +713,7 @@ def spawn_on(
 def process_host(plan: LabPlan, hosts: Hosts, name: str) -> Host:
     """Where process `name` runs: its node's host (an agents process: its nodes' one host)."""
     if is_controller(name) or name == "prometheus":
-        return hosts.controller
+        return hosts.controller_of(name)  # each domain's controller on its own host
     if is_agents(name):
         placed = {hosts.node(node) for node in dict(agents_processes(plan))[name]}
         if len(placed) != 1:

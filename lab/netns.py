@@ -2,7 +2,7 @@
 
 Pure part: `plan_namespaces` turns node names, a per-state-directory tag and the networks
 already in use into a `NetnsPlan` (subnet, bridge, one namespace, veth and address per node and
-for the controller, one address for the host). I/O part (iproute2 `ip`, run as root):
+per controller: one, or one per domain, "controller-<domain>"; one address for the host). I/O part (iproute2 `ip`, run as root):
 `create` records the plan in STATE_DIR/netns.json *before* making anything, so that `teardown`
 can remove every namespace, veth and bridge of the lab even after `lab up` crashed half-way;
 `teardown` is idempotent. `exec_argv` wraps a command to run inside a namespace (`ip netns
@@ -31,6 +31,7 @@ NETNS_VERSION = 1
 # Where the twin's subnets are taken from: the first block of the right size not in use.
 DEFAULT_POOL = ipaddress.IPv4Network("10.77.0.0/16")
 CONTROLLER = "sdn-controller"  # role of the controller's namespace: no node name has a "-"
+DOMAIN_CONTROLLER = "controller-"  # + domain name: a domain controller's role (its process name)
 INNER_INTERFACE = "eth0"  # the node's end of its veth, inside its namespace
 IFNAMSIZ = 15  # Linux interface names: at most 15 characters
 TAG_LENGTH = 6
@@ -45,9 +46,9 @@ class NetnsError(RuntimeError):
 
 @dataclass(frozen=True)
 class Slot:
-    """One namespace of the lab: a node's (agent and key manager) or the controller's."""
+    """One namespace of the lab: a node's (agent and key manager) or a controller's."""
 
-    role: str  # node name, or CONTROLLER
+    role: str  # node name, CONTROLLER, or "controller-<domain>" in a twin of several domains
     namespace: str
     veth: str  # the host's end of the veth pair, enslaved to the bridge
     address: str  # IPv4 address inside the namespace, on INNER_INTERFACE
@@ -59,7 +60,7 @@ class NetnsPlan:
     subnet: str  # e.g. "10.77.0.0/24"
     bridge: str
     host_address: str  # the host's address on the bridge (applications run there)
-    slots: tuple[Slot, ...]  # the controller first, then the nodes in topology order
+    slots: tuple[Slot, ...]  # the controller(s) first, then the nodes in topology order
 
     @property
     def prefix_length(self) -> int:
@@ -73,11 +74,16 @@ class NetnsPlan:
 
     @property
     def controller(self) -> Slot:
-        return self.slot(CONTROLLER)
+        """The controller's slot; in a twin of several domains, the first domain's."""
+        return self.controllers[0]
+
+    @property
+    def controllers(self) -> tuple[Slot, ...]:
+        return tuple(slot for slot in self.slots if is_controller_role(slot.role))
 
     @property
     def nodes(self) -> tuple[Slot, ...]:
-        return tuple(slot for slot in self.slots if slot.role != CONTROLLER)
+        return tuple(slot for slot in self.slots if not is_controller_role(slot.role))
 
     def address_of(self, role: str) -> str:
         return self.slot(role).address
@@ -112,6 +118,17 @@ class NetnsPlan:
 
 
 # ---------------------------------------------------------------- pure plan
+
+
+def is_controller_role(role: str) -> bool:
+    """A controller's slot (no node name has a "-", so none can look like one)."""
+    return role == CONTROLLER or role.startswith(DOMAIN_CONTROLLER)
+
+
+def domain_controllers(domains: Sequence[str]) -> tuple[str, ...]:
+    """The controller roles of a twin: one per domain ("controller-A", ...), or the one
+    CONTROLLER when it has no domains."""
+    return tuple(f"{DOMAIN_CONTROLLER}{name}" for name in domains) or (CONTROLLER,)
 
 
 def lab_tag(state_dir: Path) -> str:
@@ -151,16 +168,25 @@ def plan_namespaces(
     tag: str,
     in_use: Iterable[ipaddress.IPv4Network] = (),
     pool: ipaddress.IPv4Network = DEFAULT_POOL,
+    controllers: Sequence[str] = (CONTROLLER,),
 ) -> NetnsPlan:
-    """Names and addresses for a lab of `nodes`: host .1, controller .2, nodes from .3 on."""
+    """Names and addresses for a lab of `nodes`: host .1, the controller .2 (or one per
+    domain, `controllers` = `domain_controllers(...)`, from .2 on), then the nodes."""
     if len(set(nodes)) != len(nodes):
         raise NetnsError("node names must be unique")
+    if not controllers or len(set(controllers)) != len(controllers):
+        raise NetnsError("at least one controller, each named once")
+    for role in (*controllers, *nodes):
+        if is_controller_role(role) != (role in controllers):
+            raise NetnsError(
+                f"{role!r}: a controller's role is {CONTROLLER} or controller-<domain>"
+            )
     if not tag.isalnum() or len(tag) > TAG_LENGTH:
         raise NetnsError(f"tag {tag!r}: at most {TAG_LENGTH} letters and digits")
-    subnet = free_subnet(len(nodes) + 2, in_use, pool)
+    subnet = free_subnet(len(nodes) + len(controllers) + 1, in_use, pool)
     hosts = subnet.hosts()
     host_address = str(next(hosts))
-    roles = (CONTROLLER, *nodes)
+    roles = (*controllers, *nodes)
     slots = tuple(
         Slot(
             role=role,
@@ -283,8 +309,10 @@ def _record(state_dir: Path, plan: NetnsPlan) -> None:
     tmp.replace(path)
 
 
-def create(state_dir: Path, nodes: Sequence[str]) -> NetnsPlan:
-    """Makes the bridge (with the host's address), and per node and for the controller a
+def create(
+    state_dir: Path, nodes: Sequence[str], controllers: Sequence[str] = (CONTROLLER,)
+) -> NetnsPlan:
+    """Makes the bridge (with the host's address), and per node and per controller a
     namespace with loopback up and a veth on the bridge carrying its address.
 
     The plan is written to STATE_DIR/netns.json first; on any failure everything made so far
@@ -298,7 +326,9 @@ def create(state_dir: Path, nodes: Sequence[str]) -> NetnsPlan:
             "crash; run `qkdsdn lab down` first"
         )
     with _host_lock():
-        plan = plan_namespaces(nodes, lab_tag(state_dir), networks_in_use())
+        plan = plan_namespaces(
+            nodes, lab_tag(state_dir), networks_in_use(), controllers=controllers
+        )
         _record(state_dir, plan)
         try:
             _make(plan)

@@ -180,7 +180,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         console.print(f"[red]{error}[/]")
         return 2
     try:
-        hosts = make_hosts(args.hosts, state_dir, [node.name for node in topology.nodes])
+        hosts = make_hosts(
+            args.hosts,
+            state_dir,
+            [node.name for node in topology.nodes],
+            [domain.name for domain in topology.domains],
+        )
     except NetnsError as error:
         console.print(f"[red]lab up failed:[/] {error}")
         return 1
@@ -297,10 +302,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"prometheus: {prometheus_url(plan)}")
     hosts = hosts_of(state_dir)
     if hosts.kind == "netns":
+        controllers = dict(hosts.controllers) or {"controller": hosts.controller}
+        placed = [*hosts.nodes.items(), *controllers.items()]
         console.print(
             f"network namespaces: the host is {hosts.applications}; "
-            + ", ".join(f"{name} in {host.namespace}" for name, host in hosts.nodes.items())
-            + f", controller in {hosts.controller.namespace}"
+            + ", ".join(f"{name} in {host.namespace}" for name, host in placed)
         )
     token_files = {d.process: d.token_file for d in plan.domains} or {
         "controller": plan.controller_token_file
@@ -348,6 +354,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = terminal()
     if args.scenario == "domains":  # two twins (three domains, one): lab/scenarios/domains.py
         from lab.scenarios.domains import domains_command
+
+        if args.hosts != "local":  # its figures compare two loopback twins
+            console.print(
+                "[red]--hosts netns: the domains scenario runs on loopback;[/] "
+                "`qkdsdn lab up three-domains --hosts netns` runs the domains in namespaces"
+            )
+            return 2
 
         console.print(f"[bold]scenario domains[/]: {SCENARIOS['domains'].description}")
         return domains_command(args.out, args.state_dir, console, args.requests)

@@ -353,8 +353,13 @@ class LabPlan:
         return self.agent_groups or (tuple(node.name for node in self.nodes),)
 
     def addresses(self) -> dict[str, str]:
-        """Node name -> its host's address, and "controller" -> the controller's."""
-        return {**{node.name: node.host for node in self.nodes}, "controller": self.controller.host}
+        """Node name -> its host's address, "controller" -> the controller's (the first
+        domain's) and each domain's controller process ("controller-A") -> its own."""
+        return {
+            **{node.name: node.host for node in self.nodes},
+            "controller": self.controller.host,
+            **{domain.process: domain.controller.host for domain in self.domains},
+        }
 
     def node_by_id(self, qkdn_id: str) -> NodePlan:
         for node in self.nodes:

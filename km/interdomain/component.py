@@ -129,8 +129,9 @@ class Interdomain:
 
     @property
     def url(self) -> str:
-        """This KM's ETSI 020 base URL (…/kmapi/v1)."""
-        return Address(self.server.host, self.server.port).url("https") + API_BASE
+        """This KM's ETSI 020 base URL (…/kmapi/v1), as its peers reach it (`advertise`)."""
+        where = self.settings.advertise or Address(self.server.host, self.server.port)
+        return where.url("https") + API_BASE
 
     @property
     def ack_timeout_s(self) -> float:

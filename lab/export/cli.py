@@ -19,7 +19,11 @@ def register_export(commands: argparse._SubParsersAction[argparse.ArgumentParser
     export.add_argument(
         "--image", default=DEFAULT_IMAGE, help="built from lab/export/Containerfile"
     )
-    export.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="Kubernetes namespace")
+    export.add_argument(
+        "--namespace",
+        default=DEFAULT_NAMESPACE,
+        help="Kubernetes namespace (several domains: NAMESPACE-<domain> each)",
+    )
     export.add_argument("--ca-cert", type=Path, help="an operator's own CA certificate (PEM)")
     export.add_argument("--ca-key", type=Path, help="the key of that CA (PEM, unencrypted)")
     export.set_defaults(func=cmd_export)

@@ -10,6 +10,11 @@ its neighbour's relay there, so relayed keys cross the classical links. With `pr
 containers are named after their node: the controller reaches `<node>:8300` by name on the
 management network. Containers run as root: the bound key files keep mode 0600, and `exec`
 configures the interfaces.
+
+A network of several domains: every container carries its domain (`group: domain-<D>`, label
+`qkd-sdn.domain`), each domain's controller is a node of its own (`controller-<d>`, API on
+host port 8500, 8501, ... in domain order), and each border site's two nodes get a site link
+`x<i>` with a /31 of BORDER_NETWORK: their key managers' ETSI 020 hand-offs cross it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import yaml
 from lab.configs import CONTROLLER
 from lab.export.network import (
     CONTAINER_ROOT,
+    PORTS,
     Addressing,
     ExportedNetwork,
     ExportError,
@@ -36,14 +42,25 @@ from lab.topology import Topology
 STATE = "state"  # the state folder beside the .clab.yml: binds are relative to it
 KM_SUFFIX = "-km"
 CLASSICAL_NETWORK = IPv4Network("10.201.0.0/16")  # a /31 per link's classical channel
+BORDER_NETWORK = IPv4Network("10.202.0.0/16")  # a /31 per border site's link (ETSI 020)
+PORT_BASE = PORTS.controller_api  # the host port of the (first) controller's API
+SITE_INTERFACE = "x"  # + the site's number at that node: a border site's link
 
 
-def classical_addresses(index: int) -> tuple[IPv4Interface, IPv4Interface]:
-    """The two ends (a, b) of the classical channel of the topology's `index`-th link."""
-    first = CLASSICAL_NETWORK.network_address + 2 * index
-    if first + 1 > CLASSICAL_NETWORK.broadcast_address:
-        raise ExportError(f"more than {CLASSICAL_NETWORK.num_addresses // 2} links")
+def classical_addresses(
+    index: int, network: IPv4Network = CLASSICAL_NETWORK
+) -> tuple[IPv4Interface, IPv4Interface]:
+    """The two ends (a, b) of the classical channel of the topology's `index`-th link (or,
+    `network=BORDER_NETWORK`, of its `index`-th border site's link)."""
+    first = network.network_address + 2 * index
+    if first + 1 > network.broadcast_address:
+        raise ExportError(f"more than {network.num_addresses // 2} links in {network}")
     return IPv4Interface(f"{first}/31"), IPv4Interface(f"{first + 1}/31")
+
+
+def controller_label(process: str) -> str:
+    """The containerlab node of a controller process: "controller", "controller-a", ..."""
+    return host_label(process)
 
 
 def containerlab_addressing(topology: Topology) -> Addressing:
@@ -59,13 +76,25 @@ def containerlab_addressing(topology: Topology) -> Addressing:
         sans[link.a].append(str(at_a.ip))
         sans[link.b].append(str(at_b.ip))
     hosts[CONTROLLER] = CONTROLLER
-    return Addressing(hosts, sans, relay_hosts)
+    for domain in topology.domains:
+        process = f"controller-{domain.name}"
+        label = controller_label(process)
+        if label in hosts.values():
+            raise ExportError(f"domain {domain.name!r}: the host name {label!r} is taken by a node")
+        hosts[process] = label
+    interdomain_hosts: dict[str, str] = {}
+    for index, site in enumerate(topology.borders):
+        at_a, at_b = classical_addresses(index, BORDER_NETWORK)
+        for node, end in ((site.a, at_a), (site.b, at_b)):
+            interdomain_hosts[node] = str(end.ip)
+            sans[node].append(str(end.ip))
+    return Addressing(hosts, sans, relay_hosts, interdomain_hosts)
 
 
 def node_name(process: Process) -> str:
     """The containerlab node of a process: the agent's is the node's host name."""
     if process.node is None:
-        return CONTROLLER
+        return controller_label(process.name)
     label = host_label(process.node, KM_SUFFIX)
     return label if process.role == "agent" else label + KM_SUFFIX
 
@@ -89,6 +118,16 @@ def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any
             )
         addresses.setdefault(a, []).append(f"ip address add {at_a} dev c{link.a_qkdi_id}")
         addresses.setdefault(b, []).append(f"ip address add {at_b} dev c{link.b_qkdi_id}")
+    sites: dict[str, int] = {}  # node -> border sites so far: its site interfaces x1, x2, ...
+    for index, pair in enumerate(network.plan.border_sites):
+        ends = []
+        for at, end in zip(pair, classical_addresses(index, BORDER_NETWORK), strict=True):
+            sites[at] = sites.get(at, 0) + 1
+            interface = f"{SITE_INTERFACE}{sites[at]}"
+            ends.append(f"{host_label(at)}:{interface}")
+            addresses.setdefault(host_label(at), []).append(f"ip address add {end} dev {interface}")
+        links.append({"endpoints": ends})
+    api_ports = {p.name: PORT_BASE + i for i, p in enumerate(network.controllers)}
     for process in network.processes:
         node: dict[str, Any] = {
             "kind": "linux",
@@ -97,14 +136,17 @@ def containerlab_topology(network: ExportedNetwork, image: str) -> dict[str, Any
             "cmd": shlex.join(process.command),
             "env": {"PYTHONUNBUFFERED": "1"},
             "binds": _binds(process),
-            "labels": {"qkd-sdn.role": process.role},
+            "labels": {"qkd-sdn.role": process.role}
+            | ({"qkd-sdn.domain": process.domain} if process.domain else {}),
         }
         if process.role == "agent" and addresses.get(node_name(process)):
             node["exec"] = addresses[node_name(process)]
         if process.role == "km" and process.node is not None:
             node["network-mode"] = f"container:{host_label(process.node)}"
         if process.role == CONTROLLER:
-            node["ports"] = [f"{port}:{port}" for port in process.ports.values()]
+            node["ports"] = [f"{api_ports[process.name]}:{port}" for port in process.ports.values()]
+        if process.domain:
+            node["group"] = f"domain-{process.domain}"
         nodes[node_name(process)] = node
     return {"name": network.name, "prefix": "", "topology": {"nodes": nodes, "links": links}}
 

@@ -8,6 +8,15 @@ and the pair is scheduled, restarted and scaled together as the node it models. 
 StatefulSet (replicas 1) so that each node keeps its volume (agent running config, key
 positions, key store) across restarts: a node that forgot its key stream positions would no
 longer match its peers.
+
+A network of several domains gets one Kubernetes namespace per domain (`<ns>-<domain>`):
+its controller Deployment, its nodes' pods, Services and ConfigMaps, and Secrets holding
+only its own CA's certificates and its own keys (a border KM also the peer domains' CA
+certificates its operator trusts; never another domain's key). A namespace rather than a
+label set because it is the unit Kubernetes gives an operator: RBAC on Secrets, quotas and
+network policies are per namespace, and each domain's objects keep the plain names
+(`controller`, `<node>`). Border KMs' Services carry the ETSI 020 port; the controllers
+reach each other at `controller.<ns>-<peer>.svc:8500` with the peer tokens in their Secret.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ REQUESTS = {
 MEMORY_LIMIT = "512Mi"
 READINESS_PORT = {"agent": "netconf", "km": "etsi014", "controller": "api"}
 MANIFEST_FILES = ("00-namespace.yaml", "10-secrets.yaml", "20-network.yaml")
+DOMAIN_LABEL = "qkd-sdn/domain"  # on every object of a network of several domains
 
 
 def k8s_name(node: str) -> str:
@@ -56,24 +66,42 @@ def check_names(nodes: Sequence[str]) -> None:
     host_labels(nodes, LONGEST_SUFFIX)
 
 
+def domain_namespace(namespace: str, domain: str) -> str:
+    """The Kubernetes namespace of `domain` ("": the network's one namespace)."""
+    if not domain:
+        return namespace
+    name = f"{namespace}-{domain.lower().replace('_', '-')}"
+    if not DNS_LABEL.fullmatch(name) or len(name) > 63:
+        raise ExportError(
+            f"domain {domain!r}: namespace {name!r} is not a DNS label of at most 63 characters"
+        )
+    return name
+
+
 def kubernetes_addressing(namespace: str) -> Callable[[Topology], Addressing]:
-    """Each node (and the controller) at its Service's DNS name in `namespace`."""
+    """Each node (and the controller) at its Service's DNS name in `namespace`, or in its
+    domain's namespace (`domain_namespace`) in a network of several domains."""
     if not DNS_LABEL.fullmatch(namespace) or len(namespace) > 63:
         raise ExportError(f"namespace {namespace!r} is not a DNS label of at most 63 characters")
 
     def addressing(topology: Topology) -> Addressing:
         nodes = [node.name for node in topology.nodes]
         check_names(nodes)
-        hosts = {node: f"{k8s_name(node)}.{namespace}.svc" for node in nodes}
+        where = {node.name: domain_namespace(namespace, node.domain) for node in topology.nodes}
+        hosts = {node: f"{k8s_name(node)}.{where[node]}.svc" for node in nodes}
         hosts[CONTROLLER] = f"{CONTROLLER}.{namespace}.svc"
+        for domain in topology.domains:
+            hosts[f"controller-{domain.name}"] = (
+                f"{CONTROLLER}.{domain_namespace(namespace, domain.name)}.svc"
+            )
         sans = {
             node: [
                 k8s_name(node) + suffix
                 for suffix in (
                     "",
-                    f".{namespace}",
-                    f".{namespace}.svc",
-                    f".{namespace}.svc.cluster.local",
+                    f".{where[node]}",
+                    f".{where[node]}.svc",
+                    f".{where[node]}.svc.cluster.local",
                 )
             ]
             for node in nodes
@@ -89,27 +117,39 @@ def kubernetes_addressing(namespace: str) -> Callable[[Topology], Addressing]:
 def kubernetes_documents(
     network: ExportedNetwork, namespace: str, image: str
 ) -> dict[str, list[dict[str, Any]]]:
-    """Manifest file name -> its documents (pure: reads the exported files, writes nothing)."""
+    """Manifest file name -> its documents (pure: reads the exported files, writes nothing).
+    Several domains: each in its own namespace (`domain_namespace`), see the module's doc."""
     check_names(network.node_names)
+    namespaces: list[dict[str, Any]] = []
     secrets: list[dict[str, Any]] = []
     objects: list[dict[str, Any]] = []
-    for node in network.node_names:
-        name = k8s_name(node)
-        agent, km = network.process(agent_name(node)), network.process(km_name(node))
-        labels = _labels(network, "node", name)
-        objects.append(_config_map(f"{name}-config", namespace, labels, (agent, km)))
-        secrets.append(_secret(f"{name}-agent", namespace, labels, agent))
-        secrets.append(_secret(f"{name}-km", namespace, labels, km))
-        objects.append(_service(name, namespace, labels, {**agent.ports, **km.ports}))
-        objects.append(_stateful_set(name, namespace, labels, image, (agent, km)))
-    controller = network.process(CONTROLLER)
-    labels = _labels(network, "controller", "controller")
-    objects.append(_config_map("controller-config", namespace, labels, (controller,)))
-    secrets.append(_secret("controller", namespace, labels, controller))
-    objects.append(_service("controller", namespace, labels, controller.ports))
-    objects.append(_deployment("controller", namespace, labels, image, controller))
-    namespace_doc = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
-    return dict(zip(MANIFEST_FILES, ([namespace_doc], secrets, objects), strict=True))
+    for controller in network.controllers:
+        domain = controller.domain
+        where = domain_namespace(namespace, domain)
+        namespaces.append(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta_of_namespace(where, domain)}
+        )
+        for node in network.domain_nodes(domain):
+            name = k8s_name(node)
+            agent, km = network.process(agent_name(node)), network.process(km_name(node))
+            labels = _labels(network, "node", name, domain)
+            objects.append(_config_map(f"{name}-config", where, labels, (agent, km)))
+            secrets.append(_secret(f"{name}-agent", where, labels, agent))
+            secrets.append(_secret(f"{name}-km", where, labels, km))
+            objects.append(_service(name, where, labels, {**agent.ports, **km.ports}))
+            objects.append(_stateful_set(name, where, labels, image, (agent, km)))
+        labels = _labels(network, "controller", "controller", domain)
+        objects.append(_config_map("controller-config", where, labels, (controller,)))
+        secrets.append(_secret("controller", where, labels, controller))
+        objects.append(_service("controller", where, labels, controller.ports))
+        objects.append(_deployment("controller", where, labels, image, controller))
+    return dict(zip(MANIFEST_FILES, (namespaces, secrets, objects), strict=True))
+
+
+def _meta_of_namespace(name: str, domain: str) -> dict[str, Any]:
+    if not domain:
+        return {"name": name}
+    return {"name": name, "labels": {"app.kubernetes.io/part-of": "qkd-sdn", DOMAIN_LABEL: domain}}
 
 
 def write_kubernetes(
@@ -128,12 +168,15 @@ def write_kubernetes(
     return written
 
 
-def _labels(network: ExportedNetwork, component: str, name: str) -> dict[str, str]:
+def _labels(
+    network: ExportedNetwork, component: str, name: str, domain: str = ""
+) -> dict[str, str]:
     return {
         "app.kubernetes.io/part-of": "qkd-sdn",
         "app.kubernetes.io/instance": network.name.rstrip("._-"),  # a label value ends alnum
         "app.kubernetes.io/component": component,
         "qkd-sdn/name": name,
+        **({DOMAIN_LABEL: domain} if domain else {}),
     }
 
 

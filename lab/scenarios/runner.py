@@ -185,7 +185,11 @@ def run_scenario(
     rounds = requests or scenario.requests
     timings: list[tuple[str, int, str, bytes, bytes, float, float, float, float]] = []
     with ExitStack() as stack:  # the twin stops first, then its namespaces (if any) go
-        placed = stack.enter_context(hosts_for(hosts, state, [n.name for n in topology.nodes]))
+        placed = stack.enter_context(
+            hosts_for(
+                hosts, state, [n.name for n in topology.nodes], [d.name for d in topology.domains]
+            )
+        )
         plan = make_plan(topology, topo_file, state, scenario.forced_paths, hosts=placed)
         stack.enter_context(
             running_lab(plan, progress=lambda name: say(f"started {name}"), hosts=placed)

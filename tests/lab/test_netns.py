@@ -11,12 +11,14 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -27,6 +29,8 @@ from lab import netns
 from lab.endpoints import Endpoints
 from lab.launcher import ManagedProcess, is_ours, recorded_processes
 from lab.netns import NetnsError, NetnsPlan
+from lab.plan import LabPlan
+from lab.scenarios.runner import sae_client
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = ("qnode1", "qnode2", "qnode3")
@@ -467,3 +471,99 @@ def test_lab_down_after_lab_up_was_killed_removes_every_process_and_namespace(
     assert _nothing_of(netns.lab_tag(state))
     again = qkdsdn("lab", "down", "--state-dir", str(state))
     assert again.returncode == 0, again.stderr
+
+
+# ---------------------------------------------------------------- three domains in namespaces
+
+
+def _enc_dec_across_domains(plan: LabPlan, deadline: float) -> tuple[str, bool]:
+    """app-a (a1, domain A) gets a key for app-c; app-c gets it at c2 (domain C): (key_ID,
+    same key). While the link pools synchronise after start-up the chain answers 503."""
+    enc_url = f"{plan.node('a1').km_etsi014_url}/api/v1/keys/app-c/enc_keys"
+    dec_url = f"{plan.node('c2').km_etsi014_url}/api/v1/keys/app-a/dec_keys"
+    with sae_client(plan, "app-a") as master, sae_client(plan, "app-c") as slave:
+        while (enc := master.get(enc_url, params={"number": 1}, timeout=60.0)).status_code == 503:
+            assert time.monotonic() < deadline, enc.text
+            time.sleep(0.5)
+        assert enc.status_code == 200, enc.text
+        key = enc.json()["keys"][0]
+        dec = slave.post(dec_url, json={"key_IDs": [{"key_ID": key["key_ID"]}]}, timeout=30.0)
+        assert dec.status_code == 200, dec.text
+        return key["key_ID"], dec.json()["keys"][0]["key"] == key["key"]
+
+
+def _handed_off(journal: Path) -> list[tuple[str, str, str]]:
+    """(key_id, sending peer, its ack callback URL) of the keys a border KM received over 020."""
+    with closing(sqlite3.connect(f"file:{journal}?mode=ro", uri=True, timeout=10.0)) as db:
+        rows = db.execute("SELECT key_id, peer, callback FROM incoming").fetchall()
+    return [(str(k), str(p), str(c)) for k, p, c in rows]
+
+
+@pytest.mark.timeout(900)  # 21 processes in 12 namespaces on a busy 2-core machine
+def test_three_domains_run_across_namespaces_with_the_020_hand_off_between_the_sites_two_hosts(
+    namespaces_allowed: None, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    up = qkdsdn(
+        "lab", "up", "three-domains", "--hosts", "netns", "--state-dir", str(state),
+        "--timeout", "400", timeout=600,
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        spaces, plan = netns.recorded(state), LabPlan.load(state / "plan.json")
+        assert spaces is not None
+        controllers = {slot.role: slot for slot in spaces.controllers}
+        assert set(controllers) == {"controller-A", "controller-B", "controller-C"}
+        # every process runs inside its own host's namespace
+        for process in recorded_processes(state):
+            if process.name.startswith("controller-"):
+                namespace = controllers[process.name].namespace
+            elif process.name.startswith("km-"):
+                namespace = spaces.slot(process.name.removeprefix("km-")).namespace
+            else:
+                continue
+            assert process.pid in netns.namespace_pids(namespace), process.name
+        # a border site's two nodes are two hosts: a_b and b_a each at their own address
+        a_b, b_a = spaces.address_of("a_b"), spaces.address_of("b_a")
+        assert a_b != b_a
+
+        key_id, same = _enc_dec_across_domains(plan, time.monotonic() + 240.0)
+        assert same  # app-a's key, handed A → B → C, is app-c's key at c2
+
+        # The 020 hand-off went from a_b's namespace to b_a's: b_a journaled the key from a_b
+        # with a callback on a_b's own address (b_a answers only a callback on its peer's host)
+        received = _handed_off(state / "km" / "b_a" / "interdomain.sqlite")
+        assert (key_id, "a_b") in {(k, p) for k, p, _ in received}
+        callback = next(c for k, _, c in received if k == key_id)
+        assert callback.startswith(f"https://{a_b}:{plan.node('a_b').km_etsi020_port}/")
+        # ... and a_b's KM holds its 020 connection from its address to b_a's 020 port (an
+        # idle connection may close: ask again until it is seen, bounded)
+        km_a_b = next(p for p in recorded_processes(state) if p.name == "km-a_b")
+        to_b_a = f"{b_a}:{plan.node('b_a').km_etsi020_port}"
+
+        def handing_off() -> bool:
+            return any(
+                local.startswith(f"{a_b}:") and peer == to_b_a and km_a_b.pid in pids
+                for local, peer, pids in _established(spaces.slot("a_b").namespace)
+            )
+
+        deadline = time.monotonic() + 120.0
+        while not handing_off():
+            assert time.monotonic() < deadline, _established(spaces.slot("a_b").namespace)
+            _enc_dec_across_domains(plan, deadline)
+
+        # Each controller reaches its own domain's nodes (NETCONF at their addresses) and
+        # no node of another domain.
+        netconf = {n.name: f"{n.host}:{n.netconf_port}" for n in plan.nodes}
+        for domain in plan.domains:
+            peers = {peer for _, peer, _ in _established(controllers[domain.process].namespace)}
+            own = {netconf[n] for n in domain.nodes}
+            others = {address for n, address in netconf.items() if n not in domain.nodes}
+            assert own <= peers, (domain.name, peers)
+            assert not peers & others, (domain.name, peers & others)
+    finally:
+        processes = recorded_processes(state) if (state / "pids.json").exists() else []
+        down = qkdsdn("lab", "down", "--state-dir", str(state))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert processes and not any(is_ours(p) for p in processes)
+    assert _nothing_of(netns.lab_tag(state))

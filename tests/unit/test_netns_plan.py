@@ -19,6 +19,7 @@ from lab.netns import (
     IFNAMSIZ,
     NetnsError,
     NetnsPlan,
+    domain_controllers,
     free_subnet,
     lab_tag,
     plan_namespaces,
@@ -213,3 +214,104 @@ def test_endpoints_of_a_namespace_twin_give_real_addresses_and_the_namespaces(
     assert endpoints.network.applications == "10.77.0.1"
     assert Endpoints.from_dict(json.loads(endpoints.to_json())) == endpoints
     assert "network" not in endpoints_from_plan(plan).to_dict()
+
+
+# ---------------------------------------------------------------- several domains
+
+DOMAIN_NODES = ("a1", "a2", "a_b", "b_a", "b1", "b_c", "c_b", "c1", "c2")
+
+
+def _domains_plan(tmp_path: Path) -> tuple[LabPlan, Hosts]:
+    hosts = from_netns(
+        plan_namespaces(DOMAIN_NODES, "qabc12", controllers=domain_controllers("ABC"))
+    )
+    path = topology_path("three-domains")
+    plan = make_plan(load_topology(path), path, tmp_path, with_pki=False, hosts=hosts)
+    return plan, hosts
+
+
+def test_each_domains_controller_gets_a_namespace_of_its_own_before_the_nodes() -> None:
+    plan = plan_namespaces(DOMAIN_NODES, "qabc12", controllers=domain_controllers("ABC"))
+    assert [(s.role, s.address) for s in plan.controllers] == [
+        ("controller-A", "10.77.0.2"), ("controller-B", "10.77.0.3"),
+        ("controller-C", "10.77.0.4"),
+    ]  # fmt: skip
+    assert plan.controller.role == "controller-A"  # the first domain's stands for "the" one
+    assert plan.slot("controller-B").namespace == "qabc12-controller-B"
+    assert [slot.role for slot in plan.nodes] == list(DOMAIN_NODES)
+    assert plan.address_of("a1") == "10.77.0.5"
+    assert NetnsPlan.from_dict(plan.to_dict()) == plan
+    assert domain_controllers(()) == (CONTROLLER,)
+
+
+def test_a_controller_role_that_is_no_controller_or_a_node_that_looks_like_one_is_refused() -> None:
+    with pytest.raises(NetnsError, match="'qnode1': a controller's role"):
+        plan_namespaces(NODES, "qabc12", controllers=("qnode1",))
+    with pytest.raises(NetnsError, match="'controller-x': a controller's role"):
+        plan_namespaces(["controller-x"], "qabc12")
+    with pytest.raises(NetnsError, match="each named once"):
+        plan_namespaces(NODES, "qabc12", controllers=("controller-A", "controller-A"))
+
+
+def test_every_process_of_a_namespace_twin_of_three_domains_runs_in_its_own_namespace(
+    tmp_path: Path,
+) -> None:
+    plan, hosts = _domains_plan(tmp_path)
+    assert [d.controller.host for d in plan.domains] == ["10.77.0.2", "10.77.0.3", "10.77.0.4"]
+    placed = {name: process_host(plan, hosts, name).namespace for name, _ in process_commands(plan)}
+    assert placed["controller-A"] == "qabc12-controller-A"
+    assert placed["controller-C"] == "qabc12-controller-C"
+    assert placed["km-b_a"] == "qabc12-b_a" and placed["km-a_b"] == "qabc12-a_b"
+    agents = [name for name in placed if name.startswith("agents-")]
+    assert len(agents) == len(DOMAIN_NODES)  # one agents process per node, on its host
+    assert {placed[name] for name in agents} == {f"qabc12-{n}" for n in DOMAIN_NODES}
+
+
+def test_the_configs_of_a_three_domain_namespace_twin_name_each_domains_real_addresses(
+    tmp_path: Path,
+) -> None:
+    plan, hosts = _domains_plan(tmp_path)
+    configs = process_configs(plan, plan.addresses())
+    a, b = plan.domain("A").controller, plan.domain("B").controller
+    controller_a = configs["controller-A"]
+    assert controller_a["listen"]["api"] == f"10.77.0.2:{a.api_port}"
+    # A's controller reaches A's nodes only, each at its own namespace's address
+    assert {n["name"]: n["netconf"].split(":")[0] for n in controller_a["nodes"]} == {
+        name: hosts.node(name).address for name in ("a1", "a2", "a_b")
+    }
+    peers = {p["name"]: p["url"] for p in controller_a["domain"]["peers"]}
+    assert peers["B"] == f"http://10.77.0.3:{b.api_port}"
+    assert peers["C"].startswith("http://10.77.0.4:")
+    # the 020 hand-off at site AB goes from a_b's namespace to b_a's, two addresses
+    a_b, b_a = plan.node("a_b"), plan.node("b_a")
+    section = configs["km-a_b"]["interdomain"]
+    assert section["listen"] == f"{hosts.node('a_b').address}:{a_b.km_etsi020_port}"
+    [peer] = section["peers"]
+    assert peer["url"] == f"https://{hosts.node('b_a').address}:{b_a.km_etsi020_port}/kmapi/v1"
+    assert hosts.node("a_b").address != hosts.node("b_a").address
+
+
+def test_endpoints_of_a_three_domain_namespace_twin_name_every_controllers_namespace(
+    tmp_path: Path,
+) -> None:
+    plan, hosts = _domains_plan(tmp_path)
+    network = endpoints_from_plan(plan, hosts).network
+    assert network is not None
+    assert {name: network.namespaces[name] for name in plan.controller_processes()} == {
+        "controller-A": "qabc12-controller-A",
+        "controller-B": "qabc12-controller-B",
+        "controller-C": "qabc12-controller-C",
+    }
+
+
+def test_the_domains_scenario_in_namespaces_is_refused_naming_what_runs_domains_there(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lab.cli import main
+
+    status = main(
+        ["lab", "run", "--scenario", "domains", "--hosts", "netns", "--out", str(tmp_path / "o")]
+    )
+    assert status == 2
+    assert "lab up three-domains --hosts netns" in capsys.readouterr().out
+    assert not (tmp_path / "o").exists()  # nothing was started
