@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +16,8 @@ from rich.text import Text
 
 from agents.emulator.physics import link_rate
 from common.console import console as terminal
-from lab.topology import Problem, Topology, TopologyError, load_topology, topology_path
+from lab.problems import print_problems
+from lab.topology import Topology, TopologyError, load_topology, topology_path
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,14 +42,6 @@ def register_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="a topology file or a packaged name (triangle, chain10, metro-madrid)",
     )
     check.set_defaults(func=cmd_check)
-
-
-def print_problems(problems: Sequence[Problem], console: Console) -> None:
-    for problem in problems:
-        # One plain line per problem (no markup: file names may hold brackets).
-        console.print(str(problem), markup=False, highlight=False, soft_wrap=True)
-    count = len(problems)
-    console.print(f"{count} problem{'s' if count != 1 else ''}", style="red")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -149,11 +149,11 @@ def _parse_forced(values: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from lab.commands import print_problems
     from lab.endpoints import endpoints_from_plan
     from lab.hosts import make_hosts, remove_hosts
     from lab.launcher import LabError, make_plan, start_supervised, start_with_free_ports
     from lab.netns import NetnsError
+    from lab.problems import print_problems
     from lab.topology import TopologyError, load_topology, topology_path
 
     console = terminal()

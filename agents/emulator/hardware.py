@@ -254,7 +254,7 @@ class NodeHardware:
     def _peer_of(self, qkdl_id: str) -> NodeHardware | None:
         """The node at the other end of `qkdl_id` when it lives in this process."""
         peer = self.site.node(self.modules[qkdl_id].end.peer_qkdn_id)
-        return peer if peer is not None and peer.module(qkdl_id) is not None else None
+        return peer if isinstance(peer, NodeHardware) and peer.module(qkdl_id) is not None else None
 
     def report(self, qkdl_id: str) -> LinkReport:
         module = self.checked_module(qkdl_id)

@@ -7,12 +7,18 @@ instant, so both key streams stay index-for-index identical.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from agents.emulator.qkd_module import Clock, QkdModule
 
-if TYPE_CHECKING:
-    from agents.emulator.hardware import NodeHardware
+
+class SiteNode(Protocol):
+    """What a site needs of a node's hardware: its id and its modules by link."""
+
+    @property
+    def qkdn_id(self) -> str: ...
+
+    def module(self, qkdl_id: str) -> QkdModule | None: ...
 
 
 class Site:
@@ -21,12 +27,12 @@ class Site:
     def __init__(self, clock: Clock = time.monotonic, start: float | None = None) -> None:
         self.clock = clock
         self.start = clock() if start is None else start
-        self._nodes: dict[str, NodeHardware] = {}
+        self._nodes: dict[str, SiteNode] = {}
 
-    def add(self, node: NodeHardware) -> None:
+    def add(self, node: SiteNode) -> None:
         self._nodes[node.qkdn_id] = node
 
-    def node(self, qkdn_id: str) -> NodeHardware | None:
+    def node(self, qkdn_id: str) -> SiteNode | None:
         return self._nodes.get(qkdn_id)
 
     def peer_module(self, qkdl_id: str, peer_qkdn_id: str) -> QkdModule | None:

@@ -31,10 +31,10 @@ def register_export(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def cmd_export(args: argparse.Namespace) -> int:
     from common.console import console as terminal
-    from lab.commands import print_problems
     from lab.export.containerlab import STATE, containerlab_addressing, write_containerlab
     from lab.export.kubernetes import kubernetes_addressing, write_kubernetes
     from lab.export.network import ExportError, plan_export
+    from lab.problems import print_problems
     from lab.topology import TopologyError, load_topology, topology_path
 
     console = terminal()
