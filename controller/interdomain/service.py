@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from common.audit import AuditLog
 from controller.config import DomainConfig
 from controller.errors import ControllerError, UnknownIntent
-from controller.intents.service import IntentService
+from controller.intents.service import IntentEvent, IntentEventType, IntentService
 from controller.interdomain.reservations import (
     Hold,
     HoldState,
@@ -24,6 +24,7 @@ from controller.interdomain.reservations import (
 )
 from controller.interdomain.view import DomainView, compute_view
 from controller.model import DeviceId, IntentState, KeyRequest, QoS, TopologySnapshot
+from yang.model import KeyMode
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,23 @@ class DomainService:
         self._clock = clock
         self.book = ReservationBook(config.reservation_ttl_s)
         self.peer_views: dict[str, DomainView] = {}  # the latest view of each peer domain
+        self.peer_seen: dict[str, float] = {}  # peer domain -> when its view last came (unix s)
         self.on_change: list[Callable[[], None]] = []  # called when the view may have changed
         intents.holds = self.book.held
+        intents.listeners.add(self._on_intent)
+
+    def _on_intent(self, event: IntentEvent) -> None:
+        """A committed segment whose intent failed (no path left in this domain, e.g. its
+        border cut off) is broken: its origin learns it from its reservations and re-routes."""
+        if event.type is not IntentEventType.FAILED:
+            return
+        hold = self.book.get(event.intent.intent_id)
+        if hold is not None and hold.state is HoldState.COMMITTED:
+            self.book.broken(hold.id, "the segment has no path left in this domain")
+            self._audit.record(
+                who(hold.origin), "peer", "interdomain.broken", hold.id, "failed", hold.reason
+            )
+            self._changed()
 
     @property
     def name(self) -> str:
@@ -66,6 +82,7 @@ class DomainService:
             self._intents.reservations(),
             self.peer_views,
             self._clock(),
+            self.config.partners,
         )
 
     def accept_view(self, caller: str, view: DomainView) -> DomainView | Refusal:
@@ -75,6 +92,7 @@ class DomainService:
         if self.config.peer(caller) is None:
             return Refusal(403, f"domain {caller} is not a peer of domain {self.name}")
         self.peer_views[caller] = view
+        self.peer_seen[caller] = self._clock()
         return view
 
     def _changed(self) -> None:
@@ -161,6 +179,7 @@ class DomainService:
             hold.request.master_sae,
             (hold.request.slave_sae,),
             QoS(hold.request.rate_bps, hold.request.rate_bps),
+            key_mode=_mode(hold.request.key_mode),
         )  # not pinned to the held path: the intent may be re-routed inside the domain later
         try:
             intent = await self._intents.submit(request, intent_id=ident)
@@ -193,7 +212,7 @@ class DomainService:
         if hold is None or hold.origin != caller:
             result: Hold | Refusal = Refusal(404, f"no reservation {ident}")
         else:
-            if hold.state in (HoldState.COMMITTED, HoldState.COMMITTING):
+            if hold.state in (HoldState.COMMITTED, HoldState.COMMITTING, HoldState.BROKEN):
                 await self._drop_intent(ident)
             result = self.book.release(ident, reason or f"released by {caller}")
         self._record(caller, "interdomain.release", ident, result)
@@ -246,6 +265,14 @@ class DomainService:
 
 def _summary(request: ReservationRequest) -> str:
     return f"{request.master_sae}>{request.slave_sae} {request.rate_bps} bit/s {request.key_mode}:"
+
+
+def _mode(text: str) -> KeyMode:
+    """The key mode a reservation asked for (an unknown one was refused by policy)."""
+    try:
+        return KeyMode(text)
+    except ValueError:
+        return KeyMode.QKD_PREFERRED
 
 
 def answer(result: Hold | Refusal) -> tuple[int, Mapping[str, object]]:
