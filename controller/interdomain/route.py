@@ -64,17 +64,17 @@ def candidate_paths(
 
 
 @dataclass(frozen=True)
-class _Side:
+class BorderSide:
     """One domain's borders toward another, each with the node it meets (None: unknown)."""
 
     borders: tuple[tuple[str, str | None], ...]
 
 
-def _side(view: DomainView, toward: str) -> _Side:
-    return _Side(tuple((b.node, b.peer_node) for b in view.borders if b.peer_domain == toward))
+def _side(view: DomainView, toward: str) -> BorderSide:
+    return BorderSide(tuple((b.node, b.peer_node) for b in view.borders if b.peer_domain == toward))
 
 
-def crossings(left: _Side, right: _Side, avoid: frozenset[str]) -> list[tuple[str, str]]:
+def crossings(left: BorderSide, right: BorderSide, avoid: frozenset[str]) -> list[tuple[str, str]]:
     """The border pairs (left, right) at one site: a pair is at one site when each side that
     names its partner names the other; when neither does, every pair is possible."""
     pairs = []
@@ -93,7 +93,7 @@ def _routes_on(
     path: tuple[str, ...],
     views: Mapping[str, DomainView],
     slave: str,
-    own_side: _Side,
+    own_side: BorderSide,
     own_rate: Mapping[str, int] | None,
     avoid: frozenset[str],
 ) -> list[DomainRoute] | str:
@@ -156,7 +156,7 @@ def plan_routes(
     routes: list[DomainRoute] = []
     reasons: list[str] = []
     for path in candidate_paths(own, neighbours, views, slave):
-        own_side = _Side(
+        own_side = BorderSide(
             tuple(
                 (node, known.get(node)) for node, peer in sorted(usable.items()) if peer == path[1]
             )

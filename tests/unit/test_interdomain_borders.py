@@ -9,7 +9,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from controller.interdomain.route import Segment, crossings, plan_routes, _Side
+from controller.interdomain.route import BorderSide, Segment, crossings, plan_routes
 from controller.interdomain.view import Border, BorderRate, DomainView
 from controller.model import IntentState
 from tests.harness.borders import Side, a_to_b, two_borders, views
@@ -78,8 +78,8 @@ def test_borders_pair_only_at_one_site() -> None:
     assert not isinstance(routes, str)
     assert len(routes) == 2
     # nobody says which border meets which: every pair is possible (one border each: one)
-    left = _Side((("a_b1", None), ("a_b2", None)))
-    right = _Side((("b_a1", None), ("b_a2", None)))
+    left = BorderSide((("a_b1", None), ("a_b2", None)))
+    right = BorderSide((("b_a1", None), ("b_a2", None)))
     assert len(crossings(left, right, frozenset())) == 4
 
 
