@@ -14,6 +14,7 @@ from controller.config import DomainConfig
 from controller.errors import ControllerError, UnknownIntent
 from controller.intents.service import IntentEvent, IntentEventType, IntentService
 from controller.interdomain.reservations import (
+    LIVE,
     Hold,
     HoldState,
     Refusal,
@@ -101,6 +102,51 @@ class DomainService:
                 listener()
             except Exception:
                 log.exception("inter-domain change listener")
+
+    def peers_status(self) -> list[dict[str, object]]:
+        """Each peer domain as this controller sees it (`GET /interdomain/peers`, operators
+        only): whether it is a neighbour and through which borders, how old its view is,
+        what it serves and reaches, and what it holds here."""
+        self.expire()
+        now = self._clock()
+        stale_after = 3 * self.config.view_interval_s
+        rows: list[dict[str, object]] = []
+        for peer in self.config.peers:
+            view = self.peer_views.get(peer.name)
+            seen = self.peer_seen.get(peer.name)
+            age = None if seen is None else max(0.0, round(now - seen, 1))
+            if view is None:
+                state = "no view"
+            elif age is not None and age > stale_after:
+                state = "stale"
+            else:
+                state = "up"
+            borders = sorted(
+                f"{node}|{self.config.partners[node]}" if node in self.config.partners else node
+                for node, domain in self.config.borders.items()
+                if domain == peer.name
+            )
+            live = [h for h in self.book.all() if h.origin == peer.name and h.state in LIVE]
+            rows.append(
+                {
+                    "name": peer.name,
+                    "url": peer.url,
+                    "state": state,
+                    "view_age_s": age,
+                    "neighbour": bool(borders),
+                    "borders": borders,
+                    "saes": list(view.saes) if view is not None else [],
+                    # what it leads to beyond itself (our own SAEs through it: a loop)
+                    "reach": sorted(
+                        sae for sae in (view.reach if view else {}) if sae not in self.config.saes
+                    ),
+                    "reservations": len(live),
+                    "reserved_bps": sum(h.request.rate_bps for h in live),
+                    "rate_cap_bps": peer.rate_cap_bps,
+                    "key_modes": list(peer.key_modes),
+                }
+            )
+        return rows
 
     def holds_of(self, caller: str | None) -> list[Hold]:
         """The reservations `caller` (a peer domain) made here; all of them for None."""
