@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.table import Table
@@ -33,6 +34,12 @@ def register(
     ):
         parser = sub.add_parser(name, help=help_text)
         target(parser)
+        parser.add_argument(
+            "--domain",
+            metavar="NAME",
+            help="with --state-dir/--plan of a twin of several domains: the controller of "
+            "domain NAME (its config/controller-NAME.yaml)",
+        )
         parser.add_argument("--json", action="store_true", help="the API's JSON, as it is")
         parser.set_defaults(func=func)
 
@@ -166,9 +173,37 @@ def show(tables: list[tuple[str, Rows]], empty: str) -> None:
             out.print(f"[yellow]{empty}[/]")
 
 
-def _fetch(args: argparse.Namespace, path: str) -> Any:
-    from controller.cli import _call  # the controller CLI's target, token and errors
+def domain_config_file(state_dir: Path, domain: str | None) -> Path | None:
+    """The controller.yaml of `domain` in a lab state directory (None: its single
+    controller's); SystemExit naming the domains when a twin of several needs --domain."""
+    config = state_dir / "config"
+    if domain is not None:
+        path = config / f"controller-{domain}.yaml"
+        if not path.exists():
+            known = sorted(
+                p.stem.removeprefix("controller-") for p in config.glob("controller-*.yaml")
+            )
+            raise SystemExit(
+                f"no controller of domain {domain} in {state_dir}; domains: {', '.join(known) or 'none'}"
+            )
+        return path
+    if not (config / "controller.yaml").exists():
+        known = sorted(p.stem.removeprefix("controller-") for p in config.glob("controller-*.yaml"))
+        if known:
+            raise SystemExit(
+                f"{state_dir} is a twin of several domains: pass --domain ({', '.join(known)})"
+            )
+    return None
 
+
+def _fetch(args: argparse.Namespace, path: str) -> Any:
+    from controller.cli import DEFAULT_STATE_DIR, _call  # the controller CLI's target and token
+
+    if args.url is None and args.config is None:
+        state_dir = Path(args.plan).parent if args.plan is not None else args.state_dir
+        chosen = domain_config_file(state_dir or DEFAULT_STATE_DIR, args.domain)
+        if chosen is not None:
+            args.config = chosen
     return _call(args, "GET", path)
 
 

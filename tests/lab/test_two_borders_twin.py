@@ -6,6 +6,8 @@ the association, with nothing left reserved at the lost one."""
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +25,7 @@ from lab.topology import load_topology, topology_path
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(600)]
 
 START_S = 240.0
+QKDSDN = (sys.executable, "-m", "lab.cli", "controller", "interdomain")
 SITES = {"a_b1": "b_a1", "a_b2": "b_a2"}
 
 
@@ -115,3 +118,40 @@ def test_keys_keep_flowing_through_the_other_border_when_one_is_cut_off(twin: La
     for domain in "AB":  # the association through the lost site is released everywhere
         old = [h for h in _holds(twin, domain) if h["id"] == first["id"]]
         assert [h["state"] for h in old] == ["released"], domain
+
+    # what an operator sees of it: `qkdsdn controller interdomain ... --domain A`
+    rows = _cli(twin, "reservations", "--domain", "A").splitlines()[1:]
+    states = {row.split()[0]: row for row in rows}
+    assert "released" in states[first["id"]] and f"app-a → {used}" in states[first["id"]]
+    assert "committed" in states[moved["id"]] and f"app-a → {other}" in states[moved["id"]]
+    peers = _cli(twin, "peers", "--domain", "A").splitlines()
+    assert peers[1].split()[:2] == ["B", "up"]
+    assert f"{used}|{SITES[used]}" in peers[1] and f"{other}|{SITES[other]}" in peers[1]
+    view = _cli(twin, "view", "--domain", "B")
+    lines = [line.split() for line in view.splitlines()]
+    assert ["b_a1", "A", "a_b1"] in lines and ["b_a2", "A", "a_b2"] in lines
+    assert "# domain B: free key rate" in view and "b1" not in {w for line in lines for w in line}
+
+
+def _cli(plan: LabPlan, *args: str) -> str:
+    done = subprocess.run(
+        [*QKDSDN, *args, "--state-dir", plan.state_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_cli_asks_which_domain_of_a_twin_of_several(twin: LabPlan) -> None:
+    done = subprocess.run(
+        [*QKDSDN, "peers", "--state-dir", twin.state_dir],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "is a twin of several domains: pass --domain (A, B)" in done.stderr
