@@ -9,8 +9,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
 from controller.interdomain.route import BorderSide, Segment, crossings, plan_routes
-from controller.interdomain.view import Border, BorderRate, DomainView
+from controller.interdomain.view import Border, BorderRate, DomainView, ViewError
 from controller.model import IntentState
 from tests.harness.borders import Side, a_to_b, two_borders, views
 from tests.harness.domains import Clock, LocalPeer
@@ -269,3 +271,33 @@ def test_a_key_mode_the_peer_does_not_allow_is_refused_with_nothing_reserved(
         assert peer.calls == ["reserve", "release"]  # a policy refusal: no other pair tried
 
     run(settled(sides, scenario()))
+
+
+# ---------------------------------------------------------------- configuration and view
+
+
+def test_the_partner_of_each_border_is_read_and_checked(tmp_path: Path) -> None:
+    from controller.config import ConfigError, load
+    from tests.unit.test_interdomain_config import write_config
+
+    peer = {"name": "B", "url": "http://x:1", "token_file": "to-b", "accept_token_file": "from-b"}
+    section = {"name": "A", "borders": {"a_b": "B"}, "peers": [peer], "partners": {"a_b": "b_a"}}
+    domain = load(write_config(tmp_path, section), env={}).domain
+    assert domain is not None and dict(domain.partners) == {"a_b": "b_a"}
+    section["partners"] = {"a1": "b_x", "a_b": "a1"}  # not a border; one of our own nodes
+    with pytest.raises(ConfigError) as caught:
+        load(write_config(tmp_path, section), env={})
+    assert "domain.partners.a1: not one of domain.borders" in str(caught.value)
+    assert "domain.partners.a_b: bad value 'a1'" in str(caught.value)
+
+
+def test_a_border_s_partner_travels_in_the_view_and_a_bad_one_is_named() -> None:
+    view = b_view(1, 2)
+    again = DomainView.from_json(view.to_json())
+    assert again.borders == view.borders
+    assert view.to_json()["borders"][0] == {"node": "b_a1", "peer_domain": "A", "peer_node": "a_b1"}
+    assert "peer_node" not in b_view(1, 2, paired=False).to_json()["borders"][0]
+    bad = view.to_json()
+    bad["borders"][1]["peer_node"] = 7
+    with pytest.raises(ViewError, match=r"borders\[1\]\.peer_node must be a non-empty string"):
+        DomainView.from_json(bad)
