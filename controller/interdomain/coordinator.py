@@ -436,8 +436,7 @@ class Coordinator:
                 if result.domain != name:
                     log.warning("peer %s sent the view of domain %s: ignored", name, result.domain)
                     continue
-                self.domain.peer_views[name] = result
-                self.domain.peer_seen[name] = time.time()
+                self.domain.saw_view(name, result)
                 self._seen[name] = now
             elif now - self._seen.get(name, now - stale - 1) > stale:
                 self.domain.peer_views.pop(name, None)

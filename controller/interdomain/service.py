@@ -92,9 +92,13 @@ class DomainService:
             return Refusal(403, f"domain {caller} may only send its own view, not {view.domain}'s")
         if self.config.peer(caller) is None:
             return Refusal(403, f"domain {caller} is not a peer of domain {self.name}")
-        self.peer_views[caller] = view
-        self.peer_seen[caller] = self._clock()
+        self.saw_view(caller, view)
         return view
+
+    def saw_view(self, peer: str, view: DomainView) -> None:
+        """The latest view of `peer` (fetched or pushed), and when it came."""
+        self.peer_views[peer] = view
+        self.peer_seen[peer] = self._clock()
 
     def _changed(self) -> None:
         for listener in list(self.on_change):

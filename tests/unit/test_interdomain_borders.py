@@ -301,3 +301,20 @@ def test_a_border_s_partner_travels_in_the_view_and_a_bad_one_is_named() -> None
     bad["borders"][1]["peer_node"] = 7
     with pytest.raises(ViewError, match=r"borders\[1\]\.peer_node must be a non-empty string"):
         DomainView.from_json(bad)
+
+
+def test_a_peer_s_status_shows_its_sites_and_a_view_gone_stale(tmp_path: Path) -> None:
+    clock = Clock()
+    sides = two_borders(tmp_path, clock)
+    a = sides["A"]
+
+    async def scenario() -> None:
+        await views(sides)
+        [b] = a.service.peers_status()
+        assert (b["name"], b["state"], b["view_age_s"], b["neighbour"]) == ("B", "up", 0.0, True)
+        assert b["borders"] == ["a_b1|b_a1", "a_b2|b_a2"] and b["saes"] == ["app-b"]
+        clock.now += 3 * a.service.config.view_interval_s + 0.5
+        [b] = a.service.peers_status()
+        assert (b["state"], b["view_age_s"]) == ("stale", 3.5)
+
+    run(settled(sides, scenario()))
