@@ -58,7 +58,7 @@ class _Failed:
 
     ident: str
     reason: str
-    final: bool = False  # a refusal no other route avoids (policy, malformed)
+    final: bool = False  # a refusal no other route avoids (policy, malformed, no answer)
 
 
 @dataclass(frozen=True)
@@ -251,7 +251,10 @@ class Coordinator:
             answer = await self._bounded(peer.reserve(asked))
             if answer.status not in (200, 201) or answer.state != HoldState.RESERVED.value:
                 reason = _refusal(segment.domain, "reserve", answer)
-                return await self._undo(ident, reached, reason, answer.status in (400, 403))
+                # policy or malformed: the same on every route; no answer: asking the same
+                # controller again per border pair would multiply the wait
+                final = answer.status in (0, 400, 403)
+                return await self._undo(ident, reached, reason, final)
         for segment in reversed(route.segments):  # far end first: keys flow once A installs
             commit = self.peers[segment.domain].commit(ident)
             answer = await self._bounded(commit, COMMIT_FACTOR)

@@ -318,3 +318,20 @@ def test_a_peer_s_status_shows_its_sites_and_a_view_gone_stale(tmp_path: Path) -
         assert (b["state"], b["view_age_s"]) == ("stale", 3.5)
 
     run(settled(sides, scenario()))
+
+
+def test_a_peer_that_does_not_answer_is_not_asked_again_for_each_border(tmp_path: Path) -> None:
+    sides = two_borders(tmp_path, Clock())
+    a = sides["A"]
+
+    async def scenario() -> None:
+        await views(sides)
+        peer = a.coord().peers["B"]
+        assert isinstance(peer, LocalPeer)
+        peer.hang = True
+        outcome = await a.coord().submit(a_to_b(a))
+        assert not outcome.committed and "domain B did not answer the reserve" in outcome.reason
+        assert peer.calls == ["reserve", "release"]
+        assert live_everywhere(sides)["A"] == []
+
+    run(settled(sides, scenario()))
