@@ -123,7 +123,9 @@ class Refusal:
 
 
 INTERDOMAIN = "/interdomain"
-INTERDOMAIN_READS = frozenset({"/interdomain/view", "/interdomain/reservations"})
+INTERDOMAIN_READS = frozenset(
+    {"/interdomain/view", "/interdomain/reservations", "/interdomain/peers"}
+)
 
 
 def is_interdomain(path: str) -> bool:

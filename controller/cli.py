@@ -1,4 +1,5 @@
-"""`qkdsdn controller run | status | topology | paths A B | intents | withdraw ID | policy NAME`.
+"""`qkdsdn controller run | status | topology | paths A B | intents | withdraw ID | policy NAME
+| interdomain view|reservations|peers`.
 
 Every call to a running controller carries a bearer token (controller/api_token.py): by
 default the controller.yaml's `api_token_file` (a lab's operator token); `--role` picks the
@@ -74,6 +75,10 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     policy.add_argument("name", choices=["fewest-hops", "key-aware"])
     _target(policy)
     policy.set_defaults(func=cmd_policy)
+
+    from controller.interdomain import cli as interdomain_cli
+
+    interdomain_cli.register(commands, _target)
 
 
 def _target(parser: argparse.ArgumentParser) -> None:

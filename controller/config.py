@@ -67,6 +67,7 @@ DOMAIN_FIELDS = (
     "reservation_ttl_s",
     "peer_timeout_s",
     "view_interval_s",
+    "partners",
 )
 PEER_FIELDS = (
     "name",
@@ -156,6 +157,9 @@ class DomainConfig:
     reservation_ttl_s: float = 10.0
     peer_timeout_s: float = 3.0
     view_interval_s: float = 2.0  # how often the peers' abstract views are fetched
+    # border node -> the peer domain's node at the same border site (several borders toward
+    # one domain: which of its borders each one meets); empty: not said
+    partners: Mapping[str, str] = field(default_factory=dict)
 
     def peer(self, name: str) -> PeerDomain | None:
         return next((p for p in self.peers if p.name == name), None)
@@ -376,6 +380,10 @@ def _domain(r: Reader, data: Any, names: set[str]) -> DomainConfig | None:
     for node, peer_name in borders.items():
         if peer_name not in seen:
             r.error(f"domain.borders.{node}", f"peer domain {peer_name} is not in domain.peers")
+    partners = r.names(top, "partners", "domain", lambda node: node not in names)
+    for node in partners:
+        if node not in borders:
+            r.error(f"domain.partners.{node}", "not one of domain.borders")
     return DomainConfig(
         name,
         borders,
@@ -384,6 +392,7 @@ def _domain(r: Reader, data: Any, names: set[str]) -> DomainConfig | None:
         r.number(top, "reservation_ttl_s", "domain", 10.0),
         r.number(top, "peer_timeout_s", "domain", 3.0),
         r.number(top, "view_interval_s", "domain", 2.0),
+        partners,
     )
 
 

@@ -97,7 +97,29 @@ class NodeView:
             and assoc.destination in (slave_qkdn_id, None)
             and (not assoc.path or assoc.path[0] == self.qkdn_id)
         ]
-        return min(candidates, key=lambda a: _PREFERENCE[a.state], default=None)
+        found = min(candidates, key=lambda a: _PREFERENCE[a.state], default=None)
+        if found is None or found.state is not AdmissionState.ADMITTED:
+            # Across domains the controller may end the segment at another border than the
+            # one the applications map names (several border sites toward one domain).
+            elsewhere = self._admitted_elsewhere(master, slaves)
+            if elsewhere is not None:
+                return elsewhere
+        return found
+
+    def _admitted_elsewhere(self, master: str, slaves: Sequence[str]) -> Association | None:
+        """The admitted association originating here for exactly (master, slaves), whatever
+        node it ends at."""
+        for assoc in self.associations:
+            if (
+                assoc.master == master
+                and set(assoc.slaves) == set(slaves)
+                and assoc.prev_hop is None
+                and assoc.state is AdmissionState.ADMITTED
+                and assoc.path
+                and assoc.path[0] == self.qkdn_id
+            ):
+                return assoc
+        return None
 
     def destination_association(self, master: str, slaves: Sequence[str]) -> Association | None:
         """The admitted association that ends at this node for (master → slaves)."""

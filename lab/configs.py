@@ -125,10 +125,10 @@ def _interdomain(plan: LabPlan, node: NodePlan, place: _Place) -> dict[str, Any]
     operator allows, the co-located KM of the other domain and the SAEs reached through it."""
     domain = plan.domain(node.domain)
     partner = plan.node(plan.border_partner(node.name) or "")
-    reached = sorted(
+    reached = sorted(  # with several sites toward one domain, each border reaches them all
         sae
         for sae, border in foreign_applications(plan, domain.name).items()
-        if border == node.name
+        if domain.borders.get(border) == domain.borders.get(node.name)
     )
     return {
         "domain": domain.name,
@@ -169,6 +169,8 @@ def _domain_section(plan: LabPlan, name: str, place: _Place) -> dict[str, Any]:
     return {
         "name": name,
         "borders": dict(sorted(domain.borders.items())),
+        # the other domain's node at each border site (several sites toward one domain)
+        "partners": {b: plan.border_partner(b) for b in sorted(domain.borders)},
         # its own SAEs and the node serving each (what its abstract view announces)
         "saes": {app.sae_id: app.node for app in plan.apps if app.node in domain.nodes},
         "peers": peers,

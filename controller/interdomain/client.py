@@ -87,3 +87,17 @@ class HttpPeer:
 
     async def release(self, ident: str) -> PeerAnswer:
         return await self._call("DELETE", f"/interdomain/reservations/{ident}")
+
+    async def reservations(self) -> list[dict[str, Any]] | None:
+        """The reservations this domain holds at the peer; None when it did not answer."""
+        try:
+            response = await self._client.get("/interdomain/reservations")
+        except httpx.HTTPError:
+            return None
+        if response.status_code != 200:
+            return None
+        try:
+            data = response.json()
+        except ValueError:
+            return None
+        return [h for h in data if isinstance(h, dict)] if isinstance(data, list) else None

@@ -23,7 +23,7 @@ from controller.errors import ControllerError, UnknownIntent
 from controller.intents.service import IntentEvent, IntentEventType, IntentService
 from controller.interdomain.client import COMMIT_FACTOR, PeerAnswer
 from controller.interdomain.reservations import Hold, HoldState, Refusal, ReservationRequest
-from controller.interdomain.route import DomainRoute, plan_route
+from controller.interdomain.route import DomainRoute, plan_routes
 from controller.interdomain.service import DomainService
 from controller.interdomain.view import DomainView
 from controller.model import IntentState, KeyRequest, TopologySnapshot
@@ -39,6 +39,7 @@ class PeerClient(Protocol):
     async def reserve(self, request: ReservationRequest) -> PeerAnswer: ...
     async def commit(self, ident: str) -> PeerAnswer: ...
     async def release(self, ident: str) -> PeerAnswer: ...
+    async def reservations(self) -> list[dict[str, Any]] | None: ...
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class Outcome:
     committed: bool
     domains: tuple[str, ...] = ()
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """One route that did not work out (everything it reserved released)."""
+
+    ident: str
+    reason: str
+    final: bool = False  # a refusal no other route avoids (policy, malformed, no answer)
 
 
 @dataclass(frozen=True)
@@ -65,7 +75,6 @@ class Coordinator:
         intents: IntentService,
         topology: Callable[[], TopologySnapshot],
         timeout_s: float,
-        key_mode: str = "qkd-preferred",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.domain = domain
@@ -73,12 +82,12 @@ class Coordinator:
         self._intents = intents
         self._topology = topology
         self.timeout_s = timeout_s
-        self.key_mode = key_mode
         self._clock = clock
         self.sessions: dict[str, Session] = {}  # committed inter-domain associations from here
         self.refused: dict[str, KeyRequest] = {}  # rejection record id -> request, retried
         self._retried = clock()
         self._pending: set[tuple[str, str]] = set()
+        self._moving: set[str] = set()  # sessions being re-routed
         self._seen: dict[str, float] = {}  # peer -> when its view was last fetched
         self._tasks: set[asyncio.Task[Any]] = set()
         intents.listeners.add(self._on_intent)
@@ -153,27 +162,81 @@ class Coordinator:
         for ident, session in self.sessions.items():
             if session.request == request:
                 return Outcome(ident, True, session.route.domains, "already installed")
-        egress = self._topology().name_of(request.dst)
-        route = plan_route(
-            self.own, self.domain.config.borders, self.domain.peer_views, slave, egress
-        )
+        routes = self.plan(request)
         ident = str(uuid.uuid4())
-        if isinstance(route, str):
-            return await self._refuse(request, ident, [], route, retry_of)
-        mine = ReservationRequest(
-            ident, master, slave, None, egress, request.qos.wanted, self.key_mode, self.own
+        if isinstance(routes, str):
+            return await self._refuse(request, ident, [], routes, retry_of)
+        attempt = await self._establish(request, routes)
+        if isinstance(attempt, _Failed):
+            return await self._refuse(request, attempt.ident, [], attempt.reason, retry_of)
+        return attempt
+
+    def plan(
+        self, request: KeyRequest, avoid: frozenset[str] = frozenset()
+    ) -> list[DomainRoute] | str:
+        """The ways toward the request's slave SAE on the peers' views, best first: each
+        border pair toward a neighbour (this domain's rate from the master's node to each own
+        border counts), never through a border in `avoid`."""
+        own_view = self.domain.view()
+        master = request.server_app_id
+        own_rate = {b.node: own_view.rate(b.node, master) for b in own_view.borders}
+        return plan_routes(
+            self.own,
+            self.domain.config.borders,
+            self.domain.peer_views,
+            request.client_app_ids[0],
+            partners=self.domain.config.partners,
+            own_rate=own_rate,
+            avoid=avoid,
         )
-        local = self.domain.reserve_local(mine, request.src, request.dst)
-        if isinstance(local, Refusal):
-            return await self._refuse(
-                request, ident, [], f"domain {self.own}: {local.reason}", retry_of
+
+    async def _establish(self, request: KeyRequest, routes: list[DomainRoute]) -> Outcome | _Failed:
+        """Tries the routes in order: a border out (a domain without capacity or a way to it)
+        moves on to the next; a refusal by policy (the same on every route) ends it. Nothing
+        stays reserved anywhere from a route that failed."""
+        reasons: list[str] = []
+        last = ""
+        for route in routes:
+            ident = str(uuid.uuid4())
+            last = ident
+            result = await self._try_route(request, ident, route)
+            if isinstance(result, Outcome):
+                return result
+            reasons.append(result.reason)
+            if result.final:
+                break
+        reason = (
+            reasons[0]
+            if len(reasons) == 1
+            else "; ".join(
+                f"via {', '.join(sorted(route.borders))}: {why}"
+                for route, why in zip(routes, reasons, strict=False)
             )
+        )
+        return _Failed(last, reason, True)
+
+    async def _try_route(
+        self, request: KeyRequest, ident: str, route: DomainRoute
+    ) -> Outcome | _Failed:
+        master, slave = request.server_app_id, request.client_app_ids[0]
+        mode = request.key_mode.value
+        egress = route.egress or self._topology().name_of(request.dst)
+        try:
+            dst = self._topology().resolve(egress)
+        except KeyError:
+            return _Failed(ident, f"domain {self.own}: border {egress} is not reachable now")
+        mine = ReservationRequest(
+            ident, master, slave, None, egress, request.qos.wanted, mode, self.own
+        )
+        local = self.domain.reserve_local(mine, request.src, dst)
+        if isinstance(local, Refusal):
+            return _Failed(ident, f"domain {self.own}: {local.reason}", local.status == 403)
         reached: list[str] = []
         for segment in route.segments:
             peer = self.peers.get(segment.domain)
             if peer is None:
                 reason = f"domain {segment.domain} is not a peer of domain {self.own}"
-                return await self._refuse(request, ident, reached, reason, retry_of)
+                return await self._undo(ident, reached, reason)
             reached.append(segment.domain)  # a peer that did not answer may still hold it
             asked = ReservationRequest(
                 ident,
@@ -182,26 +245,44 @@ class Coordinator:
                 segment.ingress,
                 segment.egress,
                 request.qos.wanted,
-                self.key_mode,
+                mode,
                 self.own,
             )
             answer = await self._bounded(peer.reserve(asked))
             if answer.status not in (200, 201) or answer.state != HoldState.RESERVED.value:
                 reason = _refusal(segment.domain, "reserve", answer)
-                return await self._refuse(request, ident, reached, reason, retry_of)
+                # policy or malformed: the same on every route; no answer: asking the same
+                # controller again per border pair would multiply the wait
+                final = answer.status in (0, 400, 403)
+                return await self._undo(ident, reached, reason, final)
         for segment in reversed(route.segments):  # far end first: keys flow once A installs
             commit = self.peers[segment.domain].commit(ident)
             answer = await self._bounded(commit, COMMIT_FACTOR)
             if answer.status != 200 or answer.state != HoldState.COMMITTED.value:
                 reason = _refusal(segment.domain, "commit", answer)
-                return await self._refuse(request, ident, reached, reason, retry_of)
+                return await self._undo(ident, reached, reason)
         committed = await self.domain.commit(self.own, ident)
         if isinstance(committed, Refusal):
-            reason = f"domain {self.own}: {committed.reason}"
-            return await self._refuse(request, ident, reached, reason, retry_of)
+            return await self._undo(ident, reached, f"domain {self.own}: {committed.reason}")
         self.sessions[ident] = Session(request, route)
-        log.info("inter-domain %s %s>%s over %s committed", ident, master, slave, route.domains)
+        log.info(
+            "inter-domain %s %s>%s over %s via %s committed",
+            ident,
+            master,
+            slave,
+            route.domains,
+            ", ".join(sorted(route.borders)),
+        )
         return Outcome(ident, True, route.domains)
+
+    async def _undo(
+        self, ident: str, reached: list[str], reason: str, final: bool = False
+    ) -> _Failed:
+        """Releases what one route reserved (each domain reached, and here)."""
+        await self._release_at(ident, reached)
+        if self.domain.book.get(ident) is not None:
+            await self.domain.release(self.own, ident, reason)
+        return _Failed(ident, reason, final)
 
     async def _bounded(self, call: Awaitable[PeerAnswer], factor: float = 1.0) -> PeerAnswer:
         bound = self.timeout_s * factor
@@ -223,7 +304,8 @@ class Coordinator:
         retry keeps the record of the first refusal)."""
         log.warning("inter-domain %s refused: %s", ident or "-", reason)
         await self._release_at(ident, reached)
-        if self.domain.book.get(ident) is not None:
+        hold = self.domain.book.get(ident)
+        if hold is not None and hold.state not in (HoldState.RELEASED, HoldState.EXPIRED):
             await self.domain.release(self.own, ident, reason)
         if retry_of is None:
             rejected = await self._intents.reject(request, f"inter-domain: {reason}")
@@ -247,12 +329,100 @@ class Coordinator:
         if isinstance(hold, Hold) and hold.state is not HoldState.RELEASED:
             self.domain.book.release(ident, "withdrawn at the origin")
 
+    async def reroute(self, ident: str, avoid: frozenset[str], why: str) -> Outcome | None:
+        """A committed association lost a border (`avoid`): set it up again through another
+        border pair, then release the old one everywhere; when no other pair is left, release
+        it everywhere and record the refusal on the source node (retried as any refusal)."""
+        session = self.sessions.get(ident)
+        if session is None or ident in self._moving:
+            return None
+        self._moving.add(ident)
+        try:
+            log.warning("inter-domain %s lost a border (%s): re-routing", ident, why)
+            request = session.request
+            routes = self.plan(request, avoid)
+            attempt: Outcome | _Failed = (
+                _Failed("", routes, True)
+                if isinstance(routes, str)
+                else await self._establish(request, routes)
+            )
+            self.sessions.pop(ident, None)
+            await self._release_at(ident, [s.domain for s in session.route.segments])
+            await self.domain.release(self.own, ident, f"re-routed: {why}")
+            if isinstance(attempt, Outcome):
+                log.info("inter-domain %s re-routed as %s", ident, attempt.id)
+                return attempt
+            reason = f"{why}; no other border: {attempt.reason}"
+            rejected = await self._intents.reject(request, f"inter-domain: {reason}")
+            self.refused[rejected.intent_id] = request
+            return Outcome(ident, False, (), reason)
+        finally:
+            self._moving.discard(ident)
+
+    async def check_sessions(self) -> None:
+        """Asks each domain of a committed association how its segment stands; a segment
+        broken (its domain has no path left for it) or gone: re-routed around its borders."""
+        domains = sorted({s.domain for x in self.sessions.values() for s in x.route.segments})
+        if not domains:
+            return
+        calls = [self._reservations_of(d) for d in domains]
+        lists = dict(zip(domains, await asyncio.gather(*calls), strict=True))
+        for ident, session in list(self.sessions.items()):
+            for segment in session.route.segments:
+                holds = lists.get(segment.domain)
+                if holds is None:
+                    continue  # no answer: the view's staleness decides, not one round
+                state = next((h.get("state") for h in holds if h.get("id") == ident), None)
+                if state not in (HoldState.COMMITTED.value, HoldState.COMMITTING.value):
+                    borders = frozenset(b for b in (segment.ingress, segment.egress) if b)
+                    why = f"domain {segment.domain}: segment {state or 'gone'}"
+                    await self.reroute(ident, borders | self._partners_of(borders), why)
+                    break
+
+    def _partners_of(self, borders: frozenset[str]) -> frozenset[str]:
+        """The nodes at the same sites as `borders`, as this domain and the views know them."""
+        found = {own for own, peer in self.domain.config.partners.items() if peer in borders}
+        for view in self.domain.peer_views.values():
+            for border in view.borders:
+                if border.node in borders and border.peer_node is not None:
+                    found.add(border.peer_node)
+                if border.peer_node in borders:
+                    found.add(border.node)
+        return frozenset(found)
+
+    async def _reservations_of(self, domain: str) -> list[dict[str, Any]] | None:
+        peer = self.peers.get(domain)
+        if peer is None:
+            return None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await peer.reservations()
+        except TimeoutError:
+            return None
+
     def _on_intent(self, event: IntentEvent) -> None:
         ident = event.intent.intent_id
-        if event.type is IntentEventType.WITHDRAWN and ident in self.sessions:
-            task = asyncio.get_running_loop().create_task(self.withdraw(ident))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if ident not in self.sessions:
+            return
+        if event.type is IntentEventType.WITHDRAWN and ident not in self._moving:
+            self._spawn(self.withdraw(ident))
+        elif event.type is IntentEventType.FAILED:  # its own border cut off: another one
+            egress = self.sessions[ident].route.egress
+            avoid = frozenset({egress}) if egress else frozenset()
+            self._spawn(self.reroute(ident, avoid | self._partners_of(avoid), event.intent.reason))
+
+    def _spawn(self, call: Awaitable[Any]) -> None:
+        async def run() -> None:
+            await call
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Waits for the re-routes and releases under way (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # ------------------------------------------------------------ views
 
@@ -269,7 +439,7 @@ class Coordinator:
                 if result.domain != name:
                     log.warning("peer %s sent the view of domain %s: ignored", name, result.domain)
                     continue
-                self.domain.peer_views[name] = result
+                self.domain.saw_view(name, result)
                 self._seen[name] = now
             elif now - self._seen.get(name, now - stale - 1) > stale:
                 self.domain.peer_views.pop(name, None)
@@ -308,6 +478,7 @@ class Coordinator:
         while True:
             try:
                 await self.refresh_views()
+                await self.check_sessions()
                 if self.refused and self._clock() - self._retried >= 5 * interval:
                     self._retried = self._clock()
                     await self.retry_refused()

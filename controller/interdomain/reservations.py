@@ -46,6 +46,7 @@ class HoldState(enum.Enum):
     COMMITTED = "committed"
     RELEASED = "released"
     EXPIRED = "expired"
+    BROKEN = "broken"  # committed, then its intent failed (no path left): the origin re-routes
 
 
 LIVE = (HoldState.RESERVED, HoldState.COMMITTING, HoldState.COMMITTED)
@@ -288,6 +289,9 @@ class ReservationBook:
         if hold.state is not HoldState.RESERVED:
             return Refusal(409, f"reservation {ident} is {hold.state.value}")
         return self._set(hold, HoldState.COMMITTING)
+
+    def broken(self, ident: str, reason: str) -> Hold:
+        return self._set(self._holds[ident], HoldState.BROKEN, reason)
 
     def committed(self, ident: str) -> Hold:
         return self._set(self._holds[ident], HoldState.COMMITTED)

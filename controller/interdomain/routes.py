@@ -3,6 +3,7 @@ with its `peer` token; viewers may read the view and the reservations).
 
 GET /interdomain/view; POST /interdomain/view (a peer pushes its own view when it changed);
 GET /interdomain/reservations (a peer sees only its own);
+GET /interdomain/peers (this controller's peers and their status: not for peers);
 POST /interdomain/reservations → 201 reserved | 400 field | 403 policy | 409 capacity;
 POST /interdomain/reservations/{id}/commit → 200 committed | 404 | 409 | 502;
 DELETE /interdomain/reservations/{id} → 200 released | 404.
@@ -57,6 +58,13 @@ def interdomain_router(service: DomainService) -> APIRouter:
         if isinstance(result, Refusal):
             return respond(result.status, {"detail": result.reason})
         return respond(200, {"domain": result.domain, "accepted": True})
+
+    @router.get("/peers")
+    def peers(request: Request) -> JSONResponse:
+        caller: Caller = request.state.caller
+        if peer_domain(caller) is not None:  # who else we peer with is not a peer's business
+            return respond(403, {"detail": "a peer domain may not list this domain's peers"})
+        return respond(200, service.peers_status())
 
     @router.get("/reservations")
     def reservations(request: Request) -> list[dict[str, Any]]:

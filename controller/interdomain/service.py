@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping
 from common.audit import AuditLog
 from controller.config import DomainConfig
 from controller.errors import ControllerError, UnknownIntent
-from controller.intents.service import IntentService
+from controller.intents.service import IntentEvent, IntentEventType, IntentService
 from controller.interdomain.reservations import (
+    LIVE,
     Hold,
     HoldState,
     Refusal,
@@ -24,6 +25,7 @@ from controller.interdomain.reservations import (
 )
 from controller.interdomain.view import DomainView, compute_view
 from controller.model import DeviceId, IntentState, KeyRequest, QoS, TopologySnapshot
+from yang.model import KeyMode
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,23 @@ class DomainService:
         self._clock = clock
         self.book = ReservationBook(config.reservation_ttl_s)
         self.peer_views: dict[str, DomainView] = {}  # the latest view of each peer domain
+        self.peer_seen: dict[str, float] = {}  # peer domain -> when its view last came (unix s)
         self.on_change: list[Callable[[], None]] = []  # called when the view may have changed
         intents.holds = self.book.held
+        intents.listeners.add(self._on_intent)
+
+    def _on_intent(self, event: IntentEvent) -> None:
+        """A committed segment whose intent failed (no path left in this domain, e.g. its
+        border cut off) is broken: its origin learns it from its reservations and re-routes."""
+        if event.type is not IntentEventType.FAILED:
+            return
+        hold = self.book.get(event.intent.intent_id)
+        if hold is not None and hold.state is HoldState.COMMITTED:
+            self.book.broken(hold.id, "the segment has no path left in this domain")
+            self._audit.record(
+                who(hold.origin), "peer", "interdomain.broken", hold.id, "failed", hold.reason
+            )
+            self._changed()
 
     @property
     def name(self) -> str:
@@ -66,6 +83,7 @@ class DomainService:
             self._intents.reservations(),
             self.peer_views,
             self._clock(),
+            self.config.partners,
         )
 
     def accept_view(self, caller: str, view: DomainView) -> DomainView | Refusal:
@@ -74,8 +92,13 @@ class DomainService:
             return Refusal(403, f"domain {caller} may only send its own view, not {view.domain}'s")
         if self.config.peer(caller) is None:
             return Refusal(403, f"domain {caller} is not a peer of domain {self.name}")
-        self.peer_views[caller] = view
+        self.saw_view(caller, view)
         return view
+
+    def saw_view(self, peer: str, view: DomainView) -> None:
+        """The latest view of `peer` (fetched or pushed), and when it came."""
+        self.peer_views[peer] = view
+        self.peer_seen[peer] = self._clock()
 
     def _changed(self) -> None:
         for listener in list(self.on_change):
@@ -83,6 +106,51 @@ class DomainService:
                 listener()
             except Exception:
                 log.exception("inter-domain change listener")
+
+    def peers_status(self) -> list[dict[str, object]]:
+        """Each peer domain as this controller sees it (`GET /interdomain/peers`, operators
+        only): whether it is a neighbour and through which borders, how old its view is,
+        what it serves and reaches, and what it holds here."""
+        self.expire()
+        now = self._clock()
+        stale_after = 3 * self.config.view_interval_s
+        rows: list[dict[str, object]] = []
+        for peer in self.config.peers:
+            view = self.peer_views.get(peer.name)
+            seen = self.peer_seen.get(peer.name)
+            age = None if seen is None else max(0.0, round(now - seen, 1))
+            if view is None:
+                state = "no view"
+            elif age is not None and age > stale_after:
+                state = "stale"
+            else:
+                state = "up"
+            borders = sorted(
+                f"{node}|{self.config.partners[node]}" if node in self.config.partners else node
+                for node, domain in self.config.borders.items()
+                if domain == peer.name
+            )
+            live = [h for h in self.book.all() if h.origin == peer.name and h.state in LIVE]
+            rows.append(
+                {
+                    "name": peer.name,
+                    "url": peer.url,
+                    "state": state,
+                    "view_age_s": age,
+                    "neighbour": bool(borders),
+                    "borders": borders,
+                    "saes": list(view.saes) if view is not None else [],
+                    # what it leads to beyond itself (our own SAEs through it: a loop)
+                    "reach": sorted(
+                        sae for sae in (view.reach if view else {}) if sae not in self.config.saes
+                    ),
+                    "reservations": len(live),
+                    "reserved_bps": sum(h.request.rate_bps for h in live),
+                    "rate_cap_bps": peer.rate_cap_bps,
+                    "key_modes": list(peer.key_modes),
+                }
+            )
+        return rows
 
     def holds_of(self, caller: str | None) -> list[Hold]:
         """The reservations `caller` (a peer domain) made here; all of them for None."""
@@ -161,6 +229,7 @@ class DomainService:
             hold.request.master_sae,
             (hold.request.slave_sae,),
             QoS(hold.request.rate_bps, hold.request.rate_bps),
+            key_mode=_mode(hold.request.key_mode),
         )  # not pinned to the held path: the intent may be re-routed inside the domain later
         try:
             intent = await self._intents.submit(request, intent_id=ident)
@@ -193,7 +262,7 @@ class DomainService:
         if hold is None or hold.origin != caller:
             result: Hold | Refusal = Refusal(404, f"no reservation {ident}")
         else:
-            if hold.state in (HoldState.COMMITTED, HoldState.COMMITTING):
+            if hold.state in (HoldState.COMMITTED, HoldState.COMMITTING, HoldState.BROKEN):
                 await self._drop_intent(ident)
             result = self.book.release(ident, reason or f"released by {caller}")
         self._record(caller, "interdomain.release", ident, result)
@@ -246,6 +315,14 @@ class DomainService:
 
 def _summary(request: ReservationRequest) -> str:
     return f"{request.master_sae}>{request.slave_sae} {request.rate_bps} bit/s {request.key_mode}:"
+
+
+def _mode(text: str) -> KeyMode:
+    """The key mode a reservation asked for (an unknown one was refused by policy)."""
+    try:
+        return KeyMode(text)
+    except ValueError:
+        return KeyMode.QKD_PREFERRED
 
 
 def answer(result: Hold | Refusal) -> tuple[int, Mapping[str, object]]:

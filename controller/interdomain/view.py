@@ -29,6 +29,13 @@ class ViewError(ValueError):
 class Border:
     node: str  # the border node's name (public: the trusted site both domains share)
     peer_domain: str
+    peer_node: str | None = None  # the peer domain's node at the same site (None: not said)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"node": self.node, "peer_domain": self.peer_domain}
+        if self.peer_node is not None:
+            data["peer_node"] = self.peer_node
+        return data
 
 
 @dataclass(frozen=True)
@@ -60,7 +67,7 @@ class DomainView:
     def to_json(self) -> dict[str, Any]:
         return {
             "domain": self.domain,
-            "borders": [{"node": b.node, "peer_domain": b.peer_domain} for b in self.borders],
+            "borders": [b.to_json() for b in self.borders],
             "saes": list(self.saes),
             "reach": {sae: list(path) for sae, path in sorted(self.reach.items())},
             "border_rates": [
@@ -80,6 +87,9 @@ class DomainView:
             Border(
                 _name(b.get("node"), f"borders[{i}].node"),
                 _name(b.get("peer_domain"), f"borders[{i}].peer_domain"),
+                None
+                if b.get("peer_node") is None
+                else _name(b.get("peer_node"), f"borders[{i}].peer_node"),
             )
             for i, b in enumerate(_objects(data.get("borders", []), "borders"))
         )
@@ -198,9 +208,11 @@ def compute_view(
     reservations: Reservations,
     peer_views: Mapping[str, DomainView],
     now: float,
+    partners: Mapping[str, str] | None = None,
 ) -> DomainView:
-    """This domain's view: `borders` border node -> peer domain, `saes` own SAE -> node name;
-    free rates as admission counts them (skr minus what intents and holds reserve)."""
+    """This domain's view: `borders` border node -> peer domain, `saes` own SAE -> node name,
+    `partners` border node -> the peer domain's node at its site (when known); free rates as
+    admission counts them (skr minus what intents and holds reserve)."""
     names = {d.name: d.device_id for d in snapshot.devices.values()}
     ends: dict[str, DeviceId] = {}
     for node in borders:
@@ -215,7 +227,7 @@ def compute_view(
     rates = widest_rates(RouteView(snapshot, reservations), ends, pairs)
     return DomainView(
         own,
-        tuple(Border(node, borders[node]) for node in border_names),
+        tuple(Border(node, borders[node], (partners or {}).get(node)) for node in border_names),
         tuple(sorted(saes)),
         reach_of(own, borders, frozenset(saes), peer_views),
         tuple(BorderRate(a, b, rates[a, b]) for a, b in pairs),

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import networkx as nx
 
@@ -143,6 +144,10 @@ class LocalPeer:
         await self._maybe_hang()
         status, body = answer(await self.service.release(self.caller, ident))
         return PeerAnswer(status, dict(body))
+
+    async def reservations(self) -> list[dict[str, Any]] | None:
+        await self._maybe_hang()
+        return [h.to_json() for h in self.service.holds_of(self.caller)]
 
 
 def chain(tmp: Path, clock: Clock, rates: Mapping[str, int] | None = None) -> dict[str, Domain]:
