@@ -186,10 +186,13 @@ def _datastore(
         first = {**first, **nacm_json(rules)}
     # Several top-level nodes: in the <data> wrapper the datastore reads.
     initial = f'<data xmlns="{BASE_NS}">{schema.json_to_xml(first)}</data>'
+    reads = frozenset({QKD_NODE})  # the node is handed its own tree alone
     if persist is None:
-        return Datastore(schema, NodeTreeOnly(node), None, initial)
+        return Datastore(schema, NodeTreeOnly(node), None, initial, backend_reads=reads)
     try:
-        store = Datastore(schema, NodeTreeOnly(node), persist, initial, durable=durable)
+        store = Datastore(
+            schema, NodeTreeOnly(node), persist, initial, durable=durable, backend_reads=reads
+        )
         reason = node.veto(node_tree(store.running_json()))
     except DatastoreError as error:
         reason = str(error)
@@ -198,7 +201,9 @@ def _datastore(
     stale = persist.with_suffix(".stale.xml")
     log.warning("%s: persisted running refused (%s); moved to %s", node.name, reason, stale)
     persist.replace(stale)
-    return Datastore(schema, NodeTreeOnly(node), persist, initial, durable=durable)
+    return Datastore(
+        schema, NodeTreeOnly(node), persist, initial, durable=durable, backend_reads=reads
+    )
 
 
 async def start_agent(

@@ -6,7 +6,7 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,7 +59,7 @@ class AuditLog:
         entry = AuditEntry(_now(), self.process, who, role, action, target, outcome, detail)
         if self.path is None:
             return entry
-        line = json.dumps(asdict(entry), sort_keys=True) + "\n"
+        line = json.dumps(_fields(entry), sort_keys=True) + "\n"
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
@@ -67,6 +67,14 @@ class AuditLog:
             finally:
                 os.close(fd)
         return entry
+
+
+def _fields(entry: AuditEntry) -> dict[str, str]:
+    """The entry as a dict (what `asdict` gives, without its recursive copy)."""
+    return {field: getattr(entry, field) for field in _FIELDS}
+
+
+_FIELDS = tuple(field.name for field in fields(AuditEntry))
 
 
 def read_log(path: str | Path) -> Iterator[AuditEntry]:

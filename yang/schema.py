@@ -103,6 +103,17 @@ class CheckedConfig:
     json: str  # RFC 7951 JSON text, as `xml_to_json` reads it
 
 
+@dataclass(frozen=True)
+class CheckedNode:
+    """One top-level node of a valid configuration, printed compact from the parse that
+    validated it."""
+
+    namespace: str  # its module's namespace
+    name: str  # its RFC 7951 member name, "module:node"
+    xml: str  # canonical XML of the node
+    json: str  # its RFC 7951 member, '"module:node":{...}' (join with commas inside braces)
+
+
 class _LibyangFailure(libyang.LibyangError):
     """A libyang error with its structured items (message, data path, app-tag)."""
 
@@ -337,6 +348,41 @@ class Schema:
                 str(tree.print_mem("xml", with_siblings=True)),
                 str(tree.print_mem("json", with_siblings=True)),
             )
+        except libyang.LibyangError as exc:
+            raise InvalidDataError(_errors_of(exc)) from None
+        finally:
+            tree.free()
+
+    def check_config_nodes(self, xml: str) -> tuple[CheckedNode, ...]:
+        """`check_config_xml` printed node by node: each top-level node of a valid
+        configuration with its canonical XML and RFC 7951 JSON (compact), in schema order.
+        libyang validates the modules whose data are present, so a caller may check the
+        modules an edit touched alone when the others are unchanged and already valid.
+        Raises InvalidDataError with every problem otherwise.
+        """
+        text = _top_level_xml(xml, self._namespaces)
+        try:
+            tree = self._ctx.parse_data_mem(
+                text, "xml", no_state=True, strict=True, validate_present=True
+            )
+        except libyang.LibyangError as exc:
+            raise InvalidDataError(_errors_of(exc)) from None
+        if tree is None:
+            return ()
+        try:
+            nodes = []
+            for node in tree.first_sibling().siblings():
+                module = node.module()
+                member = str(node.print_mem("json", pretty=False)).strip()
+                nodes.append(
+                    CheckedNode(
+                        _module_namespace(module),
+                        f"{module.name()}:{node.name()}",
+                        str(node.print_mem("xml", pretty=False)).strip(),
+                        member[1:-1],  # the member inside the object's braces
+                    )
+                )
+            return tuple(nodes)
         except libyang.LibyangError as exc:
             raise InvalidDataError(_errors_of(exc)) from None
         finally:

@@ -7,8 +7,11 @@ validation or a veto changes nothing and raises `DatastoreError`. The NETCONF se
 a front end to this class: it knows nothing of NETCONF.
 
 One libyang parse per change does validation, canonical order and JSON together
-(`Schema.check_config_xml`); a candidate validated by its edit is not validated again by
-`validate` or `commit` (it cannot change in between without a new check).
+(`Schema.check_config_nodes`); a candidate validated by its edit is not validated again by
+`validate` or `commit` (it cannot change in between without a new check). An edit of a
+valid datastore validates only the modules whose top-level nodes it names: libyang
+validates module by module, and the others are the valid ones of before (a module that
+appears or disappears validates everything again).
 
 Data is kept as lxml trees of a `<data>` wrapper (see `tree`) whose child is
 `<qkd_node>`; the backend sees RFC 7951 JSON.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import json
 import logging
 import threading
@@ -26,13 +30,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from lxml import etree
 
 from agents.datastore import persist
 from agents.datastore.edit import NodeKind, Operation, SchemaPath, Shape, apply_edit
 from agents.datastore.errors import DatastoreError, ErrorItem, ErrorKind
-from agents.datastore.tree import BASE_NS, parse, parse_wrapped, serialize, wrap, wrap_children
-from yang.schema import InvalidDataError, NodeInfo, Schema, ValidationError
+from agents.datastore.tree import (
+    BASE_NS,
+    parse,
+    parse_wrapped,
+    serialize,
+    wrap,
+    wrap_children,
+)
+from yang.schema import CheckedNode, InvalidDataError, NodeInfo, Schema, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +116,35 @@ class _Merged:
 
 @dataclass(frozen=True)
 class _Checked:
-    """A valid configuration in the forms running keeps."""
+    """A valid configuration in the forms running keeps, node by top-level node."""
 
-    tree: etree._Element  # canonical <data> wrapper (schema order)
-    text: str  # the tree serialized: what is persisted and compared
-    json_text: str  # RFC 7951 JSON, as the backend sees it
+    nodes: tuple[CheckedNode, ...]  # schema order
+
+    @functools.cached_property
+    def xml(self) -> str:
+        """The top-level nodes side by side (canonical, compact)."""
+        return "".join(node.xml for node in self.nodes)
+
+    @functools.cached_property
+    def text(self) -> str:
+        """What is persisted and compared: the one node, or the nodes in a <data> wrapper."""
+        if len(self.nodes) == 1:
+            return self.nodes[0].xml
+        if not self.nodes:
+            return f'<data xmlns="{BASE_NS}"/>'
+        return f'<data xmlns="{BASE_NS}">{self.xml}</data>'
+
+    @functools.cached_property
+    def json_text(self) -> str:
+        """RFC 7951 JSON of the whole configuration."""
+        return "{" + ",".join(node.json for node in self.nodes) + "}"
+
+    def tree(self) -> etree._Element:
+        """A fresh <data> wrapper of it (lxml); each node declares its own namespaces."""
+        return parse(f'<data xmlns="{BASE_NS}">{self.xml}</data>')
+
+    def namespaces(self) -> set[str]:
+        return {node.namespace for node in self.nodes}
 
 
 @dataclass(frozen=True)
@@ -132,6 +168,7 @@ class Datastore:
         persist_path: Path | None,
         initial_running_xml: str,
         durable: bool = True,
+        backend_reads: frozenset[str] | None = None,
     ) -> None:
         """Running comes from `persist_path` if that file exists, else `initial_running_xml`;
         a persisted file that is unreadable or invalid raises `DatastoreError`.
@@ -140,12 +177,15 @@ class Datastore:
         the old one (then the directory fsynced) before the change takes effect, so a commit
         survives a power loss; off, the file is rewritten in place (`persist.overwrite`),
         which survives a crash of this process but not of the machine.
+        `backend_reads`: the RFC 7951 names ("module:node") of the top-level nodes the
+        backend reads; `veto`, `apply` and `operational` are handed only those (None: all).
         The backend is not called here: read `running_json()` once the node is composed.
         """
         self._schema = schema
         self._backend = backend
         self._persist_path = persist_path
         self._durable = durable
+        self._backend_reads = backend_reads
         self._lock = threading.RLock()
         self._shapes: dict[SchemaPath, Shape | None] = {}
         self._namespaces = frozenset(uri.partition("?")[0] for uri in schema.capabilities())
@@ -173,13 +213,14 @@ class Datastore:
             raise DatastoreError.of(
                 ErrorKind.INVALID_VALUE, f"{source} is not valid: {error}"
             ) from error
-        self._running = checked.tree
+        self._running = checked
         self._running_text = checked.text
-        self._running_json_text = checked.json_text
         self._merged: _Merged | None = None
-        # Running as JSON for the backend's state reports, decoded once per revision (a
-        # read arrives far more often than a change; decoding it each time cost ~20 µs).
-        self._state_input: tuple[int, dict[str, Any]] | None = None
+        # Running as JSON for readers, decoded once per revision (a read arrives far more
+        # often than a change); each top-level node's decoded value is kept while its text
+        # stays the same (an edit of one module leaves the others' values as they were).
+        self._state_input: tuple[int, dict[str, Any], dict[str, Any]] | None = None
+        self._decoded: dict[str, tuple[str, Any]] = {}  # name -> (its JSON member, value)
         self._candidate: etree._Element | None = None  # None: candidate equals running
         # The candidate's check while it is known valid (None: not checked since its edit).
         self._candidate_checked: _Checked | None = None
@@ -200,8 +241,8 @@ class Datastore:
     def running_json(self) -> dict[str, Any]:
         """Running configuration (config only) as RFC 7951 JSON; a fresh copy."""
         with self._lock:
-            text = self._running_json_text
-        return dict(json.loads(text))
+            text = self._running.json_text
+        return dict(orjson.loads(text))
 
     def running_view(self) -> Mapping[str, Any]:
         """Running as RFC 7951 JSON, decoded once per revision and shared by every reader of
@@ -212,9 +253,23 @@ class Datastore:
     def _running_decoded(self) -> dict[str, Any]:
         state_input = self._state_input  # the caller holds the lock
         if state_input is None or state_input[0] != self.revision:
-            state_input = (self.revision, json.loads(self._running_json_text))
+            decoded: dict[str, tuple[str, Any]] = {}
+            for node in self._running.nodes:
+                kept = self._decoded.get(node.name)
+                if kept is None or kept[0] != node.json:
+                    kept = (node.json, orjson.loads("{" + node.json + "}")[node.name])
+                decoded[node.name] = kept
+            self._decoded = decoded
+            document = {name: kept[1] for name, kept in decoded.items()}
+            state_input = (self.revision, document, self._backend_view(document))
             self._state_input = state_input
         return state_input[1]
+
+    def _backend_decoded(self) -> dict[str, Any]:
+        """`_running_decoded` as the backend reads it (the same object all the revision)."""
+        self._running_decoded()  # the caller holds the lock
+        assert self._state_input is not None
+        return self._state_input[2]
 
     def config(self, name: DatastoreName) -> etree._Element:
         """A copy of the <data> wrapper of a datastore (operational: see `operational`)."""
@@ -223,7 +278,7 @@ class Datastore:
         with self._lock:
             if name is DatastoreName.CANDIDATE and self._candidate is not None:
                 return copy.deepcopy(self._candidate)
-            return copy.deepcopy(self._running)
+            return self._running.tree()
 
     def operational(self) -> etree._Element:
         """Running with the backend's state data merged in (operational); a copy."""
@@ -243,7 +298,7 @@ class Datastore:
             running = self._running
             running_text = self._running_text
             revision = self.revision
-            decoded = self._running_decoded()
+            decoded = self._backend_decoded()
         state = self._backend.operational(decoded)
         # State changes far slower than reads arrive: reuse the last merge while neither
         # running nor the state changed.
@@ -264,11 +319,16 @@ class Datastore:
         backend's, e.g. NACM's counters) is merged into operational at every read."""
         self._backend = _WithState(self._backend, source)
 
-    def _merge_state(
-        self, running: etree._Element, running_text: str, state_json: str
-    ) -> etree._Element:
+    def _backend_view(self, running: dict[str, Any]) -> dict[str, Any]:
+        """What of a running document the backend reads (`backend_reads`)."""
+        reads = self._backend_reads
+        if reads is None:
+            return running
+        return {name: value for name, value in running.items() if name in reads}
+
+    def _merge_state(self, running: _Checked, running_text: str, state_json: str) -> etree._Element:
         if not state_json:
-            return copy.deepcopy(running)
+            return running.tree()
         try:
             merged = self._schema.merge_state_xml(running_text, state_json)
         except InvalidDataError as error:
@@ -305,14 +365,18 @@ class Datastore:
         if target is DatastoreName.OPERATIONAL:
             raise DatastoreError.of(ErrorKind.INVALID_ARGUMENT, "operational state is read-only")
         with self._lock:
-            base = self._running if target is DatastoreName.RUNNING else self._candidate
-            work = copy.deepcopy(base if base is not None else self._running)
+            checked_base: _Checked | None = self._running
+            if target is DatastoreName.RUNNING or self._candidate is None:
+                work = self._running.tree()
+            else:
+                work = copy.deepcopy(self._candidate)
+                checked_base = self._candidate_checked
             collected: list[ErrorItem] | None = (
                 [] if error_option is ErrorOption.CONTINUE_ON_ERROR else None
             )
             apply_edit(work, config, default_operation, self.shape_of, collected, self._namespaces)
             validate = target is DatastoreName.RUNNING or test_option is not TestOption.SET
-            checked = self._check(work) if validate else None
+            checked = self._check_edited(work, checked_base, config) if validate else None
             if test_option is TestOption.TEST_ONLY:
                 return self._raise_collected(collected)
             if checked is not None and target is DatastoreName.RUNNING:
@@ -440,31 +504,65 @@ class Datastore:
     def _check(self, tree: etree._Element) -> _Checked:
         """Full validation of `tree`, and its canonical and JSON forms from the same parse."""
         try:
-            checked = self._schema.check_config_xml(serialize(tree))
+            return _Checked(self._schema.check_config_nodes(serialize(tree)))
         except InvalidDataError as error:
             raise _invalid(error.errors, str(error)) from error
-        canonical = parse_wrapped(checked.xml)
-        return _Checked(canonical, serialize(canonical), checked.json)
+
+    def _check_edited(
+        self, work: etree._Element, base: _Checked | None, config: etree._Element
+    ) -> _Checked:
+        """Validation of `work`, the valid `base` (None: not known valid) edited by `config`:
+        only the modules of the top-level nodes `config` names are checked again, when the
+        edit left the same modules present; everything otherwise."""
+        if base is None:
+            return self._check(work)
+        named = {etree.QName(node).namespace for node in config if isinstance(node.tag, str)}
+        children = [child for child in work if isinstance(child.tag, str)]
+        present = {etree.QName(child).namespace for child in children}
+        if present != base.namespaces() or None in named:
+            return self._check(work)
+        edited = [child for child in children if etree.QName(child).namespace in named]
+        if not edited:
+            return base  # the edit named no module: nothing changed
+        # lxml writes each child with the namespace declarations in scope (identityref
+        # prefixes included).
+        text = "".join(etree.tostring(child, encoding="unicode") for child in edited)
+        try:
+            fresh = self._schema.check_config_nodes(f'<data xmlns="{BASE_NS}">{text}</data>')
+        except InvalidDataError as error:
+            raise _invalid(error.errors, str(error)) from error
+        nodes: list[CheckedNode] = []
+        for node in base.nodes:
+            if node.namespace not in named:
+                nodes.append(node)
+            elif node.namespace not in {kept.namespace for kept in nodes}:
+                nodes.extend(new for new in fresh if new.namespace == node.namespace)
+        return _Checked(tuple(nodes))
 
     def _replace_running(self, checked: _Checked) -> None:
         if checked.text == self._running_text:
             return  # nothing changed: no veto, no apply, same revision
         # Each backend call gets its own fresh dict (it may keep or change it).
-        reason = self._backend.veto(json.loads(checked.json_text))
+        reason = self._backend.veto(self._backend_document(checked))
         if reason is not None:
             raise DatastoreError.of(
                 ErrorKind.VETOED, f"refused by the node: {reason}", app_tag="vetoed"
             )
         if self._persist_path is not None:
             self._persist(checked.text)
-        self._running = checked.tree
+        self._running = checked
         self._running_text = checked.text
-        self._running_json_text = checked.json_text
         self.revision += 1
         try:
-            self._backend.apply(json.loads(checked.json_text))
+            self._backend.apply(self._backend_document(checked))
         except Exception:  # the change is made; a failing subscriber must not undo it
             log.exception("backend failed to apply running revision %d", self.revision)
+
+    def _backend_document(self, checked: _Checked) -> dict[str, Any]:
+        """A fresh RFC 7951 document of what the backend reads of `checked`."""
+        reads = self._backend_reads
+        members = [n.json for n in checked.nodes if reads is None or n.name in reads]
+        return dict(orjson.loads("{" + ",".join(members) + "}"))
 
     def _persist(self, text: str) -> None:
         assert self._persist_path is not None
