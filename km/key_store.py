@@ -25,7 +25,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
@@ -453,16 +453,7 @@ class KeyStore:
                 assert stored is not None
                 stored.pending[stored.distinct.index(slave)] &= ~(1 << offset)
                 claimed.append(stored.key(offset, key_id))
-            for stored in touched.values():
-                live = stored.live_mask().bit_count()
-                if live == 0:
-                    db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
-                    _record_spent(db, stored, now)
-                else:
-                    db.execute(
-                        "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",
-                        (stored.pending_blob(), live, stored.seq),
-                    )
+            _write_back(db, touched, now)
         return claimed
 
     def lookup(self, key_ids: Sequence[str]) -> dict[str, StoredKey]:
@@ -531,17 +522,7 @@ class KeyStore:
                         "INSERT INTO voided (key_id, outcome, keep_until) VALUES (?, ?, ?)",
                         (_id_bytes(value), outcome.value, keep),
                     )
-            for stored in touched.values():
-                live = stored.live_mask().bit_count()
-                if live == 0:
-                    db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
-                    # its claimed keys are remembered (its voided ones are marked above)
-                    _record_spent(db, stored, now)
-                else:
-                    db.execute(
-                        "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",
-                        (stored.pending_blob(), live, stored.seq),
-                    )
+            _write_back(db, touched, now)  # voided keys are marked above
         return outcomes
 
     def purge_expired(self, now: float) -> int:
@@ -716,6 +697,21 @@ def _void_one(
         (_id_bytes(value),),
     ).fetchone()
     return VoidOutcome.NOT_PRESENT if spent is None else VoidOutcome.DELIVERED
+
+
+def _write_back(db: sqlite3.Connection, touched: Mapping[int, _Stored], now: float | None) -> None:
+    """Stores the batches a claim or a void changed: a batch with no key left is deleted
+    (its claimed keys remembered as spent), the others keep what is still pending."""
+    for stored in touched.values():
+        live = stored.live_mask().bit_count()
+        if live == 0:
+            db.execute("DELETE FROM batches WHERE seq = ?", (stored.seq,))
+            _record_spent(db, stored, now)
+        else:
+            db.execute(
+                "UPDATE batches SET pending = ?, live = ? WHERE seq = ?",
+                (stored.pending_blob(), live, stored.seq),
+            )
 
 
 def _record_spent(db: sqlite3.Connection, stored: _Stored, now: float | None) -> None:
