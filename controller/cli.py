@@ -78,7 +78,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     from controller.interdomain import cli as interdomain_cli
 
-    interdomain_cli.register(commands, _target)
+    interdomain_cli.register(commands, _target, _call, DEFAULT_STATE_DIR)
 
 
 def _target(parser: argparse.ArgumentParser) -> None:

@@ -21,8 +21,11 @@ Rows = tuple[list[str], list[list[str]]]  # (columns, rows)
 def register(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     target: Callable[[argparse.ArgumentParser], None],
+    call: Callable[[argparse.Namespace, str, str], Any],
+    default_state_dir: Path,
 ) -> None:
-    """The `interdomain` group; `target` adds the --url/--state-dir/... options."""
+    """The `interdomain` group; `target` adds the --url/--state-dir/... options, `call`
+    GETs a path of the chosen controller (the controller CLI's own, with its token)."""
     group = commands.add_parser(
         "interdomain", help="cross-domain state: abstract view, reservations, peer domains"
     )
@@ -41,7 +44,7 @@ def register(
             "domain NAME (its config/controller-NAME.yaml)",
         )
         parser.add_argument("--json", action="store_true", help="the API's JSON, as it is")
-        parser.set_defaults(func=func)
+        parser.set_defaults(func=func, call=call, default_state_dir=default_state_dir)
 
 
 # ------------------------------------------------------------------ pure: rows of each table
@@ -197,14 +200,12 @@ def domain_config_file(state_dir: Path, domain: str | None) -> Path | None:
 
 
 def _fetch(args: argparse.Namespace, path: str) -> Any:
-    from controller.cli import DEFAULT_STATE_DIR, _call  # the controller CLI's target and token
-
     if args.url is None and args.config is None:
         state_dir = Path(args.plan).parent if args.plan is not None else args.state_dir
-        chosen = domain_config_file(state_dir or DEFAULT_STATE_DIR, args.domain)
+        chosen = domain_config_file(state_dir or args.default_state_dir, args.domain)
         if chosen is not None:
             args.config = chosen
-    return _call(args, "GET", path)
+    return args.call(args, "GET", path)
 
 
 def cmd_view(args: argparse.Namespace) -> int:

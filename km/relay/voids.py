@@ -14,15 +14,15 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from common.protos import relay_pb2 as pb
-from km.associations import Association
-from km.key_store import VoidOutcome, key_id_value
+from common.tracing import Tracer
+from km.associations import Association, Associations
+from km.config import KmConfig
+from km.key_store import KeyStore, VoidOutcome, key_id_value
+from km.relay.client import RelayClient
 from km.relay.errors import FailureKind, RelayFailure
-
-if TYPE_CHECKING:
-    from km.relay.forwarder import Forwarder
 
 HOP_MARGIN_S = 0.05
 
@@ -65,10 +65,57 @@ class VoidResult:
         )
 
 
+class _Timeouts(Protocol):
+    @property
+    def entry_s(self) -> float: ...
+
+    @property
+    def connect_s(self) -> float: ...
+
+
+class _HandedVoids(Protocol):
+    def reaches(self, slaves: Sequence[str]) -> bool: ...
+
+    async def void_handed(self, key_ids: Sequence[str], deadline: float) -> VoidResult: ...
+
+
+class VoidPath(Protocol):
+    """What a void needs of the KM's forwarder (km/relay/forwarder.py is the one)."""
+
+    @property
+    def config(self) -> KmConfig: ...
+
+    @property
+    def node(self) -> str: ...
+
+    @property
+    def qkdn_id(self) -> str: ...
+
+    @property
+    def store(self) -> KeyStore: ...
+
+    @property
+    def associations(self) -> Associations: ...
+
+    @property
+    def client(self) -> RelayClient: ...
+
+    @property
+    def timeouts(self) -> _Timeouts: ...
+
+    @property
+    def tracer(self) -> Tracer: ...
+
+    @property
+    def hand_offs(self) -> _HandedVoids | None: ...
+
+    def name_of(self, qkdn_id: str) -> str: ...
+
+
 class RelayVoids:
     """The void side of one KM's forwarder (same store, associations, client, hand-offs)."""
 
-    def __init__(self, forwarder: Forwarder) -> None:
+    def __init__(self, forwarder: VoidPath) -> None:
         self.forwarder = forwarder
 
     async def originate(
