@@ -91,17 +91,7 @@ class RelayClient:
         A channel that is not connected (peer starting, restarted, or down) gets up to
         `connect_timeout` to connect before the KM is reported unreachable.
         """
-        channel, stub = self._channel(peer)
-        if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
-            wait = min(connect_timeout, timeout)
-            try:
-                async with asyncio.timeout(wait):  # keeps a cancellation (gh-86296)
-                    await channel.channel_ready()
-            except TimeoutError:
-                raise RelayFailure(
-                    FailureKind.UNAVAILABLE,
-                    f"{where}: key manager unreachable (no connection within {wait:.3g} s)",
-                ) from None
+        stub = await self._connected(peer, min(connect_timeout, timeout), where)
         try:
             ack: pb.RelayAck = await stub.Forward(hop, timeout=timeout, wait_for_ready=False)
         except grpc.aio.AioRpcError as exc:
@@ -119,22 +109,27 @@ class RelayClient:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S,
     ) -> pb.RelayVoidAck:
         """Sends a void to `peer`'s KM; returns the answer from the end of the path."""
+        stub = await self._connected(peer, min(connect_timeout, timeout), where)
+        try:
+            ack: pb.RelayVoidAck = await stub.Void(msg, timeout=timeout, wait_for_ready=False)
+        except grpc.aio.AioRpcError as exc:
+            raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where) from None
+        return ack
+
+    async def _connected(self, peer: str, wait: float, where: str) -> pb_grpc.RelayStub:
+        """`peer`'s stub once its channel is connected: a channel that is not (peer starting,
+        restarted, or down) gets `wait` seconds before the KM is reported unreachable."""
         channel, stub = self._channel(peer)
         if channel.get_state(try_to_connect=True) is not grpc.ChannelConnectivity.READY:
-            wait = min(connect_timeout, timeout)
             try:
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(wait):  # keeps a cancellation (gh-86296)
                     await channel.channel_ready()
             except TimeoutError:
                 raise RelayFailure(
                     FailureKind.UNAVAILABLE,
                     f"{where}: key manager unreachable (no connection within {wait:.3g} s)",
                 ) from None
-        try:
-            ack: pb.RelayVoidAck = await stub.Void(msg, timeout=timeout, wait_for_ready=False)
-        except grpc.aio.AioRpcError as exc:
-            raise RelayFailure.from_grpc(exc.code(), exc.details() or "", where) from None
-        return ack
+        return stub
 
     async def sync_link(
         self, peer: str, position: pb.LinkPosition, timeout: float, where: str
