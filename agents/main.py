@@ -135,7 +135,10 @@ def accounts(config: AgentConfig) -> Accounts:
 def node_tree(running: dict[str, Any]) -> dict[str, Any]:
     """Of a running configuration, what the node (and its key manager's feed) reads: the
     015 tree; the access rules beside it are the front ends' business."""
-    return {QKD_NODE: running[QKD_NODE]} if QKD_NODE in running else {}
+    if QKD_NODE not in running:
+        return {}
+    # The same object when nothing is left out: the node keeps what it parsed of it.
+    return running if len(running) == 1 else {QKD_NODE: running[QKD_NODE]}
 
 
 class NodeTreeOnly:

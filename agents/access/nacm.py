@@ -4,7 +4,7 @@ decisions: may this user run this operation, read or write this node, get this e
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ DENY_ALL_OPERATIONS = frozenset(
     }
 )
 ALWAYS_PERMITTED = frozenset({(NETCONF_MODULE, "close-session")})  # RFC 8341 §3.4.4
+MEMO_SIZE = 4096  # decisions kept per set of rules (users × operations × top-level nodes)
 
 
 class Access(enum.Enum):
@@ -87,9 +88,30 @@ class Nacm:
     _by_user: dict[str, tuple[RuleList, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # Decisions that depend only on their arguments and these frozen rules, kept as made
+    # (a NETCONF session asks the same few at every RPC); bounded by MEMO_SIZE.
+    _memo: dict[tuple[object, ...], bool] = field(default_factory=dict, compare=False, repr=False)
+    _groups: dict[str, frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     def groups_of(self, user: str) -> frozenset[str]:
-        return frozenset(name for name, users in self.groups if user in users)
+        found = self._groups.get(user)
+        if found is None:
+            found = frozenset(name for name, users in self.groups if user in users)
+            if len(self._groups) < MEMO_SIZE:
+                self._groups[user] = found
+        return found
+
+    def remembered(self, key: tuple[object, ...], decide: Callable[[], bool]) -> bool:
+        """`decide()`, made once per `key` for these rules: for callers whose decision
+        follows from the rules and `key` alone."""
+        found = self._memo.get(key)
+        return self._remember(key, decide()) if found is None else found
+
+    def _remember(self, key: tuple[object, ...], found: bool) -> bool:
+        if len(self._memo) >= MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = found
+        return found
 
     def rule_lists_of(self, user: str) -> tuple[RuleList, ...]:
         """The rule lists that apply to `user`, in order (cached per user)."""
@@ -108,6 +130,13 @@ class Nacm:
 
     def may_exec(self, user: str, module: str, operation: str) -> bool:
         """RFC 8341 §3.4.4: may `user` invoke `operation` of `module`?"""
+        key = ("exec", user, module, operation)
+        found = self._memo.get(key)
+        if found is None:
+            return self._remember(key, self._may_exec(user, module, operation))
+        return found
+
+    def _may_exec(self, user: str, module: str, operation: str) -> bool:
         if (module, operation) in ALWAYS_PERMITTED or not self.enabled:
             return True
         for rule in self._rules(user):
@@ -136,6 +165,11 @@ class Nacm:
 
     def reads_everything(self, user: str) -> bool:
         """Whether `user` may read every data node (no reply needs pruning)."""
+        key = ("reads", user)
+        found = self._memo.get(key)
+        return self._remember(key, self._reads_everything(user)) if found is None else found
+
+    def _reads_everything(self, user: str) -> bool:
         if not self.enabled:
             return True
         for rule in self._rules(user):
@@ -156,14 +190,28 @@ class Nacm:
         if not self.enabled:
             return True
         for rule in self._rules(user):
-            if access in rule.access and rule.path is not None and may_reach_below(rule.path, node):
+            if access not in rule.access:
+                continue
+            if rule.rpc_name is not None or rule.notification_name is not None:
+                continue
+            if rule.path is not None and may_reach_below(rule.path, node):
                 return False
+            if rule.module_name != "*" and (rule.path is None or covers(rule.path, node)):
+                return False  # it decides the nodes of one module, which may sit below
         return not any(may_reach_below(deny, node) for deny in DENY_ALL_NODES)
 
     def permits_subtree(self, user: str, node: Path, access: Access) -> bool:
         """Whether `user` has `access` to `node` and to every node below it, whatever module
-        they belong to: then an edit inside the subtree needs no node-by-node check.
-        Conservative: False whenever a rule might decide some descendant otherwise."""
+        they belong to: then an edit inside the subtree needs no node-by-node check, and a
+        reply keeps the subtree whole. Conservative: False whenever a rule might decide some
+        descendant otherwise."""
+        key = ("subtree", user, node, access)
+        found = self._memo.get(key)
+        if found is None:
+            return self._remember(key, self._permits_subtree(user, node, access))
+        return found
+
+    def _permits_subtree(self, user: str, node: Path, access: Access) -> bool:
         if not self.enabled:
             return True
         for rule in self._rules(user):
@@ -180,7 +228,11 @@ class Nacm:
                     return False  # denies that module's nodes, wherever they sit below
                 continue  # permits that module's nodes; the others go on to the next rules
             return rule.action is Action.PERMIT  # it decides every node left, /nacm too
-        return False  # some node would fall to the defaults: check node by node
+        # Every node left falls to the default, but the default-deny-all ones (RFC 8341 §3.2).
+        if any(covers(deny, node) or may_reach_below(deny, node) for deny in DENY_ALL_NODES):
+            return False
+        default = self.read_default if access is Access.READ else self.write_default
+        return default is Action.PERMIT
 
     def _data_decision(self, user: str, node: Path, access: Access) -> Action:
         if not self.enabled or not node:

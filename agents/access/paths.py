@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -25,10 +25,10 @@ class PathError(ValueError):
     """A path that is no absolute instance-identifier (the message says where)."""
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(NamedTuple):
     """One node on a path. `keys` are (name, value) pairs; in a rule they may be fewer than
-    the list has (a missing key matches every entry)."""
+    the list has (a missing key matches every entry). A named tuple: decisions are
+    remembered by path, and a tuple hashes and compares in C."""
 
     module: str
     name: str
@@ -140,12 +140,13 @@ def child_step(
     parent: Path, element: etree._Element, modules: Mapping[str, str], keys_of: KeysOf
 ) -> Step:
     """The step of `element` below `parent` (its keys read from its key children)."""
-    qname = etree.QName(element)
-    module = modules.get(qname.namespace or "", qname.namespace or "")
-    names = (*(step.name for step in parent), qname.localname)
+    tag = element.tag
+    namespace, _, localname = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
+    module = modules.get(namespace, namespace)
+    names = (*(step.name for step in parent), localname)
     keys: list[tuple[str, str]] = []
     for key in keys_of(names):
-        child = element.find(f"{{{qname.namespace}}}{key}")
+        child = element.find(f"{{{namespace}}}{key}")
         if child is not None:
             keys.append((key, (child.text or "").strip()))
-    return Step(module, qname.localname, tuple(keys))
+    return Step(module, localname, tuple(keys))

@@ -20,7 +20,25 @@ def prune(
 ) -> int:
     """Remove from `wrapper` (a <data> element, changed in place) what `user` may not read;
     returns how many nodes were removed."""
+    tags = tuple(child.tag for child in wrapper if isinstance(child.tag, str))
+    key = ("reads-whole", user, tags)
+    if nacm.remembered(key, lambda: _reads_whole(wrapper, nacm, user, modules, keys_of)):
+        return 0  # the usual reply: the same top-level nodes, each readable whole
     return _prune(wrapper, (), nacm, user, modules, keys_of)
+
+
+def _reads_whole(
+    wrapper: etree._Element, nacm: Nacm, user: str, modules: Mapping[str, str], keys_of: KeysOf
+) -> bool:
+    """Whether `user` reads every top-level node of `wrapper` and all below it; False for a
+    top-level list (its entries' keys may decide), so the answer holds for these tags."""
+    for child in wrapper:
+        if not isinstance(child.tag, str):
+            continue
+        step = child_step((), child, modules, keys_of)
+        if keys_of((step.name,)) or not nacm.permits_subtree(user, (step,), Access.READ):
+            return False
+    return True
 
 
 def _prune(

@@ -20,9 +20,11 @@ AUDITED = {
 }
 
 
+_AUDITED_TAGS = frozenset(f"{{{BASE_NS}}}{name}" for name in AUDITED)
+
+
 def audited(operation: etree._Element) -> bool:
-    qname = etree.QName(operation)
-    return qname.namespace == BASE_NS and qname.localname in AUDITED
+    return operation.tag in _AUDITED_TAGS
 
 
 def record(session: SessionHandle, operation: etree._Element, errors: Sequence[RpcError]) -> None:

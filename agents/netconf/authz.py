@@ -4,6 +4,8 @@ agents.access's; here they meet sessions and <rpc-error>s."""
 
 from __future__ import annotations
 
+import functools
+
 from lxml import etree
 
 from agents.access.nacm import WRITES, Nacm
@@ -41,15 +43,22 @@ def check_exec(session: SessionHandle, operation: etree._Element) -> None:
     rules = _rules(agent)
     if rules is None or agent.access is None:
         return
-    qname = etree.QName(operation)
-    module = OPERATION_MODULES.get(qname.namespace or "", qname.namespace or "")
-    if not rules.may_exec(_user(session), module, qname.localname):
+    module, name = _operation_name(operation.tag)
+    if not rules.may_exec(_user(session), module, name):
         agent.access.denied_operations += 1
         raise NetconfError.of(
             ErrorType.PROTOCOL,
             ErrorTag.ACCESS_DENIED,
-            f"user {_user(session)!r} may not run <{qname.localname}>",
+            f"user {_user(session)!r} may not run <{name}>",
         )
+
+
+@functools.lru_cache(maxsize=256)  # the tags of the operations served: a handful
+def _operation_name(tag: str) -> tuple[str, str]:
+    """(module, operation name) of an operation element's tag."""
+    qname = etree.QName(tag)
+    namespace = qname.namespace or ""
+    return OPERATION_MODULES.get(namespace, namespace), qname.localname
 
 
 def reads_everything(session: SessionHandle) -> bool:

@@ -140,7 +140,7 @@ class AgentState:
 
     def keys_of_names(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """The key names of the list at `names` (element names from the top); () if none."""
-        info = self.datastore.schema.node_info(list(names))
+        info = self.datastore.schema.node_info(names)
         return info.keys if info is not None else ()
 
     def new_session_id(self) -> int:

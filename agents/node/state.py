@@ -78,7 +78,7 @@ def operational_state(
     One snapshot of each module's counters and one clock reading serve the whole report.
     """
     stats = {qkdl_id: module.stats() for qkdl_id, module in hardware.modules.items()}
-    now = now_text()
+    now = now_text() if tree.qkd_applications.qkd_app else ""  # only applications show it
     state: dict[str, Any] = {
         "qkdn_id": hardware.qkdn_id,
         "qkdn_status": identity(hardware.status.value),

@@ -213,6 +213,8 @@ _TREE = tuple(
         "/m1:top/m2:aug/y",
         "/m1:top/b",
         "/m2:other",
+        "/ietf-netconf-acm:nacm",  # default-deny-all
+        "/ietf-netconf-acm:nacm/groups",
     )
 )
 
@@ -231,7 +233,12 @@ def _rule_sets(draw: st.DrawFn) -> Nacm:
                 access=frozenset(draw(st.sets(st.sampled_from(tuple(Access)), min_size=1))),
             )
         )
-    return Nacm(groups=(("g", ("u",)),), rule_lists=(RuleList("l", ("g",), tuple(rules)),))
+    return Nacm(
+        read_default=draw(st.sampled_from(tuple(Action))),
+        write_default=draw(st.sampled_from(tuple(Action))),
+        groups=(("g", ("u",)),),
+        rule_lists=(RuleList("l", ("g",), tuple(rules)),),
+    )
 
 
 def test_a_module_denied_below_a_permitted_subtree_withholds_the_subtree() -> None:
@@ -250,11 +257,70 @@ def test_a_module_denied_below_a_permitted_subtree_withholds_the_subtree() -> No
     assert not rules.permits_subtree("u", top, Access.CREATE)
 
 
-@settings(max_examples=400)
-@given(_rule_sets(), st.sampled_from(_TREE), st.sampled_from((Access.CREATE, Access.DELETE)))
+@settings(max_examples=600)
+@given(
+    _rule_sets(),
+    st.sampled_from(_TREE),
+    st.sampled_from((Access.CREATE, Access.DELETE, Access.READ)),
+)
 def test_a_granted_subtree_never_holds_a_node_the_rules_deny(
     rules: Nacm, node: tuple[Step, ...], access: Access
 ) -> None:
-    if rules.permits_subtree("u", node, access):
-        below = [other for other in _TREE if other[: len(node)] == node]
+    granted = rules.permits_subtree("u", node, access)
+    below = [other for other in _TREE if other[: len(node)] == node]
+    if granted:
         assert all(rules.may_access("u", other, access) for other in below)
+    assert rules.permits_subtree("u", node, access) is granted  # remembered, not changed
+
+
+def test_a_subtree_falling_to_a_permitting_default_is_granted_but_never_the_rules() -> None:
+    node, nacm_root = _TREE[0], _TREE[7]
+    reads = Nacm(groups=(("g", ("u",)),), rule_lists=())
+    assert reads.permits_subtree("u", node, Access.READ)  # read-default permit
+    assert not reads.permits_subtree("u", nacm_root, Access.READ)  # default-deny-all
+    assert not reads.permits_subtree("u", (), Access.READ)  # the root holds /nacm
+    assert not reads.permits_subtree("u", node, Access.UPDATE)  # write-default deny
+
+
+_DATA_NAMESPACES = {"m1": "urn:m1", "m2": "urn:m2", "ietf-netconf-acm": NACM_NS}
+
+
+def _reply(tops: list[str]) -> etree._Element:
+    """A <data> with the chosen top-level nodes of _TREE and all their descendants."""
+    data = etree.Element(f"{{{BASE_NS}}}data")
+    made: dict[tuple[Step, ...], etree._Element] = {(): data}
+    for path in _TREE:
+        if path[0].name not in tops:
+            continue
+        step = path[-1]
+        made[path] = etree.SubElement(
+            made[path[:-1]], f"{{{_DATA_NAMESPACES[step.module]}}}{step.name}"
+        )
+    return data
+
+
+@settings(max_examples=400)
+@given(_rule_sets(), st.lists(st.sampled_from(("top", "other", "nacm")), unique=True))
+def test_a_pruned_reply_is_what_the_node_by_node_rules_leave_also_when_remembered(
+    rules: Nacm, tops: list[str]
+) -> None:
+    modules = {namespace: module for module, namespace in _DATA_NAMESPACES.items()}
+
+    def readable(element: etree._Element, path: tuple[Step, ...]) -> list[tuple[Step, ...]]:
+        kept = []
+        for child in element:
+            step = Step(modules[etree.QName(child).namespace or ""], etree.QName(child).localname)
+            kept += [(*path, step), *readable(child, (*path, step))]
+        return kept
+
+    expected = [
+        path
+        for path in readable(_reply(tops), ())
+        if all(
+            rules.may_access("u", path[:depth], Access.READ) for depth in range(1, len(path) + 1)
+        )
+    ]
+    for _ in range(2):  # the second time from the remembered decisions
+        reply = _reply(tops)
+        prune(reply, rules, "u", modules, lambda names: ())
+        assert readable(reply, ()) == expected
