@@ -21,6 +21,7 @@ from yang import model_support as _s
 from yang.model_support import ModelError as ModelError
 
 _ABSENT: Any = object()
+_NOTHING: dict[str, Any] = {}  # no earlier value to reuse (never changed)
 _STRINGS = frozenset({str})
 _new = object.__new__
 
@@ -546,14 +547,31 @@ class QkdNode:
 
     @classmethod
     def from_json(
-        cls, doc: object, *, ignore_unknown: bool = False, view: View = View.FULL
+        cls,
+        doc: object,
+        *,
+        ignore_unknown: bool = False,
+        view: View = View.FULL,
+        reuse: tuple[object, QkdNode] | None = None,
     ) -> QkdNode:
-        """The tree of an RFC 7951 document `{"etsi-qkd-sdn-node:qkd_node": {...}}` (see View for `view`)."""
+        """The tree of an RFC 7951 document `{"etsi-qkd-sdn-node:qkd_node": {...}}` (see View for `view`).
+
+        `reuse`: an earlier document and its tree (full view, same `ignore_unknown`); the
+        parts equal to the earlier ones are taken from its tree, not parsed again. For
+        documents validated against the schema (a datastore's), where equal means the
+        same typed values."""
         top = doc if type(doc) is dict else _s.obj(doc, "/")
         if not ignore_unknown and not _TOP_MEMBERS.issuperset(top):
             _s.check_members(top, _TOP_MEMBERS, "/", ignore_unknown)
         if 'etsi-qkd-sdn-node:qkd_node' not in top:
             raise _s.missing("", 'etsi-qkd-sdn-node:qkd_node')
+        if reuse is not None and view is View.FULL:
+            earlier = reuse[0]
+            pv = earlier.get('etsi-qkd-sdn-node:qkd_node', _ABSENT) if type(earlier) is dict else _ABSENT
+            try:
+                return _QkdNode_from_json_reusing(top['etsi-qkd-sdn-node:qkd_node'], '/etsi-qkd-sdn-node:qkd_node', ignore_unknown, pv, reuse[1])
+            except (ModelError, TypeError):
+                pass  # the full parse below names the error as it always does
         return _FROM_JSON[view](top['etsi-qkd-sdn-node:qkd_node'], '/etsi-qkd-sdn-node:qkd_node', ignore_unknown)
 
     @classmethod
@@ -2477,6 +2495,310 @@ def _QkdNode_to_json(o: QkdNode) -> dict[str, Any]:
     if c:
         d['qkdsdn-node:key_manager'] = c
     return d
+
+
+def _AppStatistics_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: AppStatistics) -> AppStatistics:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _AppStatistics_MEMBERS.issuperset(o):
+        _s.check_members(o, _AppStatistics_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('statistics', _ABSENT)
+    if v is _ABSENT:
+        f_statistics: tuple[Statistics, ...] = ()
+    else:
+        f_statistics = _s.reuse_entries(_Statistics_from_json, v if type(v) is list else _s.array(v, path, 'statistics'), p.get('statistics'), pm.statistics, path + '/statistics', ignore_unknown, 'end_time')
+    if len(f_statistics) > 1 and len({x.end_time for x in f_statistics}) != len(f_statistics):
+        _s.unique_keys(f_statistics, ('end_time',), path, 'statistics')
+    made = _new(_AppStatistics_B)
+    made.statistics = f_statistics
+    made.__class__ = AppStatistics  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdApp_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdApp) -> QkdApp:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdApp_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdApp_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('app_id', _ABSENT)
+    if v is _ABSENT:
+        raise _s.missing(path, 'app_id')
+    f_app_id = v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'app_id', (_P0,))
+    v = o.get('app_status', _ABSENT)
+    f_app_status = None if v is _ABSENT else (_AppStatusTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_AppStatusTypes_JSON, v, path, 'app_status')
+    v = o.get('app_type', _ABSENT)
+    f_app_type = None if v is _ABSENT else (_QkdAppTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdAppTypes_JSON, v, path, 'app_type')
+    v = o.get('server_app_id', _ABSENT)
+    f_server_app_id = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'server_app_id', ())
+    v = o.get('client_app_id', _ABSENT)
+    f_client_app_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) else tuple([x if type(x) is str else _s.string_json(x, path, 'client_app_id', ()) for x in (v if type(v) is list else _s.array(v, path, 'client_app_id'))])
+    v = o.get('app_priority', _ABSENT)
+    f_app_priority = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'app_priority', 0, 4294967295)
+    v = o.get('creation_time', _ABSENT)
+    f_creation_time = None if v is _ABSENT else _s.date_and_time_json(v, path, 'creation_time', (_P1,))
+    v = o.get('expiration_time', _ABSENT)
+    f_expiration_time = None if v is _ABSENT else _s.date_and_time_json(v, path, 'expiration_time', (_P1,))
+    v = o.get('app_statistics', _ABSENT)
+    w = p.get('app_statistics', _ABSENT)
+    f_app_statistics = _EMPTY_AppStatistics if v is _ABSENT else pm.app_statistics if v == w else _AppStatistics_from_json_reusing(v, path + '/app_statistics', ignore_unknown, w, pm.app_statistics)
+    v = o.get('app_qos', _ABSENT)
+    w = p.get('app_qos', _ABSENT)
+    f_app_qos = _EMPTY_AppQos if v is _ABSENT else pm.app_qos if v == w else _AppQos_from_json(v, path + '/app_qos', ignore_unknown)
+    v = o.get('backing_qkdl_id', _ABSENT)
+    f_backing_qkdl_id = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'backing_qkdl_id', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'backing_qkdl_id'))])
+    v = o.get('local_qkdn_id', _ABSENT)
+    f_local_qkdn_id = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'local_qkdn_id', (_P0,))
+    v = o.get('remote_qkdn_id', _ABSENT)
+    f_remote_qkdn_id = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'remote_qkdn_id', (_P0,))
+    v = o.get('qkdsdn-node:admission', _ABSENT)
+    w = p.get('qkdsdn-node:admission', _ABSENT)
+    f_admission = _EMPTY_Admission if v is _ABSENT else pm.admission if v == w else _Admission_from_json(v, path + '/qkdsdn-node:admission', ignore_unknown)
+    v = o.get('qkdsdn-node:relay', _ABSENT)
+    w = p.get('qkdsdn-node:relay', _ABSENT)
+    f_relay = _EMPTY_Relay if v is _ABSENT else pm.relay if v == w else _Relay_from_json(v, path + '/qkdsdn-node:relay', ignore_unknown)
+    v = o.get('qkdsdn-node:key_mode', _ABSENT)
+    f_key_mode = None if v is _ABSENT else (_KeyMode_JSON.get(v) if type(v) is str else None) or _s.enum_json(_KeyMode_JSON, v, path, 'qkdsdn-node:key_mode')
+    made = _new(_QkdApp_B)
+    made.app_id = f_app_id
+    made.app_status = f_app_status
+    made.app_type = f_app_type
+    made.server_app_id = f_server_app_id
+    made.client_app_id = f_client_app_id
+    made.app_priority = f_app_priority
+    made.creation_time = f_creation_time
+    made.expiration_time = f_expiration_time
+    made.app_statistics = f_app_statistics
+    made.app_qos = f_app_qos
+    made.backing_qkdl_id = f_backing_qkdl_id
+    made.local_qkdn_id = f_local_qkdn_id
+    made.remote_qkdn_id = f_remote_qkdn_id
+    made.admission = f_admission
+    made.relay = f_relay
+    made.key_mode = f_key_mode
+    made.__class__ = QkdApp  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdApplications_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdApplications) -> QkdApplications:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdApplications_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdApplications_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('qkd_app', _ABSENT)
+    if v is _ABSENT:
+        f_qkd_app: tuple[QkdApp, ...] = ()
+    else:
+        f_qkd_app = _s.reuse_entries(_QkdApp_from_json, v if type(v) is list else _s.array(v, path, 'qkd_app'), p.get('qkd_app'), pm.qkd_app, path + '/qkd_app', ignore_unknown, 'app_id')
+    if len(f_qkd_app) > 1 and len({x.app_id for x in f_qkd_app}) != len(f_qkd_app):
+        _s.unique_keys(f_qkd_app, ('app_id',), path, 'qkd_app')
+    made = _new(_QkdApplications_B)
+    made.qkd_app = f_qkd_app
+    made.__class__ = QkdApplications  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdInterface_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdInterface) -> QkdInterface:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdInterface_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdInterface_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('qkdi_id', _ABSENT)
+    if v is _ABSENT:
+        raise _s.missing(path, 'qkdi_id')
+    f_qkdi_id = v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'qkdi_id', 0, 4294967295)
+    v = o.get('qkdi_model', _ABSENT)
+    f_qkdi_model = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'qkdi_model', ())
+    v = o.get('qkdi_type', _ABSENT)
+    f_qkdi_type = None if v is _ABSENT else (_QkdTechnologyTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdTechnologyTypes_JSON, v, path, 'qkdi_type')
+    v = o.get('qkdi_att_point', _ABSENT)
+    w = p.get('qkdi_att_point', _ABSENT)
+    f_qkdi_att_point = _EMPTY_QkdiAttPoint if v is _ABSENT else pm.qkdi_att_point if v == w else _QkdiAttPoint_from_json(v, path + '/qkdi_att_point', ignore_unknown)
+    v = o.get('qkdi_capabilities', _ABSENT)
+    w = p.get('qkdi_capabilities', _ABSENT)
+    f_qkdi_capabilities = _EMPTY_QkdiCapabilities if v is _ABSENT else pm.qkdi_capabilities if v == w else _QkdiCapabilities_from_json(v, path + '/qkdi_capabilities', ignore_unknown)
+    v = o.get('qkdi_status', _ABSENT)
+    f_qkdi_status = None if v is _ABSENT else (_IfaceStatusTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_IfaceStatusTypes_JSON, v, path, 'qkdi_status')
+    made = _new(_QkdInterface_B)
+    made.qkdi_id = f_qkdi_id
+    made.qkdi_model = f_qkdi_model
+    made.qkdi_type = f_qkdi_type
+    made.qkdi_att_point = f_qkdi_att_point
+    made.qkdi_capabilities = f_qkdi_capabilities
+    made.qkdi_status = f_qkdi_status
+    made.__class__ = QkdInterface  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdInterfaces_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdInterfaces) -> QkdInterfaces:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdInterfaces_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdInterfaces_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('qkd_interface', _ABSENT)
+    if v is _ABSENT:
+        f_qkd_interface: tuple[QkdInterface, ...] = ()
+    else:
+        f_qkd_interface = _s.reuse_entries(_QkdInterface_from_json, v if type(v) is list else _s.array(v, path, 'qkd_interface'), p.get('qkd_interface'), pm.qkd_interface, path + '/qkd_interface', ignore_unknown, 'qkdi_id')
+    if len(f_qkd_interface) > 1 and len({x.qkdi_id for x in f_qkd_interface}) != len(f_qkd_interface):
+        _s.unique_keys(f_qkd_interface, ('qkdi_id',), path, 'qkd_interface')
+    made = _new(_QkdInterfaces_B)
+    made.qkd_interface = f_qkd_interface
+    made.__class__ = QkdInterfaces  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdlPerformance_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdlPerformance) -> QkdlPerformance:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdlPerformance_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdlPerformance_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('expected_consumption', _ABSENT)
+    f_expected_consumption = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'expected_consumption', 0, 4294967295)
+    v = o.get('skr', _ABSENT)
+    f_skr = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'skr', 0, 4294967295)
+    v = o.get('eskr', _ABSENT)
+    f_eskr = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'eskr', 0, 4294967295)
+    v = o.get('phys_perf', _ABSENT)
+    if v is _ABSENT:
+        f_phys_perf: tuple[PhysPerf, ...] = ()
+    else:
+        f_phys_perf = _s.reuse_entries(_PhysPerf_from_json, v if type(v) is list else _s.array(v, path, 'phys_perf'), p.get('phys_perf'), pm.phys_perf, path + '/phys_perf', ignore_unknown, 'perf_type')
+    if len(f_phys_perf) > 1 and len({id(x.perf_type) for x in f_phys_perf}) != len(f_phys_perf):
+        _s.unique_keys(f_phys_perf, ('perf_type',), path, 'phys_perf')
+    made = _new(_QkdlPerformance_B)
+    made.expected_consumption = f_expected_consumption
+    made.skr = f_skr
+    made.eskr = f_eskr
+    made.phys_perf = f_phys_perf
+    made.__class__ = QkdlPerformance  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdLink_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdLink) -> QkdLink:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdLink_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdLink_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('qkdl_id', _ABSENT)
+    if v is _ABSENT:
+        raise _s.missing(path, 'qkdl_id')
+    f_qkdl_id = v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'qkdl_id', (_P0,))
+    v = o.get('qkdl_status', _ABSENT)
+    f_qkdl_status = None if v is _ABSENT else (_LinkStatusTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_LinkStatusTypes_JSON, v, path, 'qkdl_status')
+    v = o.get('qkdl_enable', _ABSENT)
+    f_qkdl_enable = None if v is _ABSENT else v if type(v) is bool else _s.bool_json(v, path, 'qkdl_enable')
+    v = o.get('qkdl_local', _ABSENT)
+    w = p.get('qkdl_local', _ABSENT)
+    f_qkdl_local = _EMPTY_QkdlLocal if v is _ABSENT else pm.qkdl_local if v == w else _QkdlLocal_from_json(v, path + '/qkdl_local', ignore_unknown)
+    v = o.get('qkdl_remote', _ABSENT)
+    w = p.get('qkdl_remote', _ABSENT)
+    f_qkdl_remote = _EMPTY_QkdlRemote if v is _ABSENT else pm.qkdl_remote if v == w else _QkdlRemote_from_json(v, path + '/qkdl_remote', ignore_unknown)
+    v = o.get('qkdl_type', _ABSENT)
+    f_qkdl_type = None if v is _ABSENT else (_QkdLinkTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdLinkTypes_JSON, v, path, 'qkdl_type')
+    v = o.get('qkdl_applications', _ABSENT)
+    f_qkdl_applications = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'qkdl_applications', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'qkdl_applications'))])
+    v = o.get('virt_prev_hop', _ABSENT)
+    f_virt_prev_hop = None if v is _ABSENT else v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'virt_prev_hop', (_P0,))
+    v = o.get('virt_next_hop', _ABSENT)
+    f_virt_next_hop = () if v is _ABSENT else tuple(v) if type(v) is list and _STRINGS.issuperset(map(type, v)) and _P0_SEEN.issuperset(v) else tuple([x if type(x) is str and (x in _P0_SEEN or _s.matches(_P0, _P0_SEEN, x)) else _s.string_json(x, path, 'virt_next_hop', (_P0,)) for x in (v if type(v) is list else _s.array(v, path, 'virt_next_hop'))])
+    v = o.get('virt_bandwidth', _ABSENT)
+    f_virt_bandwidth = None if v is _ABSENT else v if type(v) is int and 0 <= v <= 4294967295 else _s.int_json(v, path, 'virt_bandwidth', 0, 4294967295)
+    v = o.get('phys_channel_att', _ABSENT)
+    f_phys_channel_att = None if v is _ABSENT else _s.decimal_json(v, path, 'phys_channel_att', 3)
+    v = o.get('phys_wavelength', _ABSENT)
+    f_phys_wavelength = None if v is _ABSENT else v if type(v) is str and (v in _P3_SEEN or _s.matches(_P3, _P3_SEEN, v)) else _s.string_json(v, path, 'phys_wavelength', (_P3,))
+    v = o.get('phys_qkd_role', _ABSENT)
+    f_phys_qkd_role = None if v is _ABSENT else (_QkdRoleTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdRoleTypes_JSON, v, path, 'phys_qkd_role')
+    v = o.get('qkdl_performance', _ABSENT)
+    w = p.get('qkdl_performance', _ABSENT)
+    f_qkdl_performance = _EMPTY_QkdlPerformance if v is _ABSENT else pm.qkdl_performance if v == w else _QkdlPerformance_from_json_reusing(v, path + '/qkdl_performance', ignore_unknown, w, pm.qkdl_performance)
+    v = o.get('qkdsdn-node:hop_key_manager', _ABSENT)
+    if v is _ABSENT:
+        f_hop_key_manager: tuple[HopKeyManager, ...] = ()
+    else:
+        f_hop_key_manager = _s.reuse_entries(_HopKeyManager_from_json, v if type(v) is list else _s.array(v, path, 'qkdsdn-node:hop_key_manager'), p.get('qkdsdn-node:hop_key_manager'), pm.hop_key_manager, path + '/qkdsdn-node:hop_key_manager', ignore_unknown, 'qkdn_id')
+    if len(f_hop_key_manager) > 1 and len({x.qkdn_id for x in f_hop_key_manager}) != len(f_hop_key_manager):
+        _s.unique_keys(f_hop_key_manager, ('qkdn_id',), path, 'qkdsdn-node:hop_key_manager')
+    made = _new(_QkdLink_B)
+    made.qkdl_id = f_qkdl_id
+    made.qkdl_status = f_qkdl_status
+    made.qkdl_enable = f_qkdl_enable
+    made.qkdl_local = f_qkdl_local
+    made.qkdl_remote = f_qkdl_remote
+    made.qkdl_type = f_qkdl_type
+    made.qkdl_applications = f_qkdl_applications
+    made.virt_prev_hop = f_virt_prev_hop
+    made.virt_next_hop = f_virt_next_hop
+    made.virt_bandwidth = f_virt_bandwidth
+    made.phys_channel_att = f_phys_channel_att
+    made.phys_wavelength = f_phys_wavelength
+    made.phys_qkd_role = f_phys_qkd_role
+    made.qkdl_performance = f_qkdl_performance
+    made.hop_key_manager = f_hop_key_manager
+    made.__class__ = QkdLink  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdLinks_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdLinks) -> QkdLinks:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdLinks_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdLinks_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('qkd_link', _ABSENT)
+    if v is _ABSENT:
+        f_qkd_link: tuple[QkdLink, ...] = ()
+    else:
+        f_qkd_link = _s.reuse_entries(_QkdLink_from_json, v if type(v) is list else _s.array(v, path, 'qkd_link'), p.get('qkd_link'), pm.qkd_link, path + '/qkd_link', ignore_unknown, 'qkdl_id')
+    if len(f_qkd_link) > 1 and len({x.qkdl_id for x in f_qkd_link}) != len(f_qkd_link):
+        _s.unique_keys(f_qkd_link, ('qkdl_id',), path, 'qkd_link')
+    made = _new(_QkdLinks_B)
+    made.qkd_link = f_qkd_link
+    made.__class__ = QkdLinks  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
+
+
+def _QkdNode_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: QkdNode) -> QkdNode:
+    o = value if type(value) is dict else _s.obj(value, path)
+    if not ignore_unknown and not _QkdNode_MEMBERS.issuperset(o):
+        _s.check_members(o, _QkdNode_MEMBERS, path, ignore_unknown)
+    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING
+    v = o.get('qkdn_id', _ABSENT)
+    if v is _ABSENT:
+        raise _s.missing(path, 'qkdn_id')
+    f_qkdn_id = v if type(v) is str and (v in _P0_SEEN or _s.matches(_P0, _P0_SEEN, v)) else _s.string_json(v, path, 'qkdn_id', (_P0,))
+    v = o.get('qkdn_status', _ABSENT)
+    f_qkdn_status = None if v is _ABSENT else (_QkdnStatusTypes_JSON.get(v) if type(v) is str else None) or _s.enum_json(_QkdnStatusTypes_JSON, v, path, 'qkdn_status')
+    v = o.get('qkdn_version', _ABSENT)
+    f_qkdn_version = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'qkdn_version', ())
+    v = o.get('qkdn_location_id', _ABSENT)
+    f_qkdn_location_id = None if v is _ABSENT else v if type(v) is str else _s.string_json(v, path, 'qkdn_location_id', ())
+    v = o.get('qkdn_capabilities', _ABSENT)
+    w = p.get('qkdn_capabilities', _ABSENT)
+    f_qkdn_capabilities = _EMPTY_QkdnCapabilities if v is _ABSENT else pm.qkdn_capabilities if v == w else _QkdnCapabilities_from_json(v, path + '/qkdn_capabilities', ignore_unknown)
+    v = o.get('qkd_applications', _ABSENT)
+    w = p.get('qkd_applications', _ABSENT)
+    f_qkd_applications = _EMPTY_QkdApplications if v is _ABSENT else pm.qkd_applications if v == w else _QkdApplications_from_json_reusing(v, path + '/qkd_applications', ignore_unknown, w, pm.qkd_applications)
+    v = o.get('qkd_interfaces', _ABSENT)
+    w = p.get('qkd_interfaces', _ABSENT)
+    f_qkd_interfaces = _EMPTY_QkdInterfaces if v is _ABSENT else pm.qkd_interfaces if v == w else _QkdInterfaces_from_json_reusing(v, path + '/qkd_interfaces', ignore_unknown, w, pm.qkd_interfaces)
+    v = o.get('qkd_links', _ABSENT)
+    w = p.get('qkd_links', _ABSENT)
+    f_qkd_links = _EMPTY_QkdLinks if v is _ABSENT else pm.qkd_links if v == w else _QkdLinks_from_json_reusing(v, path + '/qkd_links', ignore_unknown, w, pm.qkd_links)
+    v = o.get('qkdsdn-node:key_manager', _ABSENT)
+    w = p.get('qkdsdn-node:key_manager', _ABSENT)
+    f_key_manager = _EMPTY_KeyManager if v is _ABSENT else pm.key_manager if v == w else _KeyManager_from_json(v, path + '/qkdsdn-node:key_manager', ignore_unknown)
+    made = _new(_QkdNode_B)
+    made.qkdn_id = f_qkdn_id
+    made.qkdn_status = f_qkdn_status
+    made.qkdn_version = f_qkdn_version
+    made.qkdn_location_id = f_qkdn_location_id
+    made.qkdn_capabilities = f_qkdn_capabilities
+    made.qkd_applications = f_qkd_applications
+    made.qkd_interfaces = f_qkd_interfaces
+    made.qkd_links = f_qkd_links
+    made.key_manager = f_key_manager
+    made.__class__ = QkdNode  # type: ignore[assignment]
+    return made  # type: ignore[return-value]
 
 
 def _QkdApp_from_json_KEY_MANAGER(value: object, path: str, ignore_unknown: bool) -> QkdApp:  # view KEY_MANAGER: leaves out app_priority, app_qos, app_statistics, app_status, app_type, creation_time, expiration_time, local_qkdn_id

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from typing import Any, TypeVar
 
 import orjson
 from lxml import etree
 
 E = TypeVar("E")
+T = TypeVar("T")
 
 UINT32_MAX = 4_294_967_295
 # An RFC 7951 / NETCONF envelope a qkd_node tree may come in (any namespace).
@@ -211,6 +213,42 @@ def find_root(xml: str | bytes, tag: str, path: str) -> etree._Element:
 
 def text(element: etree._Element) -> str:
     return (element.text or "").strip()
+
+
+def reuse_entries(
+    read: Callable[[object, str, bool], T],
+    values: list[Any],
+    earlier_values: object,
+    earlier: tuple[T, ...],
+    path: str,
+    ignore_unknown: bool,
+    key: str | None,
+) -> tuple[T, ...]:
+    """A list's entries read with `read`, but an entry equal to the earlier document's entry
+    with the same `key` value (no single key: at the same place) is that entry's tree."""
+    if type(earlier_values) is not list or len(earlier_values) != len(earlier):
+        return tuple(map(read, values, repeat(path), repeat(ignore_unknown)))
+    if key is None:
+        return tuple(
+            earlier[i]
+            if i < len(earlier) and value == earlier_values[i]
+            else read(value, path, ignore_unknown)
+            for i, value in enumerate(values)
+        )
+    by_key = {
+        value.get(key): (value, made)
+        for value, made in zip(earlier_values, earlier, strict=True)
+        if type(value) is dict
+    }
+    entries = []
+    for value in values:
+        known = by_key.get(value.get(key)) if type(value) is dict else None
+        entries.append(
+            known[1]
+            if known is not None and known[0] == value
+            else read(value, path, ignore_unknown)
+        )
+    return tuple(entries)
 
 
 def unique_keys(entries: tuple[Any, ...], keys: tuple[str, ...], path: str, name: str) -> None:

@@ -71,7 +71,10 @@ class NodeBackend(Protocol):
     """What the emulated node does with configuration (the sysrepo change subscriber)."""
 
     def veto(self, new_running: dict[str, Any]) -> str | None:
-        """A reason to refuse the new running config (RFC 7951 JSON), or None to accept."""
+        """A reason to refuse the new running config (RFC 7951 JSON), or None to accept.
+
+        `apply` gets the very document `veto` accepted: keep it, never modify it.
+        """
 
     def apply(self, new_running: dict[str, Any]) -> None:
         """Called after running changed; must not fail (the change is already made).
@@ -542,8 +545,9 @@ class Datastore:
     def _replace_running(self, checked: _Checked) -> None:
         if checked.text == self._running_text:
             return  # nothing changed: no veto, no apply, same revision
-        # Each backend call gets its own fresh dict (it may keep or change it).
-        reason = self._backend.veto(self._backend_document(checked))
+        # One fresh document, decoded once, for the veto and then the apply of this change.
+        document = self._backend_document(checked)
+        reason = self._backend.veto(document)
         if reason is not None:
             raise DatastoreError.of(
                 ErrorKind.VETOED, f"refused by the node: {reason}", app_tag="vetoed"
@@ -554,7 +558,7 @@ class Datastore:
         self._running_text = checked.text
         self.revision += 1
         try:
-            self._backend.apply(self._backend_document(checked))
+            self._backend.apply(document)
         except Exception:  # the change is made; a failing subscriber must not undo it
             log.exception("backend failed to apply running revision %d", self.revision)
 

@@ -8,6 +8,7 @@ sysrepo takes; that is a data format, not the NETCONF protocol.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import cast
 
 from lxml import etree
@@ -23,11 +24,21 @@ def base_element(local: str, namespace: str = BASE_NS) -> etree._Element:
     return etree.Element(f"{{{namespace}}}{local}", nsmap=nsmap)
 
 
+_parsers = threading.local()  # an lxml parser serves one thread at a time
+
+
+def _parser() -> etree.XMLParser:
+    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+        _parsers.parser = parser
+    return parser
+
+
 def parse(xml: str) -> etree._Element:
     """A data document; malformed XML is an invalid value."""
     try:
-        parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
-        return etree.fromstring(xml.encode("utf-8"), parser)
+        return etree.fromstring(xml.encode("utf-8"), _parser())
     except etree.XMLSyntaxError as error:
         raise DatastoreError.of(ErrorKind.INVALID_VALUE, f"malformed data: {error}") from error
 

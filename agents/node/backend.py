@@ -20,9 +20,12 @@ from agents.node.state import AppRecord
 from yang.model import ModelError, QkdNode
 
 
-def parse(running: dict[str, Any]) -> QkdNode:
-    """The tree of a configuration the datastore validated (raises ModelError otherwise)."""
-    return QkdNode.from_json(running)
+def parse(
+    running: dict[str, Any], earlier: tuple[dict[str, Any], QkdNode] | None = None
+) -> QkdNode:
+    """The tree of a configuration the datastore validated (raises ModelError otherwise);
+    what it has in common with `earlier` (a document and its tree) is not parsed again."""
+    return QkdNode.from_json(running, reuse=earlier)
 
 
 class ConfigBackend:
@@ -52,7 +55,7 @@ class ConfigBackend:
     def veto(self, new_running: dict[str, Any]) -> str | None:
         """Refuses what the emulated hardware cannot do; None accepts."""
         try:
-            tree = parse(new_running)
+            tree = parse(new_running, self._earlier(new_running))
         except ModelError as error:
             return f"the configuration does not fit the node model: {error}"
         self._vetoed = (new_running, tree)  # the datastore applies what it just asked about
@@ -65,8 +68,11 @@ class ConfigBackend:
     def adopt(self, running: dict[str, Any], quiet: bool) -> None:
         """Takes `running` as the configuration; `quiet` raises no notifications (boot)."""
         vetoed, self._vetoed = self._vetoed, None
-        # The datastore decodes what it vetoed and what it applies apart: equal, not the same.
-        tree = vetoed[1] if vetoed is not None and vetoed[0] == running else parse(running)
+        # The datastore applies the document it just had vetoed (the same object).
+        if vetoed is not None and vetoed[0] is running:
+            tree = vetoed[1]
+        else:
+            tree = parse(running, self._earlier(running))
         hardware = self._hardware
         with hardware.lock:
             self._running, self._tree = running, tree
@@ -78,6 +84,11 @@ class ConfigBackend:
         if not quiet:
             self._emit(events)
         self._feed.publish(running)
+
+    def _earlier(self, running: dict[str, Any]) -> tuple[dict[str, Any], QkdNode] | None:
+        """Running and its tree, for a parse to take the unchanged parts from; None when
+        `running` is that very document (changed in place since: nothing to trust)."""
+        return None if running is self._running else (self._running, self._tree)
 
     def _tree_of(self, running: dict[str, Any]) -> QkdNode:
         # The datastore shares one running document, never modified, until running changes

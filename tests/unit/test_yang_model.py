@@ -168,3 +168,38 @@ def test_a_remembered_decimal_is_still_checked_for_its_digits() -> None:
     assert model_support.decimal_json("1.5", "/x", "att", 3) == Decimal("1.5")
     with pytest.raises(ModelError, match="more than 0 fraction digits"):
         model_support.decimal_json("1.5", "/x", "att", 0)
+
+
+def test_a_parse_reusing_an_earlier_tree_equals_the_full_parse_and_shares_what_did_not_change() -> (
+    None
+):
+    earlier_doc = QkdNode.from_xml(golden("qkd-node-state.xml")).to_json()
+    earlier = QkdNode.from_json(earlier_doc)
+    phys, virt = earlier.qkd_links.qkd_link
+    changed = json.loads(json.dumps(earlier_doc))
+    links = changed[TOP]["qkd_links"]["qkd_link"]
+    links[1]["virt_bandwidth"] = 123  # the VIRT link changes
+    added = json.loads(json.dumps(links[1]))
+    added["qkdl_id"] = "5b7d1c2e-0000-5000-8000-0000000000b2"
+    links.insert(0, added)  # a new entry before the others: matched by key, not place
+    reused = QkdNode.from_json(changed, reuse=(earlier_doc, earlier))
+    assert reused == QkdNode.from_json(changed)
+    new, same_phys, new_virt = reused.qkd_links.qkd_link
+    assert new.qkdl_id.endswith("b2")
+    assert same_phys is phys and new_virt is not virt and new_virt.virt_bandwidth == 123
+    assert reused.qkd_interfaces is earlier.qkd_interfaces  # an equal container is taken over
+    removed = json.loads(json.dumps(earlier_doc))
+    del removed[TOP]["qkd_links"]["qkd_link"][0]
+    assert QkdNode.from_json(removed, reuse=(earlier_doc, earlier)) == QkdNode.from_json(removed)
+
+
+def test_a_parse_reusing_an_earlier_tree_refuses_a_wrong_value_as_the_full_parse_does() -> None:
+    earlier_doc = QkdNode.from_xml(golden("qkd-node-state.xml")).to_json()
+    earlier = QkdNode.from_json(earlier_doc)
+    wrong = json.loads(json.dumps(earlier_doc))
+    wrong[TOP]["qkd_links"]["qkd_link"][1]["virt_bandwidth"] = "fast"
+    with pytest.raises(ModelError) as full:
+        QkdNode.from_json(wrong)
+    with pytest.raises(ModelError) as reusing:
+        QkdNode.from_json(wrong, reuse=(earlier_doc, earlier))
+    assert str(reusing.value) == str(full.value)

@@ -475,6 +475,9 @@ class Generator:
             out += self.emit_json_in(cdef, "", frozenset())
             out += self.emit_xml_in(cdef, "", frozenset())
             out += self.emit_json_out(cdef)
+        for cdef in self.classes:
+            if self.nested(cdef):
+                out += self.emit_json_reusing(cdef)
         for view, skips in skipped.items():
             for cdef in self.classes:
                 if self.differs(cdef, skips):
@@ -757,6 +760,61 @@ class Generator:
         return lines
 
     @staticmethod
+    def nested(cdef: ClassDef) -> bool:
+        """Whether `cdef` holds containers or lists (parts a re-parse may take over)."""
+        return any(f.kind in ("container", "list") for f in cdef.fields)
+
+    def emit_json_reusing(self, cdef: ClassDef) -> list[str]:
+        """The full JSON parse of `cdef`, given the previous document's value `pv` and its
+        tree `pm`: a container or list entry equal to the previous one is taken from `pm`.
+        A list entry is matched by its key (a single-key list) or by its place."""
+        by_name = {c.name: c for c in self.classes}
+        const = f"_{cdef.name}_MEMBERS"
+        lines = [
+            f"def _{cdef.name}_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: {cdef.name}) -> {cdef.name}:",
+            "    o = value if type(value) is dict else _s.obj(value, path)",
+            f"    if not ignore_unknown and not {const}.issuperset(o):",
+            f"        _s.check_members(o, {const}, path, ignore_unknown)",
+            "    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING",
+        ]
+        plain = self.emit_json_in(cdef, "", frozenset())
+        start = next(i for i, line in enumerate(plain) if line.startswith("    v = o.get("))
+        body = plain[start:]
+        for fld in cdef.fields:
+            key, attr, sub = repr(fld.json_key), "f_" + fld.attr, repr("/" + fld.json_key)
+            if fld.kind == "container":
+                child = by_name[fld.cls]
+                call = (
+                    f"_{fld.cls}_from_json_reusing(v, path + {sub}, ignore_unknown, w, pm.{fld.attr})"
+                    if self.nested(child)
+                    else f"_{fld.cls}_from_json(v, path + {sub}, ignore_unknown)"
+                )
+                old = (
+                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else "
+                    f"_{fld.cls}_from_json(v, path + {sub}, ignore_unknown)"
+                )
+                new = [
+                    f"    w = p.get({key}, _ABSENT)",
+                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else pm.{fld.attr} if v == w else {call}",
+                ]
+                body = _replace_line(body, old, new)
+            elif fld.kind == "list":
+                entry = by_name[fld.cls]
+                single = (
+                    repr(next(f.json_key for f in entry.fields if f.name == fld.keys[0]))
+                    if len(fld.keys) == 1
+                    else "None"
+                )
+                first = f"            {attr} = tuple(map(_{fld.cls}_from_json,"
+                at = next(i for i, line in enumerate(body) if line.startswith(first))
+                items = f"v if type(v) is list else _s.array(v, path, {key})"
+                body[at - 1 : at + 4] = [
+                    f"        {attr} = _s.reuse_entries(_{fld.cls}_from_json, {items}, p.get({key}),"
+                    f" pm.{fld.attr}, path + {sub}, ignore_unknown, {single})",
+                ]
+        return [*lines, *body]
+
+    @staticmethod
     def read_entries(attr: str, reader: str, items: str, raw: str, name: str) -> list[str]:
         """A list's entries read by map() (no comprehension, no path per entry); on an error
         the entries are read again one by one with their index in the path, to name it."""
@@ -827,6 +885,11 @@ class Generator:
         return lines
 
 
+def _replace_line(lines: list[str], old: str, new: list[str]) -> list[str]:
+    at = lines.index(old)
+    return [*lines[:at], *new, *lines[at + 1 :]]
+
+
 def root_methods(cdef: ClassDef, root: Any) -> list[str]:
     module = root.i_module.arg
     ns = root.i_module.search_one("namespace").arg
@@ -836,14 +899,31 @@ def root_methods(cdef: ClassDef, root: Any) -> list[str]:
         "",
         "    @classmethod",
         "    def from_json(",
-        "        cls, doc: object, *, ignore_unknown: bool = False, view: View = View.FULL",
+        "        cls,",
+        "        doc: object,",
+        "        *,",
+        "        ignore_unknown: bool = False,",
+        "        view: View = View.FULL,",
+        f"        reuse: tuple[object, {cdef.name}] | None = None,",
         "    ) -> " + cdef.name + ":",
-        f'        """The tree of an RFC 7951 document `{{"{top}": {{...}}}}` (see View for `view`)."""',
+        f'        """The tree of an RFC 7951 document `{{"{top}": {{...}}}}` (see View for `view`).',
+        "",
+        "        `reuse`: an earlier document and its tree (full view, same `ignore_unknown`); the",
+        "        parts equal to the earlier ones are taken from its tree, not parsed again. For",
+        "        documents validated against the schema (a datastore's), where equal means the",
+        '        same typed values."""',
         '        top = doc if type(doc) is dict else _s.obj(doc, "/")',
         "        if not ignore_unknown and not _TOP_MEMBERS.issuperset(top):",
         '            _s.check_members(top, _TOP_MEMBERS, "/", ignore_unknown)',
         f"        if {top!r} not in top:",
         f'            raise _s.missing("", {top!r})',
+        "        if reuse is not None and view is View.FULL:",
+        "            earlier = reuse[0]",
+        f"            pv = earlier.get({top!r}, _ABSENT) if type(earlier) is dict else _ABSENT",
+        "            try:",
+        f"                return _{cdef.name}_from_json_reusing(top[{top!r}], {'/' + top!r}, ignore_unknown, pv, reuse[1])",
+        "            except (ModelError, TypeError):",
+        "                pass  # the full parse below names the error as it always does",
         f"        return _FROM_JSON[view](top[{top!r}], {'/' + top!r}, ignore_unknown)",
         "",
         "    @classmethod",
@@ -904,6 +984,7 @@ from yang import model_support as _s
 from yang.model_support import ModelError as ModelError
 
 _ABSENT: Any = object()
+_NOTHING: dict[str, Any] = {}  # no earlier value to reuse (never changed)
 _STRINGS = frozenset({str})
 _new = object.__new__
 '''
