@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from xml.sax.saxutils import escape, quoteattr
 
 NC_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
@@ -21,9 +22,27 @@ def q(tag: str, ns: str = QKD_NS) -> str:
 
 def element(tag: str, *children: str, text: str | int | None = None, **attrs: str) -> str:
     """An XML element as text; `text` is escaped, children are already XML."""
-    attr_text = "".join(f" {name.replace('__', ':')}={quoteattr(v)}" for name, v in attrs.items())
-    body = escape(str(text)) if text is not None else "".join(children)
+    attr_text = (
+        "".join(f" {name.replace('__', ':')}={_quoted(v)}" for name, v in attrs.items())
+        if attrs
+        else ""
+    )
+    if text is None:
+        body = "".join(children)
+    else:
+        body = str(text)
+        if _TEXT_SPECIAL.search(body) is not None:  # ids and numbers seldom need it
+            body = escape(body)
     return f"<{tag}{attr_text}>{body}</{tag}>"
+
+
+_TEXT_SPECIAL = re.compile(r"[&<>]")
+_ATTR_SPECIAL = re.compile("[&<>\"'\n\r\t]")
+
+
+def _quoted(value: str) -> str:
+    """`quoteattr(value)`, without its replacements when nothing needs one."""
+    return f'"{value}"' if _ATTR_SPECIAL.search(value) is None else quoteattr(value)
 
 
 def identity(tag: str, value: str) -> str:

@@ -155,3 +155,17 @@ def test_the_key_mode_is_written_on_every_node_and_in_a_rejection() -> None:
     assert data is not None
     [app] = parse_node(data).apps
     assert app.key_mode is KeyMode.QKD_ONLY
+
+
+@pytest.mark.parametrize("value", ["plain-id", "a&b", "a<b>c", 'say "hi"', "it's", "x\ny\tz\r"])
+def test_element_text_and_attributes_are_escaped_exactly_as_the_standard_library_does(
+    value: str,
+) -> None:
+    from xml.sax.saxutils import escape, quoteattr
+
+    from controller.names import element
+
+    assert element("leaf", text=value) == f"<leaf>{escape(value)}</leaf>"
+    assert element("node", "<c/>", nc__operation=value) == (
+        f"<node nc:operation={quoteattr(value)}><c/></node>"
+    )
