@@ -105,12 +105,11 @@ class Nacm:
         """`decide()`, made once per `key` for these rules: for callers whose decision
         follows from the rules and `key` alone."""
         found = self._memo.get(key)
-        return self._remember(key, decide()) if found is None else found
-
-    def _remember(self, key: tuple[object, ...], found: bool) -> bool:
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.clear()
-        self._memo[key] = found
+        if found is None:
+            found = decide()
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = found
         return found
 
     def rule_lists_of(self, user: str) -> tuple[RuleList, ...]:
@@ -130,11 +129,9 @@ class Nacm:
 
     def may_exec(self, user: str, module: str, operation: str) -> bool:
         """RFC 8341 §3.4.4: may `user` invoke `operation` of `module`?"""
-        key = ("exec", user, module, operation)
-        found = self._memo.get(key)
-        if found is None:
-            return self._remember(key, self._may_exec(user, module, operation))
-        return found
+        return self.remembered(
+            ("exec", user, module, operation), lambda: self._may_exec(user, module, operation)
+        )
 
     def _may_exec(self, user: str, module: str, operation: str) -> bool:
         if (module, operation) in ALWAYS_PERMITTED or not self.enabled:
@@ -165,9 +162,7 @@ class Nacm:
 
     def reads_everything(self, user: str) -> bool:
         """Whether `user` may read every data node (no reply needs pruning)."""
-        key = ("reads", user)
-        found = self._memo.get(key)
-        return self._remember(key, self._reads_everything(user)) if found is None else found
+        return self.remembered(("reads", user), lambda: self._reads_everything(user))
 
     def _reads_everything(self, user: str) -> bool:
         if not self.enabled:
@@ -205,11 +200,9 @@ class Nacm:
         they belong to: then an edit inside the subtree needs no node-by-node check, and a
         reply keeps the subtree whole. Conservative: False whenever a rule might decide some
         descendant otherwise."""
-        key = ("subtree", user, node, access)
-        found = self._memo.get(key)
-        if found is None:
-            return self._remember(key, self._permits_subtree(user, node, access))
-        return found
+        return self.remembered(
+            ("subtree", user, node, access), lambda: self._permits_subtree(user, node, access)
+        )
 
     def _permits_subtree(self, user: str, node: Path, access: Access) -> bool:
         if not self.enabled:
