@@ -37,23 +37,34 @@ class _Server(uvicorn.Server):
 
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
-        self._exit = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
     def exit_soon(self) -> None:
-        """What setting `should_exit` does, without waiting for the next tick."""
+        """What setting `should_exit` does, without waiting for the next tick (call it from
+        the server's event loop)."""
         self.should_exit = True
-        self._exit.set()
+        if self._wake is not None:
+            _wake_up(self._wake)
 
     async def main_loop(self) -> None:
-        counter = 0  # uvicorn refreshes its Date header on the ticks that are multiples of 10
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864_000
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit.wait(), DATE_REFRESH_S)
+        # A timer and a future, not asyncio.wait_for (a task of its own at every tick).
+        loop = asyncio.get_running_loop()
+        while not await self.on_tick(0):  # tick 0: uvicorn refreshes its Date header
+            self._wake = loop.create_future()
+            timer = loop.call_later(DATE_REFRESH_S, _wake_up, self._wake)
+            try:
+                await self._wake
+            finally:
+                timer.cancel()
+
+
+def _wake_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class HttpsServer:
