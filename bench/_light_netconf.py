@@ -88,17 +88,20 @@ class LightNetconfClient:
         connection: asyncssh.SSHClientConnection,
         writer: asyncssh.SSHWriter[bytes],
         reader: asyncssh.SSHReader[bytes],
+        request: bytes = GET_FRAMED,
     ) -> None:
         self._connection = connection
         self._writer = writer
         self._reader = reader
         self._decoder = FrameDecoder()
+        self._request = request
 
     @classmethod
-    async def open(cls, port: int, login: Login) -> LightNetconfClient:
+    async def open(cls, port: int, login: Login, request: bytes = GET_FRAMED) -> LightNetconfClient:
+        """A session that sends `request` (a framed <rpc>; default: the controller's <get>)."""
         connection = await _connect(port, login)
         writer, reader, _ = await connection.open_session(subsystem="netconf", encoding=None)
-        client = cls(connection, writer, reader)
+        client = cls(connection, writer, reader, request)
         await client._receive()  # the server's hello
         writer.write(encode_message(CLIENT_HELLO, FramingMode.END_OF_MESSAGE))
         client._decoder.set_mode(FramingMode.CHUNKED)
@@ -113,7 +116,7 @@ class LightNetconfClient:
         return message
 
     async def get(self) -> bytes:
-        self._writer.write(GET_FRAMED)
+        self._writer.write(self._request)
         reply = await self._receive()
         if b"<rpc-error" in reply:
             raise RuntimeError(f"the agent refused the <get>: {reply[:200]!r}")
@@ -189,8 +192,14 @@ async def _open(kind: str, port: int, login: Login, payload_size: int) -> RoundT
     raise ValueError(f"unknown client kind {kind!r}")
 
 
-async def _latency(kind: str, port: int, login: Login, count: int, warmup: int) -> list[float]:
-    client = await _open(kind, port, login, 0)
+async def _latency(
+    kind: str, port: int, login: Login, count: int, warmup: int, request: bytes = GET_FRAMED
+) -> list[float]:
+    client: RoundTripper = (
+        await LightNetconfClient.open(port, login, request)
+        if kind == "netconf"
+        else await _open(kind, port, login, 0)
+    )
     try:
         samples: list[float] = []
         for index in range(warmup + count):
@@ -203,10 +212,19 @@ async def _latency(kind: str, port: int, login: Login, count: int, warmup: int) 
         await client.close()
 
 
-def light_latency(conn: Connection, port: int, login: Login, count: int, warmup: int) -> None:
-    """Child entry: round trips (ms) of one light NETCONF session; sends the samples."""
+def light_latency(
+    conn: Connection,
+    port: int,
+    login: Login,
+    count: int,
+    warmup: int,
+    request: bytes = GET_FRAMED,
+) -> None:
+    """Child entry: round trips (ms) of one light NETCONF session sending `request`; sends
+    the samples."""
     try:
-        conn.send(("samples", asyncio.run(_latency("netconf", port, login, count, warmup))))
+        samples = asyncio.run(_latency("netconf", port, login, count, warmup, request))
+        conn.send(("samples", samples))
     except Exception as error:  # the bench reports it; a child has no one else to tell
         conn.send(("error", f"{type(error).__name__}: {error}"))
     finally:

@@ -165,9 +165,10 @@ class Load:
 class AgentProcess:
     """Some of the plan's agents in a child process running the real agent program."""
 
-    def __init__(self, plan: LabPlan, nodes: Sequence[str]) -> None:
+    def __init__(self, plan: LabPlan, nodes: Sequence[str], wrapper: Sequence[str] = ()) -> None:
         self._plan = plan
         self._nodes = nodes
+        self._wrapper = wrapper  # a command the agent program runs under (valgrind ...)
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._child: subprocess.Popen[str] | None = None
 
@@ -180,7 +181,7 @@ class AgentProcess:
         files = write_process_configs(self._plan)
         hosted = [arg for node in self._nodes for arg in ("--config", str(files[f"agent-{node}"]))]
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "lab.cli", "agent", "run", *hosted],
+            [*self._wrapper, sys.executable, "-m", "lab.cli", "agent", "run", *hosted],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -207,7 +208,7 @@ class AgentProcess:
             if line.startswith("ready:"):
                 return
             seen.append(line)
-        raise RuntimeError(f"the agents were not ready within {READY_TIMEOUT_S:.0f} s")
+        raise RuntimeError("the agents were not ready in time")
 
     def stop(self) -> None:
         if self._child is None:
@@ -224,10 +225,17 @@ class AgentProcess:
 class HostedAgents:
     """The plan's agents in children, grouped as `lab up` would (or over `processes`)."""
 
-    def __init__(self, plan: LabPlan, processes: int | None = None) -> None:
+    def __init__(
+        self,
+        plan: LabPlan,
+        processes: int | None = None,
+        wrapper: Sequence[str] = (),
+        ready_timeout_s: float = READY_TIMEOUT_S,
+    ) -> None:
         names = [node.name for node in plan.nodes]
         groups = plan.hosting_groups() if processes is None else agent_groups(names, processes)
-        self._children = [AgentProcess(plan, group) for group in groups or (tuple(names),)]
+        self._children = [AgentProcess(plan, group, wrapper) for group in groups or (tuple(names),)]
+        self._ready_timeout_s = ready_timeout_s
 
     @property
     def pids(self) -> list[int]:
@@ -237,7 +245,7 @@ class HostedAgents:
         try:
             for child in self._children:
                 child.start()
-            deadline = time.monotonic() + READY_TIMEOUT_S
+            deadline = time.monotonic() + self._ready_timeout_s
             for child in self._children:
                 child.wait_ready(deadline)
         except BaseException:
