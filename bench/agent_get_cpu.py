@@ -7,8 +7,9 @@ hosts them) under `valgrind --tool=callgrind --instr-atstart=no`, and one light 
 session of the controller's account against the first node (SSH, NACM and all). Counting is
 switched on only while the session sends its gets; each figure is the count of a run of
 --gets + 50 gets minus that of a run of 50 (the session's set-up cancels out), divided by
---gets. The machine's load does not change these counts: compare trees with them (run this
-script of each tree with its own PYTHONPATH).
+--gets. The program's background work (timers), counted over 10 s with no session, is
+taken out at its rate per second. The machine's load does not change these counts: compare
+trees with them (run this script of each tree with its own PYTHONPATH).
 
 The figure: a <get> of the whole qkd_node (the controller's). The baseline of the same run: a
 <get> of the node's qkdn_id leaf alone (the same SSH, session, dispatch and access control,
@@ -27,6 +28,7 @@ import json
 import re
 import subprocess
 import tempfile
+import time
 from typing import Any
 
 from agents.netconf.framing import FramingMode, encode_message
@@ -37,6 +39,7 @@ from tests.harness.agents import make_test_plan
 from tests.harness.configs import addresses_from_plan
 
 SET_UP_GETS = 50
+IDLE_S = 10  # seconds of no session, to take the background work out of the gets' counts
 LEAF_RPC = (
     '<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0" message-id="1"><get>'
     f'<filter type="subtree"><qkd_node xmlns="{QKD_NS}"><qkdn_id/></qkd_node></filter>'
@@ -53,13 +56,25 @@ def _control(pid: int, *args: str) -> str:
     return done.stdout
 
 
-def _counted(pid: int, port: int, login: light.Login, request: bytes, gets: int, dump: Path) -> int:
-    """Instructions of `gets` round trips of a new session sending `request`."""
+def _counted(
+    pid: int, port: int, login: light.Login, request: bytes | None, gets: int, dump: Path
+) -> tuple[int, float]:
+    """Instructions and seconds of `gets` round trips of a new session sending `request`
+    (None: of `gets` seconds with no session, the program's own background work)."""
     _control(pid, "-z")
     _control(pid, "-i", "on")
-    with spawned(light.light_latency, port, login, gets, 0, request) as child:
-        child.receive("samples", CHILD_TIMEOUT_S)
+    started = time.monotonic()
+    if request is None:
+        time.sleep(gets)
+    else:
+        with spawned(light.light_latency, port, login, gets, 0, request) as child:
+            child.receive("samples", CHILD_TIMEOUT_S)
+    elapsed = time.monotonic() - started
     _control(pid, "-i", "off")
+    return _dumped(pid, dump), elapsed
+
+
+def _dumped(pid: int, dump: Path) -> int:
     before = set(dump.parent.glob(dump.name + "*"))
     _control(pid, "-d")
     written = sorted(set(dump.parent.glob(dump.name + "*")) - before)
@@ -96,10 +111,14 @@ def measure(agents: int, gets: int) -> dict[str, Any]:
                     light.light_latency, address.port, login, SET_UP_GETS, 0, request
                 ) as child:
                     child.receive("samples", CHILD_TIMEOUT_S)
+            idle, idle_s = _counted(pid, address.port, login, None, IDLE_S, dump)
+            per_s = idle / idle_s  # timers (RESTCONF ticks, performance updates) run meanwhile
+            figures["background_instructions_per_s"] = per_s
             for name, request in requests.items():
-                short = _counted(pid, address.port, login, request, SET_UP_GETS, dump)
-                long = _counted(pid, address.port, login, request, SET_UP_GETS + gets, dump)
-                figures[f"{name}_instructions_per_get"] = (long - short) / gets
+                short, short_s = _counted(pid, address.port, login, request, SET_UP_GETS, dump)
+                long, long_s = _counted(pid, address.port, login, request, SET_UP_GETS + gets, dump)
+                spent = (long - per_s * long_s) - (short - per_s * short_s)
+                figures[f"{name}_instructions_per_get"] = spent / gets
     figures["ratio_whole_to_leaf"] = (
         figures["whole_qkd_node_instructions_per_get"]
         / figures["qkdn_id_leaf_instructions_per_get"]
