@@ -285,38 +285,59 @@ class Forwarder:
             )
 
     async def _entry(self, header: HopHeader, deadline: float, where: str) -> Association:
-        """The forwarding entry for this hop, waiting briefly for a config still on its way."""
+        """The forwarding entry for this hop, checked against the hop's header."""
+        entry = await self.forwarding_entry(header.virt_link_id, header.sender, deadline, where)
+        self.check_entry(
+            entry, header.virt_link_id, header.master, header.slaves, header.hop, where, header.mode
+        )
+        return entry
+
+    async def forwarding_entry(
+        self, virt_link_id: str, sender: str, deadline: float, where: str
+    ) -> Association:
+        """The forwarding entry of `virt_link_id` for keys from `sender`, waiting briefly for
+        a configuration still on its way (REFUSED when none comes in time)."""
         give_up = min(time.monotonic() + self.timeouts.entry_s, deadline - HOP_MARGIN_S)
         while True:
-            entry = self.associations.view.forwarding_entry(header.virt_link_id, header.sender)
+            entry = self.associations.view.forwarding_entry(virt_link_id, sender)
             if entry is not None:
-                return self._check_entry(entry, header, where)
+                return entry
             remaining = give_up - time.monotonic()
             if remaining <= 0:
                 raise RelayFailure(
                     FailureKind.REFUSED,
-                    f"{where}: no forwarding entry for virtual link {header.virt_link_id}"
-                    f" from {self.name_of(header.sender)}",
+                    f"{where}: no forwarding entry for virtual link {virt_link_id}"
+                    f" from {self.name_of(sender)}",
                 )
             await self.associations.wait_for_change(remaining)
 
-    def _check_entry(self, entry: Association, header: HopHeader, where: str) -> Association:
-        if not entry.serves(header.master, header.slaves):
+    def check_entry(
+        self,
+        entry: Association,
+        virt_link_id: str,
+        master: str,
+        slaves: tuple[str, ...],
+        hop: int,
+        where: str,
+        mode: RelayMode | None = None,
+    ) -> None:
+        """REFUSED unless `entry` carries master→slaves keys with this node at place `hop` of
+        its path (and, given `mode`, in that relay mode)."""
+        if not entry.serves(master, slaves):
             raise RelayFailure(
                 FailureKind.REFUSED,
-                f"{where}: virtual link {header.virt_link_id} does not carry keys"
-                f" {header.master}→{','.join(header.slaves)}",
+                f"{where}: virtual link {virt_link_id} does not carry keys"
+                f" {master}→{','.join(slaves)}",
             )
-        if entry.mode is not header.mode:
+        if mode is not None and entry.mode is not mode:
             raise RelayFailure(
                 FailureKind.REFUSED,
-                f"{where}: relay mode {header.mode.value}, configured {entry.mode.value}",
+                f"{where}: relay mode {mode.value}, configured {entry.mode.value}",
             )
-        if entry.path and (header.hop >= len(entry.path) or entry.path[header.hop] != self.qkdn_id):
+        if entry.path and (hop >= len(entry.path) or entry.path[hop] != self.qkdn_id):
             raise RelayFailure(
-                FailureKind.REFUSED, f"{where}: hop number {header.hop} does not match the path"
+                FailureKind.REFUSED, f"{where}: hop number {hop} does not match the path"
             )
-        return entry
 
     def _keys(self, header: HopHeader, payload: bytes, entry: Association) -> list[StoredKey]:
         """The keys of a hop, with their origin (relayed over QKD) and the key mode this

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from common.protos import relay_pb2 as pb
 from common.tracing import Tracer
-from km.associations import Association, Associations
+from km.associations import Association
 from km.config import KmConfig
 from km.key_store import KeyStore, VoidOutcome, key_id_value
 from km.relay.client import RelayClient
@@ -67,9 +67,6 @@ class VoidResult:
 
 class _Timeouts(Protocol):
     @property
-    def entry_s(self) -> float: ...
-
-    @property
     def connect_s(self) -> float: ...
 
 
@@ -95,9 +92,6 @@ class VoidPath(Protocol):
     def store(self) -> KeyStore: ...
 
     @property
-    def associations(self) -> Associations: ...
-
-    @property
     def client(self) -> RelayClient: ...
 
     @property
@@ -111,9 +105,23 @@ class VoidPath(Protocol):
 
     def name_of(self, qkdn_id: str) -> str: ...
 
+    async def forwarding_entry(
+        self, virt_link_id: str, sender: str, deadline: float, where: str
+    ) -> Association: ...
+
+    def check_entry(
+        self,
+        entry: Association,
+        virt_link_id: str,
+        master: str,
+        slaves: tuple[str, ...],
+        hop: int,
+        where: str,
+    ) -> None: ...
+
 
 class RelayVoids:
-    """The void side of one KM's forwarder (same store, associations, client, hand-offs)."""
+    """The void side of one KM's forwarder (same store, forwarding entries, client, hand-offs)."""
 
     def __init__(self, forwarder: VoidPath) -> None:
         self.forwarder = forwarder
@@ -198,29 +206,8 @@ class RelayVoids:
     async def _entry(self, msg: pb.RelayVoid, deadline: float, where: str) -> Association:
         """The forwarding entry for this void (the one its keys were relayed by)."""
         fwd = self.forwarder
-        give_up = min(time.monotonic() + fwd.timeouts.entry_s, deadline - HOP_MARGIN_S)
-        while True:
-            entry = fwd.associations.view.forwarding_entry(msg.virt_link_id, msg.sender)
-            if entry is not None:
-                break
-            remaining = give_up - time.monotonic()
-            if remaining <= 0:
-                raise RelayFailure(
-                    FailureKind.REFUSED,
-                    f"{where}: no forwarding entry for virtual link {msg.virt_link_id}"
-                    f" from {fwd.name_of(msg.sender)}",
-                )
-            await fwd.associations.wait_for_change(remaining)
-        if not entry.serves(msg.master, tuple(msg.slaves)):
-            raise RelayFailure(
-                FailureKind.REFUSED,
-                f"{where}: virtual link {msg.virt_link_id} does not carry keys"
-                f" {msg.master}→{','.join(msg.slaves)}",
-            )
-        if entry.path and (msg.hop >= len(entry.path) or entry.path[msg.hop] != fwd.qkdn_id):
-            raise RelayFailure(
-                FailureKind.REFUSED, f"{where}: hop number {msg.hop} does not match the path"
-            )
+        entry = await fwd.forwarding_entry(msg.virt_link_id, msg.sender, deadline, where)
+        fwd.check_entry(entry, msg.virt_link_id, msg.master, tuple(msg.slaves), msg.hop, where)
         return entry
 
     async def _send(
