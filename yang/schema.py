@@ -333,13 +333,7 @@ class Schema:
         canonical XML and RFC 7951 JSON, printed from the same parsed tree (one libyang
         parse instead of three). Raises InvalidDataError with every problem otherwise.
         """
-        text = _top_level_xml(xml, self._namespaces)
-        try:
-            tree = self._ctx.parse_data_mem(
-                text, "xml", no_state=True, strict=True, validate_present=True
-            )
-        except libyang.LibyangError as exc:
-            raise InvalidDataError(_errors_of(exc)) from None
+        tree = self._checked_config_tree(xml)
         if tree is None:
             return CheckedConfig("", "{}")
         try:
@@ -360,13 +354,7 @@ class Schema:
         modules an edit touched alone when the others are unchanged and already valid.
         Raises InvalidDataError with every problem otherwise.
         """
-        text = _top_level_xml(xml, self._namespaces)
-        try:
-            tree = self._ctx.parse_data_mem(
-                text, "xml", no_state=True, strict=True, validate_present=True
-            )
-        except libyang.LibyangError as exc:
-            raise InvalidDataError(_errors_of(exc)) from None
+        tree = self._checked_config_tree(xml)
         if tree is None:
             return ()
         try:
@@ -387,6 +375,17 @@ class Schema:
             raise InvalidDataError(_errors_of(exc)) from None
         finally:
             tree.free()
+
+    def _checked_config_tree(self, xml: str) -> libyang.DNode | None:
+        """The validated tree of a configuration (the caller frees it); None when empty.
+        Raises InvalidDataError with every problem."""
+        text = _top_level_xml(xml, self._namespaces)
+        try:
+            return self._ctx.parse_data_mem(
+                text, "xml", no_state=True, strict=True, validate_present=True
+            )
+        except libyang.LibyangError as exc:
+            raise InvalidDataError(_errors_of(exc)) from None
 
     def merge_state_xml(self, config_xml: str, state_json: str) -> str:
         """The configuration `config_xml` with the RFC 7951 tree `state_json` merged into it

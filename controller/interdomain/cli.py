@@ -209,27 +209,37 @@ def _fetch(args: argparse.Namespace, path: str) -> Any:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    data = _fetch(args, "/interdomain/view")
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    show(view_tables(data), "none")
-    return 0
+    return _print(args, "/interdomain/view", view_tables, "none")
 
 
 def cmd_reservations(args: argparse.Namespace) -> int:
-    data = _fetch(args, "/interdomain/reservations")
-    if args.json:
-        print(json.dumps(data, indent=2))
-        return 0
-    show([("inter-domain reservations", reservation_rows(data))], "no reservations")
-    return 0
+    return _print(
+        args,
+        "/interdomain/reservations",
+        lambda data: [("inter-domain reservations", reservation_rows(data))],
+        "no reservations",
+    )
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    data = _fetch(args, "/interdomain/peers")
+    return _print(
+        args,
+        "/interdomain/peers",
+        lambda data: [("peer domains", peer_rows(data))],
+        "no peer domains",
+    )
+
+
+def _print(
+    args: argparse.Namespace,
+    path: str,
+    tables: Callable[[Any], list[tuple[str, Rows]]],
+    empty: str,
+) -> int:
+    """GET `path`; print it as JSON (--json) or as `tables(data)`."""
+    data = _fetch(args, path)
     if args.json:
         print(json.dumps(data, indent=2))
-        return 0
-    show([("peer domains", peer_rows(data))], "no peer domains")
+    else:
+        show(tables(data), empty)
     return 0
