@@ -477,7 +477,7 @@ class Generator:
             out += self.emit_json_out(cdef)
         for cdef in self.classes:
             if self.nested(cdef):
-                out += self.emit_json_reusing(cdef)
+                out += self.emit_json_in(cdef, "", frozenset(), reusing=True)
         for view, skips in skipped.items():
             for cdef in self.classes:
                 if self.differs(cdef, skips):
@@ -610,44 +610,65 @@ class Generator:
         view: str,
         skip: frozenset[str],
         skips: dict[str, frozenset[str]] | None = None,
+        reusing: bool = False,
     ) -> list[str]:
+        """The JSON reader of `cdef` (in `view`). `reusing`: the full reader given also the
+        earlier document's value `pv` and its tree `pm`: a container or list entry equal to
+        the earlier one is taken from `pm` (entries matched by their single key, else by
+        place)."""
         known = ", ".join(repr(f.json_key) for f in cdef.fields)
         const = f"_{cdef.name}_MEMBERS"
-        suffix = f"_{view}" if view else ""
-        head = [f"{const} = frozenset({{{known}}})", "", ""] if not view else []
+        suffix = f"_{view}" if view else "_reusing" if reusing else ""
+        head = [f"{const} = frozenset({{{known}}})", "", ""] if not view and not reusing else []
         what = f"  # view {view}: leaves out {', '.join(sorted(skip))}" if skip else ""
+        earlier = f", pv: object, pm: {cdef.name}" if reusing else ""
         lines = [
             *head,
-            f"def _{cdef.name}_from_json{suffix}(value: object, path: str, ignore_unknown: bool) -> {cdef.name}:{what}",
+            f"def _{cdef.name}_from_json{suffix}(value: object, path: str, ignore_unknown: bool{earlier}) -> {cdef.name}:{what}",
             "    o = value if type(value) is dict else _s.obj(value, path)",
             f"    if not ignore_unknown and not {const}.issuperset(o):",
             f"        _s.check_members(o, {const}, path, ignore_unknown)",
         ]
+        if reusing:
+            lines.append("    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING")
+        by_name = {c.name: c for c in self.classes}
         for fld in cdef.fields:
             key, name, attr = repr(fld.json_key), repr(fld.json_key), "f_" + fld.attr
+            sub = repr("/" + fld.json_key)
             if fld.attr in skip:
                 lines.append(f"    {attr} = {self.skipped_value(fld)}")
                 continue
             lines.append(f"    v = o.get({key}, _ABSENT)")
             if fld.kind == "container":
                 reader = self.reader(fld.cls, "json", view, skips)
-                lines.append(
-                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else "
-                    f"{reader}(v, path + {'/' + fld.json_key!r}, ignore_unknown)"
-                )
+                call = f"{reader}(v, path + {sub}, ignore_unknown)"
+                if reusing:
+                    if self.nested(by_name[fld.cls]):
+                        call = f"_{fld.cls}_from_json_reusing(v, path + {sub}, ignore_unknown, w, pm.{fld.attr})"
+                    lines.append(f"    w = p.get({key}, _ABSENT)")
+                    call = f"pm.{fld.attr} if v == w else {call}"
+                lines.append(f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else {call}")
             elif fld.kind == "list":
                 reader = self.reader(fld.cls, "json", view, skips)
+                items = f"v if type(v) is list else _s.array(v, path, {name})"
+                if reusing:
+                    entry = by_name[fld.cls]
+                    single = (
+                        repr(next(f.json_key for f in entry.fields if f.name == fld.keys[0]))
+                        if len(fld.keys) == 1
+                        else "None"
+                    )
+                    read = [
+                        f"        {attr} = _s.reuse_entries({reader}, {items}, p.get({key}),"
+                        f" pm.{fld.attr}, path + {sub}, ignore_unknown, {single})"
+                    ]
+                else:
+                    read = self.read_entries(attr, reader, items, "v", fld.json_key)
                 lines += [
                     "    if v is _ABSENT:",
                     f"        {attr}: tuple[{fld.cls}, ...] = ()",
                     "    else:",
-                    *self.read_entries(
-                        attr,
-                        reader,
-                        f"v if type(v) is list else _s.array(v, path, {name})",
-                        "v",
-                        fld.json_key,
-                    ),
+                    *read,
                     f"    if len({attr}) > 1{self.keys_differ(attr, fld)}:",
                     f"        _s.unique_keys({attr}, {fld.keys!r}, path, {name})",
                 ]
@@ -764,56 +785,6 @@ class Generator:
         """Whether `cdef` holds containers or lists (parts a re-parse may take over)."""
         return any(f.kind in ("container", "list") for f in cdef.fields)
 
-    def emit_json_reusing(self, cdef: ClassDef) -> list[str]:
-        """The full JSON parse of `cdef`, given the previous document's value `pv` and its
-        tree `pm`: a container or list entry equal to the previous one is taken from `pm`.
-        A list entry is matched by its key (a single-key list) or by its place."""
-        by_name = {c.name: c for c in self.classes}
-        const = f"_{cdef.name}_MEMBERS"
-        lines = [
-            f"def _{cdef.name}_from_json_reusing(value: object, path: str, ignore_unknown: bool, pv: object, pm: {cdef.name}) -> {cdef.name}:",
-            "    o = value if type(value) is dict else _s.obj(value, path)",
-            f"    if not ignore_unknown and not {const}.issuperset(o):",
-            f"        _s.check_members(o, {const}, path, ignore_unknown)",
-            "    p: dict[str, Any] = pv if type(pv) is dict else _NOTHING",
-        ]
-        plain = self.emit_json_in(cdef, "", frozenset())
-        start = next(i for i, line in enumerate(plain) if line.startswith("    v = o.get("))
-        body = plain[start:]
-        for fld in cdef.fields:
-            key, attr, sub = repr(fld.json_key), "f_" + fld.attr, repr("/" + fld.json_key)
-            if fld.kind == "container":
-                child = by_name[fld.cls]
-                call = (
-                    f"_{fld.cls}_from_json_reusing(v, path + {sub}, ignore_unknown, w, pm.{fld.attr})"
-                    if self.nested(child)
-                    else f"_{fld.cls}_from_json(v, path + {sub}, ignore_unknown)"
-                )
-                old = (
-                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else "
-                    f"_{fld.cls}_from_json(v, path + {sub}, ignore_unknown)"
-                )
-                new = [
-                    f"    w = p.get({key}, _ABSENT)",
-                    f"    {attr} = _EMPTY_{fld.cls} if v is _ABSENT else pm.{fld.attr} if v == w else {call}",
-                ]
-                body = _replace_line(body, old, new)
-            elif fld.kind == "list":
-                entry = by_name[fld.cls]
-                single = (
-                    repr(next(f.json_key for f in entry.fields if f.name == fld.keys[0]))
-                    if len(fld.keys) == 1
-                    else "None"
-                )
-                first = f"            {attr} = tuple(map(_{fld.cls}_from_json,"
-                at = next(i for i, line in enumerate(body) if line.startswith(first))
-                items = f"v if type(v) is list else _s.array(v, path, {key})"
-                body[at - 1 : at + 4] = [
-                    f"        {attr} = _s.reuse_entries(_{fld.cls}_from_json, {items}, p.get({key}),"
-                    f" pm.{fld.attr}, path + {sub}, ignore_unknown, {single})",
-                ]
-        return [*lines, *body]
-
     @staticmethod
     def read_entries(attr: str, reader: str, items: str, raw: str, name: str) -> list[str]:
         """A list's entries read by map() (no comprehension, no path per entry); on an error
@@ -883,11 +854,6 @@ class Generator:
                     ]
         lines += ["    return d", "", ""]
         return lines
-
-
-def _replace_line(lines: list[str], old: str, new: list[str]) -> list[str]:
-    at = lines.index(old)
-    return [*lines[:at], *new, *lines[at + 1 :]]
 
 
 def root_methods(cdef: ClassDef, root: Any) -> list[str]:
