@@ -24,11 +24,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import functools
 import json
 import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agents.netconf.framing import FramingMode, encode_message
@@ -56,22 +58,21 @@ def _control(pid: int, *args: str) -> str:
     return done.stdout
 
 
-def _counted(
-    pid: int, port: int, login: light.Login, request: bytes | None, gets: int, dump: Path
-) -> tuple[int, float]:
-    """Instructions and seconds of `gets` round trips of a new session sending `request`
-    (None: of `gets` seconds with no session, the program's own background work)."""
+def _counted(pid: int, dump: Path, run: Callable[[], object]) -> tuple[int, float]:
+    """Instructions of the program and seconds while `run()` runs."""
     _control(pid, "-z")
     _control(pid, "-i", "on")
     started = time.monotonic()
-    if request is None:
-        time.sleep(gets)
-    else:
-        with spawned(light.light_latency, port, login, gets, 0, request) as child:
-            child.receive("samples", CHILD_TIMEOUT_S)
+    run()
     elapsed = time.monotonic() - started
     _control(pid, "-i", "off")
     return _dumped(pid, dump), elapsed
+
+
+def _session(port: int, login: light.Login, request: bytes, gets: int) -> None:
+    """`gets` round trips of a new light session sending `request`."""
+    with spawned(light.light_latency, port, login, gets, 0, request) as child:
+        child.receive("samples", CHILD_TIMEOUT_S)
 
 
 def _dumped(pid: int, dump: Path) -> int:
@@ -106,17 +107,19 @@ def measure(agents: int, gets: int) -> dict[str, Any]:
                 "whole_qkd_node": light.GET_FRAMED,
                 "qkdn_id_leaf": encode_message(LEAF_RPC, FramingMode.CHUNKED),
             }
+            port = address.port
             for request in requests.values():  # warm-up, not counted: caches, first imports
-                with spawned(
-                    light.light_latency, address.port, login, SET_UP_GETS, 0, request
-                ) as child:
-                    child.receive("samples", CHILD_TIMEOUT_S)
-            idle, idle_s = _counted(pid, address.port, login, None, IDLE_S, dump)
+                _session(port, login, request, SET_UP_GETS)
+            idle, idle_s = _counted(pid, dump, lambda: time.sleep(IDLE_S))
             per_s = idle / idle_s  # timers (RESTCONF ticks, performance updates) run meanwhile
             figures["background_instructions_per_s"] = per_s
             for name, request in requests.items():
-                short, short_s = _counted(pid, address.port, login, request, SET_UP_GETS, dump)
-                long, long_s = _counted(pid, address.port, login, request, SET_UP_GETS + gets, dump)
+                short, short_s = _counted(
+                    pid, dump, functools.partial(_session, port, login, request, SET_UP_GETS)
+                )
+                long, long_s = _counted(
+                    pid, dump, functools.partial(_session, port, login, request, SET_UP_GETS + gets)
+                )
                 spent = (long - per_s * long_s) - (short - per_s * short_s)
                 figures[f"{name}_instructions_per_get"] = spent / gets
     figures["ratio_whole_to_leaf"] = (
